@@ -1,0 +1,58 @@
+"""Shared test helpers. Tests marked `core` also run under KERAS_BACKEND=jax in CI."""
+
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def backend():
+    import keras
+
+    return keras.backend.backend()
+
+
+def value_and_grad(fn, x):
+    """(fn(x), d fn / dx) for a scalar function of one array, on any backend."""
+    if backend() == "jax":
+        import jax
+
+        value, grad = jax.value_and_grad(fn)(x)
+        return float(value), np.asarray(grad)
+    import tensorflow as tf
+
+    x = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        value = fn(x)
+    return float(value), tape.gradient(value, x).numpy()
+
+
+def run_cli(module, *args, env=None, timeout=600, cwd=None):
+    """Runs `python -m module args...`; returns the CompletedProcess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=cwd or REPO,
+    )
+
+
+def error_lines(stderr: str) -> list:
+    """stderr lines that are not TensorFlow/CUDA start-up noise."""
+    noise = ("WARNING: All log messages", "cudart_stub", "cuda_platform", "cuInit", "oneDNN", "cpu_feature_guard", "AVX2")
+    return [line for line in stderr.splitlines() if line.strip() and not any(n in line for n in noise)]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

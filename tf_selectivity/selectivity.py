@@ -1,0 +1,330 @@
+"""The class selectivity index (Leavitt & Morcos, eq. 1) and its averages (eq. 3).
+
+A *unit* is a feature map (or a dense unit). Its *response* to one sample is the
+mean of the map over all spatial positions. For each unit, with class-conditional
+mean responses ``mu_1 .. mu_K``::
+
+    mu_max  = max_k mu_k                       (the preferred class)
+    mu_-max = mean of the other classes' means
+    SI      = (mu_max - mu_-max) / (|mu_max| + |mu_-max|)
+
+For non-negative responses (ReLU networks) this is exactly the paper's eq. 1,
+``(mu_max - mu_-max) / (mu_max + mu_-max)``: 0 when every class has the same
+mean, 1 when the unit responds to a single class only.
+
+Conventions (documented here, tested in ``tests/test_selectivity.py``):
+
+* **Dead units** (all class means zero, e.g. a ReLU unit that never fires) have
+  SI = 0: there is no class preference to measure. The value is never NaN.
+* **Negative responses** (leaky ReLU, or probing before the non-linearity): the
+  denominator uses absolute values. It equals eq. 1 whenever both means are
+  non-negative, and by the triangle inequality keeps SI in [0, 1] otherwise
+  (a unit positive for one class and negative for all others gets 1). Plain
+  eq. 1 would divide by a sum that can be zero or negative and return
+  +/-Inf or values outside [0, 1].
+* **Classes absent from a batch** (only relevant for the per-batch,
+  differentiable version) do not enter mu_max nor mu_-max. A batch with fewer
+  than two classes present has no contrast: SI = 0.
+
+Three versions share these conventions:
+
+* `class_selectivity`: the dataset-level index of a set of activations held in
+  memory (NumPy, float64).
+* `ClassSelectivityAccumulator`: the same index computed by streaming batches
+  (per-class sums and counts per unit), so the test set is never held at once.
+* `batch_class_selectivity`: the differentiable per-batch index in `keras.ops`,
+  used in the loss by `tf_selectivity.layers.SelectivityProbe`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = [
+    "unit_responses",
+    "selectivity_from_class_means",
+    "class_selectivity",
+    "ClassSelectivityAccumulator",
+    "batch_class_selectivity",
+    "mean_selectivity",
+]
+
+
+def _unit_responses_numpy(activations: np.ndarray) -> np.ndarray:
+    """(N, ..., units) -> (N, units) float64: mean over all positions."""
+    activations = np.asarray(activations)
+    if activations.ndim < 2:
+        raise ValueError(
+            "activations must have shape (N, units) or (N, ..., units); "
+            f"got shape {activations.shape}."
+        )
+    if activations.ndim == 2:
+        return activations.astype(np.float64, copy=False)
+    spatial_axes = tuple(range(1, activations.ndim - 1))
+    return activations.mean(axis=spatial_axes, dtype=np.float64)
+
+
+def unit_responses(activations):
+    """Mean response of every unit to every sample (backend tensors).
+
+    Args:
+        activations: tensor of shape (N, units) or (N, ..., units), channels
+            last (e.g. (N, H, W, C) for a convolutional layer).
+
+    Returns:
+        Tensor of shape (N, units) in float32 (or float64 if the input is):
+        the mean over all axes between the batch and the unit axis.
+    """
+    activations = ops.convert_to_tensor(activations)
+    if len(activations.shape) < 2:
+        raise ValueError(
+            "activations must have shape (N, units) or (N, ..., units); "
+            f"got shape {tuple(activations.shape)}."
+        )
+    if activations.dtype not in ("float32", "float64"):
+        # bf16/fp16 under mixed precision: average in float32.
+        activations = ops.cast(activations, "float32")
+    if len(activations.shape) == 2:
+        return activations
+    return ops.mean(activations, axis=tuple(range(1, len(activations.shape) - 1)))
+
+
+def selectivity_from_class_means(
+    class_means: np.ndarray, present: np.ndarray | None = None
+) -> np.ndarray:
+    """Selectivity index of each unit from its class-conditional means (NumPy).
+
+    Args:
+        class_means: array (num_classes, units) of mean responses per class.
+        present: optional boolean array (num_classes,); classes marked False
+            (no samples) are ignored. Defaults to all classes present.
+
+    Returns:
+        float64 array (units,) with values in [0, 1]; see the module docstring
+        for dead units, negative responses and absent classes.
+    """
+    class_means = np.asarray(class_means, dtype=np.float64)
+    if class_means.ndim != 2:
+        raise ValueError(
+            f"class_means must have shape (num_classes, units); got {class_means.shape}."
+        )
+    if present is None:
+        present = np.ones(class_means.shape[0], dtype=bool)
+    present = np.asarray(present, dtype=bool)
+    num_present = int(present.sum())
+    units = class_means.shape[1]
+    if num_present < 2:
+        return np.zeros(units, dtype=np.float64)
+    means = class_means[present]
+    mu_max = means.max(axis=0)
+    mu_rest = (means.sum(axis=0) - mu_max) / (num_present - 1)
+    numerator = mu_max - mu_rest
+    denominator = np.abs(mu_max) + np.abs(mu_rest)
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe, 0.0)
+
+
+class ClassSelectivityAccumulator:
+    """Streams batches of activations and computes dataset-level statistics.
+
+    Keeps, per unit, the sum of responses per class, the number of samples per
+    class and the largest absolute response seen (to detect dead units). Memory
+    is O(num_classes x units), independent of the number of samples.
+
+    Example:
+
+    ```python
+    acc = ClassSelectivityAccumulator(num_classes=10)
+    for images, labels in test_batches:
+        acc.update(activation_model(images), labels)
+    si = acc.selectivity()          # (units,)
+    ```
+
+    Args:
+        num_classes: number of classes (labels are integers in [0, num_classes)).
+    """
+
+    def __init__(self, num_classes: int):
+        if int(num_classes) < 2:
+            raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
+        self.num_classes = int(num_classes)
+        self.class_sums: np.ndarray | None = None  # (num_classes, units) float64
+        self.class_counts = np.zeros(self.num_classes, dtype=np.int64)
+        self.max_abs_response: np.ndarray | None = None  # (units,)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.class_counts.sum())
+
+    def update(self, activations, labels) -> "ClassSelectivityAccumulator":
+        """Adds one batch.
+
+        Args:
+            activations: array (N, units) or (N, ..., units).
+            labels: integer array (N,) (or one-hot (N, num_classes)).
+
+        Returns:
+            self, so that calls can be chained.
+        """
+        responses = _unit_responses_numpy(keras.ops.convert_to_numpy(activations))
+        labels = _integer_labels(labels, self.num_classes)
+        if labels.shape[0] != responses.shape[0]:
+            raise ValueError(
+                f"{responses.shape[0]} activations but {labels.shape[0]} labels."
+            )
+        if self.class_sums is None:
+            units = responses.shape[1]
+            self.class_sums = np.zeros((self.num_classes, units), dtype=np.float64)
+            self.max_abs_response = np.zeros(units, dtype=np.float64)
+        elif responses.shape[1] != self.class_sums.shape[1]:
+            raise ValueError(
+                f"Batch has {responses.shape[1]} units, earlier batches had "
+                f"{self.class_sums.shape[1]}."
+            )
+        # One-hot product instead of np.add.at (unbuffered, ~10x slower).
+        one_hot = np.zeros((self.num_classes, labels.shape[0]), dtype=np.float64)
+        one_hot[labels, np.arange(labels.shape[0])] = 1.0
+        self.class_sums += one_hot @ responses
+        self.class_counts += np.bincount(labels, minlength=self.num_classes)
+        if responses.shape[0]:
+            np.maximum(
+                self.max_abs_response,
+                np.abs(responses).max(axis=0),
+                out=self.max_abs_response,
+            )
+        return self
+
+    def merge(self, other: "ClassSelectivityAccumulator") -> "ClassSelectivityAccumulator":
+        """Adds the statistics of another accumulator (e.g. from another worker)."""
+        if other.class_sums is None:
+            return self
+        if self.class_sums is None:
+            self.class_sums = other.class_sums.copy()
+            self.max_abs_response = other.max_abs_response.copy()
+        else:
+            self.class_sums += other.class_sums
+            np.maximum(self.max_abs_response, other.max_abs_response, out=self.max_abs_response)
+        self.class_counts += other.class_counts
+        return self
+
+    def _require_data(self):
+        if self.class_sums is None:
+            raise ValueError("No activations were added to the accumulator.")
+
+    def class_means(self) -> np.ndarray:
+        """(num_classes, units) mean response per class; 0 for absent classes."""
+        self._require_data()
+        counts = np.maximum(self.class_counts, 1)[:, None]
+        return self.class_sums / counts
+
+    def selectivity(self) -> np.ndarray:
+        """(units,) class selectivity index over all samples added so far."""
+        return selectivity_from_class_means(self.class_means(), self.class_counts > 0)
+
+    def dead_units(self) -> np.ndarray:
+        """(units,) boolean: units whose response was exactly 0 for every sample."""
+        self._require_data()
+        return self.max_abs_response == 0
+
+    def preferred_class(self) -> np.ndarray:
+        """(units,) index of the class with the largest mean response."""
+        means = self.class_means()
+        means = np.where((self.class_counts > 0)[:, None], means, -np.inf)
+        return means.argmax(axis=0)
+
+
+def _integer_labels(labels, num_classes: int) -> np.ndarray:
+    labels = np.asarray(keras.ops.convert_to_numpy(labels))
+    if labels.ndim == 2 and labels.shape[1] == num_classes:
+        labels = labels.argmax(axis=1)
+    labels = labels.reshape(-1)
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.equal(np.mod(labels, 1), 0)):
+            raise ValueError("labels must be integer class indices.")
+    labels = labels.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"labels must be in [0, {num_classes}); got range "
+            f"[{labels.min()}, {labels.max()}]."
+        )
+    return labels
+
+
+def class_selectivity(activations, labels, num_classes: int) -> np.ndarray:
+    """Class selectivity index of every unit over a whole dataset (eq. 1).
+
+    Args:
+        activations: array (N, units) or (N, H, W, units); a unit's response to
+            a sample is its mean over the spatial positions.
+        labels: integer class labels (N,) (or one-hot (N, num_classes)).
+        num_classes: number of classes.
+
+    Returns:
+        float64 NumPy array (units,) with values in [0, 1].
+    """
+    accumulator = ClassSelectivityAccumulator(num_classes)
+    return accumulator.update(activations, labels).selectivity()
+
+
+def mean_selectivity(layer_selectivities: Sequence[np.ndarray]) -> float:
+    """Eq. 3: the mean over layers of the mean over each layer's units.
+
+    Averaging within layers first keeps wide (deep) layers from dominating.
+
+    Args:
+        layer_selectivities: one array of per-unit SI per layer.
+
+    Returns:
+        The network's mean selectivity as a Python float.
+    """
+    if not layer_selectivities:
+        raise ValueError("layer_selectivities is empty.")
+    return float(np.mean([np.mean(si) for si in layer_selectivities]))
+
+
+def batch_class_selectivity(activations, labels, num_classes: int, epsilon: float = 1e-6):
+    """Differentiable class selectivity index of each unit over one batch.
+
+    The per-batch estimate used in the loss (eq. 2): class means are taken over
+    the samples of the batch; classes absent from the batch are left out of
+    mu_max and mu_-max. One pass over the activations: a (num_classes x N)
+    by (N x units) matrix product gives every class sum at once.
+
+    Args:
+        activations: tensor (N, units) or (N, ..., units), channels last.
+        labels: integer tensor (N,) (or (N, 1)) of class indices.
+        num_classes: number of classes (static Python int).
+        epsilon: added to the denominator; keeps the gradient bounded for
+            units whose responses are close to zero. The value changes SI by
+            less than epsilon / (|mu_max| + |mu_-max|). Use 0 for the exact index.
+
+    Returns:
+        float32 tensor (units,) with values in [0, 1].
+    """
+    responses = unit_responses(activations)  # (N, U)
+    labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+    one_hot = ops.one_hot(labels, num_classes, dtype=responses.dtype)  # (N, K)
+    counts = ops.sum(one_hot, axis=0)  # (K,)
+    class_sums = ops.matmul(ops.transpose(one_hot), responses)  # (K, U)
+    present = counts > 0
+    class_means = class_sums / ops.expand_dims(ops.maximum(counts, 1.0), 1)
+    num_present = ops.sum(ops.cast(present, responses.dtype))
+
+    present_column = ops.expand_dims(present, 1)
+    lowest = ops.convert_to_tensor(np.finfo(np.float32).min, dtype=responses.dtype)
+    mu_max = ops.max(ops.where(present_column, class_means, lowest), axis=0)
+    # Absent classes have class_means == 0 exactly, so the plain sum is the sum
+    # over present classes.
+    mu_rest = (ops.sum(class_means, axis=0) - mu_max) / ops.maximum(num_present - 1.0, 1.0)
+
+    numerator = mu_max - mu_rest
+    denominator = ops.abs(mu_max) + ops.abs(mu_rest) + epsilon
+    # Double `where` so that units with a zero denominator get SI = 0 and a
+    # zero (not NaN) gradient.
+    valid = ops.logical_and(denominator > 0, num_present >= 2.0)
+    safe_denominator = ops.where(valid, denominator, ops.ones_like(denominator))
+    return ops.where(valid, numerator / safe_denominator, ops.zeros_like(numerator))
