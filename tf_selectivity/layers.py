@@ -1,0 +1,130 @@
+"""`SelectivityProbe`: an identity layer that adds the class-selectivity regularizer."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tf_selectivity.selectivity import batch_class_selectivity
+
+__all__ = ["SelectivityProbe", "UnitResponses", "LABELS_ARG", "find_probes"]
+
+# Name of the call-context argument that carries the batch labels to every
+# probe of a model: `model(x, training=True, selectivity_labels=y)`. Keras
+# passes call-context arguments down through Functional, Sequential and nested
+# layers, so a probe can sit anywhere in a model.
+LABELS_ARG = "selectivity_labels"
+
+
+@keras.saving.register_keras_serializable(package="tf_selectivity")
+class SelectivityProbe(keras.layers.Layer):
+    """Identity layer that regularizes the class selectivity of its input's units.
+
+    Placed after a layer's activation, it returns its input unchanged. When the
+    batch labels reach it (the `selectivity_labels` call-context argument, which
+    `tf_selectivity.models.SelectivityModel` passes in its train and test steps)
+    it computes the batch class selectivity index of every unit (a unit is a
+    channel; its response is the mean over spatial positions), records the
+    layer mean in `self.batch_selectivity`, and calls `add_loss` with its share
+    of the paper's regularizer::
+
+        loss_term = -alpha * share * mean_over_units(SI)
+
+    With ``share = 1 / L`` on each of L probes, the terms sum to ``-alpha *
+    mu_SI`` (eqs. 2-3). `SelectivityModel` fills in ``share = 1 / L`` for probes
+    created with ``share=None``. Without labels (inference, serving) the probe
+    is a pure identity and adds nothing.
+
+    Args:
+        num_classes: number of classes of the labels.
+        alpha: regularizer scale. Negative values penalize selectivity,
+            positive values promote it, 0 only measures it.
+        share: this layer's weight in the mean over layers (``1 / L``). `None`
+            lets `SelectivityModel` set it; a probe used alone counts as 1.
+        epsilon: stabilizer added to the SI denominator in the loss (see
+            `tf_selectivity.selectivity.batch_class_selectivity`).
+        **kwargs: base layer keyword arguments (e.g. `name`).
+
+    Input shape:
+        Any tensor (batch, ..., units), channels last.
+
+    Output shape:
+        Same as the input.
+    """
+
+    def __init__(self, num_classes=10, alpha=0.0, share=None, epsilon=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_classes) < 2:
+            raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
+        self.num_classes = int(num_classes)
+        self.alpha = float(alpha)
+        self.share = None if share is None else float(share)
+        self.epsilon = float(epsilon)
+        self.supports_masking = True
+        self._register_call_context_args(LABELS_ARG)
+        # Last batch's mean SI over this layer's units, for logging. A variable
+        # (not a Python attribute) so that it survives `stateless_call` on JAX
+        # and tf.function tracing on TensorFlow.
+        self.batch_selectivity = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+            name="batch_selectivity",
+            aggregation="mean",
+        )
+
+    def call(self, inputs, selectivity_labels=None):
+        if selectivity_labels is None:
+            return inputs
+        layer_si = ops.mean(
+            batch_class_selectivity(
+                inputs, selectivity_labels, self.num_classes, self.epsilon
+            )
+        )
+        self.batch_selectivity.assign(ops.stop_gradient(layer_si))
+        if self.alpha != 0.0:
+            share = 1.0 if self.share is None else self.share
+            self.add_loss(-self.alpha * share * layer_si)
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "alpha": self.alpha,
+                "share": self.share,
+                "epsilon": self.epsilon,
+            }
+        )
+        return config
+
+
+def find_probes(model) -> list:
+    """All `SelectivityProbe` layers of a model, in depth order, nested ones included."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, SelectivityProbe)
+    ]
+
+
+@keras.saving.register_keras_serializable(package="tf_selectivity")
+class UnitResponses(keras.layers.Layer):
+    """Mean of each unit over all positions: (batch, ..., units) -> (batch, units).
+
+    The response of a unit to a sample, as the selectivity index defines it.
+    Used to build the `unit_responses` outputs for analysis, which are much
+    smaller than the full feature maps.
+    """
+
+    def call(self, inputs):
+        if len(inputs.shape) == 2:
+            return inputs
+        return ops.mean(inputs, axis=tuple(range(1, len(inputs.shape) - 1)))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])

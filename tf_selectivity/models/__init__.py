@@ -1,0 +1,66 @@
+"""Model builders: networks with a `SelectivityProbe` after each conv block."""
+
+from __future__ import annotations
+
+import functools
+
+from tf_selectivity.models.blocks import ACTIVATIONS, ZeroPadShortcut
+from tf_selectivity.models.resnet import build_cifar_resnet
+from tf_selectivity.models.selectivity_model import SelectivityModel, VectorMean
+from tf_selectivity.models.vgg import build_vgg16
+
+__all__ = [
+    "MODELS",
+    "ACTIVATIONS",
+    "build_model",
+    "SelectivityModel",
+    "VectorMean",
+    "ZeroPadShortcut",
+    "build_cifar_resnet",
+    "build_vgg16",
+]
+
+# Name -> builder. resnet20 and vgg16 are the paper's networks; resnet8 is a
+# small member of the same family for quick tests.
+MODELS = {
+    "resnet8": functools.partial(build_cifar_resnet, 8, name="resnet8"),
+    "resnet20": functools.partial(build_cifar_resnet, 20, name="resnet20"),
+    "resnet32": functools.partial(build_cifar_resnet, 32, name="resnet32"),
+    "resnet44": functools.partial(build_cifar_resnet, 44, name="resnet44"),
+    "resnet56": functools.partial(build_cifar_resnet, 56, name="resnet56"),
+    "vgg16": build_vgg16,
+}
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int = 10,
+    alpha: float = 0.0,
+    activation: str = "relu",
+    leaky_slope: float = 0.0,
+    **kwargs,
+) -> SelectivityModel:
+    """Builds one of the named networks with selectivity probes.
+
+    Args:
+        name: one of `MODELS` ("resnet20", "vgg16", ...).
+        num_classes: number of classes (output logits).
+        alpha: regularizer scale: < 0 penalizes class selectivity, > 0
+            promotes it, 0 only measures it.
+        activation: "relu" or "leaky_relu".
+        leaky_slope: negative slope for "leaky_relu" (0 for "relu").
+        **kwargs: builder options (`input_shape`, `pixel_mean`, `pixel_std`).
+
+    Returns:
+        An uncompiled `SelectivityModel` mapping raw [0, 255] images to logits.
+    """
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+    return MODELS[name](
+        num_classes=num_classes,
+        alpha=alpha,
+        activation=activation,
+        leaky_slope=leaky_slope,
+        **kwargs,
+    )

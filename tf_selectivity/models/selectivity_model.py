@@ -1,0 +1,308 @@
+"""`SelectivityModel`: a Functional model whose train step feeds labels to its probes."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tf_selectivity.layers import LABELS_ARG, UnitResponses, find_probes
+
+__all__ = ["SelectivityModel", "VectorMean"]
+
+
+@keras.saving.register_keras_serializable(package="tf_selectivity")
+class VectorMean(keras.metrics.Metric):
+    """Running (weighted) mean of a fixed-length vector, one value per entry.
+
+    One metric for all probes (two variables) instead of one `Mean` per probe.
+
+    Args:
+        length: number of entries.
+        name: metric name.
+    """
+
+    def __init__(self, length, name="vector_mean", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.length = int(length)
+        self.total = self.add_variable(shape=(self.length,), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, values, sample_weight=1.0):
+        weight = ops.cast(sample_weight, self.dtype)
+        self.total.assign_add(ops.cast(values, self.dtype) * weight)
+        self.count.assign_add(weight)
+
+    def result(self):
+        return self.total / ops.maximum(self.count, 1e-12)
+
+    def reset_state(self):
+        self.total.assign(ops.zeros((self.length,), dtype=self.dtype))
+        self.count.assign(ops.zeros((), dtype=self.dtype))
+
+    def get_config(self):
+        return {"length": self.length, "name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="tf_selectivity")
+class SelectivityModel(keras.Model):
+    """Functional classifier trained with ``loss = CE - alpha * mu_SI`` (eqs. 2-3).
+
+    Build it like any Functional model, with `SelectivityProbe` layers where
+    selectivity should be measured and regularized::
+
+        inputs = keras.Input((32, 32, 3))
+        x = keras.layers.Conv2D(16, 3, activation="relu")(inputs)
+        x = SelectivityProbe(num_classes=10, alpha=-1.0)(x)
+        ...
+        model = SelectivityModel(inputs, logits)
+        model.compile(optimizer="sgd")
+        model.fit(images, labels)
+
+    Its train and test steps pass the batch labels to every probe (the
+    `selectivity_labels` call-context argument) and compute the softmax
+    cross-entropy of the logits (integer labels). Probes created with
+    ``share=None`` get ``share = 1 / L`` so that their loss terms add up to
+    ``-alpha * mu_SI``. The steps work on the TensorFlow (XLA or graph) and JAX
+    backends and report, per batch-size-weighted epoch mean:
+
+    * ``loss``: the total (cross-entropy + regularizer + any other layer losses),
+    * ``cross_entropy``, ``accuracy``,
+    * ``selectivity_term``: the regularizer, ``-alpha * mu_SI``,
+    * ``batch_selectivity``: mu_SI computed per batch (eq. 3 on the batch),
+    * ``selectivity/<probe name>``: each probe's mean batch SI.
+
+    Inference (`predict`, `__call__` without labels, exported signatures) is the
+    plain network: probes are identities.
+
+    Args:
+        *args, **kwargs: as for a Functional `keras.Model` (`inputs`, `outputs`,
+            `name`). The outputs must be logits (no softmax).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._register_call_context_args(LABELS_ARG)
+        probes = self.probes
+        for probe in probes:
+            if probe.share is None:
+                probe.share = 1.0 / len(probes)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.cross_entropy_tracker = keras.metrics.Mean(name="cross_entropy")
+        self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.layer_selectivity_tracker = VectorMean(max(len(probes), 1), name="layer_selectivity")
+
+    # ----------------------------------------------------------------- probes
+    @property
+    def probes(self) -> list:
+        """The model's `SelectivityProbe` layers, in depth order."""
+        return find_probes(self)
+
+    @property
+    def probe_names(self) -> list:
+        return [probe.name for probe in self.probes]
+
+    @property
+    def alpha(self) -> float:
+        """The network-level regularizer scale (all probes share one alpha)."""
+        alphas = {probe.alpha for probe in self.probes}
+        if len(alphas) > 1:
+            raise ValueError(f"Probes have different alphas: {sorted(alphas)}.")
+        return alphas.pop() if alphas else 0.0
+
+    def set_alpha(self, alpha: float) -> None:
+        """Sets alpha on every probe. Call before `compile`/`fit` traces the steps."""
+        for probe in self.probes:
+            probe.alpha = float(alpha)
+        self.train_function = None
+        self.test_function = None
+
+    def activation_model(self) -> keras.Model:
+        """Inputs -> dict of every probe's full activations (batch, ..., units).
+
+        Shares this model's layers and weights; used for analysis and export.
+        """
+        outputs = {probe.name: probe.output for probe in self.probes}
+        return keras.Model(self.inputs, outputs, name=f"{self.name}_activations")
+
+    def unit_response_model(self) -> keras.Model:
+        """Inputs -> {"logits": (batch, classes), probe name: (batch, units)}.
+
+        Unit responses are the probes' activations averaged over positions
+        (what the selectivity index and CCA's averaged form use).
+        """
+        outputs = {"logits": self.outputs[0]}
+        for probe in self.probes:
+            outputs[probe.name] = UnitResponses(name=f"{probe.name}_units")(probe.output)
+        return keras.Model(self.inputs, outputs, name=f"{self.name}_unit_responses")
+
+    # ---------------------------------------------------------------- compile
+    def compile(self, optimizer="sgd", **kwargs):
+        """Configures the optimizer; the loss is fixed (eq. 2), so `loss` and
+        `metrics` are not accepted. Other arguments (`jit_compile`,
+        `steps_per_execution`, ...) go to `keras.Model.compile`."""
+        for reserved in ("loss", "metrics", "loss_weights", "weighted_metrics"):
+            if kwargs.get(reserved) is not None:
+                raise ValueError(
+                    f"SelectivityModel computes its own loss and metrics "
+                    f"(cross-entropy - alpha * mu_SI); do not pass `{reserved}`."
+                )
+            kwargs.pop(reserved, None)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        return [
+            self.loss_tracker,
+            self.cross_entropy_tracker,
+            self.accuracy_tracker,
+            self.layer_selectivity_tracker,
+        ]
+
+    # ------------------------------------------------------------ loss terms
+    def _cross_entropy(self, labels, logits):
+        logits = ops.cast(logits, "float32")
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        return ops.mean(
+            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        )
+
+    def _update_metrics(self, labels, logits, total, cross_entropy, layer_si):
+        batch_size = ops.cast(ops.shape(logits)[0], "float32")
+        self.loss_tracker.update_state(total, sample_weight=batch_size)
+        self.cross_entropy_tracker.update_state(cross_entropy, sample_weight=batch_size)
+        self.accuracy_tracker.update_state(labels, logits)
+        if layer_si is not None:
+            self.layer_selectivity_tracker.update_state(layer_si, sample_weight=batch_size)
+
+    def _logs(self):
+        """Epoch-mean logs; the regularizer is recovered from the per-layer means
+        (it is linear in them), which avoids one more tracker per step."""
+        logs = {
+            "loss": self.loss_tracker.result(),
+            "cross_entropy": self.cross_entropy_tracker.result(),
+            "accuracy": self.accuracy_tracker.result(),
+        }
+        probes = self.probes
+        if probes:
+            layer_si = self.layer_selectivity_tracker.result()
+            weights = ops.convert_to_tensor(
+                [probe.alpha * (probe.share if probe.share is not None else 1.0) for probe in probes],
+                dtype="float32",
+            )
+            shares = ops.convert_to_tensor(
+                [probe.share if probe.share is not None else 1.0 for probe in probes],
+                dtype="float32",
+            )
+            # `0.0 - x` rather than `-x`: alpha = 0 logs 0, not -0.
+            logs["selectivity_term"] = 0.0 - ops.sum(weights * layer_si)
+            logs["batch_selectivity"] = ops.sum(shares * layer_si) / ops.sum(shares)
+            for index, probe in enumerate(probes):
+                logs[f"selectivity/{probe.name}"] = layer_si[index]
+        return logs
+
+    # --------------------------------------------------- backend-specific steps
+    if keras.backend.backend() == "jax":
+
+        def _stateless_terms(self, trainable, non_trainable, x, y, training):
+            """Forward pass without side effects; returns the total loss and aux."""
+            logits, non_trainable, losses = self.stateless_call(
+                trainable,
+                non_trainable,
+                x,
+                training=training,
+                return_losses=True,
+                **{LABELS_ARG: y},
+            )
+            cross_entropy = self._cross_entropy(y, logits)
+            total = cross_entropy
+            for term in losses:
+                total = total + ops.cast(term, "float32")
+            return total, (logits, non_trainable, cross_entropy)
+
+        def _probe_values(self, non_trainable):
+            index = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
+            probes = self.probes
+            if not probes:
+                return None
+            return ops.stack(
+                [non_trainable[index[id(p.batch_selectivity)]] for p in probes]
+            )
+
+        def _stateless_metrics(self, metrics_variables, y, logits, total, ce, layer_si):
+            mapping = list(zip(self.metrics_variables, metrics_variables))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                self._update_metrics(y, logits, total, ce, layer_si)
+                logs = self._logs()
+            new_values = []
+            for ref in self.metrics_variables:
+                value = scope.get_current_value(ref)
+                new_values.append(ref.value if value is None else value)
+            return logs, new_values
+
+        def train_step(self, state, data):
+            import jax
+
+            trainable, non_trainable, optimizer_vars, metrics_vars = state
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+
+            def loss_fn(trainable_values, non_trainable_values):
+                total, aux = self._stateless_terms(
+                    trainable_values, non_trainable_values, x, y, training=True
+                )
+                return total, (total, *aux)
+
+            grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+            (_, (total, logits, non_trainable, ce)), grads = grad_fn(trainable, non_trainable)
+            trainable, optimizer_vars = self.optimizer.stateless_apply(
+                optimizer_vars, grads, trainable
+            )
+            logs, metrics_vars = self._stateless_metrics(
+                metrics_vars, y, logits, total, ce, self._probe_values(non_trainable)
+            )
+            return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
+
+        def test_step(self, state, data):
+            trainable, non_trainable, metrics_vars = state
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            total, (logits, non_trainable, ce) = self._stateless_terms(
+                trainable, non_trainable, x, y, training=False
+            )
+            logs, metrics_vars = self._stateless_metrics(
+                metrics_vars, y, logits, total, ce, self._probe_values(non_trainable)
+            )
+            return logs, (trainable, non_trainable, metrics_vars)
+
+    else:
+
+        def _terms(self, x, y, training):
+            logits = self(x, training=training, **{LABELS_ARG: y})
+            cross_entropy = self._cross_entropy(y, logits)
+            total = cross_entropy
+            for term in self.losses:
+                total = total + ops.cast(term, "float32")
+            return logits, total, cross_entropy
+
+        def _probe_values(self):
+            probes = self.probes
+            if not probes:
+                return None
+            return ops.stack([probe.batch_selectivity.value for probe in probes])
+
+        def train_step(self, data):
+            import tensorflow as tf
+
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                logits, total, ce = self._terms(x, y, training=True)
+                scaled = self.optimizer.scale_loss(total)
+            variables = self.trainable_variables
+            grads = tape.gradient(scaled, variables)
+            self.optimizer.apply_gradients(zip(grads, variables))
+            self._update_metrics(y, logits, total, ce, self._probe_values())
+            return self._logs()
+
+        def test_step(self, data):
+            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            logits, total, ce = self._terms(x, y, training=False)
+            self._update_metrics(y, logits, total, ce, self._probe_values())
+            return self._logs()
