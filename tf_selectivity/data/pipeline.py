@@ -1,0 +1,112 @@
+"""Batches from in-memory arrays: shuffling and augmentation in NumPy.
+
+The same code feeds every backend (`keras.utils.PyDataset`). Shuffling and
+augmentation are pure functions of (seed, epoch, batch index), so a run that
+resumes at epoch k sees exactly the batches an uninterrupted run sees, and the
+order in which worker threads prepare batches does not matter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+__all__ = ["augment_images", "ImageBatches", "EpochSync"]
+
+
+def augment_images(images: np.ndarray, rng: np.random.Generator, padding: int = 4) -> np.ndarray:
+    """Standard CIFAR augmentation: zero-pad, random crop, random horizontal flip.
+
+    Each image is padded with `padding` zero pixels on every side, cropped back
+    to its size at a random offset, and mirrored with probability 1/2 (as
+    torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip). One gather
+    does the crop and the flip for the whole batch.
+
+    Args:
+        images: (B, H, W, C) array.
+        rng: NumPy random generator.
+        padding: pixels of zero padding on each side.
+
+    Returns:
+        A new (B, H, W, C) array of the same dtype.
+    """
+    batch, height, width, _ = images.shape
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    offset_y = rng.integers(0, 2 * padding + 1, size=batch)
+    offset_x = rng.integers(0, 2 * padding + 1, size=batch)
+    flip = rng.random(batch) < 0.5
+    rows = offset_y[:, None] + np.arange(height)[None, :]  # (B, H)
+    cols = offset_x[:, None] + np.arange(width)[None, :]  # (B, W)
+    cols = np.where(flip[:, None], cols[:, ::-1], cols)
+    return padded[np.arange(batch)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """(images float32 in [0, 255], labels int32) batches for `fit`/`evaluate`.
+
+    Args:
+        images: (N, H, W, C) uint8 array.
+        labels: (N,) integer array.
+        batch_size: samples per batch; the last batch may be smaller (as in
+            PyTorch's DataLoader, the paper's pipeline).
+        shuffle: reshuffle every epoch.
+        augment: apply `augment_images`.
+        seed: seed of the shuffling and augmentation.
+        **kwargs: `keras.utils.PyDataset` options (`workers`, `max_queue_size`).
+    """
+
+    def __init__(self, images, labels, batch_size, *, shuffle=False, augment=False, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+        if len(images) == 0:
+            raise ValueError("Cannot batch an empty split.")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int32)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.augment = augment
+        self.seed = int(seed)
+        self.epoch = 0
+        self._order = None
+        self._order_epoch = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch whose shuffle and augmentation to produce."""
+        self.epoch = int(epoch)
+
+    def _epoch_order(self):
+        if not self.shuffle:
+            return None
+        if self._order_epoch != self.epoch:
+            rng = np.random.default_rng([self.seed, self.epoch, 0])
+            self._order = rng.permutation(len(self.labels))
+            self._order_epoch = self.epoch
+        return self._order
+
+    def __len__(self):
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __getitem__(self, index):
+        start = index * self.batch_size
+        stop = min(start + self.batch_size, len(self.labels))
+        order = self._epoch_order()
+        indices = np.arange(start, stop) if order is None else order[start:stop]
+        images = self.images[indices]
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, 1, index])
+            images = augment_images(images, rng)
+        return images.astype(np.float32), self.labels[indices]
+
+
+class EpochSync(keras.callbacks.Callback):
+    """Tells the training batches which epoch starts (also after a resume)."""
+
+    def __init__(self, batches: ImageBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)
