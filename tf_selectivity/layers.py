@@ -104,12 +104,26 @@ class SelectivityProbe(keras.layers.Layer):
 
 
 def find_probes(model) -> list:
-    """All `SelectivityProbe` layers of a model, in depth order, nested ones included."""
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, SelectivityProbe)
-    ]
+    """All `SelectivityProbe` layers of a model in depth order, nested ones included.
+
+    Depth-first over each layer's sublayers in the order they were added (for
+    Functional models: the graph's topological order); a shared probe is
+    listed once.
+    """
+    found, seen = [], set()
+
+    def visit(layer):
+        for sublayer in layer._flatten_layers(include_self=False, recursive=False):
+            if id(sublayer) in seen:
+                continue
+            seen.add(id(sublayer))
+            if isinstance(sublayer, SelectivityProbe):
+                found.append(sublayer)
+            else:
+                visit(sublayer)
+
+    visit(model)
+    return found
 
 
 @keras.saving.register_keras_serializable(package="tf_selectivity")

@@ -122,7 +122,7 @@ class SelectivityModel(keras.Model):
         Shares this model's layers and weights; used for analysis and export.
         """
         outputs = {probe.name: probe.output for probe in self.probes}
-        return keras.Model(self.inputs, outputs, name=f"{self.name}_activations")
+        return keras.Model(self._single_input(), outputs, name=f"{self.name}_activations")
 
     def unit_response_model(self) -> keras.Model:
         """Inputs -> {"logits": (batch, classes), probe name: (batch, units)}.
@@ -133,7 +133,12 @@ class SelectivityModel(keras.Model):
         outputs = {"logits": self.outputs[0]}
         for probe in self.probes:
             outputs[probe.name] = UnitResponses(name=f"{probe.name}_units")(probe.output)
-        return keras.Model(self.inputs, outputs, name=f"{self.name}_unit_responses")
+        return keras.Model(self._single_input(), outputs, name=f"{self.name}_unit_responses")
+
+    def _single_input(self):
+        # A bare tensor (not a one-element list), so that the derived models
+        # take the same arguments as this one.
+        return self.inputs[0] if len(self.inputs) == 1 else self.inputs
 
     # ---------------------------------------------------------------- compile
     def compile(self, optimizer="sgd", **kwargs):

@@ -1,0 +1,119 @@
+"""SelectivityProbe and SelectivityModel: identity, losses = eq. 2-3, serialization."""
+
+import numpy as np
+import pytest
+import keras
+from keras import ops
+
+from conftest import value_and_grad
+from tf_selectivity.layers import SelectivityProbe, UnitResponses, find_probes
+from tf_selectivity.models import SelectivityModel, build_model
+from tf_selectivity.selectivity import batch_class_selectivity
+from test_selectivity import reference_si
+
+pytestmark = pytest.mark.core
+
+
+def small_model(alpha, probes=3, num_classes=5, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = inputs
+    for i in range(probes):
+        x = keras.layers.Conv2D(4 + 2 * i, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        x = SelectivityProbe(num_classes=num_classes, alpha=alpha, name=f"probe{i}")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return SelectivityModel(inputs, keras.layers.Dense(num_classes)(x))
+
+
+def test_probe_is_identity_and_adds_no_loss_without_labels(rng):
+    model = small_model(alpha=-3.0)
+    x = rng.normal(size=(6, 8, 8, 3)).astype("float32")
+    probe_out = keras.Model(model.inputs[0], model.get_layer("probe1").output)(x, training=True)
+    conv_out = keras.Model(model.inputs[0], model.get_layer("conv1").output)(x, training=True)
+    np.testing.assert_array_equal(ops.convert_to_numpy(probe_out), ops.convert_to_numpy(conv_out))
+    model(x, training=True)
+    assert model.losses == []
+
+
+def test_shares_are_filled_with_one_over_layers():
+    model = small_model(alpha=1.0, probes=4)
+    assert [p.share for p in model.probes] == [0.25] * 4
+    assert model.alpha == 1.0
+
+
+@pytest.mark.parametrize("alpha", [-2.0, 0.5])
+def test_probe_losses_sum_to_eq3(rng, alpha):
+    model = small_model(alpha=alpha)
+    x = rng.normal(size=(40, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 5, size=40)
+    model(x, training=True, selectivity_labels=y)
+    assert len(model.losses) == 3
+    total = sum(float(ops.convert_to_numpy(l)) for l in model.losses)
+    recorded = [float(ops.convert_to_numpy(p.batch_selectivity)) for p in model.probes]
+    # (Calling another model that shares the layers clears their losses.)
+    activations = model.activation_model()(x)
+    per_layer = [
+        reference_si(ops.convert_to_numpy(activations[p.name]), y, 5, epsilon=p.epsilon).mean()
+        for p in model.probes
+    ]
+    np.testing.assert_allclose(total, -alpha * np.mean(per_layer), rtol=1e-4)
+    np.testing.assert_allclose(recorded, per_layer, rtol=1e-4)
+
+
+def test_probe_alone_counts_as_whole_network(rng):
+    probe = SelectivityProbe(num_classes=3, alpha=-1.0)
+    x = rng.gamma(2.0, size=(30, 4)).astype("float32")
+    y = rng.integers(0, 3, size=30)
+    probe(x, selectivity_labels=y)
+    expected = np.mean(reference_si(x, y, 3, epsilon=1e-6))
+    np.testing.assert_allclose(float(ops.convert_to_numpy(probe.losses[0])), expected, rtol=1e-5)
+
+
+def test_probe_config_round_trip():
+    probe = SelectivityProbe(num_classes=7, alpha=-0.3, share=0.25, epsilon=1e-5, name="p")
+    clone = SelectivityProbe.from_config(probe.get_config())
+    assert (clone.num_classes, clone.alpha, clone.share, clone.epsilon, clone.name) == (7, -0.3, 0.25, 1e-5, "p")
+    with pytest.raises(ValueError, match="at least 2"):
+        SelectivityProbe(num_classes=1)
+
+
+def test_unit_responses_layer(rng):
+    x = rng.normal(size=(2, 3, 4, 5)).astype("float32")
+    np.testing.assert_allclose(ops.convert_to_numpy(UnitResponses()(x)), x.mean(axis=(1, 2)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [-1.0, 1.0])
+def test_regularizer_gradient_step_moves_network_si(rng, alpha):
+    """One gradient step on the regularizer alone (no cross-entropy), through
+    the weights of a real network, moves its batch SI in the sign of alpha."""
+    model = build_model("resnet8", alpha=alpha, input_shape=(16, 16, 3))
+    x = rng.uniform(0, 255, size=(64, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 10, size=64)
+    kernel = model.get_layer("s2b1_conv1").kernel
+    index = [id(v) for v in model.trainable_variables].index(id(kernel))
+
+    def regularizer(kernel_value):
+        trainable = [v.value for v in model.trainable_variables]
+        trainable[index] = kernel_value
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        _, _, losses = model.stateless_call(
+            trainable, non_trainable, x, training=True, return_losses=True, selectivity_labels=y
+        )
+        return sum(losses)
+
+    def mean_si():
+        model(x, training=True, selectivity_labels=y)
+        return np.mean([float(ops.convert_to_numpy(p.batch_selectivity)) for p in model.probes])
+
+    _, grad = value_and_grad(regularizer, ops.convert_to_numpy(kernel.value))
+    before = mean_si()
+    kernel.assign(ops.convert_to_numpy(kernel.value) - 0.05 * grad / np.abs(grad).max())
+    after = mean_si()
+    assert np.sign(after - before) == np.sign(alpha)
+
+
+def test_find_probes_in_nested_models(rng):
+    inner = small_model(alpha=-1.0, probes=2)
+    inputs = keras.Input((8, 8, 3))
+    outer = SelectivityModel(inputs, inner(inputs))
+    assert [p.name for p in find_probes(outer)] == ["probe0", "probe1"]

@@ -1,0 +1,151 @@
+"""Training: optimizer, train step metrics, regularizer effect, resume."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import keras
+from keras import ops
+
+from tf_selectivity.models import build_model
+from tf_selectivity.training.run_dir import read_json
+from tf_selectivity.training import ConfigError, TorchSGD, TrainConfig, step_schedule, train
+
+pytestmark = pytest.mark.core
+
+TINY = "synthetic:train=500,test=200,size=16"
+
+
+def tiny_config(tmp_path, name, **overrides):
+    values = dict(
+        model="resnet8", dataset=TINY, epochs=2, batch_size=64, lr_milestones=(),
+        output_dir=str(tmp_path / name),
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def torch_sgd_reference(weights, gradients, rates, momentum, weight_decay):
+    """torch.optim.SGD's update, written out (no dampening, no Nesterov)."""
+    w = np.array(weights, dtype=np.float64)
+    buf = None
+    for g, lr in zip(gradients, rates):
+        d = g + weight_decay * w
+        buf = d if buf is None else momentum * buf + d
+        w = w - lr * buf
+    return w
+
+
+def test_torch_sgd_matches_pytorch_update_rule_across_a_rate_drop(rng):
+    w0 = rng.normal(size=(5,)).astype("float32")
+    grads = [rng.normal(size=(5,)).astype("float32") for _ in range(6)]
+    schedule = step_schedule(0.1, milestones=[1], decay=0.1, steps_per_epoch=3)
+    variable = keras.Variable(w0)
+    optimizer = TorchSGD(learning_rate=schedule, momentum=0.9, weight_decay_l2=1e-2)
+    for g in grads:
+        optimizer.apply_gradients([(ops.convert_to_tensor(g), variable)])
+    expected = torch_sgd_reference(w0, grads, [0.1] * 3 + [0.01] * 3, 0.9, 1e-2)
+    np.testing.assert_allclose(ops.convert_to_numpy(variable), expected, rtol=1e-5)
+    restored = TorchSGD.from_config(optimizer.get_config())
+    assert (restored.momentum, restored.weight_decay_l2) == (0.9, 1e-2)
+
+
+def test_step_schedule_boundaries():
+    schedule = step_schedule(0.1, milestones=[100, 150], decay=0.1, steps_per_epoch=176)
+    rates = [float(ops.convert_to_numpy(schedule(step))) for step in (0, 17599, 17600, 26399, 26400)]
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.0, -2.0, 3.0])
+def test_train_step_reports_eq2_parts(rng, alpha):
+    keras.utils.set_random_seed(0)
+    model = build_model("resnet8", alpha=alpha, input_shape=(16, 16, 3))
+    model.compile(optimizer=TorchSGD(0.01, momentum=0.9))
+    x = rng.uniform(0, 255, (32, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 10, 32)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert logs["loss"] == pytest.approx(logs["cross_entropy"] + logs["selectivity_term"], rel=1e-5, abs=1e-6)
+    assert logs["selectivity_term"] == pytest.approx(-alpha * logs["batch_selectivity"], rel=1e-5, abs=1e-7)
+    layer_values = [logs[f"selectivity/{name}"] for name in model.probe_names]
+    assert logs["batch_selectivity"] == pytest.approx(np.mean(layer_values), rel=1e-5)
+    assert 0 < logs["batch_selectivity"] < 1
+    if alpha:
+        assert logs["loss"] != pytest.approx(logs["cross_entropy"])
+
+
+def test_alpha_changes_the_gradient_not_only_the_logged_loss(rng):
+    x = rng.uniform(0, 255, (32, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 10, 32)
+    kernels = {}
+    for alpha in (0.0, -5.0):
+        keras.utils.set_random_seed(0)
+        model = build_model("resnet8", alpha=alpha, input_shape=(16, 16, 3))
+        model.compile(optimizer=TorchSGD(0.1, momentum=0.0))
+        model.train_on_batch(x, y)
+        kernels[alpha] = ops.convert_to_numpy(model.get_layer("s1b1_conv1").kernel)
+    assert np.abs(kernels[0.0] - kernels[-5.0]).max() > 1e-6
+
+
+def test_regularizer_moves_test_selectivity_in_the_sign_of_alpha(tmp_path):
+    results = {}
+    for alpha in (-10.0, 0.0, 10.0):
+        config = tiny_config(tmp_path, f"a{alpha}", alpha=alpha, epochs=3)
+        results[alpha] = train(config, verbose=0)["test_mean_selectivity"]
+    assert results[-10.0] < 0.75 * results[0.0]
+    assert results[10.0] > 1.5 * results[0.0]
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Stops training like a kill right after the checkpoint of `epoch`."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    straight = train(tiny_config(tmp_path, "straight", epochs=3, alpha=-1.0), verbose=0)
+    config = tiny_config(tmp_path, "resumed", epochs=3, alpha=-1.0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, callbacks=[_Interrupt(2)], verbose=0)
+    state = read_json(os.path.join(config.output_dir, "checkpoint", "state.json"))
+    assert state["epochs_done"] == 2
+    assert not os.path.exists(os.path.join(config.output_dir, "summary.json"))
+    resumed = train(config, verbose=0)
+    for key in ("best_epoch", "val_accuracy", "test_accuracy", "test_layer_selectivity", "test_mean_selectivity"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-5, abs=1e-6), key
+    history = lambda d: [row["loss"] for row in read_json(os.path.join(d, "checkpoint", "state.json"))["history"]]
+    np.testing.assert_allclose(history(config.output_dir), history(str(tmp_path / "straight")), rtol=1e-5)
+
+
+def test_completed_run_is_not_trained_again(tmp_path):
+    config = tiny_config(tmp_path, "done", epochs=1)
+    first = train(config, verbose=0)
+    mtime = os.path.getmtime(os.path.join(config.output_dir, "summary.json"))
+    assert train(config, verbose=0) == first
+    assert os.path.getmtime(os.path.join(config.output_dir, "summary.json")) == mtime
+
+
+def test_output_dir_of_another_configuration_is_refused(tmp_path):
+    config = tiny_config(tmp_path, "run", epochs=1)
+    train(config, verbose=0)
+    before = read_json(os.path.join(config.output_dir, "config.json"))
+    with pytest.raises(ConfigError, match="alpha: 0.0 there, -1.0 now"):
+        train(tiny_config(tmp_path, "run", epochs=1, alpha=-1.0), verbose=0)
+    assert read_json(os.path.join(config.output_dir, "config.json")) == before
+
+
+def test_config_validation(tmp_path):
+    with pytest.raises(ConfigError, match="finite"):
+        tiny_config(tmp_path, "x", alpha=float("nan")).validate()
+    with pytest.raises(ConfigError, match="unknown model"):
+        tiny_config(tmp_path, "x", model="resnet7").validate(known_models=["resnet8"])
+    with pytest.raises(ConfigError, match="leaky_slope only applies"):
+        tiny_config(tmp_path, "x", leaky_slope=0.2).validate()
+    assert TrainConfig(model="vgg16", output_dir="x").learning_rate == 0.01
+    assert TrainConfig(model="resnet20", output_dir="x").learning_rate == 0.1

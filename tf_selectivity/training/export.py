@@ -1,0 +1,65 @@
+"""Saving trained models: a SavedModel with analysis signatures and a .keras file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import keras
+
+__all__ = ["export_saved_model", "save_keras_model", "tensorflow_available"]
+
+
+def tensorflow_available() -> bool:
+    """Whether TensorFlow can be imported (SavedModel export needs it)."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def export_saved_model(model, path: str) -> None:
+    """Exports a `SelectivityModel` as a SavedModel with three endpoints.
+
+    * ``serve(images) -> logits``
+    * ``unit_responses(images) -> {"logits", <probe name>: (batch, units)}``
+    * ``activations(images) -> {<probe name>: (batch, H, W, units)}``
+
+    Images are float32 (batch, H, W, C) raw pixels in [0, 255]. Loading needs
+    only TensorFlow (``tf.saved_model.load(path).unit_responses(x)``), no
+    Python model code. The directory is written next to `path` and renamed
+    into place, so an interrupted export never leaves a partial model.
+
+    Args:
+        model: a built `SelectivityModel`.
+        path: target directory.
+    """
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32, name="images")]
+    responses = model.unit_response_model()
+    activations = model.activation_model()
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(responses)
+    archive.track(activations)
+    archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=signature)
+    archive.add_endpoint(
+        "unit_responses", lambda x: responses(x, training=False), input_signature=signature
+    )
+    archive.add_endpoint(
+        "activations", lambda x: activations(x, training=False), input_signature=signature
+    )
+    tmp = f"{path}.{os.getpid()}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    archive.write_out(tmp, verbose=False)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def save_keras_model(model, path: str) -> None:
+    """Saves the model in Keras' native format (any backend), atomically."""
+    tmp = path[: -len(".keras")] + f".{os.getpid()}.partial.keras"
+    model.save(tmp)
+    os.replace(tmp, path)

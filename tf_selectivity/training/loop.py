@@ -1,0 +1,240 @@
+"""`train`: one run of the paper's protocol, resumable, ending in a summary."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import keras
+import numpy as np
+
+from tf_selectivity.analysis.streaming import evaluate_responses
+from tf_selectivity.data import EpochSync, ImageBatches, load_dataset
+from tf_selectivity.models import MODELS, build_model
+from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint
+from tf_selectivity.training.config import ConfigError, TrainConfig
+from tf_selectivity.training.export import (
+    export_saved_model,
+    save_keras_model,
+    tensorflow_available,
+)
+from tf_selectivity.training.optimizers import make_optimizer
+from tf_selectivity.training.run_dir import RunPaths, read_json, write_json_atomic
+
+__all__ = ["train", "resolve_jit_compile", "prepare_run_dir"]
+
+
+def resolve_jit_compile(setting: str) -> bool:
+    """The `--jit_compile` flag: "auto" uses XLA where it wins.
+
+    On TensorFlow, XLA is about 2x slower than the default graph executor on
+    CPU but faster on GPU/TPU, so "auto" enables it only when an accelerator is
+    visible. On JAX every step is XLA-compiled anyway (`jax.jit`).
+    """
+    if setting in ("true", "false"):
+        return setting == "true"
+    if keras.backend.backend() == "jax":
+        return True
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+    return False
+
+
+def prepare_run_dir(config: TrainConfig) -> RunPaths:
+    """Checks that `config.output_dir` is empty or holds this same run.
+
+    Returns:
+        The run's `RunPaths`; `config.json` is written if it was missing.
+
+    Raises:
+        ConfigError: the directory holds a run of another configuration, or
+            is a file, or holds files that are not a run.
+    """
+    paths = RunPaths(config.output_dir)
+    if os.path.exists(paths.root) and not os.path.isdir(paths.root):
+        raise ConfigError(f"output_dir {paths.root} exists and is not a directory")
+    if os.path.exists(paths.config):
+        try:
+            previous = read_json(paths.config)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"cannot read {paths.config}: {error}") from error
+        differences = config.differences(previous.get("identity", previous))
+        if differences:
+            raise ConfigError(
+                f"{paths.root} holds a run of another configuration ("
+                + "; ".join(differences)
+                + "); choose another --output_dir"
+            )
+    else:
+        if os.path.isdir(paths.root):
+            foreign = [n for n in os.listdir(paths.root) if n not in (".lock",)]
+            if foreign:
+                raise ConfigError(
+                    f"{paths.root} is not empty and holds no run (found {', '.join(sorted(foreign)[:3])}); "
+                    "choose another --output_dir"
+                )
+    return paths
+
+
+def _backend_info() -> dict:
+    return {
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+    }
+
+
+def _set_precision(precision: str) -> None:
+    keras.mixed_precision.set_dtype_policy(precision)
+
+
+def train(config: TrainConfig, *, callbacks=(), verbose: int = 1) -> dict:
+    """Trains one network at one alpha and writes its run directory.
+
+    Follows the paper's protocol (defaults of `TrainConfig`): SGD with
+    momentum and coupled weight decay, step learning-rate decay, keep the
+    epoch with the best validation accuracy, evaluate it on the test set.
+    The same call on the same `output_dir` resumes after an interruption and
+    ends with the same result; a completed run is not trained again.
+
+    Args:
+        config: the run's `TrainConfig`.
+        callbacks: extra Keras callbacks (e.g. keras-tuner's).
+        verbose: 1 progress bar, 2 one line per epoch, 0 silent.
+
+    Returns:
+        The summary dict (also written to ``summary.json``).
+
+    Raises:
+        ConfigError: invalid configuration or conflicting output directory.
+        DatasetUnavailableError: the dataset cannot be loaded.
+    """
+    config.validate(known_models=MODELS)
+    paths = prepare_run_dir(config)
+    with paths.locked():
+        if paths.is_complete():
+            summary = read_json(paths.summary)
+            if verbose:
+                print(f"Run in {paths.root} is already complete; nothing to do.")
+            return summary
+        data = load_dataset(
+            config.dataset,
+            data_dir=config.data_dir,
+            validation_fraction=config.validation_fraction,
+            split_seed=config.split_seed,
+            max_train_samples=config.max_train_samples,
+        )
+        write_json_atomic(
+            paths.config,
+            {"identity": config.identity(), "config": config.to_dict(), **data.describe()},
+        )
+        return _train_locked(config, paths, data, callbacks, verbose)
+
+
+def _train_locked(config, paths, data, extra_callbacks, verbose):
+    keras.utils.set_random_seed(config.seed)
+    _set_precision(config.precision)
+    pixel_mean, pixel_std = data.pixel_statistics()
+    model = build_model(
+        config.model,
+        num_classes=data.num_classes,
+        alpha=config.alpha,
+        activation=config.activation,
+        leaky_slope=config.leaky_slope,
+        input_shape=data.image_shape,
+        pixel_mean=pixel_mean,
+        pixel_std=pixel_std,
+    )
+    workers = 2 if (os.cpu_count() or 1) > 2 else 1
+    train_batches = ImageBatches(
+        data.train_images,
+        data.train_labels,
+        config.batch_size,
+        shuffle=True,
+        augment=config.augment,
+        seed=config.seed,
+        workers=workers,
+    )
+    validation_batches = ImageBatches(
+        data.validation_images, data.validation_labels, config.eval_batch_size
+    )
+    jit_compile = resolve_jit_compile(config.jit_compile)
+    model.compile(optimizer=make_optimizer(config, len(train_batches)), jit_compile=jit_compile)
+
+    checkpoint = RunCheckpoint(paths)
+    checkpoint.set_model(model)
+    initial_epoch = checkpoint.restore()
+    if verbose and initial_epoch:
+        print(f"Resuming {paths.root} after epoch {initial_epoch}/{config.epochs}.")
+
+    callbacks = [EpochSync(train_batches), checkpoint]
+    if tensorflow_available():
+        callbacks.append(
+            keras.callbacks.TensorBoard(paths.logs, write_graph=False, profile_batch=0)
+        )
+    elif verbose:
+        print("TensorFlow is not installed: no TensorBoard logs (history.csv has the same values).")
+    if verbose:
+        callbacks.append(CompactProgbar(verbose=verbose))
+    callbacks.extend(extra_callbacks)
+
+    start = time.time()
+    if initial_epoch < config.epochs:
+        model.fit(
+            train_batches,
+            validation_data=validation_batches,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=0,
+            # ImageBatches shuffles by (seed, epoch); Keras' own batch-order
+            # shuffle uses Python's global RNG and would break exact resume.
+            shuffle=False,
+        )
+    train_seconds = time.time() - start
+
+    model.load_weights(paths.best_weights)
+    test = evaluate_responses(
+        model.unit_response_model().predict_on_batch,
+        ImageBatches(data.test_images, data.test_labels, config.eval_batch_size),
+        num_classes=data.num_classes,
+        layer_names=model.probe_names,
+    )
+    layer_si = test.layer_selectivity()
+    dead = [float(np.mean(s.selectivity.dead_units())) for s in test.layers.values()]
+    best = checkpoint.history[checkpoint.best_epoch - 1]
+    summary = {
+        "model": config.model,
+        "alpha": config.alpha,
+        "seed": config.seed,
+        "activation": config.activation,
+        "leaky_slope": config.leaky_slope,
+        "epochs": config.epochs,
+        "best_epoch": checkpoint.best_epoch,
+        "val_accuracy": best["val_accuracy"],
+        "test_accuracy": test.accuracy,
+        "test_layer_selectivity": layer_si,
+        "test_mean_selectivity": float(np.mean(layer_si)),
+        "test_layer_dead_fraction": dead,
+        "probe_names": model.probe_names,
+        "num_test_samples": test.num_samples,
+        "train_seconds_this_session": train_seconds,
+        "jit_compile": jit_compile,
+        **data.describe(),
+        **_backend_info(),
+    }
+    if tensorflow_available():
+        export_saved_model(model, paths.saved_model)
+        summary["saved_model"] = os.path.relpath(paths.saved_model, paths.root)
+    save_keras_model(model, paths.keras_model)
+    summary["keras_model"] = os.path.relpath(paths.keras_model, paths.root)
+    write_json_atomic(paths.summary, summary)
+    if verbose:
+        print(
+            f"Best epoch {summary['best_epoch']}: val accuracy {summary['val_accuracy']:.4f}, "
+            f"test accuracy {summary['test_accuracy']:.4f}, "
+            f"test mean selectivity {summary['test_mean_selectivity']:.4f}\n"
+            f"Wrote {paths.root}"
+        )
+    return summary
