@@ -1,0 +1,255 @@
+"""Benchmark of `tf_selectivity.cca` PWCCA, optionally against google/svcca.
+
+Measures, on the same random activations in one run:
+
+* `factorize` per (network, layer);
+* our PWCCA per pair from cached factors (what the Figure 3 analysis does);
+* our PWCCA per pair from raw arrays (two factorizations + one comparison);
+* google/svcca's `pwcca.compute_pwcca` per pair, if a copy of its
+  `cca_core.py` and `pwcca.py` is found in the folder given by
+  `--google-svcca DIR` or the `GOOGLE_SVCCA_DIR` environment variable
+  (google's code is not part of this project);
+
+then estimates the cost of one alpha of the paper's Figure 3 (20 treated +
+20 baseline ResNet20 replicates, 590 pairs x 19 layers of 16/32/64 units),
+and with `--figure3` runs that analysis end to end on synthetic activations.
+
+Usage:
+    python benchmarks/bench_cca.py [--google-svcca DIR] [--figure3]
+        [--blas-threads N]
+
+`--blas-threads N` limits BLAS threads for the whole run (needs
+threadpoolctl; otherwise set OPENBLAS_NUM_THREADS before starting).
+`figure3_distances` itself limits BLAS to one thread when threadpoolctl is
+installed.
+
+Prints timings only; it is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from tf_selectivity import cca
+from tf_selectivity.analysis import cca_experiment
+
+# ResNet20's 19 convolutional layers: the stem and 3 stages of 6 convolutions.
+RESNET20_LAYER_WIDTHS = (16,) * 7 + (32,) * 6 + (64,) * 6
+
+
+def main() -> None:
+    args = _parse_args()
+    print(
+        f"cpus={os.cpu_count()} OPENBLAS_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} "
+        f"--blas-threads={args.blas_threads} numpy={np.__version__} "
+        f"threadpoolctl={'yes' if _has_threadpoolctl() else 'no'}"
+    )
+    with cca_experiment.blas_thread_limit(args.blas_threads):
+        _benchmark(args)
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(args.seed)
+    layers = [
+        _synthetic_layer(rng, args.units, args.datapoints)
+        for _ in range(args.pairs + 1)
+    ]
+    pairs = _consecutive_pairs(layers)
+    print(
+        f"{args.pairs} pairs of ({args.units} units x {args.datapoints} datapoints), "
+        f"median over {args.repeats} repeats"
+    )
+
+    factor_ms = _factorize_ms(layers, args.repeats)
+    factors = [cca.factorize(a) for a in layers]
+    factor_pairs = _consecutive_pairs(factors)
+    cached_ms = _per_pair_ms(cca.pwcca_distance, factor_pairs, args.repeats)
+    raw_ms = _per_pair_ms(cca.pwcca_distance, pairs, args.repeats)
+    print(f"ours factorize          {factor_ms:8.2f} ms/layer")
+    print(f"ours pwcca, cached      {cached_ms:8.2f} ms/pair")
+    print(f"ours pwcca, raw arrays  {raw_ms:8.2f} ms/pair")
+
+    google = _import_google(args.google_svcca)
+    if google is None:
+        print("google/svcca: no copy given (--google-svcca DIR or GOOGLE_SVCCA_DIR)")
+    else:
+        google_fn = lambda a, b: float(google.compute_pwcca(a, b)[0])  # noqa: E731
+        google_ms = _per_pair_ms(google_fn, pairs, args.repeats)
+        print(f"google compute_pwcca    {google_ms:8.2f} ms/pair")
+        print(f"ratio google / ours cached  {google_ms / cached_ms:6.1f}x")
+        print(f"ratio google / ours raw     {google_ms / raw_ms:6.1f}x")
+        _print_agreement(google, pairs, factor_pairs)
+
+    _print_figure3_estimate(rng, args)
+    if args.figure3:
+        _run_figure3(args)
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--units", type=int, default=64)
+    parser.add_argument("--datapoints", type=int, default=10_000)
+    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--google-svcca",
+        default=os.environ.get("GOOGLE_SVCCA_DIR"),
+        help="folder holding google/svcca's cca_core.py and pwcca.py",
+    )
+    parser.add_argument(
+        "--figure3",
+        action="store_true",
+        help="also run the full Figure 3 analysis for one alpha on synthetic data",
+    )
+    parser.add_argument("--replicates", type=int, default=20)
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="limit BLAS threads for the whole run (needs threadpoolctl)",
+    )
+    return parser.parse_args()
+
+
+def _has_threadpoolctl() -> bool:
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _synthetic_layer(
+    rng: np.random.Generator, units: int, datapoints: int, latent_dims: int = 32
+) -> np.ndarray:
+    """Relu of a random mixture of a low-dimensional latent, plus noise."""
+    latent = rng.standard_normal((latent_dims, datapoints))
+    mixed = rng.standard_normal((units, latent_dims)) @ latent
+    mixed += 0.5 * rng.standard_normal((units, datapoints))
+    return np.maximum(mixed, 0.0).astype(np.float32)
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `fn()` in milliseconds, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _factorize_ms(layers: list[np.ndarray], repeats: int) -> float:
+    """Median milliseconds of one `cca.factorize` over `layers`."""
+    return _median_ms(lambda: [cca.factorize(a) for a in layers], repeats) / len(layers)
+
+
+def _consecutive_pairs(items: list) -> list[tuple]:
+    """[(items[0], items[1]), (items[1], items[2]), ...]."""
+    return list(zip(items[:-1], items[1:], strict=True))
+
+
+def _per_pair_ms(
+    fn: Callable[[object, object], float], pairs: list, repeats: int
+) -> float:
+    """Median milliseconds per pair of `fn(a, b)` over `pairs`."""
+    return _median_ms(lambda: [fn(a, b) for a, b in pairs], repeats) / len(pairs)
+
+
+def _import_google(folder: str | None):
+    """google/svcca's `pwcca` module from `folder`, or None."""
+    if not folder:
+        return None
+    if not os.path.isfile(os.path.join(folder, "pwcca.py")):
+        print(f"google/svcca: no pwcca.py in {folder}")
+        return None
+    sys.path.insert(0, folder)  # pwcca.py imports cca_core by plain name.
+    return importlib.import_module("pwcca")
+
+
+def _print_agreement(google, pairs: list, factor_pairs: list) -> None:
+    """Largest differences between google's and our results on `pairs`."""
+    correlation_diffs, pwcca_diffs = [], []
+    for (a, b), (fa, fb) in zip(pairs, factor_pairs, strict=True):
+        google_similarity, _, google_correlations = google.compute_pwcca(a, b)
+        ours = cca.pwcca(fa, fb)
+        google_sorted = np.sort(np.asarray(google_correlations))[::-1]
+        count = ours.canonical_correlations.size
+        correlation_diffs.append(
+            np.abs(google_sorted[:count] - ours.canonical_correlations).max()
+        )
+        pwcca_diffs.append(float(google_similarity) - ours.similarity)
+    print(f"agreement: max |canonical correlation diff| = {max(correlation_diffs):.1e}")
+    print(
+        "agreement: PWCCA similarity google - ours: "
+        f"min {min(pwcca_diffs):+.2e}, max {max(pwcca_diffs):+.2e} "
+        "(different weights by design, see tf_selectivity/cca.py)"
+    )
+
+
+def _print_figure3_estimate(rng: np.random.Generator, args: argparse.Namespace) -> None:
+    """Extrapolates one alpha of Figure 3 from per-width timings."""
+    runs = 2 * args.replicates
+    pairs_per_layer = args.replicates * (args.replicates - 1) // 2 + args.replicates**2
+    total_s = 0.0
+    for width in sorted(set(RESNET20_LAYER_WIDTHS)):
+        sample = [_synthetic_layer(rng, width, args.datapoints) for _ in range(4)]
+        factor_ms = _factorize_ms(sample, args.repeats)
+        factors = [cca.factorize(a) for a in sample]
+        pair_ms = _per_pair_ms(
+            cca.pwcca_distance, _consecutive_pairs(factors), args.repeats
+        )
+        layers = RESNET20_LAYER_WIDTHS.count(width)
+        total_s += layers * (runs * factor_ms + pairs_per_layer * pair_ms) / 1e3
+        print(
+            f"width {width:3d}: factorize {factor_ms:6.2f} ms, pair {pair_ms:6.2f} ms"
+        )
+    print(
+        f"Figure 3 estimate, one alpha ({args.replicates}+{args.replicates} runs, "
+        f"{pairs_per_layer} pairs x {len(RESNET20_LAYER_WIDTHS)} layers, "
+        f"{args.datapoints} datapoints): {total_s:.1f} s (CCA only, no loading)"
+    )
+
+
+def _run_figure3(args: argparse.Namespace) -> None:
+    """Runs `figure3_distances` end to end on synthetic ResNet20-sized layers."""
+    treated = [f"treated_{i}" for i in range(args.replicates)]
+    baseline = [f"baseline_{i}" for i in range(args.replicates)]
+    run_index = {run: i for i, run in enumerate(treated + baseline)}
+    layers = [f"conv_{i}" for i in range(len(RESNET20_LAYER_WIDTHS))]
+    load_seconds = 0.0
+
+    def load(run: str, layer: str) -> np.ndarray:
+        nonlocal load_seconds
+        start = time.perf_counter()
+        layer_index = layers.index(layer)
+        rng = np.random.default_rng([run_index[run], layer_index])
+        width = RESNET20_LAYER_WIDTHS[layer_index]
+        acts = _synthetic_layer(rng, width, args.datapoints)
+        load_seconds += time.perf_counter() - start
+        return acts
+
+    start = time.perf_counter()
+    distances = cca_experiment.figure3_distances(treated, baseline, layers, load)
+    total = time.perf_counter() - start
+    ratio = cca_experiment.mean_ratio(cca_experiment.distance_ratios(distances))
+    print(
+        f"Figure 3 end to end, one alpha: {len(distances)} distances in {total:.1f} s "
+        f"({load_seconds:.1f} s of it generating synthetic activations); "
+        f"mean ratio {ratio:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""The CCA experiment of Figure 3 of "Selectivity considered harmful".
+
+Does regularizing against class selectivity merely rotate selectivity off the
+unit axes? Section 4.2 and Appendix A.2 of the paper answer with CCA, which is
+invariant to invertible linear maps. For one regularization scale `alpha_r`
+with 20 replicate networks, and 20 unregularized (`alpha_0 = 0`) baseline
+replicates, per layer:
+
+* `rho(alpha_r, alpha_r)`: the distances between every pair of treated
+  replicates (C(20, 2) = 190), the noise floor set by random seeds;
+* `rho(alpha_r, alpha_0)`: the distances between every treated and every
+  baseline replicate (20 x 20 = 400).
+
+The *CCA distance ratio* of a layer is `mean rho(alpha_r, alpha_0) / mean
+rho(alpha_r, alpha_r)`: about 1 if the treated networks are a rotation (or
+other invertible map) of the unregularized ones, above 1 if the
+representation really changed. Figure 3b averages it over layers.
+
+`figure3_distances` computes the pairwise table, `distance_ratios` and
+`mean_ratio` the ratios, and `ratio_ttest` the paired t-test. Memory stays
+bounded by one layer: each (run, layer) is loaded and factored exactly once
+(`tf_selectivity.cca.factorize`), the factors of all runs for that layer are
+compared, and they are released before the next layer is loaded.
+
+PWCCA is not symmetric (see `tf_selectivity.cca`): it weights the layer of
+lower rank, and the first network of the pair (`run_a`) when the ranks are
+equal, i.e. the treated network for to-baseline pairs and the earlier one in
+`treated_runs` for within pairs.
+
+Speed: with each layer factored once, a 64-unit, 10,000-datapoint pair costs
+a few milliseconds and one alpha of the paper (20 + 20 runs, 590 pairs x 19
+layers) about a minute on 2 cores. The many mid-sized BLAS calls run best on
+one thread: multi-threaded OpenBLAS slows them down many times over as soon
+as another process competes for the cores. `figure3_distances` therefore
+limits BLAS to `blas_threads=1` thread while it runs, through `threadpoolctl`
+when that package is installed (otherwise set `OPENBLAS_NUM_THREADS=1` in the
+environment before numpy is imported).
+
+numpy, scipy and pandas only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from tf_selectivity import cca
+
+WITHIN = "within"
+TO_BASELINE = "to_baseline"
+
+DISTANCE_COLUMNS = (
+    "layer",
+    "layer_index",
+    "comparison",
+    "run_a",
+    "run_b",
+    "distance",
+    "method",
+)
+RATIO_COLUMNS = ("layer", "layer_index", "within_mean", "to_baseline_mean", "ratio")
+
+# Distance functions by method name; each accepts raw or factored activations.
+DISTANCE_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "pwcca": cca.pwcca_distance,
+    "svcca": cca.svcca_distance,
+    "mean_cca": cca.mean_cca_distance,
+}
+
+ActivationLoader = Callable[[str, str], np.ndarray]
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RatioTTest:
+    """Paired t-test of to-baseline against within distances across layers.
+
+    Attributes:
+        statistic: t statistic of `to_baseline_mean - within_mean`.
+        pvalue: Two-sided p-value.
+        n_layers: Number of layers (pairs) in the test.
+        direction: "to_baseline > within", "to_baseline < within" or
+            "no difference" (sign of the statistic).
+    """
+
+    statistic: float
+    pvalue: float
+    n_layers: int
+    direction: str
+
+
+def figure3_distances(
+    treated_runs: Sequence[str],
+    baseline_runs: Sequence[str],
+    layers: Sequence[str],
+    load_activations: ActivationLoader,
+    method: str = "pwcca",
+    progress: ProgressCallback | None = None,
+    *,
+    treated_alpha: float | None = None,
+    baseline_alpha: float | None = None,
+    blas_threads: int | None = 1,
+) -> pd.DataFrame:
+    """CCA distances of Figure 3 for one treated alpha, layer by layer.
+
+    Args:
+        treated_runs: Run ids of the replicates at the treated alpha (>= 2).
+        baseline_runs: Run ids of the baseline (alpha = 0) replicates (>= 1).
+        layers: Layer names, in network order; `layer_index` is the position
+            in this sequence.
+        load_activations: `load_activations(run_id, layer)` returns that
+            layer's `(units, datapoints)` activations; every run must use the
+            same datapoints. Called exactly once per (run, layer), all calls
+            for one layer before any call for the next.
+        method: "pwcca" (the paper's), "svcca" or "mean_cca".
+        progress: Optional `progress(n_done, n_total)` called after each
+            compared pair, with `n_total = len(layers) * n_pairs`.
+        treated_alpha: Optional alpha of the treated runs, only checked
+            against `baseline_alpha`.
+        baseline_alpha: Optional alpha of the baseline runs.
+        blas_threads: BLAS threads while computing (see `blas_thread_limit`);
+            None leaves the BLAS settings alone.
+
+    Returns:
+        DataFrame with columns `layer, layer_index, comparison, run_a, run_b,
+        distance, method`, one row per (layer, pair). `comparison` is
+        "within" for treated-vs-treated pairs (`run_a` before `run_b` in
+        `treated_runs`) and "to_baseline" for treated-vs-baseline pairs
+        (`run_a` treated, `run_b` baseline).
+
+    Raises:
+        ValueError: On an unknown method, fewer than 2 treated runs, no
+            baseline run, duplicate or shared run ids, no or duplicate layers,
+            equal treated and baseline alphas, or unusable activations (the
+            message names the run and layer).
+    """
+    distance_fn = _distance_function(method)
+    treated, baseline = _validated_runs(
+        treated_runs, baseline_runs, treated_alpha, baseline_alpha
+    )
+    layer_names = _validated_layers(layers)
+    pairs = list(_run_pairs(treated, baseline))
+    n_total = len(layer_names) * len(pairs)
+    rows: list[tuple] = []
+    with blas_thread_limit(blas_threads):
+        for layer_index, layer in enumerate(layer_names):
+            factors = _factor_layer(treated + baseline, layer, load_activations)
+            for comparison, run_a, run_b in pairs:
+                distance = distance_fn(factors[run_a], factors[run_b])
+                rows.append(
+                    (layer, layer_index, comparison, run_a, run_b, distance, method)
+                )
+                if progress is not None:
+                    progress(len(rows), n_total)
+            # Released before the next layer is loaded: at most one layer's
+            # factors for all runs are alive at a time.
+            del factors
+    return _distances_frame(rows)
+
+
+def distance_ratios(distances: pd.DataFrame) -> pd.DataFrame:
+    """CCA distance ratio per layer.
+
+    Args:
+        distances: Output of `figure3_distances` (one method).
+
+    Returns:
+        DataFrame with columns `layer, layer_index, within_mean,
+        to_baseline_mean, ratio`, one row per layer sorted by `layer_index`;
+        `ratio = to_baseline_mean / within_mean` (inf if the within mean is
+        0).
+
+    Raises:
+        ValueError: If columns are missing, several methods are mixed, or a
+            layer lacks within or to-baseline distances.
+    """
+    _check_distances(distances)
+    means = (
+        distances.groupby(["layer_index", "layer", "comparison"], sort=True)["distance"]
+        .mean()
+        .unstack("comparison")
+    )
+    for comparison in (WITHIN, TO_BASELINE):
+        if comparison not in means.columns or means[comparison].isna().any():
+            raise ValueError(f"Every layer needs {comparison!r} distances.")
+    ratios = means.reset_index().rename(
+        columns={WITHIN: "within_mean", TO_BASELINE: "to_baseline_mean"}
+    )
+    ratios["ratio"] = ratios["to_baseline_mean"] / ratios["within_mean"]
+    ratios.columns.name = None
+    return ratios[list(RATIO_COLUMNS)]
+
+
+def mean_ratio(ratios: pd.DataFrame) -> float:
+    """CCA distance ratio averaged over layers (one point of Figure 3b).
+
+    Args:
+        ratios: Output of `distance_ratios`.
+
+    Returns:
+        The mean of the `ratio` column.
+
+    Raises:
+        ValueError: If there is no layer.
+    """
+    if len(ratios) == 0:
+        raise ValueError("No layer ratios to average.")
+    return float(ratios["ratio"].mean())
+
+
+def ratio_ttest(distances: pd.DataFrame) -> RatioTTest:
+    """Paired t-test of rho(alpha_r, alpha_0) against rho(alpha_r, alpha_r).
+
+    The paper reports a paired t-test without saying what is paired. The
+    190 within and 400 to-baseline distances of a layer share no natural
+    pairing, so we pair by layer: for each layer, its mean to-baseline
+    distance with its mean within distance (`scipy.stats.ttest_rel`, two
+    sided). The samples are the layers, which are not independent of each
+    other; read the p-value as descriptive.
+
+    Args:
+        distances: Output of `figure3_distances` (one method).
+
+    Returns:
+        A `RatioTTest`.
+
+    Raises:
+        ValueError: With fewer than 2 layers, or as `distance_ratios`.
+    """
+    ratios = distance_ratios(distances)
+    if len(ratios) < 2:
+        raise ValueError(
+            f"The paired t-test needs at least 2 layers, got {len(ratios)}."
+        )
+    result = scipy_stats.ttest_rel(ratios["to_baseline_mean"], ratios["within_mean"])
+    statistic = float(result.statistic)
+    if statistic > 0:
+        direction = "to_baseline > within"
+    elif statistic < 0:
+        direction = "to_baseline < within"
+    else:
+        direction = "no difference"
+    return RatioTTest(
+        statistic=statistic,
+        pvalue=float(result.pvalue),
+        n_layers=len(ratios),
+        direction=direction,
+    )
+
+
+def blas_thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
+    """Context manager limiting BLAS (OpenBLAS, MKL, ...) to `threads` threads.
+
+    Uses `threadpoolctl` if it is installed and does nothing otherwise (or
+    when `threads` is None).
+
+    Args:
+        threads: Number of BLAS threads, or None to leave BLAS alone.
+
+    Returns:
+        The context manager.
+    """
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        import threadpoolctl  # Optional dependency.
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
+
+
+def _distance_function(method: str) -> Callable[..., float]:
+    """The distance function of `method`, or ValueError."""
+    try:
+        return DISTANCE_FUNCTIONS[method]
+    except KeyError:
+        raise ValueError(
+            f"Unknown CCA method {method!r}; "
+            f"expected one of {sorted(DISTANCE_FUNCTIONS)}."
+        ) from None
+
+
+def _validated_runs(
+    treated_runs: Sequence[str],
+    baseline_runs: Sequence[str],
+    treated_alpha: float | None,
+    baseline_alpha: float | None,
+) -> tuple[list[str], list[str]]:
+    """Checks the run lists and alphas; returns them as lists of strings."""
+    if (
+        treated_alpha is not None
+        and baseline_alpha is not None
+        and treated_alpha == baseline_alpha
+    ):
+        raise ValueError(
+            f"The treated alpha equals the baseline alpha ({treated_alpha}); "
+            "the ratio compares a treated alpha with a different baseline."
+        )
+    treated = [str(run) for run in treated_runs]
+    baseline = [str(run) for run in baseline_runs]
+    if len(treated) < 2:
+        raise ValueError(
+            f"Need at least 2 treated runs for within-alpha pairs, got {len(treated)}."
+        )
+    if not baseline:
+        raise ValueError("Need at least 1 baseline run.")
+    for name, runs in (("treated_runs", treated), ("baseline_runs", baseline)):
+        if len(set(runs)) != len(runs):
+            raise ValueError(f"{name} contains duplicate run ids.")
+    shared = sorted(set(treated) & set(baseline))
+    if shared:
+        raise ValueError(f"Run ids in both treated and baseline runs: {shared}.")
+    return treated, baseline
+
+
+def _validated_layers(layers: Sequence[str]) -> list[str]:
+    """Checks that there are layers and no duplicates."""
+    names = [str(layer) for layer in layers]
+    if not names:
+        raise ValueError("No layers given.")
+    if len(set(names)) != len(names):
+        raise ValueError("layers contains duplicates.")
+    return names
+
+
+def _run_pairs(
+    treated: list[str], baseline: list[str]
+) -> Iterator[tuple[str, str, str]]:
+    """(comparison, run_a, run_b) for all within and to-baseline pairs."""
+    for run_a, run_b in itertools.combinations(treated, 2):
+        yield WITHIN, run_a, run_b
+    for run_a, run_b in itertools.product(treated, baseline):
+        yield TO_BASELINE, run_a, run_b
+
+
+def _factor_layer(
+    runs: list[str], layer: str, load_activations: ActivationLoader
+) -> dict[str, cca.FactoredActivations]:
+    """Loads and factors one layer of every run, once each."""
+    factors = {}
+    for run in runs:
+        try:
+            factors[run] = cca.factorize(load_activations(run, layer))
+        except ValueError as error:
+            raise ValueError(f"Run {run!r}, layer {layer!r}: {error}") from error
+    datapoints = {run: factor.num_datapoints for run, factor in factors.items()}
+    if len(set(datapoints.values())) > 1:
+        raise ValueError(
+            f"Layer {layer!r}: runs have different numbers of datapoints: {datapoints}."
+        )
+    return factors
+
+
+def _distances_frame(rows: list[tuple]) -> pd.DataFrame:
+    """The distances table with its column names and dtypes."""
+    frame = pd.DataFrame(rows, columns=list(DISTANCE_COLUMNS))
+    return frame.astype(
+        {
+            "layer": str,
+            "layer_index": np.int64,
+            "comparison": str,
+            "run_a": str,
+            "run_b": str,
+            "distance": np.float64,
+            "method": str,
+        }
+    )
+
+
+def _check_distances(distances: pd.DataFrame) -> None:
+    """Raises ValueError unless `distances` is a one-method distances table."""
+    missing = [column for column in DISTANCE_COLUMNS if column not in distances.columns]
+    if missing:
+        raise ValueError(f"Distances table lacks columns {missing}.")
+    methods = distances["method"].unique()
+    if len(methods) > 1:
+        raise ValueError(
+            f"Distances of several methods {sorted(methods)}; select one first."
+        )
