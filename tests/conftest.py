@@ -56,3 +56,23 @@ def error_lines(stderr: str) -> list:
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+TINY_DATASET = "synthetic:train=500,test=200,size=16"
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """Four trained tiny runs (resnet8, alpha 0 and -10, seeds 0 and 1): a
+    miniature sweep shared by the analysis and export tests."""
+    from tf_selectivity.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny_sweep")
+    for alpha in (0.0, -10.0):
+        for seed in (0, 1):
+            config = TrainConfig(
+                model="resnet8", alpha=alpha, seed=seed, dataset=TINY_DATASET, epochs=2,
+                batch_size=64, lr_milestones=(), output_dir=str(root / "runs" / f"a{alpha:g}_s{seed}"),
+            )
+            train(config, verbose=0)
+    return root

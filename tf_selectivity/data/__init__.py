@@ -6,6 +6,7 @@ from tf_selectivity.data.sources import (
     DatasetSplits,
     DatasetUnavailableError,
     load_dataset,
+    load_test_split,
     make_synthetic,
     split_train_validation,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "ImageBatches",
     "augment_images",
     "load_dataset",
+    "load_test_split",
     "make_synthetic",
     "split_train_validation",
 ]

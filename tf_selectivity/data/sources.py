@@ -34,6 +34,7 @@ __all__ = [
     "load_dataset",
     "split_train_validation",
     "make_synthetic",
+    "load_test_split",
     "DATASET_HELP",
 ]
 
@@ -239,13 +240,13 @@ def _folder_cache_key(paths: Sequence[str]) -> str:
     return digest.hexdigest()[:24]
 
 
-def _load_image_folder(root: str, cache_dir: str | None):
+def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test")):
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
         raise DatasetUnavailableError(f"Image folder {root!r} does not exist.")
-    splits = {}
+    loaded = {"train": None, "test": None}
     class_names = None
-    for split in ("train", "test"):
+    for split in splits:
         names, paths, labels = _list_image_folder(root, split)
         if class_names is not None and names != class_names:
             raise DatasetUnavailableError(
@@ -266,8 +267,8 @@ def _load_image_folder(root: str, cache_dir: str | None):
                 tmp = f"{cache_path}.{os.getpid()}.tmp.npy"
                 np.save(tmp, images)
                 os.replace(tmp, cache_path)
-        splits[split] = (images, labels)
-    return class_names, splits["train"], splits["test"]
+        loaded[split] = (images, labels)
+    return class_names, loaded["train"], loaded["test"]
 
 
 def _network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
@@ -278,7 +279,7 @@ def _network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool
         return False
 
 
-def _load_tfds_cifar10(data_dir: str | None):
+def _load_tfds_cifar10(data_dir: str | None, splits=("train", "test")):
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
@@ -299,8 +300,8 @@ def _load_tfds_cifar10(data_dir: str | None):
                 "--dataset=cifar10_sample for the bundled 5,000-image subset."
             )
         builder.download_and_prepare()
-    arrays = {}
-    for split in ("train", "test"):
+    arrays = {"train": None, "test": None}
+    for split in splits:
         images, labels = tfds.as_numpy(
             builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
         )
@@ -322,6 +323,39 @@ def _load_cifar10_sample():
 def _default_cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
     return os.path.join(base, "tf_selectivity")
+
+
+def _load_splits(spec: str, data_dir, cache_dir, splits=("train", "test")):
+    """(class_names, (train_images, train_labels) or None, (test_images, test_labels) or None)."""
+    if cache_dir == "default":
+        cache_dir = _default_cache_dir()
+    kind, _, argument = spec.partition(":")
+    if kind == "cifar10" and not argument:
+        return _load_tfds_cifar10(data_dir, splits)
+    if kind == "cifar10_sample" and not argument:
+        return _load_cifar10_sample()
+    if kind == "imagefolder":
+        if not argument:
+            raise DatasetUnavailableError("--dataset=imagefolder:PATH needs a PATH.")
+        return _load_image_folder(argument, cache_dir, splits)
+    if kind == "synthetic":
+        try:
+            options = _parse_options(argument)
+            *arrays, class_names = make_synthetic(**options)
+        except (TypeError, ValueError) as error:
+            raise DatasetUnavailableError(f"Bad synthetic dataset options {argument!r}: {error}") from error
+        return class_names, (arrays[0], arrays[1]), (arrays[2], arrays[3])
+    raise DatasetUnavailableError(f"Unknown dataset {spec!r}; choose one of: {DATASET_HELP}.")
+
+
+def load_test_split(spec: str, *, data_dir: str | None = None, cache_dir: str | None = "default"):
+    """Only the test split of a dataset (what the analyses use).
+
+    Returns:
+        (images uint8 (N, H, W, C), labels int64 (N,), class_names).
+    """
+    class_names, _, test = _load_splits(spec, data_dir, cache_dir, splits=("test",))
+    return test[0], test[1], list(class_names)
 
 
 def load_dataset(
@@ -353,27 +387,7 @@ def load_dataset(
     Raises:
         DatasetUnavailableError: unknown spec, missing folder, no network.
     """
-    if cache_dir == "default":
-        cache_dir = _default_cache_dir()
-    kind, _, argument = spec.partition(":")
-    if kind == "cifar10" and not argument:
-        class_names, train, test = _load_tfds_cifar10(data_dir)
-    elif kind == "cifar10_sample" and not argument:
-        class_names, train, test = _load_cifar10_sample()
-    elif kind == "imagefolder":
-        if not argument:
-            raise DatasetUnavailableError("--dataset=imagefolder:PATH needs a PATH.")
-        class_names, train, test = _load_image_folder(argument, cache_dir)
-    elif kind == "synthetic":
-        try:
-            options = _parse_options(argument)
-            *arrays, class_names = make_synthetic(**options)
-        except (TypeError, ValueError) as error:
-            raise DatasetUnavailableError(f"Bad synthetic dataset options {argument!r}: {error}") from error
-        train, test = (arrays[0], arrays[1]), (arrays[2], arrays[3])
-    else:
-        raise DatasetUnavailableError(f"Unknown dataset {spec!r}; choose one of: {DATASET_HELP}.")
-
+    class_names, train, test = _load_splits(spec, data_dir, cache_dir)
     train_images, train_labels, val_images, val_labels = split_train_validation(
         train[0], train[1], validation_fraction, split_seed
     )

@@ -154,6 +154,17 @@ class SelectivityModel(keras.Model):
             kwargs.pop(reserved, None)
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        """Recompiles a loaded model (optimizer state included) from its config."""
+        from keras.src.saving import serialization_lib
+
+        import tf_selectivity.training.optimizers  # noqa: F401  (registers TorchSGD)
+
+        config = serialization_lib.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built and self.optimizer is not None:
+            self.optimizer.build(self.trainable_variables)
+
     @property
     def metrics(self):
         return [

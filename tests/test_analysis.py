@@ -1,0 +1,146 @@
+"""The analysis command on real saved runs: tables, CCA, figures, report, bad input."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import error_lines, run_cli
+from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+from tf_selectivity.analysis.runs import discover_runs
+
+pytestmark = pytest.mark.tensorflow_only
+
+
+@pytest.fixture(scope="module")
+def analysis(tiny_runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis")
+    options = AnalysisOptions(n_resamples=500, cca_methods=("pwcca", "svcca"))
+    return analyze([str(tiny_runs)], str(out), options, verbose=0), out
+
+
+def test_tables_have_the_documented_columns(analysis):
+    result, out = analysis
+    runs = pd.read_csv(out / "runs.csv")
+    for column in ("run_dir", "model", "alpha", "seed", "activation", "leaky_slope", "test_accuracy",
+                   "test_mean_selectivity", "mean_precision", "dead_unit_fraction"):
+        assert column in runs.columns
+    assert len(runs) == 4
+    layers = pd.read_parquet(out / "layers.parquet")
+    assert len(layers) == 4 * 7 and set(layers["layer_index"]) == set(range(7))
+    units = pd.read_parquet(out / "units.parquet")
+    assert len(units) == 4 * 240
+    assert {"selectivity", "precision", "dead", "preferred_class", "unit"} <= set(units.columns)
+
+
+def test_test_metrics_agree_with_training_summary(analysis):
+    result, _ = analysis
+    for row in result.runs.itertuples():
+        summary = json.load(open(os.path.join(row.run_dir, "summary.json")))
+        assert row.test_accuracy == pytest.approx(summary["test_accuracy"], abs=1e-9)
+        assert row.test_mean_selectivity == pytest.approx(summary["test_mean_selectivity"], rel=1e-5)
+
+
+def test_layer_and_run_aggregates_follow_eq3(analysis):
+    result, _ = analysis
+    units = result.units
+    for run_dir, group in units.groupby("run_dir"):
+        per_layer = group.groupby("layer_index")["selectivity"].mean()
+        row = result.runs.set_index("run_dir").loc[run_dir]
+        assert row["test_mean_selectivity"] == pytest.approx(per_layer.mean())
+        assert row["mean_precision"] == pytest.approx(group.groupby("layer_index")["precision"].mean().mean())
+        # Precision is bounded by [1/C, 1].
+        assert group["precision"].between(0.1, 1.0).all()
+
+
+def test_cca_tables_count_pairs(analysis):
+    result, out = analysis
+    cca = pd.read_csv(out / "cca_distances.csv")
+    for method in ("pwcca", "svcca"):
+        rows = cca[(cca["method"] == method)]
+        assert (rows["comparison"] == "within").sum() == 7 * 1  # C(2, 2) pairs x 7 layers
+        assert (rows["comparison"] == "to_baseline").sum() == 7 * 4
+    assert rows["distance"].between(0, 1).all()
+    ratios = pd.read_csv(out / "cca_ratios.csv")
+    assert set(ratios["alpha"]) == {-10.0}
+    assert os.path.exists(out / "cca_tests.csv")
+
+
+def test_figures_and_report(analysis):
+    result, out = analysis
+    report = (out / "report.md").read_text()
+    assert "fig1_selectivity_resnet8.png" in report
+    for paths in result.figures.values():
+        for path in paths:
+            assert os.path.getsize(path) > 1000
+    assert os.path.exists(out / "figures" / "fig3_cca_resnet8.pdf")
+
+
+def test_second_analysis_reuses_cached_runs(analysis, tiny_runs):
+    result, out = analysis
+    cached = sorted(os.listdir(out / "cache"))
+    again = analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=200, cca_methods=("pwcca", "svcca"), figures=False), verbose=0)
+    assert sorted(os.listdir(out / "cache")) == cached
+    pd.testing.assert_frame_equal(again.runs, result.runs)
+
+
+def test_positions_as_datapoints(tiny_runs, tmp_path):
+    options = AnalysisOptions(cca_spatial="positions", cca_max_datapoints=1500, figures=False, n_resamples=100)
+    result = analyze([str(tiny_runs)], str(tmp_path / "out"), options, verbose=0)
+    assert len(result.cca) == 7 * 5
+    responses = [
+        np.load(os.path.join(root, name))
+        for root, _, files in os.walk(tmp_path / "out" / "cache") for name in files if name.endswith(".npy")
+    ]
+    assert {r.shape[1] for r in responses} == {1500}
+
+
+def test_bad_runs_are_reported_and_the_rest_analysed(tiny_runs, tmp_path):
+    broken = tmp_path / "broken_run"
+    shutil.copytree(tiny_runs / "runs" / "a0_s0", broken)
+    shutil.rmtree(broken / "saved_model")
+    os.remove(broken / "model.keras")
+    other = tmp_path / "other_architecture"
+    shutil.copytree(tiny_runs / "runs" / "a-10_s1", other)
+    summary = json.load(open(other / "summary.json"))
+    summary["probe_names"] = summary["probe_names"][:-1]
+    json.dump(summary, open(other / "summary.json", "w"))
+    out = tmp_path / "out"
+    completed = run_cli(
+        "tf_selectivity.analyze",
+        f"--runs={tiny_runs},{broken},{other},{tmp_path}/nothing_*",
+        f"--output_dir={out}", "--bootstrap_resamples=100", "--figures=false",
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert f"could not analyse {broken}: {broken}: it holds no model" in completed.stdout
+    assert f"{tmp_path}/nothing_*: the pattern matched nothing" in completed.stdout
+    assert "left out of the CCA of resnet8: its layers differ" in completed.stdout
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 5 and str(broken) not in set(runs["run_dir"])
+    errors = pd.read_csv(out / "errors.csv")
+    assert len(errors) == 3
+
+
+def test_nothing_to_analyse_exits_2(tmp_path):
+    completed = run_cli("tf_selectivity.analyze", f"--runs={tmp_path}/none_*", f"--output_dir={tmp_path}/out")
+    assert completed.returncode == 2
+    lines = error_lines(completed.stderr)
+    assert len(lines) == 1 and "no run to analyse" in lines[0] and "none_*" in lines[0]
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_foreign_output_dir_is_refused(tiny_runs, tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    completed = run_cli("tf_selectivity.analyze", f"--runs={tiny_runs}", f"--output_dir={tmp_path}")
+    assert completed.returncode == 2
+    assert "not empty" in error_lines(completed.stderr)[0]
+    assert sorted(os.listdir(tmp_path)) == ["precious.txt"]
+
+
+def test_discover_runs_handles_globs_and_duplicates(tiny_runs):
+    records, errors = discover_runs([str(tiny_runs), str(tiny_runs / "runs" / "a0_*")])
+    assert len(records) == 4 and errors == []
+    assert [r.summary["alpha"] for r in records] == [-10.0, -10.0, 0.0, 0.0]

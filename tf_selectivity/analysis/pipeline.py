@@ -1,0 +1,510 @@
+"""`analyze`: test-set metrics of saved runs, CCA, tables, figures and report.
+
+Per run (streaming over the test set, memory independent of its size):
+accuracy, the class selectivity index of every unit, the precision metric
+(Appendix A.5), dead units (A.6), and -- for CCA -- every unit's responses
+written to a memory-mapped file. Per-run results are cached in
+``OUTPUT_DIR/cache/<run id>/`` so that analysing a growing sweep again only
+evaluates the new runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tf_selectivity.analysis.runs import (
+    CONFIG_COLUMNS,
+    RunLoadError,
+    RunRecord,
+    discover_runs,
+    load_response_function,
+)
+from tf_selectivity.analysis.streaming import evaluate_responses
+from tf_selectivity.training.run_dir import read_json, write_json_atomic
+
+__all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "write_table"]
+
+CCA_METHODS = ("pwcca", "svcca")
+
+# Column order of the tables (tidy: one row per run / run x layer).
+RUN_COLUMNS = (
+    "run_dir", *CONFIG_COLUMNS, "epochs", "best_epoch", "val_accuracy", "test_accuracy",
+    "test_mean_selectivity", "test_mean_selectivity_alive", "mean_precision",
+    "dead_unit_fraction", "num_units", "num_test_samples", "dataset",
+)
+LAYER_COLUMNS = (
+    "run_dir", *CONFIG_COLUMNS, "layer", "layer_index", "num_units", "mean_selectivity",
+    "mean_selectivity_alive", "mean_precision", "dead_fraction",
+)
+_MARKER = "analysis.json"
+
+
+@dataclasses.dataclass
+class AnalysisOptions:
+    """Settings of one analysis (the flags of `python -m tf_selectivity.analyze`)."""
+
+    dataset: str | None = None  # None: each run's own dataset
+    data_dir: str | None = None
+    batch_size: int = 500
+    precision_top_n: int | None = None  # None: test samples per class (1000 on CIFAR-10)
+    max_test_samples: int | None = None
+    cca: str = "auto"  # auto | true | false
+    cca_methods: tuple = ("pwcca",)
+    cca_spatial: str = "average"  # average | positions
+    cca_max_datapoints: int = 10_000
+    cca_alphas: tuple | None = None  # None: every alpha with >= 2 replicates
+    baseline_alpha: float = 0.0
+    figures: bool = True
+    n_resamples: int = 10_000
+
+    def validate(self):
+        if self.batch_size < 1 or (self.precision_top_n is not None and self.precision_top_n < 1):
+            raise ValueError("batch_size and precision_top_n must be positive.")
+        if self.cca not in ("auto", "true", "false"):
+            raise ValueError(f"cca must be auto, true or false; got {self.cca!r}.")
+        unknown = set(self.cca_methods) - set(CCA_METHODS)
+        if unknown or not self.cca_methods:
+            raise ValueError(f"cca methods must be among {', '.join(CCA_METHODS)}; got {sorted(unknown)}.")
+        if self.cca_spatial not in ("average", "positions"):
+            raise ValueError(f"cca_spatial must be average or positions; got {self.cca_spatial!r}.")
+        if self.max_test_samples is not None and self.max_test_samples < 1:
+            raise ValueError("max_test_samples must be positive.")
+        return self
+
+
+@dataclasses.dataclass
+class AnalysisResult:
+    """Tables (pandas) and paths written by `analyze`."""
+
+    runs: pd.DataFrame
+    layers: pd.DataFrame
+    units: pd.DataFrame
+    cca: pd.DataFrame | None
+    cca_ratio: pd.DataFrame | None
+    cca_tests: pd.DataFrame | None
+    errors: list
+    report: str | None
+    figures: dict
+
+
+# ---------------------------------------------------------------- test data
+class _TestData:
+    """Loads each dataset's test split once, whatever the number of runs."""
+
+    def __init__(self, options: AnalysisOptions):
+        self.options = options
+        self._cache = {}
+
+    def for_run(self, record: RunRecord):
+        from tf_selectivity.data import load_test_split
+
+        spec = self.options.dataset or record.summary.get("dataset") or record.config.get("dataset")
+        if not spec:
+            raise RunLoadError(f"{record.run_dir}: summary.json names no dataset; pass --dataset")
+        data_dir = self.options.data_dir or record.config.get("data_dir")
+        key = (spec, data_dir)
+        if key not in self._cache:
+            images, labels, class_names = load_test_split(spec, data_dir=data_dir)
+            if self.options.max_test_samples:
+                images = images[: self.options.max_test_samples]
+                labels = labels[: self.options.max_test_samples]
+            self._cache[key] = (spec, images, labels, class_names)
+        spec, images, labels, class_names = self._cache[key]
+        expected = record.summary.get("image_shape")
+        if expected and list(images.shape[1:]) != list(expected):
+            raise RunLoadError(
+                f"{record.run_dir}: the model takes images of shape {tuple(expected)} but "
+                f"{spec} has {images.shape[1:]}; pass the run's own --dataset"
+            )
+        if int(record.summary.get("num_classes", len(class_names))) != len(class_names):
+            raise RunLoadError(f"{record.run_dir}: the model has a different number of classes than {spec}")
+        return spec, images, labels, len(class_names)
+
+
+def _batches(images, labels, batch_size):
+    for start in range(0, len(labels), batch_size):
+        yield images[start : start + batch_size].astype(np.float32), labels[start : start + batch_size]
+
+
+# ------------------------------------------------------------- one run
+def evaluate_run(
+    record: RunRecord,
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    batch_size: int = 500,
+    precision_top_n: int | None = None,
+    response_dir: str | None = None,
+    progress: Callable[[int], None] | None = None,
+):
+    """Test-set statistics of one run.
+
+    Args:
+        record: the run.
+        images, labels: the test set (uint8 images, integer labels).
+        num_classes: number of classes.
+        batch_size: images per batch.
+        precision_top_n: N of the precision metric; None: samples per class.
+        response_dir: where to write unit responses for CCA (None: don't).
+        progress: called with each batch's size.
+
+    Returns:
+        (run_row, layer_rows, units_frame): the run's row of the runs table,
+        its rows of the layers table, and its per-unit DataFrame.
+    """
+    respond = load_response_function(record, "unit_responses")
+    layer_names = record.probe_names
+    if precision_top_n is None:
+        # Appendix A.5: N = 1000, the number of test images per class.
+        precision_top_n = max(1, len(labels) // num_classes)
+    result = evaluate_responses(
+        respond,
+        _batches(images, labels, batch_size),
+        num_classes=num_classes,
+        layer_names=layer_names,
+        num_samples=len(labels),
+        precision_top_n=min(precision_top_n, len(labels)),
+        response_dir=response_dir,
+        progress=progress,
+    )
+    condition = {"run_dir": record.run_dir, **record.condition()}
+    unit_frames, layer_rows = [], []
+    for index, (name, statistics) in enumerate(result.layers.items()):
+        table = statistics.unit_table()
+        units = len(table["selectivity"])
+        unit_frames.append(
+            pd.DataFrame(
+                {
+                    **{k: [v] * units for k, v in condition.items()},
+                    "layer": name,
+                    "layer_index": index,
+                    "unit": np.arange(units),
+                    "selectivity": table["selectivity"],
+                    "precision": table["precision"],
+                    "dead": table["dead"],
+                    "preferred_class": table["preferred_class"],
+                }
+            )
+        )
+        alive = ~table["dead"]
+        layer_rows.append(
+            {
+                **condition,
+                "layer": name,
+                "layer_index": index,
+                "num_units": units,
+                "mean_selectivity": float(np.mean(table["selectivity"])),
+                "mean_selectivity_alive": float(np.mean(table["selectivity"][alive])) if alive.any() else np.nan,
+                "mean_precision": float(np.nanmean(table["precision"])) if alive.any() else np.nan,
+                "dead_fraction": float(np.mean(table["dead"])),
+            }
+        )
+    layers = pd.DataFrame(layer_rows, columns=list(LAYER_COLUMNS))
+    num_units = int(layers["num_units"].sum())
+    summary = record.summary
+    run_row = {
+        **condition,
+        "epochs": summary.get("epochs"),
+        "best_epoch": summary.get("best_epoch"),
+        "val_accuracy": summary.get("val_accuracy"),
+        "test_accuracy": result.accuracy,
+        # Eq. 3: mean over layers of each layer's mean over units.
+        "test_mean_selectivity": float(layers["mean_selectivity"].mean()),
+        "test_mean_selectivity_alive": float(layers["mean_selectivity_alive"].mean()),
+        "mean_precision": float(layers["mean_precision"].mean()),
+        "dead_unit_fraction": float((layers["dead_fraction"] * layers["num_units"]).sum() / num_units),
+        "num_units": num_units,
+        "num_test_samples": result.num_samples,
+    }
+    return run_row, layer_rows, pd.concat(unit_frames, ignore_index=True)
+
+
+# ------------------------------------------------------------------ tables
+def write_table(frame: pd.DataFrame, output_dir: str, name: str) -> list:
+    """Writes `name`.csv and `name`.parquet; returns their paths."""
+    paths = []
+    for suffix, writer in (("csv", lambda p: frame.to_csv(p, index=False)), ("parquet", lambda p: frame.to_parquet(p, index=False))):
+        path = os.path.join(output_dir, f"{name}.{suffix}")
+        tmp = f"{path}.{os.getpid()}.tmp"
+        writer(tmp)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
+def _check_output_dir(output_dir: str) -> None:
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir {output_dir} exists and is not a directory")
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.exists(os.path.join(output_dir, _MARKER)):
+        raise ValueError(
+            f"--output_dir {output_dir} is not empty and holds no earlier analysis; choose another directory"
+        )
+
+
+# --------------------------------------------------------------------- CCA
+def _cca_groups(records: Sequence[RunRecord], options: AnalysisOptions, errors: list):
+    """(group key, baseline runs, {alpha: treated runs}) per model/activation."""
+    groups = {}
+    for record in records:
+        s = record.summary
+        groups.setdefault((s["model"], s["activation"], float(s["leaky_slope"])), []).append(record)
+    for key, members in groups.items():
+        architecture = members[0].architecture()
+        same = [r for r in members if r.architecture() == architecture]
+        for record in members:
+            if record.architecture() != architecture:
+                errors.append((record.run_dir, f"left out of the CCA of {key[0]}: its layers differ from {members[0].run_dir}"))
+        baseline = [r for r in same if float(r.summary["alpha"]) == options.baseline_alpha]
+        treated = {}
+        for record in same:
+            alpha = float(record.summary["alpha"])
+            if alpha == options.baseline_alpha:
+                continue
+            if options.cca_alphas is not None and not any(np.isclose(alpha, a) for a in options.cca_alphas):
+                continue
+            treated.setdefault(alpha, []).append(record)
+        treated = {a: runs for a, runs in sorted(treated.items()) if len(runs) >= 2}
+        if baseline and treated:
+            yield key, baseline, treated
+
+
+def _run_cca(records, options, response_dirs, errors, verbose):
+    from tf_selectivity.analysis.cca_experiment import distance_ratios, figure3_distances, ratio_ttest
+
+    groups = list(_cca_groups(records, options, errors))
+    if not groups:
+        if options.cca == "true":
+            errors.append(("CCA", f"needs runs at alpha={options.baseline_alpha} and >= 2 replicates at another alpha of the same model"))
+        return None, None, None
+    distances, ratios, tests = [], [], []
+    for (model, activation, slope), baseline, treated in groups:
+        layers = baseline[0].probe_names
+        for alpha, runs in treated.items():
+            for method in options.cca_methods:
+                if verbose:
+                    print(f"CCA ({method}) {model} {activation}: alpha={alpha:g} ({len(runs)} runs) vs alpha={options.baseline_alpha:g} ({len(baseline)} runs)")
+
+                def load(run_dir, layer):
+                    return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
+
+                progress = _progress_bar(verbose)
+                frame = figure3_distances(
+                    [r.run_dir for r in runs],
+                    [r.run_dir for r in baseline],
+                    layers,
+                    load,
+                    method=method,
+                    progress=progress,
+                )
+                context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha, "method": method}
+                distances.append(frame.assign(**context))
+                ratio = distance_ratios(frame)
+                ratios.append(ratio.assign(**context))
+                test = ratio_ttest(frame)
+                tests.append({**context, **dataclasses.asdict(test), "mean_ratio": float(ratio["ratio"].mean())})
+    return (
+        pd.concat(distances, ignore_index=True),
+        pd.concat(ratios, ignore_index=True),
+        pd.DataFrame(tests),
+    )
+
+
+def _progress_bar(verbose):
+    if not verbose:
+        return None
+    import keras
+
+    state = {}
+
+    def update(done, total):
+        if "bar" not in state:
+            state["bar"] = keras.utils.Progbar(total, unit_name="comparison")
+        state["bar"].update(done)
+
+    return update
+
+
+# ------------------------------------------------------------------- main
+def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *, verbose: int = 1) -> AnalysisResult:
+    """Analyses every completed run matched by `patterns` into `output_dir`.
+
+    Writes ``runs``, ``layers``, ``units`` (and with CCA ``cca_distances``,
+    ``cca_ratios``, ``cca_tests``) as CSV and Parquet, the figures, and
+    ``report.md``. Runs that cannot be analysed are reported (in the result,
+    the report and ``errors.csv``) and the others are analysed.
+
+    Args:
+        patterns: run directories, directories of runs (sweeps) or globs.
+        output_dir: where the tables, figures and report go.
+        options: `AnalysisOptions`.
+        verbose: 1 progress bars, 0 silent.
+
+    Returns:
+        An `AnalysisResult`.
+
+    Raises:
+        ValueError: no analysable run, or a bad output directory/option.
+    """
+    options = (options or AnalysisOptions()).validate()
+    output_dir = os.path.abspath(os.path.expanduser(output_dir))
+    _check_output_dir(output_dir)
+    records, errors = discover_runs(patterns)
+    if not records:
+        details = "; ".join(f"{path}: {message}" for path, message in errors) or "no patterns given"
+        raise ValueError(f"no run to analyse ({details})")
+    os.makedirs(output_dir, exist_ok=True)
+    write_json_atomic(os.path.join(output_dir, _MARKER), {"patterns": list(patterns), "options": dataclasses.asdict(options), "started": time.time()})
+
+    want_cca = options.cca != "false" and any(True for _ in _cca_groups(records, options, []))
+    test_data = _TestData(options)
+    run_rows, layer_rows, unit_frames, response_dirs, analysed = [], [], [], {}, []
+    for number, record in enumerate(records, start=1):
+        try:
+            spec, images, labels, num_classes = test_data.for_run(record)
+            cache = os.path.join(output_dir, "cache", _cache_key(record, options, spec))
+            response_dir = os.path.join(cache, "responses") if want_cca else None
+            cached = _read_cached(cache, response_dir, record)
+            if cached is None:
+                if verbose:
+                    print(f"[{number}/{len(records)}] {record.run_dir}")
+                bar = _sample_progress(len(labels)) if verbose else None
+                if response_dir and options.cca_spatial == "positions":
+                    run_row, layers, units = evaluate_run(record, images, labels, num_classes, batch_size=options.batch_size, precision_top_n=options.precision_top_n, progress=bar)
+                    _write_position_responses(record, images, options, response_dir)
+                else:
+                    run_row, layers, units = evaluate_run(record, images, labels, num_classes, batch_size=options.batch_size, precision_top_n=options.precision_top_n, response_dir=response_dir, progress=bar)
+                run_row["dataset"] = spec
+                _write_cache(cache, run_row, layers, units)
+            else:
+                run_row, layers, units = cached
+        except (RunLoadError, OSError, ValueError, KeyError) as error:
+            errors.append((record.run_dir, str(error)))
+            continue
+        except Exception as error:  # a broken model must not stop the others
+            errors.append((record.run_dir, f"{type(error).__name__}: {error}"))
+            continue
+        run_rows.append(run_row)
+        layer_rows.extend(layers)
+        unit_frames.append(units)
+        analysed.append(record)
+        if response_dir:
+            response_dirs[record.run_dir] = response_dir
+
+    if not analysed:
+        details = "; ".join(f"{path}: {message}" for path, message in errors)
+        raise ValueError(f"no run could be analysed ({details})")
+    runs = pd.DataFrame(run_rows, columns=list(RUN_COLUMNS))
+    layers = pd.DataFrame(layer_rows, columns=list(LAYER_COLUMNS))
+    units = pd.concat(unit_frames, ignore_index=True)
+    write_table(runs, output_dir, "runs")
+    write_table(layers, output_dir, "layers")
+    write_table(units, output_dir, "units")
+
+    cca = cca_ratio = cca_tests = None
+    if want_cca:
+        cca, cca_ratio, cca_tests = _run_cca(analysed, options, response_dirs, errors, verbose)
+        if cca is not None:
+            write_table(cca, output_dir, "cca_distances")
+            write_table(cca_ratio, output_dir, "cca_ratios")
+            write_table(cca_tests, output_dir, "cca_tests")
+
+    # Figures and report show one CCA method (PWCCA, the paper's, if computed).
+    cca_shown = cca_ratio_shown = None
+    if cca is not None:
+        method = "pwcca" if "pwcca" in options.cca_methods else options.cca_methods[0]
+        cca_shown = cca.loc[cca["method"] == method]
+        cca_ratio_shown = cca_ratio.loc[cca_ratio["method"] == method]
+    figures = {}
+    if options.figures:
+        from tf_selectivity import plots
+
+        figures = plots.draw_all(
+            runs, layers, cca_shown, cca_ratio_shown,
+            output_dir=os.path.join(output_dir, "figures"), n_resamples=options.n_resamples,
+        )
+
+    pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(output_dir, "errors.csv"), index=False)
+    from tf_selectivity import report
+
+    report_path = report.write_report(
+        output_dir, runs, layers, cca=cca_shown, cca_ratio=cca_ratio_shown,
+        figures=figures, errors=errors, n_resamples=options.n_resamples,
+    )
+    return AnalysisResult(runs, layers, units, cca, cca_ratio, cca_tests, errors, str(report_path), figures)
+
+
+def _sample_progress(total):
+    import keras
+
+    bar = keras.utils.Progbar(total, unit_name="image")
+    state = {"seen": 0}
+
+    def update(count):
+        state["seen"] += count
+        bar.update(state["seen"])
+
+    return update
+
+
+# ------------------------------------------------------------ run cache
+def _cache_key(record: RunRecord, options: AnalysisOptions, spec: str) -> str:
+    """The run id plus every option that changes its per-run results."""
+    import hashlib
+
+    settings = (spec, options.max_test_samples, options.precision_top_n, options.cca_spatial, options.cca_max_datapoints)
+    return f"{record.run_id}-{hashlib.sha256(repr(settings).encode()).hexdigest()[:8]}"
+
+
+def _write_cache(cache: str, run_row: dict, layers: list, units: pd.DataFrame) -> None:
+    os.makedirs(cache, exist_ok=True)
+    units.to_parquet(os.path.join(cache, "units.parquet"), index=False)
+    write_json_atomic(os.path.join(cache, "run.json"), {"run": run_row, "layers": layers})
+
+
+def _read_cached(cache: str, response_dir: str | None, record: RunRecord):
+    meta_path = os.path.join(cache, "run.json")
+    units_path = os.path.join(cache, "units.parquet")
+    if not (os.path.exists(meta_path) and os.path.exists(units_path)):
+        return None
+    if response_dir and not all(
+        os.path.exists(os.path.join(response_dir, f"{name}.npy")) for name in record.probe_names
+    ):
+        return None
+    meta = read_json(meta_path)
+    return meta["run"], meta["layers"], pd.read_parquet(units_path)
+
+
+def _write_position_responses(record, images, options, response_dir):
+    """CCA with positions as datapoints: (units, datapoints) per layer.
+
+    The same seeded subset of (sample, row, column) positions is taken from
+    every network, so that datapoints stay aligned across the compared runs.
+    """
+    respond = load_response_function(record, "activations")
+    sinks, chosen = {}, {}
+    os.makedirs(response_dir, exist_ok=True)
+    for start in range(0, len(images), options.batch_size):
+        outputs = respond(images[start : start + options.batch_size].astype(np.float32))
+        for name in record.probe_names:
+            maps = np.asarray(outputs[name])
+            batch, height, width, units = maps.shape
+            if name not in chosen:
+                total = len(images) * height * width
+                count = min(options.cca_max_datapoints, total)
+                chosen[name] = np.sort(np.random.default_rng(0).choice(total, size=count, replace=False))
+                sinks[name] = np.lib.format.open_memmap(os.path.join(response_dir, f"{name}.npy.partial"), mode="w+", dtype=np.float32, shape=(units, count))
+            first, last = start * height * width, (start + batch) * height * width
+            selected = chosen[name]
+            lo, hi = np.searchsorted(selected, [first, last])
+            flat = maps.reshape(-1, units)
+            sinks[name][:, lo:hi] = flat[selected[lo:hi] - first].T
+    for name, sink in sinks.items():
+        sink.flush()
+        os.replace(os.path.join(response_dir, f"{name}.npy.partial"), os.path.join(response_dir, f"{name}.npy"))

@@ -1,0 +1,190 @@
+"""Finding trained runs on disk and loading their models without Python model code."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import os
+from typing import Callable, Mapping
+
+import numpy as np
+
+from tf_selectivity.training.run_dir import RunPaths, read_json
+
+__all__ = [
+    "RunRecord",
+    "RunLoadError",
+    "discover_runs",
+    "load_response_function",
+    "CONFIG_COLUMNS",
+]
+
+# Columns that identify a run's condition in every table.
+CONFIG_COLUMNS = ("model", "alpha", "seed", "activation", "leaky_slope")
+
+
+class RunLoadError(Exception):
+    """A run that cannot be analysed; the message names the path."""
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """A completed run directory and what its files say about it."""
+
+    run_dir: str
+    summary: dict
+    config: dict
+
+    @property
+    def run_id(self) -> str:
+        """Stable short id (cache key): the path and the summary's contents."""
+        digest = hashlib.sha256(self.run_dir.encode())
+        digest.update(repr(sorted(self.summary.items())).encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def probe_names(self) -> list:
+        return list(self.summary["probe_names"])
+
+    def condition(self) -> dict:
+        return {column: self.summary[column] for column in CONFIG_COLUMNS}
+
+    def architecture(self) -> tuple:
+        """What must match for two runs' layers to be compared by CCA."""
+        return (self.summary["model"], tuple(self.probe_names))
+
+
+def _load_record(run_dir: str) -> RunRecord:
+    paths = RunPaths(run_dir)
+    try:
+        summary = read_json(paths.summary)
+    except (OSError, ValueError) as error:
+        raise RunLoadError(f"{paths.root}: cannot read summary.json ({error})") from error
+    missing = [k for k in (*CONFIG_COLUMNS, "probe_names") if k not in summary]
+    if missing:
+        raise RunLoadError(f"{paths.root}: summary.json lacks {', '.join(missing)}")
+    config = {}
+    if os.path.exists(paths.config):
+        config = read_json(paths.config).get("config", {})
+    return RunRecord(run_dir=paths.root, summary=summary, config=config)
+
+
+def discover_runs(patterns) -> tuple[list, list]:
+    """Finds run directories (those holding a summary.json).
+
+    Each pattern is a run directory, a directory searched recursively for
+    runs (e.g. a sweep's output), or a glob of either.
+
+    Args:
+        patterns: iterable of paths or globs.
+
+    Returns:
+        (records, errors): the `RunRecord`s found, sorted by condition, and
+        (path, message) pairs for patterns that matched nothing or runs that
+        cannot be read. Directories found twice are listed once.
+    """
+    records, errors, seen = [], [], set()
+    for pattern in patterns:
+        pattern = os.path.expanduser(pattern.strip())
+        if not pattern:
+            continue
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        matches = [m for m in matches if os.path.exists(m)]
+        if not matches:
+            errors.append((pattern, "no such file or directory" if not glob.has_magic(pattern) else "the pattern matched nothing"))
+            continue
+        found_here = 0
+        for match in matches:
+            for run_dir in _run_dirs_under(match):
+                found_here += 1
+                key = os.path.realpath(run_dir)
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    records.append(_load_record(run_dir))
+                except RunLoadError as error:
+                    errors.append((run_dir, str(error)))
+            if os.path.isdir(match) and not os.path.exists(os.path.join(match, "summary.json")):
+                if os.path.exists(os.path.join(match, "config.json")):
+                    errors.append((match, "the run is not complete (no summary.json): finish training it first"))
+        if not found_here and not any(p == pattern for p, _ in errors):
+            errors.append((pattern, "holds no completed run (no summary.json found)"))
+    records.sort(key=lambda r: (r.summary["model"], r.summary["activation"], float(r.summary["leaky_slope"]), float(r.summary["alpha"]), int(r.summary["seed"]), r.run_dir))
+    return records, errors
+
+
+def _run_dirs_under(path: str):
+    if os.path.isfile(path):
+        if os.path.basename(path) == "summary.json":
+            yield os.path.dirname(os.path.abspath(path))
+        return
+    if os.path.exists(os.path.join(path, "summary.json")):
+        yield os.path.abspath(path)
+        return
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        if "summary.json" in files:
+            yield os.path.abspath(root)
+            dirs[:] = []  # a run directory holds no further runs
+
+
+def load_response_function(
+    record: RunRecord, endpoint: str = "unit_responses"
+) -> Callable[[np.ndarray], Mapping[str, np.ndarray]]:
+    """A function images -> {"logits", layer: array} for one run's model.
+
+    Prefers the run's SavedModel (only TensorFlow is needed, no Python model
+    code); falls back to ``model.keras`` (any Keras backend; needs this
+    package's layers, which importing it registers).
+
+    Args:
+        record: the run.
+        endpoint: "unit_responses" ({"logits", probe: (B, units)}) or
+            "activations" ({probe: (B, H, W, units)}).
+
+    Returns:
+        The response function (NumPy in, NumPy out).
+
+    Raises:
+        RunLoadError: the run has no loadable model.
+    """
+    paths = RunPaths(record.run_dir)
+    problems = []
+    if os.path.isdir(paths.saved_model):
+        try:
+            import tensorflow as tf
+
+            loaded = tf.saved_model.load(paths.saved_model)
+            function = getattr(loaded, endpoint)
+
+            def respond(images):
+                outputs = function(tf.constant(np.asarray(images, dtype=np.float32)))
+                return {name: value.numpy() for name, value in outputs.items()}
+
+            respond.keep_alive = loaded  # the function needs the loaded object
+            return respond
+        except ImportError:
+            problems.append("TensorFlow is not installed to read saved_model/")
+        except Exception as error:  # a corrupt or foreign SavedModel
+            problems.append(f"saved_model/ could not be loaded ({type(error).__name__}: {error})")
+    if os.path.exists(paths.keras_model):
+        try:
+            import keras
+
+            import tf_selectivity.models  # noqa: F401  (registers the custom layers)
+
+            model = keras.saving.load_model(paths.keras_model)
+            derived = model.unit_response_model() if endpoint == "unit_responses" else model.activation_model()
+
+            def respond(images):
+                outputs = derived.predict_on_batch(np.asarray(images, dtype=np.float32))
+                return {name: keras.ops.convert_to_numpy(value) for name, value in outputs.items()}
+
+            return respond
+        except Exception as error:
+            problems.append(f"model.keras could not be loaded ({type(error).__name__}: {error})")
+    if not problems:
+        problems.append("it holds no model (neither saved_model/ nor model.keras)")
+    raise RunLoadError(f"{record.run_dir}: " + "; ".join(problems))

@@ -1,0 +1,93 @@
+"""Analyse trained runs: test-set selectivity, precision, dead units, CCA, report.
+
+    python -m tf_selectivity.analyze --runs=sweeps/resnet20_suppress --output_dir=analysis/resnet20
+
+`--runs` takes run directories, directories holding runs (a sweep's output)
+or globs, comma-separated. Every completed run (a directory with
+summary.json) is loaded from its SavedModel (or model.keras) -- no Python
+model code needed -- and evaluated on its dataset's test set, streaming
+batches. Results go to OUTPUT_DIR as tidy tables (runs, layers, units; CCA
+distances and ratios) in CSV and Parquet, the paper's figures (PNG and PDF)
+under figures/, and report.md, the page to open first.
+"""
+
+from __future__ import annotations
+
+from tf_selectivity import cli  # noqa: F401  (quiet TensorFlow logging first)
+
+from absl import app, flags
+
+COMMAND = "python -m tf_selectivity.analyze"
+
+flags.DEFINE_list("runs", None, "Run directories, sweep directories or globs (comma-separated).")
+flags.DEFINE_string("output_dir", None, "Directory for tables, figures and report.md (created).")
+flags.DEFINE_string("dataset", None, "Test data to use instead of each run's own (e.g. imagefolder:PATH).")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets directory for --dataset=cifar10.")
+flags.DEFINE_integer("batch_size", 500, "Test images per batch.")
+flags.DEFINE_integer(
+    "precision_top_n", None,
+    "N of the precision metric: the N test images that drive a unit hardest "
+    "(default: test images per class, 1000 on CIFAR-10, as in the paper's A.5).",
+)
+flags.DEFINE_integer("max_test_samples", None, "Use only the first N test images (quick looks).")
+flags.DEFINE_enum(
+    "cca", "auto", ["auto", "true", "false"],
+    "Figure 3 CCA analysis; auto: when a model has alpha=0 runs and >= 2 replicates at another alpha.",
+)
+flags.DEFINE_list("cca_methods", ["pwcca"], "CCA methods: pwcca (the paper's), svcca, or both.")
+flags.DEFINE_enum(
+    "cca_spatial", "average", ["average", "positions"],
+    "Conv layers in CCA: units averaged over positions, or positions as datapoints (subsampled).",
+)
+flags.DEFINE_integer(
+    "cca_max_datapoints", 10000, "Datapoints kept per layer with --cca_spatial=positions."
+)
+flags.DEFINE_list("cca_alphas", None, "Treated alphas compared with the baseline (default: all).")
+flags.DEFINE_float("baseline_alpha", 0.0, "Alpha of the unregularized baseline runs.")
+flags.DEFINE_boolean("figures", True, "Draw the paper's figures (PNG and PDF).")
+flags.DEFINE_integer("bootstrap_resamples", 10000, "Bootstrap resamples per 95% confidence interval.")
+flags.DEFINE_integer("verbose", 1, "1: progress bars, 0: silent.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    cli.quiet_logging()
+    if len(argv) > 1:
+        cli.fail(COMMAND, f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.runs:
+        cli.fail(COMMAND, "--runs is required (run directories, sweep directories or globs)")
+    if not FLAGS.output_dir:
+        cli.fail(COMMAND, "--output_dir is required")
+    from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+
+    try:
+        cca_alphas = None
+        if FLAGS.cca_alphas:
+            cca_alphas = tuple(cli.parse_float_list(",".join(FLAGS.cca_alphas), "cca_alphas"))
+        options = AnalysisOptions(
+            dataset=FLAGS.dataset,
+            data_dir=FLAGS.data_dir,
+            batch_size=FLAGS.batch_size,
+            precision_top_n=FLAGS.precision_top_n,
+            max_test_samples=FLAGS.max_test_samples,
+            cca=FLAGS.cca,
+            cca_methods=tuple(m.strip().lower() for m in FLAGS.cca_methods),
+            cca_spatial=FLAGS.cca_spatial,
+            cca_max_datapoints=FLAGS.cca_max_datapoints,
+            cca_alphas=cca_alphas,
+            baseline_alpha=FLAGS.baseline_alpha,
+            figures=FLAGS.figures,
+            n_resamples=FLAGS.bootstrap_resamples,
+        ).validate()
+        result = analyze(FLAGS.runs, FLAGS.output_dir, options, verbose=FLAGS.verbose)
+    except (cli.UsageError, ValueError) as error:
+        cli.fail(COMMAND, str(error))
+    for path, message in result.errors:
+        print(f"{COMMAND}: could not analyse {path}: {message}")
+    print(f"Analysed {len(result.runs)} run(s); report: {result.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.flags_parser(COMMAND))
