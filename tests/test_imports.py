@@ -1,0 +1,34 @@
+"""Import hygiene: no TensorFlow under JAX, no Keras in the NumPy-only modules."""
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.core
+
+
+def _imported_modules(code, backend):
+    probe = f"import sys\n{code}\nprint(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+        env={"KERAS_BACKEND": backend, "PATH": "/usr/bin:/bin"},
+    ).stdout.split()
+    return set(out)
+
+
+def test_library_does_not_import_tensorflow_on_jax():
+    code = (
+        "import tf_selectivity\n"
+        "from tf_selectivity import selectivity, layers, models, data, training, analysis\n"
+        "from tf_selectivity.analysis import pipeline, streaming, runs\n"
+        "tf_selectivity.build_model('resnet8', input_shape=(16, 16, 3))\n"
+        "import keras; assert keras.backend.backend() == 'jax'\n"
+    )
+    modules = _imported_modules(code, "jax")
+    assert "jax" in modules and "tensorflow" not in modules
+
+
+def test_numpy_only_modules_do_not_import_keras():
+    modules = _imported_modules("import tf_selectivity.cca, tf_selectivity.stats", "tensorflow")
+    assert "keras" not in modules and "tensorflow" not in modules
