@@ -149,3 +149,15 @@ def test_config_validation(tmp_path):
         tiny_config(tmp_path, "x", leaky_slope=0.2).validate()
     assert TrainConfig(model="vgg16", output_dir="x").learning_rate == 0.01
     assert TrainConfig(model="resnet20", output_dir="x").learning_rate == 0.1
+
+
+def test_train_step_compiles_with_xla(rng):
+    """The GPU/TPU path: the same step under jit_compile=True (XLA on the CPU here)."""
+    keras.utils.set_random_seed(0)
+    model = build_model("resnet8", alpha=-1.0, input_shape=(16, 16, 3))
+    model.compile(optimizer=TorchSGD(0.01, momentum=0.9), jit_compile=True)
+    x = rng.uniform(0, 255, (32, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 10, 32)
+    logs = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    assert logs["loss"][0] == pytest.approx(logs["cross_entropy"][0] + logs["selectivity_term"][0], rel=1e-5)
+    assert logs["selectivity_term"][0] == pytest.approx(logs["batch_selectivity"][0], rel=1e-5)
