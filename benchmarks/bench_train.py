@@ -37,7 +37,11 @@ flags.DEFINE_integer("steps", 20, "Timed training steps per measurement.")
 flags.DEFINE_integer("warmup", 5, "Untimed steps before timing (compilation, caches).")
 flags.DEFINE_integer("repeats", 3, "Interleaved repetitions; the median is reported.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA for the train step.")
-flags.DEFINE_enum("input", "pipeline", ["pipeline", "arrays"], "Real input pipeline or ready batches.")
+flags.DEFINE_enum(
+    "input", "pipeline", ["pipeline", "pydataset", "arrays"],
+    "pipeline: what training uses on this backend (tf.data ops on TensorFlow, the NumPy "
+    "PyDataset on JAX); pydataset: the NumPy PyDataset on any backend; arrays: ready batches.",
+)
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute precision.")
 flags.DEFINE_string("torch_reference", None, "Path of torch_resnet20_reference.py to run beside ours.")
 flags.DEFINE_string("torch_device", "cpu", "Device of the PyTorch reference (cpu or cuda).")
@@ -65,7 +69,12 @@ def measure_once(model_name, batch_size, alpha, steps, warmup, jit_compile, inpu
     count = batch_size * (steps + warmup)
     images = rng.integers(0, 256, size=(count, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, size=count)
-    if input_kind == "pipeline":
+    if input_kind == "pipeline" and keras.backend.backend() == "tensorflow":
+        from tf_selectivity.data.tf_pipeline import training_dataset
+
+        data = training_dataset(images, labels, batch_size, seed=0, first_epoch=0, epochs=1)
+        fit_args = dict(x=data, steps_per_epoch=steps + warmup)
+    elif input_kind in ("pipeline", "pydataset"):
         workers = 2 if (os.cpu_count() or 1) > 2 else 1
         data = ImageBatches(images, labels, batch_size, shuffle=True, augment=True, workers=workers)
         fit_args = dict(x=data, shuffle=False)

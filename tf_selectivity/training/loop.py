@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -132,6 +133,34 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1) -> dict:
         return _train_locked(config, paths, data, callbacks, verbose)
 
 
+def _input_pipeline(config, data, initial_epoch):
+    """(training data, validation data, callbacks) for this backend.
+
+    TensorFlow gets a tf.data pipeline (batches prepared by C++ threads beside
+    the train step); other backends the NumPy `ImageBatches`. Both shuffle and
+    augment as pure functions of (seed, epoch, batch), so resuming at
+    `initial_epoch` reproduces an uninterrupted run.
+    """
+    if keras.backend.backend() == "tensorflow":
+        from tf_selectivity.data.tf_pipeline import evaluation_dataset, training_dataset
+
+        train = training_dataset(
+            data.train_images, data.train_labels, config.batch_size, seed=config.seed,
+            first_epoch=initial_epoch, epochs=config.epochs, augment=config.augment,
+        )
+        validation = evaluation_dataset(
+            data.validation_images, data.validation_labels, config.eval_batch_size
+        )
+        return train, validation, []
+    workers = 2 if (os.cpu_count() or 1) > 2 else 1
+    train = ImageBatches(
+        data.train_images, data.train_labels, config.batch_size,
+        shuffle=True, augment=config.augment, seed=config.seed, workers=workers,
+    )
+    validation = ImageBatches(data.validation_images, data.validation_labels, config.eval_batch_size)
+    return train, validation, [EpochSync(train)]
+
+
 def _train_locked(config, paths, data, extra_callbacks, verbose):
     keras.utils.set_random_seed(config.seed)
     _set_precision(config.precision)
@@ -146,21 +175,9 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
         pixel_mean=pixel_mean,
         pixel_std=pixel_std,
     )
-    workers = 2 if (os.cpu_count() or 1) > 2 else 1
-    train_batches = ImageBatches(
-        data.train_images,
-        data.train_labels,
-        config.batch_size,
-        shuffle=True,
-        augment=config.augment,
-        seed=config.seed,
-        workers=workers,
-    )
-    validation_batches = ImageBatches(
-        data.validation_images, data.validation_labels, config.eval_batch_size
-    )
+    steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
     jit_compile = resolve_jit_compile(config.jit_compile)
-    model.compile(optimizer=make_optimizer(config, len(train_batches)), jit_compile=jit_compile)
+    model.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile)
 
     checkpoint = RunCheckpoint(paths)
     checkpoint.set_model(model)
@@ -168,7 +185,8 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
     if verbose and initial_epoch:
         print(f"Resuming {paths.root} after epoch {initial_epoch}/{config.epochs}.")
 
-    callbacks = [EpochSync(train_batches), checkpoint]
+    train_data, validation_data, data_callbacks = _input_pipeline(config, data, initial_epoch)
+    callbacks = [*data_callbacks, checkpoint]
     if tensorflow_available():
         callbacks.append(
             keras.callbacks.TensorBoard(paths.logs, write_graph=False, profile_batch=0)
@@ -182,13 +200,14 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
     start = time.time()
     if initial_epoch < config.epochs:
         model.fit(
-            train_batches,
-            validation_data=validation_batches,
+            train_data,
+            validation_data=validation_data,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
             callbacks=callbacks,
             verbose=0,
-            # ImageBatches shuffles by (seed, epoch); Keras' own batch-order
+            # Our pipelines shuffle by (seed, epoch); Keras' own batch-order
             # shuffle uses Python's global RNG and would break exact resume.
             shuffle=False,
         )
