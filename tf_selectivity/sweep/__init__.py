@@ -1,0 +1,44 @@
+"""Sweeps of training runs on keras-tuner: grids, margin searches, resume, workers.
+
+The paper's results are sweeps: alpha values x 20 seeds x networks. This
+package runs one as a keras-tuner search whose trials are `train()` runs:
+
+* `GridPlan` / `MarginSearchPlan`: which (leaky slope, alpha, seed) points;
+* `SweepOracle`: keras-tuner `Oracle` handing those points out as trials,
+  once each, over restarts, with leases for workers that die;
+* `SweepTuner`: keras-tuner `Tuner` whose `run_trial` trains one run;
+* `run_sweep(SweepSpec)`: the whole sweep in this process (local, chief or
+  worker, from keras-tuner's environment variables);
+* `collect_trials` / `write_trials_table`: ``trials.csv`` and Parquet.
+
+Command line: ``python -m tf_selectivity.sweep`` (`tf_selectivity.sweep.cli`).
+Modules load on first use: importing this package does not import Keras.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "GridPlan": "tf_selectivity.sweep.plans",
+    "MarginSearchPlan": "tf_selectivity.sweep.plans",
+    "Point": "tf_selectivity.sweep.plans",
+    "SweepOracle": "tf_selectivity.sweep.oracle",
+    "SweepTuner": "tf_selectivity.sweep.tuner",
+    "SweepSpec": "tf_selectivity.sweep.runner",
+    "SweepReport": "tf_selectivity.sweep.runner",
+    "SweepConflictError": "tf_selectivity.sweep.runner",
+    "SweepLockedError": "tf_selectivity.sweep.runner",
+    "run_sweep": "tf_selectivity.sweep.runner",
+    "collect_trials": "tf_selectivity.sweep.aggregate",
+    "write_trials_table": "tf_selectivity.sweep.aggregate",
+    "SweepPaths": "tf_selectivity.sweep.layout",
+    "run_name": "tf_selectivity.sweep.layout",
+    "format_float": "tf_selectivity.sweep.layout",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tf_selectivity.sweep' has no attribute {name!r}")

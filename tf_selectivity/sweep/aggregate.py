@@ -1,0 +1,120 @@
+"""One table of every trial of a sweep: ``trials.csv`` and ``trials.parquet``.
+
+Built from the directory alone -- keras-tuner's trial records
+(``tuner/trial_*/trial.json``) and each run's ``summary.json`` -- so it can
+be rebuilt anywhere the directory is visible (``--aggregate_only``), also
+after a distributed sweep whose workers never held the oracle.
+
+One row per trial, sorted by (leaky slope, alpha, seed): its status, the
+sweep's settings, the run directory (relative to the sweep directory) and
+the run's results: best epoch, validation and test accuracy, test mean
+selectivity index and one ``test_selectivity/<layer>`` column per layer.
+A failed trial keeps its row, with the last line of its error.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import pandas as pd
+
+from tf_selectivity.sweep.layout import SweepPaths, run_name
+from tf_selectivity.sweep.settings import SETTING_FIELDS, values_to_settings
+
+__all__ = ["collect_trials", "write_trials_table", "LEADING_COLUMNS"]
+
+LEADING_COLUMNS = (
+    "trial_id", "status", "model", "activation", "leaky_slope", "alpha", "seed",
+    "run_name", "run_dir", "complete", "best_epoch", "val_accuracy", "test_accuracy",
+    "test_mean_selectivity",
+)
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _error_line(paths: SweepPaths, record: dict) -> str:
+    message = record.get("message")
+    if not message:
+        try:
+            with open(paths.trial_error(record["trial_id"])) as f:
+                message = f.read()
+        except OSError:
+            return ""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def collect_trials(sweep_dir: str) -> pd.DataFrame:
+    """All trials of the sweep in `sweep_dir` as a DataFrame (see module doc)."""
+    paths = SweepPaths(sweep_dir)
+    rows = []
+    for trial_file in sorted(glob.glob(os.path.join(paths.project, "trial_*", "trial.json"))):
+        record = _read_json(trial_file)
+        values = record["hyperparameters"]["values"]
+        name = run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"], values["seed"])
+        run_dir = paths.run_dir(name)
+        row = {
+            "trial_id": record["trial_id"],
+            "status": record["status"],
+            "model": values["model"],
+            "activation": values["activation"],
+            "leaky_slope": float(values["leaky_slope"]),
+            "alpha": float(values["alpha"]),
+            "seed": int(values["seed"]),
+            "run_name": name,
+            "run_dir": os.path.relpath(run_dir, paths.root),
+        }
+        settings = values_to_settings(values)
+        row.update({k: v for k, v in settings.items() if k not in row})
+        row["lr_milestones"] = ",".join(str(m) for m in settings["lr_milestones"])
+        summary_file = os.path.join(run_dir, "summary.json")
+        row["complete"] = os.path.exists(summary_file)
+        if row["complete"]:
+            summary = _read_json(summary_file)
+            for key in ("best_epoch", "val_accuracy", "test_accuracy", "test_mean_selectivity"):
+                row[key] = summary.get(key)
+            for layer, value in zip(summary.get("probe_names", []), summary.get("test_layer_selectivity", [])):
+                row[f"test_selectivity/{layer}"] = value
+            row["train_seconds_last_session"] = summary.get("train_seconds_this_session")
+        row["error"] = "" if record["status"] == "COMPLETED" else _error_line(paths, record)
+        rows.append(row)
+    columns = list(LEADING_COLUMNS) + [f for f in SETTING_FIELDS if f not in LEADING_COLUMNS]
+    frame = pd.DataFrame(rows)
+    for column in columns:
+        if column not in frame.columns:
+            frame[column] = pd.Series(dtype="object")
+    rest = [c for c in frame.columns if c not in columns]
+    frame = frame[columns + sorted(rest, key=lambda c: (c.startswith("test_selectivity/"), c))]
+    if len(frame):
+        frame = frame.sort_values(["leaky_slope", "alpha", "seed", "trial_id"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def write_trials_table(sweep_dir: str) -> list:
+    """Writes ``trials.csv`` and (with pyarrow) ``trials.parquet``.
+
+    Returns:
+        The paths written.
+    """
+    paths = SweepPaths(sweep_dir)
+    frame = collect_trials(sweep_dir)
+    written = []
+    tmp = f"{paths.trials_csv}.{os.getpid()}.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, paths.trials_csv)
+    written.append(paths.trials_csv)
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        print("[sweep] pyarrow is not installed: trials.parquet skipped (trials.csv has the same table).")
+        return written
+    tmp = f"{paths.trials_parquet}.{os.getpid()}.tmp"
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, paths.trials_parquet)
+    written.append(paths.trials_parquet)
+    return written

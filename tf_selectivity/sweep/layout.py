@@ -1,0 +1,76 @@
+"""Names and paths inside a sweep directory.
+
+    SWEEP_DIR/
+      sweep.json          the settings every run of the sweep shares
+      runs/<run name>/    one training run per trial (see `training.RunPaths`)
+      tuner/              keras-tuner's project: oracle.json, trial_*/trial.json
+      hparams_config/     TensorBoard HParams experiment (the dashboard's columns)
+      trials.csv          one row per trial (also trials.parquet)
+      search.json         result of a --mode=search sweep
+      .sweep.lock         held by the process that owns the oracle
+
+Run names are readable and unique per (model, activation, leaky slope,
+alpha, seed), e.g. ``resnet20_relu_alpha-1_seed3`` or
+``resnet20_leaky0.1_alpha0.5_seed0``: the analysis command and a researcher
+browsing the directory both see which run is which.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["SweepPaths", "format_float", "run_name", "PROJECT_NAME", "RUNS_DIR"]
+
+PROJECT_NAME = "tuner"
+RUNS_DIR = "runs"
+
+
+def format_float(value: float) -> str:
+    """Shortest text that reads back as the same float: 1.0 -> "1", 0.1 -> "0.1".
+
+    Based on `repr` (which round-trips exactly), without a trailing ".0",
+    and with -0.0 written as "0". The result only holds digits, ".", "-",
+    "+" and "e": safe in file names on every platform.
+    """
+    value = float(value)
+    if value == 0.0:
+        return "0"
+    text = repr(value)
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+def run_name(model: str, activation: str, leaky_slope: float, alpha: float, seed: int) -> str:
+    """The run directory name of one trial, e.g. ``resnet20_relu_alpha-1_seed3``."""
+    if activation == "relu":
+        unit = "relu"
+    else:
+        unit = f"leaky{format_float(leaky_slope)}"
+    return f"{model}_{unit}_alpha{format_float(alpha)}_seed{int(seed)}"
+
+
+class SweepPaths:
+    """Paths inside one sweep directory."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.settings = os.path.join(self.root, "sweep.json")
+        self.runs = os.path.join(self.root, RUNS_DIR)
+        self.project = os.path.join(self.root, PROJECT_NAME)
+        self.oracle_state = os.path.join(self.project, "oracle.json")
+        self.hparams_config = os.path.join(self.root, "hparams_config")
+        self.trials_csv = os.path.join(self.root, "trials.csv")
+        self.trials_parquet = os.path.join(self.root, "trials.parquet")
+        self.search_result = os.path.join(self.root, "search.json")
+        self.lock = os.path.join(self.root, ".sweep.lock")
+
+    def run_dir(self, name: str) -> str:
+        return os.path.join(self.runs, name)
+
+    def trial_dir(self, trial_id: str) -> str:
+        return os.path.join(self.project, f"trial_{trial_id}")
+
+    def trial_error(self, trial_id: str) -> str:
+        """Where a tuner writes why a trial failed (gRPC does not carry it)."""
+        return os.path.join(self.trial_dir(trial_id), "error.txt")

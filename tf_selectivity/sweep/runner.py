@@ -1,0 +1,358 @@
+"""`run_sweep`: one sweep in this process, as local runner, chief or worker.
+
+The sweep directory is checked before anything is written: a directory
+holding a sweep of other settings, or something that is not a sweep, is
+refused (`SweepConflictError`). The process that owns the oracle (local or
+chief) holds ``.sweep.lock`` for its lifetime, so two of them never write
+the same keras-tuner project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from typing import Optional
+
+from tf_selectivity.sweep import hparams, plans
+from tf_selectivity.sweep.distributed import Role
+from tf_selectivity.sweep.layout import SweepPaths, format_float
+from tf_selectivity.sweep.settings import (
+    LOCAL_FIELDS,
+    settings_differences,
+    settings_record,
+    settings_to_values,
+    sweep_settings,
+    values_to_settings,
+)
+from tf_selectivity.training.config import TrainConfig
+from tf_selectivity.training.run_dir import read_json, write_json_atomic
+
+__all__ = [
+    "SweepSpec", "SweepReport", "SweepConflictError", "SweepLockedError", "check_sweep_dir", "run_sweep",
+    "sweep_lock",
+]
+
+# Files a sweep directory may hold before its sweep.json exists.
+_OWN_ENTRIES = {".sweep.lock"}
+
+
+class SweepConflictError(ValueError):
+    """The output directory holds something this sweep must not touch."""
+
+
+class SweepLockedError(RuntimeError):
+    """Another local runner or chief owns this sweep directory."""
+
+
+@dataclasses.dataclass
+class SweepSpec:
+    """Everything one sweep command asks for.
+
+    Attributes:
+        base_config: a `TrainConfig` with the sweep's settings and this
+            process' local knobs; its alpha, seed, leaky_slope and
+            output_dir are ignored.
+        output_dir: the sweep directory.
+        plan: `plans.GridPlan` or `plans.MarginSearchPlan`.
+        max_retries: further attempts of a failed trial in one session.
+        max_consecutive_failures: stop after this many failures in a row.
+        worker_timeout: seconds of silence after which a worker's trial is
+            reclaimed (chief only).
+        chief_timeout: seconds a worker waits for an absent chief.
+        verbose: `train`'s verbosity (0, 1 or 2).
+        heartbeat_interval: seconds between a worker's heartbeats; default
+            a fifth of `worker_timeout`, at most 30 s.
+    """
+
+    base_config: TrainConfig
+    output_dir: str
+    plan: object
+    max_retries: int = 2
+    max_consecutive_failures: int = 3
+    worker_timeout: float = 300.0
+    chief_timeout: float = 600.0
+    verbose: int = 2
+    heartbeat_interval: Optional[float] = None
+
+    @property
+    def paths(self) -> SweepPaths:
+        return SweepPaths(self.output_dir)
+
+    @property
+    def settings(self) -> dict:
+        return sweep_settings(self.base_config)
+
+    @property
+    def local_settings(self) -> dict:
+        return {name: getattr(self.base_config, name) for name in LOCAL_FIELDS}
+
+    def heartbeat_seconds(self) -> float:
+        if self.heartbeat_interval is not None:
+            return self.heartbeat_interval
+        return min(30.0, self.worker_timeout / 5.0)
+
+
+@dataclasses.dataclass
+class SweepReport:
+    """What a sweep process did.
+
+    Attributes:
+        role: "local", "chief" or "worker".
+        completed: completed trials of this command's plan.
+        total: trials of the plan, if known (grid).
+        failed: descriptions of the plan's trials that failed this session.
+        stop_reason: why the oracle stopped early, if it did.
+        search_result: the search plan's answer (search mode).
+        tables: paths of trials.csv / trials.parquet written.
+        trials_run: (trial_id, status) of the trials this process trained.
+    """
+
+    role: str
+    completed: int = 0
+    total: Optional[int] = None
+    failed: list = dataclasses.field(default_factory=list)
+    stop_reason: Optional[str] = None
+    search_result: Optional[dict] = None
+    tables: list = dataclasses.field(default_factory=list)
+    trials_run: list = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.stop_reason is None
+
+
+def check_sweep_dir(spec: SweepSpec) -> bool:
+    """Refuses a directory that holds anything but this sweep.
+
+    Returns:
+        Whether the directory already holds this sweep (``sweep.json``).
+
+    Raises:
+        SweepConflictError: with the reason and what to do.
+    """
+    paths = spec.paths
+    if os.path.exists(paths.root) and not os.path.isdir(paths.root):
+        raise SweepConflictError(f"--output_dir {paths.root} exists and is not a directory")
+    if os.path.exists(paths.settings):
+        try:
+            recorded = read_json(paths.settings)["settings"]
+        except (OSError, ValueError, KeyError) as error:
+            raise SweepConflictError(f"cannot read {paths.settings}: {error}") from error
+        differences = settings_differences(recorded, spec.settings)
+        if differences:
+            raise SweepConflictError(
+                f"{paths.root} holds a sweep with other settings ({'; '.join(differences)}); "
+                "choose another --output_dir, or repeat that sweep's settings to extend it"
+            )
+        return True
+    if os.path.isdir(paths.root):
+        if os.path.exists(os.path.join(paths.root, "config.json")):
+            raise SweepConflictError(
+                f"{paths.root} is a training run directory, not a sweep; choose another --output_dir"
+            )
+        foreign = sorted(set(os.listdir(paths.root)) - _OWN_ENTRIES)
+        if foreign:
+            raise SweepConflictError(
+                f"{paths.root} is not empty and holds no sweep (found {', '.join(foreign[:3])}); "
+                "choose another --output_dir"
+            )
+    return False
+
+
+@contextlib.contextmanager
+def sweep_lock(paths: SweepPaths):
+    """Holds ``.sweep.lock`` (released on exit or death); raises `SweepLockedError`."""
+    import fcntl
+
+    os.makedirs(paths.root, exist_ok=True)
+    handle = open(paths.lock, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            raise SweepLockedError(
+                f"another sweep process (pid {owner}) owns {paths.root}; wait for it to finish, or help it "
+                "by starting this command as a worker of a chief (see the README)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _make_oracle(spec: SweepSpec, role: Role):
+    from tf_selectivity.sweep.oracle import SweepOracle
+
+    paths = spec.paths
+    return SweepOracle(
+        spec.plan,
+        settings_to_values(spec.settings),
+        max_retries_per_trial=spec.max_retries,
+        max_consecutive_failed_trials=spec.max_consecutive_failures,
+        worker_timeout=spec.worker_timeout if role.kind == "chief" else None,
+        error_file=paths.trial_error,
+    )
+
+
+def _make_tuner(spec: SweepSpec, role: Role):
+    from tf_selectivity.sweep.tuner import SweepTuner
+
+    return SweepTuner(
+        _make_oracle(spec, role),
+        spec.paths.root,
+        local_settings=spec.local_settings,
+        verbose=spec.verbose,
+        heartbeat_interval=spec.heartbeat_seconds(),
+    )
+
+
+def _write_hparams_experiment(spec: SweepSpec, oracle) -> None:
+    from tf_selectivity.sweep.oracle import trial_point
+
+    known = [trial_point(t) for t in oracle.trials.values()]
+    alphas = list(spec.plan.alpha_range()) + [p.alpha for p in known]
+    seeds = list(spec.plan.seeds) + [p.seed for p in known]
+    slopes = list(spec.plan.leaky_slopes) + [p.leaky_slope for p in known]
+    config = spec.base_config
+    hparams.write_experiment(
+        spec.paths.hparams_config,
+        alphas=alphas,
+        seeds=seeds,
+        models=[config.model],
+        activations=[config.activation],
+        leaky_slopes=slopes,
+    )
+
+
+def _describe_plan(plan) -> str:
+    if plan.mode == "grid":
+        parts = [f"{len(plan.alphas)} alphas", f"{len(plan.seeds)} seeds"]
+        if len(plan.leaky_slopes) > 1:
+            parts.append(f"{len(plan.leaky_slopes)} leaky slopes")
+        return f"grid of {len(plan.points)} trials ({' x '.join(parts)})"
+    return (
+        f"search for the strongest alpha in [{format_float(plan.weakest)}, {format_float(plan.strongest)}] "
+        f"within {plan.margin:g} validation accuracy of alpha = 0 ({len(plan.seeds)} seeds per alpha)"
+    )
+
+
+def _own_oracle_run(spec: SweepSpec, role: Role, report: SweepReport) -> None:
+    from tf_selectivity.sweep import aggregate
+    from tf_selectivity.sweep.distributed import serve
+
+    paths = spec.paths
+    tuner = _make_tuner(spec, role)
+    oracle = tuner.oracle
+    _write_hparams_experiment(spec, oracle)
+    done, total = oracle.progress()
+    already = f"{done}/{total}" if total is not None else str(done)
+    print(f"[sweep] {paths.root}: {_describe_plan(spec.plan)}; {already} already complete", flush=True)
+    if role.kind == "chief":
+        print(
+            f"[sweep] chief serving trials at {role.address}; start workers with the same command and "
+            f"KERASTUNER_TUNER_ID=<unique id> (they take over trials of workers silent for "
+            f"{spec.worker_timeout:g} s)",
+            flush=True,
+        )
+        tuner.save()
+        serve(oracle, role.address)
+    else:
+        tuner.search()
+        report.trials_run = list(tuner.trials_run)
+    step = oracle.plan_step()
+    outcomes = oracle.outcomes()
+    report.completed, report.total = oracle.progress()
+    report.stop_reason = oracle.stop_reason
+    by_point = oracle.trials_by_point()
+    for point, outcome in outcomes.items():
+        if outcome.status == plans.FAILED:
+            trial = by_point[point]
+            report.failed.append(f"trial {trial.trial_id} ({oracle.describe_trial(trial)})")
+    if step.result is not None:
+        report.search_result = step.result
+        write_json_atomic(paths.search_result, step.result)
+    report.tables = aggregate.write_trials_table(paths.root)
+
+
+def _check_worker_settings(spec: SweepSpec, tuner) -> None:
+    space = tuner.oracle.get_space()
+    chief_values = {hp.name: hp.value for hp in space.space if hasattr(hp, "value")}
+    differences = settings_differences(values_to_settings(chief_values), spec.settings)
+    if differences:
+        raise SweepConflictError(
+            f"this worker's settings differ from the chief's sweep ({'; '.join(differences)}); "
+            "start every worker with the chief's command"
+        )
+
+
+def _worker_run(spec: SweepSpec, role: Role, report: SweepReport) -> None:
+    from tf_selectivity.sweep.distributed import set_client_timeout, wait_for_chief
+
+    set_client_timeout(spec.chief_timeout)
+    print(f"[worker {role.tuner_id}] waiting for the chief at {role.address}", flush=True)
+    wait_for_chief(role.address, spec.chief_timeout)
+    tuner = _make_tuner(spec, role)
+    _check_worker_settings(spec, tuner)
+    print(f"[worker {role.tuner_id}] connected; the chief's settings match this worker's", flush=True)
+    tuner.search()
+    report.trials_run = list(tuner.trials_run)
+
+
+def run_sweep(spec: SweepSpec, role: Optional[Role] = None) -> SweepReport:
+    """Runs the sweep `spec` in this process.
+
+    Args:
+        spec: the sweep.
+        role: local, chief or worker (default: from keras-tuner's
+            environment variables).
+
+    Returns:
+        A `SweepReport`.
+
+    Raises:
+        SweepConflictError: the directory or the chief holds another sweep.
+        SweepLockedError: another local runner or chief owns the directory.
+        distributed.ChiefUnreachableError: (worker) no chief answered.
+    """
+    from tf_selectivity.sweep.distributed import role_from_environment
+
+    role = role or role_from_environment()
+    report = SweepReport(role=role.kind)
+    if role.kind == "worker":
+        # The chief owns the directory's settings; the worker checks its own
+        # against the chief's once connected.
+        _worker_run(spec, role, report)
+        return report
+    check_sweep_dir(spec)
+    paths = spec.paths
+    with sweep_lock(paths):
+        if not check_sweep_dir(spec):
+            write_json_atomic(paths.settings, settings_record(spec.settings))
+        _own_oracle_run(spec, role, report)
+    return report
+
+
+def read_settings(sweep_dir: str) -> dict:
+    """The settings recorded in a sweep directory."""
+    return read_json(SweepPaths(sweep_dir).settings)["settings"]
+
+
+def describe_spec(spec: SweepSpec) -> str:
+    """A JSON description of the sweep (``--dry_run``)."""
+    return json.dumps(
+        {
+            "output_dir": spec.paths.root,
+            "plan": spec.plan.describe(),
+            "settings": spec.settings,
+            "local": spec.local_settings,
+        },
+        indent=2,
+        sort_keys=True,
+    )

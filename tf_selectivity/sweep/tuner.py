@@ -1,0 +1,180 @@
+"""`SweepTuner`: a keras-tuner `Tuner` whose trial is one `train()` run.
+
+`run_trial` turns the trial's hyperparameters (the sweep's settings plus
+alpha, seed and leaky slope) into a `TrainConfig` for the run directory
+``SWEEP_DIR/runs/<run name>`` and calls `tf_selectivity.training.train`:
+checkpoints every epoch, SavedModel and ``summary.json`` at the end. The
+trial reports the run's best validation accuracy (the objective), test
+accuracy, test mean selectivity and best epoch.
+
+A trial cut short (process killed, worker lost) is run again in the same
+directory and `train` resumes it from its last finished epoch; a trial
+whose run is already complete returns its summary without training.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import keras
+import keras_tuner
+from keras_tuner.engine.trial import TrialStatus
+
+from tf_selectivity.sweep import hparams
+from tf_selectivity.sweep.distributed import Heartbeat
+from tf_selectivity.sweep.layout import SweepPaths, run_name
+from tf_selectivity.sweep.settings import config_from_values
+from tf_selectivity.training import ConfigError, RunLockedError, RunPaths, train
+from tf_selectivity.training.run_dir import write_json_atomic
+
+__all__ = ["SweepTuner", "REPORTED_METRICS"]
+
+REPORTED_METRICS = ("val_accuracy", "test_accuracy", "test_mean_selectivity", "best_epoch")
+
+
+class SweepTuner(keras_tuner.Tuner):
+    """Runs a sweep's trials with `train()`.
+
+    Args:
+        oracle: the `SweepOracle` (on a worker it is replaced by keras-tuner's
+            `OracleClient` talking to the chief).
+        sweep_dir: the sweep's output directory (shared by all workers).
+        local_settings: this process' data_dir, jit_compile and
+            eval_batch_size (they change speed, not results).
+        verbose: passed to `train` (2: one line per epoch).
+        heartbeat_interval: seconds between a worker's signs of life while
+            training (distributed mode).
+        idle_poll_seconds: how long a worker waits before asking again when
+            every remaining trial is running elsewhere.
+    """
+
+    def __init__(
+        self,
+        oracle,
+        sweep_dir: str,
+        *,
+        local_settings=None,
+        verbose: int = 2,
+        heartbeat_interval: float = 30.0,
+        idle_poll_seconds: float = 2.0,
+    ):
+        self.paths = SweepPaths(sweep_dir)
+        super().__init__(
+            oracle=oracle,
+            directory=self.paths.root,
+            project_name=os.path.basename(self.paths.project),
+            overwrite=False,
+        )
+        if not self._is_worker() and not getattr(self.oracle, "reloaded", True):
+            if os.path.exists(self.paths.oracle_state):
+                # keras-tuner reloads the oracle only when *this* tuner id's
+                # state file exists: a chief started on a directory that a
+                # local run (tuner0) wrote would begin with no trials and
+                # overwrite their records.
+                self.oracle.reload()
+        self.local_settings = dict(local_settings or {})
+        self.verbose = verbose
+        self.heartbeat_interval = heartbeat_interval
+        self.idle_poll_seconds = idle_poll_seconds
+        self.trials_run = []  # (trial_id, status) run by this process
+
+    # ------------------------------------------------------------------ loop
+
+    def search(self, *fit_args, **fit_kwargs):
+        """Runs trials until the oracle says stop.
+
+        The same loop as keras-tuner's `BaseTuner.search`, except that an
+        `IDLE` answer (every remaining trial is running on another worker)
+        waits `idle_poll_seconds` before asking again instead of spinning.
+        Chiefs do not come here: they `serve` the oracle.
+        """
+        self.on_search_begin()
+        while True:
+            self.pre_create_trial()
+            trial = self.oracle.create_trial(self.tuner_id)
+            if trial.status == TrialStatus.STOPPED:
+                break
+            if trial.status == TrialStatus.IDLE:
+                time.sleep(self.idle_poll_seconds)
+                continue
+            self.on_trial_begin(trial)
+            self._try_run_and_update_trial(trial, *fit_args, **fit_kwargs)
+            self.on_trial_end(trial)
+        self.on_search_end()
+
+    def run_trial(self, trial, *args, **kwargs):
+        values = trial.hyperparameters.values
+        name = run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"], values["seed"])
+        config = config_from_values(values, self.paths.run_dir(name), self.local_settings)
+        # Each run builds its model from scratch; drop the previous trial's
+        # graphs and layer names (keras-tuner's own Tuner does the same).
+        keras.backend.clear_session()
+        gc.collect()
+        if self._is_worker():
+            with Heartbeat(self.oracle, trial.trial_id, self.heartbeat_interval):
+                summary = self._train_once(config)
+        else:
+            summary = self._train_once(config)
+        hparams.write_session(RunPaths(config.output_dir).logs, name, summary)
+        return {metric: float(summary[metric]) for metric in REPORTED_METRICS}
+
+    def _train_once(self, config):
+        """`train(config)`, waiting while another process trains the same run.
+
+        Two processes meet in one run directory only when a trial was given
+        to a second worker while the first still trained it (it had stopped
+        reporting). The run's lock makes the second wait; then `train` finds
+        the finished run and returns its summary without training again.
+        """
+        from tf_selectivity.data import DatasetUnavailableError
+
+        waiting_since = None
+        while True:
+            try:
+                return train(config, verbose=self.verbose)
+            except RunLockedError:
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    print(f"[sweep] {config.output_dir} is being trained by another process; waiting", flush=True)
+                time.sleep(self.idle_poll_seconds)
+            except (ConfigError, DatasetUnavailableError) as error:
+                # Retrying cannot help: fail the trial for this session.
+                raise keras_tuner.errors.FailedTrialError(f"{type(error).__name__}: {error}") from error
+
+    def on_trial_end(self, trial):
+        if trial.status != TrialStatus.COMPLETED and trial.message:
+            # keras-tuner's gRPC Trial has no message field: leave it where the
+            # chief (and trials.csv) can read it.
+            path = self.paths.trial_error(trial.trial_id)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(f"tuner {self.tuner_id}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n{trial.message}")
+        self.trials_run.append((trial.trial_id, trial.status))
+        if self._is_worker():
+            values = trial.hyperparameters.values
+            print(
+                f"[worker {self.tuner_id}] trial {trial.trial_id} (alpha={values['alpha']:g}, "
+                f"seed={values['seed']}): {trial.status}",
+                flush=True,
+            )
+        super().on_trial_end(trial)
+
+    def save(self):
+        # As `BaseTuner.save`, with atomic writes (see `SweepOracle.save`).
+        if not self._is_worker():
+            self.oracle.save()
+        write_json_atomic(self._get_tuner_fname(), self.get_state())
+
+    # keras-tuner's Tuner saves and reloads Keras models per trial; here each
+    # run directory holds its own SavedModel and model.keras.
+    def save_model(self, trial_id, model, step=0):
+        pass
+
+    def load_model(self, trial):
+        import tf_selectivity.models  # noqa: F401  (registers the layers)
+
+        values = trial.hyperparameters.values
+        name = run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"], values["seed"])
+        return keras.saving.load_model(RunPaths(self.paths.run_dir(name)).keras_model)
