@@ -58,7 +58,8 @@ def define_training_flags():
     )
     flags.DEFINE_integer("split_seed", 0, "Seed of the train/validation split (same for all runs).")
     flags.DEFINE_integer(
-        "max_train_samples", None, "Train on the first N training images only (quick runs)."
+        "max_train_samples", None,
+        "Train on the first N images of the (seeded, shuffled) training split only: quick runs.",
     )
     flags.DEFINE_boolean("augment", True, "Pad-4 random crop and horizontal flip of training images.")
     flags.DEFINE_enum(

@@ -1,6 +1,12 @@
-"""Data: datasets as in-memory arrays and the batches that feed training."""
+"""Data: datasets as in-memory arrays and the batches that feed training.
 
-from tf_selectivity.data.pipeline import EpochSync, ImageBatches, augment_images
+`sources` needs only NumPy (and PIL / tensorflow-datasets when used); the
+batching classes import Keras and are loaded on first use, so that command
+lines can print their help and usage errors without starting a backend.
+"""
+
+import importlib
+
 from tf_selectivity.data.sources import (
     DATASET_HELP,
     DatasetSplits,
@@ -10,6 +16,8 @@ from tf_selectivity.data.sources import (
     make_synthetic,
     split_train_validation,
 )
+
+_LAZY = {"EpochSync": "pipeline", "ImageBatches": "pipeline", "augment_images": "pipeline"}
 
 __all__ = [
     "DATASET_HELP",
@@ -23,3 +31,9 @@ __all__ = [
     "make_synthetic",
     "split_train_validation",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"tf_selectivity.data.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tf_selectivity.data' has no attribute {name!r}")

@@ -110,7 +110,10 @@ def split_train_validation(images, labels, validation_fraction=0.1, split_seed=0
 
     The split depends only on `split_seed` (not on the run's seed), so every run
     of a sweep sees the same validation images. For CIFAR-10's 50,000 training
-    images the default gives the paper's 45,000 / 5,000 split.
+    images the default gives the paper's 45,000 / 5,000 split. Both parts keep
+    the seeded random order, so "the first N training images" (the
+    `max_train_samples` option) are a random sample of every class even when
+    the source is stored class by class.
 
     Returns:
         (train_images, train_labels, validation_images, validation_labels).
@@ -122,7 +125,7 @@ def split_train_validation(images, labels, validation_fraction=0.1, split_seed=0
     if num_validation < 1 or num_validation >= num:
         raise ValueError(f"Cannot carve a validation split from {num} training images.")
     order = np.random.default_rng(split_seed).permutation(num)
-    validation, train = np.sort(order[:num_validation]), np.sort(order[num_validation:])
+    validation, train = order[:num_validation], order[num_validation:]
     return images[train], labels[train], images[validation], labels[validation]
 
 
