@@ -28,7 +28,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags
+import tf_selectivity  # noqa: F401,E402  (before Keras: enables TensorFlow's oneDNN kernels)
+from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("model", "resnet20", "Model name.")
 flags.DEFINE_integer("batch_size", 256, "Training batch size.")

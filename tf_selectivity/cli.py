@@ -13,6 +13,8 @@ import sys
 # TensorFlow's C++ start-up messages (CUDA probing, CPU features) drown the
 # useful output of a command; keep warnings and errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Faster CPU kernels (see tf_selectivity/__init__.py); set before TensorFlow loads.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 USAGE_ERROR = 2
 

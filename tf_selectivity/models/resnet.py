@@ -6,6 +6,7 @@ import keras
 
 from tf_selectivity.layers import SelectivityProbe
 from tf_selectivity.models.blocks import (
+    FusedBatchNormalization,
     CIFAR10_PIXEL_MEAN,
     CIFAR10_PIXEL_STD,
     ZeroPadShortcut,
@@ -83,7 +84,7 @@ def build_cifar_resnet(
     inputs = keras.Input(shape=tuple(input_shape), name="images")
     x = input_normalization(pixel_mean, pixel_std)(inputs)
     x = _conv(16, 1, "stem_conv")(x)
-    x = keras.layers.BatchNormalization(name="stem_bn", **_BN)(x)
+    x = FusedBatchNormalization(name="stem_bn", **_BN)(x)
     x = probe(act("stem")(x), "stem")
 
     in_filters = 16
@@ -93,10 +94,10 @@ def build_cifar_resnet(
             stride = 2 if (stage > 1 and block == 1) else 1
             shortcut = x
             h = _conv(filters, stride, f"{label}_conv1")(x)
-            h = keras.layers.BatchNormalization(name=f"{label}_bn1", **_BN)(h)
+            h = FusedBatchNormalization(name=f"{label}_bn1", **_BN)(h)
             h = probe(act(f"{label}_relu1")(h), f"{label}_relu1")
             h = _conv(filters, 1, f"{label}_conv2")(h)
-            h = keras.layers.BatchNormalization(name=f"{label}_bn2", **_BN)(h)
+            h = FusedBatchNormalization(name=f"{label}_bn2", **_BN)(h)
             if stride != 1 or in_filters != filters:
                 shortcut = ZeroPadShortcut(filters, stride, name=f"{label}_shortcut")(x)
             h = keras.layers.Add(name=f"{label}_add")([h, shortcut])

@@ -6,6 +6,7 @@ import keras
 
 from tf_selectivity.layers import SelectivityProbe
 from tf_selectivity.models.blocks import (
+    FusedBatchNormalization,
     CIFAR10_PIXEL_MEAN,
     CIFAR10_PIXEL_STD,
     activation_layer,
@@ -71,7 +72,7 @@ def build_vgg16(
                 filters, 3, padding="same", use_bias=False,
                 kernel_initializer="he_normal", name=label,
             )(x)
-            x = keras.layers.BatchNormalization(name=f"{label}_bn", **_BN)(x)
+            x = FusedBatchNormalization(name=f"{label}_bn", **_BN)(x)
             x = activation_layer(activation, leaky_slope, name=f"{label}_act")(x)
             x = SelectivityProbe(num_classes=num_classes, alpha=alpha, name=f"probe_{label}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(x)
