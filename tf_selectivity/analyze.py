@@ -25,9 +25,9 @@ flags.DEFINE_string("dataset", None, "Test data to use instead of each run's own
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets directory for --dataset=cifar10.")
 flags.DEFINE_integer("batch_size", 500, "Test images per batch.")
 flags.DEFINE_integer(
-    "precision_top_n", None,
-    "N of the precision metric: the N test images that drive a unit hardest "
-    "(default: test images per class, 1000 on CIFAR-10, as in the paper's A.5).",
+    "precision_top_n", 1000,
+    "N of the precision metric: the N test images that drive a unit hardest (paper A.5: 1000, "
+    "the test images per class of CIFAR-10); capped at the test images per class.",
 )
 flags.DEFINE_integer("max_test_samples", None, "Use only the first N test images (quick looks).")
 flags.DEFINE_enum(

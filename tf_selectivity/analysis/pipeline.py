@@ -36,7 +36,7 @@ CCA_METHODS = ("pwcca", "svcca")
 RUN_COLUMNS = (
     "run_dir", *CONFIG_COLUMNS, "epochs", "best_epoch", "val_accuracy", "test_accuracy",
     "test_mean_selectivity", "test_mean_selectivity_alive", "mean_precision",
-    "dead_unit_fraction", "num_units", "num_test_samples", "dataset",
+    "dead_unit_fraction", "num_units", "num_test_samples", "precision_top_n", "dataset",
 )
 LAYER_COLUMNS = (
     "run_dir", *CONFIG_COLUMNS, "layer", "layer_index", "num_units", "mean_selectivity",
@@ -52,7 +52,8 @@ class AnalysisOptions:
     dataset: str | None = None  # None: each run's own dataset
     data_dir: str | None = None
     batch_size: int = 500
-    precision_top_n: int | None = None  # None: test samples per class (1000 on CIFAR-10)
+    # Appendix A.5's N; capped at the test images per class (1000 on CIFAR-10).
+    precision_top_n: int = 1000
     max_test_samples: int | None = None
     cca: str = "auto"  # auto | true | false
     cca_methods: tuple = ("pwcca",)
@@ -64,7 +65,7 @@ class AnalysisOptions:
     n_resamples: int = 10_000
 
     def validate(self):
-        if self.batch_size < 1 or (self.precision_top_n is not None and self.precision_top_n < 1):
+        if self.batch_size < 1 or self.precision_top_n < 1:
             raise ValueError("batch_size and precision_top_n must be positive.")
         if self.cca not in ("auto", "true", "false"):
             raise ValueError(f"cca must be auto, true or false; got {self.cca!r}.")
@@ -140,7 +141,7 @@ def evaluate_run(
     num_classes: int,
     *,
     batch_size: int = 500,
-    precision_top_n: int | None = None,
+    precision_top_n: int = 1000,
     response_dir: str | None = None,
     progress: Callable[[int], None] | None = None,
 ):
@@ -151,7 +152,10 @@ def evaluate_run(
         images, labels: the test set (uint8 images, integer labels).
         num_classes: number of classes.
         batch_size: images per batch.
-        precision_top_n: N of the precision metric; None: samples per class.
+        precision_top_n: N of the precision metric (paper: 1000, the number
+            of CIFAR-10 test images per class). Capped at the number of test
+            images per class: with more, a unit's top N must mix classes and
+            precision loses its meaning (N = all images gives 1/C always).
         response_dir: where to write unit responses for CCA (None: don't).
         progress: called with each batch's size.
 
@@ -161,16 +165,14 @@ def evaluate_run(
     """
     respond = load_response_function(record, "unit_responses")
     layer_names = record.probe_names
-    if precision_top_n is None:
-        # Appendix A.5: N = 1000, the number of test images per class.
-        precision_top_n = max(1, len(labels) // num_classes)
+    precision_top_n = max(1, min(precision_top_n, len(labels) // num_classes))
     result = evaluate_responses(
         respond,
         _batches(images, labels, batch_size),
         num_classes=num_classes,
         layer_names=layer_names,
         num_samples=len(labels),
-        precision_top_n=min(precision_top_n, len(labels)),
+        precision_top_n=precision_top_n,
         response_dir=response_dir,
         progress=progress,
     )
@@ -222,6 +224,7 @@ def evaluate_run(
         "dead_unit_fraction": float((layers["dead_fraction"] * layers["num_units"]).sum() / num_units),
         "num_units": num_units,
         "num_test_samples": result.num_samples,
+        "precision_top_n": precision_top_n,
     }
     return run_row, layer_rows, pd.concat(unit_frames, ignore_index=True)
 
@@ -374,12 +377,18 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
             if cached is None:
                 if verbose:
                     print(f"[{number}/{len(records)}] {record.run_dir}")
-                bar = _sample_progress(len(labels)) if verbose else None
-                if response_dir and options.cca_spatial == "positions":
-                    run_row, layers, units = evaluate_run(record, images, labels, num_classes, batch_size=options.batch_size, precision_top_n=options.precision_top_n, progress=bar)
+                positions = response_dir is not None and options.cca_spatial == "positions"
+                run_row, layers, units = evaluate_run(
+                    record, images, labels, num_classes,
+                    batch_size=options.batch_size,
+                    precision_top_n=options.precision_top_n,
+                    # Averaged responses come with the streaming pass; CCA
+                    # with positions as datapoints needs the feature maps.
+                    response_dir=None if positions else response_dir,
+                    progress=_sample_progress(len(labels)) if verbose else None,
+                )
+                if positions:
                     _write_position_responses(record, images, options, response_dir)
-                else:
-                    run_row, layers, units = evaluate_run(record, images, labels, num_classes, batch_size=options.batch_size, precision_top_n=options.precision_top_n, response_dir=response_dir, progress=bar)
                 run_row["dataset"] = spec
                 _write_cache(cache, run_row, layers, units)
             else:
