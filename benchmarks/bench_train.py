@@ -138,16 +138,22 @@ def main(argv):
     if FLAGS.torch_reference:
         samples["torch"] = []
     meta = {}
+    configs = [f"alpha={a:g}" for a in alphas] + (["torch"] if FLAGS.torch_reference else [])
     for repeat in range(FLAGS.repeats):
-        for alpha in alphas:
+        # Rotate the order every repeat: on a busy or thermally throttled
+        # machine the first (or last) slot of a round is not a fair place.
+        shift = repeat % len(configs)
+        for name in configs[shift:] + configs[:shift]:
+            if name == "torch":
+                result = _run_torch()
+                samples["torch"].append(result["img_per_s"])
+                print(f"[{repeat + 1}/{FLAGS.repeats}] {result['raw']}", flush=True)
+                continue
+            alpha = float(name.split("=", 1)[1])
             result = _run_worker(alpha)
             meta = result
-            samples[f"alpha={alpha:g}"].append(result["img_per_s"])
-            print(f"[{repeat + 1}/{FLAGS.repeats}] ours alpha={alpha:g}: {result['img_per_s']:.1f} img/s", flush=True)
-        if FLAGS.torch_reference:
-            result = _run_torch()
-            samples["torch"].append(result["img_per_s"])
-            print(f"[{repeat + 1}/{FLAGS.repeats}] {result['raw']}", flush=True)
+            samples[name].append(result["img_per_s"])
+            print(f"[{repeat + 1}/{FLAGS.repeats}] ours {name}: {result['img_per_s']:.1f} img/s", flush=True)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     print(
         f"\n{meta['framework']} model={FLAGS.model} batch={FLAGS.batch_size} jit={meta['jit_compile']} "
