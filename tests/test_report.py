@@ -216,6 +216,10 @@ def test_cca_sentence_and_table(tmp_path):
     assert f"ranged from {np.mean([1.15, 1.05]):.2f} (α = -1) to {expected:.2f} (α = -10)" in text
     assert "## Representational similarity (CCA)" in text
 
+    one_alpha = write(tmp_path / "one", make_runs(), cca_ratio=cca_ratio[cca_ratio["alpha"] == -10.0])
+    assert f"at α = -10 the CCA distance to α = 0 networks was {expected:.2f} [" in one_alpha
+    assert "ranged from" not in one_alpha  # No range to state with one alpha.
+
 
 def test_leaky_runs_get_their_own_section(tmp_path):
     runs = pd.concat([make_runs(), make_runs(activation="leaky_relu", leaky_slope=0.5)],

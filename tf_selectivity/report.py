@@ -517,12 +517,16 @@ def _cca_sentence(title: str, summary: pd.DataFrame) -> str | None:
     exceeded = int((summary["significant"] & (summary["mean_difference"] > 0)).sum())
     lowest = summary.loc[summary["mean_ratio"].idxmin()]
     highest = summary.loc[summary["mean_ratio"].idxmax()]
+    ratio_range = (
+        f"across α the ratio ranged from {lowest['mean_ratio']:.2f} "
+        f"(α = {_alpha(lowest['alpha'])}) to {highest['mean_ratio']:.2f} "
+        f"(α = {_alpha(highest['alpha'])}), and "
+        if len(summary) > 1 else ""
+    )
     return (
         f"{title}: at α = {_alpha(example)} the CCA distance to α = 0 networks was "
         f"{ratio} times the distance between replicates (layer-averaged ratio "
-        f"ρ(α, α₀) : ρ(α, α), [95% CI over layers]); across α the ratio ranged from "
-        f"{lowest['mean_ratio']:.2f} (α = {_alpha(lowest['alpha'])}) to "
-        f"{highest['mean_ratio']:.2f} (α = {_alpha(highest['alpha'])}), and the distance "
+        f"ρ(α, α₀) : ρ(α, α), [95% CI over layers]); {ratio_range}the distance "
         f"to baseline significantly exceeded the within-α distance at {exceeded} of "
         f"{tested} α values (paired t-test over layers, Bonferroni-corrected). A ratio "
         f"above 1 means selectivity was suppressed rather than rotated off the unit axes."
