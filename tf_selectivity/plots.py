@@ -926,9 +926,11 @@ def _draw_cca_ratio(
         example = summary.loc[np.isclose(summary["alpha"], example_alpha)]
         ax.scatter(example["alpha"], example["mean_ratio"], s=170, facecolors="none",
                    edgecolors=TO_BASELINE_CCA_COLOR, linewidths=1.5, zorder=4)
-    ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8,
-               label="ratio = 1: differences no larger than between seeds")
-    ax.legend(loc="upper center")
+    ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8)
+    # Labelled on the line rather than in a legend, which sat on the points and
+    # their significance stars.
+    ax.text(0.99, 1.0, "ratio = 1: no larger than between seeds", transform=ax.get_yaxis_transform(),
+            ha="right", va="bottom", fontsize="small", color="0.4")
     set_alpha_axis(ax, summary["alpha"])
     ax.set_ylabel(r"CCA distance ratio $\rho(\alpha, \alpha_0) : \rho(\alpha, \alpha)$")
 
