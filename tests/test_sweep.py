@@ -467,7 +467,7 @@ def test_trials_table_has_one_row_per_trial_with_config_and_metrics(resumed_swee
         assert math.isclose(summary["test_mean_selectivity"], row.test_mean_selectivity)
         assert row.status == "COMPLETED" and row.epochs == 2
     layer_columns = [c for c in table.columns if c.startswith("test_selectivity/")]
-    assert len(layer_columns) == len(summary["probe_names"])
+    assert layer_columns == [f"test_selectivity/{name}" for name in summary["probe_names"]]  # Network order.
 
 
 def test_tensorboard_has_the_hparams_experiment_and_one_session_per_run(resumed_sweep):

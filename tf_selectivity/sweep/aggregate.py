@@ -89,7 +89,11 @@ def collect_trials(sweep_dir: str) -> pd.DataFrame:
         if column not in frame.columns:
             frame[column] = pd.Series(dtype="object")
     rest = [c for c in frame.columns if c not in columns]
-    frame = frame[columns + sorted(rest, key=lambda c: (c.startswith("test_selectivity/"), c))]
+    # Per-layer columns last, in the network's order (input side first), as
+    # the rows list them; other extra columns alphabetically before them.
+    layer_columns = [c for c in rest if c.startswith("test_selectivity/")]
+    other = sorted(c for c in rest if c not in layer_columns)
+    frame = frame[columns + other + layer_columns]
     if len(frame):
         frame = frame.sort_values(["leaky_slope", "alpha", "seed", "trial_id"], kind="stable").reset_index(drop=True)
     return frame
