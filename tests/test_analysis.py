@@ -62,7 +62,12 @@ def test_cca_tables_count_pairs(analysis):
     for method in ("pwcca", "svcca"):
         rows = cca[(cca["method"] == method)]
         assert (rows["comparison"] == "within").sum() == 7 * 1  # C(2, 2) pairs x 7 layers
-        assert (rows["comparison"] == "to_baseline").sum() == 7 * 4
+        # 2 x 2 treated/baseline pairs, less the 2 that share a seed (same
+        # initial weights and batch order: not independent replicates).
+        to_baseline = rows[rows["comparison"] == "to_baseline"]
+        assert len(to_baseline) == 7 * 2
+        seeds = result.runs.set_index("run_dir")["seed"]
+        assert (to_baseline["run_a"].map(seeds) != to_baseline["run_b"].map(seeds)).all()
     assert rows["distance"].between(0, 1).all()
     ratios = pd.read_csv(out / "cca_ratios.csv")
     assert set(ratios["alpha"]) == {-10.0}
@@ -88,9 +93,10 @@ def test_second_analysis_reuses_cached_runs(analysis, tiny_runs):
 
 
 def test_positions_as_datapoints(tiny_runs, tmp_path):
-    options = AnalysisOptions(cca_spatial="positions", cca_max_datapoints=1500, figures=False, n_resamples=100)
+    options = AnalysisOptions(cca_spatial="positions", cca_max_datapoints=1500, figures=False, n_resamples=100,
+                              cca_same_seed_pairs=True)
     result = analyze([str(tiny_runs)], str(tmp_path / "out"), options, verbose=0)
-    assert len(result.cca) == 7 * 5
+    assert len(result.cca) == 7 * (1 + 4)  # All pairs, same seeds included (the paper's count).
     responses = [
         np.load(os.path.join(root, name))
         for root, _, files in os.walk(tmp_path / "out" / "cache") for name in files if name.endswith(".npy")

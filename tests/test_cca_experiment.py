@@ -105,6 +105,23 @@ def test_pair_counts_and_columns():
     assert distances["distance"].between(0.0, 1.0).all()
 
 
+def test_run_seeds_leave_out_pairs_that_share_a_seed():
+    treated, baseline = _runs("t", 4), _runs("b", 3)
+    loader = SyntheticRuns({run: 0 for run in treated + baseline})
+    seeds = {f"t{i}": i for i in range(4)} | {f"b{i}": i for i in range(3)}
+    distances = cca_experiment.figure3_distances(treated, baseline, LAYERS, loader, run_seeds=seeds)
+    counts = distances.groupby(["layer", "comparison"]).size()
+    for layer in LAYERS:
+        assert counts[(layer, "within")] == 6
+        assert counts[(layer, "to_baseline")] == 12 - 3  # t0-b0, t1-b1, t2-b2 left out.
+    assert (distances["run_a"].map(seeds) != distances["run_b"].map(seeds)).all()
+    with pytest.raises(ValueError, match="different seeds"):
+        cca_experiment.figure3_distances(
+            ["t0", "t1"], ["b0"], LAYERS, SyntheticRuns({"t0": 0, "t1": 0, "b0": 0}),
+            run_seeds={"t0": 0, "t1": 0, "b0": 0},
+        )
+
+
 def test_distances_match_direct_computation():
     treated, baseline = _runs("t", 3), _runs("b", 2)
     loader = SyntheticRuns({run: i % 2 for i, run in enumerate(treated + baseline)})

@@ -43,6 +43,12 @@ flags.DEFINE_integer(
     "cca_max_datapoints", 10000, "Datapoints kept per layer with --cca_spatial=positions."
 )
 flags.DEFINE_list("cca_alphas", None, "Treated alphas compared with the baseline (default: all).")
+flags.DEFINE_boolean(
+    "cca_same_seed_pairs", False,
+    "Also compare runs that share a seed (the paper's 20 x 20 = 400 to-baseline pairs). Off by default: "
+    "a seed fixes initial weights, batch order and augmentation, so such runs are not independent "
+    "replicates and bias the CCA distance ratio down.",
+)
 flags.DEFINE_float("baseline_alpha", 0.0, "Alpha of the unregularized baseline runs.")
 flags.DEFINE_boolean("figures", True, "Draw the paper's figures (PNG and PDF).")
 flags.DEFINE_integer("bootstrap_resamples", 10000, "Bootstrap resamples per 95% confidence interval.")
@@ -76,6 +82,7 @@ def main(argv):
             cca_spatial=FLAGS.cca_spatial,
             cca_max_datapoints=FLAGS.cca_max_datapoints,
             cca_alphas=cca_alphas,
+            cca_same_seed_pairs=FLAGS.cca_same_seed_pairs,
             baseline_alpha=FLAGS.baseline_alpha,
             figures=FLAGS.figures,
             n_resamples=FLAGS.bootstrap_resamples,

@@ -60,6 +60,9 @@ class AnalysisOptions:
     cca_spatial: str = "average"  # average | positions
     cca_max_datapoints: int = 10_000
     cca_alphas: tuple | None = None  # None: every alpha with >= 2 replicates
+    # Runs sharing a seed share initial weights and batch order: not
+    # independent replicates, so left out of CCA pairs unless asked for.
+    cca_same_seed_pairs: bool = False
     baseline_alpha: float = 0.0
     figures: bool = True
     n_resamples: int = 10_000
@@ -297,21 +300,29 @@ def _run_cca(records, options, response_dirs, errors, verbose):
                 def load(run_dir, layer):
                     return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
 
-                progress = _progress_bar(verbose)
-                frame = figure3_distances(
-                    [r.run_dir for r in runs],
-                    [r.run_dir for r in baseline],
-                    layers,
-                    load,
-                    method=method,
-                    progress=progress,
-                )
+                try:
+                    frame = figure3_distances(
+                        [r.run_dir for r in runs],
+                        [r.run_dir for r in baseline],
+                        layers,
+                        load,
+                        method=method,
+                        progress=_progress_bar(verbose),
+                        run_seeds=None if options.cca_same_seed_pairs else {
+                            r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]
+                        },
+                    )
+                except ValueError as error:  # e.g. no pair of different seeds, unusable activations
+                    errors.append((f"CCA of {model} {activation} alpha={alpha:g}", str(error)))
+                    continue
                 context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha, "method": method}
                 distances.append(frame.assign(**context))
                 ratio = distance_ratios(frame)
                 ratios.append(ratio.assign(**context))
                 test = ratio_ttest(frame)
                 tests.append({**context, **dataclasses.asdict(test), "mean_ratio": float(ratio["ratio"].mean())})
+    if not distances:
+        return None, None, None
     return (
         pd.concat(distances, ignore_index=True),
         pd.concat(ratios, ignore_index=True),
