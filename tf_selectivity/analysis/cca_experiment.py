@@ -234,7 +234,7 @@ def ratio_ttest(distances: pd.DataFrame) -> RatioTTest:
     """Paired t-test of rho(alpha_r, alpha_0) against rho(alpha_r, alpha_r).
 
     The paper reports a paired t-test without saying what is paired. The
-    190 within and 400 to-baseline distances of a layer share no natural
+    190 within and 380 (or 400) to-baseline distances of a layer share no natural
     pairing, so we pair by layer: for each layer, its mean to-baseline
     distance with its mean within distance (`scipy.stats.ttest_rel`, two
     sided). The samples are the layers, which are not independent of each
