@@ -33,7 +33,11 @@ def test_tables_have_the_documented_columns(analysis):
     assert len(layers) == 4 * 7 and set(layers["layer_index"]) == set(range(7))
     units = pd.read_parquet(out / "units.parquet")
     assert len(units) == 4 * 240
-    assert {"selectivity", "precision", "dead", "preferred_class", "unit"} <= set(units.columns)
+    assert {"selectivity", "precision", "dead", "preferred_class", "unit", "eq1_guarded"} <= set(units.columns)
+    # The paper's index is reported, and the runs were trained with it; ReLU
+    # responses never need eq. 1's guard.
+    assert set(runs["selectivity_index"]) == {"eq1"} and set(runs["trained_selectivity_index"]) == {"eq1"}
+    assert (layers["eq1_guarded_fraction"] == 0).all() and not units["eq1_guarded"].any()
 
 
 def test_test_metrics_agree_with_training_summary(analysis):

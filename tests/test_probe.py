@@ -70,11 +70,38 @@ def test_probe_alone_counts_as_whole_network(rng):
 
 
 def test_probe_config_round_trip():
-    probe = SelectivityProbe(num_classes=7, alpha=-0.3, share=0.25, epsilon=1e-5, name="p")
+    probe = SelectivityProbe(num_classes=7, alpha=-0.3, share=0.25, epsilon=1e-5, index="bounded", name="p")
     clone = SelectivityProbe.from_config(probe.get_config())
-    assert (clone.num_classes, clone.alpha, clone.share, clone.epsilon, clone.name) == (7, -0.3, 0.25, 1e-5, "p")
+    assert (clone.num_classes, clone.alpha, clone.share, clone.epsilon, clone.index, clone.name) == (
+        7, -0.3, 0.25, 1e-5, "bounded", "p"
+    )
+    assert SelectivityProbe().index == "eq1"
     with pytest.raises(ValueError, match="at least 2"):
         SelectivityProbe(num_classes=1)
+    with pytest.raises(ValueError, match="Unknown selectivity index"):
+        SelectivityProbe(index="eq2")
+
+
+@pytest.mark.parametrize("index", ["eq1", "bounded"])
+def test_probe_regularizes_the_index_it_is_given(rng, index):
+    # Mixed-sign class means (as leaky-ReLU units have): the two indices differ here.
+    y = rng.integers(0, 3, size=60)
+    class_means = np.array([[1.0, -0.3, 0.5], [-0.2, 0.8, -0.4], [-0.1, -0.2, 0.6]])  # (classes, units)
+    x = (class_means[y] + rng.normal(scale=0.05, size=(60, 3))).astype("float32")
+    probe = SelectivityProbe(num_classes=3, alpha=-2.0, index=index)
+    probe(x, selectivity_labels=y)
+    expected = np.mean(reference_si(x, y, 3, epsilon=1e-6, index=index))
+    other = np.mean(reference_si(x, y, 3, epsilon=1e-6, index="bounded" if index == "eq1" else "eq1"))
+    assert abs(expected - other) > 1e-3  # the test can tell the indices apart
+    np.testing.assert_allclose(float(ops.convert_to_numpy(probe.losses[0])), 2.0 * expected, rtol=1e-5)
+
+
+def test_build_model_sets_the_index_on_every_probe():
+    model = build_model("resnet8", input_shape=(16, 16, 3), selectivity_index="bounded")
+    assert {p.index for p in model.probes} == {"bounded"} and model.selectivity_index == "bounded"
+    model.set_selectivity_index("eq1")
+    assert model.selectivity_index == "eq1"
+    assert build_model("resnet8", input_shape=(16, 16, 3)).selectivity_index == "eq1"
 
 
 def test_unit_responses_layer(rng):
@@ -82,11 +109,16 @@ def test_unit_responses_layer(rng):
     np.testing.assert_allclose(ops.convert_to_numpy(UnitResponses()(x)), x.mean(axis=(1, 2)), rtol=1e-6)
 
 
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
 @pytest.mark.parametrize("alpha", [-1.0, 1.0])
-def test_regularizer_gradient_step_moves_network_si(rng, alpha):
+def test_regularizer_gradient_step_moves_network_si(rng, alpha, activation):
     """One gradient step on the regularizer alone (no cross-entropy), through
-    the weights of a real network, moves its batch SI in the sign of alpha."""
-    model = build_model("resnet8", alpha=alpha, input_shape=(16, 16, 3))
+    the weights of a real network, moves its batch SI in the sign of alpha,
+    also for leaky-ReLU units (eq. 1, signed responses)."""
+    slope = 0.3 if activation == "leaky_relu" else 0.0
+    model = build_model(
+        "resnet8", alpha=alpha, activation=activation, leaky_slope=slope, input_shape=(16, 16, 3)
+    )
     x = rng.uniform(0, 255, size=(64, 16, 16, 3)).astype("float32")
     y = rng.integers(0, 10, size=64)
     kernel = model.get_layer("s2b1_conv1").kernel

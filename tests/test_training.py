@@ -140,6 +140,24 @@ def test_output_dir_of_another_configuration_is_refused(tmp_path):
     assert read_json(os.path.join(config.output_dir, "config.json")) == before
 
 
+def test_selectivity_index_is_recorded_and_runs_without_it_count_as_bounded(tmp_path):
+    config = tiny_config(tmp_path, "run", epochs=1)
+    summary = train(config, verbose=0)
+    assert summary["selectivity_index"] == "eq1"
+    config_path = os.path.join(config.output_dir, "config.json")
+    assert read_json(config_path)["identity"]["selectivity_index"] == "eq1"
+    # A run directory written before the field existed was trained with the
+    # bounded index: it resumes under "bounded" and is refused under "eq1".
+    recorded = read_json(config_path)
+    del recorded["identity"]["selectivity_index"]
+    with open(config_path, "w") as handle:
+        json.dump(recorded, handle)
+    legacy = tiny_config(tmp_path, "run", epochs=1, selectivity_index="bounded")
+    assert legacy.differences(recorded["identity"]) == []
+    with pytest.raises(ConfigError, match="selectivity_index: 'bounded' there, 'eq1' now"):
+        train(tiny_config(tmp_path, "run", epochs=1), verbose=0)
+
+
 def test_config_validation(tmp_path):
     with pytest.raises(ConfigError, match="finite"):
         tiny_config(tmp_path, "x", alpha=float("nan")).validate()
@@ -147,6 +165,8 @@ def test_config_validation(tmp_path):
         tiny_config(tmp_path, "x", model="resnet7").validate(known_models=["resnet8"])
     with pytest.raises(ConfigError, match="leaky_slope only applies"):
         tiny_config(tmp_path, "x", leaky_slope=0.2).validate()
+    with pytest.raises(ConfigError, match="unknown selectivity_index"):
+        tiny_config(tmp_path, "x", selectivity_index="eq2").validate()
     assert TrainConfig(model="vgg16", output_dir="x").learning_rate == 0.01
     assert TrainConfig(model="resnet20", output_dir="x").learning_rate == 0.1
 

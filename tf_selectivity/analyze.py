@@ -29,6 +29,11 @@ flags.DEFINE_integer(
     "N of the precision metric: the N test images that drive a unit hardest (paper A.5: 1000, "
     "the test images per class of CIFAR-10); capped at the test images per class.",
 )
+flags.DEFINE_enum(
+    "selectivity_index", "eq1", ["eq1", "bounded"],
+    "Index in every reported SI: eq1 = the paper's eq. 1 (guarded near its pole for negative responses), "
+    "bounded = divide by |mu_max| + |mu_rest|; identical for ReLU networks. Whatever the runs were trained with.",
+)
 flags.DEFINE_integer("max_test_samples", None, "Use only the first N test images (quick looks).")
 flags.DEFINE_enum(
     "cca", "auto", ["auto", "true", "false"],
@@ -84,6 +89,7 @@ def main(argv):
             cca_alphas=cca_alphas,
             cca_same_seed_pairs=FLAGS.cca_same_seed_pairs,
             baseline_alpha=FLAGS.baseline_alpha,
+            selectivity_index=FLAGS.selectivity_index,
             figures=FLAGS.figures,
             n_resamples=FLAGS.bootstrap_resamples,
         ).validate()

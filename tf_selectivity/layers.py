@@ -5,7 +5,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tf_selectivity.selectivity import batch_class_selectivity
+from tf_selectivity.selectivity import (
+    DEFAULT_SELECTIVITY_INDEX,
+    batch_class_selectivity,
+    validate_index,
+)
 
 __all__ = ["SelectivityProbe", "UnitResponses", "LABELS_ARG", "find_probes"]
 
@@ -43,6 +47,9 @@ class SelectivityProbe(keras.layers.Layer):
             lets `SelectivityModel` set it; a probe used alone counts as 1.
         epsilon: stabilizer added to the SI denominator in the loss (see
             `tf_selectivity.selectivity.batch_class_selectivity`).
+        index: the selectivity index regularized and recorded: "eq1" (the
+            paper's eq. 1 with its guard, default) or "bounded" (see
+            `tf_selectivity.selectivity`).
         **kwargs: base layer keyword arguments (e.g. `name`).
 
     Input shape:
@@ -52,7 +59,15 @@ class SelectivityProbe(keras.layers.Layer):
         Same as the input.
     """
 
-    def __init__(self, num_classes=10, alpha=0.0, share=None, epsilon=1e-6, **kwargs):
+    def __init__(
+        self,
+        num_classes=10,
+        alpha=0.0,
+        share=None,
+        epsilon=1e-6,
+        index=DEFAULT_SELECTIVITY_INDEX,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
@@ -60,6 +75,7 @@ class SelectivityProbe(keras.layers.Layer):
         self.alpha = float(alpha)
         self.share = None if share is None else float(share)
         self.epsilon = float(epsilon)
+        self.index = validate_index(index)
         self.supports_masking = True
         self._register_call_context_args(LABELS_ARG)
         # Last batch's mean SI over this layer's units, for logging. A variable
@@ -78,7 +94,7 @@ class SelectivityProbe(keras.layers.Layer):
             return inputs
         layer_si = ops.mean(
             batch_class_selectivity(
-                inputs, selectivity_labels, self.num_classes, self.epsilon
+                inputs, selectivity_labels, self.num_classes, self.epsilon, self.index
             )
         )
         self.batch_selectivity.assign(ops.stop_gradient(layer_si))
@@ -98,6 +114,7 @@ class SelectivityProbe(keras.layers.Layer):
                 "alpha": self.alpha,
                 "share": self.share,
                 "epsilon": self.epsilon,
+                "index": self.index,
             }
         )
         return config

@@ -6,22 +6,46 @@ mean responses ``mu_1 .. mu_K``::
 
     mu_max  = max_k mu_k                       (the preferred class)
     mu_-max = mean of the other classes' means
-    SI      = (mu_max - mu_-max) / (|mu_max| + |mu_-max|)
+    SI      = (mu_max - mu_-max) / (mu_max + mu_-max)          (eq. 1)
 
-For non-negative responses (ReLU networks) this is exactly the paper's eq. 1,
-``(mu_max - mu_-max) / (mu_max + mu_-max)``: 0 when every class has the same
-mean, 1 when the unit responds to a single class only.
+0 when every class has the same mean, 1 when a non-negative unit responds to a
+single class only. Two indices are available (``index=``):
 
-Conventions (documented here, tested in ``tests/test_selectivity.py``):
+* ``"eq1"`` (the default; the paper's index, in the loss and in every reported
+  value): eq. 1 as printed, with a guard where its denominator approaches zero
+  or turns negative, which can only happen for responses that take negative
+  values (leaky ReLU, or a probe before the non-linearity)::
+
+      SI = (mu_max - mu_-max) / max(mu_max + mu_-max, g * (|mu_max| + |mu_-max|))
+
+  with ``g = EQ1_GUARD = 0.1``. Where the guard is not active this *is* eq. 1.
+  It is never active for non-negative (ReLU) responses, where
+  ``mu_max + mu_-max = |mu_max| + |mu_-max|``. For a unit whose preferred-class
+  mean is non-negative it is active exactly where eq. 1 would exceed
+  ``1 / g = 10``: eq. 1 grows without bound as its denominator reaches zero
+  (class means 1 and -0.999 give 1999), the guarded index saturates at 10 there,
+  with a zero gradient on that plateau. A unit that is negative for every class
+  (``mu_max < 0``; eq. 1 is then negative and means nothing) gets the
+  continuation of that plateau, ``(mu_max - mu_-max) / (g (|mu_max| + |mu_-max|))``,
+  which is continuous at ``mu_max = 0`` and lies in [0, 10]. So SI is always in
+  [0, 1 / g], never NaN or infinite, and its gradient with respect to the two
+  means is bounded by ``2 / (g^2 (|mu_max| + |mu_-max|))`` (the bounded index
+  below: ``2 / (|mu_max| + |mu_-max|)``; in the loss an epsilon in the
+  denominator bounds both for near-silent units). For a mixed-sign unit below the guard, e.g. class means 1 and -0.2,
+  eq. 1 gives 1.5 with a non-zero gradient, so alpha can move it.
+  `eq1_guard_active` says which units the guard touched; the analysis reports
+  their share per layer.
+* ``"bounded"``: ``(mu_max - mu_-max) / (|mu_max| + |mu_-max|)``, the index of
+  this library before 2026-11-26. Equal to eq. 1 for non-negative responses and
+  in [0, 1] always, but for a unit with ``mu_max > 0 > mu_-max`` it is exactly 1
+  with a zero gradient (class means 1 and -0.2 give 1.0, eq. 1 gives 1.5): such
+  units cannot be moved by alpha, so a leaky-ReLU sweep regularized with it
+  optimizes a different loss from the paper's.
+
+Conventions shared by both (tested in ``tests/test_selectivity.py``):
 
 * **Dead units** (all class means zero, e.g. a ReLU unit that never fires) have
   SI = 0: there is no class preference to measure. The value is never NaN.
-* **Negative responses** (leaky ReLU, or probing before the non-linearity): the
-  denominator uses absolute values. It equals eq. 1 whenever both means are
-  non-negative, and by the triangle inequality keeps SI in [0, 1] otherwise
-  (a unit positive for one class and negative for all others gets 1). Plain
-  eq. 1 would divide by a sum that can be zero or negative and return
-  +/-Inf or values outside [0, 1].
 * **Classes absent from a batch** (only relevant for the per-batch,
   differentiable version) do not enter mu_max nor mu_-max. A batch with fewer
   than two classes present has no contrast: SI = 0.
@@ -45,6 +69,11 @@ import numpy as np
 from keras import ops
 
 __all__ = [
+    "SELECTIVITY_INDICES",
+    "DEFAULT_SELECTIVITY_INDEX",
+    "EQ1_GUARD",
+    "validate_index",
+    "eq1_guard_active",
     "unit_responses",
     "selectivity_from_class_means",
     "class_selectivity",
@@ -52,6 +81,24 @@ __all__ = [
     "batch_class_selectivity",
     "mean_selectivity",
 ]
+
+
+# The two indices (see the module docstring); "eq1" is the paper's.
+SELECTIVITY_INDICES = ("eq1", "bounded")
+DEFAULT_SELECTIVITY_INDEX = "eq1"
+# Eq. 1's denominator is floored at EQ1_GUARD * (|mu_max| + |mu_-max|): the
+# guarded index equals eq. 1 wherever eq. 1 <= 1 / EQ1_GUARD for a unit with a
+# non-negative preferred-class mean, and never exceeds 1 / EQ1_GUARD.
+EQ1_GUARD = 0.1
+
+
+def validate_index(index: str) -> str:
+    """Returns `index` if it names a selectivity index, else raises ValueError."""
+    if index not in SELECTIVITY_INDICES:
+        raise ValueError(
+            f"Unknown selectivity index {index!r}; choose one of {', '.join(SELECTIVITY_INDICES)}."
+        )
+    return index
 
 
 def _unit_responses_numpy(activations: np.ndarray) -> np.ndarray:
@@ -93,20 +140,8 @@ def unit_responses(activations):
     return ops.mean(activations, axis=tuple(range(1, len(activations.shape) - 1)))
 
 
-def selectivity_from_class_means(
-    class_means: np.ndarray, present: np.ndarray | None = None
-) -> np.ndarray:
-    """Selectivity index of each unit from its class-conditional means (NumPy).
-
-    Args:
-        class_means: array (num_classes, units) of mean responses per class.
-        present: optional boolean array (num_classes,); classes marked False
-            (no samples) are ignored. Defaults to all classes present.
-
-    Returns:
-        float64 array (units,) with values in [0, 1]; see the module docstring
-        for dead units, negative responses and absent classes.
-    """
+def _max_and_rest(class_means: np.ndarray, present: np.ndarray | None):
+    """(mu_max, mu_-max, number of present classes) per unit, float64."""
     class_means = np.asarray(class_means, dtype=np.float64)
     if class_means.ndim != 2:
         raise ValueError(
@@ -116,16 +151,72 @@ def selectivity_from_class_means(
         present = np.ones(class_means.shape[0], dtype=bool)
     present = np.asarray(present, dtype=bool)
     num_present = int(present.sum())
-    units = class_means.shape[1]
-    if num_present < 2:
-        return np.zeros(units, dtype=np.float64)
     means = class_means[present]
+    if num_present < 2:
+        zeros = np.zeros(class_means.shape[1], dtype=np.float64)
+        return zeros, zeros, num_present
     mu_max = means.max(axis=0)
     mu_rest = (means.sum(axis=0) - mu_max) / (num_present - 1)
+    return mu_max, mu_rest, num_present
+
+
+def _denominator(mu_max: np.ndarray, mu_rest: np.ndarray, index: str) -> np.ndarray:
+    """The index's denominator (NumPy)."""
+    magnitude = np.abs(mu_max) + np.abs(mu_rest)
+    if index == "bounded":
+        return magnitude
+    # eq1: mu_max + mu_-max, floored at EQ1_GUARD * magnitude (module docstring).
+    return np.maximum(mu_max + mu_rest, EQ1_GUARD * magnitude)
+
+
+def selectivity_from_class_means(
+    class_means: np.ndarray,
+    present: np.ndarray | None = None,
+    index: str = DEFAULT_SELECTIVITY_INDEX,
+) -> np.ndarray:
+    """Selectivity index of each unit from its class-conditional means (NumPy).
+
+    Args:
+        class_means: array (num_classes, units) of mean responses per class.
+        present: optional boolean array (num_classes,); classes marked False
+            (no samples) are ignored. Defaults to all classes present.
+        index: "eq1" (the paper's eq. 1 with its guard) or "bounded"; see the
+            module docstring.
+
+    Returns:
+        float64 array (units,): values in [0, 1 / EQ1_GUARD] for "eq1" (in
+        [0, 1] for non-negative responses), in [0, 1] for "bounded"; 0 for
+        dead units and when fewer than two classes are present.
+    """
+    validate_index(index)
+    mu_max, mu_rest, num_present = _max_and_rest(class_means, present)
+    if num_present < 2:
+        return np.zeros_like(mu_max)
     numerator = mu_max - mu_rest
-    denominator = np.abs(mu_max) + np.abs(mu_rest)
+    denominator = _denominator(mu_max, mu_rest, index)
     safe = np.where(denominator > 0, denominator, 1.0)
     return np.where(denominator > 0, numerator / safe, 0.0)
+
+
+def eq1_guard_active(class_means: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Which units' eq. 1 denominator is replaced by its guard (NumPy).
+
+    Args:
+        class_means: array (num_classes, units) of mean responses per class.
+        present: optional boolean array (num_classes,) of classes with samples.
+
+    Returns:
+        Boolean array (units,): True where ``mu_max + mu_-max < EQ1_GUARD *
+        (|mu_max| + |mu_-max|)``, i.e. where the reported "eq1" value is not
+        eq. 1 itself (it saturates near eq. 1's pole, or the unit is negative
+        for every class). Always False for non-negative responses and for
+        dead units.
+    """
+    mu_max, mu_rest, num_present = _max_and_rest(class_means, present)
+    if num_present < 2:
+        return np.zeros(mu_max.shape, dtype=bool)
+    magnitude = np.abs(mu_max) + np.abs(mu_rest)
+    return (mu_max + mu_rest < EQ1_GUARD * magnitude) & (magnitude > 0)
 
 
 class ClassSelectivityAccumulator:
@@ -146,12 +237,14 @@ class ClassSelectivityAccumulator:
 
     Args:
         num_classes: number of classes (labels are integers in [0, num_classes)).
+        index: "eq1" (default) or "bounded", the index `selectivity` returns.
     """
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, index: str = DEFAULT_SELECTIVITY_INDEX):
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
         self.num_classes = int(num_classes)
+        self.index = validate_index(index)
         self.class_sums: np.ndarray | None = None  # (num_classes, units) float64
         self.class_counts = np.zeros(self.num_classes, dtype=np.int64)
         self.max_abs_response: np.ndarray | None = None  # (units,)
@@ -221,9 +314,19 @@ class ClassSelectivityAccumulator:
         counts = np.maximum(self.class_counts, 1)[:, None]
         return self.class_sums / counts
 
-    def selectivity(self) -> np.ndarray:
-        """(units,) class selectivity index over all samples added so far."""
-        return selectivity_from_class_means(self.class_means(), self.class_counts > 0)
+    def selectivity(self, index: str | None = None) -> np.ndarray:
+        """(units,) class selectivity index over all samples added so far.
+
+        Args:
+            index: "eq1" or "bounded"; None uses the accumulator's own.
+        """
+        return selectivity_from_class_means(
+            self.class_means(), self.class_counts > 0, index or self.index
+        )
+
+    def eq1_guard_active(self) -> np.ndarray:
+        """(units,) boolean: where eq. 1's guard replaced its denominator."""
+        return eq1_guard_active(self.class_means(), self.class_counts > 0)
 
     def dead_units(self) -> np.ndarray:
         """(units,) boolean: units whose response was exactly 0 for every sample."""
@@ -254,7 +357,9 @@ def _integer_labels(labels, num_classes: int) -> np.ndarray:
     return labels
 
 
-def class_selectivity(activations, labels, num_classes: int) -> np.ndarray:
+def class_selectivity(
+    activations, labels, num_classes: int, index: str = DEFAULT_SELECTIVITY_INDEX
+) -> np.ndarray:
     """Class selectivity index of every unit over a whole dataset (eq. 1).
 
     Args:
@@ -262,11 +367,14 @@ def class_selectivity(activations, labels, num_classes: int) -> np.ndarray:
             a sample is its mean over the spatial positions.
         labels: integer class labels (N,) (or one-hot (N, num_classes)).
         num_classes: number of classes.
+        index: "eq1" (the paper's, default) or "bounded"; see the module
+            docstring.
 
     Returns:
-        float64 NumPy array (units,) with values in [0, 1].
+        float64 NumPy array (units,): in [0, 1] for non-negative responses; in
+        [0, 1 / EQ1_GUARD] ("eq1") or [0, 1] ("bounded") otherwise.
     """
-    accumulator = ClassSelectivityAccumulator(num_classes)
+    accumulator = ClassSelectivityAccumulator(num_classes, index)
     return accumulator.update(activations, labels).selectivity()
 
 
@@ -286,13 +394,20 @@ def mean_selectivity(layer_selectivities: Sequence[np.ndarray]) -> float:
     return float(np.mean([np.mean(si) for si in layer_selectivities]))
 
 
-def batch_class_selectivity(activations, labels, num_classes: int, epsilon: float = 1e-6):
+def batch_class_selectivity(
+    activations,
+    labels,
+    num_classes: int,
+    epsilon: float = 1e-6,
+    index: str = DEFAULT_SELECTIVITY_INDEX,
+):
     """Differentiable class selectivity index of each unit over one batch.
 
     The per-batch estimate used in the loss (eq. 2): class means are taken over
     the samples of the batch; classes absent from the batch are left out of
     mu_max and mu_-max. One pass over the activations: a (num_classes x N)
-    by (N x units) matrix product gives every class sum at once.
+    by (N x units) matrix product gives every class sum at once. No host
+    synchronization: everything stays a tensor.
 
     Args:
         activations: tensor (N, units) or (N, ..., units), channels last.
@@ -300,11 +415,15 @@ def batch_class_selectivity(activations, labels, num_classes: int, epsilon: floa
         num_classes: number of classes (static Python int).
         epsilon: added to the denominator; keeps the gradient bounded for
             units whose responses are close to zero. The value changes SI by
-            less than epsilon / (|mu_max| + |mu_-max|). Use 0 for the exact index.
+            less than epsilon / denominator. Use 0 for the exact index.
+        index: "eq1" (the paper's eq. 1 with its guard, default) or
+            "bounded"; see the module docstring.
 
     Returns:
-        float32 tensor (units,) with values in [0, 1].
+        float32 tensor (units,): in [0, 1 / EQ1_GUARD] for "eq1" (in [0, 1]
+        for non-negative responses), in [0, 1] for "bounded".
     """
+    validate_index(index)
     responses = unit_responses(activations)  # (N, U)
     labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
     one_hot = ops.one_hot(labels, num_classes, dtype=responses.dtype)  # (N, K)
@@ -322,7 +441,12 @@ def batch_class_selectivity(activations, labels, num_classes: int, epsilon: floa
     mu_rest = (ops.sum(class_means, axis=0) - mu_max) / ops.maximum(num_present - 1.0, 1.0)
 
     numerator = mu_max - mu_rest
-    denominator = ops.abs(mu_max) + ops.abs(mu_rest) + epsilon
+    magnitude = ops.abs(mu_max) + ops.abs(mu_rest)
+    if index == "bounded":
+        denominator = magnitude
+    else:
+        denominator = ops.maximum(mu_max + mu_rest, EQ1_GUARD * magnitude)
+    denominator = denominator + epsilon
     # Double `where` so that units with a zero denominator get SI = 0 and a
     # zero (not NaN) gradient.
     valid = ops.logical_and(denominator > 0, num_present >= 2.0)

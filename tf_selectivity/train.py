@@ -36,6 +36,12 @@ def define_training_flags():
     flags.DEFINE_float(
         "leaky_slope", 0.0, "Negative slope of leaky_relu (paper fig. A10: 0.01 to 0.5)."
     )
+    flags.DEFINE_enum(
+        "selectivity_index", "eq1", ["eq1", "bounded"],
+        "Index in the loss and summary: eq1 = the paper's eq. 1, (mu_max - mu_rest) / (mu_max + mu_rest), "
+        "guarded near its pole for negative (leaky) responses; bounded = divide by |mu_max| + |mu_rest| "
+        "(same for ReLU, in [0, 1] for leaky units). See tf_selectivity/selectivity.py.",
+    )
     flags.DEFINE_string("dataset", "cifar10", f"Data: {DATASET_HELP}.")
     flags.DEFINE_string(
         "data_dir", None, "tensorflow-datasets data directory for --dataset=cifar10."
@@ -90,6 +96,7 @@ def config_from_flags(alpha: float, seed: int, output_dir: str):
         seed=seed,
         activation=FLAGS.activation,
         leaky_slope=FLAGS.leaky_slope,
+        selectivity_index=FLAGS.selectivity_index,
         dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir,
         epochs=FLAGS.epochs,

@@ -36,11 +36,12 @@ CCA_METHODS = ("pwcca", "svcca")
 RUN_COLUMNS = (
     "run_dir", *CONFIG_COLUMNS, "epochs", "best_epoch", "val_accuracy", "test_accuracy",
     "test_mean_selectivity", "test_mean_selectivity_alive", "mean_precision",
-    "dead_unit_fraction", "num_units", "num_test_samples", "precision_top_n", "dataset",
+    "dead_unit_fraction", "eq1_guarded_fraction", "num_units", "num_test_samples",
+    "precision_top_n", "selectivity_index", "trained_selectivity_index", "dataset",
 )
 LAYER_COLUMNS = (
     "run_dir", *CONFIG_COLUMNS, "layer", "layer_index", "num_units", "mean_selectivity",
-    "mean_selectivity_alive", "mean_precision", "dead_fraction",
+    "mean_selectivity_alive", "mean_precision", "dead_fraction", "eq1_guarded_fraction",
 )
 _MARKER = "analysis.json"
 
@@ -64,6 +65,8 @@ class AnalysisOptions:
     # independent replicates, so left out of CCA pairs unless asked for.
     cca_same_seed_pairs: bool = False
     baseline_alpha: float = 0.0
+    # The index in every reported SI: "eq1" (the paper's) or "bounded".
+    selectivity_index: str = "eq1"
     figures: bool = True
     n_resamples: int = 10_000
 
@@ -79,6 +82,10 @@ class AnalysisOptions:
             raise ValueError(f"cca_spatial must be average or positions; got {self.cca_spatial!r}.")
         if self.max_test_samples is not None and self.max_test_samples < 1:
             raise ValueError("max_test_samples must be positive.")
+        if self.selectivity_index not in ("eq1", "bounded"):
+            raise ValueError(
+                f"selectivity_index must be eq1 or bounded; got {self.selectivity_index!r}."
+            )
         return self
 
 
@@ -147,6 +154,7 @@ def evaluate_run(
     precision_top_n: int = 1000,
     response_dir: str | None = None,
     progress: Callable[[int], None] | None = None,
+    selectivity_index: str = "eq1",
 ):
     """Test-set statistics of one run.
 
@@ -161,6 +169,8 @@ def evaluate_run(
             precision loses its meaning (N = all images gives 1/C always).
         response_dir: where to write unit responses for CCA (None: don't).
         progress: called with each batch's size.
+        selectivity_index: the index reported, "eq1" (the paper's) or
+            "bounded", whatever index the run was trained with.
 
     Returns:
         (run_row, layer_rows, units_frame): the run's row of the runs table,
@@ -178,6 +188,7 @@ def evaluate_run(
         precision_top_n=precision_top_n,
         response_dir=response_dir,
         progress=progress,
+        selectivity_index=selectivity_index,
     )
     condition = {"run_dir": record.run_dir, **record.condition()}
     unit_frames, layer_rows = [], []
@@ -194,6 +205,7 @@ def evaluate_run(
                     "selectivity": table["selectivity"],
                     "precision": table["precision"],
                     "dead": table["dead"],
+                    "eq1_guarded": table["eq1_guarded"],
                     "preferred_class": table["preferred_class"],
                 }
             )
@@ -209,6 +221,9 @@ def evaluate_run(
                 "mean_selectivity_alive": float(np.mean(table["selectivity"][alive])) if alive.any() else np.nan,
                 "mean_precision": float(np.nanmean(table["precision"])) if alive.any() else np.nan,
                 "dead_fraction": float(np.mean(table["dead"])),
+                # Units whose eq. 1 denominator was replaced by its guard
+                # (negative responses only; 0 for ReLU networks).
+                "eq1_guarded_fraction": float(np.mean(table["eq1_guarded"])),
             }
         )
     layers = pd.DataFrame(layer_rows, columns=list(LAYER_COLUMNS))
@@ -225,9 +240,16 @@ def evaluate_run(
         "test_mean_selectivity_alive": float(layers["mean_selectivity_alive"].mean()),
         "mean_precision": float(layers["mean_precision"].mean()),
         "dead_unit_fraction": float((layers["dead_fraction"] * layers["num_units"]).sum() / num_units),
+        "eq1_guarded_fraction": float(
+            (layers["eq1_guarded_fraction"] * layers["num_units"]).sum() / num_units
+        ),
         "num_units": num_units,
         "num_test_samples": result.num_samples,
         "precision_top_n": precision_top_n,
+        "selectivity_index": selectivity_index,
+        # What the run's loss regularized; runs recorded before the field
+        # existed were trained with the bounded index.
+        "trained_selectivity_index": summary.get("selectivity_index", "bounded"),
     }
     return run_row, layer_rows, pd.concat(unit_frames, ignore_index=True)
 
@@ -393,6 +415,7 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
                     record, images, labels, num_classes,
                     batch_size=options.batch_size,
                     precision_top_n=options.precision_top_n,
+                    selectivity_index=options.selectivity_index,
                     # Averaged responses come with the streaming pass; CCA
                     # with positions as datapoints needs the feature maps.
                     response_dir=None if positions else response_dir,
@@ -478,7 +501,10 @@ def _cache_key(record: RunRecord, options: AnalysisOptions, spec: str) -> str:
     """The run id plus every option that changes its per-run results."""
     import hashlib
 
-    settings = (spec, options.max_test_samples, options.precision_top_n, options.cca_spatial, options.cca_max_datapoints)
+    settings = (
+        spec, options.max_test_samples, options.precision_top_n, options.cca_spatial,
+        options.cca_max_datapoints, options.selectivity_index,
+    )
     return f"{record.run_id}-{hashlib.sha256(repr(settings).encode()).hexdigest()[:8]}"
 
 

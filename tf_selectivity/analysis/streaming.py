@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tf_selectivity.selectivity import ClassSelectivityAccumulator
+from tf_selectivity.selectivity import DEFAULT_SELECTIVITY_INDEX, ClassSelectivityAccumulator
 
 __all__ = [
     "TopResponses",
@@ -84,11 +84,17 @@ class LayerStatistics:
     Args:
         num_classes: number of classes.
         precision_top_n: N of the precision metric (None: skip precision).
+        selectivity_index: "eq1" (the paper's, default) or "bounded".
     """
 
-    def __init__(self, num_classes: int, precision_top_n: int | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        precision_top_n: int | None = None,
+        selectivity_index: str = DEFAULT_SELECTIVITY_INDEX,
+    ):
         self.num_classes = num_classes
-        self.selectivity = ClassSelectivityAccumulator(num_classes)
+        self.selectivity = ClassSelectivityAccumulator(num_classes, selectivity_index)
         self.top = TopResponses(precision_top_n) if precision_top_n else None
 
     def update(self, responses: np.ndarray, labels: np.ndarray) -> None:
@@ -97,7 +103,7 @@ class LayerStatistics:
             self.top.update(responses, labels)
 
     def unit_table(self) -> dict:
-        """Per-unit arrays: selectivity, dead, preferred_class, precision.
+        """Per-unit arrays: selectivity, dead, eq1_guarded, preferred_class, precision.
 
         Precision is NaN for dead units: a unit that never responds has no
         "most strongly activating" samples, so its precision is undefined.
@@ -106,6 +112,7 @@ class LayerStatistics:
         table = {
             "selectivity": self.selectivity.selectivity(),
             "dead": dead,
+            "eq1_guarded": self.selectivity.eq1_guard_active(),
             "preferred_class": self.selectivity.preferred_class(),
         }
         if self.top is not None:
@@ -145,6 +152,7 @@ def evaluate_responses(
     precision_top_n: int | None = None,
     response_dir: str | None = None,
     progress: Callable[[int], None] | None = None,
+    selectivity_index: str = DEFAULT_SELECTIVITY_INDEX,
 ) -> EvaluationResult:
     """Streams batches through `response_fn` and accumulates layer statistics.
 
@@ -160,6 +168,8 @@ def evaluate_responses(
             ``response_dir/<layer>.npy`` as a (units, num_samples) float32 array
             (the layout CCA takes), through a memory map.
         progress: called with the number of samples of each processed batch.
+        selectivity_index: the index reported: "eq1" (the paper's, default)
+            or "bounded" (see `tf_selectivity.selectivity`).
 
     Returns:
         An `EvaluationResult`.
@@ -167,7 +177,8 @@ def evaluate_responses(
     import keras
 
     statistics = {
-        name: LayerStatistics(num_classes, precision_top_n) for name in layer_names
+        name: LayerStatistics(num_classes, precision_top_n, selectivity_index)
+        for name in layer_names
     }
     sinks = {}
     if response_dir is not None and num_samples is None:

@@ -39,6 +39,7 @@ def build_model(
     alpha: float = 0.0,
     activation: str = "relu",
     leaky_slope: float = 0.0,
+    selectivity_index: str = "eq1",
     **kwargs,
 ) -> SelectivityModel:
     """Builds one of the named networks with selectivity probes.
@@ -50,6 +51,9 @@ def build_model(
             promotes it, 0 only measures it.
         activation: "relu" or "leaky_relu".
         leaky_slope: negative slope for "leaky_relu" (0 for "relu").
+        selectivity_index: the index every probe regularizes: "eq1" (the
+            paper's eq. 1, default) or "bounded" (see
+            `tf_selectivity.selectivity`).
         **kwargs: builder options (`input_shape`, `pixel_mean`, `pixel_std`).
 
     Returns:
@@ -57,10 +61,12 @@ def build_model(
     """
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}.")
-    return MODELS[name](
+    model = MODELS[name](
         num_classes=num_classes,
         alpha=alpha,
         activation=activation,
         leaky_slope=leaky_slope,
         **kwargs,
     )
+    model.set_selectivity_index(selectivity_index)
+    return model

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from tf_selectivity.layers import LABELS_ARG, UnitResponses, find_probes
+from tf_selectivity.selectivity import DEFAULT_SELECTIVITY_INDEX, validate_index
 
 __all__ = ["SelectivityModel", "VectorMean"]
 
@@ -113,6 +114,22 @@ class SelectivityModel(keras.Model):
         """Sets alpha on every probe. Call before `compile`/`fit` traces the steps."""
         for probe in self.probes:
             probe.alpha = float(alpha)
+        self.train_function = None
+        self.test_function = None
+
+    @property
+    def selectivity_index(self) -> str:
+        """The selectivity index all probes regularize ("eq1" or "bounded")."""
+        indices = {probe.index for probe in self.probes}
+        if len(indices) > 1:
+            raise ValueError(f"Probes use different selectivity indices: {sorted(indices)}.")
+        return indices.pop() if indices else DEFAULT_SELECTIVITY_INDEX
+
+    def set_selectivity_index(self, index: str) -> None:
+        """Sets the index ("eq1" or "bounded") on every probe, like `set_alpha`."""
+        validate_index(index)
+        for probe in self.probes:
+            probe.index = index
         self.train_function = None
         self.test_function = None
 

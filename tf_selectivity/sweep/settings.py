@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 from typing import Mapping, Optional
 
-from tf_selectivity.training.config import TrainConfig
+from tf_selectivity.training.config import TrainConfig, with_legacy_defaults
 
 __all__ = [
     "POINT_FIELDS",
@@ -54,6 +54,7 @@ def _same(a, b) -> bool:
 
 def settings_differences(recorded: Mapping, current: Mapping) -> list:
     """Human-readable differences, e.g. ``["epochs: 200 there, 2 now"]``."""
+    recorded = with_legacy_defaults(recorded)
     return [
         f"{name}: {recorded.get(name)!r} there, {current.get(name)!r} now"
         for name in SETTING_FIELDS
@@ -80,6 +81,7 @@ def settings_to_values(settings: Mapping) -> dict:
 
 def values_to_settings(values: Mapping) -> dict:
     """The inverse of `settings_to_values`."""
+    values = with_legacy_defaults(values)
     settings = {}
     for name in SETTING_FIELDS:
         value = values.get(name)

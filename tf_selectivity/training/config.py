@@ -7,12 +7,33 @@ import json
 import math
 from typing import Optional
 
-__all__ = ["TrainConfig", "ConfigError", "PAPER_LEARNING_RATES"]
+__all__ = [
+    "TrainConfig",
+    "ConfigError",
+    "PAPER_LEARNING_RATES",
+    "LEGACY_IDENTITY_DEFAULTS",
+    "with_legacy_defaults",
+]
 
 # Appendix A.1: "ResNet20s were trained with a learning rate of 0.1 and the
 # VGG16 with a learning rate of 0.01".
 PAPER_LEARNING_RATES = {"vgg16": 0.01}
 _DEFAULT_LEARNING_RATE = 0.1
+
+# Identity fields added after runs were already recorded without them, with
+# the value those runs were trained with: before the paper's eq. 1 became the
+# default (2026-11-26), every run regularized the bounded index.
+LEGACY_IDENTITY_DEFAULTS = {"selectivity_index": "bounded"}
+
+
+def with_legacy_defaults(identity: dict) -> dict:
+    """A recorded identity (or sweep settings) completed with the values that
+    runs recorded before a field existed were trained with."""
+    completed = dict(identity)
+    for name, value in LEGACY_IDENTITY_DEFAULTS.items():
+        if completed.get(name) is None:
+            completed[name] = value
+    return completed
 
 
 class ConfigError(ValueError):
@@ -32,6 +53,9 @@ class TrainConfig:
     seed: int = 0
     activation: str = "relu"
     leaky_slope: float = 0.0
+    # The index regularized (and reported in summary.json): "eq1", the paper's
+    # eq. 1 with a guard, or "bounded" (tf_selectivity.selectivity).
+    selectivity_index: str = "eq1"
     dataset: str = "cifar10"
     data_dir: Optional[str] = None
     epochs: int = 200
@@ -54,7 +78,7 @@ class TrainConfig:
     # only change speed, `output_dir` is where, `data_dir` is where the same
     # data are read from.
     IDENTITY_FIELDS = (
-        "model", "alpha", "seed", "activation", "leaky_slope", "dataset", "epochs",
+        "model", "alpha", "seed", "activation", "leaky_slope", "selectivity_index", "dataset", "epochs",
         "batch_size", "learning_rate", "momentum", "weight_decay", "lr_milestones",
         "lr_decay", "validation_fraction", "split_seed", "max_train_samples",
         "augment", "precision",
@@ -81,6 +105,10 @@ class TrainConfig:
             raise ConfigError(f"leaky_slope must be in [0, 1); got {self.leaky_slope}")
         if self.activation == "relu" and self.leaky_slope != 0.0:
             raise ConfigError("leaky_slope only applies to --activation=leaky_relu")
+        if self.selectivity_index not in ("eq1", "bounded"):
+            raise ConfigError(
+                f"unknown selectivity_index {self.selectivity_index!r}; choose eq1 (the paper's) or bounded"
+            )
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive; got {getattr(self, name)}")
@@ -133,6 +161,7 @@ class TrainConfig:
     def differences(self, other_identity: dict) -> list:
         """Names and values of identity fields that differ from `other_identity`."""
         mine = self.identity()
+        other_identity = with_legacy_defaults(other_identity)
         return [
             f"{name}: {other_identity.get(name)!r} there, {mine[name]!r} now"
             for name in self.IDENTITY_FIELDS

@@ -171,6 +171,7 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
         alpha=config.alpha,
         activation=config.activation,
         leaky_slope=config.leaky_slope,
+        selectivity_index=config.selectivity_index,
         input_shape=data.image_shape,
         pixel_mean=pixel_mean,
         pixel_std=pixel_std,
@@ -219,6 +220,7 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
         ImageBatches(data.test_images, data.test_labels, config.eval_batch_size),
         num_classes=data.num_classes,
         layer_names=model.probe_names,
+        selectivity_index=config.selectivity_index,
     )
     layer_si = test.layer_selectivity()
     dead = [float(np.mean(s.selectivity.dead_units())) for s in test.layers.values()]
@@ -229,6 +231,7 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
         "seed": config.seed,
         "activation": config.activation,
         "leaky_slope": config.leaky_slope,
+        "selectivity_index": config.selectivity_index,
         "epochs": config.epochs,
         "best_epoch": checkpoint.best_epoch,
         "val_accuracy": best["val_accuracy"],
