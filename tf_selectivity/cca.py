@@ -26,8 +26,10 @@ such a basis once per (network, layer) so that every pairwise comparison only
 costs one (r1 x m) @ (m x r2) product and a tiny SVD:
 
 1. Units whose activations are exactly constant ("dead" units) are dropped;
-   they have no variance, no canonical variate can use them and their PWCCA
-   projections are zero, so dropping them changes no result.
+   they have no variance, no canonical variate can use them and their
+   centred PWCCA projections are zero, so dropping them changes no result
+   but PWCCA's "svcca" variant, which counts them and projects their
+   constant values (kept, with every unit's mean, in `unit_means`).
 2. The live units are centred in float64 and factored with a Householder QR
    (`X^T = Q R`, backward stable) followed by an SVD of the small `R`. This is
    the rank-revealing step: directions whose singular value is at most
@@ -43,54 +45,99 @@ costs one (r1 x m) @ (m x r2) product and a tiny SVD:
    basis.
 4. `basis^T X^T` (rank x live units), the coordinates of every centred unit in
    the basis (`S_r V_r^T`, from the small factors), is stored for the PWCCA
-   weights, which then never touch the m-long vectors again.
+   weights, which then never touch the m-long vectors again; so are the unit
+   means.
 
-PWCCA. With `Qx^T Qy = U diag(rho) V^T`, the canonical variates of the first
-set are the (unit-norm) columns `h_i` of `Qx U`, and Morcos et al. weight
-`rho_i` by `alpha_i = sum_j |<h_i, x_j>|` (normalized to sum to one), `x_j`
-being the centred units of that set: `alpha_i = sum_j |(U^T C)_ij|` with `C`
-the stored coordinates. The similarity is `sum_i alpha_i rho_i`. PWCCA is *not
-symmetric*: the weights come from one of the two sets. Like google/svcca we
-weight the smaller set (`weight_by="smaller"`: lower rank, ties go to the
-first argument; google compares unit counts, which is the same unless units
-are dead or dependent), so `pwcca(X, Y) == pwcca(Y, X)` whenever the two ranks
-differ, and in general `pwcca(X, Y, weight_by="first") == pwcca(Y, X,
-weight_by="second")`. As in Morcos et al., the sum runs over the
-`min(r1, r2)` canonical pairs; when the weighted set has more dimensions, its
-surplus directions (uncorrelated with the other set, and defined only up to a
-rotation, which the absolute values in `alpha` are not invariant to) are left
-out, which is one more reason to weight the smaller set.
+PWCCA. Projection-weighted CCA weights each canonical correlation by how
+much of one set's units its canonical direction accounts for. Two
+computations go by that name and give different numbers, so `pwcca` takes a
+required `variant`:
 
-Agreement with google/svcca (`cca_core.get_cca_similarity`, `pwcca.compute_pwcca`,
-the code used by the paper). The canonical correlations agree to round-off on
-full-rank inputs, and so do SVCCA and mean CCA. Differences, all deliberate:
+* `variant="textbook"`, the definition of Morcos et al. With
+  `Qx^T Qy = U diag(rho) V^T`, the canonical variates of the first set are
+  the (unit-norm) columns `h_i` of `Qx U`, and `rho_i` is weighted by
+  `alpha_i = sum_j |<h_i, x_j>|` (normalized to sum to one), `x_j` being the
+  centred units of that set: `alpha_i = sum_j |(U^T C)_ij|` with `C` the
+  stored coordinates. The similarity is `sum_i alpha_i rho_i`, over the
+  `min(r1, r2)` canonical pairs; when the weighted set has more dimensions,
+  its surplus directions (uncorrelated with the other set, and defined only
+  up to a rotation, which the absolute values in `alpha` are not invariant
+  to) are left out. Tested against a computation from covariances.
+* `variant="svcca"`, google/svcca's `pwcca.compute_pwcca` (with
+  `cca_core.get_cca_similarity`, `epsilon=0`), the code the paper and most
+  published PWCCA numbers used. It takes `u` from the SVD of the whitened
+  cross-covariance `Sxx^-1/2 Sxy Syy^-1/2`, builds "directions"
+  `u^T (x - mean) + mean` (without the `Sxx^-1/2` factor that makes them the
+  canonical variates, and with unit `i`'s mean added to direction `i`),
+  orthonormalizes them with a QR, and sums the absolute projections of the
+  *uncentred* activations onto them. All of these vectors lie in the span of
+  the basis and the constant vector, so we compute it in those
+  `rank + 1` coordinates from the cached factors and the stored unit means,
+  at about the cost of the textbook variant; the whitened cross-covariance
+  is `V1 (B1^T B2) V2^T` in unit coordinates.
 
-* PWCCA weights. google's `compute_pwcca` builds its "directions" as
-  `u^T (x - mean) + mean`, leaving out the `Sxx^-1/2` factor that its own
-  `cca_core` uses for the canonical directions, so after its QR they are not
-  the canonical variates; the neuron means it adds back, and the *uncentred*
-  activations it projects, add a mean-driven term to every weight. Both
-  depart from the definition above (centred units, canonical variates),
-  which is what we implement and test against a textbook computation. On
-  random data (10 to 64 units, 500 to 10,000 datapoints, relu or not)
-  google's PWCCA similarity was higher than ours by 5e-4 to 6e-2, and both
-  departures contribute. On synthetic Figure-3-like data (5 + 5 replicates,
-  32 relu units) google's distances were 0.02 to 0.03 lower and its CCA
-  distance ratios 1% to 4% higher (e.g. 1.45 against 1.40), with the same
-  ordering across conditions.
-* Layers of different sizes. Depending on the version, google's
-  `compute_pwcca` reads `acts1` where it means `acts2` when the second layer
-  is the smaller one (an IndexError, google/svcca PR #9); ours handles any
-  sizes.
+PWCCA is *not symmetric*: the weights come from one of the two sets.
+`weight_by="smaller"` weights the smaller set, ties going to the first
+argument: for "svcca" the set with fewer units, dead ones included (google's
+rule), for "textbook" the one of lower rank (the same unless units are dead
+or dependent). So `pwcca(X, Y) == pwcca(Y, X)` whenever the sizes differ,
+and for "textbook" in general `pwcca(X, Y, weight_by="first") ==
+pwcca(Y, X, weight_by="second")`. "svcca" has one weight per canonical
+correlation and can only weight the set with no more units than the other.
+
+Agreement with google/svcca (`cca_core.get_cca_similarity`,
+`pwcca.compute_pwcca`), run side by side on the same data with a copy kept
+outside the repository (measured 2026-11-26, BUILD_NOTES.md). The canonical
+correlations agree to round-off on full-rank inputs, and so do SVCCA and
+mean CCA.
+
+* PWCCA, `variant="svcca"`: equal to `compute_pwcca` to 5e-13 (weights and
+  similarity; 1e-10 on float32 inputs, whose means google computes in
+  float32) on random and ReLU-like layers of 8 to 64 units and 500 to
+  10,000 datapoints, first layer smaller, equal or larger. Where the first
+  layer has more units, google/svcca's master reads `acts1` where it means
+  `acts2` in `compute_pwcca` (IndexError; google/svcca PR #9); we do the
+  evident fix and weight the second layer.
+* google's PWCCA depends on the signs that the SVD routine gives the
+  singular vectors, which are arbitrary: flipping the sign of `u_i` changes
+  direction `i` (its mean part stays), not only its sign. Random sign flips
+  moved google's similarity by up to 1e-3 on Gaussian and 5e-2 on ReLU-like
+  layers. Its results can therefore change with the LAPACK build; we
+  reproduce the signs by calling `numpy.linalg.svd` on the same matrix, so
+  we match google run with the same numpy.
+* PWCCA, `variant="textbook"` against "svcca": on all 190 pairs of 20
+  layers (16-64 units, 10,000 datapoints, `benchmarks/bench_cca.py
+  --variant-differences`) the "svcca" distance minus the textbook one was
+  -0.039 to +0.000 on Gaussian layers, -0.063 to +0.001 on ReLU layers and
+  -0.135 to +0.014 on ReLU layers whose units have large means (up to 8%,
+  12% and 23% relative), and the variants ordered two pairs' distances
+  differently in 124, 389 and 935 of the 17,955 orderings (2, 5 and 12 of
+  the 190 orderings of the first 20 pairs). The difference grows with the unit
+  means against their spread: on 40 random ReLU pairs (2,000 datapoints)
+  with offsets of +-20 it was -0.22 to +0.18 (46% relative). It is neither
+  small nor one-signed.
 * Degenerate inputs. google keeps every unit whose rescaled variance is at
   least `epsilon` (all of them at the default `epsilon=0`, dead ones
   included) and inverts the covariances with `pinv` and an eigenvalue square
-  root; with a dead, duplicated or linearly dependent unit the square root
-  of a slightly negative eigenvalue is NaN and it raises LinAlgError ("SVD
-  did not converge"). `epsilon > 0` drops dead units but not dependent ones,
-  and adding it to the covariance diagonals biases every correlation down.
-  We drop exact dependencies with the rank-revealing factorization instead
-  and never return NaN.
+  root. With a dead (constant), duplicated or dependent unit, the square
+  root of a round-off eigenvalue is NaN about half the time and it raises
+  LinAlgError ("SVD did not converge"); when it runs, its result is decided
+  by round-off wherever such a unit is in the weighted layer (the signs of
+  the singular vectors follow the round-off in that unit's row, and a
+  direction that adds nothing to the span gets an arbitrary QR column) or
+  is a duplicate (`pinv` keeps a 1e-15 direction and the correlations move
+  by up to 1e-2). There we compute the same algorithm on the exact-rank
+  factors: dead units get exact zero rows in the whitened matrix, and
+  directions that add nothing to the span of the earlier ones get weight 0.
+  In 50 random ReLU-like cases per configuration, ours equalled google's to
+  2e-15 whenever it ran with dead units in the other layer, and differed by
+  up to 2e-2 with dead units in the weighted layer (median 1e-15 to 4e-3).
+  A constant unit still counts in "svcca" (its unit count, and its
+  uncentred activations, a multiple of the constant vector, project onto
+  every direction with a mean part); the textbook variant, SVCCA and mean
+  CCA ignore it. `epsilon > 0` in google's code drops dead units but not
+  dependent ones, and adding it to the covariance diagonals biases every
+  correlation down; we never return NaN.
 * Summary statistics. google's `"mean"` drops the trailing correlations that
   hold the last 2% of their sum (`threshold=0.98`); our SVCCA and mean CCA
   average all of them (google's SVCCA tutorial also reports the plain mean).
@@ -376,9 +423,14 @@ def pwcca(
 
     Not symmetric: the canonical correlations are weighted by how much of the
     units of one of the two layers each canonical direction accounts for.
-    Two definitions are in use and give different numbers (see the module
-    docstring), so `variant` has no default: every caller states which one
-    it computes.
+    Two definitions are in use and their distances differ by up to 0.1 and
+    more (see the module docstring), so `variant` has no default and every
+    caller states which one it computes: "svcca" reproduces the paper's and
+    most published numbers but depends on the SVD's arbitrary sign choices,
+    "textbook" is a function of the activations alone but matches no
+    published number; neither is a safe silent default. (The Figure 3
+    analysis, `tf_selectivity.analysis.cca_experiment`, uses "svcca" by
+    default, the paper's.)
 
     * "svcca": google/svcca's `pwcca.compute_pwcca` (`epsilon=0`), the code
       behind the published PWCCA results, including "Selectivity considered

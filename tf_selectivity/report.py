@@ -642,13 +642,13 @@ def _cca_method_sentence(table: pd.DataFrame) -> str:
                 "code the paper used (`--cca_pwcca_variant=svcca`): its weights project the uncentred "
                 "activations onto unwhitened canonical directions with the unit means added back, and "
                 "differ from the textbook definition of Morcos et al. (`--cca_pwcca_variant=textbook`) "
-                "by up to about 0.1 in distance.")
+                "by up to about 0.1 in distance (more when unit means are large).")
     if variant == "textbook":
         return ("Distances are PWCCA distances as Morcos et al. (2018) define them "
                 "(`--cca_pwcca_variant=textbook`): canonical correlations weighted by the summed "
                 "absolute projections of the centred units onto the canonical variates. The paper used "
                 "google/svcca's `compute_pwcca` (`--cca_pwcca_variant=svcca`), which differs by up to "
-                "about 0.1 in distance.")
+                "about 0.1 in distance (more when unit means are large).")
     return ("Distances are PWCCA distances; the table does not record the variant (tables written "
             "before the `pwcca_variant` column used the textbook definition).")
 

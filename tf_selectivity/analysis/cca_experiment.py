@@ -25,13 +25,14 @@ compared, and they are released before the next layer is loaded.
 
 PWCCA comes in two variants (see `tf_selectivity.cca.pwcca`): "svcca",
 google/svcca's `compute_pwcca`, which the paper used and which is the default
-here, and "textbook", the definition of Morcos et al.; they differ by up to
-0.1 in distance. `pwcca_variant="both"` computes the two from the same
-factors (one product per pair), and the `pwcca_variant` column says which
-row is which. PWCCA is not symmetric: it weights the layer with fewer units
-("svcca"; lower rank for "textbook"), and the first network of the pair
-(`run_a`) on ties, i.e. the treated network for to-baseline pairs and the
-earlier one in `treated_runs` for within pairs.
+here, and "textbook", the definition of Morcos et al.; their distances
+differ by up to about 0.1 (more when unit means are large).
+`pwcca_variant="both"` computes the two from the same factors (one product
+per pair), and the `pwcca_variant` column says which row is which. PWCCA
+is not symmetric: it weights the layer with fewer units ("svcca"; lower rank
+for "textbook"), and the first network of the pair (`run_a`) on ties, i.e.
+the treated network for to-baseline pairs and the earlier one in
+`treated_runs` for within pairs.
 
 Speed: with each layer factored once, a 64-unit, 10,000-datapoint pair costs
 a few milliseconds and one alpha of the paper (20 + 20 runs, 590 pairs x 19
