@@ -304,6 +304,7 @@ def test_pwcca_variants_share_the_product_and_match_single_calls():
     fx, fy = cca.factorize(x), cca.factorize(y)
     both = cca.pwcca_variants(fx, fy)
     assert list(both) == ["svcca", "textbook"]
+    assert list(cca.pwcca_variants(fx, fy, "textbook")) == ["textbook"]
     for variant, result in both.items():
         single = cca.pwcca(fx, fy, variant=variant)
         assert result.similarity == single.similarity

@@ -453,7 +453,10 @@ def pwcca(
             ones included (what google/svcca compares); both give ties to the
             first argument. The "svcca" variant has one weight per canonical
             correlation, so it can only weight a layer with at most as many
-            units as the other.
+            units as the other; weighting the second of two equal layers
+            runs google's other branch on the same SVD, which can differ from
+            `compute_pwcca(acts2, acts1)` (the SVD of the transposed matrix
+            may pick other signs).
 
     Returns:
         A `CCAResult` with method "pwcca", `variant`, its weights and
@@ -484,7 +487,7 @@ def pwcca_variants(
         acts1: `(units1, datapoints)` array or its `FactoredActivations`.
         acts2: `(units2, datapoints)` array or its `FactoredActivations`.
         variants: Variants to compute, among "svcca" and "textbook" (see
-            `pwcca`).
+            `pwcca`); a single name is accepted too.
         weight_by: "smaller", "first" or "second", see `pwcca`.
 
     Returns:
@@ -493,7 +496,7 @@ def pwcca_variants(
     Raises:
         ValueError: As `pwcca`, or if `variants` is empty.
     """
-    variants = tuple(variants)
+    variants = (variants,) if isinstance(variants, str) else tuple(variants)
     if not variants:
         raise ValueError("No PWCCA variant given.")
     unknown = [v for v in variants if v not in _PWCCA_IMPLEMENTATIONS]
