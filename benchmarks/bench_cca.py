@@ -3,20 +3,27 @@
 Measures, on the same random activations in one run:
 
 * `factorize` per (network, layer);
-* our PWCCA per pair from cached factors (what the Figure 3 analysis does);
+* our PWCCA per pair from cached factors (what the Figure 3 analysis does),
+  for each variant ("svcca": google/svcca's `compute_pwcca`, the paper's;
+  "textbook") and for both from one product;
 * our PWCCA per pair from raw arrays (two factorizations + one comparison);
-* google/svcca's `pwcca.compute_pwcca` per pair, if a copy of its
-  `cca_core.py` and `pwcca.py` is found in the folder given by
-  `--google-svcca DIR` or the `GOOGLE_SVCCA_DIR` environment variable
-  (google's code is not part of this project);
+* google/svcca's `pwcca.compute_pwcca` per pair, and its agreement with our
+  "svcca" variant, if a copy of its `cca_core.py` and `pwcca.py` is found in
+  the folder given by `--google-svcca DIR` or the `GOOGLE_SVCCA_DIR`
+  environment variable (google's code is not part of this project; where
+  the first layer is the larger, google/svcca's master raises IndexError,
+  so give it a copy with `acts2` in the else branch of `compute_pwcca`);
 
 then estimates the cost of one alpha of the paper's Figure 3 (20 treated +
 20 baseline ResNet20 replicates, 590 pairs x 19 layers of 16/32/64 units),
-and with `--figure3` runs that analysis end to end on synthetic activations.
+with `--figure3` runs that analysis end to end on synthetic activations
+(both PWCCA variants from the same factors), and with
+`--variant-differences` compares the two PWCCA variants on all pairs of 20
+random and 20 ReLU-like layers.
 
 Usage:
     python benchmarks/bench_cca.py [--google-svcca DIR] [--figure3]
-        [--blas-threads N]
+        [--variant-differences] [--blas-threads N]
 
 `--blas-threads N` limits BLAS threads for the whole run (needs
 threadpoolctl; otherwise set OPENBLAS_NUM_THREADS before starting).
@@ -29,7 +36,9 @@ Prints timings only; it is not a test.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import itertools
 import os
 import statistics
 import sys
@@ -72,11 +81,22 @@ def _benchmark(args: argparse.Namespace) -> None:
     factor_ms = _factorize_ms(layers, args.repeats)
     factors = [cca.factorize(a) for a in layers]
     factor_pairs = _consecutive_pairs(factors)
-    cached_ms = _per_pair_ms(cca.pwcca_distance, factor_pairs, args.repeats)
-    raw_ms = _per_pair_ms(cca.pwcca_distance, pairs, args.repeats)
-    print(f"ours factorize          {factor_ms:8.2f} ms/layer")
-    print(f"ours pwcca, cached      {cached_ms:8.2f} ms/pair")
-    print(f"ours pwcca, raw arrays  {raw_ms:8.2f} ms/pair")
+    cached_ms = {
+        variant: _per_pair_ms(
+            functools.partial(cca.pwcca_distance, variant=variant),
+            factor_pairs,
+            args.repeats,
+        )
+        for variant in cca.PWCCA_VARIANTS
+    }
+    both_ms = _per_pair_ms(cca.pwcca_variants, factor_pairs, args.repeats)
+    svcca_variant = functools.partial(cca.pwcca_distance, variant="svcca")
+    raw_ms = _per_pair_ms(svcca_variant, pairs, args.repeats)
+    print(f"ours factorize                    {factor_ms:8.2f} ms/layer")
+    for variant, ms in cached_ms.items():
+        print(f"ours pwcca {variant:8s}, cached      {ms:8.2f} ms/pair")
+    print(f"ours pwcca both, cached           {both_ms:8.2f} ms/pair")
+    print(f"ours pwcca svcca, raw arrays      {raw_ms:8.2f} ms/pair")
 
     google = _import_google(args.google_svcca)
     if google is None:
@@ -84,14 +104,17 @@ def _benchmark(args: argparse.Namespace) -> None:
     else:
         google_fn = lambda a, b: float(google.compute_pwcca(a, b)[0])  # noqa: E731
         google_ms = _per_pair_ms(google_fn, pairs, args.repeats)
-        print(f"google compute_pwcca    {google_ms:8.2f} ms/pair")
-        print(f"ratio google / ours cached  {google_ms / cached_ms:6.1f}x")
-        print(f"ratio google / ours raw     {google_ms / raw_ms:6.1f}x")
+        print(f"google compute_pwcca              {google_ms:8.2f} ms/pair")
+        cached_svcca_ms = cached_ms["svcca"]
+        print(f"ratio google / ours svcca cached  {google_ms / cached_svcca_ms:6.1f}x")
+        print(f"ratio google / ours svcca raw     {google_ms / raw_ms:6.1f}x")
         _print_agreement(google, pairs, factor_pairs)
 
     _print_figure3_estimate(rng, args)
     if args.figure3:
         _run_figure3(args)
+    if args.variant_differences:
+        _print_variant_differences(args)
 
 
 def _parse_args() -> argparse.Namespace:
@@ -113,6 +136,11 @@ def _parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--replicates", type=int, default=20)
     parser.add_argument(
+        "--variant-differences",
+        action="store_true",
+        help="compare the two PWCCA variants on all pairs of 20 random layers",
+    )
+    parser.add_argument(
         "--blas-threads",
         type=int,
         default=None,
@@ -130,13 +158,19 @@ def _has_threadpoolctl() -> bool:
 
 
 def _synthetic_layer(
-    rng: np.random.Generator, units: int, datapoints: int, latent_dims: int = 32
+    rng: np.random.Generator,
+    units: int,
+    datapoints: int,
+    latent_dims: int = 32,
+    relu: bool = True,
 ) -> np.ndarray:
-    """Relu of a random mixture of a low-dimensional latent, plus noise."""
+    """Relu (or not) of a random mixture of a low-dimensional latent, plus noise."""
     latent = rng.standard_normal((latent_dims, datapoints))
     mixed = rng.standard_normal((units, latent_dims)) @ latent
     mixed += 0.5 * rng.standard_normal((units, datapoints))
-    return np.maximum(mixed, 0.0).astype(np.float32)
+    if relu:
+        mixed = np.maximum(mixed, 0.0)
+    return mixed.astype(np.float32)
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -179,23 +213,89 @@ def _import_google(folder: str | None):
 
 
 def _print_agreement(google, pairs: list, factor_pairs: list) -> None:
-    """Largest differences between google's and our results on `pairs`."""
-    correlation_diffs, pwcca_diffs = [], []
-    for (a, b), (fa, fb) in zip(pairs, factor_pairs, strict=True):
-        google_similarity, _, google_correlations = google.compute_pwcca(a, b)
-        ours = cca.pwcca(fa, fb)
-        google_sorted = np.sort(np.asarray(google_correlations))[::-1]
-        count = ours.canonical_correlations.size
-        correlation_diffs.append(
-            np.abs(google_sorted[:count] - ours.canonical_correlations).max()
+    """Differences between google's and our results on `pairs`, both ways."""
+    correlation_diffs, weight_diffs, svcca_diffs, textbook_diffs = [], [], [], []
+    swapped = [(b, a) for a, b in pairs]  # First layer larger when sizes differ.
+    swapped_factors = [(fb, fa) for fa, fb in factor_pairs]
+    for (a, b), (fa, fb) in zip(pairs + swapped, factor_pairs + swapped_factors):
+        google_similarity, google_weights, google_correlations = google.compute_pwcca(
+            a, b
         )
-        pwcca_diffs.append(float(google_similarity) - ours.similarity)
+        ours = cca.pwcca_variants(fa, fb)
+        correlation_diffs.append(
+            np.abs(google_correlations - ours["svcca"].canonical_correlations).max()
+        )
+        weight_diffs.append(np.abs(google_weights - ours["svcca"].weights).max())
+        svcca_diffs.append(abs(float(google_similarity) - ours["svcca"].similarity))
+        textbook_diffs.append(float(google_similarity) - ours["textbook"].similarity)
     print(f"agreement: max |canonical correlation diff| = {max(correlation_diffs):.1e}")
     print(
-        "agreement: PWCCA similarity google - ours: "
-        f"min {min(pwcca_diffs):+.2e}, max {max(pwcca_diffs):+.2e} "
-        "(different weights by design, see tf_selectivity/cca.py)"
+        f"agreement: variant 'svcca' vs google: max |similarity diff| "
+        f"{max(svcca_diffs):.1e}, max |weight diff| {max(weight_diffs):.1e}"
     )
+    print(
+        "agreement: variant 'textbook': similarity google - ours "
+        f"min {min(textbook_diffs):+.2e}, max {max(textbook_diffs):+.2e} "
+        "(a different definition, see tf_selectivity/cca.py)"
+    )
+
+
+def _print_variant_differences(args: argparse.Namespace) -> None:
+    """The two PWCCA variants on all pairs of 20 random and 20 ReLU layers.
+
+    The 20 layers of a family (16, 32 or 64 units, as ResNet20's) are random
+    mixtures of one shared 32-dimensional latent plus private noise of a
+    standard deviation drawn log-uniformly in [0.2, 5], so that their
+    distances spread; "random" layers are Gaussian, "relu" ones the relu of
+    the mixture plus a per-unit offset drawn in [-1, 1] (non-zero means,
+    some units rarely active), "relu+-5" the same with offsets in [-5, 5]
+    (means large against the spread, which google's weights follow). Prints
+    the range of `svcca - textbook` distances, the largest relative
+    difference, and how many orderings of two pairs' distances the variants
+    disagree on: among all 190 pairs (17,955 orderings) and among the first
+    20 pairs (190 orderings).
+    """
+    rng = np.random.default_rng(args.seed + 1)
+    for family, offset in (("random", 0.0), ("relu", 1.0), ("relu+-5", 5.0)):
+        latent = rng.standard_normal((32, args.datapoints))
+        layers = []
+        for _ in range(20):
+            units = int(rng.choice([16, 32, 64]))
+            mixed = rng.standard_normal((units, 32)) @ latent / np.sqrt(32)
+            mixed += np.exp(rng.uniform(np.log(0.2), np.log(5.0))) * (
+                rng.standard_normal(mixed.shape)
+            )
+            if offset:
+                mixed = np.maximum(mixed + rng.uniform(-offset, offset, (units, 1)), 0)
+            layers.append(cca.factorize(mixed))
+        distances = {variant: [] for variant in cca.PWCCA_VARIANTS}
+        for first, second in itertools.combinations(layers, 2):
+            for variant, result in cca.pwcca_variants(first, second).items():
+                distances[variant].append(result.distance)
+        svcca_variant = np.asarray(distances["svcca"])
+        textbook = np.asarray(distances["textbook"])
+        difference = svcca_variant - textbook
+        print(
+            f"variants, {family} layers ({len(difference)} pairs, "
+            f"{args.datapoints} datapoints): svcca - textbook distance "
+            f"{difference.min():+.3f} to {difference.max():+.3f}, relative "
+            f"{np.abs(difference / textbook).max():.0%} at most; distances "
+            f"svcca {svcca_variant.min():.3f}-{svcca_variant.max():.3f}, "
+            f"textbook {textbook.min():.3f}-{textbook.max():.3f}"
+        )
+        for count in (len(difference), 20):
+            flips, orderings = _ordering_flips(svcca_variant[:count], textbook[:count])
+            print(
+                f"variants, {family} layers: {flips} of {orderings} orderings of "
+                f"{count} pairs' distances flip"
+            )
+
+
+def _ordering_flips(first: np.ndarray, second: np.ndarray) -> tuple[int, int]:
+    """(discordant, total) orderings of two rankings of the same items."""
+    i, j = np.triu_indices(len(first), k=1)
+    discordant = np.sign(first[i] - first[j]) != np.sign(second[i] - second[j])
+    return int(discordant.sum()), len(i)
 
 
 def _print_figure3_estimate(rng: np.random.Generator, args: argparse.Namespace) -> None:
@@ -208,7 +308,9 @@ def _print_figure3_estimate(rng: np.random.Generator, args: argparse.Namespace) 
         factor_ms = _factorize_ms(sample, args.repeats)
         factors = [cca.factorize(a) for a in sample]
         pair_ms = _per_pair_ms(
-            cca.pwcca_distance, _consecutive_pairs(factors), args.repeats
+            functools.partial(cca.pwcca_distance, variant="svcca"),
+            _consecutive_pairs(factors),
+            args.repeats,
         )
         layers = RESNET20_LAYER_WIDTHS.count(width)
         total_s += layers * (runs * factor_ms + pairs_per_layer * pair_ms) / 1e3
@@ -241,13 +343,19 @@ def _run_figure3(args: argparse.Namespace) -> None:
         return acts
 
     start = time.perf_counter()
-    distances = cca_experiment.figure3_distances(treated, baseline, layers, load)
+    distances = cca_experiment.figure3_distances(
+        treated, baseline, layers, load, pwcca_variant="both"
+    )
     total = time.perf_counter() - start
-    ratio = cca_experiment.mean_ratio(cca_experiment.distance_ratios(distances))
+    ratios = {
+        variant: cca_experiment.mean_ratio(cca_experiment.distance_ratios(rows))
+        for variant, rows in distances.groupby("pwcca_variant")
+    }
     print(
-        f"Figure 3 end to end, one alpha: {len(distances)} distances in {total:.1f} s "
-        f"({load_seconds:.1f} s of it generating synthetic activations); "
-        f"mean ratio {ratio:.3f}"
+        f"Figure 3 end to end, one alpha, both PWCCA variants: {len(distances)} "
+        f"distances in {total:.1f} s ({load_seconds:.1f} s of it generating "
+        "synthetic activations); mean ratio "
+        + ", ".join(f"{variant} {ratio:.3f}" for variant, ratio in ratios.items())
     )
 
 

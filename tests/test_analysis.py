@@ -18,7 +18,7 @@ pytestmark = pytest.mark.tensorflow_only
 @pytest.fixture(scope="module")
 def analysis(tiny_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis")
-    options = AnalysisOptions(n_resamples=500, cca_methods=("pwcca", "svcca"))
+    options = AnalysisOptions(n_resamples=500, cca_methods=("pwcca", "svcca"), cca_pwcca_variant="both")
     return analyze([str(tiny_runs)], str(out), options, verbose=0), out
 
 
@@ -62,9 +62,10 @@ def test_layer_and_run_aggregates_follow_eq3(analysis):
 
 def test_cca_tables_count_pairs(analysis):
     result, out = analysis
-    cca = pd.read_csv(out / "cca_distances.csv")
-    for method in ("pwcca", "svcca"):
-        rows = cca[(cca["method"] == method)]
+    cca = pd.read_csv(out / "cca_distances.csv", keep_default_na=False)
+    assert set(zip(cca["method"], cca["pwcca_variant"])) == {("pwcca", "svcca"), ("pwcca", "textbook"), ("svcca", "")}
+    for method, variant in (("pwcca", "svcca"), ("pwcca", "textbook"), ("svcca", "")):
+        rows = cca[(cca["method"] == method) & (cca["pwcca_variant"] == variant)]
         assert (rows["comparison"] == "within").sum() == 7 * 1  # C(2, 2) pairs x 7 layers
         # 2 x 2 treated/baseline pairs, less the 2 that share a seed (same
         # initial weights and batch order: not independent replicates).
@@ -73,15 +74,25 @@ def test_cca_tables_count_pairs(analysis):
         seeds = result.runs.set_index("run_dir")["seed"]
         assert (to_baseline["run_a"].map(seeds) != to_baseline["run_b"].map(seeds)).all()
     assert rows["distance"].between(0, 1).all()
-    ratios = pd.read_csv(out / "cca_ratios.csv")
+    # Both PWCCA variants come from the same factors: same pairs, different numbers.
+    pwcca = cca[cca["method"] == "pwcca"].pivot_table(
+        index=["layer", "run_a", "run_b"], columns="pwcca_variant", values="distance")
+    assert len(pwcca) == 7 * 3 and (pwcca["svcca"] != pwcca["textbook"]).any()
+    ratios = pd.read_csv(out / "cca_ratios.csv", keep_default_na=False)
     assert set(ratios["alpha"]) == {-10.0}
-    assert os.path.exists(out / "cca_tests.csv")
+    assert ratios.groupby(["method", "pwcca_variant"]).size().to_dict() == {
+        ("pwcca", "svcca"): 7, ("pwcca", "textbook"): 7, ("svcca", ""): 7}
+    tests = pd.read_csv(out / "cca_tests.csv", keep_default_na=False)
+    assert sorted(zip(tests["method"], tests["pwcca_variant"])) == [
+        ("pwcca", "svcca"), ("pwcca", "textbook"), ("svcca", "")]
 
 
 def test_figures_and_report(analysis):
     result, out = analysis
     report = (out / "report.md").read_text()
     assert "fig1_selectivity_resnet8.png" in report
+    # Figures and report show the paper's PWCCA, and the report says so.
+    assert "as google/svcca's `compute_pwcca` computes them" in report
     for paths in result.figures.values():
         for path in paths:
             assert os.path.getsize(path) > 1000
@@ -154,3 +165,11 @@ def test_discover_runs_handles_globs_and_duplicates(tiny_runs):
     records, errors = discover_runs([str(tiny_runs), str(tiny_runs / "runs" / "a0_*")])
     assert len(records) == 4 and errors == []
     assert [r.summary["alpha"] for r in records] == [-10.0, -10.0, 0.0, 0.0]
+
+
+def test_cca_pwcca_variant_option_is_checked():
+    assert AnalysisOptions().cca_pwcca_variant == "svcca"  # The paper's.
+    for variant in ("svcca", "textbook", "both"):
+        AnalysisOptions(cca_pwcca_variant=variant).validate()
+    with pytest.raises(ValueError, match="cca_pwcca_variant must be one of svcca, textbook, both"):
+        AnalysisOptions(cca_pwcca_variant="google").validate()

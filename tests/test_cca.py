@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import pathlib
 
 import numpy as np
@@ -12,6 +13,12 @@ from tf_selectivity import cca
 
 # Equal to round-off: distances of invariant pairs are a few 1e-15 here.
 TIGHT = 1e-9
+
+# PWCCA has two variants (tests/test_pwcca_variants.py); the definition tests
+# here are of the textbook one, the invariances hold for both.
+_textbook_pwcca = functools.partial(cca.pwcca, variant="textbook")
+PWCCA_TEXTBOOK = functools.partial(cca.pwcca_distance, variant="textbook")
+PWCCA_SVCCA = functools.partial(cca.pwcca_distance, variant="svcca")
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -112,7 +119,7 @@ def test_canonical_correlations_match_textbook(units1, units2, relu):
 def test_pwcca_weights_and_value_match_textbook(units1, units2):
     x, y = _correlated_pair(_rng(2), units1, units2, 800, relu=True)
     expected_rho, expected_alpha = _textbook_cca(x, y)
-    result = cca.pwcca(x, y, weight_by="first")
+    result = _textbook_pwcca(x, y, weight_by="first")
     assert result.weighted_side == "first"
     np.testing.assert_allclose(result.weights, expected_alpha, atol=1e-10)
     assert result.similarity == pytest.approx(expected_alpha @ expected_rho, abs=1e-10)
@@ -124,7 +131,7 @@ def test_pwcca_weights_and_value_match_textbook(units1, units2):
 def test_pwcca_weight_by_second_matches_textbook_on_second():
     x, y = _correlated_pair(_rng(3), 7, 5, 700)
     expected_rho, expected_alpha = _textbook_cca(y, x)
-    result = cca.pwcca(x, y, weight_by="second")
+    result = _textbook_pwcca(x, y, weight_by="second")
     np.testing.assert_allclose(result.weights, expected_alpha, atol=1e-10)
     assert result.similarity == pytest.approx(expected_alpha @ expected_rho, abs=1e-10)
 
@@ -145,7 +152,8 @@ def test_svcca_matches_textbook_with_active_truncation():
 
 
 @pytest.mark.parametrize(
-    "distance_fn", [cca.pwcca_distance, cca.svcca_distance, cca.mean_cca_distance]
+    "distance_fn",
+    [PWCCA_TEXTBOOK, PWCCA_SVCCA, cca.svcca_distance, cca.mean_cca_distance],
 )
 def test_identical_inputs_give_zero_distance(distance_fn):
     x, _ = _correlated_pair(_rng(5), 12, 12, 500, relu=True)
@@ -153,7 +161,8 @@ def test_identical_inputs_give_zero_distance(distance_fn):
 
 
 @pytest.mark.parametrize(
-    "distance_fn", [cca.pwcca_distance, cca.svcca_distance, cca.mean_cca_distance]
+    "distance_fn",
+    [PWCCA_TEXTBOOK, PWCCA_SVCCA, cca.svcca_distance, cca.mean_cca_distance],
 )
 def test_rotations_give_zero_distance(distance_fn):
     rng = _rng(6)
@@ -163,7 +172,9 @@ def test_rotations_give_zero_distance(distance_fn):
     assert distance_fn(rotated, x) == pytest.approx(0.0, abs=TIGHT)
 
 
-@pytest.mark.parametrize("distance_fn", [cca.pwcca_distance, cca.mean_cca_distance])
+@pytest.mark.parametrize(
+    "distance_fn", [PWCCA_TEXTBOOK, PWCCA_SVCCA, cca.mean_cca_distance]
+)
 def test_invertible_affine_maps_give_zero_distance(distance_fn):
     rng = _rng(7)
     x, _ = _correlated_pair(rng, 10, 10, 600, relu=True)
@@ -178,7 +189,7 @@ def test_injective_map_to_more_units_gives_zero_distance():
     x, _ = _correlated_pair(rng, 6, 6, 500)
     wider = rng.standard_normal((15, 6)) @ x  # Rank 6 in 15 units.
     for weight_by in ("smaller", "first", "second"):
-        assert cca.pwcca_distance(x, wider, weight_by=weight_by) == pytest.approx(
+        assert PWCCA_TEXTBOOK(x, wider, weight_by=weight_by) == pytest.approx(
             0.0, abs=TIGHT
         )
     assert cca.mean_cca_distance(wider, x) == pytest.approx(0.0, abs=TIGHT)
@@ -214,14 +225,15 @@ def test_svcca_not_invariant_when_map_changes_kept_subspace():
     # Blowing the faint directions up makes them dominate the variance.
     boost = mixing @ np.diag(np.r_[np.ones(5), np.full(15, 1e4)]) @ mixing.T
     assert cca.svcca_distance(x, boost @ x) > 0.5
-    assert cca.pwcca_distance(x, boost @ x) == pytest.approx(0.0, abs=TIGHT)
+    assert PWCCA_TEXTBOOK(x, boost @ x) == pytest.approx(0.0, abs=TIGHT)
 
 
 # --- Large distances, symmetry ----------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "distance_fn", [cca.pwcca_distance, cca.svcca_distance, cca.mean_cca_distance]
+    "distance_fn",
+    [PWCCA_TEXTBOOK, PWCCA_SVCCA, cca.svcca_distance, cca.mean_cca_distance],
 )
 def test_independent_inputs_give_large_distance(distance_fn):
     rng = _rng(11)
@@ -239,8 +251,8 @@ def test_svcca_and_mean_cca_are_symmetric(distance_fn):
 
 def test_pwcca_asymmetry_and_its_symmetry_property():
     x, y = _correlated_pair(_rng(13), 10, 10, 800, relu=True)
-    forward = cca.pwcca(x, y)
-    backward = cca.pwcca(y, x)
+    forward = _textbook_pwcca(x, y)
+    backward = _textbook_pwcca(y, x)
     # Equal ranks: each call weights its first argument, so in general the
     # two values differ (this is PWCCA's documented asymmetry) ...
     assert forward.weighted_side == backward.weighted_side == "first"
@@ -250,32 +262,32 @@ def test_pwcca_asymmetry_and_its_symmetry_property():
         forward.canonical_correlations, backward.canonical_correlations, atol=1e-12
     )
     # and the result only depends on which layer's weights are used.
-    assert cca.pwcca_distance(x, y, weight_by="second") == pytest.approx(
+    assert PWCCA_TEXTBOOK(x, y, weight_by="second") == pytest.approx(
         backward.distance, abs=1e-12
     )
-    assert cca.pwcca_distance(y, x, weight_by="second") == pytest.approx(
+    assert PWCCA_TEXTBOOK(y, x, weight_by="second") == pytest.approx(
         forward.distance, abs=1e-12
     )
 
 
 def test_pwcca_symmetric_when_ranks_differ():
     x, y = _correlated_pair(_rng(14), 8, 13, 800, relu=True)
-    assert cca.pwcca(x, y).weighted_side == "first"
-    assert cca.pwcca(y, x).weighted_side == "second"
-    assert cca.pwcca_distance(x, y) == pytest.approx(
-        cca.pwcca_distance(y, x), abs=1e-12
+    assert _textbook_pwcca(x, y).weighted_side == "first"
+    assert _textbook_pwcca(y, x).weighted_side == "second"
+    assert PWCCA_TEXTBOOK(x, y) == pytest.approx(
+        PWCCA_TEXTBOOK(y, x), abs=1e-12
     )
 
 
 def test_pwcca_weighting_larger_layer_uses_matched_directions():
     x, y = _correlated_pair(_rng(15), 12, 5, 800)
-    result = cca.pwcca(x, y, weight_by="first")
+    result = _textbook_pwcca(x, y, weight_by="first")
     assert result.weights.shape == result.canonical_correlations.shape == (5,)
     assert result.weights.sum() == pytest.approx(1.0)
     assert result.similarity == pytest.approx(
         result.weights @ result.canonical_correlations, abs=1e-12
     )
-    assert cca.pwcca(x, y).weighted_side == "second"  # The smaller layer.
+    assert _textbook_pwcca(x, y).weighted_side == "second"  # The smaller layer.
 
 
 # --- Degenerate inputs ------------------------------------------------------
@@ -288,7 +300,9 @@ def test_dead_units_are_dropped_without_changing_results():
     assert factored.num_units == 15
     assert factored.live_units.sum() == 12
     assert factored.rank == 12
-    for fn in (cca.pwcca_distance, cca.svcca_distance, cca.mean_cca_distance):
+    # The textbook PWCCA only: google's ("svcca") projects uncentred
+    # activations, to which a constant unit adds (tests/test_pwcca_variants.py).
+    for fn in (PWCCA_TEXTBOOK, cca.svcca_distance, cca.mean_cca_distance):
         assert fn(with_dead, y) == pytest.approx(fn(x, y), abs=1e-12)
         assert fn(y, with_dead) == pytest.approx(fn(y, x), abs=1e-12)
 
@@ -298,7 +312,7 @@ def test_duplicated_and_dependent_units_give_finite_results():
     redundant = np.vstack([x, x[:3], x[3:4] + 2.0 * x[4:5]])
     assert cca.factorize(redundant).rank == 10
     results = [
-        cca.pwcca(redundant, y),
+        _textbook_pwcca(redundant, y),
         cca.svcca(redundant, y),
         cca.mean_cca(redundant, y),
     ]
@@ -327,26 +341,26 @@ def test_only_duplicates_of_one_unit():
     unit = rng.standard_normal(300)
     layer = np.tile(unit, (5, 1))
     assert cca.factorize(layer).rank == 1
-    assert cca.pwcca_distance(layer, unit[np.newaxis] * 3.0 + 1.0) == pytest.approx(
+    assert PWCCA_TEXTBOOK(layer, unit[np.newaxis] * 3.0 + 1.0) == pytest.approx(
         0.0, abs=TIGHT
     )
 
 
 def test_extreme_magnitudes_and_offsets():
     x, y = _correlated_pair(_rng(19), 8, 8, 500)
-    reference = cca.pwcca_distance(x, y)
-    assert cca.pwcca_distance(x * 1e-200, y * 1e200) == pytest.approx(
+    reference = PWCCA_TEXTBOOK(x, y)
+    assert PWCCA_TEXTBOOK(x * 1e-200, y * 1e200) == pytest.approx(
         reference, abs=1e-9
     )
-    assert cca.pwcca_distance(x + 1e6, y - 1e6) == pytest.approx(reference, abs=1e-6)
+    assert PWCCA_TEXTBOOK(x + 1e6, y - 1e6) == pytest.approx(reference, abs=1e-6)
 
 
 def test_float32_input_is_computed_in_float64():
     x, y = _correlated_pair(_rng(20), 8, 8, 500)
     x32, y32 = x.astype(np.float32), y.astype(np.float32)
     assert cca.factorize(x32).basis.dtype == np.float64
-    assert cca.pwcca_distance(x32, y32) == pytest.approx(
-        cca.pwcca_distance(x32.astype(np.float64), y32.astype(np.float64)), abs=1e-13
+    assert PWCCA_TEXTBOOK(x32, y32) == pytest.approx(
+        PWCCA_TEXTBOOK(x32.astype(np.float64), y32.astype(np.float64)), abs=1e-13
     )
 
 
@@ -356,7 +370,7 @@ def test_float32_input_is_computed_in_float64():
 def test_factored_and_raw_inputs_agree():
     x, y = _correlated_pair(_rng(21), 9, 7, 600, relu=True)
     fx, fy = cca.factorize(x), cca.factorize(y)
-    for fn in (cca.pwcca_distance, cca.svcca_distance, cca.mean_cca_distance):
+    for fn in (PWCCA_TEXTBOOK, PWCCA_SVCCA, cca.svcca_distance, cca.mean_cca_distance):
         raw = fn(x, y)
         assert isinstance(raw, float)
         assert fn(fx, fy) == raw
@@ -432,7 +446,7 @@ def test_rank_tolerance_is_configurable():
 def test_mismatched_datapoints_raise():
     rng = _rng(25)
     with pytest.raises(ValueError, match="same datapoints"):
-        cca.pwcca_distance(rng.standard_normal((4, 100)), rng.standard_normal((4, 101)))
+        PWCCA_TEXTBOOK(rng.standard_normal((4, 100)), rng.standard_normal((4, 101)))
     with pytest.raises(ValueError, match="same datapoints"):
         cca.svcca_distance(
             cca.factorize(rng.standard_normal((4, 100))),
@@ -444,7 +458,7 @@ def test_mismatched_datapoints_raise():
 def test_too_few_datapoints_raise(shape):
     rng = _rng(26)
     with pytest.raises(ValueError, match="more datapoints than units"):
-        cca.pwcca_distance(
+        PWCCA_TEXTBOOK(
             rng.standard_normal(shape), rng.standard_normal((3, shape[1]))
         )
 
@@ -460,7 +474,7 @@ def test_non_finite_input_raises(bad_value):
 @pytest.mark.parametrize("layer", [np.zeros((5, 100)), np.ones((5, 100)) * 3.0])
 def test_layer_without_live_units_raises(layer):
     with pytest.raises(ValueError, match="no live unit"):
-        cca.pwcca_distance(layer, _rng(28).standard_normal((5, 100)))
+        PWCCA_TEXTBOOK(layer, _rng(28).standard_normal((5, 100)))
 
 
 @pytest.mark.parametrize("shape", [(100,), (2, 3, 100), (0, 100)])
@@ -472,7 +486,7 @@ def test_bad_shapes_raise(shape):
 def test_bad_options_raise():
     x, y = _correlated_pair(_rng(29), 4, 4, 100)
     with pytest.raises(ValueError, match="weight_by"):
-        cca.pwcca(x, y, weight_by="both")
+        _textbook_pwcca(x, y, weight_by="both")
     with pytest.raises(ValueError, match="variance_fraction"):
         cca.svcca(x, y, variance_fraction=0.0)
 
@@ -580,4 +594,5 @@ def test_cca_module_does_not_import_tensorflow_or_keras():
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "dataclasses", "typing", "numpy", "scipy"}
+    allowed = {"__future__", "collections", "dataclasses", "typing", "numpy", "scipy"}
+    assert imported <= allowed

@@ -83,12 +83,14 @@ def test_pair_counts_and_columns():
         "run_b",
         "distance",
         "method",
+        "pwcca_variant",
     ]
     counts = distances.groupby(["layer", "comparison"]).size()
     for layer in LAYERS:
         assert counts[(layer, "within")] == 6  # C(4, 2).
         assert counts[(layer, "to_baseline")] == 12  # 4 x 3.
     assert set(distances["method"]) == {"pwcca"}
+    assert set(distances["pwcca_variant"]) == {"svcca"}  # The paper's, by default.
     assert distances.groupby("layer")["layer_index"].first().to_dict() == {
         "conv_a": 0,
         "conv_b": 1,
@@ -137,6 +139,86 @@ def test_distances_match_direct_computation():
     expected = cca.svcca_distance(fresh("t1", "conv_b"), fresh("b0", "conv_b"))
     assert row["distance"] == pytest.approx(expected, abs=1e-12)
     assert row["method"] == "svcca"
+
+
+def _pwcca_layers(latent_of_run):
+    """ReLU-like activations (non-zero means): the two PWCCA variants differ."""
+    synthetic = SyntheticRuns(latent_of_run)
+    return lambda run, layer: np.maximum(synthetic(run, layer) + 0.3, 0.0)
+
+
+def test_pwcca_variants_match_direct_computation():
+    treated, baseline = _runs("t", 3), _runs("b", 2)
+    latent_of_run = {run: i % 2 for i, run in enumerate(treated + baseline)}
+    loader = _pwcca_layers(latent_of_run)
+    fresh = _pwcca_layers(latent_of_run)
+    a, b = fresh("t1", "conv_b"), fresh("b0", "conv_b")
+    expected = {
+        variant: cca.pwcca_distance(a, b, variant=variant)
+        for variant in ("svcca", "textbook")
+    }
+    assert abs(expected["svcca"] - expected["textbook"]) > 1e-3
+    for variant in ("svcca", "textbook", "both"):
+        distances = cca_experiment.figure3_distances(
+            treated, baseline, LAYERS, loader, pwcca_variant=variant
+        )
+        rows = distances[
+            (distances["layer"] == "conv_b")
+            & (distances["run_a"] == "t1")
+            & (distances["run_b"] == "b0")
+        ]
+        wanted = ["svcca", "textbook"] if variant == "both" else [variant]
+        assert list(rows["pwcca_variant"]) == wanted
+        for _, row in rows.iterrows():
+            assert row["distance"] == pytest.approx(
+                expected[row["pwcca_variant"]], abs=1e-12
+            )
+
+
+def test_both_pwcca_variants_load_and_factor_each_layer_once(monkeypatch):
+    treated, baseline = _runs("t", 3), _runs("b", 2)
+    loader = SyntheticRuns({run: 0 for run in treated + baseline})
+    factorized = collections.Counter()
+    real_factorize = cca.factorize
+
+    def counting_factorize(acts, **kwargs):
+        factorized[acts.tobytes()] += 1
+        return real_factorize(acts, **kwargs)
+
+    monkeypatch.setattr(cca, "factorize", counting_factorize)
+    calls = []
+    distances = cca_experiment.figure3_distances(
+        treated,
+        baseline,
+        LAYERS,
+        loader,
+        pwcca_variant="both",
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert set(loader.loads.values()) == {1}
+    assert sum(factorized.values()) == len(LAYERS) * 5
+    assert set(factorized.values()) == {1}
+    assert len(distances) == 2 * len(LAYERS) * (3 + 6)
+    assert distances.groupby("pwcca_variant").size().to_dict() == {
+        "svcca": 18,
+        "textbook": 18,
+    }
+    total = len(LAYERS) * (3 + 6)  # Progress counts pairs, not variants.
+    assert calls == [(done, total) for done in range(1, total + 1)]
+    with pytest.raises(ValueError, match="several PWCCA variants"):
+        cca_experiment.distance_ratios(distances)
+    for _, one_variant in distances.groupby("pwcca_variant"):
+        assert len(cca_experiment.distance_ratios(one_variant)) == len(LAYERS)
+
+
+def test_other_methods_have_no_pwcca_variant():
+    treated, baseline = _runs("t", 2), _runs("b", 1)
+    loader = SyntheticRuns({run: 0 for run in treated + baseline})
+    distances = cca_experiment.figure3_distances(
+        treated, baseline, LAYERS, loader, method="svcca", pwcca_variant="both"
+    )
+    assert set(distances["pwcca_variant"]) == {""}
+    assert len(distances) == len(LAYERS) * (1 + 2)
 
 
 def test_each_run_and_layer_loaded_once_layer_by_layer():
@@ -231,6 +313,7 @@ def test_progress_reports_every_pair():
         (["t0", "t0"], ["b0"], {}, "duplicate"),
         (["t0", "t1"], ["b0"], {"treated_alpha": 0.0, "baseline_alpha": 0.0}, "alpha"),
         (["t0", "t1"], ["b0"], {"method": "cka"}, "Unknown CCA method"),
+        (["t0", "t1"], ["b0"], {"pwcca_variant": "google"}, "Unknown PWCCA variant"),
     ],
 )
 def test_invalid_arguments_raise(treated, baseline, kwargs, message):

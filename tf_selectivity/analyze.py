@@ -41,6 +41,12 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_list("cca_methods", ["pwcca"], "CCA methods: pwcca (the paper's), svcca, or both.")
 flags.DEFINE_enum(
+    "cca_pwcca_variant", "svcca", ["svcca", "textbook", "both"],
+    "PWCCA as google/svcca's compute_pwcca computes it (svcca: the paper's), as Morcos et al. define it "
+    "(textbook), or both from the same factors; tables say which in their pwcca_variant column, figures "
+    "and report show svcca unless only textbook was computed.",
+)
+flags.DEFINE_enum(
     "cca_spatial", "average", ["average", "positions"],
     "Conv layers in CCA: units averaged over positions, or positions as datapoints (subsampled).",
 )
@@ -84,6 +90,7 @@ def main(argv):
             max_test_samples=FLAGS.max_test_samples,
             cca=FLAGS.cca,
             cca_methods=tuple(m.strip().lower() for m in FLAGS.cca_methods),
+            cca_pwcca_variant=FLAGS.cca_pwcca_variant,
             cca_spatial=FLAGS.cca_spatial,
             cca_max_datapoints=FLAGS.cca_max_datapoints,
             cca_alphas=cca_alphas,

@@ -26,8 +26,10 @@ such a basis once per (network, layer) so that every pairwise comparison only
 costs one (r1 x m) @ (m x r2) product and a tiny SVD:
 
 1. Units whose activations are exactly constant ("dead" units) are dropped;
-   they have no variance, no canonical variate can use them and their PWCCA
-   projections are zero, so dropping them changes no result.
+   they have no variance, no canonical variate can use them and their
+   centred PWCCA projections are zero, so dropping them changes no result
+   but PWCCA's "svcca" variant, which counts them and projects their
+   constant values (kept, with every unit's mean, in `unit_means`).
 2. The live units are centred in float64 and factored with a Householder QR
    (`X^T = Q R`, backward stable) followed by an SVD of the small `R`. This is
    the rank-revealing step: directions whose singular value is at most
@@ -43,54 +45,99 @@ costs one (r1 x m) @ (m x r2) product and a tiny SVD:
    basis.
 4. `basis^T X^T` (rank x live units), the coordinates of every centred unit in
    the basis (`S_r V_r^T`, from the small factors), is stored for the PWCCA
-   weights, which then never touch the m-long vectors again.
+   weights, which then never touch the m-long vectors again; so are the unit
+   means.
 
-PWCCA. With `Qx^T Qy = U diag(rho) V^T`, the canonical variates of the first
-set are the (unit-norm) columns `h_i` of `Qx U`, and Morcos et al. weight
-`rho_i` by `alpha_i = sum_j |<h_i, x_j>|` (normalized to sum to one), `x_j`
-being the centred units of that set: `alpha_i = sum_j |(U^T C)_ij|` with `C`
-the stored coordinates. The similarity is `sum_i alpha_i rho_i`. PWCCA is *not
-symmetric*: the weights come from one of the two sets. Like google/svcca we
-weight the smaller set (`weight_by="smaller"`: lower rank, ties go to the
-first argument; google compares unit counts, which is the same unless units
-are dead or dependent), so `pwcca(X, Y) == pwcca(Y, X)` whenever the two ranks
-differ, and in general `pwcca(X, Y, weight_by="first") == pwcca(Y, X,
-weight_by="second")`. As in Morcos et al., the sum runs over the
-`min(r1, r2)` canonical pairs; when the weighted set has more dimensions, its
-surplus directions (uncorrelated with the other set, and defined only up to a
-rotation, which the absolute values in `alpha` are not invariant to) are left
-out, which is one more reason to weight the smaller set.
+PWCCA. Projection-weighted CCA weights each canonical correlation by how
+much of one set's units its canonical direction accounts for. Two
+computations go by that name and give different numbers, so `pwcca` takes a
+required `variant`:
 
-Agreement with google/svcca (`cca_core.get_cca_similarity`, `pwcca.compute_pwcca`,
-the code used by the paper). The canonical correlations agree to round-off on
-full-rank inputs, and so do SVCCA and mean CCA. Differences, all deliberate:
+* `variant="textbook"`, the definition of Morcos et al. With
+  `Qx^T Qy = U diag(rho) V^T`, the canonical variates of the first set are
+  the (unit-norm) columns `h_i` of `Qx U`, and `rho_i` is weighted by
+  `alpha_i = sum_j |<h_i, x_j>|` (normalized to sum to one), `x_j` being the
+  centred units of that set: `alpha_i = sum_j |(U^T C)_ij|` with `C` the
+  stored coordinates. The similarity is `sum_i alpha_i rho_i`, over the
+  `min(r1, r2)` canonical pairs; when the weighted set has more dimensions,
+  its surplus directions (uncorrelated with the other set, and defined only
+  up to a rotation, which the absolute values in `alpha` are not invariant
+  to) are left out. Tested against a computation from covariances.
+* `variant="svcca"`, google/svcca's `pwcca.compute_pwcca` (with
+  `cca_core.get_cca_similarity`, `epsilon=0`), the code the paper and most
+  published PWCCA numbers used. It takes `u` from the SVD of the whitened
+  cross-covariance `Sxx^-1/2 Sxy Syy^-1/2`, builds "directions"
+  `u^T (x - mean) + mean` (without the `Sxx^-1/2` factor that makes them the
+  canonical variates, and with unit `i`'s mean added to direction `i`),
+  orthonormalizes them with a QR, and sums the absolute projections of the
+  *uncentred* activations onto them. All of these vectors lie in the span of
+  the basis and the constant vector, so we compute it in those
+  `rank + 1` coordinates from the cached factors and the stored unit means,
+  at about the cost of the textbook variant; the whitened cross-covariance
+  is `V1 (B1^T B2) V2^T` in unit coordinates.
 
-* PWCCA weights. google's `compute_pwcca` builds its "directions" as
-  `u^T (x - mean) + mean`, leaving out the `Sxx^-1/2` factor that its own
-  `cca_core` uses for the canonical directions, so after its QR they are not
-  the canonical variates; the neuron means it adds back, and the *uncentred*
-  activations it projects, add a mean-driven term to every weight. Both
-  depart from the definition above (centred units, canonical variates),
-  which is what we implement and test against a textbook computation. On
-  random data (10 to 64 units, 500 to 10,000 datapoints, relu or not)
-  google's PWCCA similarity was higher than ours by 5e-4 to 6e-2, and both
-  departures contribute. On synthetic Figure-3-like data (5 + 5 replicates,
-  32 relu units) google's distances were 0.02 to 0.03 lower and its CCA
-  distance ratios 1% to 4% higher (e.g. 1.45 against 1.40), with the same
-  ordering across conditions.
-* Layers of different sizes. Depending on the version, google's
-  `compute_pwcca` reads `acts1` where it means `acts2` when the second layer
-  is the smaller one (an IndexError, google/svcca PR #9); ours handles any
-  sizes.
+PWCCA is *not symmetric*: the weights come from one of the two sets.
+`weight_by="smaller"` weights the smaller set, ties going to the first
+argument: for "svcca" the set with fewer units, dead ones included (google's
+rule), for "textbook" the one of lower rank (the same unless units are dead
+or dependent). So `pwcca(X, Y) == pwcca(Y, X)` whenever the sizes differ,
+and for "textbook" in general `pwcca(X, Y, weight_by="first") ==
+pwcca(Y, X, weight_by="second")`. "svcca" has one weight per canonical
+correlation and can only weight the set with no more units than the other.
+
+Agreement with google/svcca (`cca_core.get_cca_similarity`,
+`pwcca.compute_pwcca`), run side by side on the same data with a copy kept
+outside the repository (measured 2026-11-26, BUILD_NOTES.md). The canonical
+correlations agree to round-off on full-rank inputs, and so do SVCCA and
+mean CCA.
+
+* PWCCA, `variant="svcca"`: equal to `compute_pwcca` to 5e-13 (weights and
+  similarity; 1e-10 on float32 inputs, whose means google computes in
+  float32) on random and ReLU-like layers of 8 to 64 units and 500 to
+  10,000 datapoints, first layer smaller, equal or larger. Where the first
+  layer has more units, google/svcca's master reads `acts1` where it means
+  `acts2` in `compute_pwcca` (IndexError; google/svcca PR #9); we do the
+  evident fix and weight the second layer.
+* google's PWCCA depends on the signs that the SVD routine gives the
+  singular vectors, which are arbitrary: flipping the sign of `u_i` changes
+  direction `i` (its mean part stays), not only its sign. Random sign flips
+  moved google's similarity by up to 1e-3 on Gaussian and 5e-2 on ReLU-like
+  layers. Its results can therefore change with the LAPACK build; we
+  reproduce the signs by calling `numpy.linalg.svd` on the same matrix, so
+  we match google run with the same numpy.
+* PWCCA, `variant="textbook"` against "svcca": on all 190 pairs of 20
+  layers (16-64 units, 10,000 datapoints, `benchmarks/bench_cca.py
+  --variant-differences`) the "svcca" distance minus the textbook one was
+  -0.039 to +0.000 on Gaussian layers, -0.063 to +0.001 on ReLU layers and
+  -0.135 to +0.014 on ReLU layers whose units have large means (up to 8%,
+  12% and 23% relative), and the variants ordered two pairs' distances
+  differently in 124, 389 and 935 of the 17,955 orderings (2, 5 and 12 of
+  the 190 orderings of the first 20 pairs). The difference grows with the unit
+  means against their spread: on 40 random ReLU pairs (2,000 datapoints)
+  with offsets of +-20 it was -0.22 to +0.18 (46% relative). It is neither
+  small nor one-signed.
 * Degenerate inputs. google keeps every unit whose rescaled variance is at
   least `epsilon` (all of them at the default `epsilon=0`, dead ones
   included) and inverts the covariances with `pinv` and an eigenvalue square
-  root; with a dead, duplicated or linearly dependent unit the square root
-  of a slightly negative eigenvalue is NaN and it raises LinAlgError ("SVD
-  did not converge"). `epsilon > 0` drops dead units but not dependent ones,
-  and adding it to the covariance diagonals biases every correlation down.
-  We drop exact dependencies with the rank-revealing factorization instead
-  and never return NaN.
+  root. With a dead (constant), duplicated or dependent unit, the square
+  root of a round-off eigenvalue is NaN about half the time and it raises
+  LinAlgError ("SVD did not converge"); when it runs, its result is decided
+  by round-off wherever such a unit is in the weighted layer (the signs of
+  the singular vectors follow the round-off in that unit's row, and a
+  direction that adds nothing to the span gets an arbitrary QR column) or
+  is a duplicate (`pinv` keeps a 1e-15 direction and the correlations move
+  by up to 1e-2). There we compute the same algorithm on the exact-rank
+  factors: dead units get exact zero rows in the whitened matrix, and
+  directions that add nothing to the span of the earlier ones get weight 0.
+  In 50 random ReLU-like cases per configuration, ours equalled google's to
+  2e-15 whenever it ran with dead units in the other layer, and differed by
+  up to 2e-2 with dead units in the weighted layer (median 1e-15 to 4e-3).
+  A constant unit still counts in "svcca" (its unit count, and its
+  uncentred activations, a multiple of the constant vector, project onto
+  every direction with a mean part); the textbook variant, SVCCA and mean
+  CCA ignore it. `epsilon > 0` in google's code drops dead units but not
+  dependent ones, and adding it to the covariance diagonals biases every
+  correlation down; we never return NaN.
 * Summary statistics. google's `"mean"` drops the trailing correlations that
   hold the last 2% of their sum (`threshold=0.98`); our SVCCA and mean CCA
   average all of them (google's SVCCA tutorial also reports the plain mean).
@@ -104,6 +151,7 @@ trivially 1; even so, results mean little unless `m` is well above
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -119,6 +167,10 @@ DEFAULT_SVCCA_VARIANCE_FRACTION = 0.99
 _ORTHONORMALITY_TOLERANCE = 1e-12
 
 WeightSide = Literal["smaller", "first", "second"]
+PwccaVariant = Literal["svcca", "textbook"]
+# PWCCA definitions, see `pwcca`: google/svcca's (the paper's) and the
+# textbook one.
+PWCCA_VARIANTS = ("svcca", "textbook")
 SpatialMode = Literal["average", "positions"]
 DataFormat = Literal["channels_last", "channels_first"]
 
@@ -128,9 +180,10 @@ class FactoredActivations:
     """One layer's activations, factored once for many CCA comparisons.
 
     Build it with `factorize`. All arrays are float64 and read-only. The
-    activations are divided by their largest absolute value before factoring
-    (a common factor that no CCA result depends on), and `singular_values` and
-    `unit_coordinates` refer to those rescaled activations.
+    activations are divided by the largest absolute value of the live units
+    before factoring (a common factor that no CCA result depends on), and
+    `singular_values`, `unit_coordinates` and `unit_means` refer to those
+    rescaled activations.
 
     Attributes:
         basis: `(datapoints, rank)` array with orthonormal columns spanning the
@@ -140,12 +193,18 @@ class FactoredActivations:
         unit_coordinates: `(rank, live_units)` array, `basis.T @ X^T` for the
             centred live units `X`: each unit's coordinates in `basis`.
         live_units: `(units,)` boolean mask of the units that are not constant.
+        unit_means: `(units,)` mean of every unit over the datapoints, dead
+            units included (their constant value), in the rescaled units. Only
+            PWCCA's "svcca" variant uses them: google/svcca projects
+            uncentred activations, which lie in the span of `basis` and the
+            constant vector.
     """
 
     basis: np.ndarray
     singular_values: np.ndarray
     unit_coordinates: np.ndarray
     live_units: np.ndarray
+    unit_means: np.ndarray
 
     @property
     def num_datapoints(self) -> int:
@@ -194,13 +253,18 @@ class CCAResult:
         method: "pwcca", "svcca" or "mean_cca".
         similarity: The similarity, in [0, 1].
         canonical_correlations: `(min(dims),)` canonical correlations,
-            decreasing, in [0, 1].
-        dims: Dimensions of the two subspaces that were compared (the ranks,
-            or for SVCCA the numbers of kept directions).
+            decreasing, in [0, 1] (clipped: round-off can put them a few
+            1e-16 outside).
+        dims: Dimensions of the two subspaces that were compared: the ranks;
+            for SVCCA the numbers of kept directions; for PWCCA's "svcca"
+            variant the numbers of units, dead ones included (google pairs
+            every unit, and a dead unit's canonical correlation is 0).
         weights: PWCCA only: weights of the canonical directions of the
             weighted set (summing to one), aligned with
             `canonical_correlations`; None otherwise.
         weighted_side: PWCCA only: "first" or "second"; None otherwise.
+        variant: PWCCA only: "svcca" or "textbook" (see `pwcca`); None
+            otherwise.
     """
 
     method: str
@@ -209,6 +273,7 @@ class CCAResult:
     dims: tuple[int, int]
     weights: np.ndarray | None = None
     weighted_side: str | None = None
+    variant: str | None = None
 
     @property
     def distance(self) -> float:
@@ -243,7 +308,7 @@ def factorize(
     if rank_rtol is not None and not rank_rtol > 0:
         raise ValueError(f"rank_rtol must be positive, got {rank_rtol}.")
     acts = _as_float64_matrix(activations, name="activations")
-    centred, live_units = _centred_live_units(acts)
+    centred, live_units, unit_means = _centred_live_units(acts)
     if rank_rtol is None:
         rank_rtol = max(centred.shape) * np.finfo(np.float64).eps
     triangular = _householder_r(centred)
@@ -268,6 +333,7 @@ def factorize(
         singular_values=_read_only(singular_values),
         unit_coordinates=_read_only(unit_coordinates),
         live_units=_read_only(live_units),
+        unit_means=_read_only(unit_means),
     )
 
 
@@ -350,42 +416,105 @@ def pwcca(
     acts1: ActivationsLike,
     acts2: ActivationsLike,
     *,
+    variant: PwccaVariant,
     weight_by: WeightSide = "smaller",
 ) -> CCAResult:
     """Projection-weighted CCA similarity (Morcos et al., 2018).
 
     Not symmetric: the canonical correlations are weighted by how much of the
     units of one of the two layers each canonical direction accounts for.
+    Two definitions are in use and their distances differ by up to 0.1 and
+    more (see the module docstring), so `variant` has no default and every
+    caller states which one it computes: "svcca" reproduces the paper's and
+    most published numbers but depends on the SVD's arbitrary sign choices,
+    "textbook" is a function of the activations alone but matches no
+    published number; neither is a safe silent default. (The Figure 3
+    analysis, `tf_selectivity.analysis.cca_experiment`, uses "svcca" by
+    default, the paper's.)
+
+    * "svcca": google/svcca's `pwcca.compute_pwcca` (`epsilon=0`), the code
+      behind the published PWCCA results, including "Selectivity considered
+      harmful". Its weights project the *uncentred* activations onto an
+      orthonormalized version of the unwhitened directions
+      `u^T (x - mean) + mean`; they depend on the signs that the SVD routine
+      gives the singular vectors, which we reproduce by calling
+      `numpy.linalg.svd` on the same whitened cross-covariance.
+    * "textbook": the definition of Morcos et al.: the canonical variates of
+      the centred units, weighted by the summed absolute projections of the
+      centred units onto them. Invariant to the SVD's sign choices.
 
     Args:
         acts1: `(units1, datapoints)` array or its `FactoredActivations`.
         acts2: `(units2, datapoints)` array or its `FactoredActivations`.
-        weight_by: Which layer's units define the weights: "first", "second",
-            or "smaller" (the layer of lower rank, the first one on ties; what
-            google/svcca does).
+        variant: "svcca" or "textbook", see above.
+        weight_by: Which layer's units define the weights: "first",
+            "second", or "smaller". For "textbook", "smaller" is the layer of
+            lower rank; for "svcca" it is the layer with fewer units, dead
+            ones included (what google/svcca compares); both give ties to the
+            first argument. The "svcca" variant has one weight per canonical
+            correlation, so it can only weight a layer with at most as many
+            units as the other; weighting the second of two equal layers
+            runs google's other branch on the same SVD, which can differ from
+            `compute_pwcca(acts2, acts1)` (the SVD of the transposed matrix
+            may pick other signs).
 
     Returns:
-        A `CCAResult` with method "pwcca", its weights and weighted side.
+        A `CCAResult` with method "pwcca", `variant`, its weights and
+        weighted side.
+
+    Raises:
+        ValueError: On an unknown `variant` or `weight_by`, or, for "svcca",
+            a `weight_by` naming the layer with more units; or as `factorize`
+            for raw inputs.
     """
+    return pwcca_variants(acts1, acts2, (variant,), weight_by=weight_by)[variant]
+
+
+def pwcca_variants(
+    acts1: ActivationsLike,
+    acts2: ActivationsLike,
+    variants: Sequence[str] = PWCCA_VARIANTS,
+    *,
+    weight_by: WeightSide = "smaller",
+) -> dict[str, CCAResult]:
+    """PWCCA of one pair under several variants, sharing the costly product.
+
+    The `(rank1 x datapoints) @ (datapoints x rank2)` product of the two
+    bases, the only step whose cost grows with the datapoints, is computed
+    once for all variants.
+
+    Args:
+        acts1: `(units1, datapoints)` array or its `FactoredActivations`.
+        acts2: `(units2, datapoints)` array or its `FactoredActivations`.
+        variants: Variants to compute, among "svcca" and "textbook" (see
+            `pwcca`); a single name is accepted too.
+        weight_by: "smaller", "first" or "second", see `pwcca`.
+
+    Returns:
+        `{variant: CCAResult}` in the order of `variants`.
+
+    Raises:
+        ValueError: As `pwcca`, or if `variants` is empty.
+    """
+    variants = (variants,) if isinstance(variants, str) else tuple(variants)
+    if not variants:
+        raise ValueError("No PWCCA variant given.")
+    unknown = [v for v in variants if v not in _PWCCA_IMPLEMENTATIONS]
+    if unknown:
+        raise ValueError(
+            f"Unknown PWCCA variant(s) {unknown}; expected 'svcca' (google/svcca's "
+            "compute_pwcca, the paper's) or 'textbook'."
+        )
+    if weight_by not in ("smaller", "first", "second"):
+        raise ValueError(
+            f"weight_by must be 'smaller', 'first' or 'second', got {weight_by!r}."
+        )
     first, second = _factor_pair(acts1, acts2)
-    side = _resolve_weighted_side(weight_by, first.rank, second.rank)
-    weighted, other = (first, second) if side == "first" else (second, first)
-    # Thin SVD: the canonical directions of the weighted layer that have a
-    # partner in the other layer, min(rank1, rank2) of them.
-    left, correlations, _ = np.linalg.svd(
-        weighted.basis.T @ other.basis, full_matrices=False
-    )
-    correlations = np.clip(correlations, 0.0, 1.0)
-    projections = np.abs(left.T @ weighted.unit_coordinates).sum(axis=1)
-    weights = projections / projections.sum()
-    return CCAResult(
-        method="pwcca",
-        similarity=float(np.clip(weights @ correlations, 0.0, 1.0)),
-        canonical_correlations=correlations,
-        dims=(first.rank, second.rank),
-        weights=weights,
-        weighted_side=side,
-    )
+    product = first.basis.T @ second.basis
+    return {
+        variant: _PWCCA_IMPLEMENTATIONS[variant](first, second, product, weight_by)
+        for variant in variants
+    }
 
 
 def mean_cca_distance(acts1: ActivationsLike, acts2: ActivationsLike) -> float:
@@ -416,6 +545,7 @@ def pwcca_distance(
     acts1: ActivationsLike,
     acts2: ActivationsLike,
     *,
+    variant: PwccaVariant,
     weight_by: WeightSide = "smaller",
 ) -> float:
     """`1 - pwcca(acts1, acts2).similarity` (see `pwcca`; not symmetric).
@@ -423,12 +553,14 @@ def pwcca_distance(
     Args:
         acts1: `(units1, datapoints)` array or its `FactoredActivations`.
         acts2: `(units2, datapoints)` array or its `FactoredActivations`.
+        variant: "svcca" (google/svcca's `compute_pwcca`, the paper's) or
+            "textbook", see `pwcca`. No default: the two differ.
         weight_by: "smaller", "first" or "second", see `pwcca`.
 
     Returns:
         The PWCCA distance, a float in [0, 1].
     """
-    return pwcca(acts1, acts2, weight_by=weight_by).distance
+    return pwcca(acts1, acts2, variant=variant, weight_by=weight_by).distance
 
 
 def conv_activations_to_matrix(
@@ -537,17 +669,21 @@ def _as_float64_matrix(array: np.ndarray, *, name: str) -> np.ndarray:
     return acts
 
 
-def _centred_live_units(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _centred_live_units(
+    acts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drops constant units, rescales and centres the others.
 
     Args:
         acts: `(units, datapoints)` float64 array.
 
     Returns:
-        `(centred, live_units)`: the `(live units, datapoints)` centred
-        activations divided by the largest absolute activation (one global
-        factor, which no CCA result depends on, that keeps the factorization
-        clear of overflow and underflow), and the `(units,)` live mask.
+        `(centred, live_units, unit_means)`: the `(live units, datapoints)`
+        centred activations divided by the largest absolute activation of the
+        live units (one global factor, which no CCA result depends on, that
+        keeps the factorization clear of overflow and underflow), the
+        `(units,)` live mask, and the `(units,)` means of all units divided by
+        the same factor (a dead unit's mean is its constant value).
 
     Raises:
         ValueError: On NaN or infinite values, or if no unit is live.
@@ -566,8 +702,11 @@ def _centred_live_units(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     live = acts if live_units.all() else acts[live_units]
     scale = max(np.abs(row_max[live_units]).max(), np.abs(row_min[live_units]).max())
     centred = live / scale  # A new array: the caller's activations stay intact.
-    centred -= centred.mean(axis=1, keepdims=True)
-    return centred, live_units
+    live_means = centred.mean(axis=1)
+    centred -= live_means[:, np.newaxis]
+    unit_means = row_max / scale  # Exact for the constant (dead) units.
+    unit_means[live_units] = live_means
+    return centred, live_units, unit_means
 
 
 def _householder_r(centred: np.ndarray) -> np.ndarray:
@@ -651,9 +790,170 @@ def _resolve_weighted_side(weight_by: str, rank1: int, rank2: int) -> str:
     )
 
 
+def _svcca_weighted_side(weight_by: str, units1: int, units2: int) -> str:
+    """Weighted side of the "svcca" variant: google's rule, by unit counts."""
+    if weight_by == "smaller":
+        return "first" if units1 <= units2 else "second"
+    mine, other = (units1, units2) if weight_by == "first" else (units2, units1)
+    if mine > other:
+        raise ValueError(
+            f"PWCCA variant 'svcca' cannot weight the {weight_by} layer: it has "
+            f"{mine} units and the other {other}, and google/svcca's weights (one "
+            "per unit of the weighted layer) only pair with the canonical "
+            "correlations when it has no more units than the other; use "
+            "weight_by='smaller' or variant='textbook'."
+        )
+    return weight_by
+
+
 def _check_variance_fraction(variance_fraction: float) -> None:
     """Raises ValueError unless 0 < variance_fraction <= 1."""
     if not 0.0 < variance_fraction <= 1.0:
         raise ValueError(
             f"variance_fraction must be in (0, 1], got {variance_fraction}."
         )
+
+
+def _pwcca_textbook(
+    first: FactoredActivations,
+    second: FactoredActivations,
+    product: np.ndarray,
+    weight_by: str,
+) -> CCAResult:
+    """PWCCA of Morcos et al.: canonical variates of the centred units."""
+    side = _resolve_weighted_side(weight_by, first.rank, second.rank)
+    weighted, matrix = (first, product) if side == "first" else (second, product.T)
+    # Thin SVD: the canonical directions of the weighted layer that have a
+    # partner in the other layer, min(rank1, rank2) of them.
+    left, correlations, _ = np.linalg.svd(matrix, full_matrices=False)
+    correlations = np.clip(correlations, 0.0, 1.0)
+    projections = np.abs(left.T @ weighted.unit_coordinates).sum(axis=1)
+    weights = projections / projections.sum()
+    return CCAResult(
+        method="pwcca",
+        similarity=float(np.clip(weights @ correlations, 0.0, 1.0)),
+        canonical_correlations=correlations,
+        dims=(first.rank, second.rank),
+        weights=weights,
+        weighted_side=side,
+        variant="textbook",
+    )
+
+
+def _pwcca_svcca(
+    first: FactoredActivations,
+    second: FactoredActivations,
+    product: np.ndarray,
+    weight_by: str,
+) -> CCAResult:
+    """google/svcca's `compute_pwcca` (epsilon=0) from the cached factors.
+
+    With `X^T = B C` for the centred units (`B` = basis, `C` =
+    unit_coordinates = `S V^T`), google's whitened cross-covariance
+    `Sxx^-1/2 Sxy Syy^-1/2` is `V1 (B1^T B2) V2^T` in unit coordinates (its
+    `pinv` gives dead units zero rows and columns). Its directions
+    `coef (x - mean) + mean` and the uncentred activations it projects lie in
+    the span of `B` and `e = 1/sqrt(m)`, which is orthonormal because the
+    columns of `B` are centred; their coordinates there are `[C coef^T;
+    sqrt(m) mean^T]` and `[C; sqrt(m) mean^T]`. A QR of the `(rank + 1) x
+    units` direction coordinates then gives the same projections as google's
+    QR of `datapoints x units` directions, up to the signs that the absolute
+    values drop.
+    """
+    side = _svcca_weighted_side(weight_by, first.num_units, second.num_units)
+    whitened = _whitened_cross_covariance(first, second, product)
+    # The same call, on the same matrix up to round-off, as google's: the
+    # directions depend on the signs LAPACK picks for the singular vectors.
+    left, correlations, right_t = np.linalg.svd(whitened)
+    weighted, coefficients = (first, left.T) if side == "first" else (second, right_t)
+    coordinates = np.zeros((weighted.rank, weighted.num_units))
+    coordinates[:, weighted.live_units] = weighted.unit_coordinates
+    mean_coordinates = np.sqrt(weighted.num_datapoints) * weighted.unit_means
+    # Direction i gets the mean of unit i added back, as google broadcasts it.
+    directions = np.vstack([coordinates @ coefficients.T, mean_coordinates])
+    activations = np.vstack([coordinates, mean_coordinates])
+    projections = _projections_on_orthonormalized(directions, activations)
+    weights = projections / projections.sum()
+    correlations = np.clip(correlations, 0.0, 1.0)
+    return CCAResult(
+        method="pwcca",
+        similarity=float(np.clip(weights @ correlations, 0.0, 1.0)),
+        canonical_correlations=correlations,
+        dims=(first.num_units, second.num_units),
+        weights=weights,
+        weighted_side=side,
+        variant="svcca",
+    )
+
+
+def _whitened_cross_covariance(
+    first: FactoredActivations, second: FactoredActivations, product: np.ndarray
+) -> np.ndarray:
+    """`Sxx^+1/2 Sxy Syy^+1/2` of all units (`+`: pseudo-inverse), from factors.
+
+    With `X^T = B S V^T` for the centred rescaled units, `Sxx^+1/2 X` is
+    `sqrt(m - 1) V B^T` whatever the scale of X, so the matrix is
+    `V1 (B1^T B2) V2^T`, `(units1, units2)`, with zero rows and columns for
+    dead units.
+    """
+    unit_vectors1 = first.unit_coordinates.T / first.singular_values
+    unit_vectors2 = second.unit_coordinates.T / second.singular_values
+    live_block = unit_vectors1 @ product @ unit_vectors2.T
+    if first.live_units.all() and second.live_units.all():
+        return live_block
+    whitened = np.zeros((first.num_units, second.num_units))
+    whitened[np.ix_(first.live_units, second.live_units)] = live_block
+    return whitened
+
+
+def _projections_on_orthonormalized(
+    directions: np.ndarray, activations: np.ndarray
+) -> np.ndarray:
+    """Summed |projections| of `activations` on the orthonormalized directions.
+
+    The QR of `directions` (columns, in order) gives orthonormal `q_i`; the
+    result is `sum_j |<q_i, activations_j>|`. A direction that lies (to
+    round-off) in the span of the earlier ones adds nothing to the span and
+    gets 0: google's QR gives it an arbitrary column there, decided by
+    round-off (this happens only with dead or dependent units in the
+    weighted layer).
+
+    Args:
+        directions: `(dims, n)` coordinates of the n directions.
+        activations: `(dims, units)` coordinates of the activations.
+
+    Returns:
+        `(n,)` non-negative projections.
+    """
+    dims, count = directions.shape
+    q, r = np.linalg.qr(directions)
+    diagonal = np.abs(np.diagonal(r))
+    tolerance = max(dims, count) * np.finfo(np.float64).eps * diagonal.max()
+    if count <= dims and (diagonal > tolerance).all():
+        return np.abs(q.T @ activations).sum(axis=1)
+    # Rank-deficient: Gram-Schmidt with re-orthogonalization, skipping the
+    # dependent directions (at most `count` small steps).
+    tolerance = (
+        max(dims, count)
+        * np.finfo(np.float64).eps
+        * np.linalg.norm(directions, axis=0).max()
+    )
+    basis = np.zeros((dims, 0))
+    projections = np.zeros(count)
+    for i in range(count):
+        residual = directions[:, i]
+        for _ in range(2):
+            residual = residual - basis @ (basis.T @ residual)
+        norm = np.linalg.norm(residual)
+        if basis.shape[1] == dims or norm <= tolerance:
+            continue
+        unit = residual / norm
+        basis = np.column_stack([basis, unit])
+        projections[i] = np.abs(unit @ activations).sum()
+    return projections
+
+
+_PWCCA_IMPLEMENTATIONS: dict[
+    str,
+    Callable[[FactoredActivations, FactoredActivations, np.ndarray, str], CCAResult],
+] = {"svcca": _pwcca_svcca, "textbook": _pwcca_textbook}

@@ -607,15 +607,18 @@ def _cca_section(
     cca: pd.DataFrame | None, cca_ratio: pd.DataFrame | None, n_resamples: int
 ) -> tuple[dict[str, str], list[str]]:
     """({model: headline sentence}, table block) for the CCA analysis."""
+    described = cca_ratio  # The table that names the method and PWCCA variant.
     if cca_ratio is None and cca is not None and not cca.empty:
         rows = cca
         if "method" in cca.columns and (cca["method"] == "pwcca").any():
             rows = cca.loc[cca["method"] == "pwcca"]
-        cca_ratio = stats.cca_distance_ratio(rows)
+            if "pwcca_variant" in rows.columns and (rows["pwcca_variant"] == "svcca").any():
+                rows = rows.loc[rows["pwcca_variant"] == "svcca"]  # The paper's.
+        cca_ratio, described = stats.cca_distance_ratio(rows), rows
     if cca_ratio is None or cca_ratio.empty:
         return {}, []
     summary = stats.cca_ratio_summary(cca_ratio, n_resamples=n_resamples)
-    headlines, tables = {}, []
+    headlines, tables = {}, [_cca_method_sentence(described), ""]
     for model, model_summary in summary.groupby("model", sort=True):
         title = plots.display_model_name(model)
         sentence = _cca_sentence(title, model_summary)
@@ -623,6 +626,31 @@ def _cca_section(
             headlines[str(model)] = sentence
         tables += [f"### {title}: CCA distance ratio", "", _cca_table(model_summary), ""]
     return headlines, tables
+
+
+def _cca_method_sentence(table: pd.DataFrame) -> str:
+    """Which CCA distance (and PWCCA variant) the CCA section reports."""
+    method = str(table["method"].iloc[0]) if "method" in table.columns else "pwcca"
+    variant = str(table["pwcca_variant"].iloc[0]) if "pwcca_variant" in table.columns else ""
+    if method == "svcca":
+        return ("Distances are SVCCA distances: 1 - the mean canonical correlation of the "
+                "directions that explain 99% of each layer's variance.")
+    if method == "mean_cca":
+        return "Distances are 1 - the mean canonical correlation."
+    if variant == "svcca":
+        return ("Distances are PWCCA distances as google/svcca's `compute_pwcca` computes them, the "
+                "code the paper used (`--cca_pwcca_variant=svcca`): its weights project the uncentred "
+                "activations onto unwhitened canonical directions with the unit means added back, and "
+                "differ from the textbook definition of Morcos et al. (`--cca_pwcca_variant=textbook`) "
+                "by up to about 0.1 in distance (more when unit means are large).")
+    if variant == "textbook":
+        return ("Distances are PWCCA distances as Morcos et al. (2018) define them "
+                "(`--cca_pwcca_variant=textbook`): canonical correlations weighted by the summed "
+                "absolute projections of the centred units onto the canonical variates. The paper used "
+                "google/svcca's `compute_pwcca` (`--cca_pwcca_variant=svcca`), which differs by up to "
+                "about 0.1 in distance (more when unit means are large).")
+    return ("Distances are PWCCA distances; the table does not record the variant (tables written "
+            "before the `pwcca_variant` column used the textbook definition).")
 
 
 def _relative_link(path: str | Path, output_dir: Path) -> str:

@@ -23,9 +23,15 @@ bounded by one layer: each (run, layer) is loaded and factored exactly once
 (`tf_selectivity.cca.factorize`), the factors of all runs for that layer are
 compared, and they are released before the next layer is loaded.
 
-PWCCA is not symmetric (see `tf_selectivity.cca`): it weights the layer of
-lower rank, and the first network of the pair (`run_a`) when the ranks are
-equal, i.e. the treated network for to-baseline pairs and the earlier one in
+PWCCA comes in two variants (see `tf_selectivity.cca.pwcca`): "svcca",
+google/svcca's `compute_pwcca`, which the paper used and which is the default
+here, and "textbook", the definition of Morcos et al.; their distances
+differ by up to about 0.1 (more when unit means are large).
+`pwcca_variant="both"` computes the two from the same factors (one product
+per pair), and the `pwcca_variant` column says which row is which. PWCCA
+is not symmetric: it weights the layer with fewer units ("svcca"; lower rank
+for "textbook"), and the first network of the pair (`run_a`) on ties, i.e.
+the treated network for to-baseline pairs and the earlier one in
 `treated_runs` for within pairs.
 
 Speed: with each layer factored once, a 64-unit, 10,000-datapoint pair costs
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -64,15 +71,21 @@ DISTANCE_COLUMNS = (
     "run_b",
     "distance",
     "method",
+    "pwcca_variant",
 )
 RATIO_COLUMNS = ("layer", "layer_index", "within_mean", "to_baseline_mean", "ratio")
 
 # Distance functions by method name; each accepts raw or factored activations.
+# PWCCA here is the paper's variant; `figure3_distances` picks the variant
+# with its `pwcca_variant` argument.
 DISTANCE_FUNCTIONS: dict[str, Callable[..., float]] = {
-    "pwcca": cca.pwcca_distance,
+    "pwcca": functools.partial(cca.pwcca_distance, variant="svcca"),
     "svcca": cca.svcca_distance,
     "mean_cca": cca.mean_cca_distance,
 }
+# `pwcca_variant` values of `figure3_distances`: a variant of
+# `cca.PWCCA_VARIANTS`, or both from the same factors.
+PWCCA_VARIANT_CHOICES = (*cca.PWCCA_VARIANTS, "both")
 
 ActivationLoader = Callable[[str, str], np.ndarray]
 ProgressCallback = Callable[[int, int], None]
@@ -107,6 +120,7 @@ def figure3_distances(
     treated_alpha: float | None = None,
     baseline_alpha: float | None = None,
     run_seeds: Mapping[str, object] | None = None,
+    pwcca_variant: str = "svcca",
     blas_threads: int | None = 1,
 ) -> pd.DataFrame:
     """CCA distances of Figure 3 for one treated alpha, layer by layer.
@@ -134,23 +148,29 @@ def figure3_distances(
             and would pull the to-baseline mean below the within-alpha noise
             floor, which only compares different seeds. 20 + 20 replicates
             with seeds 0-19 then give 190 within and 380 to-baseline pairs.
+        pwcca_variant: With method "pwcca": "svcca" (google/svcca's
+            `compute_pwcca`, the paper's), "textbook", or "both" (two rows
+            per pair, from the same factors). Ignored by the other methods.
         blas_threads: BLAS threads while computing (see `blas_thread_limit`);
             None leaves the BLAS settings alone.
 
     Returns:
         DataFrame with columns `layer, layer_index, comparison, run_a, run_b,
-        distance, method`, one row per (layer, pair). `comparison` is
-        "within" for treated-vs-treated pairs (`run_a` before `run_b` in
-        `treated_runs`) and "to_baseline" for treated-vs-baseline pairs
-        (`run_a` treated, `run_b` baseline).
+        distance, method, pwcca_variant`, one row per (layer, pair) and
+        PWCCA variant. `comparison` is "within" for treated-vs-treated pairs
+        (`run_a` before `run_b` in `treated_runs`) and "to_baseline" for
+        treated-vs-baseline pairs (`run_a` treated, `run_b` baseline).
+        `pwcca_variant` is "svcca" or "textbook" for PWCCA and "" for the
+        other methods.
 
     Raises:
-        ValueError: On an unknown method, fewer than 2 treated runs, no
+        ValueError: On an unknown method or PWCCA variant, fewer than 2
+            treated runs, no
             baseline run, duplicate or shared run ids, no or duplicate layers,
             equal treated and baseline alphas, or unusable activations (the
             message names the run and layer).
     """
-    distance_fn = _distance_function(method)
+    pair_distances = _pair_distance_function(method, pwcca_variant)
     treated, baseline = _validated_runs(
         treated_runs, baseline_runs, treated_alpha, baseline_alpha
     )
@@ -167,13 +187,16 @@ def figure3_distances(
     with blas_thread_limit(blas_threads):
         for layer_index, layer in enumerate(layer_names):
             factors = _factor_layer(treated + baseline, layer, load_activations)
-            for comparison, run_a, run_b in pairs:
-                distance = distance_fn(factors[run_a], factors[run_b])
-                rows.append(
-                    (layer, layer_index, comparison, run_a, run_b, distance, method)
-                )
+            for n_done, (comparison, run_a, run_b) in enumerate(pairs, 1):
+                for variant, distance in pair_distances(
+                    factors[run_a], factors[run_b]
+                ):
+                    rows.append(
+                        (layer, layer_index, comparison, run_a, run_b)
+                        + (distance, method, variant)
+                    )
                 if progress is not None:
-                    progress(len(rows), n_total)
+                    progress(layer_index * len(pairs) + n_done, n_total)
             # Released before the next layer is loaded: at most one layer's
             # factors for all runs are alive at a time.
             del factors
@@ -184,7 +207,8 @@ def distance_ratios(distances: pd.DataFrame) -> pd.DataFrame:
     """CCA distance ratio per layer.
 
     Args:
-        distances: Output of `figure3_distances` (one method).
+        distances: Output of `figure3_distances` (one method and PWCCA
+            variant).
 
     Returns:
         DataFrame with columns `layer, layer_index, within_mean,
@@ -193,8 +217,9 @@ def distance_ratios(distances: pd.DataFrame) -> pd.DataFrame:
         0).
 
     Raises:
-        ValueError: If columns are missing, several methods are mixed, or a
-            layer lacks within or to-baseline distances.
+        ValueError: If columns are missing, several methods or PWCCA
+            variants are mixed, or a layer lacks within or to-baseline
+            distances.
     """
     _check_distances(distances)
     means = (
@@ -291,6 +316,28 @@ def blas_thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
     return threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
 
 
+def _pair_distance_function(
+    method: str, pwcca_variant: str
+) -> Callable[..., list[tuple[str, float]]]:
+    """`fn(a, b)` -> `[(pwcca_variant, distance), ...]` of one pair, or ValueError."""
+    distance_fn = _distance_function(method)
+    if pwcca_variant not in PWCCA_VARIANT_CHOICES:
+        raise ValueError(
+            f"Unknown PWCCA variant {pwcca_variant!r}; expected one of "
+            f"{list(PWCCA_VARIANT_CHOICES)}."
+        )
+    if method != "pwcca":
+        return lambda first, second: [("", distance_fn(first, second))]
+    variants = cca.PWCCA_VARIANTS if pwcca_variant == "both" else (pwcca_variant,)
+
+    def pwcca_distances(first, second):
+        # One call: the variants share the product of the two bases.
+        results = cca.pwcca_variants(first, second, variants)
+        return [(variant, result.distance) for variant, result in results.items()]
+
+    return pwcca_distances
+
+
 def _distance_function(method: str) -> Callable[..., float]:
     """The distance function of `method`, or ValueError."""
     try:
@@ -385,13 +432,16 @@ def _distances_frame(rows: list[tuple]) -> pd.DataFrame:
             "run_b": str,
             "distance": np.float64,
             "method": str,
+            "pwcca_variant": str,
         }
     )
 
 
 def _check_distances(distances: pd.DataFrame) -> None:
     """Raises ValueError unless `distances` is a one-method distances table."""
-    missing = [column for column in DISTANCE_COLUMNS if column not in distances.columns]
+    # `pwcca_variant` is optional: tables written before it existed lack it.
+    required = [column for column in DISTANCE_COLUMNS if column != "pwcca_variant"]
+    missing = [column for column in required if column not in distances.columns]
     if missing:
         raise ValueError(f"Distances table lacks columns {missing}.")
     methods = distances["method"].unique()
@@ -399,3 +449,10 @@ def _check_distances(distances: pd.DataFrame) -> None:
         raise ValueError(
             f"Distances of several methods {sorted(methods)}; select one first."
         )
+    if "pwcca_variant" in distances.columns:
+        variants = distances["pwcca_variant"].unique()
+        if len(variants) > 1:
+            raise ValueError(
+                f"Distances of several PWCCA variants {sorted(variants)}; select "
+                "one first (e.g. distances[distances.pwcca_variant == 'svcca'])."
+            )

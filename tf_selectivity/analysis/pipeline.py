@@ -31,6 +31,8 @@ from tf_selectivity.training.run_dir import read_json, write_json_atomic
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "write_table"]
 
 CCA_METHODS = ("pwcca", "svcca")
+# google/svcca's compute_pwcca (the paper's), the textbook PWCCA, or both.
+CCA_PWCCA_VARIANTS = ("svcca", "textbook", "both")
 
 # Column order of the tables (tidy: one row per run / run x layer).
 RUN_COLUMNS = (
@@ -58,6 +60,7 @@ class AnalysisOptions:
     max_test_samples: int | None = None
     cca: str = "auto"  # auto | true | false
     cca_methods: tuple = ("pwcca",)
+    cca_pwcca_variant: str = "svcca"  # svcca (the paper's) | textbook | both
     cca_spatial: str = "average"  # average | positions
     cca_max_datapoints: int = 10_000
     cca_alphas: tuple | None = None  # None: every alpha with >= 2 replicates
@@ -78,6 +81,10 @@ class AnalysisOptions:
         unknown = set(self.cca_methods) - set(CCA_METHODS)
         if unknown or not self.cca_methods:
             raise ValueError(f"cca methods must be among {', '.join(CCA_METHODS)}; got {sorted(unknown)}.")
+        if self.cca_pwcca_variant not in CCA_PWCCA_VARIANTS:
+            raise ValueError(
+                f"cca_pwcca_variant must be one of {', '.join(CCA_PWCCA_VARIANTS)}; got {self.cca_pwcca_variant!r}."
+            )
         if self.cca_spatial not in ("average", "positions"):
             raise ValueError(f"cca_spatial must be average or positions; got {self.cca_spatial!r}.")
         if self.max_test_samples is not None and self.max_test_samples < 1:
@@ -329,6 +336,7 @@ def _run_cca(records, options, response_dirs, errors, verbose):
                         layers,
                         load,
                         method=method,
+                        pwcca_variant=options.cca_pwcca_variant,
                         progress=_progress_bar(verbose),
                         run_seeds=None if options.cca_same_seed_pairs else {
                             r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]
@@ -337,12 +345,15 @@ def _run_cca(records, options, response_dirs, errors, verbose):
                 except ValueError as error:  # e.g. no pair of different seeds, unusable activations
                     errors.append((f"CCA of {model} {activation} alpha={alpha:g}", str(error)))
                     continue
-                context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha, "method": method}
-                distances.append(frame.assign(**context))
-                ratio = distance_ratios(frame)
-                ratios.append(ratio.assign(**context))
-                test = ratio_ttest(frame)
-                tests.append({**context, **dataclasses.asdict(test), "mean_ratio": float(ratio["ratio"].mean())})
+                # With --cca_pwcca_variant=both one frame holds both variants.
+                for variant, part in frame.groupby("pwcca_variant", sort=False):
+                    context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha,
+                               "method": method, "pwcca_variant": variant}
+                    distances.append(part.assign(**context))
+                    ratio = distance_ratios(part)
+                    ratios.append(ratio.assign(**context))
+                    test = ratio_ttest(part)
+                    tests.append({**context, **dataclasses.asdict(test), "mean_ratio": float(ratio["ratio"].mean())})
     if not distances:
         return None, None, None
     return (
@@ -458,12 +469,17 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
             write_table(cca_ratio, output_dir, "cca_ratios")
             write_table(cca_tests, output_dir, "cca_tests")
 
-    # Figures and report show one CCA method (PWCCA, the paper's, if computed).
+    # Figures and report show one CCA method (PWCCA, the paper's, if computed)
+    # and one PWCCA variant (google/svcca's, the paper's, unless only the
+    # textbook one was computed).
     cca_shown = cca_ratio_shown = None
     if cca is not None:
         method = "pwcca" if "pwcca" in options.cca_methods else options.cca_methods[0]
-        cca_shown = cca.loc[cca["method"] == method]
-        cca_ratio_shown = cca_ratio.loc[cca_ratio["method"] == method]
+        variant = ""
+        if method == "pwcca":
+            variant = "textbook" if options.cca_pwcca_variant == "textbook" else "svcca"
+        cca_shown = cca.loc[(cca["method"] == method) & (cca["pwcca_variant"] == variant)]
+        cca_ratio_shown = cca_ratio.loc[(cca_ratio["method"] == method) & (cca_ratio["pwcca_variant"] == variant)]
     figures = {}
     if options.figures:
         from tf_selectivity import plots
