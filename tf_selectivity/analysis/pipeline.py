@@ -25,7 +25,7 @@ from tf_selectivity.analysis.runs import (
     discover_runs,
     load_response_function,
 )
-from tf_selectivity.analysis.streaming import evaluate_responses
+from tf_selectivity.unit_statistics import evaluate_responses
 from tf_selectivity.training.run_dir import read_json, write_json_atomic
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "write_table"]
