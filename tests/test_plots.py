@@ -185,10 +185,11 @@ def test_draw_all_reports_a_failing_figure_and_keeps_the_others(tmp_path, monkey
     def broken(*args, **kwargs):
         raise KeyError("boom")
 
-    # Only Figure 2 draws for real; Figure 1 fails.
-    for name in ("plot_precision", "plot_dead_units"):
-        monkeypatch.setattr(plots, name, lambda *args, **kwargs: None)
-    monkeypatch.setattr(plots, "plot_selectivity", broken)
+    # Only Figure 2 draws for real; Figure 1 fails. `draw_all` calls each
+    # figure through its family module.
+    monkeypatch.setattr(plots.precision, "plot_precision", lambda *args, **kwargs: None)
+    monkeypatch.setattr(plots.dead_units, "plot_dead_units", lambda *args, **kwargs: None)
+    monkeypatch.setattr(plots.selectivity, "plot_selectivity", broken)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         written = plots.draw_all(runs, layers, output_dir=tmp_path, formats=("png",),
