@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import error_lines, run_cli
+from tf_selectivity import stats
 from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
 from tf_selectivity.analysis.runs import discover_runs
 
@@ -71,7 +72,15 @@ def test_cca_tables_count_pairs(analysis):
     assert rows["distance"].between(0, 1).all()
     ratios = pd.read_csv(out / "cca_ratios.csv")
     assert set(ratios["alpha"]) == {-10.0}
-    assert os.path.exists(out / "cca_tests.csv")
+    # One t-test implementation: cca_tests is stats' summary of cca_ratios,
+    # one row per condition, method and alpha, and the report shows its numbers.
+    tests = pd.read_csv(out / "cca_tests.csv")
+    expected = stats.cca_ratio_summary(ratios, n_resamples=500)
+    pd.testing.assert_frame_equal(tests, expected, check_dtype=False)
+    assert list(tests["method"]) == ["pwcca", "svcca"]
+    pwcca = tests[tests["method"] == "pwcca"].iloc[0]
+    report = (out / "report.md").read_text()
+    assert f"| -10 | 7 | {pwcca['mean_ratio']:.3f} [" in report
 
 
 def test_figures_and_report(analysis):

@@ -223,6 +223,7 @@ def evaluate_run(
         # Eq. 3: mean over layers of each layer's mean over units.
         "test_mean_selectivity": float(layers["mean_selectivity"].mean()),
         "test_mean_selectivity_alive": float(layers["mean_selectivity_alive"].mean()),
+        # Over live units (NaN for a dead unit, whose SI counts as 0 above).
         "mean_precision": float(layers["mean_precision"].mean()),
         "dead_unit_fraction": float((layers["dead_fraction"] * layers["num_units"]).sum() / num_units),
         "num_units": num_units,
@@ -282,14 +283,15 @@ def _cca_groups(records: Sequence[RunRecord], options: AnalysisOptions, errors: 
 
 
 def _run_cca(records, options, response_dirs, errors, verbose):
-    from tf_selectivity.analysis.cca_experiment import distance_ratios, figure3_distances, ratio_ttest
+    from tf_selectivity import stats
+    from tf_selectivity.analysis.cca_experiment import distance_ratios, figure3_distances
 
     groups = list(_cca_groups(records, options, errors))
     if not groups:
         if options.cca == "true":
             errors.append(("CCA", f"needs runs at alpha={options.baseline_alpha} and >= 2 replicates at another alpha of the same model"))
         return None, None, None
-    distances, ratios, tests = [], [], []
+    distances, ratios = [], []
     for (model, activation, slope), baseline, treated in groups:
         layers = baseline[0].probe_names
         for alpha, runs in treated.items():
@@ -317,17 +319,14 @@ def _run_cca(records, options, response_dirs, errors, verbose):
                     continue
                 context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha, "method": method}
                 distances.append(frame.assign(**context))
-                ratio = distance_ratios(frame)
-                ratios.append(ratio.assign(**context))
-                test = ratio_ttest(frame)
-                tests.append({**context, **dataclasses.asdict(test), "mean_ratio": float(ratio["ratio"].mean())})
+                ratios.append(distance_ratios(frame).assign(**context))
     if not distances:
         return None, None, None
-    return (
-        pd.concat(distances, ignore_index=True),
-        pd.concat(ratios, ignore_index=True),
-        pd.DataFrame(tests),
-    )
+    ratios = pd.concat(ratios, ignore_index=True)
+    # The same function gives the report's and Figure 3b's numbers: one
+    # paired t-test per condition and alpha, Bonferroni over its alphas.
+    tests = stats.cca_ratio_summary(ratios, n_resamples=options.n_resamples)
+    return pd.concat(distances, ignore_index=True), ratios, tests
 
 
 def _progress_bar(verbose):

@@ -211,8 +211,13 @@ def layer_and_network_figure(
     y_label: str,
     what: str,
     n_resamples: int,
+    dead_units_note: str = "",
 ) -> Figure | None:
-    """Panel (a): `layer_column` per layer per alpha; (b): `run_column` vs alpha."""
+    """Panel (a): `layer_column` per layer per alpha; (b): `run_column` vs alpha.
+
+    `dead_units_note` is added to the footnote: selectivity and precision
+    treat dead units differently, and each figure says how.
+    """
     model_runs = select_runs(runs, model)
     model_layers = select_runs(layers, model)
     if not has_direction(model_runs, direction):
@@ -237,6 +242,7 @@ def layer_and_network_figure(
     add_footnote(
         figure,
         f"{replicates_text(network_summary['n'])}; "
-        "bands and error bars: bootstrapped 95% CI over networks.",
+        "bands and error bars: bootstrapped 95% CI over networks."
+        + (f" {dead_units_note}" if dead_units_note else ""),
     )
     return figure

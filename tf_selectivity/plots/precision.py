@@ -21,7 +21,9 @@ def plot_precision(
 
     Same layout as Figure 1 with the precision metric of Appendix A.5
     (fraction of a unit's top-N test images that belong to its most
-    frequent class; chance = 1 / number of classes).
+    frequent class; chance = 1 / number of classes). Means are over live
+    units: a dead unit has no most-activating images, so its precision is
+    undefined (NaN) and left out, whereas Figure 1 counts it as SI 0.
 
     Args:
         runs: The `runs` table.
@@ -40,4 +42,6 @@ def plot_precision(
         y_label="Mean precision (fraction of top-N)",
         what="precision metric",
         n_resamples=n_resamples,
+        dead_units_note="Precision is averaged over live units: dead units have no "
+                        "top-N images and are left out.",
     )

@@ -21,7 +21,8 @@ def plot_selectivity(
 
     (a) Mean class selectivity index per layer for each alpha; (b) mean
     class selectivity over layers (eq. 3, test set) as a function of alpha.
-    The line joining the means in (b) has `gid="network_mean"`.
+    Dead units count as selectivity 0, as in eq. 3 (Figure A9 leaves them
+    out). The line joining the means in (b) has `gid="network_mean"`.
 
     Args:
         runs: The `runs` table.
@@ -40,4 +41,5 @@ def plot_selectivity(
         y_label=SELECTIVITY_LABEL,
         what="class selectivity index",
         n_resamples=n_resamples,
+        dead_units_note="Dead units count as selectivity 0 (eq. 3).",
     )

@@ -86,6 +86,39 @@ def format_alpha(alpha: float) -> str:
     return f"{float(alpha):g}"
 
 
+def condition_label(condition: dict, with_model: bool = True) -> str:
+    """Name of an experimental condition as written in figures and reports.
+
+    Examples: "ResNet20", "ResNet20, leaky ReLU (negative slope 0.5)";
+    without the model (legends): "ReLU", "leaky ReLU (slope 0.5)".
+
+    Args:
+        condition: Any of `model`, `activation`, `leaky_slope` (see
+            `stats.split_by_condition`); a missing activation is ReLU.
+        with_model: Start with the model's display name.
+    """
+    activation = str(condition.get("activation", "relu"))
+    if "leaky" in activation.lower():
+        slope = "negative slope" if with_model else "slope"
+        activation_text = f"leaky ReLU ({slope} {float(condition.get('leaky_slope', 0)):g})"
+    elif activation.lower() == "relu":
+        activation_text = "" if with_model else "ReLU"
+    else:
+        activation_text = activation
+    if not with_model:
+        return activation_text
+    title = display_model_name(condition.get("model", "model"))
+    return f"{title}, {activation_text}" if activation_text else title
+
+
+def condition_slug(condition: dict) -> str:
+    """Short id of a condition's activation: "relu", "leaky_relu_0.5"."""
+    activation = str(condition.get("activation", "relu")).lower()
+    if "leaky" in activation:
+        return f"{activation}_{float(condition.get('leaky_slope', 0)):g}"
+    return activation
+
+
 def file_safe(text: str) -> str:
     """Makes `text` usable in a file name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "model"

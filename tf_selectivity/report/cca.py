@@ -1,4 +1,9 @@
-"""The CCA distance ratio (Figure 3): headline sentence and table."""
+"""The CCA distance ratio (Figure 3): headline sentence and table per condition.
+
+The numbers are those of `stats.cca_ratio_summary`, as in the analysis
+command's `cca_tests` table and in Figure 3b: one row per condition (model,
+activation, leaky slope) and alpha, never pooled across conditions.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import pandas as pd
 
 from tf_selectivity import stats
 from tf_selectivity.plots.cca import DEFAULT_CCA_EXAMPLE_ALPHA
-from tf_selectivity.plots.style import display_model_name, format_alpha
-from tf_selectivity.report.conditions import row_at_alpha
+from tf_selectivity.plots.style import format_alpha
+from tf_selectivity.report.conditions import condition_key, condition_title, row_at_alpha
 from tf_selectivity.report.formatting import format_p_cell, format_with_ci, markdown_table
 
 
@@ -35,12 +40,21 @@ def _cca_sentence(title: str, summary: pd.DataFrame) -> str | None:
         f"(α = {format_alpha(highest['alpha'])}), and "
         if len(summary) > 1 else ""
     )
+    if tested:
+        test_text = (
+            f"the distance to baseline significantly exceeded the within-α distance at "
+            f"{exceeded} of {tested} α values (paired t-test over layers, "
+            f"Bonferroni-corrected over the {tested} α of this condition)"
+        )
+    else:
+        test_text = (
+            "no α could be tested (the paired t-test over layers needs two or more "
+            "layers whose distance differences vary)"
+        )
     return (
         f"{title}: at α = {format_alpha(example)} the CCA distance to α = 0 networks was "
         f"{ratio} times the distance between replicates (layer-averaged ratio "
-        f"ρ(α, α₀) : ρ(α, α), [95% CI over layers]); {ratio_range}the distance "
-        f"to baseline significantly exceeded the within-α distance at {exceeded} of "
-        f"{tested} α values (paired t-test over layers, Bonferroni-corrected). A ratio "
+        f"ρ(α, α₀) : ρ(α, α), [95% CI over layers]); {ratio_range}{test_text}. A ratio "
         f"above 1 means selectivity was suppressed rather than rotated off the unit axes."
     )
 
@@ -63,23 +77,42 @@ def _cca_table(summary: pd.DataFrame) -> str:
     )
 
 
+def _one_method(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one CCA method: PWCCA (the paper's) when present."""
+    if "method" not in table.columns or table.empty:
+        return table
+    methods = sorted(table["method"].dropna().astype(str).unique())
+    method = "pwcca" if "pwcca" in methods else methods[0]
+    return table.loc[table["method"].astype(str) == method]
+
+
 def cca_section(
     cca: pd.DataFrame | None, cca_ratio: pd.DataFrame | None, n_resamples: int
-) -> tuple[dict[str, str], list[str]]:
-    """({model: headline sentence}, table block) for the CCA analysis."""
+) -> tuple[dict[tuple, str], list[str]]:
+    """Headline sentences and table block of the CCA analysis.
+
+    Args:
+        cca: The pairwise `cca` table, or None.
+        cca_ratio: The `cca_ratio` table; derived from `cca` when None.
+        n_resamples: Bootstrap resamples per confidence interval.
+
+    Returns:
+        `({condition_key: sentence}, table lines)`, one sentence and one
+        table per condition (`report.conditions.condition_key`).
+    """
     if cca_ratio is None and cca is not None and not cca.empty:
-        rows = cca
-        if "method" in cca.columns and (cca["method"] == "pwcca").any():
-            rows = cca.loc[cca["method"] == "pwcca"]
-        cca_ratio = stats.cca_distance_ratio(rows)
+        cca_ratio = stats.cca_distance_ratio(_one_method(cca))
     if cca_ratio is None or cca_ratio.empty:
         return {}, []
+    cca_ratio = _one_method(cca_ratio)
     summary = stats.cca_ratio_summary(cca_ratio, n_resamples=n_resamples)
     headlines, tables = {}, []
-    for model, model_summary in summary.groupby("model", sort=True):
-        title = display_model_name(model)
-        sentence = _cca_sentence(title, model_summary)
+    if "method" in cca_ratio.columns:
+        tables += [f"Distances: {str(cca_ratio['method'].iloc[0]).upper()}.", ""]
+    for condition, condition_summary in stats.split_by_condition(summary):
+        title = condition_title(condition)
+        sentence = _cca_sentence(title, condition_summary)
         if sentence:
-            headlines[str(model)] = sentence
-        tables += [f"### {title}: CCA distance ratio", "", _cca_table(model_summary), ""]
+            headlines[condition_key(condition)] = sentence
+        tables += [f"### {title}: CCA distance ratio", "", _cca_table(condition_summary), ""]
     return headlines, tables

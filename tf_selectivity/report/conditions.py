@@ -1,8 +1,8 @@
 """Conditions of the report: one model with one activation (and leaky slope).
 
-Runs are compared only within a condition; the headline comparison is always
-against the `alpha = 0` runs of the same condition. Also the accessors of a
-condition's per-alpha summary table.
+Runs are compared only within a condition (`stats.split_by_condition`); the
+headline comparison is always against the `alpha = 0` runs of the same
+condition. Also the accessors of a condition's per-alpha summary table.
 """
 
 from __future__ import annotations
@@ -12,46 +12,17 @@ import math
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.plots.style import display_model_name
+# Reports name conditions as the figures do.
+from tf_selectivity.plots.style import condition_label as condition_title
 
 
-def _condition_columns(runs: pd.DataFrame) -> list[str]:
-    return [c for c in ("model", "activation", "leaky_slope") if c in runs.columns]
-
-
-def split_conditions(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-    """Runs split by (model, activation, leaky slope); ReLU before leaky."""
-    if runs is None or runs.empty:
-        return []
-    data = runs.copy()
-    data["alpha"] = data["alpha"].astype(float)
-    columns = _condition_columns(data)
-    fill = {"activation": "relu", "leaky_slope": 0.0}
-    data = data.fillna({c: fill[c] for c in columns if c in fill})
-    conditions = [
-        (dict(zip(columns, key if isinstance(key, tuple) else (key,))), rows)
-        for key, rows in data.groupby(columns, sort=True)
-    ]
-    return sorted(conditions, key=lambda item: (
-        str(item[0].get("model", "")),
-        is_leaky_condition(item[0]),
-        float(item[0].get("leaky_slope", 0.0)),
-    ))
-
-
-def is_leaky_condition(condition: dict) -> bool:
-    return "leaky" in str(condition.get("activation", "")).lower()
-
-
-def condition_title(condition: dict) -> str:
-    """ "ResNet20" or "ResNet20, leaky ReLU (negative slope 0.5)"."""
-    title = display_model_name(condition.get("model", "model"))
-    activation = str(condition.get("activation", "relu"))
-    if "leaky" in activation.lower():
-        return f"{title}, leaky ReLU (negative slope {float(condition.get('leaky_slope', 0)):g})"
-    if activation.lower() != "relu":
-        return f"{title}, {activation}"
-    return title
+def condition_key(condition: dict) -> tuple[str, str, float]:
+    """(model, activation, leaky slope) of a condition, to match it across tables."""
+    return (
+        str(condition.get("model", "")),
+        str(condition.get("activation", "relu")).lower(),
+        float(condition.get("leaky_slope", 0.0)),
+    )
 
 
 def has_baseline(runs: pd.DataFrame) -> bool:

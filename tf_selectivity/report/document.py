@@ -9,14 +9,8 @@ from typing import Sequence
 import pandas as pd
 
 from tf_selectivity import stats
-from tf_selectivity.plots.style import display_model_name
 from tf_selectivity.report.cca import cca_section
-from tf_selectivity.report.conditions import (
-    condition_title,
-    has_baseline,
-    is_leaky_condition,
-    split_conditions,
-)
+from tf_selectivity.report.conditions import condition_key, condition_title, has_baseline
 from tf_selectivity.report.effects import (
     baseline_sentence,
     promotion_sentences,
@@ -26,7 +20,7 @@ from tf_selectivity.report.effects import (
 )
 from tf_selectivity.report.figures import figures_section
 from tf_selectivity.report.promote_vs_suppress import ranksum_sentence, ranksum_table
-from tf_selectivity.report.runs import errors_section, runs_table
+from tf_selectivity.report.runs import DEAD_UNITS_NOTE, errors_section, runs_table
 
 
 REPORT_FILENAME = "report.md"
@@ -70,8 +64,12 @@ def _methods_section() -> list[str]:
         "all α of the same model and activation.",
         "- Promoting vs suppressing: two-sided Wilcoxon rank-sum (Mann-Whitney U; exact "
         "p-value without ties) of α < 0 vs α > 0 at each |α|, Bonferroni-corrected over |α|.",
-        "- CCA: per layer, mean distance to α = 0 networks divided by mean distance between "
-        "replicates at the same α; paired t-test over layers, Bonferroni-corrected over α.",
+        "- CCA: per layer, mean distance to α = 0 networks of the same condition divided by "
+        "mean distance between replicates at the same α; paired t-test over layers of the two "
+        "means, Bonferroni-corrected over the α of each condition (model, activation, slope). "
+        "These are the numbers of the `cca_tests` table and of Figure 3b.",
+        "- Dead units (no response to any test image): SI 0 in the mean SI (eq. 3), left "
+        "out of the live-unit SI and of precision, which is undefined for them.",
         f"- Asterisks in figures: {stats.stars_legend()} (corrected p-values).",
         "",
     ]
@@ -114,7 +112,9 @@ def write_report(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     runs = runs if runs is not None else pd.DataFrame()
-    conditions = split_conditions(runs)
+    if "alpha" in runs.columns:
+        runs = runs.assign(alpha=runs["alpha"].astype(float))
+    conditions = stats.split_by_condition(runs)
 
     cca_headlines, cca_tables = cca_section(cca, cca_ratio, n_resamples)
     headline_blocks, tables = [], []
@@ -122,14 +122,14 @@ def write_report(
         condition_headlines, condition_tables = _condition_section(
             condition, condition_runs, n_resamples
         )
-        # The CCA comparison is part of the main (ReLU) experiment of a model.
-        model = str(condition.get("model", ""))
-        if model in cca_headlines and not is_leaky_condition(condition):
-            condition_headlines.append(cca_headlines.pop(model))
+        # Each condition's CCA sentence joins that condition's headlines.
+        if condition_key(condition) in cca_headlines:
+            condition_headlines.append(cca_headlines.pop(condition_key(condition)))
         headline_blocks.append((condition_title(condition), condition_headlines))
         tables += condition_tables
-    for model, sentence in cca_headlines.items():
-        headline_blocks.append((f"{display_model_name(model)}: CCA", [sentence]))
+    for (model, activation, slope), sentence in cca_headlines.items():
+        condition = {"model": model, "activation": activation, "leaky_slope": slope}
+        headline_blocks.append((f"{condition_title(condition)}: CCA", [sentence]))
 
     n_errors = len(errors) if errors else 0
     lines = [
@@ -152,7 +152,9 @@ def write_report(
         lines += ["No runs to summarise.", ""]
     lines += ["## Summary per α", "",
               "Accuracy in percent; SI = class selectivity index (eq. 1, test set, mean over "
-              "units then layers); p-values are Bonferroni-corrected.", ""]
+              "units then layers), with dead units counted as 0 as in eq. 3 and, in the next "
+              "column, left out; precision (appendix A.5) is over live units only: a dead unit "
+              "has no most-activating images. p-values are Bonferroni-corrected.", ""]
     lines += tables
     if cca_tables:
         lines += ["## Representational similarity (CCA)", ""] + cca_tables
@@ -160,7 +162,7 @@ def write_report(
     lines += errors_section(errors)
     lines += _methods_section()
     lines += ["## All runs", ""]
-    lines += [runs_table(runs) if not runs.empty else "No runs.", ""]
+    lines += [runs_table(runs), "", DEAD_UNITS_NOTE, ""] if not runs.empty else ["No runs.", ""]
 
     path = output_dir / REPORT_FILENAME
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -86,8 +86,8 @@ def summary_table(summary: pd.DataFrame) -> str:
     """The per-alpha table of one condition (rows of `summarize_condition`)."""
     headers = [
         "α", "n", "Test accuracy, % [95% CI]", "Δ accuracy vs α = 0 (points)",
-        "p (Welch t, Bonferroni)", "Mean SI [95% CI]", "Mean SI, live units",
-        "Mean precision", "Dead units, %",
+        "p (Welch t, Bonferroni)", "Mean SI, dead units = 0 [95% CI]", "Mean SI, live units",
+        "Mean precision, live units", "Dead units, %",
     ]
     rows = []
     for _, row in summary.iterrows():

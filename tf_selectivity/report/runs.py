@@ -32,6 +32,17 @@ RUN_COLUMNS = (
 )
 
 
+# How the selectivity and precision columns treat dead units (units that
+# respond to no test image), written under the table of runs.
+DEAD_UNITS_NOTE = (
+    "`test_mean_selectivity` counts dead units as SI 0 (eq. 3, as in the paper); "
+    "`test_mean_selectivity_alive` leaves them out (appendix A.6); `mean_precision` is over "
+    "live units only, because a dead unit has no most-activating images and so no precision "
+    "(appendix A.5). `dead_unit_fraction` is the share of dead units. Layer means first, "
+    "then the mean over layers."
+)
+
+
 def _format_run_cell(column: str, value) -> str:
     """A cell of the table of runs."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
