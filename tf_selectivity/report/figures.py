@@ -26,7 +26,8 @@ FIGURE_CAPTIONS = {
     ),
     "fig3_cca": (
         "Figure 3. CCA distance per layer between replicates and to α = 0 "
-        "networks (a), and the layer-averaged distance ratio vs α (b)."
+        "networks (a), and the layer-averaged distance ratio vs α (b); one "
+        "series per activation where runs of several were analysed."
     ),
     "fig4_accuracy_promote": (
         "Figure 4. Test accuracy vs α (a), its distribution (b) and vs mean "
