@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import error_lines, run_cli
+from tf_selectivity import stats
 from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
 from tf_selectivity.analysis.runs import discover_runs
 
@@ -82,9 +83,17 @@ def test_cca_tables_count_pairs(analysis):
     assert set(ratios["alpha"]) == {-10.0}
     assert ratios.groupby(["method", "pwcca_variant"]).size().to_dict() == {
         ("pwcca", "svcca"): 7, ("pwcca", "textbook"): 7, ("svcca", ""): 7}
+    # One t-test implementation: cca_tests is stats' summary of cca_ratios,
+    # one row per condition, method, PWCCA variant and alpha, and the report
+    # shows its numbers (for the paper's variant).
     tests = pd.read_csv(out / "cca_tests.csv", keep_default_na=False)
+    expected = stats.cca_ratio_summary(ratios, n_resamples=500)
+    pd.testing.assert_frame_equal(tests, expected, check_dtype=False)
     assert sorted(zip(tests["method"], tests["pwcca_variant"])) == [
         ("pwcca", "svcca"), ("pwcca", "textbook"), ("svcca", "")]
+    pwcca = tests[(tests["method"] == "pwcca") & (tests["pwcca_variant"] == "svcca")].iloc[0]
+    report = (out / "report.md").read_text()
+    assert f"| -10 | 7 | {pwcca['mean_ratio']:.3f} [" in report
 
 
 def test_figures_and_report(analysis):

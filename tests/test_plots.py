@@ -185,10 +185,11 @@ def test_draw_all_reports_a_failing_figure_and_keeps_the_others(tmp_path, monkey
     def broken(*args, **kwargs):
         raise KeyError("boom")
 
-    # Only Figure 2 draws for real; Figure 1 fails.
-    for name in ("plot_precision", "plot_dead_units"):
-        monkeypatch.setattr(plots, name, lambda *args, **kwargs: None)
-    monkeypatch.setattr(plots, "plot_selectivity", broken)
+    # Only Figure 2 draws for real; Figure 1 fails. `draw_all` calls each
+    # figure through its family module.
+    monkeypatch.setattr(plots.precision, "plot_precision", lambda *args, **kwargs: None)
+    monkeypatch.setattr(plots.dead_units, "plot_dead_units", lambda *args, **kwargs: None)
+    monkeypatch.setattr(plots.selectivity, "plot_selectivity", broken)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         written = plots.draw_all(runs, layers, output_dir=tmp_path, formats=("png",),
@@ -227,6 +228,18 @@ def test_figure_1b_line_is_per_alpha_mean_selectivity_of_relu_runs():
     np.testing.assert_allclose(
         profile.get_ydata(), relu_layers.groupby("layer_index")["mean_selectivity"].mean()
     )
+
+
+def test_selectivity_and_precision_figures_say_how_dead_units_count():
+    runs, layers, _ = make_tables(alphas=(-1.0, 0.0))
+
+    def footnote(figure):
+        return " ".join(text.get_text() for text in figure.texts).replace("\n", " ")
+
+    assert "Dead units count as selectivity 0" in footnote(
+        plots.plot_selectivity(runs, layers, MODEL, n_resamples=N_RESAMPLES))
+    assert "averaged over live units" in footnote(
+        plots.plot_precision(runs, layers, MODEL, n_resamples=N_RESAMPLES))
 
 
 def test_figure_2_points_intervals_and_asterisks():
@@ -272,9 +285,9 @@ def test_cca_figure_panels_follow_available_tables():
     at_example = cca.loc[cca["alpha"] == -10.0]  # The paper's example alpha.
     for comparison in ("within", "to_baseline"):
         expected = at_example.loc[at_example["comparison"] == comparison].groupby("layer_index")["distance"].mean()
-        np.testing.assert_allclose(line_by_gid(profile_ax, f"cca_{comparison}").get_ydata(), expected)
+        np.testing.assert_allclose(line_by_gid(profile_ax, f"cca_{comparison}_relu").get_ydata(), expected)
     ratio = stats.cca_distance_ratio(cca)
-    np.testing.assert_allclose(line_by_gid(ratio_ax, "cca_ratio_mean").get_ydata(),
+    np.testing.assert_allclose(line_by_gid(ratio_ax, "cca_ratio_mean_relu").get_ydata(),
                                ratio.groupby("alpha")["ratio"].mean())
 
     only_ratio = plots.plot_cca(None, ratio, MODEL, n_resamples=N_RESAMPLES)
@@ -282,6 +295,36 @@ def test_cca_figure_panels_follow_available_tables():
     chosen = plots.plot_cca(cca, None, MODEL, alpha=-1.0, n_resamples=N_RESAMPLES)
     assert "-1" in chosen.axes[0].get_legend().get_texts()[0].get_text()
     assert plots.plot_cca(cca, None, "vgg16") is None
+
+
+def test_cca_figure_draws_one_series_per_condition():
+    # ReLU runs moved away from their baseline (ratio 1.5), leaky-ReLU runs
+    # did not (ratio 1.0): two labelled series, never one at 1.25.
+    rows = []
+    for activation, slope, to_baseline in (("relu", 0.0, 0.3), ("leaky_relu", 0.5, 0.2)):
+        for alpha in (-10.0, -1.0):
+            for index in range(3):
+                for comparison, distance in (("within", 0.2), ("to_baseline", to_baseline)):
+                    for pair in range(2):
+                        rows.append(dict(model=MODEL, activation=activation, leaky_slope=slope,
+                                         alpha=alpha, layer=f"conv{index}", layer_index=index,
+                                         comparison=comparison, run_a=f"a{pair}", run_b=f"b{pair}",
+                                         distance=distance * (1 + index), method="pwcca"))
+    cca = pd.DataFrame(rows)
+    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    profile_ax, ratio_ax = figure.axes
+    np.testing.assert_allclose(line_by_gid(ratio_ax, "cca_ratio_mean_relu").get_ydata(), [1.5, 1.5])
+    np.testing.assert_allclose(
+        line_by_gid(ratio_ax, "cca_ratio_mean_leaky_relu_0.5").get_ydata(), [1.0, 1.0])
+    np.testing.assert_allclose(line_by_gid(profile_ax, "cca_to_baseline_relu").get_ydata(),
+                               [0.3, 0.6, 0.9])
+    np.testing.assert_allclose(line_by_gid(profile_ax, "cca_to_baseline_leaky_relu_0.5").get_ydata(),
+                               [0.2, 0.4, 0.6])
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert labels[:2] == ["ReLU", "leaky ReLU (slope 0.5)"]
+    # The same numbers as the statistics (one implementation).
+    summary = stats.cca_ratio_summary(stats.cca_distance_ratio(cca), n_resamples=N_RESAMPLES)
+    assert sorted(summary["mean_ratio"].round(12)) == [1.0, 1.0, 1.5, 1.5]
 
 
 def test_leaky_figure_uses_leaky_runs_per_slope():

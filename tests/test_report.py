@@ -127,6 +127,11 @@ def test_per_alpha_summary_table(tmp_path):
     assert cells[5].startswith(f"{np.mean(SELECTIVITY[-1.0]):.3f} [")
     baseline_rows = [l for l in text.splitlines() if l.startswith("| 0 | 2 |")]
     assert "baseline" in baseline_rows[0]
+    # The tables say how each column treats dead units.
+    header = next(l for l in text.splitlines() if l.startswith("| α | n |"))
+    assert "Mean SI, dead units = 0" in header and "Mean precision, live units" in header
+    assert cells[7].startswith(f"{0.1 + np.mean(SELECTIVITY[-1.0]) / 2:.3f}")
+    assert "`mean_precision` is over live units only" in text.split("## All runs", 1)[1]
 
 
 def test_runs_table_is_sorted_by_model_alpha_seed(tmp_path):
@@ -229,3 +234,29 @@ def test_leaky_runs_get_their_own_section(tmp_path):
     # The ReLU section comes first and its numbers are not mixed with leaky runs.
     assert text.index("### ResNet20\n") < text.index("### ResNet20, leaky ReLU")
     assert "0.220 at α = 0 to 0.070 at α = -1 (3.1x lower)" in text
+
+
+def test_cca_is_reported_per_condition(tmp_path):
+    # ReLU ratio 1.5, leaky-ReLU ratio 1.0 at the same model and alpha: two
+    # sentences and two tables, not one ratio of 1.25.
+    rows = []
+    for activation, slope, factor in (("relu", 0.0, 1.5), ("leaky_relu", 0.5, 1.0)):
+        for index, within in enumerate((0.2, 0.4)):
+            rows.append({"model": "resnet20", "activation": activation, "leaky_slope": slope,
+                         "alpha": -10.0, "layer": f"conv{index}", "layer_index": index,
+                         "within_mean": within, "to_baseline_mean": within * factor,
+                         "method": "pwcca"})
+    cca_ratio = pd.DataFrame(rows)
+    cca_ratio["ratio"] = cca_ratio["to_baseline_mean"] / cca_ratio["within_mean"]
+    runs = pd.concat([make_runs(), make_runs(activation="leaky_relu", leaky_slope=0.5)],
+                     ignore_index=True)
+    text = write(tmp_path, runs, cca_ratio=cca_ratio)
+    relu_block = text.split("### ResNet20\n", 1)[1].split("###", 1)[0]
+    leaky_block = text.split("### ResNet20, leaky ReLU (negative slope 0.5)\n", 1)[1].split("###", 1)[0]
+    assert "CCA distance to α = 0 networks was 1.50 [" in relu_block
+    assert "CCA distance to α = 0 networks was 1.00 [" in leaky_block
+    assert "no α could be tested" in leaky_block  # Equal distances in every layer.
+    assert "1.25" not in text.split("## Representational similarity (CCA)", 1)[1].split("## Figures")[0]
+    assert "### ResNet20: CCA distance ratio" in text
+    assert "### ResNet20, leaky ReLU (negative slope 0.5): CCA distance ratio" in text
+    assert "| -10 | 2 | 1.500 [" in text and "| -10 | 2 | 1.000 [" in text

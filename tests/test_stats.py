@@ -334,3 +334,77 @@ def test_cca_ratio_summary_known_values():
     assert summary.loc[-10.0, "p_value"] == pytest.approx(direct.pvalue)
     assert summary.loc[-10.0, "p_bonferroni"] == pytest.approx(min(1.0, 2 * direct.pvalue))
     assert summary.loc[-10.0, "ci_low"] <= summary.loc[-10.0, "mean_ratio"] <= summary.loc[-10.0, "ci_high"]
+
+
+def _two_condition_ratios() -> pd.DataFrame:
+    """ResNet20 at alpha = -1: ratio 1.5 in every layer with ReLU, 1.0 with leaky ReLU."""
+    rows = []
+    for activation, slope, to_baseline in (("relu", 0.0, (0.3, 0.45, 0.6)),
+                                           ("leaky_relu", 0.5, (0.2, 0.3, 0.4))):
+        for index, within in enumerate((0.2, 0.3, 0.4)):
+            rows.append({"model": "resnet20", "activation": activation, "leaky_slope": slope,
+                         "alpha": -1.0, "layer": f"conv{index}", "layer_index": index,
+                         "within_mean": within, "to_baseline_mean": to_baseline[index]})
+    ratio = pd.DataFrame(rows)
+    ratio["ratio"] = ratio["to_baseline_mean"] / ratio["within_mean"]
+    return ratio
+
+
+def test_cca_ratio_summary_keeps_conditions_apart():
+    # A ReLU ratio of 1.5 and a leaky one of 1.0 are two results, not 1.25.
+    summary = stats.cca_ratio_summary(_two_condition_ratios(), n_resamples=200)
+    assert len(summary) == 2
+    assert list(summary["activation"]) == ["relu", "leaky_relu"]  # ReLU first.
+    assert list(summary["leaky_slope"]) == [0.0, 0.5]
+    np.testing.assert_allclose(summary["mean_ratio"], [1.5, 1.0])
+    relu = summary.iloc[0]
+    direct = scipy_stats.ttest_rel([0.3, 0.45, 0.6], [0.2, 0.3, 0.4])
+    assert relu["p_value"] == pytest.approx(direct.pvalue)
+    # One alpha per condition: Bonferroni over the alphas of a condition only.
+    assert relu["p_bonferroni"] == pytest.approx(direct.pvalue)
+    assert relu["mean_difference"] == pytest.approx(np.mean([0.1, 0.15, 0.2]))
+    # Equal distances: no difference to test.
+    assert summary.iloc[1]["mean_difference"] == 0.0 and np.isnan(summary.iloc[1]["p_value"])
+
+
+def test_cca_ratio_summary_bonferroni_family_is_one_condition():
+    ratio = _two_condition_ratios()
+    relu_two_alphas = pd.concat([ratio, ratio[ratio["activation"] == "relu"].assign(alpha=-10.0)])
+    summary = stats.cca_ratio_summary(relu_two_alphas, n_resamples=200)
+    relu = summary[summary["activation"] == "relu"].set_index("alpha")
+    assert relu.loc[-1.0, "p_bonferroni"] == pytest.approx(min(1.0, 2 * relu.loc[-1.0, "p_value"]))
+    # The leaky condition has one alpha tested: its p-values are not inflated by ReLU's.
+    assert summary[summary["activation"] == "leaky_relu"]["alpha"].tolist() == [-1.0]
+
+
+def test_cca_distance_ratio_keeps_conditions_and_methods_apart():
+    base = _cca_table()
+    leaky = base.assign(distance=np.where(base["comparison"] == "within", base["distance"], 0.2))
+    leaky = leaky.assign(activation="leaky_relu", leaky_slope=0.5)
+    svcca = base.assign(activation="relu", leaky_slope=0.0, method="svcca",
+                        distance=base["distance"] / 2)
+    table = pd.concat([base.assign(activation="relu", leaky_slope=0.0), leaky, svcca])
+    ratio = stats.cca_distance_ratio(table)
+    assert len(ratio) == 6  # 3 conditions x 2 layers.
+    relu = ratio[(ratio["activation"] == "relu") & (ratio["method"] == "pwcca")]
+    np.testing.assert_allclose(relu["ratio"], [1.5, 1.25])
+    np.testing.assert_allclose(ratio[ratio["method"] == "svcca"]["ratio"], [1.5, 1.25])
+    np.testing.assert_allclose(ratio[ratio["activation"] == "leaky_relu"]["ratio"], [1.0, 0.5])
+
+
+def test_split_by_condition_orders_relu_first_and_fills_gaps():
+    runs = pd.DataFrame({
+        "model": ["vgg16", "resnet20", "resnet20", "resnet20", "resnet20"],
+        "activation": ["relu", "leaky_relu", "leaky_relu", None, "relu"],
+        "leaky_slope": [0.0, 0.5, 0.1, np.nan, 0.0],
+        "alpha": [0.0] * 5,
+    })
+    groups = stats.split_by_condition(runs)
+    assert [condition for condition, _ in groups] == [
+        {"model": "resnet20", "activation": "relu", "leaky_slope": 0.0},
+        {"model": "resnet20", "activation": "leaky_relu", "leaky_slope": 0.1},
+        {"model": "resnet20", "activation": "leaky_relu", "leaky_slope": 0.5},
+        {"model": "vgg16", "activation": "relu", "leaky_slope": 0.0},
+    ]
+    assert len(groups[0][1]) == 2  # The row without activation / slope is ReLU.
+    assert stats.split_by_condition(runs.iloc[:0]) == []

@@ -9,6 +9,12 @@ the CCA distance ratio. This module implements exactly those, on the plain
 tables produced by the analysis command (`runs`, `layers`, `cca`,
 `cca_ratio`).
 
+Numbers of different experimental conditions are never pooled. A condition
+is one model with one activation and leaky-ReLU slope (`CONDITION_COLUMNS`),
+and for CCA also one distance method (`CCA_CONDITION_COLUMNS`): a leaky-ReLU
+sweep has an alpha = 0 baseline per slope, and ReLU and leaky runs analysed
+together are two experiments, not replicates of one.
+
 It depends only on numpy, scipy and pandas (no TensorFlow / Keras import) so
 that results can be re-analysed on a laptop without an accelerator stack.
 """
@@ -38,6 +44,14 @@ STAR_THRESHOLDS = (0.05, 1e-3, 1e-6)
 # fast at a few hundred), and for larger samples the normal approximation is
 # accurate anyway.
 _MAX_EXACT_RANKSUM_SIZE = 200
+
+# Columns that identify an experimental condition (those present in a table).
+CONDITION_COLUMNS = ("model", "activation", "leaky_slope")
+# A CCA result is also identified by how its distances were computed: the
+# method (PWCCA, SVCCA) and, where the table has one, the PWCCA variant.
+CCA_CONDITION_COLUMNS = (*CONDITION_COLUMNS, "method", "pwcca_variant")
+# Value of a missing activation / slope (tables of ReLU-only experiments).
+_CONDITION_DEFAULTS = {"activation": "relu", "leaky_slope": 0.0}
 
 # Resamples are drawn in chunks so that a large input (e.g. 400 CCA pairs)
 # never allocates more than about this many indices at once.
@@ -501,6 +515,56 @@ def _format_threshold(threshold: float) -> str:
     return f"{threshold:g}"
 
 
+def condition_columns(
+    df: pd.DataFrame, columns: Sequence[str] = CONDITION_COLUMNS
+) -> list[str]:
+    """The columns of `columns` that `df` has, in that order."""
+    return [column for column in columns if column in df.columns]
+
+
+def _is_leaky(condition: dict) -> bool:
+    return "leaky" in str(condition.get("activation", "")).lower()
+
+
+def split_by_condition(
+    df: pd.DataFrame, columns: Sequence[str] = CONDITION_COLUMNS
+) -> list[tuple[dict, pd.DataFrame]]:
+    """The rows of `df` per experimental condition.
+
+    Missing activations count as "relu" and missing slopes as 0, so a table
+    without those columns (or with gaps in them) is one ReLU condition per
+    model.
+
+    Args:
+        df: Any table with condition columns (`runs`, `layers`, `cca`,
+            `cca_ratio`, a CCA summary).
+        columns: The columns that identify a condition; those absent from
+            `df` are ignored.
+
+    Returns:
+        `(condition, rows)` pairs, where `condition` maps each present
+        condition column to its value, sorted by model, then ReLU before
+        leaky ReLU, then slope, then the remaining columns. An empty table
+        gives an empty list.
+    """
+    if df is None or df.empty:
+        return []
+    keys = condition_columns(df, columns)
+    if not keys:
+        return [({}, df)]
+    data = df.fillna({c: v for c, v in _CONDITION_DEFAULTS.items() if c in keys})
+    groups = [
+        (dict(zip(keys, key)), rows)
+        for key, rows in data.groupby(keys, sort=True, dropna=False)
+    ]
+    return sorted(groups, key=lambda item: (
+        str(item[0].get("model", "")),
+        _is_leaky(item[0]),
+        float(item[0].get("leaky_slope", 0.0)),
+        tuple(str(item[0][c]) for c in keys if c not in CONDITION_COLUMNS),
+    ))
+
+
 def summarize_by_group(
     df: pd.DataFrame,
     value: str,
@@ -553,7 +617,8 @@ def summarize_by_group(
 def cca_distance_ratio(cca: pd.DataFrame) -> pd.DataFrame:
     """Per-layer CCA distance ratio from the pairwise `cca` table.
 
-    For each model, treated alpha and layer this is
+    For each condition (`CCA_CONDITION_COLUMNS` present in the table: model,
+    activation, leaky slope, method), treated alpha and layer this is
     `mean(to_baseline distances) / mean(within distances)`, the paper's
     ratio rho(alpha_r, alpha_0) : rho(alpha_r, alpha_r). The analysis command
     normally provides this table (`cca_ratio`); this function derives it when
@@ -561,30 +626,39 @@ def cca_distance_ratio(cca: pd.DataFrame) -> pd.DataFrame:
 
     Args:
         cca: Table with columns `model, alpha, layer, layer_index,
-            comparison, distance` (one `method` only).
+            comparison, distance` and any of `activation, leaky_slope,
+            method, pwcca_variant`.
 
     Returns:
-        DataFrame with columns `model, alpha, layer, layer_index,
-        within_mean, to_baseline_mean, ratio`; layers lacking either
-        comparison are dropped.
+        DataFrame with the condition columns present, then `alpha, layer,
+        layer_index, within_mean, to_baseline_mean, ratio`; layers lacking
+        either comparison are dropped.
     """
-    keys = ["model", "alpha", "layer", "layer_index"]
-    means = (
-        cca.groupby(keys + ["comparison"], sort=True)["distance"]
-        .mean()
-        .unstack("comparison")
-    )
-    for comparison in ("within", "to_baseline"):
-        if comparison not in means.columns:
-            means[comparison] = math.nan
-    result = means[["within", "to_baseline"]].rename(
-        columns={"within": "within_mean", "to_baseline": "to_baseline_mean"}
-    )
-    result = result.dropna().reset_index()
-    result.columns.name = None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result["ratio"] = result["to_baseline_mean"] / result["within_mean"]
-    return result[keys + ["within_mean", "to_baseline_mean", "ratio"]]
+    frames = []
+    for condition, rows in split_by_condition(cca, CCA_CONDITION_COLUMNS):
+        keys = ["alpha", "layer", "layer_index"]
+        means = (
+            rows.groupby(keys + ["comparison"], sort=True)["distance"]
+            .mean()
+            .unstack("comparison")
+        )
+        for comparison in ("within", "to_baseline"):
+            if comparison not in means.columns:
+                means[comparison] = math.nan
+        result = means[["within", "to_baseline"]].rename(
+            columns={"within": "within_mean", "to_baseline": "to_baseline_mean"}
+        )
+        result = result.dropna().reset_index()
+        result.columns.name = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            result["ratio"] = result["to_baseline_mean"] / result["within_mean"]
+        frames.append(result.assign(**condition)[
+            list(condition) + keys + ["within_mean", "to_baseline_mean", "ratio"]
+        ])
+    if not frames:
+        return pd.DataFrame(columns=condition_columns(cca, CCA_CONDITION_COLUMNS) + [
+            "alpha", "layer", "layer_index", "within_mean", "to_baseline_mean", "ratio"])
+    return pd.concat(frames, ignore_index=True)
 
 
 def cca_ratio_summary(
@@ -594,29 +668,38 @@ def cca_ratio_summary(
     seed: int | None = 0,
     significance_level: float = SIGNIFICANCE_LEVEL,
 ) -> pd.DataFrame:
-    """Layer-averaged CCA distance ratio per model and alpha, with tests.
+    """Layer-averaged CCA distance ratio per condition and alpha, with tests.
 
     The paper (Figure 3b) averages the ratio across layers and tests whether
     the distance to the baseline exceeds the distance between replicates
-    with a paired t-test. Here the pairs are the layers (per-layer
-    `to_baseline_mean` vs `within_mean`), and the p-values are
-    Bonferroni-corrected over the alphas of each model.
+    with a paired t-test. The paper does not say what it paired; the 190
+    within and 380 (or 400) to-baseline distances of a layer have no natural
+    pairing, so here the pairs are the layers: each layer's mean to-baseline
+    distance with its mean within distance (`paired_ttest`, two-sided). The
+    layers of a network are not independent of each other, so read the
+    p-values as descriptive. They are Bonferroni-corrected over the alphas
+    of each condition (model, activation, leaky slope, CCA method).
+
+    This is the only implementation of the test: the analysis command's
+    `cca_tests` table, the report and Figure 3b all show its numbers.
 
     Args:
         cca_ratio: Table with columns `model, alpha, layer, layer_index,
-            within_mean, to_baseline_mean, ratio`.
+            within_mean, to_baseline_mean, ratio` and any of `activation,
+            leaky_slope, method, pwcca_variant`.
         confidence: Confidence level of the bootstrap interval (over layers).
         n_resamples: Bootstrap resamples.
         seed: Bootstrap seed.
         significance_level: Level for the `significant` column.
 
     Returns:
-        DataFrame with columns `model, alpha, n_layers, mean_ratio, ci_low,
-        ci_high, mean_difference, t_statistic, p_value, p_bonferroni,
-        significant`, sorted by model and alpha.
+        DataFrame with the condition columns present, then `alpha, n_layers,
+        mean_ratio, ci_low, ci_high, mean_difference, t_statistic, p_value,
+        p_bonferroni, significant`; one row per condition and alpha, sorted
+        by condition (ReLU before leaky ReLU) and alpha. `mean_difference`
+        is the mean over layers of `to_baseline_mean - within_mean`.
     """
-    columns = [
-        "model",
+    statistics = [
         "alpha",
         "n_layers",
         "mean_ratio",
@@ -629,9 +712,9 @@ def cca_ratio_summary(
         "significant",
     ]
     summaries = []
-    for model, model_rows in cca_ratio.groupby("model", sort=True):
+    for condition, condition_rows in split_by_condition(cca_ratio, CCA_CONDITION_COLUMNS):
         rows = []
-        for alpha, alpha_rows in model_rows.groupby("alpha", sort=True):
+        for alpha, alpha_rows in condition_rows.groupby("alpha", sort=True):
             ratios = _finite_values(alpha_rows["ratio"])
             low, high = bootstrap_ci(
                 ratios,
@@ -644,7 +727,7 @@ def cca_ratio_summary(
             )
             rows.append(
                 {
-                    "model": model,
+                    **condition,
                     "alpha": float(alpha),
                     "n_layers": int(ratios.size),
                     "mean_ratio": float(ratios.mean()) if ratios.size else math.nan,
@@ -659,6 +742,7 @@ def cca_ratio_summary(
         summary["p_bonferroni"] = bonferroni(summary["p_value"].to_numpy())
         summary["significant"] = summary["p_bonferroni"] < significance_level
         summaries.append(summary)
+    columns = condition_columns(cca_ratio, CCA_CONDITION_COLUMNS) + statistics
     if not summaries:
         return pd.DataFrame(columns=columns)
     return pd.concat(summaries, ignore_index=True)[columns]

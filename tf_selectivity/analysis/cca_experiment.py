@@ -18,7 +18,8 @@ other invertible map) of the unregularized ones, above 1 if the
 representation really changed. Figure 3b averages it over layers.
 
 `figure3_distances` computes the pairwise table, `distance_ratios` and
-`mean_ratio` the ratios, and `ratio_ttest` the paired t-test. Memory stays
+`mean_ratio` the ratios; the paired t-test over layers, with the other
+statistics of Figure 3b, is `tf_selectivity.stats.cca_ratio_summary`. Memory stays
 bounded by one layer: each (run, layer) is loaded and factored exactly once
 (`tf_selectivity.cca.factorize`), the factors of all runs for that layer are
 compared, and they are released before the next layer is loaded.
@@ -49,14 +50,12 @@ numpy, scipy and pandas only.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
 from tf_selectivity import cca
 
@@ -89,24 +88,6 @@ PWCCA_VARIANT_CHOICES = (*cca.PWCCA_VARIANTS, "both")
 
 ActivationLoader = Callable[[str, str], np.ndarray]
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class RatioTTest:
-    """Paired t-test of to-baseline against within distances across layers.
-
-    Attributes:
-        statistic: t statistic of `to_baseline_mean - within_mean`.
-        pvalue: Two-sided p-value.
-        n_layers: Number of layers (pairs) in the test.
-        direction: "to_baseline > within", "to_baseline < within" or
-            "no difference" (sign of the statistic).
-    """
-
-    statistic: float
-    pvalue: float
-    n_layers: int
-    direction: str
 
 
 def figure3_distances(
@@ -253,46 +234,6 @@ def mean_ratio(ratios: pd.DataFrame) -> float:
     if len(ratios) == 0:
         raise ValueError("No layer ratios to average.")
     return float(ratios["ratio"].mean())
-
-
-def ratio_ttest(distances: pd.DataFrame) -> RatioTTest:
-    """Paired t-test of rho(alpha_r, alpha_0) against rho(alpha_r, alpha_r).
-
-    The paper reports a paired t-test without saying what is paired. The
-    190 within and 380 (or 400) to-baseline distances of a layer share no natural
-    pairing, so we pair by layer: for each layer, its mean to-baseline
-    distance with its mean within distance (`scipy.stats.ttest_rel`, two
-    sided). The samples are the layers, which are not independent of each
-    other; read the p-value as descriptive.
-
-    Args:
-        distances: Output of `figure3_distances` (one method).
-
-    Returns:
-        A `RatioTTest`.
-
-    Raises:
-        ValueError: With fewer than 2 layers, or as `distance_ratios`.
-    """
-    ratios = distance_ratios(distances)
-    if len(ratios) < 2:
-        raise ValueError(
-            f"The paired t-test needs at least 2 layers, got {len(ratios)}."
-        )
-    result = scipy_stats.ttest_rel(ratios["to_baseline_mean"], ratios["within_mean"])
-    statistic = float(result.statistic)
-    if statistic > 0:
-        direction = "to_baseline > within"
-    elif statistic < 0:
-        direction = "to_baseline < within"
-    else:
-        direction = "no difference"
-    return RatioTTest(
-        statistic=statistic,
-        pvalue=float(result.pvalue),
-        n_layers=len(ratios),
-        direction=direction,
-    )
 
 
 def blas_thread_limit(threads: int | None) -> contextlib.AbstractContextManager:

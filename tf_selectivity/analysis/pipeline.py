@@ -25,7 +25,7 @@ from tf_selectivity.analysis.runs import (
     discover_runs,
     load_response_function,
 )
-from tf_selectivity.analysis.streaming import evaluate_responses
+from tf_selectivity.unit_statistics import evaluate_responses
 from tf_selectivity.training.run_dir import read_json, write_json_atomic
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "write_table"]
@@ -245,6 +245,7 @@ def evaluate_run(
         # Eq. 3: mean over layers of each layer's mean over units.
         "test_mean_selectivity": float(layers["mean_selectivity"].mean()),
         "test_mean_selectivity_alive": float(layers["mean_selectivity_alive"].mean()),
+        # Over live units (NaN for a dead unit, whose SI counts as 0 above).
         "mean_precision": float(layers["mean_precision"].mean()),
         "dead_unit_fraction": float((layers["dead_fraction"] * layers["num_units"]).sum() / num_units),
         "eq1_guarded_fraction": float(
@@ -311,14 +312,15 @@ def _cca_groups(records: Sequence[RunRecord], options: AnalysisOptions, errors: 
 
 
 def _run_cca(records, options, response_dirs, errors, verbose):
-    from tf_selectivity.analysis.cca_experiment import distance_ratios, figure3_distances, ratio_ttest
+    from tf_selectivity import stats
+    from tf_selectivity.analysis.cca_experiment import distance_ratios, figure3_distances
 
     groups = list(_cca_groups(records, options, errors))
     if not groups:
         if options.cca == "true":
             errors.append(("CCA", f"needs runs at alpha={options.baseline_alpha} and >= 2 replicates at another alpha of the same model"))
         return None, None, None
-    distances, ratios, tests = [], [], []
+    distances, ratios = [], []
     for (model, activation, slope), baseline, treated in groups:
         layers = baseline[0].probe_names
         for alpha, runs in treated.items():
@@ -350,17 +352,14 @@ def _run_cca(records, options, response_dirs, errors, verbose):
                     context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha,
                                "method": method, "pwcca_variant": variant}
                     distances.append(part.assign(**context))
-                    ratio = distance_ratios(part)
-                    ratios.append(ratio.assign(**context))
-                    test = ratio_ttest(part)
-                    tests.append({**context, **dataclasses.asdict(test), "mean_ratio": float(ratio["ratio"].mean())})
+                    ratios.append(distance_ratios(part).assign(**context))
     if not distances:
         return None, None, None
-    return (
-        pd.concat(distances, ignore_index=True),
-        pd.concat(ratios, ignore_index=True),
-        pd.DataFrame(tests),
-    )
+    ratios = pd.concat(ratios, ignore_index=True)
+    # The same function gives the report's and Figure 3b's numbers: one
+    # paired t-test per condition and alpha, Bonferroni over its alphas.
+    tests = stats.cca_ratio_summary(ratios, n_resamples=options.n_resamples)
+    return pd.concat(distances, ignore_index=True), ratios, tests
 
 
 def _progress_bar(verbose):

@@ -9,7 +9,7 @@ import time
 import keras
 import numpy as np
 
-from tf_selectivity.analysis.streaming import evaluate_responses
+from tf_selectivity.unit_statistics import evaluate_responses
 from tf_selectivity.data import EpochSync, ImageBatches, load_dataset
 from tf_selectivity.models import MODELS, build_model
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint

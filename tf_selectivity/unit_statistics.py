@@ -10,6 +10,10 @@ grow with the number of samples:
 * the largest absolute response -> dead units (Appendix A.6),
 * the top-N responses with their labels -> precision (Appendix A.5),
 * optionally, every response written to a memory-mapped file on disk (for CCA).
+
+Training (`tf_selectivity.training.loop`: the test metrics of `summary.json`)
+and the analysis (`tf_selectivity.analysis.pipeline`) both evaluate through
+this module, so the two report the same numbers.
 """
 
 from __future__ import annotations

@@ -1,0 +1,169 @@
+"""`write_report`: the sections of `report.md`, in order."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from tf_selectivity import stats
+from tf_selectivity.report.cca import cca_section
+from tf_selectivity.report.conditions import condition_key, condition_title, has_baseline
+from tf_selectivity.report.effects import (
+    baseline_sentence,
+    promotion_sentences,
+    summarize_condition,
+    summary_table,
+    suppression_sentences,
+)
+from tf_selectivity.report.figures import figures_section
+from tf_selectivity.report.promote_vs_suppress import ranksum_sentence, ranksum_table
+from tf_selectivity.report.runs import DEAD_UNITS_NOTE, errors_section, runs_table
+
+
+REPORT_FILENAME = "report.md"
+
+
+def _condition_section(condition: dict, runs: pd.DataFrame, n_resamples: int) -> tuple[list[str], list[str]]:
+    """(headline bullet points, summary-table block) of one condition."""
+    title = condition_title(condition)
+    runs = runs.copy()
+    runs["alpha"] = runs["alpha"].astype(float)
+    summary = summarize_condition(runs, n_resamples)
+    headlines = []
+    if has_baseline(runs):
+        headlines.append(baseline_sentence(title, summary))
+        headlines += suppression_sentences(title, summary)
+        headlines += promotion_sentences(title, summary)
+    else:
+        headlines.append(
+            f"{title}: there are no α = 0 (unregularized) runs, so effects relative to the "
+            "baseline are not reported; see the per-α table for absolute values."
+        )
+    tables = [f"### {title}", "", summary_table(summary), ""]
+    if "test_accuracy" in runs.columns:
+        ranksums = stats.ranksum_promote_vs_suppress(runs)
+        sentence = ranksum_sentence(title, ranksums)
+        if sentence:
+            headlines.append(sentence)
+        if not ranksums.empty:
+            tables += [f"Promoting vs suppressing at equal |α| ({title}):", "",
+                       ranksum_table(ranksums), ""]
+    return headlines, tables
+
+
+def _methods_section() -> list[str]:
+    return [
+        "## Statistics used",
+        "",
+        "- Means are over replicate networks (seeds); intervals are percentile-bootstrapped "
+        "95% confidence intervals (10,000 resamples by default).",
+        "- Differences from α = 0: Welch's two-sample t-test per α, Bonferroni-corrected over "
+        "all α of the same model and activation.",
+        "- Promoting vs suppressing: two-sided Wilcoxon rank-sum (Mann-Whitney U; exact "
+        "p-value without ties) of α < 0 vs α > 0 at each |α|, Bonferroni-corrected over |α|.",
+        "- CCA: per layer, mean distance to α = 0 networks of the same condition divided by "
+        "mean distance between replicates at the same α; paired t-test over layers of the two "
+        "means, Bonferroni-corrected over the α of each condition (model, activation, slope). "
+        "These are the numbers of the `cca_tests` table and of Figure 3b.",
+        "- Dead units (no response to any test image): SI 0 in the mean SI (eq. 3), left "
+        "out of the live-unit SI and of precision, which is undefined for them.",
+        f"- Asterisks in figures: {stats.stars_legend()} (corrected p-values).",
+        "",
+    ]
+
+
+def write_report(
+    output_dir: str | Path,
+    runs: pd.DataFrame,
+    layers: pd.DataFrame | None = None,
+    cca: pd.DataFrame | None = None,
+    cca_ratio: pd.DataFrame | None = None,
+    figures: dict[str, Sequence[str]] | None = None,
+    errors: Sequence[tuple[str, str]] | None = None,
+    n_resamples: int = stats.DEFAULT_N_RESAMPLES,
+) -> Path:
+    """Writes `report.md` into `output_dir`.
+
+    Sections: overview; headline results in sentences (per model and
+    activation: baseline, suppression, promotion, promote-vs-suppress, CCA);
+    per-alpha summary tables; figures (relative links to the files from
+    `plots.draw_all`); runs that could not be analysed; statistics used;
+    the table of all runs (sorted by model, activation, slope, alpha, seed).
+
+    Args:
+        output_dir: Folder of the report (created if needed); figure links
+            are relative to it.
+        runs: The `runs` table.
+        layers: The `layers` table (per-layer results are in the figures;
+            used here only for the overview).
+        cca: The pairwise `cca` table, if computed.
+        cca_ratio: The `cca_ratio` table, if computed (derived from `cca`
+            otherwise).
+        figures: `{name: [paths]}` as returned by `plots.draw_all`.
+        errors: `(path, message)` for each run that could not be analysed.
+        n_resamples: Bootstrap resamples per confidence interval.
+
+    Returns:
+        Path of the written report.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    runs = runs if runs is not None else pd.DataFrame()
+    if "alpha" in runs.columns:
+        runs = runs.assign(alpha=runs["alpha"].astype(float))
+    conditions = stats.split_by_condition(runs)
+
+    cca_headlines, cca_tables = cca_section(cca, cca_ratio, n_resamples)
+    headline_blocks, tables = [], []
+    for condition, condition_runs in conditions:
+        condition_headlines, condition_tables = _condition_section(
+            condition, condition_runs, n_resamples
+        )
+        # Each condition's CCA sentence joins that condition's headlines.
+        if condition_key(condition) in cca_headlines:
+            condition_headlines.append(cca_headlines.pop(condition_key(condition)))
+        headline_blocks.append((condition_title(condition), condition_headlines))
+        tables += condition_tables
+    for (model, activation, slope), sentence in cca_headlines.items():
+        condition = {"model": model, "activation": activation, "leaky_slope": slope}
+        headline_blocks.append((f"{condition_title(condition)}: CCA", [sentence]))
+
+    n_errors = len(errors) if errors else 0
+    lines = [
+        "# Class selectivity analysis report",
+        "",
+        f"_Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `tf_selectivity` "
+        "(Leavitt & Morcos, \"Selectivity considered harmful\")._",
+        "",
+        f"{len(runs)} runs analysed in {len(conditions)} condition(s)"
+        + (f" ({layers['layer'].nunique()} distinct layers)" if layers is not None
+           and not layers.empty and "layer" in layers else "")
+        + (f"; {n_errors} run(s) could not be analysed (listed below)." if n_errors else "."),
+        "",
+        "## Headline results",
+        "",
+    ]
+    for title, sentences in headline_blocks:
+        lines += [f"### {title}", ""] + [f"- {sentence}" for sentence in sentences] + [""]
+    if not headline_blocks:
+        lines += ["No runs to summarise.", ""]
+    lines += ["## Summary per α", "",
+              "Accuracy in percent; SI = class selectivity index (eq. 1, test set, mean over "
+              "units then layers), with dead units counted as 0 as in eq. 3 and, in the next "
+              "column, left out; precision (appendix A.5) is over live units only: a dead unit "
+              "has no most-activating images. p-values are Bonferroni-corrected.", ""]
+    lines += tables
+    if cca_tables:
+        lines += ["## Representational similarity (CCA)", ""] + cca_tables
+    lines += figures_section(figures, output_dir)
+    lines += errors_section(errors)
+    lines += _methods_section()
+    lines += ["## All runs", ""]
+    lines += [runs_table(runs), "", DEAD_UNITS_NOTE, ""] if not runs.empty else ["No runs.", ""]
+
+    path = output_dir / REPORT_FILENAME
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
