@@ -115,7 +115,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     channel, into `moving_variance`. Keras' own layer averages the biased
     one. This layer does PyTorch's update on every backend; for a batch of
     128 16x16 maps the two differ by a factor 1 + 3e-5, for a batch of 8 4x4
-    maps by 1.008. (n = 1: the biased variance, 0, as if n / max(n - 1, 1).)
+    maps by 1.008. With a single value per channel (n = 1, where PyTorch
+    raises) the batch variance, 0, is averaged unscaled.
 
     **Speed on TensorFlow.** Keras 3 normalizes with generic ops (moments,
     then scale and shift) on every backend. XLA fuses those on GPU/TPU and
