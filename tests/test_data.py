@@ -9,6 +9,8 @@ from tf_selectivity.data import (
     DatasetUnavailableError,
     ImageBatches,
     augment_images,
+    crop_and_flip,
+    draw_crop_and_flip,
     load_dataset,
     load_test_split,
     split_train_validation,
@@ -33,6 +35,26 @@ def test_augmentation_is_a_padded_crop_with_optional_flip(rng):
         assert candidates, "output is not a crop of the padded image"
         flips += any(flip for _, _, flip in candidates)
     assert 15 < flips < 50
+
+
+def test_crop_and_flip_is_the_written_out_definition(rng):
+    images = rng.integers(0, 256, size=(50, 6, 7, 2), dtype=np.uint8)
+    offsets_y, offsets_x = rng.integers(0, 7, 50), rng.integers(0, 7, 50)
+    flips = rng.random(50) < 0.5
+    out = crop_and_flip(images, offsets_y, offsets_x, flips, padding=3)
+    padded = np.pad(images, ((0, 0), (3, 3), (3, 3), (0, 0)))
+    for b in range(50):
+        crop = padded[b, offsets_y[b] : offsets_y[b] + 6, offsets_x[b] : offsets_x[b] + 7]
+        np.testing.assert_array_equal(out[b], crop[:, ::-1] if flips[b] else crop)
+    # augment_images is these two steps, drawing from the generator in this order.
+    draws = draw_crop_and_flip(np.random.default_rng(9), 50, padding=3)
+    np.testing.assert_array_equal(
+        augment_images(images, np.random.default_rng(9), padding=3), crop_and_flip(images, *draws, padding=3)
+    )
+    with pytest.raises(ValueError, match=r"offsets must be in \[0, 6\]"):
+        crop_and_flip(images, np.where(np.arange(50) == 0, 7, offsets_y), offsets_x, flips, padding=3)
+    with pytest.raises(ValueError, match="one offset pair and one flip per image"):
+        crop_and_flip(images, offsets_y[:3], offsets_x, flips, padding=3)
 
 
 def test_batches_cover_each_sample_once_per_epoch_and_depend_on_seed_and_epoch(rng):

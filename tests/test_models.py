@@ -16,14 +16,53 @@ def trainable_count(model):
     return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
-def test_resnet20_matches_the_reference_network():
+def test_resnet20_parameter_and_probe_counts():
+    # Counts only; tests/test_torch_weights.py checks that the network computes
+    # what the PyTorch reference computes, with the same weights.
     model = build_model("resnet20")
-    # He et al.'s CIFAR ResNet20 with option-A shortcuts (the PyTorch reference
-    # counts the same: convs without bias, BN gamma/beta, 64x10 + 10 head).
     assert trainable_count(model) == 269_722
     assert len(model.probes) == 19
     assert model.probe_names[:3] == ["probe_stem", "probe_s1b1_relu1", "probe_s1b1_out"]
     assert model.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("block", ["s2b1", "s3b1"])
+def test_stride2_conv_reads_the_pixel_the_shortcut_takes(rng, block):
+    # Option A subsamples the identity at even pixels (x[:, ::2, ::2]); the
+    # residual branch must be centred on the same pixels (PyTorch's padding=1),
+    # or the two are added one pixel apart.
+    model = build_model("resnet8", input_shape=(16, 16, 3))
+    conv = model.get_layer(f"{block}_conv1")
+    shortcut = model.get_layer(f"{block}_shortcut")
+    kernel = np.zeros(conv.kernel.shape, "float32")
+    channels = kernel.shape[2]
+    kernel[1, 1, np.arange(channels), np.arange(channels)] = 1.0  # centre tap, channel c -> c
+    conv.kernel.assign(kernel)
+    probe = keras.Model(model.inputs[0], [shortcut.input, conv.output, shortcut.output])
+    x = rng.uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    block_input, branch, skip = (ops.convert_to_numpy(t) for t in probe(x))
+    assert block_input.std() > 0
+    np.testing.assert_allclose(branch[..., :channels], block_input[:, ::2, ::2, :], rtol=1e-6, atol=1e-6)
+    before = (branch.shape[-1] - channels) // 2
+    np.testing.assert_array_equal(skip[..., before : before + channels], block_input[:, ::2, ::2, :])
+
+
+def test_resnet_initialization_is_pytorchs(rng):
+    # The reference applies kaiming_normal_ (N(0, 2 / fan_in), untruncated) to
+    # every conv and linear weight and leaves the linear bias at PyTorch's
+    # default U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    keras.utils.set_random_seed(3)
+    model = build_model("resnet8")
+    kernel = ops.convert_to_numpy(model.get_layer("s3b1_conv2").kernel).ravel()  # 36,864 weights
+    std = np.sqrt(2.0 / (9 * 64))
+    assert kernel.std() == pytest.approx(std, rel=0.02)
+    # A normal puts 1.24% of its mass beyond 2.5 standard deviations; Keras'
+    # "he_normal" truncates at 2.27 of them and puts none there.
+    assert np.mean(np.abs(kernel) > 2.5 * std) == pytest.approx(0.0124, abs=0.003)
+    bias = ops.convert_to_numpy(model.get_layer("logits").bias)
+    assert np.all(np.abs(bias) <= 1 / 8) and np.abs(bias).max() > 0.01
+    dense = ops.convert_to_numpy(model.get_layer("logits").kernel)
+    assert dense.std() == pytest.approx(np.sqrt(2.0 / 64), rel=0.15)
 
 
 def test_vgg16_parameter_count_from_its_definition():

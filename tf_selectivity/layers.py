@@ -150,12 +150,35 @@ class UnitResponses(keras.layers.Layer):
     The response of a unit to a sample, as the selectivity index defines it.
     Used to build the `unit_responses` outputs for analysis, which are much
     smaller than the full feature maps.
+
+    Under mixed precision the feature maps arrive in bfloat16 or float16; the
+    mean is taken in float32 (a bf16 mean over a 32x32 map is off by up to
+    ~0.4%, its 8-bit mantissa), and the responses are float32. float64 inputs
+    stay float64.
+
+    Input shape:
+        (batch, units) or (batch, ..., units), channels last.
+
+    Output shape:
+        (batch, units), float32 (float64 for float64 inputs).
     """
 
+    def __init__(self, **kwargs):
+        # Keras would cast float inputs to a mixed policy's 16-bit compute
+        # dtype before `call`; take them as they come and cast up instead.
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+
     def call(self, inputs):
+        if inputs.dtype not in ("float32", "float64"):
+            inputs = ops.cast(inputs, "float32")
         if len(inputs.shape) == 2:
             return inputs
         return ops.mean(inputs, axis=tuple(range(1, len(inputs.shape) - 1)))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
+
+    def compute_output_spec(self, inputs):
+        dtype = inputs.dtype if inputs.dtype in ("float32", "float64") else "float32"
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=dtype)

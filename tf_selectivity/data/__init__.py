@@ -17,7 +17,13 @@ from tf_selectivity.data.sources import (
     split_train_validation,
 )
 
-_LAZY = {"EpochSync": "pipeline", "ImageBatches": "pipeline", "augment_images": "pipeline"}
+_LAZY = {
+    "EpochSync": "pipeline",
+    "ImageBatches": "pipeline",
+    "augment_images": "pipeline",
+    "crop_and_flip": "pipeline",
+    "draw_crop_and_flip": "pipeline",
+}
 
 __all__ = [
     "DATASET_HELP",
@@ -26,6 +32,8 @@ __all__ = [
     "EpochSync",
     "ImageBatches",
     "augment_images",
+    "crop_and_flip",
+    "draw_crop_and_flip",
     "load_dataset",
     "load_test_split",
     "make_synthetic",

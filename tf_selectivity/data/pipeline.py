@@ -13,7 +13,68 @@ import math
 import keras
 import numpy as np
 
-__all__ = ["augment_images", "ImageBatches", "EpochSync"]
+__all__ = ["augment_images", "crop_and_flip", "draw_crop_and_flip", "ImageBatches", "EpochSync"]
+
+
+def draw_crop_and_flip(rng: np.random.Generator, batch: int, padding: int = 4):
+    """Random parameters of `crop_and_flip` for `batch` images.
+
+    Offsets are uniform over 0 .. 2 * padding (each of the (2p + 1)^2 crops
+    of the padded image equally likely), flips have probability 1/2, as
+    torchvision's RandomCrop(size, padding) + RandomHorizontalFlip.
+
+    Args:
+        rng: NumPy random generator (consumed: offsets_y, offsets_x, flips).
+        batch: number of images.
+        padding: pixels of zero padding on each side.
+
+    Returns:
+        (offsets_y, offsets_x, flips): int64, int64 and bool arrays (batch,).
+    """
+    offsets_y = rng.integers(0, 2 * padding + 1, size=batch)
+    offsets_x = rng.integers(0, 2 * padding + 1, size=batch)
+    flips = rng.random(batch) < 0.5
+    return offsets_y, offsets_x, flips
+
+
+def crop_and_flip(images, offsets_y, offsets_x, flips, padding: int = 4) -> np.ndarray:
+    """Zero-pads, crops at given offsets and mirrors the flagged images.
+
+    Image b of the result is ``padded[b, oy : oy + H, ox : ox + W]`` of the
+    image zero-padded by `padding` on every side, with oy = offsets_y[b] and
+    ox = offsets_x[b] (0 .. 2 * padding; `padding` is the unshifted image),
+    then mirrored left-right (``[:, ::-1]``) where flips[b]. One gather does
+    the crop and the flip for the whole batch.
+    `tf_selectivity.data.tf_pipeline.crop_and_flip_tf` is the same map in
+    TensorFlow ops (tested pixel for pixel).
+
+    Args:
+        images: (B, H, W, C) array.
+        offsets_y, offsets_x: integer arrays (B,) in [0, 2 * padding].
+        flips: boolean array (B,).
+        padding: pixels of zero padding on each side.
+
+    Returns:
+        A new (B, H, W, C) array of the dtype of `images`.
+    """
+    images = np.asarray(images)
+    batch, height, width, _ = images.shape
+    offsets_y = np.asarray(offsets_y, dtype=np.int64).reshape(-1)
+    offsets_x = np.asarray(offsets_x, dtype=np.int64).reshape(-1)
+    flips = np.asarray(flips, dtype=bool).reshape(-1)
+    if not offsets_y.shape == offsets_x.shape == flips.shape == (batch,):
+        raise ValueError(
+            f"need one offset pair and one flip per image ({batch}); got "
+            f"{offsets_y.shape[0]}, {offsets_x.shape[0]} and {flips.shape[0]}."
+        )
+    for offsets in (offsets_y, offsets_x):
+        if batch and (offsets.min() < 0 or offsets.max() > 2 * padding):
+            raise ValueError(f"offsets must be in [0, {2 * padding}]; got [{offsets.min()}, {offsets.max()}].")
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    rows = offsets_y[:, None] + np.arange(height)[None, :]  # (B, H)
+    cols = offsets_x[:, None] + np.arange(width)[None, :]  # (B, W)
+    cols = np.where(flips[:, None], cols[:, ::-1], cols)
+    return padded[np.arange(batch)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def augment_images(images: np.ndarray, rng: np.random.Generator, padding: int = 4) -> np.ndarray:
@@ -21,8 +82,8 @@ def augment_images(images: np.ndarray, rng: np.random.Generator, padding: int = 
 
     Each image is padded with `padding` zero pixels on every side, cropped back
     to its size at a random offset, and mirrored with probability 1/2 (as
-    torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip). One gather
-    does the crop and the flip for the whole batch.
+    torchvision's RandomCrop(32, padding=4) + RandomHorizontalFlip):
+    `crop_and_flip` with parameters from `draw_crop_and_flip`.
 
     Args:
         images: (B, H, W, C) array.
@@ -32,15 +93,8 @@ def augment_images(images: np.ndarray, rng: np.random.Generator, padding: int = 
     Returns:
         A new (B, H, W, C) array of the same dtype.
     """
-    batch, height, width, _ = images.shape
-    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    offset_y = rng.integers(0, 2 * padding + 1, size=batch)
-    offset_x = rng.integers(0, 2 * padding + 1, size=batch)
-    flip = rng.random(batch) < 0.5
-    rows = offset_y[:, None] + np.arange(height)[None, :]  # (B, H)
-    cols = offset_x[:, None] + np.arange(width)[None, :]  # (B, W)
-    cols = np.where(flip[:, None], cols[:, ::-1], cols)
-    return padded[np.arange(batch)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    offsets_y, offsets_x, flips = draw_crop_and_flip(rng, len(images), padding)
+    return crop_and_flip(images, offsets_y, offsets_x, flips, padding)
 
 
 class ImageBatches(keras.utils.PyDataset):

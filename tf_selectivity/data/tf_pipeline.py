@@ -8,7 +8,11 @@ threads. On a 2-core CPU the Python `PyDataset` path (a generator feeding
 throughput; this pipeline runs beside the train step instead of in front of
 it. JAX uses the NumPy `ImageBatches` (the JAX machines may have no
 TensorFlow). The two draw different random numbers: a run is reproducible
-and resumable on one backend, not bit-identical across backends.
+and resumable on one backend, not bit-identical across backends. The
+transformation is the same: `crop_and_flip_tf` equals the NumPy
+`crop_and_flip` pixel for pixel given the same offsets and flips, and both
+draw offsets uniformly over 0 .. 2 * padding and flips with probability 1/2
+(`tests/test_tf_pipeline.py`).
 
 Only imported on the TensorFlow backend.
 """
@@ -19,11 +23,66 @@ import math
 
 import tensorflow as tf
 
-__all__ = ["augment_images_tf", "training_dataset", "evaluation_dataset"]
+__all__ = [
+    "augment_images_tf",
+    "crop_and_flip_tf",
+    "draw_crop_and_flip_tf",
+    "training_dataset",
+    "evaluation_dataset",
+]
+
+
+def draw_crop_and_flip_tf(seed, batch, padding: int = 4):
+    """Random parameters of `crop_and_flip_tf` (stateless, a function of `seed`).
+
+    The distribution of `tf_selectivity.data.pipeline.draw_crop_and_flip`:
+    offsets uniform over 0 .. 2 * padding, flips with probability 1/2 (the
+    random numbers themselves differ).
+
+    Args:
+        seed: int32 tensor of shape (2,), the stateless seed of this batch.
+        batch: number of images (int or scalar tensor).
+        padding: pixels of zero padding on each side.
+
+    Returns:
+        (offsets_y, offsets_x, flips): int32, int32 and bool tensors (batch,).
+    """
+    offsets = tf.random.stateless_uniform(
+        [batch, 2], seed=seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32
+    )
+    flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    flips = tf.random.stateless_uniform([batch], seed=flip_seed) < 0.5
+    return offsets[:, 0], offsets[:, 1], flips
+
+
+def crop_and_flip_tf(images, offsets_y, offsets_x, flips, padding: int = 4):
+    """`tf_selectivity.data.pipeline.crop_and_flip` in TensorFlow ops.
+
+    Image b is the crop at (offsets_y[b], offsets_x[b]) of the image
+    zero-padded by `padding`, mirrored left-right where flips[b].
+
+    Args:
+        images: tensor (B, H, W, C).
+        offsets_y, offsets_x: int32 tensors (B,) in [0, 2 * padding].
+        flips: bool tensor (B,).
+        padding: pixels of zero padding on each side.
+
+    Returns:
+        tensor (B, H, W, C) of the dtype of `images`.
+    """
+    shape = tf.shape(images)
+    height, width = shape[1], shape[2]
+    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+    rows = tf.cast(offsets_y, tf.int32)[:, None] + tf.range(height)[None, :]  # (B, H)
+    cols = tf.cast(offsets_x, tf.int32)[:, None] + tf.range(width)[None, :]  # (B, W)
+    cols = tf.where(tf.cast(flips, tf.bool)[:, None], tf.reverse(cols, axis=[1]), cols)
+    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)  # (B, H, W + 2p, C)
+    return tf.gather(cropped, cols, axis=2, batch_dims=1)
 
 
 def augment_images_tf(images, seed, padding: int = 4):
-    """Zero-pad, random crop and random horizontal flip (stateless).
+    """Zero-pad, random crop and random horizontal flip (stateless):
+    `crop_and_flip_tf` with parameters from `draw_crop_and_flip_tf`.
 
     Args:
         images: uint8 tensor (B, H, W, C).
@@ -33,19 +92,8 @@ def augment_images_tf(images, seed, padding: int = 4):
     Returns:
         uint8 tensor (B, H, W, C).
     """
-    shape = tf.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
-    padded = tf.pad(images, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
-    offsets = tf.random.stateless_uniform(
-        [batch, 2], seed=seed, minval=0, maxval=2 * padding + 1, dtype=tf.int32
-    )
-    flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-    flip = tf.random.stateless_uniform([batch], seed=flip_seed) < 0.5
-    rows = offsets[:, :1] + tf.range(height)[None, :]  # (B, H)
-    cols = offsets[:, 1:] + tf.range(width)[None, :]  # (B, W)
-    cols = tf.where(flip[:, None], tf.reverse(cols, axis=[1]), cols)
-    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)  # (B, H, W + 2p, C)
-    return tf.gather(cropped, cols, axis=2, batch_dims=1)
+    offsets_y, offsets_x, flips = draw_crop_and_flip_tf(seed, tf.shape(images)[0], padding)
+    return crop_and_flip_tf(images, offsets_y, offsets_x, flips, padding)
 
 
 def training_dataset(images, labels, batch_size, *, seed, first_epoch, epochs, augment=True):

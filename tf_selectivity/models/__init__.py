@@ -7,6 +7,10 @@ import functools
 from tf_selectivity.models.blocks import ACTIVATIONS, ZeroPadShortcut
 from tf_selectivity.models.resnet import build_cifar_resnet
 from tf_selectivity.models.selectivity_model import SelectivityModel, VectorMean
+from tf_selectivity.models.torch_weights import (
+    AKAMASTER_NORMALIZATION,
+    load_torch_weights,
+)
 from tf_selectivity.models.vgg import build_vgg16
 
 __all__ = [
@@ -18,6 +22,8 @@ __all__ = [
     "ZeroPadShortcut",
     "build_cifar_resnet",
     "build_vgg16",
+    "load_torch_weights",
+    "AKAMASTER_NORMALIZATION",
 ]
 
 # Name -> builder. resnet20 and vgg16 are the paper's networks; resnet8 is a

@@ -105,21 +105,33 @@ class ZeroPadShortcut(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tf_selectivity")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` with TensorFlow's fused kernel.
+    """`keras.layers.BatchNormalization` with PyTorch's moving statistics and,
+    on TensorFlow, TensorFlow's fused kernel.
 
-    Keras 3 normalizes with generic ops (moments, then scale and shift) on
-    every backend. XLA fuses those on GPU/TPU and under JAX, but TensorFlow's
-    default CPU executor runs them as separate passes over the feature map;
-    its fused kernel (`FusedBatchNormV3`, one pass forward and backward, oneDNN
-    on CPU) made a whole ResNet20 train step about 1.3x faster on a 2-core CPU
-    (BUILD_NOTES.md). So on the TensorFlow backend, for 4-D channels-last
-    inputs without mask, renorm or cross-replica statistics, this layer calls
-    that kernel; everywhere else it is Keras' own layer.
+    **Moving variance as PyTorch keeps it** (the paper's framework, and the
+    reference network whose checkpoints `load_torch_weights` reads): a
+    training step normalizes with the biased batch variance but averages the
+    *unbiased* one, ``var * n / (n - 1)`` with n = batch x H x W values per
+    channel, into `moving_variance`. Keras' own layer averages the biased
+    one. This layer does PyTorch's update on every backend; for a batch of
+    128 16x16 maps the two differ by a factor 1 + 3e-5, for a batch of 8 4x4
+    maps by 1.008. With a single value per channel (n = 1, where PyTorch
+    raises) the batch variance, 0, is averaged unscaled.
 
-    One difference, on the TensorFlow path only: the moving variance averages
-    the unbiased batch variance (as PyTorch, the paper's framework, does)
-    instead of the biased one; for a batch of 256 32x32 maps the two differ by
-    a factor 1 + 4e-6.
+    **Speed on TensorFlow.** Keras 3 normalizes with generic ops (moments,
+    then scale and shift) on every backend. XLA fuses those on GPU/TPU and
+    under JAX, but TensorFlow's default CPU executor runs them as separate
+    passes over the feature map; its fused kernel (`FusedBatchNormV3`, one
+    pass forward and backward, oneDNN on CPU, which also averages the
+    unbiased variance) made a whole ResNet20 train step about 1.3x faster on a
+    2-core CPU (BUILD_NOTES.md). So on the TensorFlow backend, for 4-D
+    channels-last inputs without mask, renorm or cross-replica statistics,
+    this layer calls that kernel; elsewhere a training step runs the same
+    computation in `keras.ops`.
+
+    Masked inputs, batch renormalization and synchronized statistics are
+    Keras' own layer (biased moving variance); inference is the same
+    everywhere: the moving statistics.
 
     Args: as `keras.layers.BatchNormalization`.
     """
@@ -138,8 +150,58 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         )
 
     def call(self, inputs, training=None, mask=None):
-        if not self._fused_path(inputs, mask):
-            return super().call(inputs, training=training, mask=mask)
+        if self._fused_path(inputs, mask):
+            return self._fused_call(inputs, training)
+        if (
+            training
+            and self.trainable
+            and mask is None
+            and not self.renorm
+            and not getattr(self, "synchronized", False)
+        ):
+            return self._training_call(inputs)
+        return super().call(inputs, training=training, mask=mask)
+
+    def _training_call(self, inputs):
+        """A training step in `keras.ops`: batch statistics, PyTorch's update."""
+        # As Keras: statistics in float32 at least (bf16/fp16 overflow).
+        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        x = ops.cast(inputs, compute_dtype)
+        ndim = len(x.shape)
+        channel_axis = self.axis % ndim
+        axes = [a for a in range(ndim) if a != channel_axis]
+        mean, variance = ops.moments(x, axes=axes)
+        shape = ops.shape(x)
+        count = ops.cast(1, compute_dtype)
+        for axis in axes:
+            count = count * ops.cast(shape[axis], compute_dtype)
+        unbiased = variance * (count / ops.maximum(count - 1.0, 1.0))
+        momentum = ops.cast(self.momentum, compute_dtype)
+        self.moving_mean.assign(
+            ops.cast(
+                ops.cast(self.moving_mean, compute_dtype) * momentum + mean * (1.0 - momentum),
+                self.moving_mean.dtype,
+            )
+        )
+        self.moving_variance.assign(
+            ops.cast(
+                ops.cast(self.moving_variance, compute_dtype) * momentum
+                + unbiased * (1.0 - momentum),
+                self.moving_variance.dtype,
+            )
+        )
+        outputs = ops.batch_normalization(
+            x=x,
+            mean=mean,
+            variance=variance,
+            axis=self.axis,
+            offset=ops.cast(self.beta, compute_dtype) if self.center else None,
+            scale=ops.cast(self.gamma, compute_dtype) if self.scale else None,
+            epsilon=self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _fused_call(self, inputs, training):
         import tensorflow as tf
 
         gamma = tf.cast(self.gamma, "float32")
