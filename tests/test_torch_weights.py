@@ -196,3 +196,43 @@ def test_bad_models_and_normalizations_are_refused():
         load_torch_weights(model, {}, normalize_mean=(0.5, 0.5), normalize_std=(0.2, 0.2, 0.2))
     with pytest.raises(ValueError, match="does not exist"):
         load_torch_weights(model, "/nonexistent/model.th", **AKAMASTER_NORMALIZATION)
+
+
+def test_training_steps_equal_pytorchs(torch, rng):
+    """Same weights, same batches: SGD steps of our train step (alpha = 0) and of
+    torch.optim.SGD on the reference network give the same losses, weights and
+    batch-norm statistics (the protocol's optimizer, BN and loss, end to end)."""
+    from tf_selectivity.training import TorchSGD
+
+    net = torch_cifar_resnet(torch, 8)
+    for module in net.modules():  # train from scratch: default BN state
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_parameters()
+            module.reset_running_stats()
+    net.train()
+    mean, std = (0.5, 0.45, 0.4), (0.25, 0.25, 0.3)
+    model = build_model("resnet8", input_shape=(16, 16, 3))
+    load_torch_weights(model, net.state_dict(), normalize_mean=mean, normalize_std=std)
+    model.compile(optimizer=TorchSGD(0.1, momentum=0.9, weight_decay_l2=1e-4))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    for _ in range(5):
+        images = rng.uniform(0, 255, (32, 16, 16, 3))
+        labels = rng.integers(0, 10, 32)
+        x = torch.from_numpy(np.transpose(images / 255.0, (0, 3, 1, 2))).float()
+        x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(x), torch.from_numpy(labels))
+        loss.backward()
+        optimizer.step()
+        logs = model.train_on_batch(images.astype("float32"), labels, return_dict=True)
+        assert logs["cross_entropy"] == pytest.approx(float(loss.detach()), rel=1e-4)
+    kernel = np.transpose(net.layer2[0].conv1.weight.detach().numpy(), (2, 3, 1, 0))
+    np.testing.assert_allclose(ops.convert_to_numpy(model.get_layer("s2b1_conv1").kernel), kernel, atol=1e-5)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model.get_layer("logits").kernel), net.linear.weight.detach().numpy().T, atol=1e-5
+    )
+    bn = net.layer3[0].bn2
+    np.testing.assert_allclose(ops.convert_to_numpy(model.get_layer("s3b1_bn2").moving_variance),
+                               bn.running_var.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(ops.convert_to_numpy(model.get_layer("s3b1_bn2").gamma),
+                               bn.weight.detach().numpy(), atol=1e-5)
