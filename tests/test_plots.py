@@ -694,3 +694,52 @@ def test_labels_never_sit_on_error_bars_markers_or_each_other():
         plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES),
     ]
     assert sum(assert_labels_clear(figure) for figure in drawn) >= 20
+
+
+def test_every_plotted_alpha_has_a_tick_and_tick_labels_do_not_overlap():
+    paper_alphas = (-100.0, -50.0, -20.0, -10.0, -5.0, -2.0, -1.0, -0.5, -0.4, -0.3, -0.2,
+                    -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
+    for alphas in (paper_alphas, (-0.5, -0.3, -0.2, -0.1, 0.0), (-10.0, -1.0, 0.0, 1.0)):
+        runs, layers, _ = make_tables(alphas=alphas, seeds=2)
+        figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+        alpha_ax = figure.axes[1]
+        figure.draw_without_rendering()
+        renderer = figure.canvas.get_renderer()
+        major = [float(t) for t in alpha_ax.get_xticks()]
+        minor = [float(t) for t in alpha_ax.get_xticks(minor=True)]
+        for alpha in alphas:
+            assert any(np.isclose(alpha, t) for t in major + minor), (alpha, major, minor)
+        # Labelled: 0, the extremes, and never a label on top of another.
+        assert {0.0, min(alphas), max(alphas)} <= set(major)
+        labels = [label for label in alpha_ax.get_xticklabels() if label.get_text()]
+        assert [float(label.get_text()) for label in labels] == sorted(major)
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 < right.x0, [label.get_text() for label in labels]
+    # Few alphas: every one labelled (not only the decades around them).
+    assert sorted(major) == [-10.0, -1.0, 0.0, 1.0]
+
+
+def test_figure_3b_has_a_zero_tick_without_a_zero_point():
+    cca = cca_rows({-10.0: 1.5, -1.0: 1.2, 1.0: 1.1})
+    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    assert 0.0 in [float(t) for t in figure.axes[1].get_xticks()]
+
+
+def test_leaky_slopes_are_green_not_the_red_of_positive_alphas():
+    runs, _, _ = make_tables(alphas=(-1.0, 0.0, 1.0), leaky_slopes=(0.1, 0.5))
+    figure = plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
+    for slope in (0.1, 0.5):
+        red, green, blue, _ = matplotlib.colors.to_rgba(
+            line_by_gid(figure.axes[0], f"accuracy_slope_{slope:g}").get_color())
+        assert green > red and green > blue
+
+
+def test_footnotes_do_not_break_inside_a_comparison():
+    runs, _, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3, leaky_slopes=(0.5,))
+    figure = plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
+    (footnote,) = [text.get_text() for text in figure.texts if "Welch" in text.get_text()]
+    assert "\n" in footnote  # Long enough to wrap.
+    for line in footnote.splitlines():
+        assert not line.rstrip().endswith(("<", "=", ">", "*p", " α")), line
+        assert not line.lstrip().startswith(("<", "=", ">")), line

@@ -288,7 +288,9 @@ def _draw_cca_profiles(
         # The figure legend names the conditions and line styles.
         ax.set_title(f"α = {format_alpha(alpha)}", loc="center", fontweight="normal")
     else:
-        ax.legend(loc="upper left")
+        # Wherever the curves are not (distances usually grow with depth,
+        # but need not).
+        ax.legend(loc="best")
 
 
 def _draw_cca_ratio(
