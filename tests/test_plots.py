@@ -252,11 +252,11 @@ def test_figure_2_points_intervals_and_asterisks():
     line = line_by_gid(accuracy_ax, "accuracy_mean")
     np.testing.assert_allclose(line.get_ydata(),
                                100 * runs.groupby("alpha")["test_accuracy"].mean().to_numpy())
-    stars = [text for text in accuracy_ax.texts if set(text.get_text()) == {"*"}]
-    assert len(stars) == 1
+    marks = [text for text in accuracy_ax.texts if text.get_gid() == "significance_lower"]
+    assert len(marks) == 1 and len(accuracy_ax.texts) == 1
     p = stats.ttests_vs_baseline(runs).set_index("alpha").loc[-10.0, "p_bonferroni"]
-    assert stars[0].get_text() == stats.significance_stars(p)
-    assert stars[0].xy[0] == -10.0
+    assert marks[0].get_text() == "▼" + stats.significance_stars(p)
+    assert marks[0].xy[0] == -10.0
     assert "Accuracy" in accuracy_ax.get_ylabel() or "accuracy" in accuracy_ax.get_ylabel()
     assert "%" in accuracy_ax.get_ylabel()
 
@@ -406,3 +406,340 @@ def test_drawing_leaves_callers_matplotlib_state_alone():
     assert {k: v for k, v in after.items() if before.get(k) != v} == {}
     # Figures are built on their own canvas, never through pyplot.
     assert ("matplotlib.pyplot" in sys.modules) == pyplot_loaded
+
+
+# ------------------------------------------- figures a reader can trust
+
+
+MARK_GIDS = ("significance_higher", "significance_lower")
+HIGHER, LOWER = "▲", "▼"
+
+
+def significance_marks(ax):
+    """The significance marks of `ax` (by gid; before issue 11 by their asterisks)."""
+    return [text for text in ax.texts
+            if text.get_gid() in MARK_GIDS or (text.get_text() and set(text.get_text()) <= {"*"})]
+
+
+def marks_by_x(ax):
+    return {round(float(mark.xy[0]), 9): mark for mark in significance_marks(ax)}
+
+
+def window_boxes_of_markers(ax, renderer):
+    """Display boxes of every marker drawn on `ax` (data points, error-bar caps, scatter)."""
+    boxes = []
+    for line in ax.lines:
+        if line.get_marker() in (None, "None", "", " ") or not line.get_visible():
+            continue
+        half = renderer.points_to_pixels(line.get_markersize() / 2 + line.get_markeredgewidth() / 2)
+        data = np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float)
+        xy = line.get_transform().transform(data)
+        for x, y in xy[np.isfinite(xy).all(axis=1)]:
+            boxes.append(matplotlib.transforms.Bbox([[x - half, y - half], [x + half, y + half]]))
+    for collection in ax.collections:
+        if not isinstance(collection, matplotlib.collections.PathCollection):
+            continue
+        sizes = collection.get_sizes()
+        offsets = collection.get_offset_transform().transform(collection.get_offsets())
+        for index, (x, y) in enumerate(offsets):
+            if not np.isfinite([x, y]).all():
+                continue
+            size = sizes[index % len(sizes)] if len(sizes) else 36.0
+            half = renderer.points_to_pixels(np.sqrt(size) / 2)
+            boxes.append(matplotlib.transforms.Bbox([[x - half, y - half], [x + half, y + half]]))
+    return boxes
+
+
+def error_bar_paths(ax):
+    """Every error-bar segment of `ax`, in display coordinates."""
+    paths = []
+    for container in ax.containers:
+        if not isinstance(container, matplotlib.container.ErrorbarContainer):
+            continue
+        for collection in container.lines[2]:
+            for segment in collection.get_segments():
+                if segment.size == 0 or not np.isfinite(segment).all():
+                    continue
+                display = collection.get_transform().transform(segment)
+                paths.append(matplotlib.path.Path(display))
+    return paths
+
+
+def assert_labels_clear(figure, labels_of=significance_marks, extra=()):
+    """Labels inside their axes, off every error bar, marker and each other."""
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    checked = 0
+    for ax in figure.axes:
+        labels = list(labels_of(ax)) + [text for text in ax.texts if text in extra]
+        if not labels:
+            continue
+        axes_box = ax.get_window_extent(renderer)
+        markers = window_boxes_of_markers(ax, renderer)
+        bars = error_bar_paths(ax)
+        boxes = []
+        for label in labels:
+            box = label.get_window_extent(renderer)
+            where = f"{label.get_text()!r} at {getattr(label, 'xy', label.get_position())}"
+            assert axes_box.x0 - 0.5 <= box.x0 and box.x1 <= axes_box.x1 + 0.5, where
+            assert axes_box.y0 - 0.5 <= box.y0 and box.y1 <= axes_box.y1 + 0.5, where
+            for marker in markers:
+                assert not box.overlaps(marker), f"{where} covers a marker at {marker.bounds}"
+            for bar in bars:
+                assert not bar.intersects_bbox(box, filled=False), f"{where} sits on an error bar"
+            for other in boxes:
+                assert not box.overlaps(other), f"{where} overlaps another label"
+            boxes.append(box)
+            checked += 1
+    return checked
+
+
+def test_dead_unit_panel_without_dead_units_starts_at_zero_and_says_so():
+    runs, layers, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3)
+    layers["dead_fraction"] = 0.0
+    runs["dead_unit_fraction"] = 0.0
+    figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+    layer_ax = figure.axes[0]
+    bottom, top = layer_ax.get_ylim()
+    # Not autoscaled around 0 (a -0.05 .. 0.05 % axis of negative dead units).
+    assert bottom == 0.0 and top >= 1.0
+    notes = [text for text in layer_ax.texts if "no dead units" in text.get_text().lower()]
+    assert len(notes) == 1
+    # The note is in the free part of the panel, above the curves at 0.
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    note_box = notes[0].get_window_extent(renderer)
+    axes_box = layer_ax.get_window_extent(renderer)
+    assert axes_box.y0 + 0.2 * axes_box.height < note_box.y0 and note_box.y1 < axes_box.y1
+    assert axes_box.x0 < note_box.x0 and note_box.x1 < axes_box.x1
+
+    # With dead units the axis starts at 0 too, and no such note is drawn.
+    runs, layers, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3)
+    figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+    layer_ax = figure.axes[0]
+    assert layer_ax.get_ylim()[0] == 0.0
+    assert layer_ax.get_ylim()[1] >= 100 * layers.loc[layers["alpha"] == 1.0, "dead_fraction"].max()
+    assert not [text for text in layer_ax.texts if "no dead units" in text.get_text().lower()]
+
+
+def test_dead_unit_figure_names_alphas_without_dead_units():
+    runs, layers, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3)
+    layers.loc[layers["alpha"] < 0, "dead_fraction"] = 0.0
+    figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+    footnote = " ".join(text.get_text() for text in figure.texts).replace("\n", " ")
+    assert "No dead units at α = -10, -1" in footnote
+
+
+ORDER_ALPHAS = (-10.0, -3.0, -1.0, -0.1, 0.0, 0.1, 1.0, 5.0)
+
+
+def legend_alphas(legend):
+    return [float(text.get_text()) for text in legend.get_texts()]
+
+
+def assert_increasing(values, what):
+    assert list(values) == sorted(values), f"{what}: {list(values)}"
+
+
+def test_alphas_are_in_increasing_order_in_every_panel():
+    runs, layers, _ = make_tables(alphas=ORDER_ALPHAS, seeds=2)
+    figures = {
+        "fig1": plots.plot_selectivity(runs, layers, MODEL, "suppress", n_resamples=N_RESAMPLES),
+        "figA1": plots.plot_selectivity(runs, layers, MODEL, "promote", n_resamples=N_RESAMPLES),
+        "fig2": plots.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES),
+        "fig4": plots.plot_accuracy(runs, MODEL, "promote", n_resamples=N_RESAMPLES),
+        "fig5": plots.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES),
+        "figA7": plots.plot_precision(runs, layers, MODEL, "suppress", n_resamples=N_RESAMPLES),
+        "figA9": plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES),
+    }
+    for name, figure in figures.items():
+        # The shared legend of alpha colours reads like the alpha axes, left to right.
+        (legend,) = figure.legends
+        assert_increasing(legend_alphas(legend), f"{name} legend")
+        for index, ax in enumerate(figure.axes):
+            where = f"{name} panel {index}"
+            profiles = [float(line.get_gid()[len("layer_profile_"):]) for line in ax.lines
+                        if str(line.get_gid()).startswith("layer_profile_")]
+            assert_increasing(profiles, f"{where} layer profiles")
+            labelled = [float(c.get_label()) for c in ax.containers
+                        if c.get_label() and not c.get_label().startswith("_")
+                        and c.get_label().lstrip("-").replace(".", "").isdigit()]
+            assert_increasing(labelled, f"{where} points")
+    for name in ("fig2", "fig4"):
+        violin_ax = figures[name].axes[1]
+        ticks = [float(label.get_text()) for label in violin_ax.get_xticklabels()]
+        assert len(ticks) >= 4
+        assert_increasing(ticks, f"{name} violins")
+    # Figure 5 (a): suppressing, the baseline, promoting (as on a signed alpha axis).
+    labels = [text.get_text() for text in figures["fig5"].axes[0].get_legend().get_texts()]
+    assert labels == ["α < 0 (suppress)", "α = 0", "α > 0 (promote)"]
+
+
+def test_significance_marks_show_the_direction_of_the_effect():
+    runs, layers, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=4)
+    baseline = runs.loc[runs["alpha"] == 0.0, "test_accuracy"].to_numpy()
+    # alpha = -1 significantly higher than alpha = 0, alpha = -10 significantly lower.
+    runs.loc[runs["alpha"] == -1.0, "test_accuracy"] = baseline + 0.05
+    runs.loc[runs["alpha"] == -10.0, "test_accuracy"] = baseline - 0.05
+    tests = stats.ttests_vs_baseline(runs.loc[runs["activation"] == "relu"]).set_index("alpha")
+    assert tests.loc[-1.0, "p_bonferroni"] < 0.05 and tests.loc[-10.0, "p_bonferroni"] < 0.05
+    figure = plots.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES)
+    accuracy_ax, _, scatter_ax = figure.axes
+    for ax in (accuracy_ax, scatter_ax):
+        marks = significance_marks(ax)
+        assert len(marks) == 2
+        higher = [m for m in marks if m.get_gid() == "significance_higher"]
+        lower = [m for m in marks if m.get_gid() == "significance_lower"]
+        assert len(higher) == 1 and len(lower) == 1
+        assert HIGHER in higher[0].get_text() and LOWER not in higher[0].get_text()
+        assert LOWER in lower[0].get_text() and HIGHER not in lower[0].get_text()
+        stars = stats.significance_stars(tests.loc[-1.0, "p_bonferroni"])
+        assert higher[0].get_text().replace(HIGHER, "") == stars
+    assert marks_by_x(accuracy_ax)[-1.0].get_gid() == "significance_higher"
+    assert marks_by_x(accuracy_ax)[-10.0].get_gid() == "significance_lower"
+    # The marks sit on the side of the effect: above the point that is higher,
+    # below the point that is lower.
+    figure.draw_without_rendering()
+    renderer = figure.canvas.get_renderer()
+    marks = marks_by_x(accuracy_ax)
+    means = 100 * runs.loc[runs["activation"] == "relu"].groupby("alpha")["test_accuracy"].mean()
+    to_display = accuracy_ax.transData.transform
+    assert marks[-1.0].get_window_extent(renderer).y0 > to_display((-1.0, means[-1.0]))[1]
+    assert marks[-10.0].get_window_extent(renderer).y1 < to_display((-10.0, means[-10.0]))[1]
+    footnote = " ".join(text.get_text() for text in figure.texts)
+    assert HIGHER in footnote and LOWER in footnote
+    assert_labels_clear(figure)
+
+    # Figure A9 (c) draws the same tests (x: selectivity of live units).
+    figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+    live_si = runs.loc[runs["activation"] == "relu"].groupby("alpha")["test_mean_selectivity_alive"].mean()
+    marks = {round(x, 9): mark.get_gid() for x, mark in marks_by_x(figure.axes[2]).items()}
+    assert marks[round(live_si[-1.0], 9)] == "significance_higher"
+    assert marks[round(live_si[-10.0], 9)] == "significance_lower"
+
+
+def test_leaky_figure_marks_selectivity_up_and_down():
+    runs, _, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3, leaky_slopes=(0.5,))
+    figure = plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
+    marks = marks_by_x(figure.axes[1])
+    # Selectivity falls for alpha < 0 and rises for alpha > 0 (see make_tables).
+    assert marks[-10.0].get_gid() == "significance_lower"
+    assert marks[1.0].get_gid() == "significance_higher"
+    assert_labels_clear(figure)
+
+
+def test_rank_sum_marks_say_whether_promoting_is_higher_or_lower():
+    runs, _, _ = make_tables(alphas=(-5.0, -1.0, 0.0, 1.0, 5.0), seeds=6)
+    relu = runs["activation"] == "relu"
+    # Promoting at |alpha| = 1 is better than suppressing, at 5 worse.
+    runs.loc[relu & (runs["alpha"] == 1.0), "test_accuracy"] = (
+        runs.loc[relu & (runs["alpha"] == -1.0), "test_accuracy"].to_numpy() + 0.03)
+    tests = stats.ranksum_promote_vs_suppress(runs.loc[relu]).set_index("abs_alpha")
+    assert tests["significant"].all()
+    figure = plots.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES)
+    marks = marks_by_x(figure.axes[0])
+    assert marks[1.0].get_gid() == "significance_higher"
+    assert marks[5.0].get_gid() == "significance_lower"
+    footnote = " ".join(text.get_text() for text in figure.texts).replace("\n", " ")
+    assert "α > 0 higher" in footnote and "lower than α < 0" in footnote
+    assert_labels_clear(figure)
+
+
+def cca_rows(ratios, layers=4, pairs=3, jitter=0.01, seed=0):
+    """A `cca` table whose to-baseline : within ratio per alpha is `ratios[alpha]`."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for alpha, ratio in ratios.items():
+        for index in range(layers):
+            for pair in range(pairs):
+                for comparison, distance in (("within", 0.2), ("to_baseline", 0.2 * ratio)):
+                    rows.append(dict(model=MODEL, alpha=alpha, layer=f"conv{index}", layer_index=index,
+                                     comparison=comparison, run_a=f"a{pair}", run_b=f"b{pair}",
+                                     distance=distance * (1 + 0.1 * index) * (1 + rng.normal(0, jitter)),
+                                     method="pwcca"))
+    return pd.DataFrame(rows)
+
+
+def test_cca_ratio_marks_show_larger_or_smaller_distance_to_baseline():
+    cca = cca_rows({-10.0: 1.5, -1.0: 0.8, 1.0: 1.0})
+    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    marks = marks_by_x(figure.axes[1])
+    assert marks[-10.0].get_gid() == "significance_higher"
+    assert marks[-1.0].get_gid() == "significance_lower"
+    assert 1.0 not in marks
+
+
+def test_labels_never_sit_on_error_bars_markers_or_each_other():
+    # Figure 3b: ratios next to 1 at the largest alphas (where the "ratio = 1"
+    # label goes), wide intervals and the circled example alpha among
+    # significant neighbours.
+    cca = cca_rows({-100.0: 1.6, -30.0: 1.55, -10.0: 1.5, -5.0: 1.45, -1.0: 1.2,
+                    0.5: 1.01, 1.0: 1.0, 5.0: 0.99}, jitter=0.04)
+    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    ratio_ax = figure.axes[1]
+    reference = [text for text in ratio_ax.texts if "ratio = 1" in text.get_text()]
+    assert len(reference) == 1
+    assert_labels_clear(figure, extra=reference)
+
+    # Many alphas, marks on most of them, in every figure that draws marks.
+    runs, layers, cca = make_tables(
+        alphas=(-100.0, -30.0, -10.0, -5.0, -1.0, -0.5, -0.1, 0.0, 0.1, 0.5, 1.0, 5.0),
+        seeds=3, leaky_slopes=(0.5,), with_cca=True)
+    drawn = [
+        plots.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES),
+        plots.plot_accuracy(runs, MODEL, "promote", n_resamples=N_RESAMPLES),
+        plots.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES),
+        plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES),
+        plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES),
+        plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES),
+    ]
+    assert sum(assert_labels_clear(figure) for figure in drawn) >= 20
+
+
+def test_every_plotted_alpha_has_a_tick_and_tick_labels_do_not_overlap():
+    paper_alphas = (-100.0, -50.0, -20.0, -10.0, -5.0, -2.0, -1.0, -0.5, -0.4, -0.3, -0.2,
+                    -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
+    for alphas in (paper_alphas, (-0.5, -0.3, -0.2, -0.1, 0.0), (-10.0, -1.0, 0.0, 1.0)):
+        runs, layers, _ = make_tables(alphas=alphas, seeds=2)
+        figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+        alpha_ax = figure.axes[1]
+        figure.draw_without_rendering()
+        renderer = figure.canvas.get_renderer()
+        major = [float(t) for t in alpha_ax.get_xticks()]
+        minor = [float(t) for t in alpha_ax.get_xticks(minor=True)]
+        for alpha in alphas:
+            assert any(np.isclose(alpha, t) for t in major + minor), (alpha, major, minor)
+        # Labelled: 0, the extremes, and never a label on top of another.
+        assert {0.0, min(alphas), max(alphas)} <= set(major)
+        labels = [label for label in alpha_ax.get_xticklabels() if label.get_text()]
+        assert [float(label.get_text()) for label in labels] == sorted(major)
+        boxes = [label.get_window_extent(renderer) for label in labels]
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 < right.x0, [label.get_text() for label in labels]
+    # Few alphas: every one labelled (not only the decades around them).
+    assert sorted(major) == [-10.0, -1.0, 0.0, 1.0]
+
+
+def test_figure_3b_has_a_zero_tick_without_a_zero_point():
+    cca = cca_rows({-10.0: 1.5, -1.0: 1.2, 1.0: 1.1})
+    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    assert 0.0 in [float(t) for t in figure.axes[1].get_xticks()]
+
+
+def test_leaky_slopes_are_green_not_the_red_of_positive_alphas():
+    runs, _, _ = make_tables(alphas=(-1.0, 0.0, 1.0), leaky_slopes=(0.1, 0.5))
+    figure = plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
+    for slope in (0.1, 0.5):
+        red, green, blue, _ = matplotlib.colors.to_rgba(
+            line_by_gid(figure.axes[0], f"accuracy_slope_{slope:g}").get_color())
+        assert green > red and green > blue
+
+
+def test_footnotes_do_not_break_inside_a_comparison():
+    runs, _, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3, leaky_slopes=(0.5,))
+    figure = plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
+    (footnote,) = [text.get_text() for text in figure.texts if "Welch" in text.get_text()]
+    assert "\n" in footnote  # Long enough to wrap.
+    for line in footnote.splitlines():
+        assert not line.rstrip().endswith(("<", "=", ">", "*p", " α")), line
+        assert not line.lstrip().startswith(("<", "=", ">")), line

@@ -260,3 +260,11 @@ def test_cca_is_reported_per_condition(tmp_path):
     assert "### ResNet20: CCA distance ratio" in text
     assert "### ResNet20, leaky ReLU (negative slope 0.5): CCA distance ratio" in text
     assert "| -10 | 2 | 1.500 [" in text and "| -10 | 2 | 1.000 [" in text
+
+
+def test_statistics_section_says_what_the_figure_marks_mean(tmp_path):
+    text = write(tmp_path, make_runs())
+    statistics = text.split("## Statistics used", 1)[1]
+    line = next(l for l in statistics.splitlines() if l.startswith("- Marks in figures"))
+    assert "▲" in line and "▼" in line and "higher" in line and "lower" in line
+    assert stats.stars_legend() in line

@@ -21,6 +21,7 @@ One module per figure family:
     style.py         style, colours, alpha axis, `save_figure`
     tables.py        rows and per-alpha summaries the figures draw
     drawing.py       drawing primitives shared by the figures
+    labels.py        significance marks, and labels kept clear of the data
 
 Conventions, as in the paper:
   * Colour intensity encodes |alpha|: blues for alpha < 0 (selectivity
@@ -28,9 +29,19 @@ Conventions, as in the paper:
   * Error bars and shaded bands are percentile-bootstrapped 95% confidence
     intervals of the mean over replicate networks (seeds). Groups with a
     single replicate are drawn as points without an interval.
-  * Asterisks mark Bonferroni-corrected significance against alpha = 0
-    (Welch t-test, corrected over all alphas of the model), or between
-    alpha < 0 and alpha > 0 at equal |alpha| (Wilcoxon rank-sum).
+  * Significance marks show the direction of an effect: "▲**" above the
+    error bar of a value significantly higher than its reference, "▼**"
+    below that of one significantly lower; the asterisks give the
+    Bonferroni-corrected p-value. References: alpha = 0 (Welch t-test,
+    corrected over all alphas of the model); alpha < 0 at the same |alpha|
+    for the alpha > 0 points of Figure 5 (Wilcoxon rank-sum); the distance
+    between replicates in Figure 3b (paired t-test). See `labels.py`.
+  * Marks and line labels never cover error bars, markers or each other
+    and stay inside their panel (`labels.keep_labels_clear`, run on every
+    figure).
+  * Alphas appear in increasing order everywhere: legends, violins, curves
+    and points, as on the alpha axes from left to right. Every plotted
+    alpha has a tick; ticks are labelled where the labels fit.
   * Alpha axes use a symmetric-log scale because alphas span -100 .. +5
     including 0.
   * The main figures use the ReLU runs; Figure A10 uses the leaky-ReLU runs.

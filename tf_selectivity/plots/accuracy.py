@@ -9,13 +9,13 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from tf_selectivity import stats
 from tf_selectivity.plots.drawing import (
     alpha_legend,
     direction_phrase,
     draw_points_vs_alpha,
     draw_scatter_with_ci,
 )
+from tf_selectivity.plots.labels import marks_legend
 from tf_selectivity.plots.style import (
     ACCURACY_LABEL,
     ALPHA_LABEL,
@@ -34,20 +34,24 @@ from tf_selectivity.plots.tables import (
     accuracy_tests,
     has_direction,
     has_values,
-    p_by_alpha,
     per_alpha,
     select_runs,
+    significance_by_alpha,
     with_sign,
 )
 
 
 def _violin_alphas(alphas: Sequence[float], max_violins: int) -> list[float]:
-    """Evenly spaced subset (in |alpha| rank) that keeps 0 and the extreme."""
-    ordered = sorted(set(float(a) for a in alphas), key=abs)
-    if len(ordered) <= max_violins:
-        return ordered
-    picks = np.unique(np.round(np.linspace(0, len(ordered) - 1, max_violins)).astype(int))
-    return [ordered[i] for i in picks]
+    """Evenly spaced subset (in |alpha| rank) that keeps 0 and the extreme.
+
+    Returned in increasing alpha, the order of the alpha axis of panel (a)
+    and of the legend.
+    """
+    by_magnitude = sorted(set(float(a) for a in alphas), key=abs)
+    if len(by_magnitude) > max_violins:
+        picks = np.unique(np.round(np.linspace(0, len(by_magnitude) - 1, max_violins)).astype(int))
+        by_magnitude = [by_magnitude[i] for i in picks]
+    return sorted(by_magnitude)
 
 
 def _draw_violins(
@@ -99,10 +103,11 @@ def plot_accuracy(
 ) -> Figure | None:
     """Figure 2 (direction="suppress") / Figure 4 (direction="promote").
 
-    (a) Test accuracy vs alpha with bootstrapped 95% CIs and asterisks for
-    Bonferroni-corrected Welch t-tests against alpha = 0; (b) violins of the
-    test accuracy of individual networks for a subset of alphas; (c) test
-    accuracy vs mean class selectivity with CIs on both axes.
+    (a) Test accuracy vs alpha with bootstrapped 95% CIs and marks for
+    Bonferroni-corrected Welch t-tests against alpha = 0 (▲ above a higher
+    accuracy, ▼ below a lower one); (b) violins of the test accuracy of
+    individual networks for a subset of alphas, in increasing alpha;
+    (c) test accuracy vs mean class selectivity with CIs on both axes.
 
     Args:
         runs: The `runs` table.
@@ -118,13 +123,13 @@ def plot_accuracy(
     if not has_direction(model_runs, direction) or not has_values(model_runs, "test_accuracy"):
         return None
     colors = alpha_colors(model_runs["alpha"])
-    p_values = p_by_alpha(accuracy_tests(model_runs))
+    significance = significance_by_alpha(accuracy_tests(model_runs))
     shown = with_sign(model_runs, direction)
     accuracy = per_alpha(shown, "test_accuracy", n_resamples)
 
     figure, (alpha_ax, violin_ax, scatter_ax) = new_figure(3, panel_width=3.3)
     draw_points_vs_alpha(alpha_ax, accuracy, colors, scale=100,
-                         line_gid="accuracy_mean", p_values=p_values)
+                         line_gid="accuracy_mean", significance=significance)
     set_alpha_axis(alpha_ax, accuracy["alpha"])
     alpha_ax.set_ylabel(ACCURACY_LABEL)
 
@@ -135,7 +140,7 @@ def plot_accuracy(
     if has_values(shown, "test_mean_selectivity"):
         selectivity = per_alpha(shown, "test_mean_selectivity", n_resamples)
         draw_scatter_with_ci(scatter_ax, selectivity, accuracy, colors,
-                             y_scale=100, p_values=p_values)
+                             y_scale=100, significance=significance)
         scatter_ax.set_xlabel(SELECTIVITY_LABEL)
         scatter_ax.set_ylabel(ACCURACY_LABEL)
     else:
@@ -146,7 +151,7 @@ def plot_accuracy(
     add_footnote(
         figure,
         f"{replicates_text(accuracy['n'])}; error bars: bootstrapped 95% CI. "
-        f"{stats.stars_legend()} vs α = 0 (Welch t-test, Bonferroni-corrected "
-        "over all α of this model).",
+        + marks_legend("accuracy higher", "lower than at α = 0",
+                       "Welch t-test, Bonferroni-corrected over all α of this model"),
     )
     return figure

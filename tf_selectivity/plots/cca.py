@@ -13,13 +13,13 @@ import math
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from tf_selectivity import stats
-from tf_selectivity.plots.drawing import draw_points_vs_alpha, draw_stars, errorbar_curve
+from tf_selectivity.plots.drawing import draw_marks_at_points, draw_points_vs_alpha, errorbar_curve
+from tf_selectivity.plots.labels import REFERENCE_LABEL_GID, marks_legend
 from tf_selectivity.plots.style import (
     DEFAULT_N_RESAMPLES,
     add_footnote,
@@ -28,12 +28,13 @@ from tf_selectivity.plots.style import (
     condition_slug,
     display_model_name,
     format_alpha,
+    leaky_slope_colors,
     new_figure,
     set_alpha_axis,
     set_layer_axis,
     styled,
 )
-from tf_selectivity.plots.tables import error_bars, has_values
+from tf_selectivity.plots.tables import error_bars, has_values, significance_by_alpha
 
 WITHIN_CCA_COLOR = "#b2abd2"  # Light purple, rho(alpha_r, alpha_r).
 TO_BASELINE_CCA_COLOR = "#542788"  # Dark purple, rho(alpha_r, alpha_0).
@@ -42,10 +43,7 @@ TO_BASELINE_CCA_COLOR = "#542788"  # Dark purple, rho(alpha_r, alpha_0).
 DEFAULT_CCA_EXAMPLE_ALPHA = -10.0
 
 # With several conditions, ReLU keeps the purple of the paper and the
-# leaky-ReLU slopes get greens (darker = larger slope): blues and reds
-# already mean alpha < 0 and alpha > 0. The pale end of the map is left out.
-_LEAKY_COLORMAP = "Greens"
-_LEAKY_INTENSITY_RANGE = (0.55, 0.95)
+# leaky-ReLU slopes get greens (`style.leaky_slope_colors`).
 _CONDITION_MARKERS = ("o", "s", "^", "D", "v", "P")
 # Figure 3's series are per activation; model and method are fixed per figure.
 _SERIES_COLUMNS = ("activation", "leaky_slope")
@@ -112,9 +110,9 @@ def _condition_styles(conditions: list[dict]) -> dict[str, tuple]:
     if len(slugs) == 1:
         return {slugs[0]: (TO_BASELINE_CCA_COLOR, _CONDITION_MARKERS[0])}
     slopes = {condition_slug(c): float(c.get("leaky_slope", 0)) for c in conditions}
-    leaky = sorted((slug for slug in slugs if "leaky" in slug), key=slopes.get)
-    greens = colormaps[_LEAKY_COLORMAP](np.linspace(*_LEAKY_INTENSITY_RANGE, len(leaky)))
-    colors = {slug: tuple(green) for slug, green in zip(leaky, greens)}
+    leaky = [slug for slug in slugs if "leaky" in slug]
+    by_slope = leaky_slope_colors(slopes[slug] for slug in leaky)
+    colors = {slug: by_slope[slopes[slug]] for slug in leaky}
     return {
         slug: (
             colors.get(slug, TO_BASELINE_CCA_COLOR),
@@ -168,10 +166,12 @@ def plot_cca(
     rho(alpha, alpha), and between those networks and alpha = 0 networks,
     rho(alpha, alpha_0), with bootstrapped 95% CI bands over network pairs.
     (b) CCA distance ratio rho(alpha, alpha_0) : rho(alpha, alpha) averaged
-    over layers, vs alpha, with the panel-(a) alpha circled; asterisks mark
+    over layers, vs alpha, with the panel-(a) alpha circled; marks show
     paired t-tests (over layers) of to-baseline vs within distances,
     Bonferroni-corrected over the alphas of each condition
-    (`stats.cca_ratio_summary`).
+    (`stats.cca_ratio_summary`): ▲ above a point whose distance to alpha = 0
+    networks is larger than between its replicates, ▼ below one where it
+    is smaller.
 
     With runs of several conditions (ReLU and leaky-ReLU slopes) each panel
     has one labelled series per condition (within distances dashed in (a)).
@@ -226,9 +226,11 @@ def plot_cca(
     add_footnote(
         figure,
         "Bands / error bars: bootstrapped 95% CI (over network pairs in a, over "
-        f"layers in b). {stats.stars_legend()}: paired t-test over layers of "
-        "to-baseline vs within distance, Bonferroni-corrected over the α of each "
-        "condition." + (" Each activation is compared with the α = 0 networks of "
+        "layers in b). (b) "
+        + marks_legend("distance to α = 0 networks larger", "smaller than between replicates",
+                       "paired t-test over layers, Bonferroni-corrected over the α of each "
+                       "condition")
+        + (" Each activation is compared with the α = 0 networks of "
                         "the same activation." if several else ""),
     )
     return figure
@@ -286,7 +288,9 @@ def _draw_cca_profiles(
         # The figure legend names the conditions and line styles.
         ax.set_title(f"α = {format_alpha(alpha)}", loc="center", fontweight="normal")
     else:
-        ax.legend(loc="upper left")
+        # Wherever the curves are not (distances usually grow with depth,
+        # but need not).
+        ax.legend(loc="best")
 
 
 def _draw_cca_ratio(
@@ -303,7 +307,7 @@ def _draw_cca_ratio(
         as_group_summary = summary.rename(columns={"mean_ratio": "mean", "n_layers": "n"})
         slug = condition_slug(condition)
         color, marker = styles[slug]
-        p_values = dict(zip(summary["alpha"], summary["p_bonferroni"]))
+        significance = significance_by_alpha(summary, direction="mean_difference")
         if several:
             errors = error_bars(as_group_summary)
             errorbar_curve(ax, summary["alpha"], summary["mean_ratio"], yerr=errors,
@@ -311,12 +315,11 @@ def _draw_cca_ratio(
                            markeredgecolor="white", markeredgewidth=0.5,
                            label=condition_label(condition, with_model=False),
                            gid=f"cca_ratio_mean_{slug}")
-            means = summary["mean_ratio"].to_numpy(dtype=float)
-            tops = np.where(np.isfinite(errors[1]), means + errors[1], means)
-            draw_stars(ax, summary["alpha"], tops, [p_values.get(a, np.nan) for a in summary["alpha"]])
+            draw_marks_at_points(ax, summary["alpha"], summary["mean_ratio"], errors,
+                                 significance, summary["alpha"], color=color)
         else:
             draw_points_vs_alpha(ax, as_group_summary, alpha_colors(summary["alpha"]),
-                                 line_gid=f"cca_ratio_mean_{slug}", p_values=p_values)
+                                 line_gid=f"cca_ratio_mean_{slug}", significance=significance)
         if example_alpha is not None:
             example = summary.loc[np.isclose(summary["alpha"], example_alpha)]
             ax.scatter(example["alpha"], example["mean_ratio"], s=170, facecolors="none",
@@ -325,9 +328,11 @@ def _draw_cca_ratio(
     ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8)
     if not several:
         # Labelled on the line rather than in a legend, which sat on the points and
-        # their significance stars (with several conditions: in the figure legend).
+        # their marks (with several conditions: in the figure legend). The label
+        # goes to a free end of the line once the figure is laid out
+        # (`labels.keep_labels_clear`).
         ax.text(0.99, 1.0, "ratio = 1: no larger than between seeds",
                 transform=ax.get_yaxis_transform(), ha="right", va="bottom",
-                fontsize="small", color="0.4")
+                fontsize="small", color="0.4", gid=REFERENCE_LABEL_GID)
     set_alpha_axis(ax, all_alphas)
     ax.set_ylabel(r"CCA distance ratio $\rho(\alpha, \alpha_0) : \rho(\alpha, \alpha)$")

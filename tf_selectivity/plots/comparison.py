@@ -9,10 +9,11 @@ from matplotlib.figure import Figure
 from tf_selectivity import stats
 from tf_selectivity.plots.drawing import (
     alpha_legend,
+    draw_marks_at_points,
     draw_scatter_with_ci,
-    draw_stars,
     errorbar_curve,
 )
+from tf_selectivity.plots.labels import marks_legend
 from tf_selectivity.plots.style import (
     ACCURACY_LABEL,
     BASELINE_COLOR,
@@ -43,8 +44,11 @@ def plot_promote_vs_suppress(
 
     (a) Test accuracy vs |alpha| for alpha < 0 (blue) and alpha > 0 (red)
     with bootstrapped 95% CIs, the alpha = 0 mean as a grey band, and
-    asterisks for Bonferroni-corrected Wilcoxon rank-sum tests between the
-    signs; (b) test accuracy vs mean class selectivity for every alpha.
+    marks for Bonferroni-corrected Wilcoxon rank-sum tests between the
+    signs at the alpha > 0 point: ▲ above it where promoting gave higher
+    accuracy than suppressing, ▼ below it where lower (the direction of the
+    rank statistic U); (b) test accuracy vs mean class selectivity for
+    every alpha.
 
     Args:
         runs: The `runs` table.
@@ -62,36 +66,46 @@ def plot_promote_vs_suppress(
     accuracy = per_alpha(model_runs, "test_accuracy", n_resamples)
     figure, (magnitude_ax, scatter_ax) = new_figure(2, panel_width=3.9)
 
-    tops = {}
+    handles = {}
+    promote_points = None
     for sign, color, label in ((-1, NEGATIVE_COLOR, "α < 0 (suppress)"),
                                (1, POSITIVE_COLOR, "α > 0 (promote)")):
         side = accuracy.loc[np.sign(accuracy["alpha"]) == sign].copy()
         side["alpha"] = side["alpha"].abs()
         side = side.sort_values("alpha")
         errors = error_bars(side, 100)
-        errorbar_curve(magnitude_ax, side["alpha"], side["mean"] * 100, yerr=errors, fmt="-o",
-                       color=color, label=label, markeredgecolor="white",
-                       markeredgewidth=0.5, gid=f"accuracy_{'negative' if sign < 0 else 'positive'}")
-        for magnitude, mean, upper in zip(side["alpha"], side["mean"] * 100, errors[1]):
-            top = mean + (upper if np.isfinite(upper) else 0.0)
-            tops[round(float(magnitude), 12)] = max(tops.get(round(float(magnitude), 12), -np.inf), top)
+        handles[label] = errorbar_curve(
+            magnitude_ax, side["alpha"], side["mean"] * 100, yerr=errors, fmt="-o",
+            color=color, label=label, markeredgecolor="white", markeredgewidth=0.5,
+            gid=f"accuracy_{'negative' if sign < 0 else 'positive'}")
+        if sign > 0:
+            promote_points = (side["alpha"].to_numpy(dtype=float),
+                              side["mean"].to_numpy(dtype=float) * 100, errors)
     baseline = accuracy.loc[accuracy["alpha"] == 0]
     if not baseline.empty:
         row = baseline.iloc[0]
-        magnitude_ax.axhline(row["mean"] * 100, color=BASELINE_COLOR, linewidth=0.8,
-                             linestyle="--", label="α = 0")
+        handles["α = 0"] = magnitude_ax.axhline(row["mean"] * 100, color=BASELINE_COLOR,
+                                                linewidth=0.8, linestyle="--", label="α = 0")
         if row["n"] >= 2:
             magnitude_ax.axhspan(row["ci_low"] * 100, row["ci_high"] * 100,
                                  color="0.5", alpha=0.15, linewidth=0)
     tests = stats.ranksum_promote_vs_suppress(model_runs)
-    draw_stars(magnitude_ax, tests["abs_alpha"],
-               [tops.get(round(float(a), 12), np.nan) for a in tests["abs_alpha"]],
-               tests["p_bonferroni"])
+    # U counts the (negative, positive) pairs in which the negative value is
+    # larger: above half of the pairs, promoting ranked lower.
+    half_of_pairs = tests["n_negative"] * tests["n_positive"] / 2
+    promote_direction = half_of_pairs - tests["u_statistic"]
+    significance = {round(float(a), 12): (float(p), float(d)) for a, p, d in
+                    zip(tests["abs_alpha"], tests["p_bonferroni"], promote_direction)}
+    magnitudes, means, errors = promote_points
+    draw_marks_at_points(magnitude_ax, magnitudes, means, errors, significance,
+                         [round(float(m), 12) for m in magnitudes], color=POSITIVE_COLOR)
     magnitude_ax.set_xscale("log")
     magnitude_ax.xaxis.set_major_formatter(alpha_tick_formatter())
     magnitude_ax.set_xlabel("Regularization scale magnitude |α|")
     magnitude_ax.set_ylabel(ACCURACY_LABEL)
-    magnitude_ax.legend(loc="best")
+    # Ordered as on a signed alpha axis: suppressing, baseline, promoting.
+    order = [label for label in ("α < 0 (suppress)", "α = 0", "α > 0 (promote)") if label in handles]
+    magnitude_ax.legend([handles[label] for label in order], order, loc="best")
 
     colors = alpha_colors(model_runs["alpha"])
     if has_values(model_runs, "test_mean_selectivity"):
@@ -107,9 +121,9 @@ def plot_promote_vs_suppress(
     )
     add_footnote(
         figure,
-        f"{replicates_text(accuracy['n'])}; error bars: bootstrapped 95% CI. "
-        f"{stats.stars_legend()}: α < 0 vs α > 0 at equal |α| (Wilcoxon rank-sum, "
-        "Bonferroni-corrected).",
+        f"{replicates_text(accuracy['n'])}; error bars: bootstrapped 95% CI. (a) "
+        + marks_legend("accuracy at α > 0 higher", "lower than α < 0 at equal |α|",
+                       "Wilcoxon rank-sum, Bonferroni-corrected over |α|"),
     )
     return figure
 

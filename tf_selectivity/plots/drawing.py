@@ -1,6 +1,6 @@
 """Drawing primitives shared by the figures.
 
-Per-alpha points with CIs and asterisks, error-bar curves that tests can
+Per-alpha points with CIs and significance marks, error-bar curves that tests can
 find by `gid`, per-layer profiles with CI bands, scatter plots with CIs on
 both axes, the shared alpha legend, and the two-panel layout of Figures 1,
 A1, A7 and A8 (a quantity per layer, and its mean over layers vs alpha).
@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from tf_selectivity import stats
+from tf_selectivity.plots.labels import draw_significance_marks
 from tf_selectivity.plots.style import (
     add_footnote,
     alpha_colors,
@@ -45,7 +45,7 @@ def draw_points_vs_alpha(
     colors: dict[float, tuple],
     scale: float = 1.0,
     line_gid: str | None = None,
-    p_values: dict[float, float] | None = None,
+    significance: dict[float, tuple[float, float]] | None = None,
 ):
     """Per-alpha means with CIs, joined by a thin grey line.
 
@@ -56,7 +56,9 @@ def draw_points_vs_alpha(
         scale: Multiplier for the values (100 for percentages).
         line_gid: `gid` of the joining line, so tests and scripts can find
             the plotted means.
-        p_values: Optional corrected p-value per alpha, drawn as asterisks.
+        significance: Optional (corrected p-value, direction of the effect)
+            per alpha (`tables.significance_by_alpha`), drawn as marks above
+            the error bar of a higher value, below that of a lower one.
     """
     alphas = summary["alpha"].to_numpy(dtype=float)
     means = summary["mean"].to_numpy(dtype=float) * scale
@@ -73,9 +75,29 @@ def draw_points_vs_alpha(
             markeredgewidth=0.5,
             zorder=3,
         )
-    if p_values:
-        tops = np.where(np.isfinite(errors[1]), means + errors[1], means)
-        draw_stars(ax, alphas, tops, [p_values.get(a, math.nan) for a in alphas])
+    if significance:
+        draw_marks_at_points(ax, alphas, means, errors, significance, alphas)
+
+
+def draw_marks_at_points(
+    ax: Axes,
+    xs: Sequence[float],
+    means: Sequence[float],
+    errors: np.ndarray,
+    significance: dict[float, tuple[float, float]],
+    keys: Sequence[float],
+    color="black",
+):
+    """Significance marks at points with asymmetric error bars `errors` (2, n).
+
+    `keys` look up each point's (p-value, direction) in `significance`.
+    """
+    means = np.asarray(means, dtype=float)
+    lows = np.where(np.isfinite(errors[0]), means - errors[0], means)
+    highs = np.where(np.isfinite(errors[1]), means + errors[1], means)
+    tests = [significance.get(float(key), (math.nan, math.nan)) for key in keys]
+    draw_significance_marks(ax, xs, lows, highs, [p for p, _ in tests],
+                            [direction for _, direction in tests], color=color)
 
 
 def errorbar_curve(ax: Axes, x, y, *, gid: str, **kwargs):
@@ -89,28 +111,6 @@ def errorbar_curve(ax: Axes, x, y, *, gid: str, **kwargs):
     container = ax.errorbar(x, y, **kwargs)
     container.lines[0].set_gid(gid)
     return container
-
-
-def draw_stars(
-    ax: Axes, xs: Sequence[float], tops: Sequence[float], p_values: Sequence[float]
-):
-    """Asterisks above points whose corrected p-value is significant."""
-    for x, top, p in zip(xs, tops, p_values):
-        marker = stats.significance_stars(p)
-        if marker:
-            # Room above the highest point for the asterisks (text is not
-            # part of the data limits).
-            ax.set_ymargin(0.12)
-            ax.annotate(
-                marker,
-                (x, top),
-                xytext=(0, 2),
-                textcoords="offset points",
-                ha="center",
-                va="bottom",
-                fontsize=9,
-                fontweight="bold",
-            )
 
 
 def draw_layer_profiles(
@@ -144,10 +144,14 @@ def draw_scatter_with_ci(
     colors: dict[float, tuple],
     x_scale: float = 1.0,
     y_scale: float = 1.0,
-    p_values: dict[float, float] | None = None,
+    significance: dict[float, tuple[float, float]] | None = None,
 ):
-    """Per-alpha (x mean, y mean) with CIs on both axes (e.g. Figure 2c)."""
-    merged = x_summary.merge(y_summary, on="alpha", suffixes=("_x", "_y"))
+    """Per-alpha (x mean, y mean) with CIs on both axes (e.g. Figure 2c).
+
+    Points are drawn in increasing alpha; `significance` as in
+    `draw_points_vs_alpha` (marks above / below the y error bar).
+    """
+    merged = x_summary.merge(y_summary, on="alpha", suffixes=("_x", "_y")).sort_values("alpha")
     for _, row in merged.iterrows():
         alpha = float(row["alpha"])
         x_error = error_bars(
@@ -171,15 +175,16 @@ def draw_scatter_with_ci(
             markeredgewidth=0.5,
             label=format_alpha(alpha),
         )
-        if p_values:
-            top = row["mean_y"] * y_scale + np.nan_to_num(y_error[1, 0])
-            draw_stars(ax, [row["mean_x"] * x_scale], [top], [p_values.get(alpha, math.nan)])
+        if significance:
+            draw_marks_at_points(ax, [row["mean_x"] * x_scale], [row["mean_y"] * y_scale],
+                                 y_error, significance, [alpha])
 
 
 def alpha_legend(figure: Figure, alphas: Iterable[float], colors: dict[float, tuple]):
     """One shared legend of alpha colours, outside the panels on the right."""
-    # Baseline first, then suppression and promotion by increasing |alpha|.
-    ordered = sorted(set(float(a) for a in alphas), key=lambda a: (a != 0, a > 0, abs(a)))
+    # Increasing alpha, as on every alpha axis (left to right) and in the
+    # drawing order of the curves and points.
+    ordered = sorted(set(float(a) for a in alphas))
     handles = [
         Line2D([], [], marker="o", linestyle="-", color=colors[a], markersize=4)
         for a in ordered

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from tf_selectivity import stats
 from tf_selectivity.plots.drawing import draw_points_vs_alpha, errorbar_curve
+from tf_selectivity.plots.labels import marks_legend
 from tf_selectivity.plots.style import (
     ACCURACY_LABEL,
     DEFAULT_N_RESAMPLES,
@@ -17,13 +18,19 @@ from tf_selectivity.plots.style import (
     add_footnote,
     alpha_colors,
     display_model_name,
-    intensity_colors,
+    leaky_slope_colors,
     new_figure,
     replicates_text,
     set_alpha_axis,
     styled,
 )
-from tf_selectivity.plots.tables import error_bars, has_values, p_by_alpha, per_alpha, select_runs
+from tf_selectivity.plots.tables import (
+    error_bars,
+    has_values,
+    per_alpha,
+    select_runs,
+    significance_by_alpha,
+)
 
 
 # The paper's Figure A10b uses leaky-ReLU negative slope 0.5.
@@ -48,10 +55,12 @@ def plot_leaky_relu(
 ) -> Figure | None:
     """Figure A10: leaky ReLUs do not rescue accuracy.
 
-    (a) Test accuracy vs alpha for each leaky-ReLU negative slope (red
-    intensity = slope; the ReLU runs, slope 0, in grey for reference);
-    (b) mean class selectivity vs alpha for one slope, with asterisks for
-    Bonferroni-corrected Welch t-tests against alpha = 0 at that slope.
+    (a) Test accuracy vs alpha for each leaky-ReLU negative slope (green,
+    darker = larger slope, as in Figure 3: red and blue mean the sign of
+    alpha; the ReLU runs, slope 0, in grey for reference);
+    (b) mean class selectivity vs alpha for one slope, with marks for
+    Bonferroni-corrected Welch t-tests against alpha = 0 at that slope
+    (▲ higher, ▼ lower).
 
     Args:
         runs: The `runs` table.
@@ -67,7 +76,7 @@ def plot_leaky_relu(
         return None
     leaky_runs["leaky_slope"] = leaky_runs["leaky_slope"].astype(float)
     slopes = sorted(leaky_runs["leaky_slope"].unique())
-    slope_colors = intensity_colors(slopes, "Reds")
+    slope_colors = leaky_slope_colors(slopes)
     figure, (accuracy_ax, selectivity_ax) = new_figure(2, panel_width=3.9)
 
     relu_runs = select_runs(runs, model)
@@ -91,7 +100,8 @@ def plot_leaky_relu(
         summary = per_alpha(chosen_runs, "test_mean_selectivity", n_resamples)
         tests = stats.ttests_vs_baseline(chosen_runs, value="test_mean_selectivity")
         draw_points_vs_alpha(selectivity_ax, summary, alpha_colors(summary["alpha"]),
-                             line_gid="leaky_selectivity_mean", p_values=p_by_alpha(tests))
+                             line_gid="leaky_selectivity_mean",
+                             significance=significance_by_alpha(tests))
         set_alpha_axis(selectivity_ax, summary["alpha"])
         selectivity_ax.set_ylabel(SELECTIVITY_LABEL)
         selectivity_ax.set_title(f"leaky ReLU, negative slope {chosen:g}",
@@ -102,7 +112,8 @@ def plot_leaky_relu(
     add_footnote(
         figure,
         f"{replicates_text(leaky_runs.groupby(['leaky_slope', 'alpha']).size())}; "
-        f"error bars: bootstrapped 95% CI. (b) {stats.stars_legend()}: selectivity "
-        "vs α = 0 (Welch t-test, Bonferroni-corrected).",
+        "error bars: bootstrapped 95% CI. (b) "
+        + marks_legend("selectivity higher", "lower than at α = 0",
+                       "Welch t-test, Bonferroni-corrected"),
     )
     return figure

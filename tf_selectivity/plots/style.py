@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tf_selectivity import stats
+from tf_selectivity.plots.labels import keep_labels_clear
 
 
 # Typographic defaults for publication figures, applied only while a figure
@@ -62,6 +63,8 @@ MODEL_COLORS = ("#17becf", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b")
 # Colour-map range used for |alpha| intensity; the extreme ends of "Blues"
 # and "Reds" are too pale to see on white or indistinguishable from black.
 _INTENSITY_RANGE = (0.35, 0.95)
+LEAKY_COLORMAP = "Greens"
+_LEAKY_INTENSITY_RANGE = (0.55, 0.95)
 
 MODEL_DISPLAY_NAMES = {
     "resnet20": "ResNet20",
@@ -171,6 +174,18 @@ def alpha_colors(alphas: Iterable[float]) -> dict[float, tuple]:
     return colors
 
 
+def leaky_slope_colors(slopes: Iterable[float]) -> dict[float, tuple]:
+    """Greens, darker for larger leaky-ReLU negative slopes.
+
+    Blues and reds already mean alpha < 0 and alpha > 0, so the series of
+    different slopes (Figures 3 and A10) are green; the pale end of the
+    map is left out.
+    """
+    ordered = sorted(set(float(s) for s in slopes))
+    greens = colormaps[LEAKY_COLORMAP](np.linspace(*_LEAKY_INTENSITY_RANGE, len(ordered)))
+    return {slope: tuple(green) for slope, green in zip(ordered, greens)}
+
+
 def _symlog_linthresh(alphas: Iterable[float]) -> float:
     """Linear range of the symlog alpha axis: the smallest non-zero |alpha|."""
     magnitudes = [abs(float(a)) for a in alphas if float(a) != 0]
@@ -184,27 +199,71 @@ def alpha_tick_formatter() -> ticker.Formatter:
     return ticker.FuncFormatter(lambda value, _: f"{value:g}")
 
 
+def _tick_label_width_points(text: str) -> float:
+    """Rough width of an alpha tick label (DejaVu Sans digits are ~0.64 em)."""
+    return 0.64 * FIGURE_STYLE["xtick.labelsize"] * len(text)
+
+
+def _is_decade(value: float) -> bool:
+    return value != 0 and math.isclose(math.log10(abs(value)), round(math.log10(abs(value))),
+                                       abs_tol=1e-9)
+
+
+def _labelled_alphas(ax: Axes, alphas: Sequence[float]) -> list[float]:
+    """The plotted alphas whose tick labels fit side by side.
+
+    Chosen greedily: 0, the extremes, then decades (1, 10, ...), then the
+    rest by decreasing |alpha|; an alpha is labelled only if its label
+    keeps clear of those already chosen. Uses the axes' width before
+    layout, less a fifth for the margins that the constrained layout takes.
+    """
+    ticks = sorted(set(alphas))
+    transform = ax.xaxis.get_transform()
+    low, high = transform.transform(np.array(ax.get_xlim(), dtype=float))
+    figure = ax.get_figure(root=True)
+    width_points = 0.8 * ax.get_position().width * figure.get_figwidth() * 72
+    points_per_unit = width_points / max(high - low, 1e-12)
+    extremes = (ticks[0], ticks[-1])
+    chosen: list[tuple[float, float, float]] = []  # (alpha, centre, half width) in points.
+    for alpha in sorted(ticks, key=lambda a: (a != 0, a not in extremes, not _is_decade(a), -abs(a))):
+        centre = float(transform.transform(np.array([alpha]))[0]) * points_per_unit
+        half = _tick_label_width_points(format_alpha(alpha)) / 2 + 2.0
+        if all(abs(centre - other) >= half + other_half for _, other, other_half in chosen):
+            chosen.append((alpha, centre, half))
+    return sorted(alpha for alpha, _, _ in chosen)
+
+
 def set_alpha_axis(ax: Axes, alphas: Iterable[float], label: str = ALPHA_LABEL):
     """Formats the x axis of `ax` as a symmetric-log alpha axis.
 
     A log scale cannot show alpha = 0 or mix signs, and a linear scale
     squeezes -0.1 .. 1 into a sliver next to -100, so the axis is linear
-    within the smallest |alpha| and logarithmic beyond.
+    within the smallest |alpha| and logarithmic beyond. Every plotted alpha
+    has a tick, so that a point is never read off an axis labelled only at
+    decades; ticks are labelled where their labels fit side by side (0, the
+    extremes and decades first), the others are minor ticks. An axis with
+    both signs has a labelled 0 even where alpha = 0 is not plotted.
 
     Args:
         ax: Axes whose x axis shows alpha.
-        alphas: The alphas plotted (to choose the linear range).
+        alphas: The alphas plotted (to choose the linear range and ticks).
         label: Axis label.
     """
-    alphas = [float(a) for a in alphas]
-    ax.set_xscale("symlog", linthresh=_symlog_linthresh(alphas), linscale=0.6)
+    alphas = sorted(set(float(a) for a in alphas))
+    linthresh = _symlog_linthresh(alphas)
+    ax.set_xscale("symlog", linthresh=linthresh, linscale=0.6)
     if alphas:
         # Pad the limits in the transformed space: the default margins leave
-        # the extreme alphas (and their asterisks) on the spine.
+        # the extreme alphas (and their marks) on the spine.
         transform = ax.xaxis.get_transform()
         low, high = transform.transform(np.array([min(alphas), max(alphas)]))
         pad = 0.06 * max(high - low, 1.0)
         ax.set_xlim(transform.inverted().transform(np.array([low - pad, high + pad])))
+        # 0 marks where the axis turns linear, plotted or not (Figure 3b).
+        spans_zero = alphas[0] < 0 < alphas[-1]
+        labelled = _labelled_alphas(ax, sorted(set(alphas) | ({0.0} if spans_zero else set())))
+        ax.set_xticks(labelled)
+        ax.set_xticks([a for a in alphas if a not in labelled], minor=True)
     ax.xaxis.set_major_formatter(alpha_tick_formatter())
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel(label)
@@ -236,8 +295,12 @@ def new_figure(n_panels: int, panel_width: float = 3.6, height: float = 3.2):
 def add_footnote(figure: Figure, text: str):
     """Small grey note under the panels (sample sizes, CI and test legend)."""
     width_inches, height_inches = figure.get_size_inches()
-    # About 19 characters of 6.5 pt text fit in an inch.
-    lines = textwrap.wrap(text, width=max(40, int(width_inches * 19)))
+    # About 19 characters of 6.5 pt text fit in an inch. Lines do not break
+    # inside "p < 0.05" or "α = 0": the parts are joined by no-break spaces
+    # (not whitespace to `textwrap`) while wrapping.
+    protected = re.sub(r" ([<>=≤≥]) ", "\u00a0\\1\u00a0", text)
+    lines = [line.replace("\u00a0", " ")
+             for line in textwrap.wrap(protected, width=max(40, int(width_inches * 19)))]
     figure.text(0.01, 0.01, "\n".join(lines), fontsize=6.5, color="0.35",
                 ha="left", va="bottom")
     line_height = 8.5 / 72 / height_inches  # 6.5 pt font, in figure fraction.
@@ -259,12 +322,19 @@ def replicates_text(counts: Iterable[int]) -> str:
 
 
 def styled(function: Callable) -> Callable:
-    """Builds a figure under `FIGURE_STYLE` without leaking the style."""
+    """Builds a figure under `FIGURE_STYLE` without leaking the style.
+
+    The finished figure's significance marks and reference labels are then
+    moved clear of the data (`labels.keep_labels_clear`).
+    """
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         with matplotlib.rc_context(FIGURE_STYLE):
-            return function(*args, **kwargs)
+            figure = function(*args, **kwargs)
+            if isinstance(figure, Figure):
+                keep_labels_clear(figure)
+            return figure
 
     return wrapper
 

@@ -95,13 +95,30 @@ def accuracy_tests(relu_runs: pd.DataFrame) -> pd.DataFrame:
     """Welch t-tests of test accuracy vs alpha = 0, over all alphas of a model.
 
     Correcting over every alpha of the model (not only those in one panel)
-    keeps the asterisks of Figures 2, 4 and A9 consistent with the report.
+    keeps the marks of Figures 2, 4 and A9 consistent with the report.
     """
     return stats.ttests_vs_baseline(relu_runs, value="test_accuracy", group="alpha")
 
 
-def p_by_alpha(tests: pd.DataFrame) -> dict[float, float]:
-    return {float(a): float(p) for a, p in zip(tests["alpha"], tests["p_bonferroni"])}
+def significance_by_alpha(
+    tests: pd.DataFrame, key: str = "alpha", direction: str = "difference"
+) -> dict[float, tuple[float, float]]:
+    """(corrected p-value, direction of the effect) per alpha of a test table.
+
+    Args:
+        tests: A table of `stats.ttests_vs_baseline` (direction column
+            `difference`, treated minus baseline), `stats.cca_ratio_summary`
+            (`mean_difference`, to-baseline minus within) or similar.
+        key: Column of the alphas.
+        direction: Column whose sign is the direction of the effect.
+
+    Returns:
+        Dict from float alpha to `(p_bonferroni, direction)`.
+    """
+    return {
+        float(a): (float(p), float(d))
+        for a, p, d in zip(tests[key], tests["p_bonferroni"], tests[direction])
+    }
 
 
 def error_bars(summary: pd.DataFrame, scale: float = 1.0) -> np.ndarray | None:

@@ -70,7 +70,10 @@ def _methods_section() -> list[str]:
         "These are the numbers of the `cca_tests` table and of Figure 3b.",
         "- Dead units (no response to any test image): SI 0 in the mean SI (eq. 3), left "
         "out of the live-unit SI and of precision, which is undefined for them.",
-        f"- Asterisks in figures: {stats.stars_legend()} (corrected p-values).",
+        "- Marks in figures: ▲ above a value significantly higher than its reference "
+        "(α = 0; for Figure 5 the α < 0 networks at the same |α|; for Figure 3b the "
+        "distance between replicates), ▼ below one significantly lower; the asterisks "
+        f"give the corrected p-value: {stats.stars_legend()}.",
         "",
     ]
 

@@ -21,21 +21,24 @@ FIGURE_CAPTIONS = {
     ),
     "fig2_accuracy_suppress": (
         "Figure 2. Test accuracy vs α (a), its distribution for a subset of "
-        "α (b) and vs mean class selectivity (c), α ≤ 0. Asterisks: "
-        "difference from α = 0."
+        "α (b) and vs mean class selectivity (c), α ≤ 0. ▲ / ▼: accuracy "
+        "significantly higher / lower than at α = 0."
     ),
     "fig3_cca": (
         "Figure 3. CCA distance per layer between replicates and to α = 0 "
-        "networks (a), and the layer-averaged distance ratio vs α (b); one "
-        "series per activation where runs of several were analysed."
+        "networks (a), and the layer-averaged distance ratio vs α (b; ▲ / ▼: "
+        "distance to α = 0 networks significantly larger / smaller than between "
+        "replicates); one series per activation where runs of several were analysed."
     ),
     "fig4_accuracy_promote": (
         "Figure 4. Test accuracy vs α (a), its distribution (b) and vs mean "
-        "class selectivity (c), α ≥ 0. Asterisks: difference from α = 0."
+        "class selectivity (c), α ≥ 0. ▲ / ▼: accuracy significantly higher / "
+        "lower than at α = 0."
     ),
     "fig5_promote_vs_suppress": (
         "Figure 5. Test accuracy vs |α| when promoting vs suppressing "
-        "selectivity (a; asterisks: rank-sum test between signs) and vs mean "
+        "selectivity (a; ▲ / ▼: promoting significantly better / worse than "
+        "suppressing at the same |α|, rank-sum test) and vs mean "
         "class selectivity (b)."
     ),
     "figA7_precision_suppress": (
@@ -47,11 +50,13 @@ FIGURE_CAPTIONS = {
     ),
     "figA9_dead_units": (
         "Figure A9. Dead units per layer (a), selectivity of live units vs α "
-        "(b), and test accuracy vs that selectivity (c)."
+        "(b), and test accuracy vs that selectivity (c; ▲ / ▼: accuracy "
+        "significantly higher / lower than at α = 0)."
     ),
     "figA10_leaky_relu": (
         "Figure A10. Leaky-ReLU networks: test accuracy vs α per negative "
-        "slope (a) and mean class selectivity vs α for one slope (b)."
+        "slope (a) and mean class selectivity vs α for one slope (b; ▲ / ▼: "
+        "significantly higher / lower than at α = 0)."
     ),
     "figA12_model_comparison": (
         "Figure A12. Test accuracy (a) and mean class selectivity (b) vs α "
