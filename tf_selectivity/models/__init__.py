@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from tf_selectivity.models.blocks import ACTIVATIONS, ZeroPadShortcut
+from tf_selectivity.models.instrumentation import DenseLogits, instrument
 from tf_selectivity.models.resnet import build_cifar_resnet
 from tf_selectivity.models.selectivity_model import SelectivityModel, VectorMean
 from tf_selectivity.models.vgg import build_vgg16
@@ -13,6 +14,8 @@ __all__ = [
     "MODELS",
     "ACTIVATIONS",
     "build_model",
+    "instrument",
+    "DenseLogits",
     "SelectivityModel",
     "VectorMean",
     "ZeroPadShortcut",
