@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from tf_selectivity.models.blocks import ACTIVATIONS, ZeroPadShortcut
+from tf_selectivity.models.imagenet_resnet import build_imagenet_resnet
 from tf_selectivity.models.instrumentation import DenseLogits, instrument
 from tf_selectivity.models.resnet import build_cifar_resnet
 from tf_selectivity.models.selectivity_model import SelectivityModel, VectorMean
@@ -20,11 +21,14 @@ __all__ = [
     "VectorMean",
     "ZeroPadShortcut",
     "build_cifar_resnet",
+    "build_imagenet_resnet",
     "build_vgg16",
 ]
 
-# Name -> builder. resnet20 and vgg16 are the paper's networks; resnet8 is a
-# small member of the same family for quick tests.
+# Name -> builder. resnet20 and vgg16 are the paper's CIFAR-10 networks;
+# resnet8 is a small member of the same family for quick tests; resnet18 and
+# resnet50 are the ImageNet-style networks of the paper's ICLR 2021 version
+# (Tiny ImageNet, 64x64; see models/imagenet_resnet.py for the stem).
 MODELS = {
     "resnet8": functools.partial(build_cifar_resnet, 8, name="resnet8"),
     "resnet20": functools.partial(build_cifar_resnet, 20, name="resnet20"),
@@ -32,6 +36,8 @@ MODELS = {
     "resnet44": functools.partial(build_cifar_resnet, 44, name="resnet44"),
     "resnet56": functools.partial(build_cifar_resnet, 56, name="resnet56"),
     "vgg16": build_vgg16,
+    "resnet18": functools.partial(build_imagenet_resnet, 18, name="resnet18"),
+    "resnet50": functools.partial(build_imagenet_resnet, 50, name="resnet50"),
 }
 
 
