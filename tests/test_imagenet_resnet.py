@@ -14,7 +14,6 @@ def trainable_count(model):
     return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
-@pytest.mark.core
 def test_resnet18_matches_torchvision_and_has_a_probe_per_activation():
     # torchvision.models.resnet18() has 11,689,512 parameters (1000 classes).
     assert trainable_count(build_imagenet_resnet(18, num_classes=1000, stem="imagenet")) == 11_689_512

@@ -9,6 +9,7 @@ from tf_selectivity.models.imagenet_resnet import build_imagenet_resnet
 from tf_selectivity.models.instrumentation import DenseLogits, instrument
 from tf_selectivity.models.resnet import build_cifar_resnet
 from tf_selectivity.models.selectivity_model import SelectivityModel, VectorMean
+from tf_selectivity.models.user_models import build_user_model, is_model_spec
 from tf_selectivity.models.vgg import build_vgg16
 
 __all__ = [
@@ -50,22 +51,39 @@ def build_model(
     leaky_slope: float = 0.0,
     **kwargs,
 ) -> SelectivityModel:
-    """Builds one of the named networks with selectivity probes.
+    """Builds one of the named networks, or a user's, with selectivity probes.
 
     Args:
-        name: one of `MODELS` ("resnet20", "vgg16", ...).
+        name: one of `MODELS` ("resnet20", "vgg16", "resnet18", ...), or a
+            model spec ``module.path:function`` naming a function that
+            builds an uninstrumented Keras model, which is then probed by
+            `instrument` (see `tf_selectivity.models.user_models` for the
+            arguments it receives).
         num_classes: number of classes (output logits).
         alpha: regularizer scale: < 0 penalizes class selectivity, > 0
             promotes it, 0 only measures it.
         activation: "relu" or "leaky_relu".
         leaky_slope: negative slope for "leaky_relu" (0 for "relu").
-        **kwargs: builder options (`input_shape`, `pixel_mean`, `pixel_std`).
+        **kwargs: builder options (`input_shape`, `pixel_mean`, `pixel_std`;
+            the ImageNet ResNets also `width`, `stem`).
 
     Returns:
         An uncompiled `SelectivityModel` mapping raw [0, 255] images to logits.
     """
+    if is_model_spec(name):
+        return build_user_model(
+            name,
+            num_classes=num_classes,
+            alpha=alpha,
+            activation=activation,
+            leaky_slope=leaky_slope,
+            **kwargs,
+        )
     if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}.")
+        raise ValueError(
+            f"Unknown model {name!r}; choose one of {', '.join(MODELS)}, "
+            "or module.path:function for a model of your own."
+        )
     return MODELS[name](
         num_classes=num_classes,
         alpha=alpha,
