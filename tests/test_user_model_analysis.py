@@ -54,6 +54,12 @@ def test_analysis_uses_the_users_layer_names(user_runs, tmp_path):
     assert os.path.exists(result.report)
     runs_csv = pd.read_csv(tmp_path / "analysis" / "runs.csv")
     assert set(runs_csv["model"]) == {SPEC}
+    # Figures name the (few) layers on their layer axes.
+    from tf_selectivity import plots
+
+    figure = plots.plot_selectivity(result.runs, result.layers, SPEC, n_resamples=200)
+    layer_axis = figure.axes[0]
+    assert [t.get_text() for t in layer_axis.get_xticklabels()] == ["conv1", "conv2"]
 
 
 def test_keras_file_fallback_imports_the_users_module(user_runs, tmp_path):

@@ -218,6 +218,21 @@ def _set_layer_axis(ax: Axes, layer_indices: Iterable[int]):
     ax.set_xlabel(LAYER_LABEL)
 
 
+def _name_layer_ticks(ax: Axes, rows: pd.DataFrame, max_named: int = 12):
+    """Layer names (the probes' names without "probe_") as the ticks of a
+    layer axis, when the rows name at most `max_named` layers; deeper
+    networks keep depth indices (names are in the `layers` table)."""
+    if rows is None or not {"layer", "layer_index"} <= set(rows.columns):
+        return
+    names = rows[["layer_index", "layer"]].drop_duplicates().sort_values("layer_index")
+    if names.empty or len(names) > max_named or names["layer_index"].duplicated().any():
+        return
+    labels = [str(n)[len("probe_"):] if str(n).startswith("probe_") else str(n) for n in names["layer"]]
+    ax.set_xticks(names["layer_index"].to_numpy(dtype=float))
+    ax.set_xticklabels(labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=6.5)
+    ax.set_xlabel("Layer (input side first)")
+
+
 def _new_figure(n_panels: int, panel_width: float = 3.6, height: float = 3.2):
     """A figure with `n_panels` side-by-side axes on its own Agg canvas."""
     figure = Figure(figsize=(panel_width * n_panels + 1.2, height), layout="constrained")
@@ -624,6 +639,7 @@ def _layer_and_network_figure(
     _draw_layer_profiles(
         layer_ax, _per_alpha_and_layer(layers_shown, layer_column, n_resamples), colors
     )
+    _name_layer_ticks(layer_ax, layers_shown)
     layer_ax.set_ylabel(y_label)
     network_summary = _per_alpha(runs_shown, run_column, n_resamples)
     _draw_points_vs_alpha(alpha_ax, network_summary, colors, line_gid="network_mean")
@@ -905,6 +921,7 @@ def _draw_cca_profiles(
             color=color, alpha=0.3, linewidth=0,
         )
     _set_layer_axis(ax, at_alpha["layer_index"])
+    _name_layer_ticks(ax, at_alpha)
     ax.set_ylabel(rf"Mean {method_name} distance $\rho$")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper left")
@@ -1052,6 +1069,7 @@ def plot_dead_units(
         layer_ax, _per_alpha_and_layer(model_layers, "dead_fraction", n_resamples),
         colors, scale=100,
     )
+    _name_layer_ticks(layer_ax, model_layers)
     layer_ax.set_ylabel("Dead units (% of layer)")
 
     selectivity = _per_alpha(model_runs, "test_mean_selectivity_alive", n_resamples)
