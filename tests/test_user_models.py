@@ -60,8 +60,12 @@ def test_bad_specs(spec, kwargs, message):
 
 
 def test_config_validation_imports_the_spec(tmp_path):
+    from tf_selectivity.models import MODELS
+
     config = TrainConfig(model="user_model_zoo:small_cnn", output_dir=str(tmp_path))
     assert config.validate(known_models=["resnet8"]) is config
+    for name in ("resnet18", "resnet50"):
+        TrainConfig(model=name, output_dir=str(tmp_path)).validate(known_models=MODELS)
     with pytest.raises(ConfigError, match="cannot import module"):
         TrainConfig(model="no_such_module_xyz:f", output_dir=str(tmp_path)).validate(known_models=["resnet8"])
 
@@ -105,3 +109,11 @@ def test_train_reduced_resnet18_on_64x64_with_200_classes(tmp_path):
     assert summary["num_classes"] == 200 and summary["image_shape"] == [64, 64, 3]
     assert len(summary["probe_names"]) == 17
     assert np.all(np.isfinite(summary["test_layer_selectivity"]))
+    # The analysis of a 200-class run: precision's N capped at 1 image per
+    # class of this test set.
+    from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+
+    options = AnalysisOptions(n_resamples=100, figures=False)  # figures: test_user_model_analysis
+    result = analyze([config.output_dir], str(tmp_path / "analysis"), options, verbose=0)
+    assert not result.errors and list(result.runs["precision_top_n"]) == [1]
+    assert len(result.layers) == 17
