@@ -71,7 +71,7 @@ def build_model(
         An uncompiled `SelectivityModel` mapping raw [0, 255] images to logits.
     """
     if is_model_spec(name):
-        return build_user_model(
+        model = build_user_model(
             name,
             num_classes=num_classes,
             alpha=alpha,
@@ -79,15 +79,17 @@ def build_model(
             leaky_slope=leaky_slope,
             **kwargs,
         )
-    if name not in MODELS:
+    elif name in MODELS:
+        model = MODELS[name](
+            num_classes=num_classes,
+            alpha=alpha,
+            activation=activation,
+            leaky_slope=leaky_slope,
+            **kwargs,
+        )
+    else:
         raise ValueError(
             f"Unknown model {name!r}; choose one of {', '.join(MODELS)}, "
             "or module.path:function for a model of your own."
         )
-    return MODELS[name](
-        num_classes=num_classes,
-        alpha=alpha,
-        activation=activation,
-        leaky_slope=leaky_slope,
-        **kwargs,
-    )
+    return model
