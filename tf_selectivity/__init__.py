@@ -29,6 +29,7 @@ _EXPORTS = {
     "SelectivityProbe": "tf_selectivity.layers",
     "SelectivityModel": "tf_selectivity.models",
     "build_model": "tf_selectivity.models",
+    "instrument": "tf_selectivity.models",
     "class_selectivity": "tf_selectivity.selectivity",
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -89,8 +91,12 @@ class SelectivityProbe(keras.layers.Layer):
             aggregation="mean",
         )
 
-    def call(self, inputs, selectivity_labels=None):
+    def call(self, inputs, selectivity_labels=None, training=None):
         if selectivity_labels is None:
+            # ---- No silent no-op: a regularizing probe trained without labels.
+            if training and self.alpha != 0.0:
+                _warn_no_labels(self)
+            # ----
             return inputs
         layer_si = ops.mean(
             batch_class_selectivity(
@@ -118,6 +124,31 @@ class SelectivityProbe(keras.layers.Layer):
             }
         )
         return config
+
+
+# ---- Warned once per process: with L probes a missing-labels setup would
+# otherwise repeat the same advice L times per trace.
+_NO_LABELS_WARNED = False
+
+
+def _warn_no_labels(probe) -> None:
+    """Warns (once) that a probe with alpha != 0 is trained without labels."""
+    global _NO_LABELS_WARNED
+    if _NO_LABELS_WARNED:
+        return
+    _NO_LABELS_WARNED = True
+    warnings.warn(
+        f"SelectivityProbe {probe.name!r} (alpha={probe.alpha:g}) is being trained without "
+        "labels, so the selectivity regularizer does nothing. Train the network as a "
+        "SelectivityModel, whose train step passes the labels to every probe: "
+        "tf_selectivity.instrument(model, alpha=...) for an existing Keras model, or "
+        "SelectivityModel(inputs, outputs) instead of keras.Model / keras.Sequential. In a "
+        "custom training loop call the model with selectivity_labels=labels. "
+        "(This warning is shown once.)",
+        UserWarning,
+        stacklevel=3,
+    )
+# ----
 
 
 def find_probes(model) -> list:

@@ -20,7 +20,9 @@ from absl import app, flags
 
 COMMAND = "python -m tf_selectivity.train"
 
-_MODEL_NAMES = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "vgg16")
+_MODEL_NAMES = (
+    "resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "vgg16", "resnet18", "resnet50",
+)
 
 
 def define_training_flags():
@@ -28,7 +30,11 @@ def define_training_flags():
     from tf_selectivity.data.sources import DATASET_HELP
 
     flags.DEFINE_string(
-        "model", "resnet20", f"Network: one of {', '.join(_MODEL_NAMES)} (paper: resnet20, vgg16)."
+        "model", "resnet20",
+        f"Network: one of {', '.join(_MODEL_NAMES)} (paper: resnet20, vgg16 on CIFAR-10; "
+        "resnet18, resnet50 on Tiny ImageNet), or module.path:function, a function of yours "
+        "that builds a Keras model from num_classes and input_shape (probes are inserted "
+        "after its activations that follow convolutions).",
     )
     flags.DEFINE_string(
         "activation", "relu", "Unit non-linearity: relu or leaky_relu (paper sec. 4.4)."

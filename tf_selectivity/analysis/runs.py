@@ -130,6 +130,19 @@ def _run_dirs_under(path: str):
             dirs[:] = []  # a run directory holds no further runs
 
 
+def _import_user_model_module(model: str) -> None:
+    """Imports the module of a ``module.path:function`` model, so that the
+    custom layers it registers can be deserialized from ``model.keras``."""
+    if ":" not in str(model):
+        return
+    import importlib
+
+    try:
+        importlib.import_module(str(model).split(":", 1)[0])
+    except ImportError:
+        pass  # the model may not need it; load_model names what is missing
+
+
 def load_response_function(
     record: RunRecord, endpoint: str = "unit_responses"
 ) -> Callable[[np.ndarray], Mapping[str, np.ndarray]]:
@@ -137,7 +150,9 @@ def load_response_function(
 
     Prefers the run's SavedModel (only TensorFlow is needed, no Python model
     code); falls back to ``model.keras`` (any Keras backend; needs this
-    package's layers, which importing it registers).
+    package's layers, which importing it registers, and, for a user's
+    ``module.path:function`` model with custom layers, that module
+    importable: it is imported first).
 
     Args:
         record: the run.
@@ -175,6 +190,7 @@ def load_response_function(
 
             import tf_selectivity.models  # noqa: F401  (registers the custom layers)
 
+            _import_user_model_module(record.summary.get("model", ""))
             model = keras.saving.load_model(paths.keras_model)
             derived = model.unit_response_model() if endpoint == "unit_responses" else model.activation_model()
 

@@ -70,7 +70,22 @@ class SelectivityModel(keras.Model):
     * ``cross_entropy``, ``accuracy``,
     * ``selectivity_term``: the regularizer, ``-alpha * mu_SI``,
     * ``batch_selectivity``: mu_SI computed per batch (eq. 3 on the batch),
-    * ``selectivity/<probe name>``: each probe's mean batch SI.
+    * ``selectivity/<probe name>``: each probe's mean batch SI,
+
+    and the metrics given to `compile(metrics=..., weighted_metrics=...)`,
+    which are updated with ``(labels, logits)`` (use ``from_logits=True``
+    where a metric has it).
+
+    **Sample weights** (``fit(..., sample_weight=...)`` or ``class_weight``)
+    weight the cross-entropy as Keras' losses do: ``sum_i w_i CE_i / N``
+    over the N samples of the batch. The selectivity term does not use them:
+    the class selectivity index is a statistic of class-conditional mean
+    activations over the batch, computed from every sample with equal
+    weight. (Class weights would not change it anyway: a weight that is
+    constant within each class leaves each class mean unchanged.) A sample
+    with weight 0 therefore still counts in the selectivity term; leave it
+    out of the batch to exclude it. `weighted_metrics` get the weights,
+    the built-in `accuracy` does not.
 
     Inference (`predict`, `__call__` without labels, exported signatures) is the
     plain network: probes are identities.
@@ -158,18 +173,35 @@ class SelectivityModel(keras.Model):
         return self.inputs[0] if len(self.inputs) == 1 else self.inputs
 
     # ---------------------------------------------------------------- compile
-    def compile(self, optimizer="sgd", **kwargs):
-        """Configures the optimizer; the loss is fixed (eq. 2), so `loss` and
-        `metrics` are not accepted. Other arguments (`jit_compile`,
-        `steps_per_execution`, ...) go to `keras.Model.compile`."""
-        for reserved in ("loss", "metrics", "loss_weights", "weighted_metrics"):
+    def compile(self, optimizer="sgd", metrics=None, weighted_metrics=None, **kwargs):
+        """Configures the optimizer and extra metrics; the loss is fixed (eq. 2).
+
+        Args:
+            optimizer: as for `keras.Model.compile`.
+            metrics: extra metrics, updated with ``(labels, logits)`` in the
+                train and test steps (logged beside the built-in ones).
+                ``"accuracy"`` is always logged and is not added twice.
+            weighted_metrics: extra metrics that also get the sample weights.
+            **kwargs: other `keras.Model.compile` arguments (`jit_compile`,
+                `steps_per_execution`, ...); `loss` and `loss_weights` are
+                refused.
+        """
+        for reserved in ("loss", "loss_weights"):
             if kwargs.get(reserved) is not None:
                 raise ValueError(
-                    f"SelectivityModel computes its own loss and metrics "
+                    f"SelectivityModel computes its own loss "
                     f"(cross-entropy - alpha * mu_SI); do not pass `{reserved}`."
                 )
             kwargs.pop(reserved, None)
-        super().compile(optimizer=optimizer, **kwargs)
+        if isinstance(metrics, (list, tuple)):
+            # The built-in accuracy is the same value; keep one column.
+            metrics = [m for m in metrics if not (isinstance(m, str) and m.lower() in ("accuracy", "acc"))]
+        super().compile(
+            optimizer=optimizer,
+            metrics=metrics or None,
+            weighted_metrics=weighted_metrics or None,
+            **kwargs,
+        )
 
     def compile_from_config(self, config):
         """Recompiles a loaded model (optimizer state included) from its config."""
@@ -184,28 +216,39 @@ class SelectivityModel(keras.Model):
 
     @property
     def metrics(self):
-        return [
+        metrics = [
             self.loss_tracker,
             self.cross_entropy_tracker,
             self.accuracy_tracker,
             self.layer_selectivity_tracker,
         ]
+        # The metrics of `compile(metrics=...)`: listed here so that their
+        # variables are part of the (JAX) metrics state and reset each epoch.
+        if getattr(self, "_compile_metrics", None) is not None:
+            metrics.append(self._compile_metrics)
+        return metrics
 
     # ------------------------------------------------------------ loss terms
-    def _cross_entropy(self, labels, logits):
+    def _cross_entropy(self, labels, logits, sample_weight=None):
+        """Mean softmax cross-entropy; with weights ``sum_i w_i CE_i / N``
+        (Keras' "sum_over_batch_size" reduction)."""
         logits = ops.cast(logits, "float32")
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
-        return ops.mean(
-            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        )
+        per_sample = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        if sample_weight is None:
+            return ops.mean(per_sample)
+        weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        return ops.mean(per_sample * weights)
 
-    def _update_metrics(self, labels, logits, total, cross_entropy, layer_si):
+    def _update_metrics(self, labels, logits, total, cross_entropy, layer_si, sample_weight=None):
         batch_size = ops.cast(ops.shape(logits)[0], "float32")
         self.loss_tracker.update_state(total, sample_weight=batch_size)
         self.cross_entropy_tracker.update_state(cross_entropy, sample_weight=batch_size)
         self.accuracy_tracker.update_state(labels, logits)
         if layer_si is not None:
             self.layer_selectivity_tracker.update_state(layer_si, sample_weight=batch_size)
+        if getattr(self, "_compile_metrics", None) is not None:
+            self._compile_metrics.update_state(labels, logits, sample_weight)
 
     def _logs(self):
         """Epoch-mean logs; the regularizer is recovered from the per-layer means
@@ -231,12 +274,21 @@ class SelectivityModel(keras.Model):
             logs["batch_selectivity"] = ops.sum(shares * layer_si) / ops.sum(shares)
             for index, probe in enumerate(probes):
                 logs[f"selectivity/{probe.name}"] = layer_si[index]
+        if getattr(self, "_compile_metrics", None) is not None:
+            for name, value in self._compile_metrics.result().items():
+                if name in logs:
+                    raise ValueError(
+                        f"The metric name {name!r} is already one of SelectivityModel's logs "
+                        f"({', '.join(k for k in logs if '/' not in k)}); give the metric another "
+                        f"name (e.g. keras.metrics.SparseCategoricalAccuracy(name='weighted_{name}'))."
+                    )
+                logs[name] = value
         return logs
 
     # --------------------------------------------------- backend-specific steps
     if keras.backend.backend() == "jax":
 
-        def _stateless_terms(self, trainable, non_trainable, x, y, training):
+        def _stateless_terms(self, trainable, non_trainable, x, y, sample_weight, training):
             """Forward pass without side effects; returns the total loss and aux."""
             logits, non_trainable, losses = self.stateless_call(
                 trainable,
@@ -246,7 +298,7 @@ class SelectivityModel(keras.Model):
                 return_losses=True,
                 **{LABELS_ARG: y},
             )
-            cross_entropy = self._cross_entropy(y, logits)
+            cross_entropy = self._cross_entropy(y, logits, sample_weight)
             total = cross_entropy
             for term in losses:
                 total = total + ops.cast(term, "float32")
@@ -261,10 +313,10 @@ class SelectivityModel(keras.Model):
                 [non_trainable[index[id(p.batch_selectivity)]] for p in probes]
             )
 
-        def _stateless_metrics(self, metrics_variables, y, logits, total, ce, layer_si):
+        def _stateless_metrics(self, metrics_variables, y, logits, total, ce, layer_si, sample_weight):
             mapping = list(zip(self.metrics_variables, metrics_variables))
             with keras.StatelessScope(state_mapping=mapping) as scope:
-                self._update_metrics(y, logits, total, ce, layer_si)
+                self._update_metrics(y, logits, total, ce, layer_si, sample_weight)
                 logs = self._logs()
             new_values = []
             for ref in self.metrics_variables:
@@ -276,11 +328,11 @@ class SelectivityModel(keras.Model):
             import jax
 
             trainable, non_trainable, optimizer_vars, metrics_vars = state
-            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
 
             def loss_fn(trainable_values, non_trainable_values):
                 total, aux = self._stateless_terms(
-                    trainable_values, non_trainable_values, x, y, training=True
+                    trainable_values, non_trainable_values, x, y, sample_weight, training=True
                 )
                 return total, (total, *aux)
 
@@ -290,26 +342,26 @@ class SelectivityModel(keras.Model):
                 optimizer_vars, grads, trainable
             )
             logs, metrics_vars = self._stateless_metrics(
-                metrics_vars, y, logits, total, ce, self._probe_values(non_trainable)
+                metrics_vars, y, logits, total, ce, self._probe_values(non_trainable), sample_weight
             )
             return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
 
         def test_step(self, state, data):
             trainable, non_trainable, metrics_vars = state
-            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
             total, (logits, non_trainable, ce) = self._stateless_terms(
-                trainable, non_trainable, x, y, training=False
+                trainable, non_trainable, x, y, sample_weight, training=False
             )
             logs, metrics_vars = self._stateless_metrics(
-                metrics_vars, y, logits, total, ce, self._probe_values(non_trainable)
+                metrics_vars, y, logits, total, ce, self._probe_values(non_trainable), sample_weight
             )
             return logs, (trainable, non_trainable, metrics_vars)
 
     else:
 
-        def _terms(self, x, y, training):
+        def _terms(self, x, y, sample_weight, training):
             logits = self(x, training=training, **{LABELS_ARG: y})
-            cross_entropy = self._cross_entropy(y, logits)
+            cross_entropy = self._cross_entropy(y, logits, sample_weight)
             total = cross_entropy
             for term in self.losses:
                 total = total + ops.cast(term, "float32")
@@ -324,18 +376,18 @@ class SelectivityModel(keras.Model):
         def train_step(self, data):
             import tensorflow as tf
 
-            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
             with tf.GradientTape() as tape:
-                logits, total, ce = self._terms(x, y, training=True)
+                logits, total, ce = self._terms(x, y, sample_weight, training=True)
                 scaled = self.optimizer.scale_loss(total)
             variables = self.trainable_variables
             grads = tape.gradient(scaled, variables)
             self.optimizer.apply_gradients(zip(grads, variables))
-            self._update_metrics(y, logits, total, ce, self._probe_values())
+            self._update_metrics(y, logits, total, ce, self._probe_values(), sample_weight)
             return self._logs()
 
         def test_step(self, data):
-            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-            logits, total, ce = self._terms(x, y, training=False)
-            self._update_metrics(y, logits, total, ce, self._probe_values())
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            logits, total, ce = self._terms(x, y, sample_weight, training=False)
+            self._update_metrics(y, logits, total, ce, self._probe_values(), sample_weight)
             return self._logs()

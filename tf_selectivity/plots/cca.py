@@ -33,6 +33,7 @@ from tf_selectivity.plots.style import (
     set_alpha_axis,
     set_layer_axis,
     styled,
+    name_layer_ticks,
 )
 from tf_selectivity.plots.tables import error_bars, has_values, significance_by_alpha
 
@@ -282,6 +283,7 @@ def _draw_cca_profiles(
                 color=color, alpha=0.15 if several else 0.3, linewidth=0,
             )
     set_layer_axis(ax, layer_indices)
+    name_layer_ticks(ax, pd.concat([rows.loc[np.isclose(rows["alpha"], alpha)] for _, rows in conditions]))
     ax.set_ylabel(rf"Mean {method_name} distance $\rho$")
     ax.set_ylim(bottom=0)
     if several:

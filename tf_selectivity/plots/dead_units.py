@@ -26,6 +26,7 @@ from tf_selectivity.plots.style import (
     replicates_text,
     set_alpha_axis,
     styled,
+    name_layer_ticks,
 )
 from tf_selectivity.plots.tables import (
     accuracy_tests,
@@ -106,6 +107,7 @@ def plot_dead_units(
     without_dead = _alphas_without_dead_units(model_layers)
     all_without_dead = set(without_dead) == set(dead_summary["alpha"].astype(float))
     _set_dead_unit_range(layer_ax, dead_summary, no_dead_units=all_without_dead)
+    name_layer_ticks(layer_ax, model_layers)
     layer_ax.set_ylabel("Dead units (% of layer)")
 
     selectivity = per_alpha(model_runs, "test_mean_selectivity_alive", n_resamples)

@@ -27,6 +27,7 @@ from tf_selectivity.plots.style import (
     replicates_text,
     set_alpha_axis,
     set_layer_axis,
+    name_layer_ticks,
 )
 from tf_selectivity.plots.tables import (
     error_bars,
@@ -237,6 +238,7 @@ def layer_and_network_figure(
     draw_layer_profiles(
         layer_ax, per_alpha_and_layer(layers_shown, layer_column, n_resamples), colors
     )
+    name_layer_ticks(layer_ax, layers_shown)
     layer_ax.set_ylabel(y_label)
     network_summary = per_alpha(runs_shown, run_column, n_resamples)
     draw_points_vs_alpha(alpha_ax, network_summary, colors, line_gid="network_mean")

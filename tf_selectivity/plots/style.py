@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Sequence
 
 import matplotlib
 import numpy as np
+import pandas as pd
 from matplotlib import colormaps, ticker
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -277,6 +278,21 @@ def set_layer_axis(ax: Axes, layer_indices: Iterable[int]):
     else:
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel(LAYER_LABEL)
+
+
+def name_layer_ticks(ax: Axes, rows: pd.DataFrame | None, max_named: int = 12):
+    """Layer names (the probes' names without "probe_") as the ticks of a
+    layer axis, when the rows name at most `max_named` layers; deeper
+    networks keep depth indices (the names are in the `layers` table)."""
+    if rows is None or not {"layer", "layer_index"} <= set(rows.columns):
+        return
+    names = rows[["layer_index", "layer"]].drop_duplicates().sort_values("layer_index")
+    if names.empty or len(names) > max_named or names["layer_index"].duplicated().any():
+        return
+    labels = [str(n)[len("probe_"):] if str(n).startswith("probe_") else str(n) for n in names["layer"]]
+    ax.set_xticks(names["layer_index"].to_numpy(dtype=float))
+    ax.set_xticklabels(labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=6.5)
+    ax.set_xlabel("Layer (input side first)")
 
 
 def new_figure(n_panels: int, panel_width: float = 3.6, height: float = 3.2):

@@ -18,6 +18,7 @@ browsing the directory both see which run is which.
 from __future__ import annotations
 
 import os
+import re
 
 __all__ = ["SweepPaths", "format_float", "run_name", "PROJECT_NAME", "RUNS_DIR"]
 
@@ -42,7 +43,12 @@ def format_float(value: float) -> str:
 
 
 def run_name(model: str, activation: str, leaky_slope: float, alpha: float, seed: int) -> str:
-    """The run directory name of one trial, e.g. ``resnet20_relu_alpha-1_seed3``."""
+    """The run directory name of one trial, e.g. ``resnet20_relu_alpha-1_seed3``.
+
+    A user's model spec ``module.path:function`` is written
+    ``module.path-function`` (":" is not allowed in Windows file names).
+    """
+    model = re.sub(r"[^A-Za-z0-9_.+-]+", "-", str(model))
     if activation == "relu":
         unit = "relu"
     else:

@@ -92,9 +92,18 @@ class TrainConfig:
     def validate(self, known_models=None) -> "TrainConfig":
         """Raises ConfigError naming the first bad value; returns self."""
         if known_models is not None and self.model not in known_models:
-            raise ConfigError(
-                f"unknown model {self.model!r}; choose one of {', '.join(known_models)}"
-            )
+            if ":" not in self.model:
+                raise ConfigError(
+                    f"unknown model {self.model!r}; choose one of {', '.join(known_models)}, "
+                    "or module.path:function for a model of your own"
+                )
+            # A user's model spec: importable now, not at the first epoch.
+            from tf_selectivity.models.user_models import load_model_function
+
+            try:
+                load_model_function(self.model)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
         if not math.isfinite(self.alpha):
             raise ConfigError(f"alpha must be a finite number; got {self.alpha}")
         if self.activation not in ("relu", "leaky_relu"):

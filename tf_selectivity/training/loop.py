@@ -90,7 +90,7 @@ def _set_precision(precision: str) -> None:
     keras.mixed_precision.set_dtype_policy(precision)
 
 
-def train(config: TrainConfig, *, callbacks=(), verbose: int = 1) -> dict:
+def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, metrics=None) -> dict:
     """Trains one network at one alpha and writes its run directory.
 
     Follows the paper's protocol (defaults of `TrainConfig`): SGD with
@@ -103,6 +103,8 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1) -> dict:
         config: the run's `TrainConfig`.
         callbacks: extra Keras callbacks (e.g. keras-tuner's).
         verbose: 1 progress bar, 2 one line per epoch, 0 silent.
+        metrics: extra Keras metrics (`SelectivityModel.compile(metrics=...)`),
+            logged per epoch (``history.csv``, TensorBoard, ``val_<name>``).
 
     Returns:
         The summary dict (also written to ``summary.json``).
@@ -130,7 +132,7 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1) -> dict:
             paths.config,
             {"identity": config.identity(), "config": config.to_dict(), **data.describe()},
         )
-        return _train_locked(config, paths, data, callbacks, verbose)
+        return _train_locked(config, paths, data, callbacks, verbose, metrics)
 
 
 def _input_pipeline(config, data, initial_epoch):
@@ -161,7 +163,7 @@ def _input_pipeline(config, data, initial_epoch):
     return train, validation, [EpochSync(train)]
 
 
-def _train_locked(config, paths, data, extra_callbacks, verbose):
+def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
     keras.utils.set_random_seed(config.seed)
     _set_precision(config.precision)
     pixel_mean, pixel_std = data.pixel_statistics()
@@ -178,7 +180,9 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
     )
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
     jit_compile = resolve_jit_compile(config.jit_compile)
-    model.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile)
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile, metrics=metrics
+    )
 
     checkpoint = RunCheckpoint(paths)
     checkpoint.set_model(model)
