@@ -185,7 +185,15 @@ class SelectivityModel(keras.Model):
             **kwargs: other `keras.Model.compile` arguments (`jit_compile`,
                 `steps_per_execution`, ...); `loss` and `loss_weights` are
                 refused.
+
+        Raises:
+            ValueError: `loss` given, or (TensorFlow with oneDNN on) a layer
+                whose weight gradient oneDNN gets wrong (see
+                `tf_selectivity.models.onednn`).
         """
+        from tf_selectivity.models.onednn import check_onednn_gradients
+
+        check_onednn_gradients(self)
         for reserved in ("loss", "loss_weights"):
             if kwargs.get(reserved) is not None:
                 raise ValueError(

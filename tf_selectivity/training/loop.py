@@ -180,6 +180,12 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
     )
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
     jit_compile = resolve_jit_compile(config.jit_compile)
+    from tf_selectivity.models.onednn import check_onednn_gradients
+
+    try:  # before compile, so that the user gets the reason, not a crash
+        check_onednn_gradients(model)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile, metrics=metrics
     )
