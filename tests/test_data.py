@@ -89,9 +89,9 @@ def test_bundled_cifar10_sample():
 def test_synthetic_options_and_errors():
     data = load_dataset("synthetic:train=100,test=30,size=8,classes=3")
     assert data.image_shape == (8, 8, 3) and data.num_classes == 3 and len(data.test_labels) == 30
-    with pytest.raises(DatasetUnavailableError, match="Bad synthetic dataset options"):
+    with pytest.raises(DatasetUnavailableError, match="bad synthetic dataset options"):
         load_dataset("synthetic:colour=2")
-    with pytest.raises(DatasetUnavailableError, match="Unknown dataset 'mnist'"):
+    with pytest.raises(DatasetUnavailableError, match="unknown dataset 'mnist'"):
         load_dataset("mnist")
 
 

@@ -100,9 +100,10 @@ class SweepReport:
 
     Attributes:
         role: "local", "chief" or "worker".
-        completed: completed trials of this command's plan.
+        completed: finished trials (completed or diverged) of this command's plan.
         total: trials of the plan, if known (grid).
         failed: descriptions of the plan's trials that failed this session.
+        diverged: descriptions of the plan's trials whose run diverged.
         stop_reason: why the oracle stopped early, if it did.
         search_result: the search plan's answer (search mode).
         tables: paths of trials.csv / trials.parquet written.
@@ -113,6 +114,7 @@ class SweepReport:
     completed: int = 0
     total: Optional[int] = None
     failed: list = dataclasses.field(default_factory=list)
+    diverged: list = dataclasses.field(default_factory=list)
     stop_reason: Optional[str] = None
     search_result: Optional[dict] = None
     tables: list = dataclasses.field(default_factory=list)
@@ -275,6 +277,10 @@ def _own_oracle_run(spec: SweepSpec, role: Role, report: SweepReport) -> None:
         if outcome.status == plans.FAILED:
             trial = by_point[point]
             report.failed.append(f"trial {trial.trial_id} ({oracle.describe_trial(trial)})")
+        elif outcome.status == plans.DIVERGED:
+            trial = by_point[point]
+            epoch = int(outcome.metrics.get("diverged_epoch", 0))
+            report.diverged.append(f"{oracle.describe_trial(trial)} in epoch {epoch}")
     if step.result is not None:
         report.search_result = step.result
         write_json_atomic(paths.search_result, step.result)

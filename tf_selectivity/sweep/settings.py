@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 from typing import Mapping, Optional
 
-from tf_selectivity.training.config import TrainConfig
+from tf_selectivity.training.config import TrainConfig, identity_defaults
 
 __all__ = [
     "POINT_FIELDS",
@@ -53,7 +53,13 @@ def _same(a, b) -> bool:
 
 
 def settings_differences(recorded: Mapping, current: Mapping) -> list:
-    """Human-readable differences, e.g. ``["epochs: 200 there, 2 now"]``."""
+    """Human-readable differences, e.g. ``["epochs: 200 there, 2 now"]``.
+
+    A setting missing from `recorded` (a sweep written before the setting
+    existed) counts as its default.
+    """
+    defaults = identity_defaults()
+    recorded = {name: recorded.get(name, defaults.get(name)) for name in SETTING_FIELDS}
     return [
         f"{name}: {recorded.get(name)!r} there, {current.get(name)!r} now"
         for name in SETTING_FIELDS
@@ -81,8 +87,9 @@ def settings_to_values(settings: Mapping) -> dict:
 def values_to_settings(values: Mapping) -> dict:
     """The inverse of `settings_to_values`."""
     settings = {}
+    defaults = identity_defaults()
     for name in SETTING_FIELDS:
-        value = values.get(name)
+        value = values.get(name, defaults.get(name))
         if name == "lr_milestones":
             value = [int(m) for m in str(value or "").split(",") if m]
         settings[name] = value

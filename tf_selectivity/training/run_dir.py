@@ -7,16 +7,22 @@
       history.csv           one row per epoch
       saved_model/          SavedModel: serve, unit_responses, activations
       model.keras           the best-epoch model in Keras' native format
-      summary.json          written last: the run is complete when it exists
+      summary.json          written last: the run is finished when it exists
+                            ("status": "completed", or "diverged": see
+                            `training.status`)
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 
-__all__ = ["RunPaths", "RunLockedError", "write_json_atomic", "read_json"]
+__all__ = [
+    "RunPaths", "RunLockedError", "write_json_atomic", "read_json", "check_run_dir", "remove_partial_files",
+]
 
 
 class RunLockedError(RuntimeError):
@@ -41,7 +47,26 @@ class RunPaths:
         self.lock = os.path.join(self.root, ".lock")
 
     def is_complete(self) -> bool:
+        """Whether the run is finished (completed or diverged): summary.json exists."""
         return os.path.exists(self.summary)
+
+    def is_locked(self) -> bool:
+        """Whether another process holds the run's lock (creates nothing)."""
+        import fcntl
+
+        if not os.path.exists(self.lock):
+            return False
+        try:
+            descriptor = os.open(self.lock, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(descriptor)  # also releases the probe's lock
+        return False
 
     @contextlib.contextmanager
     def locked(self):
@@ -62,6 +87,110 @@ class RunPaths:
             yield self
         finally:
             handle.close()
+
+
+def check_run_dir(config) -> RunPaths:
+    """Checks that `config.output_dir` can hold this run; writes nothing.
+
+    The directory may be missing (its parent must then be creatable), empty,
+    or hold this same run (same identity fields: it is resumed or, if
+    finished, left alone).
+
+    Returns:
+        The run's `RunPaths`.
+
+    Raises:
+        ConfigError: the directory holds a run of another configuration or
+            files that are not a run, is a file, lies under a file, cannot
+            be written, or its config.json cannot be read.
+    """
+    from tf_selectivity.training.config import ConfigError
+
+    paths = RunPaths(config.output_dir)
+    problem = writable_dir_problem(paths.root)
+    if problem:
+        raise ConfigError(f"output_dir {problem}")
+    if os.path.exists(paths.config):
+        try:
+            previous = read_json(paths.config)
+            identity = previous.get("identity", previous)
+            if not isinstance(identity, dict):
+                raise ValueError("it holds no run configuration")
+        except (OSError, ValueError, AttributeError) as error:
+            raise ConfigError(
+                f"cannot read {paths.config} ({error}); it is not a run's configuration: "
+                "choose another --output_dir"
+            ) from None
+        differences = config.differences(identity)
+        if differences:
+            raise ConfigError(
+                f"{paths.root} holds a run of another configuration ("
+                + "; ".join(differences)
+                + "); choose another --output_dir"
+            )
+    elif os.path.isdir(paths.root):
+        foreign = [n for n in os.listdir(paths.root) if n not in (".lock",)]
+        if foreign:
+            raise ConfigError(
+                f"{paths.root} is not empty and holds no run (found {', '.join(sorted(foreign)[:3])}); "
+                "choose another --output_dir"
+            )
+    return paths
+
+
+def writable_dir_problem(path: str):
+    """Why a directory cannot be used (created if missing) at `path`, or None.
+
+    Checks the nearest existing ancestor: it must be a directory that this
+    process may write to. Creates nothing.
+    """
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            return f"{path} exists and is a file, not a directory"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return f"{path} cannot be written (permission denied)"
+        return None
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{path} cannot be created: {parent} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{path} cannot be created: {parent} is not writable (permission denied)"
+    return None
+
+
+def remove_partial_files(paths: RunPaths) -> list:
+    """Deletes what a killed process left half-written; call with the lock held.
+
+    Every write into a run directory goes to a temporary name first
+    (``*.tmp``, ``*.partial``, ``model.<pid>.partial.keras``...) and is
+    renamed into place, so such leftovers are never part of the run.
+
+    Returns:
+        The paths removed.
+    """
+    patterns = (
+        os.path.join(paths.root, "*.tmp"),
+        os.path.join(paths.root, "*.partial"),
+        os.path.join(paths.root, "*.partial.keras"),
+        os.path.join(paths.root, "saved_model.*.partial"),
+        os.path.join(paths.checkpoint_dir, "*.tmp"),
+        os.path.join(paths.checkpoint_dir, "*.tmp.weights.h5"),
+    )
+    removed = []
+    for pattern in patterns:
+        for path in glob.glob(pattern):
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.remove(path)
+                except OSError:
+                    continue
+            removed.append(path)
+    return sorted(removed)
 
 
 def write_json_atomic(path: str, payload) -> None:
