@@ -43,6 +43,7 @@ import collections
 import dataclasses
 import os
 import time
+import warnings
 from typing import Optional
 
 import keras_tuner
@@ -345,7 +346,11 @@ class SweepOracle(keras_tuner.Oracle):
     @keras_tuner.synchronized
     def update_trial(self, trial_id, metrics, step=0):
         self._renew(trial_id)
-        return super().update_trial(trial_id, metrics, step=step)
+        with warnings.catch_warnings():
+            # A diverged run reports a NaN objective; keras-tuner's running
+            # best (np.nanmax) would warn "All-NaN axis encountered".
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return super().update_trial(trial_id, metrics, step=step)
 
     def _release(self, trial_id) -> Optional[str]:
         """Removes the trial from its holder; returns the holder's id."""
