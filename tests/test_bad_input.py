@@ -254,3 +254,24 @@ def test_the_table_is_big_enough():
     modules = [command[0] for _, command, _ in CASES]
     assert len(CASES) >= 30 and all(modules.count(m) >= 8 for m in COMMANDS)
     assert len({case_id for case_id, _, _ in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("module", sorted(COMMANDS))
+def test_help_exits_0_and_lists_the_commands_own_flags(module):
+    for flag in ("--help", "-h", "--helpfull"):
+        completed = subprocess.run([sys.executable, "-m", module, flag], capture_output=True, text=True,
+                                   env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO, timeout=120)
+        assert completed.returncode == 0, (flag, completed.stderr)
+        assert completed.stderr == ""
+        assert f"python -m {module}" in completed.stdout  # the command's own description
+        assert "--output_dir" in completed.stdout
+    own = {TRAIN: ["--alpha", "--skip_bad_images", "--verbose"],
+           ANALYZE: ["--runs", "--bootstrap_resamples", "--cca_methods"],
+           SWEEP: ["--alphas", "--seeds", "--mode", "--search_bounds", "--model", "--epochs"]}[module]
+    short = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO, timeout=120).stdout
+    for flag in own:
+        assert f"\n  {flag}" in short or f"\n  --[no]{flag[2:]}" in short, flag
+    # The train example's line continuation survives (a backslash, then the next line).
+    if module == TRAIN:
+        assert "--seed=0 \\\n        --dataset=cifar10" in short
