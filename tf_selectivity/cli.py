@@ -42,14 +42,32 @@ class UsageError(Exception):
     """Bad input from the user: reported in one line, exit status 2."""
 
 
+class _ExpectedRetracing:
+    """Drops TensorFlow's "N out of the last N calls ... triggered tf.function
+    retracing" warning. It fires when several models are evaluated in one
+    process (an analysis of many runs loaded from model.keras, a sweep's
+    trials): each new model is traced once, which is expected and cannot be
+    avoided; the warning would suggest a bug that is not there."""
+
+    def filter(self, record) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+_RETRACING_FILTER = _ExpectedRetracing()
+
+
 def quiet_logging() -> None:
-    """Keeps library INFO chatter (SavedModel writing, signatures) off the console."""
+    """Keeps library INFO chatter (SavedModel writing, signatures) and expected
+    retracing warnings off the console."""
     import logging
 
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    logger = logging.getLogger("tensorflow")
+    logger.setLevel(logging.WARNING)
+    if _RETRACING_FILTER not in logger.filters:
+        logger.addFilter(_RETRACING_FILTER)
 
 
 def one_line(message: str) -> str:
