@@ -231,7 +231,7 @@ def build_spec(FLAGS):
     )
 
 
-def check_before_writing(spec, role) -> None:
+def check_before_writing(spec, role, load_data: bool = True) -> None:
     """The sweep directory and the data, checked before anything is written.
 
     The local runner and the chief check that the directory is empty, holds
@@ -256,7 +256,7 @@ def check_before_writing(spec, role) -> None:
             check_sweep_dir(spec)
         except SweepConflictError as error:
             raise cli.UsageError(str(error)) from None
-    if role.kind != "chief" and not needs_tensorflow(spec.base_config.dataset):
+    if load_data and role.kind != "chief" and not needs_tensorflow(spec.base_config.dataset):
         try:
             train_cli.load_data(spec.base_config)
         except DatasetUnavailableError as error:
@@ -312,8 +312,7 @@ def main(argv):
     try:
         spec = build_spec(FLAGS)
         role = distributed.role_from_environment()
-        if not FLAGS.dry_run:
-            check_before_writing(spec, role)
+        check_before_writing(spec, role, load_data=not FLAGS.dry_run)
     except (cli.UsageError, ValueError) as error:
         cli.fail(COMMAND, str(error))
     from tf_selectivity.sweep import runner
