@@ -12,8 +12,8 @@ from tf_selectivity.training import TrainConfig, train
 from tf_selectivity.training.run_dir import read_json
 from tf_selectivity.training.status import RESULT_KEYS, is_diverged, run_status
 
-pytestmark = pytest.mark.core
-
+# The divergence tests also run on JAX (`core`); the bookkeeping ones, which
+# do not depend on the backend, on TensorFlow only (CI time).
 TINY = "synthetic:train=200,test=60,size=16"
 
 
@@ -29,6 +29,7 @@ def _history(run_dir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.core
 def test_an_alpha_that_overflows_diverges_in_the_first_epoch(tmp_path):
     # alpha * SI overflows float32: the loss is not finite from the first batch on.
     config = tiny_config(tmp_path, "run", alpha=1e300)
@@ -62,6 +63,7 @@ class _PoisonAWeight(keras.callbacks.Callback):
             kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
 
 
+@pytest.mark.core
 def test_divergence_in_a_later_epoch_keeps_the_last_finite_state(tmp_path):
     config = tiny_config(tmp_path, "run")
     summary = train(config, callbacks=[_PoisonAWeight(2)], verbose=0)

@@ -273,7 +273,7 @@ def _print_report(report, spec) -> None:
         )
         return
     total = f"/{report.total}" if report.total is not None else ""
-    print(f"[sweep] {report.completed}{total} trials finished in {paths.root}")
+    print(f"[sweep] {report.completed}{total} trials complete in {paths.root}")
     if report.diverged:
         listed = "; ".join(report.diverged[:5]) + (f"; and {len(report.diverged) - 5} more" if len(report.diverged) > 5 else "")
         print(
