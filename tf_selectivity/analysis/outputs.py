@@ -82,7 +82,10 @@ class OutputDirectory:
 
     def begin(self) -> "OutputDirectory":
         self.created = not os.path.exists(self.path)
-        os.makedirs(self.path, exist_ok=True)
+        try:
+            os.makedirs(self.path, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"--output_dir {self.path} cannot be created ({error.strerror or error})") from None
         # Staging folders of analyses that were killed.
         for leftover in glob.glob(os.path.join(self.path, f"{_STAGING_PREFIX}*")):
             shutil.rmtree(leftover, ignore_errors=True)

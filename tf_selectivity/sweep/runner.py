@@ -168,8 +168,11 @@ def sweep_lock(paths: SweepPaths):
     """Holds ``.sweep.lock`` (released on exit or death); raises `SweepLockedError`."""
     import fcntl
 
-    os.makedirs(paths.root, exist_ok=True)
-    handle = open(paths.lock, "a+")
+    try:
+        os.makedirs(paths.root, exist_ok=True)
+        handle = open(paths.lock, "a+")
+    except OSError as error:
+        raise SweepConflictError(f"cannot create {paths.root} ({error.strerror or error})") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

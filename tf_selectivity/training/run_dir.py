@@ -73,8 +73,13 @@ class RunPaths:
         """Holds an exclusive lock on the run directory (released on exit or death)."""
         import fcntl
 
-        os.makedirs(self.root, exist_ok=True)
-        handle = open(self.lock, "w")
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            handle = open(self.lock, "w")
+        except OSError as error:
+            from tf_selectivity.training.config import ConfigError
+
+            raise ConfigError(f"cannot create {self.root} ({error.strerror or error})") from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -141,23 +146,38 @@ def check_run_dir(config) -> RunPaths:
 def writable_dir_problem(path: str):
     """Why a directory cannot be used (created if missing) at `path`, or None.
 
-    Checks the nearest existing ancestor: it must be a directory that this
-    process may write to. Creates nothing.
+    Checks `path`, or its nearest existing ancestor: a directory in which
+    this process can create entries. Permissions alone do not tell (root
+    passes every `os.access` check, yet cannot write to /proc or a read-only
+    mount), so an empty probe directory is created there and removed at
+    once; the tree is left as it was.
     """
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(path):
         if not os.path.isdir(path):
             return f"{path} exists and is a file, not a directory"
-        if not os.access(path, os.W_OK | os.X_OK):
-            return f"{path} cannot be written (permission denied)"
-        return None
+        problem = _creation_problem(path)
+        return f"{path} cannot be written ({problem})" if problem else None
     parent = os.path.dirname(path)
     while parent and not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         return f"{path} cannot be created: {parent} is a file, not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"{path} cannot be created: {parent} is not writable (permission denied)"
+    problem = _creation_problem(parent)
+    return f"{path} cannot be created in {parent} ({problem})" if problem else None
+
+
+def _creation_problem(directory: str):
+    """Why nothing can be created in `directory`, or None."""
+    import tempfile
+
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        probe = tempfile.mkdtemp(prefix=".tf_selectivity-probe-", dir=directory)
+    except OSError as error:
+        return error.strerror or str(error)
+    os.rmdir(probe)
     return None
 
 
