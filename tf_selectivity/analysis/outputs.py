@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 
-from tf_selectivity.training.run_dir import read_json, write_json_atomic
+from tf_selectivity.training.run_dir import PROBE_PREFIX, read_json, write_json_atomic
 
 __all__ = ["MARKER", "CACHE_DIR", "OutputDirectory", "output_dir_problem"]
 
@@ -51,7 +51,10 @@ def output_dir_problem(output_dir: str):
         return problem
     if not os.path.isdir(output_dir) or os.path.exists(os.path.join(output_dir, MARKER)):
         return None
-    entries = [n for n in os.listdir(output_dir) if n != CACHE_DIR and not n.startswith(_STAGING_PREFIX)]
+    entries = [
+        n for n in os.listdir(output_dir)
+        if n != CACHE_DIR and not n.startswith(_STAGING_PREFIX) and not n.startswith(PROBE_PREFIX)
+    ]
     if entries:
         return (
             f"{output_dir} is not empty and holds no earlier analysis (found {', '.join(sorted(entries)[:3])}); "

@@ -27,7 +27,7 @@ from tf_selectivity.sweep.settings import (
     values_to_settings,
 )
 from tf_selectivity.training.config import TrainConfig
-from tf_selectivity.training.run_dir import read_json, write_json_atomic
+from tf_selectivity.training.run_dir import PROBE_PREFIX, read_json, write_json_atomic
 
 __all__ = [
     "SweepSpec", "SweepReport", "SweepConflictError", "SweepLockedError", "check_sweep_dir", "run_sweep",
@@ -154,7 +154,7 @@ def check_sweep_dir(spec: SweepSpec) -> bool:
             raise SweepConflictError(
                 f"{paths.root} is a training run directory, not a sweep; choose another --output_dir"
             )
-        foreign = sorted(set(os.listdir(paths.root)) - _OWN_ENTRIES)
+        foreign = sorted(n for n in set(os.listdir(paths.root)) - _OWN_ENTRIES if not n.startswith(PROBE_PREFIX))
         if foreign:
             raise SweepConflictError(
                 f"{paths.root} is not empty and holds no sweep (found {', '.join(foreign[:3])}); "

@@ -134,13 +134,18 @@ def check_run_dir(config) -> RunPaths:
                 + "); choose another --output_dir"
             )
     elif os.path.isdir(paths.root):
-        foreign = [n for n in os.listdir(paths.root) if n not in (".lock",)]
+        foreign = [n for n in os.listdir(paths.root) if n != ".lock" and not n.startswith(PROBE_PREFIX)]
         if foreign:
             raise ConfigError(
                 f"{paths.root} is not empty and holds no run (found {', '.join(sorted(foreign)[:3])}); "
                 "choose another --output_dir"
             )
     return paths
+
+
+# Name prefix of the probe directories of `writable_dir_problem` (removed at
+# once; one left by a process killed in between is not anyone's file).
+PROBE_PREFIX = ".tf_selectivity-probe-"
 
 
 def writable_dir_problem(path: str):
@@ -174,10 +179,10 @@ def _creation_problem(directory: str):
     if not os.access(directory, os.W_OK | os.X_OK):
         return "permission denied"
     try:
-        probe = tempfile.mkdtemp(prefix=".tf_selectivity-probe-", dir=directory)
+        probe = tempfile.mkdtemp(prefix=PROBE_PREFIX, dir=directory)
     except OSError as error:
         return error.strerror or str(error)
-    os.rmdir(probe)
+    shutil.rmtree(probe, ignore_errors=True)
     return None
 
 
@@ -198,6 +203,7 @@ def remove_partial_files(paths: RunPaths) -> list:
         os.path.join(paths.root, "saved_model.*.partial"),
         os.path.join(paths.checkpoint_dir, "*.tmp"),
         os.path.join(paths.checkpoint_dir, "*.tmp.weights.h5"),
+        os.path.join(paths.root, f"{PROBE_PREFIX}*"),
     )
     removed = []
     for pattern in patterns:
