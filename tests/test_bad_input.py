@@ -216,11 +216,13 @@ def world_template(tmp_path_factory):
 
 
 def _tree(root) -> dict:
-    """Every path under `root` with a hash of its content (directories too)."""
+    """Every path under `root`: files with a hash of their content,
+    directories with their modification time (an entry created and removed
+    again changes it)."""
     entries = {}
     for directory, dirs, files in os.walk(root):
         dirs.sort()
-        entries[os.path.relpath(directory, root)] = "dir"
+        entries[os.path.relpath(directory, root)] = ("dir", os.stat(directory).st_mtime_ns)
         for name in sorted(files):
             path = os.path.join(directory, name)
             with open(path, "rb") as f:

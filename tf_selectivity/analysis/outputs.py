@@ -69,9 +69,10 @@ class OutputDirectory:
 
     Usage::
 
-        out = OutputDirectory(path, record={...}).begin()
+        out = OutputDirectory(path, record={...})
         try:
-            ... write into out.staging ...
+            out.begin()  # when the first thing is to be written
+            ... write into out.staging and out.cache ...
             out.commit()
         except BaseException:
             out.abort()
@@ -84,18 +85,26 @@ class OutputDirectory:
     created: bool = False
 
     def begin(self) -> "OutputDirectory":
+        """Creates the directory (if needed) and the staging folder; idempotent.
+
+        Call it when there is something to write: an analysis that fails
+        before then leaves no trace at all.
+        """
+        if self.staging is not None:
+            return self
         self.created = not os.path.exists(self.path)
         try:
             os.makedirs(self.path, exist_ok=True)
+            # Staging folders of analyses that were killed.
+            for leftover in glob.glob(os.path.join(self.path, f"{_STAGING_PREFIX}*")):
+                shutil.rmtree(leftover, ignore_errors=True)
+            marker = os.path.join(self.path, MARKER)
+            if not os.path.exists(marker):
+                write_json_atomic(marker, {**self.record, "started": time.time(), "outputs": []})
+            self.staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, suffix=".partial", dir=self.path)
         except OSError as error:
-            raise ValueError(f"--output_dir {self.path} cannot be created ({error.strerror or error})") from None
-        # Staging folders of analyses that were killed.
-        for leftover in glob.glob(os.path.join(self.path, f"{_STAGING_PREFIX}*")):
-            shutil.rmtree(leftover, ignore_errors=True)
-        marker = os.path.join(self.path, MARKER)
-        if not os.path.exists(marker):
-            write_json_atomic(marker, {**self.record, "started": time.time(), "outputs": []})
-        self.staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, suffix=".partial", dir=self.path)
+            self.abort()
+            raise ValueError(f"--output_dir {self.path} cannot be written ({error.strerror or error})") from None
         return self
 
     @property

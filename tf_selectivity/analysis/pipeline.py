@@ -395,9 +395,9 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
     output_dir = os.path.abspath(os.path.expanduser(output_dir))
     _check_output_dir(output_dir)
     records, diverged, errors = find_runs(patterns)
-    out = OutputDirectory(
-        output_dir, record={"patterns": list(patterns), "options": dataclasses.asdict(options)}
-    ).begin()
+    # Created only when there is something to write (the first run's cache
+    # entry): an analysis in which no run can be evaluated leaves no trace.
+    out = OutputDirectory(output_dir, record={"patterns": list(patterns), "options": dataclasses.asdict(options)})
     try:
         result = _analyze_into(out, records, diverged, errors, options, verbose)
         out.commit()
@@ -448,8 +448,7 @@ def _diverged_table(diverged) -> pd.DataFrame:
 
 
 def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verbose) -> AnalysisResult:
-    """`analyze` once the output directory is staged: writes into `out.staging`."""
-    staging = out.staging
+    """`analyze` into `out`: per-run cache entries, then the staged outputs."""
     want_cca = options.cca != "false" and any(True for _ in _cca_groups(records, options, []))
     test_data = _TestData(options, verbose)
     run_rows, layer_rows, unit_frames, response_dirs, analysed = [], [], [], {}, []
@@ -463,6 +462,8 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                 if verbose:
                     print(f"[{number}/{len(records)}] {record.run_dir}")
                 positions = response_dir is not None and options.cca_spatial == "positions"
+                if response_dir is not None:
+                    out.begin()  # CCA responses stream into the cache
                 run_row, layers, units = evaluate_run(
                     record, images, labels, num_classes,
                     batch_size=options.batch_size,
@@ -475,6 +476,7 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                 if positions:
                     _write_position_responses(record, images, options, response_dir)
                 run_row["dataset"] = spec
+                out.begin()
                 _write_cache(cache, run_row, layers, units)
             else:
                 run_row, layers, units = cached
@@ -494,6 +496,7 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
     if not analysed:
         details = "; ".join(f"{path}: {message}" for path, message in errors)
         raise ValueError(f"no run could be analysed ({details})")
+    staging = out.begin().staging
     runs = pd.DataFrame(run_rows, columns=list(RUN_COLUMNS))
     layers = pd.DataFrame(layer_rows, columns=list(LAYER_COLUMNS))
     units = pd.concat(unit_frames, ignore_index=True)

@@ -155,7 +155,8 @@ def writable_dir_problem(path: str):
     this process can create entries. Permissions alone do not tell (root
     passes every `os.access` check, yet cannot write to /proc or a read-only
     mount), so an empty probe directory is created there and removed at
-    once; the tree is left as it was.
+    once, and the directory's modification time restored: the tree is left
+    as it was.
     """
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(path):
@@ -178,11 +179,16 @@ def _creation_problem(directory: str):
 
     if not os.access(directory, os.W_OK | os.X_OK):
         return "permission denied"
+    before = os.stat(directory)
     try:
         probe = tempfile.mkdtemp(prefix=PROBE_PREFIX, dir=directory)
     except OSError as error:
         return error.strerror or str(error)
     shutil.rmtree(probe, ignore_errors=True)
+    try:  # the directory's modification time as it was: nothing happened here
+        os.utime(directory, ns=(before.st_atime_ns, before.st_mtime_ns))
+    except OSError:
+        pass
     return None
 
 
