@@ -180,5 +180,47 @@ def test_cca_pwcca_variant_option_is_checked():
     assert AnalysisOptions().cca_pwcca_variant == "svcca"  # The paper's.
     for variant in ("svcca", "textbook", "both"):
         AnalysisOptions(cca_pwcca_variant=variant).validate()
-    with pytest.raises(ValueError, match="cca_pwcca_variant must be one of svcca, textbook, both"):
+    with pytest.raises(ValueError, match="--cca_pwcca_variant must be one of svcca, textbook, both"):
         AnalysisOptions(cca_pwcca_variant="google").validate()
+
+
+def test_diverged_runs_are_listed_apart_and_left_out_of_every_table(tiny_runs, tmp_path):
+    from tf_selectivity.training.status import diverged_summary
+
+    diverged = tmp_path / "diverged_run"
+    shutil.copytree(tiny_runs / "runs" / "a0_s0", diverged)
+    summary = json.load(open(diverged / "summary.json"))
+    json.dump(diverged_summary({**summary, "alpha": -100.0}, 3, "loss is nan"), open(diverged / "summary.json", "w"))
+    options = AnalysisOptions(n_resamples=100, cca="false", figures=False)
+    result = analyze([str(tiny_runs), str(diverged)], str(tmp_path / "out"), options, verbose=0)
+    assert len(result.runs) == 4 and str(diverged) not in set(result.runs["run_dir"])
+    assert -100.0 not in set(result.layers["alpha"]) and -100.0 not in set(result.units["alpha"])
+    table = pd.read_csv(tmp_path / "out" / "diverged.csv")
+    assert list(table["run_dir"]) == [str(diverged)] and list(table["diverged_epoch"]) == [3]
+    assert list(table["reason"]) == ["loss is nan"] and result.errors == []
+
+
+def _outputs(out):
+    return {p: open(os.path.join(out, p), "rb").read() for p in sorted(os.listdir(out)) if os.path.isfile(os.path.join(out, p))}
+
+
+def test_reanalysis_replaces_every_output_and_a_failed_one_changes_nothing(tiny_runs, tmp_path):
+    out = tmp_path / "out"
+    first = analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=100, figures=False), verbose=0)
+    assert first.cca is not None and (out / "cca_ratios.csv").exists()
+    # Again without CCA: its tables of the first analysis must not survive.
+    analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=100, figures=False, cca="false"), verbose=0)
+    manifest = json.load(open(out / "analysis.json"))["outputs"]
+    present = sorted(n for n in os.listdir(out) if n not in ("analysis.json", "cache"))
+    assert present == sorted(manifest) and not any(n.startswith("cca_") for n in present)
+    assert "runs.csv" in present and "report.md" in present
+    # A failing analysis (its only run has no model) leaves the last one as it was.
+    before = _outputs(out)
+    broken = tmp_path / "broken_run"
+    shutil.copytree(tiny_runs / "runs" / "a0_s0", broken)
+    shutil.rmtree(broken / "saved_model")
+    (broken / "model.keras").write_text("not a zip archive")
+    with pytest.raises(ValueError, match="not a Keras model file"):
+        analyze([str(broken)], str(out), AnalysisOptions(n_resamples=100, figures=False), verbose=0)
+    assert _outputs(out) == before
+    assert sorted(n for n in os.listdir(out) if n not in ("analysis.json", "cache")) == present

@@ -111,9 +111,9 @@ def test_bundled_cifar10_sample():
 def test_synthetic_options_and_errors():
     data = load_dataset("synthetic:train=100,test=30,size=8,classes=3")
     assert data.image_shape == (8, 8, 3) and data.num_classes == 3 and len(data.test_labels) == 30
-    with pytest.raises(DatasetUnavailableError, match="Bad synthetic dataset options"):
+    with pytest.raises(DatasetUnavailableError, match="bad synthetic dataset options"):
         load_dataset("synthetic:colour=2")
-    with pytest.raises(DatasetUnavailableError, match="Unknown dataset 'mnist'"):
+    with pytest.raises(DatasetUnavailableError, match="unknown dataset 'mnist'"):
         load_dataset("mnist")
 
 
@@ -154,3 +154,77 @@ def test_cifar10_without_network_names_the_alternatives(tmp_path, monkeypatch):
     message = str(error.value)
     assert "cannot be reached" in message and "cifar10_sample" in message and "imagefolder" in message
 
+
+
+def _break(path, how):
+    if how == "truncate":
+        with open(path, "rb") as f:
+            data = f.read()
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+    else:
+        with open(path, "wb") as f:
+            f.write(b"not an image at all")
+
+
+def test_undecodable_images_are_named_or_skipped_and_listed(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "images"
+    _write_folder(root, per_class=5, size=8)
+    jpeg = root / "train" / "ant" / "z.jpg"
+    Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8)).save(jpeg, quality=95)
+    _break(jpeg, "truncate")
+    _break(root / "test" / "cat" / "2.png", "garbage")
+    cache = tmp_path / "cache"
+    spec = f"imagefolder:{root}"
+    with pytest.raises(DatasetUnavailableError, match=r"cannot decode image .*z\.jpg .* and 1 more; fix or remove"):
+        load_dataset(spec, cache_dir=str(cache))
+    assert not cache.exists() or not os.listdir(cache)  # no cache entry for a failed load
+    data = load_dataset(spec, cache_dir=str(cache), skip_bad_images=True)
+    assert data.skipped_images == [str(jpeg), str(root / "test" / "cat" / "2.png")]
+    assert len(data.train_labels) + len(data.validation_labels) == 40 and len(data.test_labels) == 9
+    assert "2 unreadable image(s) skipped" in data.summary_line()
+    # From the cache: the same result, and still an error without skipping.
+    again = load_dataset(spec, cache_dir=str(cache), skip_bad_images=True)
+    np.testing.assert_array_equal(again.test_images, data.test_images)
+    np.testing.assert_array_equal(again.test_labels, data.test_labels)
+    assert again.skipped_images == data.skipped_images
+    with pytest.raises(DatasetUnavailableError, match="cannot decode image"):
+        load_dataset(spec, cache_dir=str(cache))
+    images, labels, _ = load_test_split(spec, cache_dir=str(cache), skip_bad_images=True)
+    assert len(labels) == 9 and np.bincount(labels).tolist() == [5, 4]
+
+
+def test_folder_layout_errors_name_the_folder(tmp_path):
+    from tf_selectivity.data import check_dataset
+
+    root = tmp_path / "images"
+    _write_folder(root, classes=("ant", "bee", "cat"), per_class=1)
+    check_dataset(f"imagefolder:{root}")
+    for name in os.listdir(root / "train" / "bee"):
+        os.remove(root / "train" / "bee" / name)
+    with pytest.raises(DatasetUnavailableError, match=r"class folder .*train/bee holds no images"):
+        check_dataset(f"imagefolder:{root}")
+    with pytest.raises(DatasetUnavailableError, match=r"train/bee holds no images"):
+        load_dataset(f"imagefolder:{root}", cache_dir=None)
+    os.rmdir(root / "train" / "bee")
+    with pytest.raises(DatasetUnavailableError, match=r"class folder\(s\) bee in test/ but not in train/"):
+        check_dataset(f"imagefolder:{root}")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatasetUnavailableError, match="is a file, not a folder"):
+        check_dataset(f"imagefolder:{tmp_path / 'file'}")
+    with pytest.raises(DatasetUnavailableError, match="unknown option 'colour'"):
+        check_dataset("synthetic:colour=2")
+    with pytest.raises(DatasetUnavailableError, match="classes must be at least 2"):
+        check_dataset("synthetic:classes=1")
+
+
+def test_images_of_different_sizes_name_two_files(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "images"
+    _write_folder(root, per_class=2, size=6)
+    Image.fromarray(np.zeros((7, 7, 3), dtype=np.uint8)).save(root / "train" / "cat" / "big.png")
+    with pytest.raises(DatasetUnavailableError, match=r"images differ in size: .*0\.png is 6x6, .*big\.png is 7x7"):
+        load_dataset(f"imagefolder:{root}", cache_dir=None)

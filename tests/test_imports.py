@@ -1,5 +1,6 @@
 """Import hygiene: no TensorFlow under JAX, no Keras in the NumPy-only modules."""
 
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,8 @@ def _imported_modules(code, backend):
     probe = f"import sys\n{code}\nprint(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-        env={"KERAS_BACKEND": backend, "PATH": "/usr/bin:/bin"},
+        env={"KERAS_BACKEND": backend, "PATH": "/usr/bin:/bin",
+             **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})},
     ).stdout.split()
     return set(out)
 
@@ -36,4 +38,19 @@ def test_numpy_only_modules_do_not_import_keras():
         "import tf_selectivity.cca, tf_selectivity.stats, tf_selectivity.plots, tf_selectivity.report",
         "tensorflow",
     )
+    assert "keras" not in modules and "tensorflow" not in modules
+
+
+def test_command_line_checks_need_no_backend():
+    """Usage errors are found before Keras loads: they answer in about a second."""
+    code = (
+        "import tf_selectivity.train, tf_selectivity.analyze, tf_selectivity.sweep.cli\n"
+        "from tf_selectivity import training\n"
+        "from tf_selectivity.training import TrainConfig, RunPaths, ConfigError\n"
+        "from tf_selectivity.training import run_dir, status, config\n"
+        "from tf_selectivity.data import sources\n"
+        "from tf_selectivity.analysis import runs, outputs\n"
+        "from tf_selectivity.sweep import runner, plans, settings, layout, hparams, distributed\n"
+    )
+    modules = _imported_modules(code, "tensorflow")
     assert "keras" not in modules and "tensorflow" not in modules

@@ -135,6 +135,34 @@ def test_margin_search_stops_at_the_bounds():
         plans.MarginSearchPlan([0], -0.1, 100, margin=0.01)
 
 
+@pytest.mark.core
+def test_margin_search_treats_a_diverged_alpha_as_outside_the_margin():
+    # Free up to |alpha| = 20; from |alpha| > 20 on, seed 1 diverges.
+    def run(point):
+        if abs(point.alpha) > 20 and point.seed == 1:
+            return plans.Outcome(plans.DIVERGED, {"diverged_epoch": 3.0})
+        return plans.Outcome(plans.COMPLETED, {"val_accuracy": 0.9})
+
+    plan = plans.MarginSearchPlan(seeds=[0, 1], weakest=-0.1, strongest=-100, margin=0.05, resolution=2.0)
+    outcomes = {}
+    for _ in range(50):
+        step = plan.step(outcomes)
+        if step.finished:
+            break
+        outcomes.update({point: run(point) for point in step.needed})
+    result = step.result
+    within, outside = result["strongest_alpha_within_margin"], result["weakest_alpha_outside_margin"]
+    assert -20 <= within < 0 and -40 <= outside < -20
+    diverged_rows = [row for row in result["evaluated"] if row.get("diverged_seeds")]
+    assert diverged_rows and all(not row["within_margin"] and row["mean_val_accuracy"] is None for row in diverged_rows)
+    assert plans.Outcome(plans.DIVERGED).finished and not plans.Outcome(plans.DIVERGED).completed
+    # A diverged baseline: no answer, and it says why.
+    base = plans.MarginSearchPlan([0], -0.1, -100, margin=0.05)
+    step = base.step({plans.Point.make(0, 0, 0): plans.Outcome(plans.DIVERGED),
+                      plans.Point.make(0, -100, 0): plans.Outcome(plans.COMPLETED, {"val_accuracy": 0.9})})
+    assert step.finished and "alpha = 0 diverged" in step.result["message"]
+
+
 # ------------------------------------------------------------------ flags
 
 
@@ -204,14 +232,26 @@ for path in sorted(glob.glob("experiments/*/*.flags")):
     spec = cli.build_spec(FLAGS)
     out[path] = {"plan": spec.plan.describe(), "settings": spec.settings, "output_dir": FLAGS.output_dir}
 FLAGS.unparse_flags()
-FLAGS(["sweep", "--flagfile=experiments/paper/resnet20_suppress.flags", "--dataset=imagefolder:/data/cifar10"])
+FLAGS(["sweep", "--flagfile=experiments/paper/resnet20_suppress.flags", "--dataset=cifar10_sample"])
 out["override"] = cli.build_spec(FLAGS).settings["dataset"]
+# Search mode with an experiment's flagfile: its --alphas list is ignored, or cleared by a later --alphas=.
+for extra in ([], ["--alphas="]):
+    FLAGS.unparse_flags()
+    FLAGS(["sweep", "--flagfile=experiments/smoke/resnet20_suppress.flags", "--mode=search", *extra])
+    out["search" + "".join(extra)] = cli.build_spec(FLAGS).plan.describe()
+FLAGS.unparse_flags()
+FLAGS(["sweep", "--flagfile=experiments/smoke/resnet20_leaky.flags", "--leaky_slopes=", "--leaky_slope=0.1"])
+out["cleared_slopes"] = cli.build_spec(FLAGS).plan.describe()["leaky_slopes"]
 print(json.dumps(out))
 """
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert completed.returncode == 0, completed.stderr
     specs = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert specs.pop("override") == "imagefolder:/data/cifar10"  # flags after --flagfile win
+    assert specs.pop("override") == "cifar10_sample"  # flags after --flagfile win
+    for key in ("search", "search--alphas="):
+        search = specs.pop(key)
+        assert search["mode"] == "search" and search["seeds"] == [0, 1], search
+    assert specs.pop("cleared_slopes") == [0.1]  # an empty value clears the file's list
     names = {os.path.basename(p) for p in specs}
     assert names == {"resnet20_suppress.flags", "resnet20_promote.flags", "vgg16.flags",
                      "resnet20_leaky.flags", "resnet20_cca.flags"}
@@ -529,3 +569,30 @@ def test_search_mode_reuses_finished_runs_and_records_its_answer(resumed_sweep, 
     assert len(table) == 6 and sorted(table.alpha.unique()) == [-4.0, -1.0, 0.0]
     assert (table.status == "COMPLETED").all()
     assert "search: alpha = -4.0 (the strongest searched) stays within the margin" in completed.stdout
+
+
+def test_a_diverged_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    out = tmp_path / "sweep"
+    # alpha = 1e300 overflows the float32 loss in the first epoch.
+    completed = run_sweep_cli(f"--output_dir={out}", "--alphas=1e300,0", "--seeds=0", "--epochs=1")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "trial 0000 diverged in epoch 1" in completed.stdout
+    assert "[sweep 2/2] trial 0001 done" in completed.stdout  # the next trial still ran
+    assert "1 of them diverged" in completed.stdout
+    table = pd.read_csv(out / "trials.csv").set_index("alpha")
+    assert table.loc[1e300, "status"] == "DIVERGED" and table.loc[1e300, "diverged_epoch"] == 1
+    assert pd.isna(table.loc[1e300, "test_accuracy"]) and pd.isna(table.loc[1e300, "val_accuracy"])
+    assert table.loc[0.0, "status"] == "COMPLETED" and not pd.isna(table.loc[0.0, "test_accuracy"])
+    # A rerun keeps the diverged trial as finished: nothing is trained again.
+    again = run_sweep_cli(f"--output_dir={out}", "--alphas=1e300,0", "--seeds=0", "--epochs=1")
+    assert again.returncode == 0 and "2/2 already complete" in again.stdout and "starts" not in again.stdout
+    # The analysis lists it apart.
+    analysis = subprocess.run(
+        [sys.executable, "-m", "tf_selectivity.analyze", f"--runs={out}", f"--output_dir={tmp_path / 'analysis'}",
+         "--figures=false", "--bootstrap_resamples=100"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert analysis.returncode == 0, analysis.stderr[-3000:]
+    assert "1 run(s) diverged during training" in analysis.stdout
+    assert len(pd.read_csv(tmp_path / "analysis" / "runs.csv")) == 1
+    assert len(pd.read_csv(tmp_path / "analysis" / "diverged.csv")) == 1

@@ -108,9 +108,15 @@ def test_output_dir_with_another_run_is_not_overwritten(tiny_runs, tmp_path):
 
 def test_cli_trains_and_rerun_is_a_no_op(tmp_path):
     out = tmp_path / "run"
-    first = run_cli("tf_selectivity.train", *BASE, "--alpha=-1", f"--output_dir={out}", "--verbose=2")
+    # The default progress display, with stdout a pipe as in a log file.
+    first = run_cli("tf_selectivity.train", *BASE, "--alpha=-1", f"--output_dir={out}")
     assert first.returncode == 0, first.stderr
     assert "test mean selectivity" in first.stdout
+    # A clean first minute: no TensorFlow/CUDA start-up lines, no warnings;
+    # plain lines (no carriage returns or ANSI colours) off a terminal.
+    assert first.stderr == "", first.stderr
+    assert "\r" not in first.stdout and "\x1b" not in first.stdout
+    assert "Data synthetic:train=500,test=200,size=16: 10 classes (class_0, class_1" in first.stdout
     summary = json.load(open(out / "summary.json"))
     assert summary["alpha"] == -1.0 and summary["epochs"] == 1
     second = run_cli("tf_selectivity.train", *BASE, "--alpha=-1", f"--output_dir={out}")

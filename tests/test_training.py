@@ -219,3 +219,24 @@ def test_train_step_compiles_with_xla(rng):
     logs = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
     assert logs["loss"][0] == pytest.approx(logs["cross_entropy"][0] + logs["selectivity_term"][0], rel=1e-5)
     assert logs["selectivity_term"][0] == pytest.approx(logs["batch_selectivity"][0], rel=1e-5)
+
+
+def test_skipped_images_are_listed_in_the_run_config(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the decoded-folder cache
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for split, count in (("train", 20), ("test", 5)):
+        for name in ("ant", "bee"):
+            os.makedirs(root / split / name)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / split / name / f"{i}.png")
+    (root / "train" / "bee" / "broken.png").write_bytes(b"not an image")
+    config = tiny_config(tmp_path, "run", dataset=f"imagefolder:{root}", epochs=1, batch_size=16,
+                         skip_bad_images=True)
+    summary = train(config, verbose=0)
+    assert summary["status"] == "completed" and summary["num_classes"] == 2
+    recorded = read_json(os.path.join(config.output_dir, "config.json"))
+    assert recorded["skipped_images"] == [str(root / "train" / "bee" / "broken.png")]
+    assert recorded["identity"]["skip_bad_images"] is True

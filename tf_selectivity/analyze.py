@@ -8,10 +8,18 @@ summary.json) is loaded from its SavedModel (or model.keras) -- no Python
 model code needed -- and evaluated on its dataset's test set, streaming
 batches. Results go to OUTPUT_DIR as tidy tables (runs, layers, units; CCA
 distances and ratios) in CSV and Parquet, the paper's figures (PNG and PDF)
-under figures/, and report.md, the page to open first.
+under figures/, and report.md, the page to open first. Runs that diverged
+during training are listed in diverged.csv and left out of everything else.
+Analysing again into the same OUTPUT_DIR replaces the earlier outputs as a
+whole (the per-run cache/ is reused).
+
+Bad input (a flag value, a path, an output directory holding other files)
+gives one line on stderr and exit status 2, and nothing is written.
 """
 
 from __future__ import annotations
+
+import os
 
 from tf_selectivity import cli  # noqa: F401  (quiet TensorFlow logging first)
 
@@ -63,51 +71,103 @@ flags.DEFINE_boolean(
 flags.DEFINE_float("baseline_alpha", 0.0, "Alpha of the unregularized baseline runs.")
 flags.DEFINE_boolean("figures", True, "Draw the paper's figures (PNG and PDF).")
 flags.DEFINE_integer("bootstrap_resamples", 10000, "Bootstrap resamples per 95% confidence interval.")
-flags.DEFINE_integer("verbose", 1, "1: progress bars, 0: silent.")
+flags.DEFINE_boolean(
+    "skip_bad_images", False,
+    "imagefolder: leave out test images that cannot be decoded instead of stopping (automatic for runs "
+    "trained with --skip_bad_images).",
+)
+flags.DEFINE_integer(
+    "verbose", 1,
+    "1: progress bars (plain lines when not on a terminal), 0: silent, 3: also TensorFlow's start-up messages.",
+)
 
 FLAGS = flags.FLAGS
+
+
+def _options():
+    """`AnalysisOptions` from the flags, validated; raises UsageError/ValueError."""
+    from tf_selectivity.analysis.pipeline import AnalysisOptions
+
+    cca_alphas = None
+    if FLAGS.cca_alphas:
+        cca_alphas = tuple(cli.parse_float_list(",".join(FLAGS.cca_alphas), "cca_alphas"))
+    return AnalysisOptions(
+        dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        batch_size=FLAGS.batch_size,
+        precision_top_n=FLAGS.precision_top_n,
+        max_test_samples=FLAGS.max_test_samples,
+        cca=FLAGS.cca,
+        cca_methods=tuple(m.strip().lower() for m in FLAGS.cca_methods if m.strip()),
+        cca_pwcca_variant=FLAGS.cca_pwcca_variant,
+        cca_spatial=FLAGS.cca_spatial,
+        cca_max_datapoints=FLAGS.cca_max_datapoints,
+        cca_alphas=cca_alphas,
+        cca_same_seed_pairs=FLAGS.cca_same_seed_pairs,
+        baseline_alpha=FLAGS.baseline_alpha,
+        selectivity_index=FLAGS.selectivity_index,
+        figures=FLAGS.figures,
+        n_resamples=FLAGS.bootstrap_resamples,
+        skip_bad_images=FLAGS.skip_bad_images,
+    ).validate()
+
+
+def _check_data_flags() -> None:
+    from tf_selectivity.data.sources import check_dataset, needs_tensorflow
+
+    if FLAGS.dataset is not None:
+        if FLAGS.data_dir is not None and not needs_tensorflow(FLAGS.dataset):
+            raise cli.UsageError(
+                f"--data_dir only applies to --dataset=cifar10 (a tensorflow-datasets directory); "
+                f"--dataset is {FLAGS.dataset}"
+            )
+        check_dataset(FLAGS.dataset, FLAGS.data_dir)
+    elif FLAGS.data_dir is not None:
+        check_dataset("cifar10", FLAGS.data_dir)
 
 
 def main(argv):
     cli.quiet_logging()
     if len(argv) > 1:
         cli.fail(COMMAND, f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.runs:
-        cli.fail(COMMAND, "--runs is required (run directories, sweep directories or globs)")
-    if not FLAGS.output_dir:
-        cli.fail(COMMAND, "--output_dir is required")
-    from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+    from tf_selectivity.data.sources import DatasetUnavailableError
+
+    # Everything that can be refused is checked before a backend starts and
+    # before anything is written: flags, data, output directory, the runs.
+    try:
+        if not FLAGS.runs or not any(p.strip() for p in FLAGS.runs):
+            raise cli.UsageError("--runs is required (run directories, sweep directories or globs)")
+        if not FLAGS.output_dir:
+            raise cli.UsageError("--output_dir is required")
+        cli.check_verbose(FLAGS.verbose)
+        options = _options()
+        _check_data_flags()
+        from tf_selectivity.analysis.outputs import output_dir_problem
+        from tf_selectivity.analysis.pipeline import find_runs
+
+        problem = output_dir_problem(FLAGS.output_dir)
+        if problem:
+            raise cli.UsageError(f"--output_dir {problem}")
+        find_runs(FLAGS.runs)
+    except (cli.UsageError, ValueError, DatasetUnavailableError) as error:
+        cli.fail(COMMAND, str(error))
+    cli.start_backend(FLAGS.verbose)
+    from tf_selectivity.analysis.pipeline import analyze
 
     try:
-        cca_alphas = None
-        if FLAGS.cca_alphas:
-            cca_alphas = tuple(cli.parse_float_list(",".join(FLAGS.cca_alphas), "cca_alphas"))
-        options = AnalysisOptions(
-            dataset=FLAGS.dataset,
-            data_dir=FLAGS.data_dir,
-            batch_size=FLAGS.batch_size,
-            precision_top_n=FLAGS.precision_top_n,
-            max_test_samples=FLAGS.max_test_samples,
-            cca=FLAGS.cca,
-            cca_methods=tuple(m.strip().lower() for m in FLAGS.cca_methods),
-            cca_pwcca_variant=FLAGS.cca_pwcca_variant,
-            cca_spatial=FLAGS.cca_spatial,
-            cca_max_datapoints=FLAGS.cca_max_datapoints,
-            cca_alphas=cca_alphas,
-            cca_same_seed_pairs=FLAGS.cca_same_seed_pairs,
-            baseline_alpha=FLAGS.baseline_alpha,
-            selectivity_index=FLAGS.selectivity_index,
-            figures=FLAGS.figures,
-            n_resamples=FLAGS.bootstrap_resamples,
-        ).validate()
-        result = analyze(FLAGS.runs, FLAGS.output_dir, options, verbose=FLAGS.verbose)
+        result = analyze(FLAGS.runs, FLAGS.output_dir, options, verbose=min(FLAGS.verbose, 1))
     except (cli.UsageError, ValueError) as error:
         cli.fail(COMMAND, str(error))
     for path, message in result.errors:
         print(f"{COMMAND}: could not analyse {path}: {message}")
+    if result.diverged is not None and len(result.diverged):
+        print(
+            f"{len(result.diverged)} run(s) diverged during training and are left out of every table, mean and "
+            f"figure: see {os.path.join(os.path.abspath(FLAGS.output_dir), 'diverged.csv')}"
+        )
     print(f"Analysed {len(result.runs)} run(s); report: {result.report}")
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.flags_parser(COMMAND))
+    app.run(main, flags_parser=cli.flags_parser(COMMAND, __doc__))

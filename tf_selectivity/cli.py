@@ -1,13 +1,23 @@
-"""Shared plumbing of the command-line tools: quiet start-up, exit codes.
+"""Shared plumbing of the command-line tools: quiet start-up, help, exit codes.
 
 Every command exits with status 2 and a one-line ``<command>: error: ...``
 message on bad input (unknown flag values, missing paths, conflicting output
-directories), before anything is written.
+directories, unreadable data), before anything is written. Checks that need
+no deep-learning backend run before one is imported, so that a usage error
+answers in about a second instead of after TensorFlow's start-up.
+
+`start_backend` imports Keras (and TensorFlow where installed) with the
+process' standard error captured at the file-descriptor level: TensorFlow's
+C++ start-up lines (oneDNN, CUDA probing, the ``cuInit`` error on a machine
+without a GPU) are written by absl's C++ logging before any Python setting
+can reach it. Lines that are not such start-up chatter are written out after
+the import; ``--verbose=3`` shows everything.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 # TensorFlow's C++ start-up messages (CUDA probing, CPU features) drown the
@@ -17,39 +27,264 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 USAGE_ERROR = 2
+# `--verbose` at or above this level shows the backend's start-up messages.
+BACKEND_LOG_VERBOSITY = 3
+
+_HELP_TOKENS = {"-h", "-help", "--help", "-?", "--helpshort", "-helpshort"}
+_HELPFULL_TOKENS = {"--helpfull", "-helpfull"}
+
+# Flags given on the command line itself (not read from a --flagfile), by
+# name; filled by the parser of `flags_parser`.
+EXPLICIT_FLAGS: set = set()
 
 
 class UsageError(Exception):
     """Bad input from the user: reported in one line, exit status 2."""
 
 
+class _ExpectedRetracing:
+    """Drops TensorFlow's "N out of the last N calls ... triggered tf.function
+    retracing" warning. It fires when several models are evaluated in one
+    process (an analysis of many runs loaded from model.keras, a sweep's
+    trials): each new model is traced once, which is expected and cannot be
+    avoided; the warning would suggest a bug that is not there."""
+
+    def filter(self, record) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+_RETRACING_FILTER = _ExpectedRetracing()
+
+
 def quiet_logging() -> None:
-    """Keeps library INFO chatter (SavedModel writing, signatures) off the console."""
+    """Keeps library INFO chatter (SavedModel writing, signatures) and expected
+    retracing warnings off the console."""
     import logging
 
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    logger = logging.getLogger("tensorflow")
+    logger.setLevel(logging.WARNING)
+    if _RETRACING_FILTER not in logger.filters:
+        logger.addFilter(_RETRACING_FILTER)
+
+
+def one_line(message: str) -> str:
+    """`message` with its line breaks joined by "; " (errors stay one line)."""
+    parts = [part.strip() for part in str(message).splitlines() if part.strip()]
+    return "; ".join(parts) if parts else "unknown error"
 
 
 def fail(command: str, message: str) -> None:
-    """Prints ``command: error: message`` to stderr and exits with status 2."""
-    print(f"{command}: error: {message}", file=sys.stderr)
+    """Prints ``command: error: message`` (one line) to stderr and exits with status 2."""
+    sys.stdout.flush()
+    print(f"{command}: error: {one_line(message)}", file=sys.stderr, flush=True)
     sys.exit(USAGE_ERROR)
 
 
-def flags_parser(command: str):
-    """An absl `flags_parser` that reports flag errors in one line, status 2."""
+# ------------------------------------------------------------------ flags
+
+
+def _flag_name(token: str):
+    """The flag named by a command-line token ("--alpha=1" -> "alpha"), or None."""
+    if not token.startswith("-") or token in ("-", "--"):
+        return None
+    name = token.lstrip("-").split("=", 1)[0]
+    return name or None
+
+
+def _check_flagfiles(argv) -> None:
+    """Refuses a --flagfile that cannot be read, in one line (absl's own error is two)."""
+    for index, token in enumerate(argv):
+        if _flag_name(token) != "flagfile":
+            continue
+        if "=" in token:
+            paths = token.split("=", 1)[1]
+        elif index + 1 < len(argv):
+            paths = argv[index + 1]
+        else:
+            raise UsageError("--flagfile needs a file name (--flagfile=PATH)")
+        for path in filter(None, paths.split(",")):
+            if not os.path.exists(path):
+                raise UsageError(f"--flagfile {path}: no such file")
+            if os.path.isdir(path):
+                raise UsageError(f"--flagfile {path} is a directory, not a file of flags")
+            if not os.access(path, os.R_OK):
+                raise UsageError(f"--flagfile {path} cannot be read (permission denied)")
+
+
+def _our_flag_modules(flag_values):
+    """Names of the modules (this package's, or __main__) that define flags."""
+    names = []
+    for module in flag_values.flags_by_module_dict():
+        if module.startswith("tf_selectivity") or module in ("__main__", sys.argv[0]):
+            names.append(module)
+    return names
+
+
+def _module_label(module: str) -> str:
+    """"/x/tf_selectivity/sweep/cli.py" -> "tf_selectivity.sweep.cli"."""
+    if module.endswith(".py"):
+        parts = os.path.normpath(module[:-3]).split(os.sep)
+        if "tf_selectivity" in parts:
+            parts = parts[len(parts) - 1 - parts[::-1].index("tf_selectivity"):]
+            return ".".join(parts)
+    return module
+
+
+def print_help(doc: str | None, full: bool = False) -> None:
+    """Writes the command's help (its docstring and flags) to stdout."""
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    text = (doc or "").strip("\n")
+    if full:
+        flag_text = FLAGS.get_help()
+    else:
+        blocks = []
+        for module in _our_flag_modules(FLAGS):
+            block = FLAGS.module_help(module).strip("\n")
+            if block.strip():
+                header, _, body = block.partition("\n")
+                blocks.append(f"{_module_label(header.rstrip(':').strip())}:\n{body}")
+        flag_text = "\n\n".join(blocks)
+    sys.stdout.write(f"{text}\n\nflags:\n{flag_text}\n")
+    if not full:
+        sys.stdout.write("\nTry --helpfull for every flag, absl's included.\n")
+    sys.stdout.flush()
+
+
+def flags_parser(command: str, doc: str | None = None):
+    """An absl `flags_parser` for `app.run`.
+
+    * ``--help`` (``-h``, ``--helpshort``) prints the command's docstring and
+      its own flags, ``--helpfull`` every flag; both exit with status 0.
+    * Flag errors (unknown flag, bad value, unreadable flagfile) exit with
+      status 2 and one line.
+    * Records which flags the command line names itself (`EXPLICIT_FLAGS`),
+      as opposed to those read from a ``--flagfile``.
+    """
     from absl import flags
 
     def parse(argv):
+        tokens = list(argv[1:])
+        if "--" in tokens:
+            tokens = tokens[: tokens.index("--")]
+        wants_full = any(t in _HELPFULL_TOKENS for t in tokens)
+        if wants_full or any(t in _HELP_TOKENS for t in tokens):
+            # Before parsing: help must work whatever else the line holds.
+            print_help(doc, full=wants_full)
+            sys.exit(0)
+        try:
+            _check_flagfiles(tokens)
+        except UsageError as error:
+            fail(command, str(error))
+        EXPLICIT_FLAGS.clear()
+        for token in tokens:
+            name = _flag_name(token)
+            if name:
+                EXPLICIT_FLAGS.add(name)
+                if name.startswith("no"):
+                    EXPLICIT_FLAGS.add(name[2:])
         try:
             return flags.FLAGS(argv)
         except flags.Error as error:
-            fail(command, str(error))
+            fail(command, re.sub(r"^ERROR::\s*", "", str(error)))
 
     return parse
+
+
+def check_verbose(value: int, name: str = "verbose", levels=(0, 1, 2, 3)) -> None:
+    if value not in levels:
+        raise UsageError(f"--{name} must be one of {', '.join(map(str, levels))}; got {value}")
+
+
+# ---------------------------------------------------------------- backend
+
+_NOISE = (
+    re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
+    # absl / glog INFO and WARNING lines from C++: I0000 00:00:... or W1126 12:00:...
+    re.compile(r"^[IW]\d{4} \d\d:\d\d:\d\d"),
+    # The CUDA probe's error on a machine without a GPU driver.
+    re.compile(r"^E\d{4} \d\d:\d\d:\d\d.*(cuInit|cuda_platform|cuda_driver|Unable to register cu)"),
+    # The second line of the CPU-feature notice (its first is an I line).
+    re.compile(r"^To enable the following instructions: .* rebuild TensorFlow"),
+)
+_started = False
+
+
+def is_start_up_noise(line: str) -> bool:
+    """Whether `line` is one of TensorFlow's C++ start-up messages."""
+    return any(pattern.search(line) for pattern in _NOISE)
+
+
+def start_backend(verbose: int = 1) -> None:
+    """Imports Keras and its backend, keeping TensorFlow's start-up lines off the console.
+
+    Call before anything imports Keras or TensorFlow. Idempotent. With
+    `verbose` >= 3 nothing is captured. TensorFlow is imported (and its
+    devices listed, which is when CUDA is probed) also on the JAX backend
+    when it is installed: export and TensorBoard load it later anyway.
+    """
+    global _started
+    if _started:
+        return
+    _started = True
+    quiet_logging()
+    if verbose >= BACKEND_LOG_VERBOSITY:
+        _import_backend()
+        return
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            _import_backend()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            kept = [line for line in text.splitlines() if line.strip() and not is_start_up_noise(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+    quiet_logging()
+
+
+def _import_backend() -> None:
+    import keras
+
+    try:
+        import tensorflow as tf
+    except ImportError:
+        tf = None
+    if tf is not None:
+        tf.config.list_physical_devices()  # the CUDA probe happens here, once
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.devices()
+
+
+def progress_verbosity(verbose: int) -> int:
+    """Keras progress verbosity for this console: a live bar (1) only on a terminal.
+
+    Keras' progress bar rewrites its line with ``\\r`` and colours it with
+    ANSI codes even when stdout is a file or a pipe (it treats every POSIX
+    system as a terminal); logs then fill with escape codes. Off a terminal,
+    1 becomes 2: one plain line per epoch.
+    """
+    if verbose == 1 and not (hasattr(sys.stdout, "isatty") and sys.stdout.isatty()):
+        return 2
+    return min(verbose, 2)
+
+
+# ----------------------------------------------------------------- lists
 
 
 def parse_float_list(text: str, name: str) -> list:

@@ -1,18 +1,21 @@
 """Train one network at one alpha under the paper's protocol.
 
-    python -m tf_selectivity.train --model=resnet20 --alpha=-1 --seed=0 \
+    python -m tf_selectivity.train --model=resnet20 --alpha=-1 --seed=0 \\
         --dataset=cifar10 --output_dir=runs/resnet20_a-1_s0
 
 Defaults are the protocol of Leavitt & Morcos (appendix A.1): 200 epochs,
 batch 256, SGD with momentum 0.9 and weight decay 1e-4, learning rate 0.1
 (ResNets) or 0.01 (VGG16) divided by 10 at epochs 100 and 150, 45k/5k
 train/validation split, the epoch with the best validation accuracy evaluated
-on the test set. Running the same command again resumes an interrupted run.
+on the test set. Running the same command again resumes an interrupted run;
+a finished run is left alone. A run whose loss becomes non-finite stops and
+is recorded as diverged (summary.json: "status": "diverged").
+
+Bad input (a flag value, a path, the data) gives one line on stderr and exit
+status 2, and nothing is written.
 """
 
 from __future__ import annotations
-
-import sys
 
 from tf_selectivity import cli  # noqa: F401  (sets quiet TensorFlow logging first)
 
@@ -74,6 +77,11 @@ def define_training_flags():
         "Train on the first N images of the (seeded, shuffled) training split only: quick runs.",
     )
     flags.DEFINE_boolean("augment", True, "Pad-4 random crop and horizontal flip of training images.")
+    flags.DEFINE_boolean(
+        "skip_bad_images", False,
+        "imagefolder: leave out image files that cannot be decoded (listed in the run's config.json) "
+        "instead of stopping with an error that names them.",
+    )
     flags.DEFINE_enum(
         "jit_compile", "auto", ["auto", "true", "false"],
         "XLA-compile the train step; auto: on GPU/TPU (and always on JAX), off on a TensorFlow CPU.",
@@ -116,6 +124,7 @@ def config_from_flags(alpha: float, seed: int, output_dir: str):
         split_seed=FLAGS.split_seed,
         max_train_samples=FLAGS.max_train_samples,
         augment=FLAGS.augment,
+        skip_bad_images=FLAGS.skip_bad_images,
         jit_compile=FLAGS.jit_compile,
         precision=FLAGS.precision,
         eval_batch_size=FLAGS.eval_batch_size,
@@ -130,7 +139,46 @@ def _define_flags():
     )
     flags.DEFINE_integer("seed", 0, "Random seed of initialization, shuffling and augmentation.")
     flags.DEFINE_string("output_dir", None, "Run directory (created; rerun the command to resume).")
-    flags.DEFINE_integer("verbose", 1, "1: progress bar, 2: one line per epoch, 0: silent.")
+    flags.DEFINE_integer(
+        "verbose", 1,
+        "1: progress bar (one line per epoch when not on a terminal), 2: one line per epoch, 0: silent, "
+        "3: as 2, plus TensorFlow's start-up messages.",
+    )
+
+
+def check_training_config(config) -> None:
+    """The checks of a training configuration that need no backend.
+
+    Field values (`TrainConfig.validate` with the known model names), the
+    dataset spec and an image folder's layout, and `--data_dir`. Creates
+    nothing.
+
+    Raises:
+        ConfigError, DatasetUnavailableError, cli.UsageError: naming the problem.
+    """
+    from tf_selectivity.data.sources import check_dataset, needs_tensorflow
+
+    config.validate(known_models=_MODEL_NAMES)
+    if config.data_dir is not None and not needs_tensorflow(config.dataset):
+        raise cli.UsageError(
+            f"--data_dir only applies to --dataset=cifar10 (a tensorflow-datasets directory); "
+            f"--dataset is {config.dataset}"
+        )
+    check_dataset(config.dataset, config.data_dir)
+
+
+def load_data(config):
+    """The run's `DatasetSplits` (decoded images; names an unreadable file)."""
+    from tf_selectivity.data.sources import load_dataset
+
+    return load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        validation_fraction=config.validation_fraction,
+        split_seed=config.split_seed,
+        max_train_samples=config.max_train_samples,
+        skip_bad_images=config.skip_bad_images,
+    )
 
 
 def main(argv):
@@ -138,14 +186,37 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(COMMAND, f"unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
-    if not FLAGS.output_dir:
-        cli.fail(COMMAND, "--output_dir is required")
-    from tf_selectivity.data import DatasetUnavailableError
-    from tf_selectivity.training import ConfigError, RunLockedError, train
+    from tf_selectivity.data.sources import DatasetUnavailableError, needs_tensorflow
+    from tf_selectivity.training.config import ConfigError
+    from tf_selectivity.training.run_dir import RunLockedError, RunPaths, check_run_dir
+
+    # Everything that can be refused is checked before a backend starts and
+    # before anything is written: flags, the run directory, then the data.
+    try:
+        if not FLAGS.output_dir:
+            raise cli.UsageError("--output_dir is required (the run directory)")
+        cli.check_verbose(FLAGS.verbose)
+        config = config_from_flags(FLAGS.alpha, FLAGS.seed, FLAGS.output_dir)
+        check_training_config(config)
+        check_run_dir(config)
+    except (cli.UsageError, ConfigError, DatasetUnavailableError) as error:
+        cli.fail(COMMAND, str(error))
+    paths = RunPaths(config.output_dir)
+    data = None
+    if not paths.is_complete():
+        if paths.is_locked():
+            cli.fail(COMMAND, f"another process is training in {paths.root}; wait for it or use another --output_dir")
+        if needs_tensorflow(config.dataset):
+            cli.start_backend(FLAGS.verbose)
+        try:
+            data = load_data(config)
+        except DatasetUnavailableError as error:
+            cli.fail(COMMAND, str(error))
+    cli.start_backend(FLAGS.verbose)
+    from tf_selectivity.training import train
 
     try:
-        config = config_from_flags(FLAGS.alpha, FLAGS.seed, FLAGS.output_dir)
-        train(config, verbose=FLAGS.verbose)
+        train(config, verbose=cli.progress_verbosity(FLAGS.verbose), data=data)
     except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError) as error:
         cli.fail(COMMAND, str(error))
     return 0
@@ -153,7 +224,7 @@ def main(argv):
 
 def run():
     _define_flags()
-    app.run(main, flags_parser=cli.flags_parser(COMMAND))
+    app.run(main, flags_parser=cli.flags_parser(COMMAND, __doc__))
 
 
 if __name__ == "__main__":

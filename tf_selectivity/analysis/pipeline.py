@@ -5,19 +5,22 @@ accuracy, the class selectivity index of every unit, the precision metric
 (Appendix A.5), dead units (A.6), and -- for CCA -- every unit's responses
 written to a memory-mapped file. Per-run results are cached in
 ``OUTPUT_DIR/cache/<run id>/`` so that analysing a growing sweep again only
-evaluates the new runs.
+evaluates the new runs. Tables, figures and the report of one analysis
+replace those of the previous one as a whole (`analysis.outputs`). Runs that
+diverged (`training.status`) are listed in ``diverged.csv`` and kept out of
+every table, mean, test and figure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from tf_selectivity.analysis.outputs import OutputDirectory, output_dir_problem
 from tf_selectivity.analysis.runs import (
     CONFIG_COLUMNS,
     RunLoadError,
@@ -25,10 +28,9 @@ from tf_selectivity.analysis.runs import (
     discover_runs,
     load_response_function,
 )
-from tf_selectivity.unit_statistics import evaluate_responses
 from tf_selectivity.training.run_dir import read_json, write_json_atomic
 
-__all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "write_table"]
+__all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "find_runs", "write_table"]
 
 CCA_METHODS = ("pwcca", "svcca")
 # google/svcca's compute_pwcca (the paper's), the textbook PWCCA, or both.
@@ -45,7 +47,7 @@ LAYER_COLUMNS = (
     "run_dir", *CONFIG_COLUMNS, "layer", "layer_index", "num_units", "mean_selectivity",
     "mean_selectivity_alive", "mean_precision", "dead_fraction", "eq1_guarded_fraction",
 )
-_MARKER = "analysis.json"
+DIVERGED_COLUMNS = ("run_dir", *CONFIG_COLUMNS, "epochs", "diverged_epoch", "reason")
 
 
 @dataclasses.dataclass
@@ -72,27 +74,39 @@ class AnalysisOptions:
     selectivity_index: str = "eq1"
     figures: bool = True
     n_resamples: int = 10_000
+    # Leave out test images that cannot be decoded (also done for runs that
+    # were trained with skip_bad_images).
+    skip_bad_images: bool = False
 
     def validate(self):
-        if self.batch_size < 1 or self.precision_top_n < 1:
-            raise ValueError("batch_size and precision_top_n must be positive.")
+        """Raises ValueError naming the first bad option (as its flag); returns self."""
+        import math
+
+        for name, flag in (
+            ("batch_size", "batch_size"), ("precision_top_n", "precision_top_n"),
+            ("cca_max_datapoints", "cca_max_datapoints"), ("n_resamples", "bootstrap_resamples"),
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{flag} must be a positive integer; got {getattr(self, name)}")
+        if self.max_test_samples is not None and self.max_test_samples < 1:
+            raise ValueError(f"--max_test_samples must be a positive integer; got {self.max_test_samples}")
         if self.cca not in ("auto", "true", "false"):
-            raise ValueError(f"cca must be auto, true or false; got {self.cca!r}.")
-        unknown = set(self.cca_methods) - set(CCA_METHODS)
+            raise ValueError(f"--cca must be auto, true or false; got {self.cca!r}")
+        unknown = sorted(set(self.cca_methods) - set(CCA_METHODS))
         if unknown or not self.cca_methods:
-            raise ValueError(f"cca methods must be among {', '.join(CCA_METHODS)}; got {sorted(unknown)}.")
+            raise ValueError(
+                f"--cca_methods must be among {', '.join(CCA_METHODS)}; got {', '.join(unknown) or 'nothing'}"
+            )
         if self.cca_pwcca_variant not in CCA_PWCCA_VARIANTS:
             raise ValueError(
-                f"cca_pwcca_variant must be one of {', '.join(CCA_PWCCA_VARIANTS)}; got {self.cca_pwcca_variant!r}."
+                f"--cca_pwcca_variant must be one of {', '.join(CCA_PWCCA_VARIANTS)}; got {self.cca_pwcca_variant!r}"
             )
         if self.cca_spatial not in ("average", "positions"):
-            raise ValueError(f"cca_spatial must be average or positions; got {self.cca_spatial!r}.")
-        if self.max_test_samples is not None and self.max_test_samples < 1:
-            raise ValueError("max_test_samples must be positive.")
+            raise ValueError(f"--cca_spatial must be average or positions; got {self.cca_spatial!r}")
+        if not math.isfinite(self.baseline_alpha):
+            raise ValueError(f"--baseline_alpha must be a finite number; got {self.baseline_alpha}")
         if self.selectivity_index not in ("eq1", "bounded"):
-            raise ValueError(
-                f"selectivity_index must be eq1 or bounded; got {self.selectivity_index!r}."
-            )
+            raise ValueError(f"--selectivity_index must be eq1 or bounded; got {self.selectivity_index!r}")
         return self
 
 
@@ -109,18 +123,21 @@ class AnalysisResult:
     errors: list
     report: str | None
     figures: dict
+    # Runs whose training diverged: listed apart, in no other table.
+    diverged: pd.DataFrame | None = None
 
 
 # ---------------------------------------------------------------- test data
 class _TestData:
     """Loads each dataset's test split once, whatever the number of runs."""
 
-    def __init__(self, options: AnalysisOptions):
+    def __init__(self, options: AnalysisOptions, verbose: int = 0):
         self.options = options
+        self.verbose = verbose
         self._cache = {}
 
     def for_run(self, record: RunRecord):
-        from tf_selectivity.data import load_test_split
+        from tf_selectivity.data import describe_classes, load_test_split
 
         spec = self.options.dataset or record.summary.get("dataset") or record.config.get("dataset")
         if not spec:
@@ -128,7 +145,10 @@ class _TestData:
         data_dir = self.options.data_dir or record.config.get("data_dir")
         key = (spec, data_dir)
         if key not in self._cache:
-            images, labels, class_names = load_test_split(spec, data_dir=data_dir)
+            skip_bad = self.options.skip_bad_images or bool(record.config.get("skip_bad_images"))
+            images, labels, class_names = load_test_split(spec, data_dir=data_dir, skip_bad_images=skip_bad)
+            if self.verbose:
+                print(f"Test data {spec}: {describe_classes(class_names)}; {len(labels):,} images", flush=True)
             if self.options.max_test_samples:
                 images = images[: self.options.max_test_samples]
                 labels = labels[: self.options.max_test_samples]
@@ -183,6 +203,8 @@ def evaluate_run(
         (run_row, layer_rows, units_frame): the run's row of the runs table,
         its rows of the layers table, and its per-unit DataFrame.
     """
+    from tf_selectivity.unit_statistics import evaluate_responses  # imports Keras
+
     respond = load_response_function(record, "unit_responses")
     layer_names = record.probe_names
     precision_top_n = max(1, min(precision_top_n, len(labels) // num_classes))
@@ -276,12 +298,9 @@ def write_table(frame: pd.DataFrame, output_dir: str, name: str) -> list:
 
 
 def _check_output_dir(output_dir: str) -> None:
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"--output_dir {output_dir} exists and is not a directory")
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.exists(os.path.join(output_dir, _MARKER)):
-        raise ValueError(
-            f"--output_dir {output_dir} is not empty and holds no earlier analysis; choose another directory"
-        )
+    problem = output_dir_problem(output_dir)
+    if problem:
+        raise ValueError(f"--output_dir {problem}")
 
 
 # --------------------------------------------------------------------- CCA
@@ -371,7 +390,7 @@ def _progress_bar(verbose):
 
     def update(done, total):
         if "bar" not in state:
-            state["bar"] = keras.utils.Progbar(total, unit_name="comparison")
+            state["bar"] = keras.utils.Progbar(total, unit_name="comparison", verbose=_progbar_verbosity())
         state["bar"].update(done)
 
     return update
@@ -384,7 +403,11 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
     Writes ``runs``, ``layers``, ``units`` (and with CCA ``cca_distances``,
     ``cca_ratios``, ``cca_tests``) as CSV and Parquet, the figures, and
     ``report.md``. Runs that cannot be analysed are reported (in the result,
-    the report and ``errors.csv``) and the others are analysed.
+    the report and ``errors.csv``) and the others are analysed. Runs that
+    diverged are listed in ``diverged.csv`` (and the result's `diverged`)
+    and left out of everything else. The outputs replace those of an earlier
+    analysis in `output_dir` as a whole; if this one fails, the earlier one
+    stays as it was (and a directory this analysis created is removed).
 
     Args:
         patterns: run directories, directories of runs (sweeps) or globs.
@@ -401,26 +424,76 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
     options = (options or AnalysisOptions()).validate()
     output_dir = os.path.abspath(os.path.expanduser(output_dir))
     _check_output_dir(output_dir)
+    records, diverged, errors = find_runs(patterns)
+    # Created only when there is something to write (the first run's cache
+    # entry): an analysis in which no run can be evaluated leaves no trace.
+    out = OutputDirectory(output_dir, record={"patterns": list(patterns), "options": dataclasses.asdict(options)})
+    try:
+        result = _analyze_into(out, records, diverged, errors, options, verbose)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+    figures = {name: [out.final_path(p) for p in paths] for name, paths in result.figures.items()}
+    return dataclasses.replace(result, report=out.final_path(result.report), figures=figures)
+
+
+def find_runs(patterns):
+    """The runs `analyze` would analyse; reads only their JSON files.
+
+    Returns:
+        (records, diverged, errors): the completed runs' `RunRecord`s, the
+        diverged ones, and (path, message) of patterns or runs that cannot
+        be used.
+
+    Raises:
+        ValueError: no completed run (none found, or every one diverged).
+    """
     records, errors = discover_runs(patterns)
     if not records:
         details = "; ".join(f"{path}: {message}" for path, message in errors) or "no patterns given"
         raise ValueError(f"no run to analyse ({details})")
-    os.makedirs(output_dir, exist_ok=True)
-    write_json_atomic(os.path.join(output_dir, _MARKER), {"patterns": list(patterns), "options": dataclasses.asdict(options), "started": time.time()})
+    diverged = [r for r in records if r.diverged]
+    records = [r for r in records if not r.diverged]
+    if not records:
+        raise ValueError(
+            f"all {len(diverged)} run(s) found diverged (non-finite loss; e.g. {diverged[0].run_dir}, in epoch "
+            f"{diverged[0].summary.get('diverged_epoch')}): nothing to analyse"
+        )
+    return records, diverged, list(errors)
 
+
+def _diverged_table(diverged) -> pd.DataFrame:
+    rows = [
+        {
+            "run_dir": r.run_dir,
+            **r.condition(),
+            "epochs": r.summary.get("epochs"),
+            "diverged_epoch": r.summary.get("diverged_epoch"),
+            "reason": r.summary.get("reason"),
+        }
+        for r in diverged
+    ]
+    return pd.DataFrame(rows, columns=list(DIVERGED_COLUMNS))
+
+
+def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verbose) -> AnalysisResult:
+    """`analyze` into `out`: per-run cache entries, then the staged outputs."""
     want_cca = options.cca != "false" and any(True for _ in _cca_groups(records, options, []))
-    test_data = _TestData(options)
+    test_data = _TestData(options, verbose)
     run_rows, layer_rows, unit_frames, response_dirs, analysed = [], [], [], {}, []
     for number, record in enumerate(records, start=1):
         try:
             spec, images, labels, num_classes = test_data.for_run(record)
-            cache = os.path.join(output_dir, "cache", _cache_key(record, options, spec))
+            cache = os.path.join(out.cache, _cache_key(record, options, spec))
             response_dir = os.path.join(cache, "responses") if want_cca else None
             cached = _read_cached(cache, response_dir, record)
             if cached is None:
                 if verbose:
                     print(f"[{number}/{len(records)}] {record.run_dir}")
                 positions = response_dir is not None and options.cca_spatial == "positions"
+                if response_dir is not None:
+                    out.begin()  # CCA responses stream into the cache
                 run_row, layers, units = evaluate_run(
                     record, images, labels, num_classes,
                     batch_size=options.batch_size,
@@ -434,6 +507,7 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
                 if positions:
                     _write_position_responses(record, images, options, response_dir)
                 run_row["dataset"] = spec
+                out.begin()
                 _write_cache(cache, run_row, layers, units)
             else:
                 run_row, layers, units = cached
@@ -453,20 +527,23 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
     if not analysed:
         details = "; ".join(f"{path}: {message}" for path, message in errors)
         raise ValueError(f"no run could be analysed ({details})")
+    staging = out.begin().staging
     runs = pd.DataFrame(run_rows, columns=list(RUN_COLUMNS))
     layers = pd.DataFrame(layer_rows, columns=list(LAYER_COLUMNS))
     units = pd.concat(unit_frames, ignore_index=True)
-    write_table(runs, output_dir, "runs")
-    write_table(layers, output_dir, "layers")
-    write_table(units, output_dir, "units")
+    write_table(runs, staging, "runs")
+    write_table(layers, staging, "layers")
+    write_table(units, staging, "units")
+    if diverged:
+        _diverged_table(diverged).to_csv(os.path.join(staging, "diverged.csv"), index=False)
 
     cca = cca_ratio = cca_tests = None
     if want_cca:
         cca, cca_ratio, cca_tests = _run_cca(analysed, options, response_dirs, errors, verbose)
         if cca is not None:
-            write_table(cca, output_dir, "cca_distances")
-            write_table(cca_ratio, output_dir, "cca_ratios")
-            write_table(cca_tests, output_dir, "cca_tests")
+            write_table(cca, staging, "cca_distances")
+            write_table(cca_ratio, staging, "cca_ratios")
+            write_table(cca_tests, staging, "cca_tests")
 
     # Figures and report show one CCA method (PWCCA, the paper's, if computed)
     # and one PWCCA variant (google/svcca's, the paper's, unless only the
@@ -485,23 +562,33 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
 
         figures = plots.draw_all(
             runs, layers, cca_shown, cca_ratio_shown,
-            output_dir=os.path.join(output_dir, "figures"), n_resamples=options.n_resamples,
+            output_dir=os.path.join(staging, "figures"), n_resamples=options.n_resamples,
         )
 
-    pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(output_dir, "errors.csv"), index=False)
+    pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(staging, "errors.csv"), index=False)
     from tf_selectivity import report
 
     report_path = report.write_report(
-        output_dir, runs, layers, cca=cca_shown, cca_ratio=cca_ratio_shown,
+        staging, runs, layers, cca=cca_shown, cca_ratio=cca_ratio_shown,
         figures=figures, errors=errors, n_resamples=options.n_resamples,
     )
-    return AnalysisResult(runs, layers, units, cca, cca_ratio, cca_tests, errors, str(report_path), figures)
+    return AnalysisResult(
+        runs, layers, units, cca, cca_ratio, cca_tests, errors, str(report_path), figures,
+        diverged=_diverged_table(diverged),
+    )
+
+
+def _progbar_verbosity() -> int:
+    """Keras' live bar on a terminal, one plain line per bar otherwise (logs)."""
+    import sys
+
+    return 1 if hasattr(sys.stdout, "isatty") and sys.stdout.isatty() else 2
 
 
 def _sample_progress(total):
     import keras
 
-    bar = keras.utils.Progbar(total, unit_name="image")
+    bar = keras.utils.Progbar(total, unit_name="image", verbose=_progbar_verbosity())
     state = {"seen": 0}
 
     def update(count):

@@ -11,6 +11,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from tf_selectivity.training.run_dir import RunPaths, read_json
+from tf_selectivity.training.status import is_diverged
 
 __all__ = [
     "RunRecord",
@@ -30,7 +31,7 @@ class RunLoadError(Exception):
 
 @dataclasses.dataclass
 class RunRecord:
-    """A completed run directory and what its files say about it."""
+    """A finished run directory (completed or diverged) and what its files say about it."""
 
     run_dir: str
     summary: dict
@@ -44,6 +45,11 @@ class RunRecord:
         return digest.hexdigest()[:16]
 
     @property
+    def diverged(self) -> bool:
+        """The run stopped at a non-finite loss (`training.status`): no results."""
+        return is_diverged(self.summary)
+
+    @property
     def probe_names(self) -> list:
         return list(self.summary["probe_names"])
 
@@ -55,18 +61,40 @@ class RunRecord:
         return (self.summary["model"], tuple(self.probe_names))
 
 
+def _read_json_file(path: str, what: str) -> dict:
+    """A JSON object from `path`; RunLoadError saying what is wrong with it."""
+    try:
+        value = read_json(path)
+    except FileNotFoundError:
+        raise RunLoadError(f"{os.path.dirname(path)}: {what} is missing") from None
+    except OSError as error:
+        raise RunLoadError(f"{os.path.dirname(path)}: cannot read {what} ({error.strerror or error})") from None
+    except ValueError as error:
+        raise RunLoadError(
+            f"{os.path.dirname(path)}: {what} is not valid JSON ({error}); the file is damaged "
+            "(an interrupted copy?): copy the run again or retrain it"
+        ) from None
+    if not isinstance(value, dict):
+        raise RunLoadError(f"{os.path.dirname(path)}: {what} does not hold a JSON object")
+    return value
+
+
 def _load_record(run_dir: str) -> RunRecord:
     paths = RunPaths(run_dir)
-    try:
-        summary = read_json(paths.summary)
-    except (OSError, ValueError) as error:
-        raise RunLoadError(f"{paths.root}: cannot read summary.json ({error})") from error
-    missing = [k for k in (*CONFIG_COLUMNS, "probe_names") if k not in summary]
+    summary = _read_json_file(paths.summary, "summary.json")
+    required = CONFIG_COLUMNS if is_diverged(summary) else (*CONFIG_COLUMNS, "probe_names")
+    missing = [k for k in required if k not in summary]
     if missing:
         raise RunLoadError(f"{paths.root}: summary.json lacks {', '.join(missing)}")
+    try:
+        float(summary["alpha"]), float(summary["leaky_slope"]), int(summary["seed"])
+    except (TypeError, ValueError):
+        raise RunLoadError(f"{paths.root}: summary.json has a non-numeric alpha, leaky_slope or seed") from None
     config = {}
     if os.path.exists(paths.config):
-        config = read_json(paths.config).get("config", {})
+        config = _read_json_file(paths.config, "config.json").get("config", {})
+        if not isinstance(config, dict):
+            raise RunLoadError(f"{paths.root}: config.json holds no run configuration")
     return RunRecord(run_dir=paths.root, summary=summary, config=config)
 
 
@@ -186,10 +214,18 @@ def load_response_function(
             problems.append(f"saved_model/ could not be loaded ({type(error).__name__}: {error})")
     if os.path.exists(paths.keras_model):
         try:
+            import zipfile
+
             import keras
 
             import tf_selectivity.models  # noqa: F401  (registers the custom layers)
 
+            if not zipfile.is_zipfile(paths.keras_model):
+                # Keras says "File not found" for a file that exists but is
+                # not a zip archive.
+                raise ValueError(
+                    "it is not a Keras model file (not a zip archive: damaged, truncated or overwritten)"
+                )
             _import_user_model_module(record.summary.get("model", ""))
             model = keras.saving.load_model(paths.keras_model)
             derived = model.unit_response_model() if endpoint == "unit_responses" else model.activation_model()

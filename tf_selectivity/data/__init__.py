@@ -11,9 +11,12 @@ from tf_selectivity.data.sources import (
     DATASET_HELP,
     DatasetSplits,
     DatasetUnavailableError,
+    check_dataset,
+    describe_classes,
     load_dataset,
     load_test_split,
     make_synthetic,
+    needs_tensorflow,
     split_train_validation,
 )
 
@@ -30,6 +33,9 @@ __all__ = [
     "DatasetSplits",
     "DatasetUnavailableError",
     "EpochSync",
+    "check_dataset",
+    "describe_classes",
+    "needs_tensorflow",
     "ImageBatches",
     "augment_images",
     "crop_and_flip",

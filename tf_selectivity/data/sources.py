@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,8 @@ __all__ = [
     "split_train_validation",
     "make_synthetic",
     "load_test_split",
+    "check_dataset",
+    "describe_classes",
     "DATASET_HELP",
 ]
 
@@ -64,6 +67,9 @@ class DatasetSplits:
     validation_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    # Files of an image folder left out because they could not be decoded
+    # (``skip_bad_images``); recorded in the run's config.json.
+    skipped_images: list = dataclasses.field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -104,6 +110,25 @@ class DatasetSplits:
             "num_test": int(len(self.test_labels)),
         }
 
+    def summary_line(self) -> str:
+        """One line for the console: classes, their names and split sizes."""
+        line = (
+            f"Data {self.name}: {describe_classes(self.class_names)}; {len(self.train_labels):,} train, "
+            f"{len(self.validation_labels):,} validation, {len(self.test_labels):,} test images"
+        )
+        if self.skipped_images:
+            line += f"; {len(self.skipped_images)} unreadable image(s) skipped (listed in config.json)"
+        return line
+
+
+def describe_classes(class_names, shown: int = 12) -> str:
+    """"10 classes (airplane, automobile, ...)": the count and the first names."""
+    names = [str(n) for n in class_names]
+    listed = ", ".join(names[:shown])
+    if len(names) > shown:
+        listed += f", ... (+{len(names) - shown} more)"
+    return f"{len(names)} classes ({listed})"
+
 
 def split_train_validation(images, labels, validation_fraction=0.1, split_seed=0):
     """Splits the training set into train and validation parts.
@@ -119,11 +144,14 @@ def split_train_validation(images, labels, validation_fraction=0.1, split_seed=0
         (train_images, train_labels, validation_images, validation_labels).
     """
     if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1); got {validation_fraction}.")
+        raise ValueError(f"validation_fraction must be in (0, 1); got {validation_fraction}")
     num = len(labels)
     num_validation = int(round(num * validation_fraction))
     if num_validation < 1 or num_validation >= num:
-        raise ValueError(f"Cannot carve a validation split from {num} training images.")
+        raise ValueError(
+            f"a validation fraction of {validation_fraction:g} of {num} training images leaves "
+            f"{num_validation} for validation and {num - num_validation} for training; both need at least one"
+        )
     order = np.random.default_rng(split_seed).permutation(num)
     validation, train = order[:num_validation], order[num_validation:]
     return images[train], labels[train], images[validation], labels[validation]
@@ -169,31 +197,82 @@ def make_synthetic(train=2000, test=500, size=32, classes=10, seed=0, channels=3
     return train_images, train_labels, test_images, test_labels, names
 
 
+_SYNTHETIC_MINIMUM = {"train": 2, "test": 1, "size": 4, "classes": 2, "seed": 0}
+
+
 def _parse_options(text: str) -> dict:
+    """"train=100,size=8" -> {"train": 100, "size": 8}; checks names and ranges."""
     options = {}
-    for item in filter(None, text.split(",")):
+    for item in filter(None, (t.strip() for t in text.split(","))):
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep:
-            raise ValueError(f"Expected key=value in dataset options; got {item!r}.")
-        options[key.strip()] = int(value)
+            raise ValueError(f"expected key=value, got {item!r}")
+        if key not in _SYNTHETIC_MINIMUM:
+            raise ValueError(f"unknown option {key!r}; the options are {', '.join(_SYNTHETIC_MINIMUM)}")
+        try:
+            options[key] = int(value)
+        except ValueError:
+            raise ValueError(f"{key}={value.strip()!r} is not an integer") from None
+        if options[key] < _SYNTHETIC_MINIMUM[key]:
+            raise ValueError(f"{key} must be at least {_SYNTHETIC_MINIMUM[key]}; got {options[key]}")
     return options
 
 
-def _decode_images(paths: Sequence[str]) -> np.ndarray:
+class _BadImages(Exception):
+    """Image files that cannot be decoded: [(path, reason)]."""
+
+    def __init__(self, bad):
+        super().__init__(bad)
+        self.bad = bad
+
+
+def _bad_images_error(bad) -> DatasetUnavailableError:
+    path, reason = bad[0]
+    more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+    return DatasetUnavailableError(
+        f"cannot decode image {path} ({reason}){more}; fix or remove the file(s), or pass "
+        "--skip_bad_images to train without them (they are listed in the run's config.json)"
+    )
+
+
+def _decode_images(paths: Sequence[str], skip_bad: bool = False):
+    """Decodes image files to one uint8 array (N, H, W, 3).
+
+    Returns:
+        (images, bad): the decoded images of the good files, in order, and
+        the indices (into `paths`) of files that could not be decoded (only
+        with `skip_bad`; otherwise they raise).
+
+    Raises:
+        _BadImages: some files cannot be decoded and `skip_bad` is False.
+        DatasetUnavailableError: the images differ in size.
+    """
     from PIL import Image
 
     def decode(path):
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB"))
+        except Exception as error:  # PIL raises OSError, ValueError, SyntaxError... per format
+            return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        images = list(pool.map(decode, paths))
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:
-        raise DatasetUnavailableError(
-            f"Images have different sizes {sorted(shapes)[:3]}; resize them to one size first."
-        )
-    return np.stack(images)
+        decoded = list(pool.map(decode, paths))
+    bad = [i for i, image in enumerate(decoded) if isinstance(image, str)]
+    if bad and not skip_bad:
+        raise _BadImages([(paths[i], decoded[i]) for i in bad])
+    images = [(i, image) for i, image in enumerate(decoded) if not isinstance(image, str)]
+    if not images:
+        raise DatasetUnavailableError(f"none of the {len(paths)} images could be decoded (first: {paths[0]})")
+    first_index, first = images[0]
+    for index, image in images:
+        if image.shape != first.shape:
+            raise DatasetUnavailableError(
+                f"images differ in size: {paths[first_index]} is {first.shape[1]}x{first.shape[0]}, "
+                f"{paths[index]} is {image.shape[1]}x{image.shape[0]}; resize them to one size first"
+            )
+    return np.stack([image for _, image in images]), bad
 
 
 def _decode_jpeg_blobs(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -209,30 +288,77 @@ def _decode_jpeg_blobs(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.stack(images)
 
 
-def _list_image_folder(root: str, split: str):
+def _class_folders(root: str, split: str) -> list:
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
+        what = "is a file, not a folder" if os.path.exists(split_dir) else "does not exist"
         raise DatasetUnavailableError(
-            f"Image folder {root!r} has no {split!r} subfolder; expected "
-            f"{root}/{{train,test}}/<class>/<image>."
+            f"image folder {root}: {split_dir} {what}; expected {root}/{{train,test}}/<class>/<image>"
         )
-    class_names = sorted(
-        d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d))
-    )
-    if len(class_names) < 2:
+    try:
+        names = sorted(d for d in os.listdir(split_dir) if os.path.isdir(os.path.join(split_dir, d)))
+    except OSError as error:
+        raise DatasetUnavailableError(f"cannot list {split_dir}: {error.strerror or error}") from None
+    if len(names) < 2:
         raise DatasetUnavailableError(
-            f"{split_dir!r} must hold one subfolder per class (found {len(class_names)})."
+            f"{split_dir} must hold one subfolder per class, at least two (found {len(names)}); "
+            f"expected {root}/{{train,test}}/<class>/<image>"
         )
+    return names
+
+
+def _list_image_folder(root: str, split: str, class_names=None):
+    """(class names, image paths, labels) of one split; checks the layout."""
+    split_dir = os.path.join(root, split)
+    names = class_names if class_names is not None else _class_folders(root, split)
     paths, labels = [], []
-    for label, name in enumerate(class_names):
+    for label, name in enumerate(names):
         class_dir = os.path.join(split_dir, name)
-        for file_name in sorted(os.listdir(class_dir)):
-            if file_name.lower().endswith(_IMAGE_SUFFIXES):
-                paths.append(os.path.join(class_dir, file_name))
-                labels.append(label)
-    if not paths:
-        raise DatasetUnavailableError(f"No images found under {split_dir!r}.")
-    return class_names, paths, np.asarray(labels, dtype=np.int64)
+        try:
+            files = sorted(os.listdir(class_dir))
+        except OSError as error:
+            raise DatasetUnavailableError(f"cannot list {class_dir}: {error.strerror or error}") from None
+        images = [f for f in files if f.lower().endswith(_IMAGE_SUFFIXES)]
+        if not images:
+            raise DatasetUnavailableError(
+                f"class folder {class_dir} holds no images ({', '.join(_IMAGE_SUFFIXES)}); add images or "
+                "remove the folder (every class folder is a class)"
+            )
+        paths.extend(os.path.join(class_dir, f) for f in images)
+        labels.extend([label] * len(images))
+    return list(names), paths, np.asarray(labels, dtype=np.int64)
+
+
+def _image_folder_layout(root: str, splits=("train", "test")) -> list:
+    """Checks ``root/{splits}/<class>/<image>`` without decoding; returns the class names.
+
+    Raises:
+        DatasetUnavailableError: naming the missing folder, the file in the
+            way, the class missing from a split or the empty class folder.
+    """
+    if not root:
+        raise DatasetUnavailableError("--dataset=imagefolder:PATH needs a PATH")
+    if not os.path.exists(root):
+        raise DatasetUnavailableError(f"image folder {root} does not exist")
+    if not os.path.isdir(root):
+        raise DatasetUnavailableError(
+            f"image folder {root} is a file, not a folder; expected {root}/{{train,test}}/<class>/<image>"
+        )
+    per_split = {split: _class_folders(root, split) for split in splits}
+    if len(splits) == 2:
+        train, test = (set(per_split[s]) for s in splits)
+        for a, b in ((splits[0], splits[1]), (splits[1], splits[0])):
+            missing = sorted(set(per_split[a]) - set(per_split[b]))
+            if missing:
+                listed = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+                raise DatasetUnavailableError(
+                    f"image folder {root}: class folder(s) {listed} in {a}/ but not in {b}/; "
+                    "both splits need the same classes"
+                )
+    names = per_split[splits[0]]
+    for split in splits:
+        _list_image_folder(root, split, names)  # raises on an empty class folder
+    return names
 
 
 def _folder_cache_key(paths: Sequence[str]) -> str:
@@ -243,35 +369,66 @@ def _folder_cache_key(paths: Sequence[str]) -> str:
     return digest.hexdigest()[:24]
 
 
-def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test")):
+def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"), skip_bad: bool = False):
+    """(class names, {split: (images, labels)}, skipped paths) of an image folder."""
     root = os.path.expanduser(root)
-    if not os.path.isdir(root):
-        raise DatasetUnavailableError(f"Image folder {root!r} does not exist.")
+    class_names = _image_folder_layout(root, splits)
     loaded = {"train": None, "test": None}
-    class_names = None
+    bad_found, skipped = [], []
     for split in splits:
-        names, paths, labels = _list_image_folder(root, split)
-        if class_names is not None and names != class_names:
-            raise DatasetUnavailableError(
-                f"train and test of {root!r} have different class folders."
-            )
-        class_names = names
+        _, paths, labels = _list_image_folder(root, split, class_names)
         # Decoding 60k JPEGs takes ~30 s on 2 cores; cache the decoded arrays,
-        # keyed by every file's path, size and modification time.
+        # keyed by every file's path, size and modification time. A cache
+        # entry is written only once every file decoded (or was skipped on
+        # request: the skipped ones are listed beside it).
         cache_path = None
         if cache_dir:
             cache_path = os.path.join(cache_dir, f"imagefolder-{split}-{_folder_cache_key(paths)}.npy")
+        skipped_path = f"{cache_path}.skipped.json" if cache_path else None
         if cache_path and os.path.exists(cache_path):
-            images = np.load(cache_path, mmap_mode=None)
+            images = np.load(cache_path)
+            bad = []
+            if os.path.exists(skipped_path):
+                with open(skipped_path) as f:
+                    bad = [int(i) for i in json.load(f)["indices"]]
         else:
-            images = _decode_images(paths)
+            try:
+                images, bad = _decode_images(paths, skip_bad)
+            except _BadImages as error:
+                bad_found.extend(error.bad)
+                continue
             if cache_path:
                 os.makedirs(cache_dir, exist_ok=True)
+                if bad:
+                    _write_atomic_json(skipped_path, {"indices": bad, "paths": [paths[i] for i in bad]})
                 tmp = f"{cache_path}.{os.getpid()}.tmp.npy"
                 np.save(tmp, images)
                 os.replace(tmp, cache_path)
-        loaded[split] = (images, labels)
-    return class_names, loaded["train"], loaded["test"]
+        if bad and not skip_bad:
+            bad_found.extend((paths[i], "could not be decoded earlier") for i in bad)
+            continue
+        keep = np.ones(len(paths), dtype=bool)
+        keep[bad] = False
+        skipped.extend(paths[i] for i in bad)
+        loaded[split] = (images, labels[keep])
+    if bad_found:
+        raise _bad_images_error(bad_found)
+    for split in splits:
+        images, labels = loaded[split]
+        missing = sorted(set(range(len(class_names))) - set(labels.tolist()))
+        if missing:
+            raise DatasetUnavailableError(
+                f"image folder {root}: every image of class {class_names[missing[0]]} in {split}/ was "
+                "skipped as unreadable; fix the files"
+            )
+    return class_names, loaded, skipped
+
+
+def _write_atomic_json(path: str, payload) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f)
+    os.replace(tmp, path)
 
 
 def _network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
@@ -328,37 +485,89 @@ def _default_cache_dir() -> str:
     return os.path.join(base, "tf_selectivity")
 
 
-def _load_splits(spec: str, data_dir, cache_dir, splits=("train", "test")):
-    """(class_names, (train_images, train_labels) or None, (test_images, test_labels) or None)."""
+def _split_spec(spec: str):
+    kind, _, argument = (spec or "").strip().partition(":")
+    return kind.strip(), argument
+
+
+def check_dataset(spec: str, data_dir: str | None = None) -> None:
+    """Cheap checks of a dataset spec before anything is loaded or written.
+
+    Parses the spec, checks an image folder's layout (both splits, the same
+    class folders, none empty) without decoding an image, and that a given
+    tfds `data_dir` is a directory. Unreadable image files are found when
+    the folder is loaded (`load_dataset`).
+
+    Raises:
+        DatasetUnavailableError: naming what is wrong.
+    """
+    kind, argument = _split_spec(spec)
+    if kind == "cifar10" and not argument:
+        if data_dir is not None:
+            data_dir = os.path.expanduser(data_dir)
+            if not os.path.exists(data_dir):
+                raise DatasetUnavailableError(f"--data_dir {data_dir} does not exist")
+            if not os.path.isdir(data_dir):
+                raise DatasetUnavailableError(f"--data_dir {data_dir} is a file, not a tensorflow-datasets directory")
+        return
+    if kind == "cifar10_sample" and not argument:
+        return
+    if kind == "imagefolder":
+        _image_folder_layout(os.path.expanduser(argument))
+        return
+    if kind == "synthetic":
+        try:
+            _parse_options(argument)
+        except ValueError as error:
+            raise DatasetUnavailableError(f"bad synthetic dataset options {argument!r}: {error}") from None
+        return
+    raise DatasetUnavailableError(f"unknown dataset {spec!r}; choose one of: {DATASET_HELP}")
+
+
+def _load_splits(spec: str, data_dir, cache_dir, splits=("train", "test"), skip_bad: bool = False):
+    """(class_names, {split: (images, labels)}, skipped image paths)."""
     if cache_dir == "default":
         cache_dir = _default_cache_dir()
-    kind, _, argument = spec.partition(":")
+    kind, argument = _split_spec(spec)
     if kind == "cifar10" and not argument:
-        return _load_tfds_cifar10(data_dir, splits)
+        class_names, train, test = _load_tfds_cifar10(data_dir, splits)
+        return class_names, {"train": train, "test": test}, []
     if kind == "cifar10_sample" and not argument:
-        return _load_cifar10_sample()
+        class_names, train, test = _load_cifar10_sample()
+        return class_names, {"train": train, "test": test}, []
     if kind == "imagefolder":
-        if not argument:
-            raise DatasetUnavailableError("--dataset=imagefolder:PATH needs a PATH.")
-        return _load_image_folder(argument, cache_dir, splits)
+        return _load_image_folder(argument, cache_dir, splits, skip_bad)
     if kind == "synthetic":
         try:
             options = _parse_options(argument)
             *arrays, class_names = make_synthetic(**options)
         except (TypeError, ValueError) as error:
-            raise DatasetUnavailableError(f"Bad synthetic dataset options {argument!r}: {error}") from error
-        return class_names, (arrays[0], arrays[1]), (arrays[2], arrays[3])
-    raise DatasetUnavailableError(f"Unknown dataset {spec!r}; choose one of: {DATASET_HELP}.")
+            raise DatasetUnavailableError(f"bad synthetic dataset options {argument!r}: {error}") from error
+        return class_names, {"train": (arrays[0], arrays[1]), "test": (arrays[2], arrays[3])}, []
+    raise DatasetUnavailableError(f"unknown dataset {spec!r}; choose one of: {DATASET_HELP}")
 
 
-def load_test_split(spec: str, *, data_dir: str | None = None, cache_dir: str | None = "default"):
+def needs_tensorflow(spec: str) -> bool:
+    """Whether loading `spec` imports TensorFlow (tensorflow-datasets)."""
+    kind, argument = _split_spec(spec)
+    return kind == "cifar10" and not argument
+
+
+def load_test_split(
+    spec: str,
+    *,
+    data_dir: str | None = None,
+    cache_dir: str | None = "default",
+    skip_bad_images: bool = False,
+):
     """Only the test split of a dataset (what the analyses use).
 
     Returns:
         (images uint8 (N, H, W, C), labels int64 (N,), class_names).
     """
-    class_names, _, test = _load_splits(spec, data_dir, cache_dir, splits=("test",))
-    return test[0], test[1], list(class_names)
+    class_names, loaded, _ = _load_splits(spec, data_dir, cache_dir, ("test",), skip_bad_images)
+    images, labels = loaded["test"]
+    return images, labels, list(class_names)
 
 
 def load_dataset(
@@ -369,6 +578,7 @@ def load_dataset(
     split_seed: int = 0,
     max_train_samples: int | None = None,
     cache_dir: str | None = "default",
+    skip_bad_images: bool = False,
 ) -> DatasetSplits:
     """Loads a dataset and splits its training part into train and validation.
 
@@ -383,17 +593,25 @@ def load_dataset(
             split), for quick runs.
         cache_dir: where decoded image folders are cached; "default" is
             ~/.cache/tf_selectivity, None disables the cache.
+        skip_bad_images: leave out image-folder files that cannot be decoded
+            (listed in the result's `skipped_images`) instead of raising.
 
     Returns:
         A `DatasetSplits`.
 
     Raises:
-        DatasetUnavailableError: unknown spec, missing folder, no network.
+        DatasetUnavailableError: unknown spec, missing folder or class, an
+            empty class folder, an image that cannot be decoded (naming it),
+            no network, too few images for a validation split.
     """
-    class_names, train, test = _load_splits(spec, data_dir, cache_dir)
-    train_images, train_labels, val_images, val_labels = split_train_validation(
-        train[0], train[1], validation_fraction, split_seed
-    )
+    class_names, loaded, skipped = _load_splits(spec, data_dir, cache_dir, ("train", "test"), skip_bad_images)
+    train, test = loaded["train"], loaded["test"]
+    try:
+        train_images, train_labels, val_images, val_labels = split_train_validation(
+            train[0], train[1], validation_fraction, split_seed
+        )
+    except ValueError as error:
+        raise DatasetUnavailableError(f"{spec}: {error}") from None
     if max_train_samples is not None:
         if max_train_samples < 1:
             raise ValueError(f"max_train_samples must be positive; got {max_train_samples}.")
@@ -408,4 +626,5 @@ def load_dataset(
         validation_labels=val_labels,
         test_images=test[0],
         test_labels=test[1],
+        skipped_images=list(skipped),
     )

@@ -9,7 +9,9 @@ One row per trial, sorted by (leaky slope, alpha, seed): its status, the
 sweep's settings, the run directory (relative to the sweep directory) and
 the run's results: best epoch, validation and test accuracy, test mean
 selectivity index and one ``test_selectivity/<layer>`` column per layer.
-A failed trial keeps its row, with the last line of its error.
+A failed trial keeps its row, with the last line of its error. A trial
+whose run diverged has status ``DIVERGED``, its ``diverged_epoch`` and no
+results.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import pandas as pd
 
 from tf_selectivity.sweep.layout import SweepPaths, run_name
 from tf_selectivity.sweep.settings import SETTING_FIELDS, values_to_settings
+from tf_selectivity.training.status import is_diverged
 
 __all__ = ["collect_trials", "write_trials_table", "LEADING_COLUMNS"]
 
 LEADING_COLUMNS = (
     "trial_id", "status", "model", "activation", "leaky_slope", "alpha", "seed",
-    "run_name", "run_dir", "complete", "best_epoch", "val_accuracy", "test_accuracy",
+    "run_name", "run_dir", "complete", "diverged_epoch", "best_epoch", "val_accuracy", "test_accuracy",
     "test_mean_selectivity",
 )
 
@@ -76,6 +79,13 @@ def collect_trials(sweep_dir: str) -> pd.DataFrame:
         row["complete"] = os.path.exists(summary_file)
         if row["complete"]:
             summary = _read_json(summary_file)
+            if is_diverged(summary):
+                row["status"] = "DIVERGED"
+                row["diverged_epoch"] = summary.get("diverged_epoch")
+                row["error"] = f"diverged: {summary.get('reason', 'non-finite loss')}"
+                row["train_seconds_last_session"] = summary.get("train_seconds_this_session")
+                rows.append(row)
+                continue
             for key in ("best_epoch", "val_accuracy", "test_accuracy", "test_mean_selectivity"):
                 row[key] = summary.get(key)
             for layer, value in zip(summary.get("probe_names", []), summary.get("test_layer_selectivity", [])):

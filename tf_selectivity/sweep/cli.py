@@ -1,6 +1,6 @@
 """Train a sweep: alpha values x seeds (x leaky slopes), on keras-tuner.
 
-    python -m tf_selectivity.sweep --model=resnet20 --alphas=0,-0.1,-1,-10 \
+    python -m tf_selectivity.sweep --model=resnet20 --alphas=0,-0.1,-1,-10 \\
         --seeds=0-19 --output_dir=sweeps/resnet20_suppress
 
     python -m tf_selectivity.sweep --flagfile=experiments/smoke/resnet20_suppress.flags
@@ -14,14 +14,22 @@ points; different training settings are refused.
 ``--mode=search`` answers "how far can selectivity fall for free?": the
 most negative alpha in ``--search_bounds`` whose mean validation accuracy
 stays within ``--search_margin`` of alpha = 0, by bisection on log |alpha|.
+It chooses its own alphas: an ``--alphas`` list read from a ``--flagfile``
+is ignored (given on the command line it is refused); ``--alphas=`` after
+the flagfile clears it, as an empty value clears any list a flagfile sets.
+
+A trial whose run diverges (non-finite loss) is recorded as diverged
+(``DIVERGED`` in trials.csv) and the sweep goes on.
 
 Distributed (keras-tuner's chief/worker mode): run the same command once
 with ``KERASTUNER_TUNER_ID=chief`` and once per GPU with a distinct
 ``KERASTUNER_TUNER_ID``, all with ``KERASTUNER_ORACLE_IP`` and
 ``KERASTUNER_ORACLE_PORT`` of the chief, on a shared ``--output_dir``.
 
-Exit status: 0 when every trial of the command completed, 1 when some
-failed (rerun to retry them) or the chief was unreachable, 2 on bad input.
+Exit status: 0 when every trial of the command finished (completed or
+diverged), 1 when some failed (rerun to retry them) or the chief was
+unreachable, 2 on bad input (flags, paths, the data, a directory of another
+sweep), found before anything is written.
 """
 
 from __future__ import annotations
@@ -83,7 +91,11 @@ def define_flags():
     flags.DEFINE_float(
         "chief_timeout", 600.0, "Worker: seconds to wait for an unreachable chief before giving up."
     )
-    flags.DEFINE_integer("verbose", 2, "Training output per run: 2 one line per epoch, 1 progress bar, 0 none.")
+    flags.DEFINE_integer(
+        "verbose", 2,
+        "Training output per run: 2 one line per epoch, 1 progress bar (one line per epoch when not on a "
+        "terminal), 0 none, 3 as 2 plus TensorFlow's start-up messages.",
+    )
     flags.DEFINE_boolean("dry_run", False, "Print the sweep (plan, settings) and exit without writing.")
     flags.DEFINE_boolean(
         "aggregate_only", False, "Only rewrite OUTPUT_DIR/trials.csv and trials.parquet from the directory."
@@ -133,32 +145,55 @@ def parse_leaky_slopes(text: str) -> list:
     return _unique([v + 0.0 for v in values], "leaky_slopes")
 
 
+def _list_flag(FLAGS, name):
+    """A list flag's text, or None when unset or cleared (``--name=``)."""
+    text = FLAGS[name].value
+    return text if text and text.strip() else None
+
+
 def build_spec(FLAGS):
-    """Validates the flags and builds the `SweepSpec`; raises `cli.UsageError`."""
+    """Validates the flags and builds the `SweepSpec`; raises `cli.UsageError`.
+
+    Needs no backend: every check here runs before Keras is imported.
+    """
     from tf_selectivity import train as train_cli
-    from tf_selectivity.models import MODELS
+    from tf_selectivity.data.sources import DatasetUnavailableError
     from tf_selectivity.sweep import plans
     from tf_selectivity.sweep.runner import SweepSpec
-    from tf_selectivity.training import ConfigError
+    from tf_selectivity.training.config import ConfigError
 
     if not FLAGS.output_dir:
-        raise cli.UsageError("--output_dir is required")
+        raise cli.UsageError("--output_dir is required (the sweep directory)")
+    cli.check_verbose(FLAGS.verbose)
     seeds = parse_seeds(FLAGS.seeds)
-    if FLAGS["leaky_slopes"].present:
-        slopes = parse_leaky_slopes(FLAGS.leaky_slopes)
-        if FLAGS["leaky_slope"].present and [FLAGS.leaky_slope] != slopes:
+    slopes_text = _list_flag(FLAGS, "leaky_slopes")
+    if slopes_text is not None:
+        slopes = parse_leaky_slopes(slopes_text)
+        if "leaky_slope" in cli.EXPLICIT_FLAGS and [FLAGS.leaky_slope] != slopes:
             raise cli.UsageError("give either --leaky_slope or --leaky_slopes, not both")
     else:
         slopes = [FLAGS.leaky_slope + 0.0]
+    alphas_text = _list_flag(FLAGS, "alphas")
     if FLAGS.mode == "grid":
-        if not FLAGS.alphas:
+        if alphas_text is None:
             raise cli.UsageError("--alphas is required in grid mode (e.g. --alphas=0,-0.1,-1,-10)")
-        plan = plans.GridPlan(parse_alphas(FLAGS.alphas), seeds, slopes)
+        plan = plans.GridPlan(parse_alphas(alphas_text), seeds, slopes)
     else:
-        if FLAGS["alphas"].present:
-            raise cli.UsageError("--alphas is for --mode=grid; --mode=search chooses alphas within --search_bounds")
+        if alphas_text is not None and "alphas" in cli.EXPLICIT_FLAGS:
+            raise cli.UsageError(
+                "--alphas is for --mode=grid; --mode=search chooses alphas within --search_bounds"
+            )
+        if alphas_text is not None:
+            print(
+                f"[sweep] --mode=search: ignoring the flagfile's --alphas={alphas_text} "
+                "(the search chooses alphas within --search_bounds)",
+                flush=True,
+            )
         if len(slopes) != 1:
-            raise cli.UsageError("--mode=search takes one leaky slope")
+            raise cli.UsageError(
+                f"--mode=search takes one leaky slope, got --leaky_slopes={slopes_text}; clear the list "
+                "with --leaky_slopes= and give --leaky_slope=S"
+            )
         bounds = cli.parse_float_list(FLAGS.search_bounds, "search_bounds")
         if len(bounds) != 2:
             raise cli.UsageError("--search_bounds takes two alphas: weakest,strongest (e.g. -0.1,-100)")
@@ -169,20 +204,21 @@ def build_spec(FLAGS):
         except ValueError as error:
             raise cli.UsageError(f"--search_*: {error}") from None
     if FLAGS.max_retries < 0:
-        raise cli.UsageError("--max_retries must be >= 0")
+        raise cli.UsageError(f"--max_retries must be >= 0; got {FLAGS.max_retries}")
     if FLAGS.max_consecutive_failures < 1:
-        raise cli.UsageError("--max_consecutive_failures must be >= 1")
+        raise cli.UsageError(f"--max_consecutive_failures must be >= 1; got {FLAGS.max_consecutive_failures}")
     for name in ("worker_timeout", "chief_timeout"):
-        if not FLAGS[name].value > 0:
-            raise cli.UsageError(f"--{name} must be positive")
+        if not FLAGS[name].value > 0 or FLAGS[name].value == float("inf"):
+            raise cli.UsageError(f"--{name} must be a positive number of seconds; got {FLAGS[name].value}")
     try:
         base = train_cli.config_from_flags(0.0, seeds[0], FLAGS.output_dir)
         for slope in slopes:
             base.leaky_slope = slope
-            base.validate(known_models=MODELS)
-    except ConfigError as error:
+            base.validate(known_models=train_cli._MODEL_NAMES)
+        base.leaky_slope = slopes[0]
+        train_cli.check_training_config(base)
+    except (ConfigError, DatasetUnavailableError) as error:
         raise cli.UsageError(str(error)) from None
-    base.leaky_slope = slopes[0]
     return SweepSpec(
         base_config=base,
         output_dir=FLAGS.output_dir,
@@ -191,8 +227,40 @@ def build_spec(FLAGS):
         max_consecutive_failures=FLAGS.max_consecutive_failures,
         worker_timeout=FLAGS.worker_timeout,
         chief_timeout=FLAGS.chief_timeout,
-        verbose=FLAGS.verbose,
+        verbose=min(FLAGS.verbose, 2),
     )
+
+
+def check_before_writing(spec, role, load_data: bool = True) -> None:
+    """The sweep directory and the data, checked before anything is written.
+
+    The local runner and the chief check that the directory is empty, holds
+    this sweep, or can be created; the local runner and workers (which
+    train) load the data once, so that an unreadable image is reported now
+    instead of failing every trial (the decoded images are cached for the
+    trials).
+
+    Raises:
+        cli.UsageError: naming the problem.
+    """
+    from tf_selectivity import train as train_cli
+    from tf_selectivity.data.sources import DatasetUnavailableError, needs_tensorflow
+    from tf_selectivity.sweep.runner import SweepConflictError, check_sweep_dir
+    from tf_selectivity.training.run_dir import writable_dir_problem
+
+    if role.kind != "worker":
+        problem = writable_dir_problem(spec.output_dir)
+        if problem:
+            raise cli.UsageError(f"--output_dir {problem}")
+        try:
+            check_sweep_dir(spec)
+        except SweepConflictError as error:
+            raise cli.UsageError(str(error)) from None
+    if load_data and role.kind != "chief" and not needs_tensorflow(spec.base_config.dataset):
+        try:
+            train_cli.load_data(spec.base_config)
+        except DatasetUnavailableError as error:
+            raise cli.UsageError(str(error)) from None
 
 
 def _print_report(report, spec) -> None:
@@ -206,6 +274,12 @@ def _print_report(report, spec) -> None:
         return
     total = f"/{report.total}" if report.total is not None else ""
     print(f"[sweep] {report.completed}{total} trials complete in {paths.root}")
+    if report.diverged:
+        listed = "; ".join(report.diverged[:5]) + (f"; and {len(report.diverged) - 5} more" if len(report.diverged) > 5 else "")
+        print(
+            f"[sweep] {len(report.diverged)} of them diverged (status DIVERGED in trials.csv; the analysis lists "
+            f"them apart and leaves them out of its means): {listed}"
+        )
     if report.search_result is not None:
         result = report.search_result
         print(f"[sweep] search: {result['message']} (details: {paths.search_result})")
@@ -220,27 +294,33 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(COMMAND, f"unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
-    from tf_selectivity.sweep import distributed, runner
+    from tf_selectivity.sweep import distributed
 
     if FLAGS.aggregate_only:
-        if not FLAGS.output_dir:
-            cli.fail(COMMAND, "--output_dir is required")
-        from tf_selectivity.sweep.aggregate import write_trials_table
         from tf_selectivity.sweep.layout import SweepPaths
 
+        if not FLAGS.output_dir:
+            cli.fail(COMMAND, "--output_dir is required")
         if not os.path.isdir(SweepPaths(FLAGS.output_dir).project):
             cli.fail(COMMAND, f"{FLAGS.output_dir} holds no sweep (no {SweepPaths(FLAGS.output_dir).project})")
+        cli.start_backend(FLAGS.verbose)
+        from tf_selectivity.sweep.aggregate import write_trials_table
+
         for path in write_trials_table(FLAGS.output_dir):
             print(f"[sweep] wrote {path}")
         return 0
     try:
         spec = build_spec(FLAGS)
         role = distributed.role_from_environment()
+        check_before_writing(spec, role, load_data=not FLAGS.dry_run)
     except (cli.UsageError, ValueError) as error:
         cli.fail(COMMAND, str(error))
+    from tf_selectivity.sweep import runner
+
     if FLAGS.dry_run:
         print(runner.describe_spec(spec))
         return 0
+    cli.start_backend(FLAGS.verbose)
     try:
         report = runner.run_sweep(spec, role)
     except KeyboardInterrupt:
@@ -285,4 +365,4 @@ def _runtime_failure(message: str) -> None:
 
 def run():
     define_flags()
-    app.run(main, flags_parser=cli.flags_parser(COMMAND))
+    app.run(main, flags_parser=cli.flags_parser(COMMAND, __doc__))

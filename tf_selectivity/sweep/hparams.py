@@ -23,8 +23,6 @@ import glob
 import os
 from typing import Mapping, Sequence
 
-from tf_selectivity.training.export import tensorflow_available
-
 __all__ = ["HPARAM_NAMES", "METRICS", "write_experiment", "write_session", "session_written"]
 
 HPARAM_NAMES = ("alpha", "seed", "model", "activation", "leaky_slope")
@@ -41,6 +39,8 @@ _warned = False
 
 def _unavailable() -> bool:
     global _warned
+    from tf_selectivity.training.export import tensorflow_available  # imports Keras: only when writing
+
     if tensorflow_available():
         return False
     if not _warned:
@@ -98,7 +98,8 @@ def write_session(run_logs: str, session_name: str, summary: Mapping) -> bool:
     Args:
         run_logs: the run's ``logs/`` directory.
         session_name: name of the session in the dashboard (the run name).
-        summary: the run's summary dict (``summary.json``).
+        summary: the run's summary dict (``summary.json``); a diverged run's
+            session has its hyperparameters and no metrics.
 
     Returns:
         Whether it was written (False without TensorFlow or if it exists).
@@ -120,7 +121,9 @@ def write_session(run_logs: str, session_name: str, summary: Mapping) -> bool:
     writer = tf.summary.create_file_writer(run_logs, filename_suffix=_SESSION_SUFFIX)
     with writer.as_default():
         hp.hparams(values, trial_id=session_name)
+        # A diverged run (training.status) has no metrics: its row stays empty.
         for tag, _, _ in METRICS:
-            tf.summary.scalar(tag, float(summary[tag]), step=step)
+            if summary.get(tag) is not None:
+                tf.summary.scalar(tag, float(summary[tag]), step=step)
     writer.close()
     return True

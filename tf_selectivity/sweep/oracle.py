@@ -43,6 +43,7 @@ import collections
 import dataclasses
 import os
 import time
+import warnings
 from typing import Optional
 
 import keras_tuner
@@ -53,7 +54,7 @@ from tf_selectivity.sweep import plans
 from tf_selectivity.sweep.layout import format_float, run_name
 from tf_selectivity.training.run_dir import write_json_atomic
 
-__all__ = ["SweepOracle", "trial_point"]
+__all__ = ["SweepOracle", "trial_point", "trial_diverged"]
 
 RUNNING = TrialStatus.RUNNING
 COMPLETED = TrialStatus.COMPLETED
@@ -61,6 +62,11 @@ FAILED = TrialStatus.FAILED
 INVALID = TrialStatus.INVALID
 IDLE = TrialStatus.IDLE
 STOPPED = TrialStatus.STOPPED
+
+
+def trial_diverged(trial) -> bool:
+    """Whether a completed trial's run diverged (it reports `diverged_epoch`)."""
+    return trial.metrics.exists("diverged_epoch")
 
 
 def trial_point(trial) -> plans.Point:
@@ -96,6 +102,14 @@ class SweepDisplay(Display):
         done, total = self.oracle.progress()
         count = f"{done}/{total}" if total is not None else f"{done} done"
         description = self.oracle.describe_trial(trial)
+        if trial.status == COMPLETED and trial_diverged(trial):
+            epoch = int(trial.metrics.get_last_value("diverged_epoch"))
+            print(
+                f"[sweep {count}] trial {trial.trial_id} diverged in epoch {epoch}: {description}: "
+                "recorded as diverged (no metrics)",
+                flush=True,
+            )
+            return
         if trial.status == COMPLETED:
             metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
             print(
@@ -226,7 +240,8 @@ class SweepOracle(keras_tuner.Oracle):
         for point, trial in self.trials_by_point().items():
             if trial.status == COMPLETED:
                 metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
-                result[point] = plans.Outcome(plans.COMPLETED, metrics)
+                status = plans.DIVERGED if trial_diverged(trial) else plans.COMPLETED
+                result[point] = plans.Outcome(status, metrics)
             elif trial.status == FAILED and trial.trial_id in self._failed_this_session:
                 result[point] = plans.Outcome(plans.FAILED)
         return result
@@ -235,13 +250,16 @@ class SweepOracle(keras_tuner.Oracle):
         return self.plan.step(self.outcomes())
 
     def progress(self) -> tuple:
-        """(completed trials of the plan, total or None) for progress lines."""
+        """(finished trials of the plan, total or None) for progress lines.
+
+        Finished: completed or diverged (both are results; neither is retried).
+        """
         step = self.plan_step()
         outcomes = self.outcomes()
         if step.total is None:
-            return sum(1 for o in outcomes.values() if o.completed), None
+            return sum(1 for o in outcomes.values() if o.finished), None
         points = set(self.plan.points)
-        done = sum(1 for p, o in outcomes.items() if p in points and o.completed)
+        done = sum(1 for p, o in outcomes.items() if p in points and o.finished)
         return done, step.total
 
     @keras_tuner.synchronized
@@ -328,7 +346,11 @@ class SweepOracle(keras_tuner.Oracle):
     @keras_tuner.synchronized
     def update_trial(self, trial_id, metrics, step=0):
         self._renew(trial_id)
-        return super().update_trial(trial_id, metrics, step=step)
+        with warnings.catch_warnings():
+            # A diverged run reports a NaN objective; keras-tuner's running
+            # best (np.nanmax) would warn "All-NaN axis encountered".
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return super().update_trial(trial_id, metrics, step=step)
 
     def _release(self, trial_id) -> Optional[str]:
         """Removes the trial from its holder; returns the holder's id."""
@@ -401,6 +423,15 @@ class SweepOracle(keras_tuner.Oracle):
                 return f.read()
         except OSError:
             return None
+
+    def score_trial(self, trial):
+        # A diverged run reports NaN accuracy; keras-tuner's nanmax over it
+        # would only warn. It has no score.
+        if trial_diverged(trial):
+            trial.score = float("nan")
+            trial.best_step = None
+            return
+        super().score_trial(trial)
 
     # ---------------------------------------------------------------- leases
 

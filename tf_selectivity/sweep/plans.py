@@ -22,6 +22,9 @@ __all__ = ["Point", "Outcome", "PlanStep", "GridPlan", "MarginSearchPlan"]
 
 COMPLETED = "completed"
 FAILED = "failed"
+# Trained to the end of the epoch whose loss became non-finite
+# (`training.status`): a result, with no accuracy.
+DIVERGED = "diverged"
 
 
 def _clean(value: float) -> float:
@@ -43,7 +46,8 @@ class Point(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """A finished point: `status` is "completed" (with metrics) or "failed"."""
+    """A finished point: `status` is "completed" (with metrics), "diverged"
+    (a result without accuracy) or "failed"."""
 
     status: str
     metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -51,6 +55,11 @@ class Outcome:
     @property
     def completed(self) -> bool:
         return self.status == COMPLETED
+
+    @property
+    def finished(self) -> bool:
+        """Trained to its end: completed or diverged (not retried)."""
+        return self.status in (COMPLETED, DIVERGED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +144,9 @@ class MarginSearchPlan:
 
     This assumes accuracy falls monotonically with |alpha| (as in the paper's
     Figures 2 and 4); the table of every evaluated alpha is part of the
-    result, so a non-monotonic curve is visible.
+    result, so a non-monotonic curve is visible. An alpha at which a seed
+    diverged is outside the margin (its row gives the number of diverged
+    seeds and no mean accuracy); a diverged baseline ends the search.
 
     Args:
         seeds: replicate seeds of every evaluated alpha.
@@ -193,21 +204,27 @@ class MarginSearchPlan:
         return tuple(Point.make(self.leaky_slope, alpha, seed) for seed in self.seeds)
 
     def _mean_val_accuracy(self, alpha, outcomes):
-        """(missing points, mean validation accuracy or None if all failed)."""
+        """(missing points, mean validation accuracy or None, diverged seeds).
+
+        The mean is None when every seed failed or any diverged.
+        """
         points = self._points(alpha)
         missing = tuple(p for p in points if p not in outcomes)
         if missing:
-            return missing, None
+            return missing, None, 0
+        diverged = sum(1 for p in points if outcomes[p].status == DIVERGED)
         values = [outcomes[p].metrics["val_accuracy"] for p in points if outcomes[p].completed]
-        return (), (float(sum(values) / len(values)) if values else None)
+        if diverged or not values:
+            return (), None, diverged
+        return (), float(sum(values) / len(values)), 0
 
     def _midpoint(self, within: float, outside: float) -> float:
         magnitude = math.sqrt(abs(within) * abs(outside))
         return math.copysign(float(f"{magnitude:.3g}"), self.strongest)
 
     def step(self, outcomes: Mapping[Point, Outcome]) -> PlanStep:
-        missing_base, baseline = self._mean_val_accuracy(0.0, outcomes)
-        missing_strong, strong = self._mean_val_accuracy(self.strongest, outcomes)
+        missing_base, baseline, baseline_diverged = self._mean_val_accuracy(0.0, outcomes)
+        missing_strong, strong, strong_diverged = self._mean_val_accuracy(self.strongest, outcomes)
         if missing_base or missing_strong:
             return PlanStep(needed=missing_base + missing_strong)
         evaluated = []
@@ -229,27 +246,38 @@ class MarginSearchPlan:
             )
             return PlanStep(finished=True, result=result)
 
+        if baseline_diverged:
+            return finish(
+                f"alpha = 0 diverged for {baseline_diverged} of {len(self.seeds)} seeds: no baseline to compare "
+                "with (lower the learning rate)"
+            )
         if baseline is None:
             return finish("every alpha = 0 trial failed: no baseline to compare with")
 
-        def record(alpha, mean):
-            within = mean is not None and mean >= baseline - self.margin
-            evaluated.append({"alpha": alpha, "mean_val_accuracy": mean, "within_margin": within})
+        def record(alpha, mean, diverged):
+            within = not diverged and mean is not None and mean >= baseline - self.margin
+            row = {"alpha": alpha, "mean_val_accuracy": mean, "within_margin": within}
+            if diverged:
+                row["diverged_seeds"] = diverged
+            evaluated.append(row)
             return within
 
-        if strong is None:
+        def unusable(mean, diverged):  # every seed failed (not diverged): no answer
+            return mean is None and not diverged
+
+        if unusable(strong, strong_diverged):
             return finish(f"every trial at alpha = {self.strongest} failed")
-        if record(self.strongest, strong):
+        if record(self.strongest, strong, strong_diverged):
             return finish(
                 f"alpha = {self.strongest} (the strongest searched) stays within the margin",
                 within=self.strongest,
             )
-        missing, weak = self._mean_val_accuracy(self.weakest, outcomes)
+        missing, weak, weak_diverged = self._mean_val_accuracy(self.weakest, outcomes)
         if missing:
             return PlanStep(needed=missing)
-        if weak is None:
+        if unusable(weak, weak_diverged):
             return finish(f"every trial at alpha = {self.weakest} failed", outside=self.strongest)
-        if not record(self.weakest, weak):
+        if not record(self.weakest, weak, weak_diverged):
             return finish(
                 f"even alpha = {self.weakest} (the weakest searched) falls outside the margin",
                 outside=self.weakest,
@@ -259,12 +287,12 @@ class MarginSearchPlan:
             alpha = self._midpoint(within, outside)
             if alpha in (within, outside):
                 break  # 3 significant digits cannot split the interval further
-            missing, mean = self._mean_val_accuracy(alpha, outcomes)
+            missing, mean, diverged = self._mean_val_accuracy(alpha, outcomes)
             if missing:
                 return PlanStep(needed=missing)
-            if mean is None:
+            if unusable(mean, diverged):
                 return finish(f"every trial at alpha = {alpha} failed", within=within, outside=outside)
-            if record(alpha, mean):
+            if record(alpha, mean, diverged):
                 within = alpha
             else:
                 outside = alpha

@@ -27,7 +27,7 @@ from tf_selectivity.sweep.settings import (
     values_to_settings,
 )
 from tf_selectivity.training.config import TrainConfig
-from tf_selectivity.training.run_dir import read_json, write_json_atomic
+from tf_selectivity.training.run_dir import PROBE_PREFIX, read_json, write_json_atomic
 
 __all__ = [
     "SweepSpec", "SweepReport", "SweepConflictError", "SweepLockedError", "check_sweep_dir", "run_sweep",
@@ -100,9 +100,10 @@ class SweepReport:
 
     Attributes:
         role: "local", "chief" or "worker".
-        completed: completed trials of this command's plan.
+        completed: finished trials (completed or diverged) of this command's plan.
         total: trials of the plan, if known (grid).
         failed: descriptions of the plan's trials that failed this session.
+        diverged: descriptions of the plan's trials whose run diverged.
         stop_reason: why the oracle stopped early, if it did.
         search_result: the search plan's answer (search mode).
         tables: paths of trials.csv / trials.parquet written.
@@ -113,6 +114,7 @@ class SweepReport:
     completed: int = 0
     total: Optional[int] = None
     failed: list = dataclasses.field(default_factory=list)
+    diverged: list = dataclasses.field(default_factory=list)
     stop_reason: Optional[str] = None
     search_result: Optional[dict] = None
     tables: list = dataclasses.field(default_factory=list)
@@ -152,7 +154,7 @@ def check_sweep_dir(spec: SweepSpec) -> bool:
             raise SweepConflictError(
                 f"{paths.root} is a training run directory, not a sweep; choose another --output_dir"
             )
-        foreign = sorted(set(os.listdir(paths.root)) - _OWN_ENTRIES)
+        foreign = sorted(n for n in set(os.listdir(paths.root)) - _OWN_ENTRIES if not n.startswith(PROBE_PREFIX))
         if foreign:
             raise SweepConflictError(
                 f"{paths.root} is not empty and holds no sweep (found {', '.join(foreign[:3])}); "
@@ -166,8 +168,11 @@ def sweep_lock(paths: SweepPaths):
     """Holds ``.sweep.lock`` (released on exit or death); raises `SweepLockedError`."""
     import fcntl
 
-    os.makedirs(paths.root, exist_ok=True)
-    handle = open(paths.lock, "a+")
+    try:
+        os.makedirs(paths.root, exist_ok=True)
+        handle = open(paths.lock, "a+")
+    except OSError as error:
+        raise SweepConflictError(f"cannot create {paths.root} ({error.strerror or error})") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -275,6 +280,10 @@ def _own_oracle_run(spec: SweepSpec, role: Role, report: SweepReport) -> None:
         if outcome.status == plans.FAILED:
             trial = by_point[point]
             report.failed.append(f"trial {trial.trial_id} ({oracle.describe_trial(trial)})")
+        elif outcome.status == plans.DIVERGED:
+            trial = by_point[point]
+            epoch = int(outcome.metrics.get("diverged_epoch", 0))
+            report.diverged.append(f"{oracle.describe_trial(trial)} in epoch {epoch}")
     if step.result is not None:
         report.search_result = step.result
         write_json_atomic(paths.search_result, step.result)

@@ -53,7 +53,12 @@ def _same(a, b) -> bool:
 
 
 def settings_differences(recorded: Mapping, current: Mapping) -> list:
-    """Human-readable differences, e.g. ``["epochs: 200 there, 2 now"]``."""
+    """Human-readable differences, e.g. ``["epochs: 200 there, 2 now"]``.
+
+    A setting missing from `recorded` (a sweep written before the setting
+    existed) counts as the value such sweeps ran with
+    (`training.config.LEGACY_IDENTITY_DEFAULTS`).
+    """
     recorded = with_legacy_defaults(recorded)
     return [
         f"{name}: {recorded.get(name)!r} there, {current.get(name)!r} now"

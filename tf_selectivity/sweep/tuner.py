@@ -5,7 +5,8 @@ alpha, seed and leaky slope) into a `TrainConfig` for the run directory
 ``SWEEP_DIR/runs/<run name>`` and calls `tf_selectivity.training.train`:
 checkpoints every epoch, SavedModel and ``summary.json`` at the end. The
 trial reports the run's best validation accuracy (the objective), test
-accuracy, test mean selectivity and best epoch.
+accuracy, test mean selectivity and best epoch; a run that diverged reports
+NaN and its ``diverged_epoch`` and counts as finished (not retried).
 
 A trial cut short (process killed, worker lost) is run again in the same
 directory and `train` resumes it from its last finished epoch; a trial
@@ -28,6 +29,7 @@ from tf_selectivity.sweep.layout import SweepPaths, run_name
 from tf_selectivity.sweep.settings import config_from_values
 from tf_selectivity.training import ConfigError, RunLockedError, RunPaths, train
 from tf_selectivity.training.run_dir import write_json_atomic
+from tf_selectivity.training.status import is_diverged
 
 __all__ = ["SweepTuner", "REPORTED_METRICS"]
 
@@ -118,6 +120,10 @@ class SweepTuner(keras_tuner.Tuner):
         else:
             summary = self._train_once(config)
         hparams.write_session(RunPaths(config.output_dir).logs, name, summary)
+        if is_diverged(summary):
+            # A result, not a failure: the trial completes (no retry), its
+            # objective is NaN and `diverged_epoch` marks it (`trial_diverged`).
+            return {"val_accuracy": float("nan"), "diverged_epoch": float(summary["diverged_epoch"])}
         return {metric: float(summary[metric]) for metric in REPORTED_METRICS}
 
     def _train_once(self, config):

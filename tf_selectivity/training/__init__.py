@@ -1,10 +1,24 @@
-"""Training: the paper's protocol as a resumable, single-call `train`."""
+"""Training: the paper's protocol as a resumable, single-call `train`.
+
+`config`, `run_dir` and `status` need only the standard library; the rest
+imports Keras and is loaded on first use, so that command lines can check
+their flags and directories before a backend starts.
+"""
+
+import importlib
 
 from tf_selectivity.training.config import ConfigError, PAPER_LEARNING_RATES, TrainConfig
-from tf_selectivity.training.imported import save_as_run
-from tf_selectivity.training.loop import prepare_run_dir, resolve_jit_compile, train
-from tf_selectivity.training.optimizers import TorchSGD, make_optimizer, step_schedule
 from tf_selectivity.training.run_dir import RunLockedError, RunPaths
+
+_LAZY = {
+    "prepare_run_dir": "loop",
+    "resolve_jit_compile": "loop",
+    "train": "loop",
+    "save_as_run": "imported",
+    "TorchSGD": "optimizers",
+    "make_optimizer": "optimizers",
+    "step_schedule": "optimizers",
+}
 
 __all__ = [
     "ConfigError",
@@ -20,3 +34,9 @@ __all__ = [
     "step_schedule",
     "train",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"tf_selectivity.training.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tf_selectivity.training' has no attribute {name!r}")

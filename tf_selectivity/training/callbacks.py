@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 
 import keras
 
 from tf_selectivity.training.run_dir import RunPaths, read_json, write_json_atomic
+from tf_selectivity.training.status import non_finite_reason
 
 __all__ = ["CompactProgbar", "RunCheckpoint", "save_weights_atomic"]
 
@@ -20,12 +22,23 @@ def save_weights_atomic(model, path: str) -> None:
     os.replace(tmp, path)
 
 
+def stdout_is_terminal() -> bool:
+    return hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+
+
 class CompactProgbar(keras.callbacks.ProgbarLogger):
     """Keras' progress bar without the per-layer entries (``name/...``), which
-    go to TensorBoard and history.csv instead of a 40-column line."""
+    go to TensorBoard and history.csv instead of a 40-column line.
+
+    Off a terminal (stdout a file or a pipe) the live bar (verbose 1) becomes
+    one plain line per epoch (verbose 2): Keras' bar would fill the log with
+    carriage returns and ANSI colour codes.
+    """
 
     def __init__(self, verbose=1):
         super().__init__()
+        if verbose == 1 and not stdout_is_terminal():
+            verbose = 2
         self._forced_verbose = verbose
 
     def set_params(self, params):
@@ -51,6 +64,14 @@ class RunCheckpoint(keras.callbacks.Callback):
     and ``state.json`` last, so a run killed at any moment resumes from the
     last complete epoch.
 
+    Divergence: an epoch whose mean loss is not finite (Keras' running mean
+    stays non-finite once one batch loss is), or after which a weight is
+    not finite, stops training: `diverged_epoch` and `diverged_reason` are
+    set, the epoch's row is added to ``history.csv`` for diagnosis, and the
+    saved state stays that of the last finite epoch. Checked once per epoch
+    from values Keras already logs (no per-step host synchronization), so
+    at most the rest of the diverging epoch is computed in vain.
+
     Args:
         paths: the run's `RunPaths`.
         monitor: metric whose maximum selects the best epoch.
@@ -64,6 +85,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.best_epoch = None
         self.best_value = -math.inf
         self.history = []
+        self.diverged_epoch = None
+        self.diverged_reason = None
 
     def restore(self) -> int:
         """Loads the saved state into the model; returns the epoch to start at."""
@@ -84,6 +107,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         if self.monitor not in logs:
             raise KeyError(f"RunCheckpoint needs {self.monitor!r} in the epoch logs.")
+        reason = non_finite_reason(logs) or self._non_finite_weight()
+        if reason:
+            self.diverged_epoch = epoch + 1
+            self.diverged_reason = reason
+            self.model.stop_training = True
+            self._write_history_csv(self.history + [{"epoch": epoch + 1, **logs}])
+            return
         os.makedirs(self.paths.checkpoint_dir, exist_ok=True)
         value = logs[self.monitor]
         # Strictly greater: on ties the earlier epoch wins, as in the paper's
@@ -105,15 +135,38 @@ class RunCheckpoint(keras.callbacks.Callback):
                 "history": self.history,
             },
         )
-        self._write_history_csv()
+        self._write_history_csv(self.history)
 
-    def _write_history_csv(self):
-        names = {k for row in self.history for k in row} - {"epoch"}
-        # Headline metrics first, per-layer ("selectivity/<probe>") after.
-        columns = ["epoch"] + sorted(names, key=lambda k: ("/" in k, k))
+    def _non_finite_weight(self):
+        # One host copy of all weights (what the checkpoint writes anyway)
+        # and NumPy checks: ~30 ms for ResNet20 here, against ~180 ms for
+        # one backend `isfinite` reduction per variable.
+        import numpy as np
+
+        for variable, value in zip(self.model.weights, self.model.get_weights()):
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                return f"weight {variable.path} is not finite"
+        return None
+
+    def _column_order(self, names):
+        """Headline metrics first (alphabetically), then the per-layer ones
+        ("selectivity/<probe>", "val_selectivity/<probe>") in network order."""
+        probes = {name: i for i, name in enumerate(getattr(self.model, "probe_names", None) or [])}
+
+        def key(column):
+            if "/" not in column:
+                return (0, "", 0, column)
+            prefix, _, layer = column.rpartition("/")
+            return (1, prefix, probes.get(layer, len(probes)), column)
+
+        return sorted(names, key=key)
+
+    def _write_history_csv(self, rows):
+        names = {k for row in rows for k in row} - {"epoch"}
+        columns = ["epoch"] + self._column_order(names)
         tmp = f"{self.paths.history}.{os.getpid()}.tmp"
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(self.history)
+            writer.writerows(rows)
         os.replace(tmp, self.paths.history)

@@ -13,6 +13,7 @@ __all__ = [
     "PAPER_LEARNING_RATES",
     "LEGACY_IDENTITY_DEFAULTS",
     "with_legacy_defaults",
+    "identity_defaults",
 ]
 
 # Appendix A.1: "ResNet20s were trained with a learning rate of 0.1 and the
@@ -22,8 +23,9 @@ _DEFAULT_LEARNING_RATE = 0.1
 
 # Identity fields added after runs were already recorded without them, with
 # the value those runs were trained with: before the paper's eq. 1 became the
-# default (2026-11-26), every run regularized the bounded index.
-LEGACY_IDENTITY_DEFAULTS = {"selectivity_index": "bounded"}
+# default (2026-11-26), every run regularized the bounded index; before
+# --skip_bad_images existed, no image was skipped.
+LEGACY_IDENTITY_DEFAULTS = {"selectivity_index": "bounded", "skip_bad_images": False}
 
 
 def with_legacy_defaults(identity: dict) -> dict:
@@ -69,6 +71,9 @@ class TrainConfig:
     split_seed: int = 0
     max_train_samples: Optional[int] = None
     augment: bool = True
+    # Leave out image-folder files that cannot be decoded (listed in
+    # config.json) instead of refusing the dataset.
+    skip_bad_images: bool = False
     jit_compile: str = "auto"
     precision: str = "float32"
     eval_batch_size: int = 500
@@ -81,7 +86,7 @@ class TrainConfig:
         "model", "alpha", "seed", "activation", "leaky_slope", "selectivity_index", "dataset", "epochs",
         "batch_size", "learning_rate", "momentum", "weight_decay", "lr_milestones",
         "lr_decay", "validation_fraction", "split_seed", "max_train_samples",
-        "augment", "precision",
+        "augment", "precision", "skip_bad_images",
     )
 
     def __post_init__(self):
@@ -104,8 +109,11 @@ class TrainConfig:
                 load_model_function(self.model)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
-        if not math.isfinite(self.alpha):
+        if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha):
             raise ConfigError(f"alpha must be a finite number; got {self.alpha}")
+        for name in ("seed", "split_seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be a non-negative integer; got {getattr(self, name)}")
         if self.activation not in ("relu", "leaky_relu"):
             raise ConfigError(
                 f"unknown activation {self.activation!r}; choose relu or leaky_relu"
@@ -123,10 +131,14 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive; got {getattr(self, name)}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ConfigError(f"max_train_samples must be positive; got {self.max_train_samples}")
-        for name in ("learning_rate", "momentum", "weight_decay", "lr_decay"):
+        for name in ("learning_rate", "lr_decay"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{name} must be a finite non-negative number; got {value}")
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a finite positive number; got {value}")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be a finite non-negative number; got {self.weight_decay}")
+        if not math.isfinite(self.momentum) or not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1); got {self.momentum}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(
                 f"validation_fraction must be in (0, 1); got {self.validation_fraction}"
@@ -145,6 +157,8 @@ class TrainConfig:
             )
         if not self.output_dir:
             raise ConfigError("output_dir is required")
+        if not self.dataset or not str(self.dataset).strip():
+            raise ConfigError("dataset is empty; see --helpfull for the choices")
         return self
 
     def identity(self) -> dict:
@@ -168,14 +182,25 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
     def differences(self, other_identity: dict) -> list:
-        """Names and values of identity fields that differ from `other_identity`."""
+        """Names and values of identity fields that differ from `other_identity`.
+
+        A field missing from `other_identity` (a run written before the field
+        existed) counts as its default value.
+        """
         mine = self.identity()
-        other_identity = with_legacy_defaults(other_identity)
+        other = with_legacy_defaults({name: other_identity.get(name) for name in self.IDENTITY_FIELDS})
         return [
-            f"{name}: {other_identity.get(name)!r} there, {mine[name]!r} now"
+            f"{name}: {other[name]!r} there, {mine[name]!r} now"
             for name in self.IDENTITY_FIELDS
-            if _normalize(other_identity.get(name)) != _normalize(mine[name])
+            if _normalize(other[name]) != _normalize(mine[name])
         ]
+
+
+def identity_defaults() -> dict:
+    """The values of the identity fields added after the first release for
+    runs and sweeps recorded before they existed (see
+    `LEGACY_IDENTITY_DEFAULTS`)."""
+    return dict(LEGACY_IDENTITY_DEFAULTS)
 
 
 def _normalize(value):

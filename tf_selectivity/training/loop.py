@@ -13,14 +13,22 @@ from tf_selectivity.unit_statistics import evaluate_responses
 from tf_selectivity.data import EpochSync, ImageBatches, load_dataset
 from tf_selectivity.models import MODELS, build_model
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint
-from tf_selectivity.training.config import ConfigError, TrainConfig
+from tf_selectivity.training.config import TrainConfig
 from tf_selectivity.training.export import (
     export_saved_model,
     save_keras_model,
     tensorflow_available,
 )
 from tf_selectivity.training.optimizers import make_optimizer
-from tf_selectivity.training.run_dir import RunPaths, read_json, write_json_atomic
+from tf_selectivity.training.run_dir import (
+    RunLockedError,
+    RunPaths,
+    check_run_dir,
+    read_json,
+    remove_partial_files,
+    write_json_atomic,
+)
+from tf_selectivity.training.status import COMPLETED, diverged_summary, run_status
 
 __all__ = ["train", "resolve_jit_compile", "prepare_run_dir"]
 
@@ -46,37 +54,16 @@ def resolve_jit_compile(setting: str) -> bool:
 def prepare_run_dir(config: TrainConfig) -> RunPaths:
     """Checks that `config.output_dir` is empty or holds this same run.
 
+    Writes nothing (see `run_dir.check_run_dir`).
+
     Returns:
-        The run's `RunPaths`; `config.json` is written if it was missing.
+        The run's `RunPaths`.
 
     Raises:
         ConfigError: the directory holds a run of another configuration, or
-            is a file, or holds files that are not a run.
+            is a file, or holds files that are not a run, or cannot be written.
     """
-    paths = RunPaths(config.output_dir)
-    if os.path.exists(paths.root) and not os.path.isdir(paths.root):
-        raise ConfigError(f"output_dir {paths.root} exists and is not a directory")
-    if os.path.exists(paths.config):
-        try:
-            previous = read_json(paths.config)
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"cannot read {paths.config}: {error}") from error
-        differences = config.differences(previous.get("identity", previous))
-        if differences:
-            raise ConfigError(
-                f"{paths.root} holds a run of another configuration ("
-                + "; ".join(differences)
-                + "); choose another --output_dir"
-            )
-    else:
-        if os.path.isdir(paths.root):
-            foreign = [n for n in os.listdir(paths.root) if n not in (".lock",)]
-            if foreign:
-                raise ConfigError(
-                    f"{paths.root} is not empty and holds no run (found {', '.join(sorted(foreign)[:3])}); "
-                    "choose another --output_dir"
-                )
-    return paths
+    return check_run_dir(config)
 
 
 def _backend_info() -> dict:
@@ -90,19 +77,29 @@ def _set_precision(precision: str) -> None:
     keras.mixed_precision.set_dtype_policy(precision)
 
 
-def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, metrics=None) -> dict:
+def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, metrics=None) -> dict:
     """Trains one network at one alpha and writes its run directory.
 
     Follows the paper's protocol (defaults of `TrainConfig`): SGD with
     momentum and coupled weight decay, step learning-rate decay, keep the
     epoch with the best validation accuracy, evaluate it on the test set.
     The same call on the same `output_dir` resumes after an interruption and
-    ends with the same result; a completed run is not trained again.
+    ends with the same result; a finished run (completed or diverged) is not
+    trained again.
+
+    Everything that can be refused is checked before the run directory is
+    created: the configuration, the directory, and the data (loaded first).
+
+    A run whose loss becomes non-finite stops at the end of that epoch and
+    is finished as *diverged* (`training.status`): its summary says so and
+    in which epoch, with no test metrics, and no model is exported.
 
     Args:
         config: the run's `TrainConfig`.
         callbacks: extra Keras callbacks (e.g. keras-tuner's).
         verbose: 1 progress bar, 2 one line per epoch, 0 silent.
+        data: the run's `DatasetSplits`, if the caller loaded them already
+            (with `load_dataset` and this config's data settings).
         metrics: extra Keras metrics (`SelectivityModel.compile(metrics=...)`),
             logged per epoch (``history.csv``, TensorBoard, ``val_<name>``).
 
@@ -112,27 +109,46 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, metrics=None) 
     Raises:
         ConfigError: invalid configuration or conflicting output directory.
         DatasetUnavailableError: the dataset cannot be loaded.
+        RunLockedError: another process is training in the directory.
     """
     config.validate(known_models=MODELS)
     paths = prepare_run_dir(config)
-    with paths.locked():
-        if paths.is_complete():
-            summary = read_json(paths.summary)
-            if verbose:
-                print(f"Run in {paths.root} is already complete; nothing to do.")
-            return summary
+    if paths.is_complete():
+        return _finished(paths, verbose)
+    if paths.is_locked():
+        raise RunLockedError(
+            f"another process is training in {paths.root}; wait for it or use another --output_dir"
+        )
+    if data is None:
         data = load_dataset(
             config.dataset,
             data_dir=config.data_dir,
             validation_fraction=config.validation_fraction,
             split_seed=config.split_seed,
             max_train_samples=config.max_train_samples,
+            skip_bad_images=config.skip_bad_images,
         )
-        write_json_atomic(
-            paths.config,
-            {"identity": config.identity(), "config": config.to_dict(), **data.describe()},
-        )
+    if verbose:
+        print(data.summary_line(), flush=True)
+    with paths.locked():
+        if paths.is_complete():  # another process finished it meanwhile
+            return _finished(paths, verbose)
+        # Files a killed process left half-written (never part of the run).
+        remove_partial_files(paths)
+        record = {"identity": config.identity(), "config": config.to_dict(), **data.describe()}
+        if data.skipped_images:
+            record["skipped_images"] = list(data.skipped_images)
+        write_json_atomic(paths.config, record)
         return _train_locked(config, paths, data, callbacks, verbose, metrics)
+
+
+def _finished(paths: RunPaths, verbose: int) -> dict:
+    summary = read_json(paths.summary)
+    if verbose:
+        status = run_status(summary)
+        what = "complete" if status == COMPLETED else f"finished ({status} in epoch {summary.get('diverged_epoch')})"
+        print(f"Run in {paths.root} is already {what}; nothing to do.")
+    return summary
 
 
 def _input_pipeline(config, data, initial_epoch):
@@ -224,6 +240,9 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
         )
     train_seconds = time.time() - start
 
+    if checkpoint.diverged_epoch is not None:
+        return _write_diverged(config, paths, data, checkpoint, train_seconds, verbose)
+
     model.load_weights(paths.best_weights)
     test = evaluate_responses(
         model.unit_response_model().predict_on_batch,
@@ -236,6 +255,7 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
     dead = [float(np.mean(s.selectivity.dead_units())) for s in test.layers.values()]
     best = checkpoint.history[checkpoint.best_epoch - 1]
     summary = {
+        "status": COMPLETED,
         "model": config.model,
         "alpha": config.alpha,
         "seed": config.seed,
@@ -250,7 +270,6 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
         "test_mean_selectivity": float(np.mean(layer_si)),
         "test_layer_dead_fraction": dead,
         "probe_names": model.probe_names,
-        "num_test_samples": test.num_samples,
         "train_seconds_this_session": train_seconds,
         "jit_compile": jit_compile,
         **data.describe(),
@@ -267,6 +286,33 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
             f"Best epoch {summary['best_epoch']}: val accuracy {summary['val_accuracy']:.4f}, "
             f"test accuracy {summary['test_accuracy']:.4f}, "
             f"test mean selectivity {summary['test_mean_selectivity']:.4f}\n"
+            f"Wrote {paths.root}"
+        )
+    return summary
+
+
+def _write_diverged(config, paths, data, checkpoint, train_seconds, verbose) -> dict:
+    """Finishes a diverged run: its summary, no evaluation and no export."""
+    summary = diverged_summary(
+        {
+            "model": config.model,
+            "alpha": config.alpha,
+            "seed": config.seed,
+            "activation": config.activation,
+            "leaky_slope": config.leaky_slope,
+            "epochs": config.epochs,
+            **data.describe(),
+            **_backend_info(),
+        },
+        checkpoint.diverged_epoch,
+        checkpoint.diverged_reason,
+        train_seconds_this_session=train_seconds,
+    )
+    write_json_atomic(paths.summary, summary)
+    if verbose:
+        print(
+            f"Diverged in epoch {summary['diverged_epoch']}/{config.epochs} ({summary['reason']}); "
+            f"training stopped. The run is finished as diverged: no test metrics, no exported model.\n"
             f"Wrote {paths.root}"
         )
     return summary
