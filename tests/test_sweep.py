@@ -252,6 +252,11 @@ print(json.dumps(out))
         search = specs.pop(key)
         assert search["mode"] == "search" and search["seeds"] == [0, 1], search
     assert specs.pop("cleared_slopes") == [0.1]  # an empty value clears the file's list
+    reduced = specs.pop("experiments/reduced/resnet20.flags")
+    assert sorted(reduced["plan"]["alphas"]) == [-10.0, -1.0, 0.0, 5.0] and reduced["plan"]["seeds"] == [0, 1, 2]
+    assert reduced["settings"]["epochs"] == 12 and reduced["settings"]["lr_milestones"] == [6, 9]
+    assert reduced["settings"]["max_train_samples"] == 10000 and reduced["settings"]["batch_size"] == 256
+    assert reduced["output_dir"] == "sweeps/reduced/resnet20"
     names = {os.path.basename(p) for p in specs}
     assert names == {"resnet20_suppress.flags", "resnet20_promote.flags", "vgg16.flags",
                      "resnet20_leaky.flags", "resnet20_cca.flags"}
