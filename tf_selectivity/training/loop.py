@@ -20,6 +20,7 @@ from tf_selectivity.training.export import (
     tensorflow_available,
 )
 from tf_selectivity.training.optimizers import make_optimizer
+from tf_selectivity.training.placement import choose_input_pipeline
 from tf_selectivity.training.run_dir import RunPaths, read_json, write_json_atomic
 
 __all__ = ["train", "resolve_jit_compile", "prepare_run_dir"]
@@ -126,11 +127,14 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1) -> dict:
             split_seed=config.split_seed,
             max_train_samples=config.max_train_samples,
         )
+        pipeline = choose_input_pipeline(
+            config.data_on_device, data, paths, keras.backend.backend(), verbose
+        )
         write_json_atomic(
             paths.config,
             {"identity": config.identity(), "config": config.to_dict(), **data.describe()},
         )
-        return _train_locked(config, paths, data, callbacks, verbose)
+        return _train_locked(config, paths, data, callbacks, verbose, pipeline)
 
 
 def _input_pipeline(config, data, initial_epoch):
@@ -161,7 +165,7 @@ def _input_pipeline(config, data, initial_epoch):
     return train, validation, [EpochSync(train)]
 
 
-def _train_locked(config, paths, data, extra_callbacks, verbose):
+def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline):
     keras.utils.set_random_seed(config.seed)
     _set_precision(config.precision)
     pixel_mean, pixel_std = data.pixel_statistics()
@@ -179,13 +183,17 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
     jit_compile = resolve_jit_compile(config.jit_compile)
     model.compile(optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile)
 
-    checkpoint = RunCheckpoint(paths)
+    checkpoint = RunCheckpoint(paths, input_pipeline=pipeline)
     checkpoint.set_model(model)
     initial_epoch = checkpoint.restore()
     if verbose and initial_epoch:
         print(f"Resuming {paths.root} after epoch {initial_epoch}/{config.epochs}.")
 
-    train_data, validation_data, data_callbacks = _input_pipeline(config, data, initial_epoch)
+    if pipeline == "device":
+        train_data = validation_data = None
+        data_callbacks = []
+    else:
+        train_data, validation_data, data_callbacks = _input_pipeline(config, data, initial_epoch)
     callbacks = [*data_callbacks, checkpoint]
     if tensorflow_available():
         callbacks.append(
@@ -198,7 +206,18 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
     callbacks.extend(extra_callbacks)
 
     start = time.time()
-    if initial_epoch < config.epochs:
+    if initial_epoch < config.epochs and pipeline == "device":
+        # JAX with the splits on the accelerator: compiled epochs, the same
+        # callbacks per epoch (training/device_loop.py).
+        from tf_selectivity.training.device_loop import DeviceTrainer
+
+        DeviceTrainer(
+            model, data.train_images, data.train_labels,
+            data.validation_images, data.validation_labels,
+            batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+            seed=config.seed, augment=config.augment,
+        ).fit(epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+    elif initial_epoch < config.epochs:
         model.fit(
             train_data,
             validation_data=validation_data,
@@ -240,6 +259,7 @@ def _train_locked(config, paths, data, extra_callbacks, verbose):
         "num_test_samples": test.num_samples,
         "train_seconds_this_session": train_seconds,
         "jit_compile": jit_compile,
+        "input_pipeline": pipeline,
         **data.describe(),
         **_backend_info(),
     }
