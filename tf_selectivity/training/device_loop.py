@@ -289,6 +289,8 @@ class DeviceTrainer:
             two updates are chosen so that they take about this long (results
             do not depend on it); otherwise an epoch's full batches run as one
             call.
+        steps_per_call: a fixed number of steps between two updates instead
+            (with verbose 1); None: chosen by `seconds_per_call`.
         compiled_loop: run many steps per call in a `fori_loop` (True), or
             one compiled step per call, dispatched asynchronously from Python
             (False). "auto": the loop except on CPUs, where XLA runs the
@@ -299,7 +301,7 @@ class DeviceTrainer:
 
     def __init__(self, model, train_images, train_labels, validation_images, validation_labels,
                  *, batch_size, eval_batch_size, seed, augment=True, seconds_per_call=0.5,
-                 compiled_loop="auto"):
+                 steps_per_call=None, compiled_loop="auto"):
         if len(train_labels) == 0 or len(validation_labels) == 0:
             raise ValueError("The training and validation splits must not be empty.")
         self.model = model
@@ -338,7 +340,8 @@ class DeviceTrainer:
             self._train_step = jax.jit(functions.train_step)
         self._train_last = jax.jit(functions.train_last) if functions.train_last else None
         self._evaluate = jax.jit(functions.evaluate)
-        self._steps_per_call = 1
+        self._fixed_steps_per_call = steps_per_call is not None
+        self._steps_per_call = max(1, int(steps_per_call)) if steps_per_call else 1
         self._compiled_steps = False
 
     @property
@@ -396,6 +399,8 @@ class DeviceTrainer:
         return state, logs
 
     def _adapt_steps_per_call(self, steps, seconds):
+        if self._fixed_steps_per_call:
+            return
         if not self._compiled_steps:
             # The first call includes compilation: it says nothing of speed.
             self._compiled_steps = True
