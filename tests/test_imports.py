@@ -22,6 +22,8 @@ def test_library_does_not_import_tensorflow_on_jax():
         "import tf_selectivity\n"
         "from tf_selectivity import selectivity, layers, models, data, training, analysis\n"
         "from tf_selectivity.analysis import pipeline, streaming, runs\n"
+        "from tf_selectivity.training import device_loop, placement\n"
+        "from tf_selectivity.data import device_pipeline\n"
         "tf_selectivity.build_model('resnet8', input_shape=(16, 16, 3))\n"
         "import keras; assert keras.backend.backend() == 'jax'\n"
     )
