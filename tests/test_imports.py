@@ -34,3 +34,17 @@ def test_library_does_not_import_tensorflow_on_jax():
 def test_numpy_only_modules_do_not_import_keras():
     modules = _imported_modules("import tf_selectivity.cca, tf_selectivity.stats", "tensorflow")
     assert "keras" not in modules and "tensorflow" not in modules
+
+
+def test_gpu_check_imports_nothing_from_tensorflow():
+    """The GPU machine has no TensorFlow: the check's whole import graph must do without."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, os.path.join(root, "benchmarks", "gpu_check.py"), "--dry_run"],
+        capture_output=True, text=True, timeout=300,
+        env={"KERAS_BACKEND": "jax", "PATH": "/usr/bin:/bin", "PYTHONPATH": root},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "tensorflow imported: no" in out.stdout
