@@ -22,7 +22,8 @@ the input paths (`--inputs`, several are measured side by side):
 * ``arrays``: ready float32 arrays through Keras' own NumPy adapter (no
   augmentation): the cost of `fit` without our pipeline;
 * ``device`` (JAX): the splits on the device, shuffling and augmentation
-  inside the compiled program (`training/device_loop.py`).
+  inside the compiled program (`training/device_loop.py`);
+  ``device_noaug``: the same without the crop and flip (what they cost).
 
 The host's ceiling: ``--model=trivial`` is a network whose compute is
 negligible (average pool, one 1x1 convolution, a probe, a dense layer), so
@@ -55,7 +56,7 @@ flags.DEFINE_integer("steps", 20, "Timed training steps per measurement.")
 flags.DEFINE_integer("warmup", 5, "Untimed steps before timing (compilation, caches).")
 flags.DEFINE_integer("repeats", 3, "Interleaved repetitions; the median is reported.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA for the train step.")
-INPUTS = ("pipeline", "pydataset", "arrays", "device")
+INPUTS = ("pipeline", "pydataset", "arrays", "device", "device_noaug")
 flags.DEFINE_list(
     "inputs", ["pipeline"],
     "Input paths to measure side by side: pipeline (tf.data on TensorFlow, ImageBatches on "
@@ -96,7 +97,7 @@ def build_trivial_model(alpha, input_shape=(32, 32, 3), num_classes=10):
     return SelectivityModel(inputs, keras.layers.Dense(num_classes)(x), name="trivial")
 
 
-def _time_device_path(model, images, labels, batch_size, steps, warmup):
+def _time_device_path(model, images, labels, batch_size, steps, warmup, augment=True):
     """Seconds of `steps` steps on the device path (after `warmup` steps)."""
     import jax
 
@@ -104,7 +105,7 @@ def _time_device_path(model, images, labels, batch_size, steps, warmup):
 
     trainer = DeviceTrainer(
         model, images, labels, images[:batch_size], labels[:batch_size],
-        batch_size=batch_size, eval_batch_size=batch_size, seed=0,
+        batch_size=batch_size, eval_batch_size=batch_size, seed=0, augment=augment,
     )
     state = trainer.functions.reset_metrics(model_state(model))
     plan = trainer.epoch_plan(0)
@@ -151,10 +152,12 @@ def measure_once(model_name, batch_size, alpha, steps, warmup, jit_compile, inpu
         "precision": precision,
         "steps_per_execution": steps_per_execution,
     }
-    if input_kind == "device":
+    if input_kind.startswith("device"):
         if keras.backend.backend() != "jax":
             raise SystemExit("--inputs=device needs KERAS_BACKEND=jax")
-        seconds, compiled_loop = _time_device_path(model, images, labels, batch_size, steps, warmup)
+        seconds, compiled_loop = _time_device_path(
+            model, images, labels, batch_size, steps, warmup, augment=input_kind == "device"
+        )
         result["compiled_loop"] = compiled_loop
     else:
         if input_kind == "pipeline" and keras.backend.backend() == "tensorflow":
