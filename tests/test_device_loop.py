@@ -191,6 +191,41 @@ def test_steps_per_call_do_not_change_a_run():
 
 
 @jax_only
+def test_epoch_functions_vmap_over_replicates():
+    """The epoch is pure: `jax.vmap` over stacked states and run keys (packed
+    replicates) gives each replicate what it gets alone."""
+    import jax
+    import jax.numpy as jnp
+
+    from tf_selectivity.data import device_pipeline as dp
+    from tf_selectivity.training.device_loop import DeviceTrainer, model_state
+
+    data = tiny_data()
+    trainer = DeviceTrainer(tiny_model(seed=0), *data, batch_size=16, eval_batch_size=10, seed=0)
+    fn = trainer.functions
+    states = []
+    for seed in (0, 1):
+        model = tiny_model(seed=seed)
+        model.optimizer.build(model.trainable_variables)
+        states.append(fn.reset_metrics(model_state(model)))
+
+    def epoch(state, key):
+        plan = fn.plan(key, 0)
+        state, _ = fn.train_steps(state, trainer.data, plan, 0, fn.full_steps)
+        state, logs = fn.train_last(state, trainer.data, plan)
+        return fn.evaluate(fn.reset_metrics(state), trainer.data)[1], logs, state
+
+    keys = jnp.stack([dp.run_key(0), dp.run_key(1)])
+    packed = jax.jit(jax.vmap(epoch))(jax.tree.map(lambda *a: jnp.stack(a), *states), keys)
+    alone = jax.jit(epoch)
+    for replicate, state in enumerate(states):
+        single = alone(state, keys[replicate])
+        for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(packed)):
+            np.testing.assert_allclose(np.asarray(b[replicate]), np.asarray(a), rtol=1e-4, atol=1e-5)
+    assert float(packed[1]["loss"][0]) != float(packed[1]["loss"][1])
+
+
+@jax_only
 def test_validation_on_the_device_equals_host_evaluate():
     from tf_selectivity.data import ImageBatches
     from tf_selectivity.training.device_loop import DeviceTrainer
