@@ -68,8 +68,17 @@ else:
 ROWS = []  # (section, configuration, img/s or None, ms per step or None, note)
 
 
+# Seconds kept for the training section while measuring throughput.
+TRAINING_RESERVE = 60 if SMALL else 180
+
+
 def left() -> float:
     return BUDGET - (time.time() - START)
+
+
+def fits(seconds) -> bool:
+    """Whether a throughput measurement of about `seconds` leaves the training its time."""
+    return left() - TRAINING_RESERVE >= seconds
 
 
 def log(message):
@@ -188,7 +197,7 @@ def measure_torch(compiled):
                "1" if compiled else "0"]
     try:
         output = subprocess.run(
-            command, capture_output=True, text=True, timeout=max(30, min(300, left() - 60))
+            command, capture_output=True, text=True, timeout=max(30, left() - TRAINING_RESERVE)
         )
     except subprocess.TimeoutExpired:
         return None, "skipped: timed out"
@@ -204,7 +213,7 @@ def throughput_section():
     for precision in ("float32", "mixed_bfloat16"):
         for alpha in (0.0, -1.0):
             label = f"{name} b{SETTINGS['batch']} alpha={alpha:g} {precision} single, data on device"
-            if left() < 60:
+            if not fits(40):
                 row("throughput", label, note="skipped: out of time")
                 continue
             img_per_s, compiled_loop = measure_device(alpha, precision)
@@ -212,7 +221,7 @@ def throughput_section():
     for replicates in (8, 20):
         for precision in ("float32", "mixed_bfloat16"):
             label = f"{name} b{SETTINGS['batch']} alpha=-1 {precision} packed N={replicates}"
-            if left() < 60:
+            if not fits(40):
                 row("throughput", label, note="skipped: out of time")
                 continue
             img_per_s = measure_packed(replicates, -1.0, precision)
@@ -222,14 +231,14 @@ def throughput_section():
                 row("throughput", label, img_per_s, note="all replicates; ms per packed step",
                     images_per_step=replicates * SETTINGS["batch"])
     label = f"{name} b{SETTINGS['batch']} alpha=-1 float32 single, host batches (ImageBatches + fit)"
-    if left() < 90:
+    if not fits(40):
         row("throughput", label, note="skipped: out of time")
     else:
         row("throughput", label, measure_host(-1.0, "float32"))
     keras.mixed_precision.set_dtype_policy("float32")
     for compiled in (False, True):
         label = f"PyTorch reference ResNet20 b{SETTINGS['batch']} " + ("torch.compile" if compiled else "eager")
-        if left() < 90:
+        if not fits(90 if compiled else 30):
             row("throughput", label, note="skipped: out of time")
             continue
         img_per_s, detail = measure_torch(compiled)
@@ -246,7 +255,7 @@ def training_section():
     else:
         row("training", "CIFAR-10", note=f"skipped: no image folder at {data_path} (carry .data)")
         return None
-    if left() < (60 if SMALL else 150):
+    if left() < TRAINING_RESERVE * 0.75:
         row("training", dataset, note="skipped: out of time")
         return None
     keras.mixed_precision.set_dtype_policy("float32")

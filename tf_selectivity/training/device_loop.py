@@ -15,8 +15,9 @@ An epoch is a handful of pure functions of the training state
 (`EpochFunctions`); they hold no Python state per step, so replicates of one
 configuration can be packed with `jax.vmap` over their states and run keys:
 
-* ``plan(key, epoch)``: the epoch's order, crop offsets and flips
-  (`device_pipeline.epoch_plan`), one small program per epoch;
+* ``plan(key, epoch)``: the epoch's `EpochPlan` (run key, epoch and sample
+  order; each step draws its crops and flips from them), one small program
+  per epoch;
 * ``train_steps(state, data, plan, start, stop)``: full batches
   ``start .. stop - 1`` (``start``/``stop`` are traced: one compiled program
   whatever the number of steps per call);
@@ -63,10 +64,10 @@ DEVICE_MEMORY_FRACTION = 0.5
 
 
 # ------------------------------------------------------------------ memory
-def device_data_bytes(*arrays_and_label_arrays) -> int:
-    """Bytes the splits take on the device: images as uint8, labels as int32."""
+def device_data_bytes(*arrays) -> int:
+    """Bytes the splits take on the device: images (ndim > 1) as uint8, labels as int32."""
     total = 0
-    for array in arrays_and_label_arrays:
+    for array in arrays:
         array = np.asarray(array)
         itemsize = 1 if array.ndim > 1 else 4
         total += int(array.size) * itemsize
@@ -144,14 +145,17 @@ class EpochFunctions(NamedTuple):
     ``data`` is ``(train_images, train_labels, validation_images,
     validation_labels)`` (uint8 and int32 device arrays); ``state`` is
     `model_state`'s 4-tuple; ``plan`` is the epoch's
-    `device_pipeline.EpochPlan`. None of them reads or writes Python state,
-    so all can be jitted, and `jax.vmap`-ed for packed replicates with
-    ``in_axes``: state, key and plan mapped (axis 0); data, epoch, step,
-    start and stop shared (None).
+    `device_pipeline.EpochPlan`. None of them reads or writes Python state
+    (the model only supplies the structure: its stateless steps), so all can
+    be jitted, and `jax.vmap`-ed for packed replicates of one configuration:
+    state, key and plan mapped (axis 0); data, epoch, step, start and stop
+    shared (None); e.g. ``jax.vmap(fn.train_steps, in_axes=(0, None, 0, None,
+    None))`` and ``jax.vmap(fn.plan, in_axes=(0, None))`` (tested against
+    single runs).
 
     Attributes:
-        plan: (key, epoch) -> the epoch's `EpochPlan` (order, crop offsets,
-            flips); ``key`` is `device_pipeline.run_key(seed)`.
+        plan: (key, epoch) -> the epoch's `EpochPlan` (key, epoch, order);
+            ``key`` is `device_pipeline.run_key(seed)`.
         train_step: (state, data, plan, step) -> (state, logs) after full
             batch `step`.
         train_steps: (state, data, plan, start, stop) -> (state, logs) after
