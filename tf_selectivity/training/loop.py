@@ -98,7 +98,9 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1) -> dict:
     momentum and coupled weight decay, step learning-rate decay, keep the
     epoch with the best validation accuracy, evaluate it on the test set.
     The same call on the same `output_dir` resumes after an interruption and
-    ends with the same result; a completed run is not trained again.
+    ends with the same result; a completed run is not trained again. On JAX
+    the training and validation splits live on the accelerator when they fit
+    (`config.data_on_device`; `training/device_loop.py`).
 
     Args:
         config: the run's `TrainConfig`.
@@ -138,11 +140,12 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1) -> dict:
 
 
 def _input_pipeline(config, data, initial_epoch):
-    """(training data, validation data, callbacks) for this backend.
+    """(training data, validation data, callbacks) for `fit` on this backend.
 
     TensorFlow gets a tf.data pipeline (batches prepared by C++ threads beside
-    the train step); other backends the NumPy `ImageBatches`. Both shuffle and
-    augment as pure functions of (seed, epoch, batch), so resuming at
+    the train step); other backends the NumPy `ImageBatches` (JAX uses them
+    when the data stay on the host; see `training/placement.py`). Both shuffle
+    and augment as pure functions of (seed, epoch, batch), so resuming at
     `initial_epoch` reproduces an uninterrupted run.
     """
     if keras.backend.backend() == "tensorflow":
