@@ -25,6 +25,8 @@ def test_library_does_not_import_tensorflow_on_jax():
         "from tf_selectivity import selectivity, layers, models, data, training, analysis\n"
         "from tf_selectivity.analysis import pipeline, runs\n"
         "from tf_selectivity import unit_statistics\n"
+        "from tf_selectivity.training import device_loop, placement\n"
+        "from tf_selectivity.data import device_pipeline\n"
         "tf_selectivity.build_model('resnet8', input_shape=(16, 16, 3))\n"
         "import keras; assert keras.backend.backend() == 'jax'\n"
     )
@@ -54,3 +56,17 @@ def test_command_line_checks_need_no_backend():
     )
     modules = _imported_modules(code, "tensorflow")
     assert "keras" not in modules and "tensorflow" not in modules
+
+
+def test_gpu_check_imports_nothing_from_tensorflow():
+    """The GPU machine has no TensorFlow: the check's whole import graph must do without."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, os.path.join(root, "benchmarks", "gpu_check.py"), "--dry_run"],
+        capture_output=True, text=True, timeout=300,
+        env={"KERAS_BACKEND": "jax", "PATH": "/usr/bin:/bin", "PYTHONPATH": root},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "tensorflow imported: no" in out.stdout

@@ -417,8 +417,9 @@ def test_settings_travel_through_trial_values_unchanged():
                          max_train_samples=100, lr_milestones=(3, 9), output_dir="x")
     values = {**settings_to_values(sweep_settings(config)), "alpha": -2.0, "seed": 7, "leaky_slope": 0.3}
     assert all(isinstance(v, (bool, int, float, str)) for v in values.values())
-    rebuilt = config_from_values(values, "x", {"jit_compile": "false"})
+    rebuilt = config_from_values(values, "x", {"jit_compile": "false", "data_on_device": "false"})
     assert rebuilt.identity() == config.identity() and rebuilt.jit_compile == "false"
+    assert rebuilt.data_on_device == "false"  # each worker places its data
     values.pop("max_train_samples")
     assert config_from_values(values, "x").max_train_samples is None
 

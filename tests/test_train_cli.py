@@ -83,6 +83,7 @@ BASE = ["--model=resnet8", f"--dataset={TINY_DATASET}", "--epochs=1", "--batch_s
         (["--alpha=abc"], "--alpha"),
         (["--dataset=imagefolder:/no/such/folder"], "/no/such/folder"),
         (["--activation=relu", "--leaky_slope=0.2"], "leaky_slope only applies"),
+        (["--data_on_device=true"], "needs the JAX backend"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, message):

@@ -91,6 +91,11 @@ def define_training_flags():
         "Compute precision; mixed_bfloat16 is faster on recent GPUs/TPUs (paper: float32).",
     )
     flags.DEFINE_integer("eval_batch_size", 500, "Batch size for validation and test passes.")
+    flags.DEFINE_enum(
+        "data_on_device", "auto", ["auto", "true", "false"],
+        "JAX: keep the training and validation splits on the accelerator and run whole epochs "
+        "as compiled programs (auto: when they fit in half its free memory). TensorFlow keeps tf.data.",
+    )
 
 
 def config_from_flags(alpha: float, seed: int, output_dir: str):
@@ -128,6 +133,7 @@ def config_from_flags(alpha: float, seed: int, output_dir: str):
         jit_compile=FLAGS.jit_compile,
         precision=FLAGS.precision,
         eval_batch_size=FLAGS.eval_batch_size,
+        data_on_device=FLAGS.data_on_device,
         output_dir=output_dir,
     )
 

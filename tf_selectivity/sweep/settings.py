@@ -33,7 +33,7 @@ SETTING_FIELDS = tuple(f for f in TrainConfig.IDENTITY_FIELDS if f not in POINT_
 
 # Knobs that change speed or where data are read, never the result: each
 # process (worker) keeps its own.
-LOCAL_FIELDS = ("data_dir", "jit_compile", "eval_batch_size")
+LOCAL_FIELDS = ("data_dir", "jit_compile", "eval_batch_size", "data_on_device")
 
 
 def sweep_settings(config: TrainConfig) -> dict:

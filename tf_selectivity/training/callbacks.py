@@ -75,12 +75,16 @@ class RunCheckpoint(keras.callbacks.Callback):
     Args:
         paths: the run's `RunPaths`.
         monitor: metric whose maximum selects the best epoch.
+        input_pipeline: recorded in ``state.json`` ("tf.data", "host" or
+            "device"), so that a resumed run keeps its random stream
+            (`tf_selectivity.training.placement`).
     """
 
-    def __init__(self, paths: RunPaths, monitor: str = "val_accuracy"):
+    def __init__(self, paths: RunPaths, monitor: str = "val_accuracy", input_pipeline=None):
         super().__init__()
         self.paths = paths
         self.monitor = monitor
+        self.input_pipeline = input_pipeline
         self.epochs_done = 0
         self.best_epoch = None
         self.best_value = -math.inf
@@ -132,6 +136,7 @@ class RunCheckpoint(keras.callbacks.Callback):
                 "best_epoch": self.best_epoch,
                 "best_value": self.best_value,
                 "monitor": self.monitor,
+                "input_pipeline": self.input_pipeline,
                 "history": self.history,
             },
         )

@@ -77,11 +77,15 @@ class TrainConfig:
     jit_compile: str = "auto"
     precision: str = "float32"
     eval_batch_size: int = 500
+    data_on_device: str = "auto"
     output_dir: str = ""
 
     # Changing these changes the result; `jit_compile` and `eval_batch_size`
     # only change speed, `output_dir` is where, `data_dir` is where the same
-    # data are read from.
+    # data are read from. `data_on_device` picks the input pipeline (JAX): a
+    # different random stream of the same distribution, like the backend, so
+    # not part of the identity; a resumed run keeps the pipeline of its
+    # finished epochs (`training/placement.py`).
     IDENTITY_FIELDS = (
         "model", "alpha", "seed", "activation", "leaky_slope", "selectivity_index", "dataset", "epochs",
         "batch_size", "learning_rate", "momentum", "weight_decay", "lr_milestones",
@@ -151,6 +155,10 @@ class TrainConfig:
             )
         if self.jit_compile not in ("auto", "true", "false"):
             raise ConfigError(f"jit_compile must be auto, true or false; got {self.jit_compile!r}")
+        if self.data_on_device not in ("auto", "true", "false"):
+            raise ConfigError(
+                f"data_on_device must be auto, true or false; got {self.data_on_device!r}"
+            )
         if self.precision not in ("float32", "mixed_bfloat16"):
             raise ConfigError(
                 f"precision must be float32 or mixed_bfloat16; got {self.precision!r}"

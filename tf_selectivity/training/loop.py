@@ -20,6 +20,7 @@ from tf_selectivity.training.export import (
     tensorflow_available,
 )
 from tf_selectivity.training.optimizers import make_optimizer
+from tf_selectivity.training.placement import choose_input_pipeline
 from tf_selectivity.training.run_dir import (
     RunLockedError,
     RunPaths,
@@ -85,7 +86,9 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
     epoch with the best validation accuracy, evaluate it on the test set.
     The same call on the same `output_dir` resumes after an interruption and
     ends with the same result; a finished run (completed or diverged) is not
-    trained again.
+    trained again. On JAX the training and validation splits live on the
+    accelerator when they fit (`config.data_on_device`;
+    `training/device_loop.py`).
 
     Everything that can be refused is checked before the run directory is
     created: the configuration, the directory, and the data (loaded first).
@@ -128,6 +131,10 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
             max_train_samples=config.max_train_samples,
             skip_bad_images=config.skip_bad_images,
         )
+    # Raises before anything is written if the setting cannot hold here.
+    pipeline = choose_input_pipeline(
+        config.data_on_device, data, paths, keras.backend.backend(), verbose
+    )
     if verbose:
         print(data.summary_line(), flush=True)
     with paths.locked():
@@ -139,7 +146,7 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
         if data.skipped_images:
             record["skipped_images"] = list(data.skipped_images)
         write_json_atomic(paths.config, record)
-        return _train_locked(config, paths, data, callbacks, verbose, metrics)
+        return _train_locked(config, paths, data, callbacks, verbose, pipeline, metrics)
 
 
 def _finished(paths: RunPaths, verbose: int) -> dict:
@@ -152,11 +159,12 @@ def _finished(paths: RunPaths, verbose: int) -> dict:
 
 
 def _input_pipeline(config, data, initial_epoch):
-    """(training data, validation data, callbacks) for this backend.
+    """(training data, validation data, callbacks) for `fit` on this backend.
 
     TensorFlow gets a tf.data pipeline (batches prepared by C++ threads beside
-    the train step); other backends the NumPy `ImageBatches`. Both shuffle and
-    augment as pure functions of (seed, epoch, batch), so resuming at
+    the train step); other backends the NumPy `ImageBatches` (JAX uses them
+    when the data stay on the host; see `training/placement.py`). Both shuffle
+    and augment as pure functions of (seed, epoch, batch), so resuming at
     `initial_epoch` reproduces an uninterrupted run.
     """
     if keras.backend.backend() == "tensorflow":
@@ -179,7 +187,7 @@ def _input_pipeline(config, data, initial_epoch):
     return train, validation, [EpochSync(train)]
 
 
-def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
+def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metrics=None):
     keras.utils.set_random_seed(config.seed)
     _set_precision(config.precision)
     pixel_mean, pixel_std = data.pixel_statistics()
@@ -206,13 +214,17 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
         optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile, metrics=metrics
     )
 
-    checkpoint = RunCheckpoint(paths)
+    checkpoint = RunCheckpoint(paths, input_pipeline=pipeline)
     checkpoint.set_model(model)
     initial_epoch = checkpoint.restore()
     if verbose and initial_epoch:
         print(f"Resuming {paths.root} after epoch {initial_epoch}/{config.epochs}.")
 
-    train_data, validation_data, data_callbacks = _input_pipeline(config, data, initial_epoch)
+    if pipeline == "device":
+        train_data = validation_data = None
+        data_callbacks = []
+    else:
+        train_data, validation_data, data_callbacks = _input_pipeline(config, data, initial_epoch)
     callbacks = [*data_callbacks, checkpoint]
     if tensorflow_available():
         callbacks.append(
@@ -225,7 +237,18 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
     callbacks.extend(extra_callbacks)
 
     start = time.time()
-    if initial_epoch < config.epochs:
+    if initial_epoch < config.epochs and pipeline == "device":
+        # JAX with the splits on the accelerator: compiled epochs, the same
+        # callbacks per epoch (training/device_loop.py).
+        from tf_selectivity.training.device_loop import DeviceTrainer
+
+        DeviceTrainer(
+            model, data.train_images, data.train_labels,
+            data.validation_images, data.validation_labels,
+            batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+            seed=config.seed, augment=config.augment,
+        ).fit(epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+    elif initial_epoch < config.epochs:
         model.fit(
             train_data,
             validation_data=validation_data,
@@ -272,6 +295,7 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, metrics=None):
         "probe_names": model.probe_names,
         "train_seconds_this_session": train_seconds,
         "jit_compile": jit_compile,
+        "input_pipeline": pipeline,
         **data.describe(),
         **_backend_info(),
     }
