@@ -13,7 +13,7 @@ from tf_selectivity.unit_statistics import evaluate_responses
 from tf_selectivity.data import EpochSync, ImageBatches, load_dataset
 from tf_selectivity.models import MODELS, build_model
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint
-from tf_selectivity.training.config import TrainConfig
+from tf_selectivity.training.config import ConfigError, TrainConfig
 from tf_selectivity.training.export import (
     export_saved_model,
     save_keras_model,
@@ -31,7 +31,10 @@ from tf_selectivity.training.run_dir import (
 )
 from tf_selectivity.training.status import COMPLETED, diverged_summary, run_status
 
-__all__ = ["train", "resolve_jit_compile", "prepare_run_dir"]
+__all__ = [
+    "train", "resolve_jit_compile", "prepare_run_dir", "load_run_data", "start_run", "build_compiled_model",
+    "run_callbacks", "finish_run",
+]
 
 
 def resolve_jit_compile(setting: str) -> bool:
@@ -123,14 +126,7 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
             f"another process is training in {paths.root}; wait for it or use another --output_dir"
         )
     if data is None:
-        data = load_dataset(
-            config.dataset,
-            data_dir=config.data_dir,
-            validation_fraction=config.validation_fraction,
-            split_seed=config.split_seed,
-            max_train_samples=config.max_train_samples,
-            skip_bad_images=config.skip_bad_images,
-        )
+        data = load_run_data(config)
     # Raises before anything is written if the setting cannot hold here.
     pipeline = choose_input_pipeline(
         config.data_on_device, data, paths, keras.backend.backend(), verbose
@@ -140,13 +136,34 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
     with paths.locked():
         if paths.is_complete():  # another process finished it meanwhile
             return _finished(paths, verbose)
-        # Files a killed process left half-written (never part of the run).
-        remove_partial_files(paths)
-        record = {"identity": config.identity(), "config": config.to_dict(), **data.describe()}
-        if data.skipped_images:
-            record["skipped_images"] = list(data.skipped_images)
-        write_json_atomic(paths.config, record)
+        start_run(config, paths, data)
         return _train_locked(config, paths, data, callbacks, verbose, pipeline, metrics)
+
+
+def load_run_data(config: TrainConfig):
+    """The run's `DatasetSplits`, loaded with `config`'s data settings."""
+    return load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        validation_fraction=config.validation_fraction,
+        split_seed=config.split_seed,
+        max_train_samples=config.max_train_samples,
+        skip_bad_images=config.skip_bad_images,
+    )
+
+
+def start_run(config: TrainConfig, paths: RunPaths, data) -> None:
+    """Starts (or resumes) writing a run directory; call with its lock held.
+
+    Removes what a killed process left half-written, then writes
+    ``config.json`` (identity, configuration and the data's description).
+    """
+    # Files a killed process left half-written (never part of the run).
+    remove_partial_files(paths)
+    record = {"identity": config.identity(), "config": config.to_dict(), **data.describe()}
+    if data.skipped_images:
+        record["skipped_images"] = list(data.skipped_images)
+    write_json_atomic(paths.config, record)
 
 
 def _finished(paths: RunPaths, verbose: int) -> dict:
@@ -187,7 +204,18 @@ def _input_pipeline(config, data, initial_epoch):
     return train, validation, [EpochSync(train)]
 
 
-def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metrics=None):
+def build_compiled_model(config: TrainConfig, data, metrics=None, steps_per_epoch=None):
+    """The run's model, built from its seed and compiled with its optimizer.
+
+    Sets the global random seed and the dtype policy first, so that the
+    initial weights are a function of ``config.seed`` alone.
+
+    Returns:
+        (model, jit_compile).
+
+    Raises:
+        ConfigError: a layer that this backend would train wrongly (oneDNN).
+    """
     keras.utils.set_random_seed(config.seed)
     _set_precision(config.precision)
     pixel_mean, pixel_std = data.pixel_statistics()
@@ -202,7 +230,8 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metri
         pixel_mean=pixel_mean,
         pixel_std=pixel_std,
     )
-    steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+    if steps_per_epoch is None:
+        steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
     jit_compile = resolve_jit_compile(config.jit_compile)
     from tf_selectivity.models.onednn import check_onednn_gradients
 
@@ -213,6 +242,30 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metri
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile, metrics=metrics
     )
+    return model, jit_compile
+
+
+def run_callbacks(paths: RunPaths, checkpoint, verbose: int, extra_callbacks=(), progress=True,
+                  announce_missing_tensorboard=True) -> list:
+    """The callbacks of one run: its checkpoint, TensorBoard logs (when
+    TensorFlow is installed), a progress bar (`progress` and `verbose`), then
+    `extra_callbacks`."""
+    callbacks = [checkpoint]
+    if tensorflow_available():
+        callbacks.append(
+            keras.callbacks.TensorBoard(paths.logs, write_graph=False, profile_batch=0)
+        )
+    elif verbose and announce_missing_tensorboard:
+        print("TensorFlow is not installed: no TensorBoard logs (history.csv has the same values).")
+    if verbose and progress:
+        callbacks.append(CompactProgbar(verbose=verbose))
+    callbacks.extend(extra_callbacks)
+    return callbacks
+
+
+def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metrics=None):
+    steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+    model, jit_compile = build_compiled_model(config, data, metrics, steps_per_epoch)
 
     checkpoint = RunCheckpoint(paths, input_pipeline=pipeline)
     checkpoint.set_model(model)
@@ -225,16 +278,7 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metri
         data_callbacks = []
     else:
         train_data, validation_data, data_callbacks = _input_pipeline(config, data, initial_epoch)
-    callbacks = [*data_callbacks, checkpoint]
-    if tensorflow_available():
-        callbacks.append(
-            keras.callbacks.TensorBoard(paths.logs, write_graph=False, profile_batch=0)
-        )
-    elif verbose:
-        print("TensorFlow is not installed: no TensorBoard logs (history.csv has the same values).")
-    if verbose:
-        callbacks.append(CompactProgbar(verbose=verbose))
-    callbacks.extend(extra_callbacks)
+    callbacks = data_callbacks + run_callbacks(paths, checkpoint, verbose, extra_callbacks)
 
     start = time.time()
     if initial_epoch < config.epochs and pipeline == "device":
@@ -262,9 +306,29 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metri
             shuffle=False,
         )
     train_seconds = time.time() - start
+    return finish_run(config, paths, data, model, checkpoint, train_seconds, jit_compile, pipeline, verbose)
 
+
+def finish_run(config, paths, data, model, checkpoint, train_seconds, jit_compile, pipeline, verbose,
+               extra_summary=None) -> dict:
+    """Ends a trained run: its summary, written last.
+
+    A diverged run (``checkpoint.diverged_epoch``) gets the diverged summary
+    and nothing else. Otherwise the best epoch's weights are loaded into
+    `model`, evaluated on the test split (accuracy, selectivity of every
+    probe, dead units) and exported (SavedModel where TensorFlow is
+    installed, ``model.keras``).
+
+    Args:
+        extra_summary: further keys for ``summary.json`` (e.g. how the run
+            was packed with others).
+
+    Returns:
+        The summary dict.
+    """
+    extra_summary = dict(extra_summary or {})
     if checkpoint.diverged_epoch is not None:
-        return _write_diverged(config, paths, data, checkpoint, train_seconds, verbose)
+        return _write_diverged(config, paths, data, checkpoint, train_seconds, verbose, extra_summary)
 
     model.load_weights(paths.best_weights)
     test = evaluate_responses(
@@ -298,6 +362,7 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metri
         "input_pipeline": pipeline,
         **data.describe(),
         **_backend_info(),
+        **extra_summary,
     }
     if tensorflow_available():
         export_saved_model(model, paths.saved_model)
@@ -315,7 +380,7 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metri
     return summary
 
 
-def _write_diverged(config, paths, data, checkpoint, train_seconds, verbose) -> dict:
+def _write_diverged(config, paths, data, checkpoint, train_seconds, verbose, extra_summary=None) -> dict:
     """Finishes a diverged run: its summary, no evaluation and no export."""
     summary = diverged_summary(
         {
@@ -331,6 +396,7 @@ def _write_diverged(config, paths, data, checkpoint, train_seconds, verbose) -> 
         checkpoint.diverged_epoch,
         checkpoint.diverged_reason,
         train_seconds_this_session=train_seconds,
+        **dict(extra_summary or {}),
     )
     write_json_atomic(paths.summary, summary)
     if verbose:
