@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, error_lines
+from conftest import REPO, backend, error_lines
 
 from tf_selectivity.sweep import plans
 from tf_selectivity.sweep.layout import format_float, run_name
@@ -395,6 +395,55 @@ def test_oracle_retries_failed_trials_stops_after_consecutive_failures_and_retri
     assert oracle.create_trial("w").trial_id == first.trial_id
 
 
+def _pack(trial):
+    return trial.hyperparameters.values["packed_seeds"]
+
+
+def test_oracle_packs_the_seeds_of_a_point_for_one_worker(tmp_path):
+    """With pack_replicates=2 a worker gets a point and one more seed of its
+    alpha reserved; others get other points; a failed pack frees its seeds."""
+    oracle = _tuner(tmp_path, plans.GridPlan([0, -1], [0, 1, 2]), pack_replicates=2).oracle
+    a, b, c, d = (oracle.create_trial(tuner_id) for tuner_id in "abcd")
+    assert [(_point(t), _pack(t)) for t in (a, b, c, d)] == [
+        ((0.0, 0), "0,1"), ((-1.0, 0), "0,1"), ((0.0, 2), "2"), ((-1.0, 2), "2"),
+    ]
+    assert oracle.create_trial("e").status == "IDLE"  # (0, 1) and (-1, 1) are reserved
+    _report(oracle, a)
+    a_next = oracle.create_trial("a")
+    assert (_point(a_next), _pack(a_next)) == ((0.0, 1), "1")  # its reserved seed, alone
+    # b's pack fails: its reserved seed goes back to the queue with the failed one.
+    _report(oracle, b, status="INVALID")
+    retry = oracle.create_trial("e")
+    assert (_point(retry), _pack(retry)) == ((-1.0, 0), "0,1")
+    for trial in (a_next, c, d, retry):
+        _report(oracle, trial)
+    mate = oracle.create_trial("e")
+    assert (_point(mate), _pack(mate)) == ((-1.0, 1), "1")
+    _report(oracle, mate)
+    for tuner_id in "abcde":
+        assert oracle.create_trial(tuner_id).status == "STOPPED"
+    assert oracle.finished() and sorted(t.status for t in oracle.trials.values()) == ["COMPLETED"] * 6
+    assert len(oracle.trials) == 6  # one trial per (alpha, seed)
+
+
+def test_oracle_keeps_a_pack_reserved_while_its_worker_beats_and_frees_it_when_silent(tmp_path):
+    oracle = _tuner(tmp_path, plans.GridPlan([0], [0, 1]), pack_replicates=2, worker_timeout=0.4).oracle
+    lead = oracle.create_trial("w")
+    assert _pack(lead) == "0,1"
+    for _ in range(6):  # training the pack: the heartbeat names the lead trial only
+        time.sleep(0.1)
+        oracle.get_trial(lead.trial_id)
+    assert oracle.create_trial("other").status == "IDLE"  # seed 1 is still reserved
+    time.sleep(0.6)  # "w" dies
+    taken = oracle.create_trial("other")
+    assert taken.trial_id == lead.trial_id and _pack(taken) == "0,1"
+    reserved = next(t for t in oracle.trials.values() if t.trial_id != lead.trial_id)
+    assert "sent no heartbeat" in oracle.trials[lead.trial_id].message
+    assert reserved.message is None  # never started: no failed attempt
+    _report(oracle, taken)
+    assert oracle.create_trial("other").trial_id == reserved.trial_id
+
+
 def test_only_one_process_owns_a_sweep_directory(tmp_path):
     from tf_selectivity.sweep.layout import SweepPaths
     from tf_selectivity.sweep.runner import SweepLockedError, sweep_lock
@@ -602,3 +651,30 @@ def test_a_diverged_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert "1 run(s) diverged during training" in analysis.stdout
     assert len(pd.read_csv(tmp_path / "analysis" / "runs.csv")) == 1
     assert len(pd.read_csv(tmp_path / "analysis" / "diverged.csv")) == 1
+
+
+@pytest.mark.core
+@pytest.mark.skipif(backend() != "jax", reason="seeds are packed in one program on JAX only")
+def test_a_sweep_on_jax_packs_the_seeds_of_each_alpha(tmp_path):
+    """Seeds 0 and 1 of alpha 0 train as one program, seed 2 alone; each keeps
+    its trial, run directory and row; a rerun trains nothing."""
+    out = tmp_path / "sweep"
+    args = [
+        f"--output_dir={out}", "--dataset=synthetic:train=200,test=60,size=16", "--alphas=0", "--seeds=0-2",
+        "--epochs=2", "--pack_replicates=2",
+    ]
+    completed = run_sweep_cli(*args)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "trial 0000 starts: alpha=0 seed=0 (resnet8_relu_alpha0_seed0), packed with seed 1" in completed.stdout
+    assert "Training 2 replicates (seeds 0-1) packed in one program" in completed.stdout
+    assert "[sweep 3/3]" in completed.stdout
+    table = pd.read_csv(out / "trials.csv")
+    assert sorted(table.seed) == [0, 1, 2] and (table.status == "COMPLETED").all()
+    assert table.test_accuracy.notna().all() and table.trial_id.is_unique
+    packed = {}
+    for seed in (0, 1, 2):
+        with open(out / "runs" / f"resnet8_relu_alpha0_seed{seed}" / "summary.json") as f:
+            packed[seed] = json.load(f).get("packed_replicates")
+    assert packed == {0: 2, 1: 2, 2: None}
+    again = run_sweep_cli(*args)
+    assert again.returncode == 0 and "3/3 already complete" in again.stdout and "starts" not in again.stdout

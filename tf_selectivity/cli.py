@@ -316,3 +316,33 @@ def parse_int_list(text: str, name: str) -> list:
     if not values:
         raise UsageError(f"--{name} is empty")
     return values
+
+
+def parse_seeds(text: str, name: str = "seeds") -> list:
+    """"0,1,5-7" -> [0, 1, 5, 6, 7]; rejects negatives, empty ranges and repeats."""
+    import re
+
+    seeds = []
+    for item in filter(None, (t.strip() for t in (text or "").split(","))):
+        match = re.fullmatch(r"(\d+)-(\d+)", item)
+        if match:
+            first, last = int(match.group(1)), int(match.group(2))
+            if first > last:
+                raise UsageError(f"--{name}: range {item!r} is empty (write FIRST-LAST, FIRST <= LAST)")
+            seeds.extend(range(first, last + 1))
+            continue
+        try:
+            seed = int(item)
+        except ValueError:
+            raise UsageError(f"--{name}: {item!r} is not an integer") from None
+        if seed < 0:
+            raise UsageError(f"--{name}: {seed} is negative; seeds are non-negative integers")
+        seeds.append(seed)
+    if not seeds:
+        raise UsageError(f"--{name} is empty")
+    seen = set()
+    for seed in seeds:
+        if seed in seen:
+            raise UsageError(f"--{name}: {seed!r} appears twice")
+        seen.add(seed)
+    return seeds

@@ -11,6 +11,17 @@ on the test set. Running the same command again resumes an interrupted run;
 a finished run is left alone. A run whose loss becomes non-finite stops and
 is recorded as diverged (summary.json: "status": "diverged").
 
+Several seeds of one configuration (the paper's replicates) in one command:
+
+    python -m tf_selectivity.train --model=resnet20 --alpha=-1 --seeds=0-7 \\
+        --output_dir=runs/resnet20_a-1
+
+writes ``runs/resnet20_a-1/seed0`` ... ``seed7`` (or, with a ``{seed}``
+placeholder, ``--output_dir=runs/resnet20_a-1_s{seed}``), each a run
+directory exactly like a single run of that seed. On JAX, with the data on
+the device, up to --pack_replicates seeds train together as one program;
+TensorFlow trains them one after another.
+
 Bad input (a flag value, a path, the data) gives one line on stderr and exit
 status 2, and nothing is written.
 """
@@ -31,6 +42,7 @@ _MODEL_NAMES = (
 def define_training_flags():
     """Defines the training flags (shared with the sweep command)."""
     from tf_selectivity.data.sources import DATASET_HELP
+    from tf_selectivity.training.packing import DEFAULT_PACK_REPLICATES
 
     flags.DEFINE_string(
         "model", "resnet20",
@@ -96,6 +108,12 @@ def define_training_flags():
         "JAX: keep the training and validation splits on the accelerator and run whole epochs "
         "as compiled programs (auto: when they fit in half its free memory). TensorFlow keeps tf.data.",
     )
+    flags.DEFINE_integer(
+        "pack_replicates", DEFAULT_PACK_REPLICATES,
+        "JAX, data on the device: train up to this many seeds of one configuration together as one "
+        "program (jax.vmap; each seed still writes its own run directory); 1: one run at a time. "
+        "TensorFlow always trains one run at a time.",
+    )
 
 
 def config_from_flags(alpha: float, seed: int, output_dir: str):
@@ -144,7 +162,16 @@ def _define_flags():
         "alpha", 0.0, "Selectivity regularizer scale: < 0 suppresses class selectivity, > 0 promotes it."
     )
     flags.DEFINE_integer("seed", 0, "Random seed of initialization, shuffling and augmentation.")
-    flags.DEFINE_string("output_dir", None, "Run directory (created; rerun the command to resume).")
+    flags.DEFINE_string(
+        "seeds", None,
+        "Several seeds instead of --seed: comma-separated and/or ranges (e.g. 0-7), one run directory "
+        "each (see --output_dir); packed on JAX (--pack_replicates).",
+    )
+    flags.DEFINE_string(
+        "output_dir", None,
+        "Run directory (created; rerun the command to resume). With --seeds: the parent of one "
+        "directory per seed (DIR/seed3), or a path with {seed} in it (runs/a-1_s{seed}).",
+    )
     flags.DEFINE_integer(
         "verbose", 1,
         "1: progress bar (one line per epoch when not on a terminal), 2: one line per epoch, 0: silent, "
@@ -202,6 +229,10 @@ def main(argv):
         if not FLAGS.output_dir:
             raise cli.UsageError("--output_dir is required (the run directory)")
         cli.check_verbose(FLAGS.verbose)
+        if FLAGS.pack_replicates < 1:
+            raise cli.UsageError(f"--pack_replicates must be at least 1; got {FLAGS.pack_replicates}")
+        if FLAGS.seeds is not None:
+            return _train_seeds(FLAGS)
         config = config_from_flags(FLAGS.alpha, FLAGS.seed, FLAGS.output_dir)
         check_training_config(config)
         check_run_dir(config)
@@ -225,6 +256,57 @@ def main(argv):
         train(config, verbose=cli.progress_verbosity(FLAGS.verbose), data=data)
     except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError) as error:
         cli.fail(COMMAND, str(error))
+    return 0
+
+
+def _train_seeds(FLAGS):
+    """`--seeds`: one run directory per seed, trained in packs on JAX.
+
+    Raises:
+        cli.UsageError, ConfigError, DatasetUnavailableError: bad input,
+            found before anything is written.
+    """
+    from tf_selectivity.data.sources import DatasetUnavailableError, needs_tensorflow
+    from tf_selectivity.training.config import ConfigError
+    from tf_selectivity.training.packing import check_replicate_configs, seed_run_dir, split_into_packs
+    from tf_selectivity.training.run_dir import RunLockedError, RunPaths, check_run_dir
+
+    if "seed" in cli.EXPLICIT_FLAGS:
+        raise cli.UsageError("give either --seed or --seeds, not both")
+    seeds = cli.parse_seeds(FLAGS.seeds)
+    configs = [config_from_flags(FLAGS.alpha, seed, seed_run_dir(FLAGS.output_dir, seed)) for seed in seeds]
+    check_training_config(configs[0])
+    check_replicate_configs(configs)
+    for config in configs:
+        config.validate(known_models=_MODEL_NAMES)
+        check_run_dir(config)
+    unfinished = [config for config in configs if not RunPaths(config.output_dir).is_complete()]
+    for config in unfinished:
+        if RunPaths(config.output_dir).is_locked():
+            raise cli.UsageError(
+                f"another process is training in {RunPaths(config.output_dir).root}; wait for it or use "
+                "another --output_dir"
+            )
+    data = None
+    if unfinished:
+        if needs_tensorflow(configs[0].dataset):
+            cli.start_backend(FLAGS.verbose)
+        data = load_data(configs[0])
+    cli.start_backend(FLAGS.verbose)
+    from tf_selectivity.training.replicates import train_replicates
+
+    verbose = cli.progress_verbosity(FLAGS.verbose)
+    summaries = []
+    by_seed = dict(zip(seeds, configs))
+    try:
+        for pack in split_into_packs(seeds, FLAGS.pack_replicates):
+            summaries += train_replicates([by_seed[seed] for seed in pack], verbose=verbose, data=data)
+    except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError) as error:
+        cli.fail(COMMAND, str(error))
+    if verbose:
+        diverged = [s["seed"] for s in summaries if s.get("status") == "diverged"]
+        note = f"; diverged: seed{'s' if len(diverged) > 1 else ''} {', '.join(map(str, diverged))}" if diverged else ""
+        print(f"{len(summaries)} runs finished ({len(summaries) - len(diverged)} completed{note}).")
     return 0
 
 

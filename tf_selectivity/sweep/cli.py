@@ -6,7 +6,9 @@
     python -m tf_selectivity.sweep --flagfile=experiments/smoke/resnet20_suppress.flags
 
 Each trial is one training run (the flags of ``python -m tf_selectivity.train``
-apply to every run) in ``OUTPUT_DIR/runs/<run name>``. Rerunning the same
+apply to every run) in ``OUTPUT_DIR/runs/<run name>``. On JAX, a worker
+trains up to ``--pack_replicates`` seeds of one alpha together as one
+program; each keeps its own trial, run directory and row of trials.csv. Rerunning the same
 command resumes: finished trials are kept, the one cut short resumes from
 its checkpoints. A different grid on the same directory adds its new
 points; different training settings are refused.
@@ -35,7 +37,6 @@ sweep), found before anything is written.
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from tf_selectivity import cli  # noqa: F401  (sets quiet TensorFlow logging first)
@@ -119,25 +120,7 @@ def parse_alphas(text: str) -> list:
 
 def parse_seeds(text: str) -> list:
     """"0,1,5-7" -> [0, 1, 5, 6, 7]; rejects negatives and repeats."""
-    seeds = []
-    for item in filter(None, (t.strip() for t in (text or "").split(","))):
-        match = re.fullmatch(r"(\d+)-(\d+)", item)
-        if match:
-            first, last = int(match.group(1)), int(match.group(2))
-            if first > last:
-                raise cli.UsageError(f"--seeds: range {item!r} is empty (write FIRST-LAST, FIRST <= LAST)")
-            seeds.extend(range(first, last + 1))
-            continue
-        try:
-            seed = int(item)
-        except ValueError:
-            raise cli.UsageError(f"--seeds: {item!r} is not an integer") from None
-        if seed < 0:
-            raise cli.UsageError(f"--seeds: {seed} is negative; seeds are non-negative integers")
-        seeds.append(seed)
-    if not seeds:
-        raise cli.UsageError("--seeds is empty")
-    return _unique(seeds, "seeds")
+    return cli.parse_seeds(text, "seeds")
 
 
 def parse_leaky_slopes(text: str) -> list:
@@ -203,6 +186,8 @@ def build_spec(FLAGS):
             )
         except ValueError as error:
             raise cli.UsageError(f"--search_*: {error}") from None
+    if FLAGS.pack_replicates < 1:
+        raise cli.UsageError(f"--pack_replicates must be at least 1; got {FLAGS.pack_replicates}")
     if FLAGS.max_retries < 0:
         raise cli.UsageError(f"--max_retries must be >= 0; got {FLAGS.max_retries}")
     if FLAGS.max_consecutive_failures < 1:
@@ -228,6 +213,7 @@ def build_spec(FLAGS):
         worker_timeout=FLAGS.worker_timeout,
         chief_timeout=FLAGS.chief_timeout,
         verbose=min(FLAGS.verbose, 2),
+        pack_replicates=FLAGS.pack_replicates,
     )
 
 

@@ -35,6 +35,19 @@ Differences from keras-tuner's `Oracle` (1.4.8), and why:
   is accepted if it is a success; both workers train in the same run
   directory, whose lock and ``summary.json`` make the second one wait and
   then reuse the first one's result instead of training again.
+* **Packs** (``pack_replicates`` > 1): a worker that gets a point also gets
+  up to ``pack_replicates - 1`` other needed seeds of the same (leaky
+  slope, alpha), reserved for it: the trial's ``packed_seeds`` value lists
+  them, the worker trains them together (`SweepTuner`, on JAX as one
+  program) and then asks for each reserved trial in turn, whose run
+  directory it finds complete. Each (alpha, seed) stays one trial, with its
+  own record and row in trials.csv. Reservations are leases like the
+  running trial's (renewed by the same heartbeat, reclaimed with it, but a
+  reserved trial that never started does not count as a failed attempt);
+  a failed pack releases its reservations. A chief restarted while a pack
+  trains forgets the reservations: another worker may then be given one
+  of those seeds, finds its run locked and waits for it, as for any trial
+  given twice.
 """
 
 from __future__ import annotations
@@ -54,7 +67,7 @@ from tf_selectivity.sweep import plans
 from tf_selectivity.sweep.layout import format_float, run_name
 from tf_selectivity.training.run_dir import write_json_atomic
 
-__all__ = ["SweepOracle", "trial_point", "trial_diverged"]
+__all__ = ["SweepOracle", "trial_point", "trial_diverged", "trial_pack_seeds", "PACK_VALUE"]
 
 RUNNING = TrialStatus.RUNNING
 COMPLETED = TrialStatus.COMPLETED
@@ -75,10 +88,25 @@ def trial_point(trial) -> plans.Point:
     return plans.Point.make(values["leaky_slope"], values["alpha"], values["seed"])
 
 
+# The trial value that lists the seeds its worker trains together (its own
+# first), e.g. "0,1,2"; a trial without it trains its own seed alone.
+PACK_VALUE = "packed_seeds"
+
+
+def trial_pack_seeds(values) -> list:
+    """The seeds a trial's worker trains together, its own first."""
+    own = int(values["seed"])
+    listed = [int(s) for s in str(values.get(PACK_VALUE) or "").split(",") if s.strip()]
+    return [own] + [seed for seed in listed if seed != own]
+
+
 @dataclasses.dataclass
 class _Lease:
     tuner_id: Optional[str]
     last_seen: float
+    # A trial reserved for the worker that trains its seed in a pack, not
+    # yet handed to it.
+    reserved: bool = False
 
 
 class SweepDisplay(Display):
@@ -94,7 +122,11 @@ class SweepDisplay(Display):
             return
         holder = self.oracle.trial_holder(trial.trial_id)
         where = f" on {holder}" if holder and self.oracle.distributed else ""
-        print(f"[sweep] trial {trial.trial_id} starts{where}: {self.oracle.describe_trial(trial)}", flush=True)
+        mates = trial_pack_seeds(trial.hyperparameters.values)[1:]
+        packed = f", packed with seed{'s' if len(mates) > 1 else ''} {', '.join(map(str, mates))}" if mates else ""
+        print(
+            f"[sweep] trial {trial.trial_id} starts{where}: {self.oracle.describe_trial(trial)}{packed}", flush=True
+        )
 
     def on_trial_end(self, trial):
         if self.verbose < 1:
@@ -149,6 +181,8 @@ class SweepOracle(keras_tuner.Oracle):
             worker's trial goes back to the queue; None (local mode): never.
         error_file: function trial_id -> path of the file where tuners write
             why a trial failed (gRPC's `Trial` does not carry the message).
+        pack_replicates: the most seeds of one (leaky slope, alpha) handed
+            to one worker together (see the module docstring); 1: one.
     """
 
     def __init__(
@@ -160,6 +194,7 @@ class SweepOracle(keras_tuner.Oracle):
         max_consecutive_failed_trials: int = 3,
         worker_timeout: Optional[float] = None,
         error_file=None,
+        pack_replicates: int = 1,
     ):
         space = keras_tuner.HyperParameters()
         for name, value in settings_values.items():
@@ -183,6 +218,9 @@ class SweepOracle(keras_tuner.Oracle):
         self.settings_values = dict(settings_values)
         self.worker_timeout = worker_timeout
         self.error_file = error_file
+        if int(pack_replicates) < 1:
+            raise ValueError(f"pack_replicates must be at least 1; got {pack_replicates}")
+        self.pack_replicates = int(pack_replicates)
         self._space = space
         self._display = SweepDisplay(oracle=self)
         self._leases = {}  # trial_id -> _Lease
@@ -294,18 +332,61 @@ class SweepOracle(keras_tuner.Oracle):
         self.tuner_ids.add(tuner_id)
         if self._stop_reason is None:
             step = self.plan_step()
+            by_point = self.trials_by_point()
+            self._drop_stale_reservations(step, by_point)
             if not step.finished:
-                by_point = self.trials_by_point()
+                # The seeds this worker trained in its last pack first: their
+                # runs are complete, the trials only report them.
+                for point in step.needed:
+                    trial = by_point.get(point)
+                    if trial is not None and self._reserved_for(trial.trial_id, tuner_id):
+                        return self._assign(trial, tuner_id, now)
                 for point in step.needed:
                     trial = by_point.get(point)
                     if trial is None:
                         trial = self._new_trial(point)
                     elif trial.trial_id in self._leases:
-                        continue  # running on another worker
-                    return self._assign(trial, tuner_id, now)
+                        continue  # running on (or reserved for) another worker
+                    mates = self._pack_mates(point, step.needed, by_point)
+                    return self._assign(trial, tuner_id, now, mates)
                 return Trial(self.get_space(), status=IDLE)
+        self._release_reservations(tuner_id)
         self.tuner_ids.discard(tuner_id)
         return Trial(self.get_space(), status=STOPPED)
+
+    def _reserved_for(self, trial_id, tuner_id) -> bool:
+        lease = self._leases.get(trial_id)
+        return lease is not None and lease.reserved and lease.tuner_id == tuner_id
+
+    def _pack_mates(self, point, needed, by_point) -> list:
+        """Trials of other needed seeds of `point`'s (slope, alpha), free to reserve."""
+        mates = []
+        for other in needed:
+            if len(mates) >= self.pack_replicates - 1:
+                break
+            if other == point or (other.leaky_slope, other.alpha) != (point.leaky_slope, point.alpha):
+                continue
+            trial = by_point.get(other)
+            if trial is None:
+                trial = self._new_trial(other)
+                by_point[other] = trial
+            elif trial.trial_id in self._leases:
+                continue
+            mates.append(trial)
+        return mates
+
+    def _release_reservations(self, tuner_id) -> None:
+        for trial_id, lease in list(self._leases.items()):
+            if lease.reserved and lease.tuner_id == tuner_id:
+                self._leases.pop(trial_id)
+
+    def _drop_stale_reservations(self, step, by_point) -> None:
+        """Releases reservations of points the plan no longer needs (e.g.
+        finished by another worker), so that the sweep can end."""
+        needed = {by_point[p].trial_id for p in step.needed if p in by_point}
+        for trial_id, lease in list(self._leases.items()):
+            if lease.reserved and trial_id not in needed:
+                self._leases.pop(trial_id)
 
     def _new_trial(self, point) -> Trial:
         hyperparameters = self._space.copy()
@@ -321,10 +402,18 @@ class SweepOracle(keras_tuner.Oracle):
         self.start_order.append(trial_id)
         return trial
 
-    def _assign(self, trial, tuner_id, now):
+    def _assign(self, trial, tuner_id, now, mates=()):
+        """Hands `trial` to `tuner_id`, with `mates` reserved for its pack."""
         trial.status = RUNNING
+        point = trial_point(trial)
+        trial.hyperparameters.values[PACK_VALUE] = ",".join(
+            str(seed) for seed in [point.seed] + [trial_point(mate).seed for mate in mates]
+        )
         self.ongoing_trials[tuner_id] = trial
         self._leases[trial.trial_id] = _Lease(tuner_id, now)
+        for mate in mates:
+            self._leases[mate.trial_id] = _Lease(tuner_id, now, reserved=True)
+            self._save_trial(mate)
         self._save_trial(trial)
         self.save()
         self._display.on_trial_begin(trial)
@@ -336,6 +425,10 @@ class SweepOracle(keras_tuner.Oracle):
             lease.last_seen = time.monotonic()
             if lease.tuner_id is not None:
                 self._tuner_last_seen[lease.tuner_id] = lease.last_seen
+                # The worker is training its pack: its reservations live on.
+                for other in self._leases.values():
+                    if other.reserved and other.tuner_id == lease.tuner_id:
+                        other.last_seen = lease.last_seen
 
     @keras_tuner.synchronized
     def get_trial(self, trial_id):
@@ -368,7 +461,11 @@ class SweepOracle(keras_tuner.Oracle):
         stored = self.trials.get(trial.trial_id)
         if stored is None:
             return
-        self._release(trial.trial_id)
+        holder = self._release(trial.trial_id)
+        if trial.status != COMPLETED and holder is not None and trial.trial_id not in self._recorded_complete:
+            # The pack failed with its first trial: its other seeds go back
+            # to the queue (each may be complete; whoever takes it will see).
+            self._release_reservations(holder)
         if trial.trial_id in self._recorded_complete:
             stored.status = COMPLETED
             return  # a second report of a finished trial (see module doc)
@@ -446,6 +543,10 @@ class SweepOracle(keras_tuner.Oracle):
         for trial_id, lease in list(self._leases.items()):
             silent = now - lease.last_seen
             if silent <= self.worker_timeout:
+                continue
+            if lease.reserved:
+                # Never started: back to the queue without counting an attempt.
+                self._leases.pop(trial_id, None)
                 continue
             self._release(trial_id)
             if lease.tuner_id is not None:

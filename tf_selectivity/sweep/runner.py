@@ -64,6 +64,10 @@ class SweepSpec:
         verbose: `train`'s verbosity (0, 1 or 2).
         heartbeat_interval: seconds between a worker's heartbeats; default
             a fifth of `worker_timeout`, at most 30 s.
+        pack_replicates: the most seeds of one (leaky slope, alpha) a worker
+            trains together (on JAX as one program; `SweepOracle`); 1: one
+            run per trial. A local runner on TensorFlow, or with
+            ``data_on_device=false``, uses 1.
     """
 
     base_config: TrainConfig
@@ -75,6 +79,7 @@ class SweepSpec:
     chief_timeout: float = 600.0
     verbose: int = 2
     heartbeat_interval: Optional[float] = None
+    pack_replicates: int = 1
 
     @property
     def paths(self) -> SweepPaths:
@@ -192,6 +197,23 @@ def sweep_lock(paths: SweepPaths):
         handle.close()
 
 
+def pack_size(spec: SweepSpec, role: Role) -> int:
+    """The seeds per pack that this process' oracle hands out.
+
+    A chief serves workers whose backends it does not know: it uses
+    `spec.pack_replicates` (a TensorFlow worker trains a pack's seeds one
+    after another). A local runner packs only where it can: on JAX with the
+    data allowed on the device.
+    """
+    if role.kind == "chief":
+        return spec.pack_replicates
+    import keras
+
+    if keras.backend.backend() != "jax" or spec.base_config.data_on_device == "false":
+        return 1
+    return spec.pack_replicates
+
+
 def _make_oracle(spec: SweepSpec, role: Role):
     from tf_selectivity.sweep.oracle import SweepOracle
 
@@ -203,6 +225,7 @@ def _make_oracle(spec: SweepSpec, role: Role):
         max_consecutive_failed_trials=spec.max_consecutive_failures,
         worker_timeout=spec.worker_timeout if role.kind == "chief" else None,
         error_file=paths.trial_error,
+        pack_replicates=pack_size(spec, role),
     )
 
 
@@ -360,7 +383,7 @@ def describe_spec(spec: SweepSpec) -> str:
             "output_dir": spec.paths.root,
             "plan": spec.plan.describe(),
             "settings": spec.settings,
-            "local": spec.local_settings,
+            "local": {**spec.local_settings, "pack_replicates": spec.pack_replicates},
         },
         indent=2,
         sort_keys=True,

@@ -11,6 +11,13 @@ NaN and its ``diverged_epoch`` and counts as finished (not retried).
 A trial cut short (process killed, worker lost) is run again in the same
 directory and `train` resumes it from its last finished epoch; a trial
 whose run is already complete returns its summary without training.
+
+A trial whose ``packed_seeds`` value lists further seeds (the oracle
+reserved them for this worker) trains them together with its own
+(`train_replicates`: one program on JAX, one after another on TensorFlow);
+their trials, handed to this worker next, find their runs complete. Runs
+another process holds locked are left out of the pack; should the pack
+fail, the trial's own seed is trained alone.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from keras_tuner.engine.trial import TrialStatus
 from tf_selectivity.sweep import hparams
 from tf_selectivity.sweep.distributed import Heartbeat
 from tf_selectivity.sweep.layout import SweepPaths, run_name
+from tf_selectivity.sweep.oracle import trial_pack_seeds
 from tf_selectivity.sweep.settings import config_from_values
 from tf_selectivity.training import ConfigError, RunLockedError, RunPaths, train
 from tf_selectivity.training.run_dir import write_json_atomic
@@ -114,17 +122,56 @@ class SweepTuner(keras_tuner.Tuner):
         # graphs and layer names (keras-tuner's own Tuner does the same).
         keras.backend.clear_session()
         gc.collect()
+        seeds = trial_pack_seeds(values)
         if self._is_worker():
             with Heartbeat(self.oracle, trial.trial_id, self.heartbeat_interval):
-                summary = self._train_once(config)
+                summary = self._train_trial(config, values, seeds)
         else:
-            summary = self._train_once(config)
+            summary = self._train_trial(config, values, seeds)
         hparams.write_session(RunPaths(config.output_dir).logs, name, summary)
         if is_diverged(summary):
             # A result, not a failure: the trial completes (no retry), its
             # objective is NaN and `diverged_epoch` marks it (`trial_diverged`).
             return {"val_accuracy": float("nan"), "diverged_epoch": float(summary["diverged_epoch"])}
         return {metric: float(summary[metric]) for metric in REPORTED_METRICS}
+
+    def _train_trial(self, config, values, seeds):
+        """The trial's run summary, after training its pack if it has one."""
+        if len(seeds) > 1:
+            summary = self._train_pack(values, seeds)
+            if summary is not None:
+                return summary
+        return self._train_once(config)
+
+    def _train_pack(self, values, seeds):
+        """Trains the runs of `seeds` (the trial's own first) together.
+
+        Returns:
+            The trial's own summary, or None when its run was left out
+            (locked by another process) or the pack failed.
+        """
+        from tf_selectivity.data import DatasetUnavailableError
+        from tf_selectivity.training.replicates import train_replicates
+
+        configs = []
+        for seed in seeds:
+            point = {**values, "seed": seed}
+            name = run_name(point["model"], point["activation"], point["leaky_slope"], point["alpha"], seed)
+            configs.append(config_from_values(point, self.paths.run_dir(name), self.local_settings))
+        try:
+            return train_replicates(configs, verbose=self.verbose, skip_locked=True)[0]
+        except (ConfigError, DatasetUnavailableError) as error:
+            raise keras_tuner.errors.FailedTrialError(f"{type(error).__name__}: {error}") from error
+        except Exception as error:  # noqa: BLE001  (the trial's own run alone may still succeed)
+            print(
+                f"[sweep] training seeds {', '.join(map(str, seeds))} together failed "
+                f"({type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}); "
+                f"training seed {seeds[0]} alone",
+                flush=True,
+            )
+            keras.backend.clear_session()
+            gc.collect()
+            return None
 
     def _train_once(self, config):
         """`train(config)`, waiting while another process trains the same run.
