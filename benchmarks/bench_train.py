@@ -23,7 +23,11 @@ the input paths (`--inputs`, several are measured side by side):
   augmentation): the cost of `fit` without our pipeline;
 * ``device`` (JAX): the splits on the device, shuffling and augmentation
   inside the compiled program (`training/device_loop.py`);
-  ``device_noaug``: the same without the crop and flip (what they cost).
+  ``device_noaug``: the same without the crop and flip (what they cost);
+* ``packedN`` (JAX), e.g. ``packed4``: N replicates (seeds 0..N-1) in one
+  program, data on the device (`training/replicates.py`); images per second
+  of all replicates together, ms per packed step. Beside ``device`` it
+  answers whether packing beats N single runs one after another.
 
 The host's ceiling: ``--model=trivial`` is a network whose compute is
 negligible (average pool, one 1x1 convolution, a probe, a dense layer), so
@@ -61,7 +65,7 @@ flags.DEFINE_list(
     "inputs", ["pipeline"],
     "Input paths to measure side by side: pipeline (tf.data on TensorFlow, ImageBatches on "
     "JAX), pydataset (ImageBatches), arrays (float32 arrays through Keras' adapter), device "
-    "(JAX: data on the device, compiled epochs).",
+    "(JAX: data on the device, compiled epochs), packedN (JAX: N replicates in one program).",
 )
 flags.DEFINE_string("input", "pipeline", "Internal: input path of a --worker measurement.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"], "Compute precision.")
@@ -127,6 +131,21 @@ def measure_once(model_name, batch_size, alpha, steps, warmup, jit_compile, inpu
     from tf_selectivity.models import build_model
     from tf_selectivity.training import TorchSGD, resolve_jit_compile
 
+    if input_kind.startswith("packed"):
+        if keras.backend.backend() != "jax":
+            raise SystemExit("--inputs=packedN needs KERAS_BACKEND=jax")
+        from tf_selectivity.training.replicates import benchmark_packed
+
+        replicates = int(input_kind[len("packed"):])
+        img_per_s = benchmark_packed(
+            model_name, batch_size, alpha, precision, replicates, steps, warmup, repeats=1
+        )
+        return {
+            "framework": f"keras-{keras.backend.backend()}", "model": model_name, "alpha": alpha,
+            "batch_size": batch_size, "jit_compile": True, "input": input_kind, "precision": precision,
+            "steps_per_execution": 1, "img_per_s": img_per_s,
+            "ms_per_step": 1e3 * replicates * batch_size / img_per_s,
+        }
     keras.mixed_precision.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     if model_name == "trivial":
@@ -228,7 +247,7 @@ def main(argv):
         )
         print(json.dumps(result))
         return 0
-    unknown = [i for i in FLAGS.inputs if i not in INPUTS]
+    unknown = [i for i in FLAGS.inputs if i not in INPUTS and not (i.startswith("packed") and i[6:].isdigit())]
     if unknown:
         raise app.UsageError(f"--inputs: unknown {', '.join(unknown)}; choose from {', '.join(INPUTS)}")
     alphas = [float(a) for a in FLAGS.alphas]

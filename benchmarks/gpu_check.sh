@@ -10,8 +10,8 @@
 #   GPU_CHECK_SMALL=1 bash benchmarks/gpu_check.sh
 #
 # Prints ResNet20 (batch 256) training throughput with the data on the device
-# (alpha 0 and -1, float32 and mixed_bfloat16; packed replicates when
-# available), the streaming host path, and the PyTorch reference (eager and
+# (alpha 0 and -1, float32 and mixed_bfloat16; 8 and 20 packed replicates at
+# alpha -1), the streaming host path, and the PyTorch reference (eager and
 # torch.compile) on the same device; then trains ResNet20 for 30 epochs on
 # the CIFAR-10 image folder (.data/cifar10-jpeg) and prints its test accuracy
 # and mean selectivity. The last lines are one table. Environment variables:

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import backend
+from conftest import backend, error_lines, run_cli
 from tf_selectivity.training import ConfigError, TrainConfig, train
 from tf_selectivity.training.packing import check_replicate_configs, seed_run_dir, split_into_packs
 from tf_selectivity.training.run_dir import read_json
@@ -226,3 +226,44 @@ def test_a_diverging_replicate_is_reported_alone_and_the_others_go_on(packed_and
     # in the pack without a NaN (previous test).
     assert [s["status"] for s in summaries[:2]] == ["completed", "completed"]
     assert summaries[0]["test_accuracy"] == pytest.approx(straight[0]["test_accuracy"], rel=1e-4)
+
+
+# -------------------------------------------------------------- command line
+CLI = ["--model=resnet8", f"--dataset={TINY}", "--epochs=1", "--batch_size=64", "--lr_milestones=", "--verbose=2"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--seeds=0,1", "--seed=3"], "give either --seed or --seeds, not both"),
+        (["--seeds=0,1,0"], "--seeds: 0 appears twice"),
+        (["--seeds=2-1"], "range '2-1' is empty"),
+        (["--seeds=0-1", "--pack_replicates=0"], "--pack_replicates must be at least 1"),
+        (["--seeds=0-1", "--alpha=nan"], "alpha must be a finite number"),
+    ],
+)
+def test_bad_seeds_exit_2_with_one_line_and_write_nothing(tmp_path, args, message):
+    completed = run_cli("tf_selectivity.train", *CLI, f"--output_dir={tmp_path / 'runs'}", *args)
+    assert completed.returncode == 2, completed.stderr
+    lines = error_lines(completed.stderr)
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_cli_trains_one_run_directory_per_seed_and_reruns_nothing(tmp_path):
+    """`--seeds` with a `{seed}` placeholder; on TensorFlow the seeds train one
+    after another (the packed program is tested above on JAX), each run as the
+    single-seed command would write it."""
+    pattern = str(tmp_path / "runs" / "a0_s{seed}")
+    first = run_cli("tf_selectivity.train", *CLI, "--seeds=3,5", f"--output_dir={pattern}")
+    assert first.returncode == 0, first.stderr
+    assert "2 runs finished (2 completed)" in first.stdout
+    for seed in (3, 5):
+        summary = read_json(str(tmp_path / "runs" / f"a0_s{seed}" / "summary.json"))
+        assert summary["seed"] == seed and summary["status"] == "completed"
+    # A single run of one of the seeds finds its directory complete.
+    alone = run_cli("tf_selectivity.train", *CLI, "--seed=5", f"--output_dir={tmp_path / 'runs' / 'a0_s5'}")
+    assert alone.returncode == 0 and "already complete" in alone.stdout
+    # The parent-directory form writes DIR/seedN.
+    again = run_cli("tf_selectivity.train", *CLI, "--seeds=3", f"--output_dir={tmp_path / 'parent'}")
+    assert again.returncode == 0 and os.path.exists(tmp_path / "parent" / "seed3" / "summary.json")

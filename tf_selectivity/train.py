@@ -18,9 +18,10 @@ Several seeds of one configuration (the paper's replicates) in one command:
 
 writes ``runs/resnet20_a-1/seed0`` ... ``seed7`` (or, with a ``{seed}``
 placeholder, ``--output_dir=runs/resnet20_a-1_s{seed}``), each a run
-directory exactly like a single run of that seed. On JAX, with the data on
-the device, up to --pack_replicates seeds train together as one program;
-TensorFlow trains them one after another.
+directory exactly like a single run of that seed. On JAX with a GPU or TPU
+and the data on the device, up to --pack_replicates seeds (auto: 8) train
+together as one program; on a CPU (auto) and on TensorFlow they train one
+after another.
 
 Bad input (a flag value, a path, the data) gives one line on stderr and exit
 status 2, and nothing is written.
@@ -108,10 +109,11 @@ def define_training_flags():
         "JAX: keep the training and validation splits on the accelerator and run whole epochs "
         "as compiled programs (auto: when they fit in half its free memory). TensorFlow keeps tf.data.",
     )
-    flags.DEFINE_integer(
-        "pack_replicates", DEFAULT_PACK_REPLICATES,
+    flags.DEFINE_string(
+        "pack_replicates", "auto",
         "JAX, data on the device: train up to this many seeds of one configuration together as one "
-        "program (jax.vmap; each seed still writes its own run directory); 1: one run at a time. "
+        "program (jax.vmap; each seed still writes its own run directory); 1: one run at a time; "
+        f"auto: {DEFAULT_PACK_REPLICATES} on a GPU/TPU, 1 on a CPU (packed steps are slower there). "
         "TensorFlow always trains one run at a time.",
     )
 
@@ -229,8 +231,7 @@ def main(argv):
         if not FLAGS.output_dir:
             raise cli.UsageError("--output_dir is required (the run directory)")
         cli.check_verbose(FLAGS.verbose)
-        if FLAGS.pack_replicates < 1:
-            raise cli.UsageError(f"--pack_replicates must be at least 1; got {FLAGS.pack_replicates}")
+        pack_replicates_setting(FLAGS)
         if FLAGS.seeds is not None:
             return _train_seeds(FLAGS)
         config = config_from_flags(FLAGS.alpha, FLAGS.seed, FLAGS.output_dir)
@@ -257,6 +258,16 @@ def main(argv):
     except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError) as error:
         cli.fail(COMMAND, str(error))
     return 0
+
+
+def pack_replicates_setting(FLAGS):
+    """`--pack_replicates` as a number of seeds, or None for auto; raises cli.UsageError."""
+    from tf_selectivity.training.packing import parse_pack_replicates
+
+    try:
+        return parse_pack_replicates(FLAGS.pack_replicates)
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
 
 
 def _train_seeds(FLAGS):
@@ -295,11 +306,23 @@ def _train_seeds(FLAGS):
     cli.start_backend(FLAGS.verbose)
     from tf_selectivity.training.replicates import train_replicates
 
+    from tf_selectivity.training.replicates import resolve_pack_replicates
+
     verbose = cli.progress_verbosity(FLAGS.verbose)
+    setting = pack_replicates_setting(FLAGS)
+    limit = resolve_pack_replicates(setting)
+    if verbose and setting is None and limit == 1 and len(unfinished) > 1:
+        import keras
+
+        if keras.backend.backend() == "jax":
+            print(
+                "Seeds train one after another: on a CPU a packed program is slower than single runs "
+                "(--pack_replicates=N packs them all the same)."
+            )
     summaries = []
     by_seed = dict(zip(seeds, configs))
     try:
-        for pack in split_into_packs(seeds, FLAGS.pack_replicates):
+        for pack in split_into_packs(seeds, limit):
             summaries += train_replicates([by_seed[seed] for seed in pack], verbose=verbose, data=data)
     except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError) as error:
         cli.fail(COMMAND, str(error))

@@ -186,8 +186,7 @@ def build_spec(FLAGS):
             )
         except ValueError as error:
             raise cli.UsageError(f"--search_*: {error}") from None
-    if FLAGS.pack_replicates < 1:
-        raise cli.UsageError(f"--pack_replicates must be at least 1; got {FLAGS.pack_replicates}")
+    pack_replicates = train_cli.pack_replicates_setting(FLAGS)
     if FLAGS.max_retries < 0:
         raise cli.UsageError(f"--max_retries must be >= 0; got {FLAGS.max_retries}")
     if FLAGS.max_consecutive_failures < 1:
@@ -213,7 +212,7 @@ def build_spec(FLAGS):
         worker_timeout=FLAGS.worker_timeout,
         chief_timeout=FLAGS.chief_timeout,
         verbose=min(FLAGS.verbose, 2),
-        pack_replicates=FLAGS.pack_replicates,
+        pack_replicates=pack_replicates,
     )
 
 

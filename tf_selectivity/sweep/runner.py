@@ -66,8 +66,7 @@ class SweepSpec:
             a fifth of `worker_timeout`, at most 30 s.
         pack_replicates: the most seeds of one (leaky slope, alpha) a worker
             trains together (on JAX as one program; `SweepOracle`); 1: one
-            run per trial. A local runner on TensorFlow, or with
-            ``data_on_device=false``, uses 1.
+            run per trial; None: auto (`pack_size`).
     """
 
     base_config: TrainConfig
@@ -79,7 +78,7 @@ class SweepSpec:
     chief_timeout: float = 600.0
     verbose: int = 2
     heartbeat_interval: Optional[float] = None
-    pack_replicates: int = 1
+    pack_replicates: Optional[int] = 1
 
     @property
     def paths(self) -> SweepPaths:
@@ -198,20 +197,32 @@ def sweep_lock(paths: SweepPaths):
 
 
 def pack_size(spec: SweepSpec, role: Role) -> int:
-    """The seeds per pack that this process' oracle hands out.
+    """The most seeds this process packs (local, worker) or hands out
+    together (chief).
 
-    A chief serves workers whose backends it does not know: it uses
-    `spec.pack_replicates` (a TensorFlow worker trains a pack's seeds one
-    after another). A local runner packs only where it can: on JAX with the
-    data allowed on the device.
+    A local runner or a worker packs what its own device runs well
+    (`resolve_pack_replicates`: "auto" is 1 on a CPU and on TensorFlow),
+    and nothing when its data may not be on the device. A chief trains
+    nothing and cannot see its workers' devices: with "auto" it hands out
+    packs of `DEFAULT_PACK_REPLICATES` when it runs on JAX itself (its
+    workers run the same command) and single trials on TensorFlow. A worker
+    given a bigger pack than it packs trains the first seeds of it together
+    (its own among them) and the others in their own trials.
     """
-    if role.kind == "chief":
-        return spec.pack_replicates
     import keras
 
-    if keras.backend.backend() != "jax" or spec.base_config.data_on_device == "false":
+    from tf_selectivity.training.packing import DEFAULT_PACK_REPLICATES
+
+    setting = spec.pack_replicates
+    if role.kind == "chief":
+        if setting is not None:
+            return setting
+        return DEFAULT_PACK_REPLICATES if keras.backend.backend() == "jax" else 1
+    if spec.base_config.data_on_device == "false":
         return 1
-    return spec.pack_replicates
+    from tf_selectivity.training.replicates import resolve_pack_replicates
+
+    return resolve_pack_replicates(setting)
 
 
 def _make_oracle(spec: SweepSpec, role: Role):
@@ -238,6 +249,7 @@ def _make_tuner(spec: SweepSpec, role: Role):
         local_settings=spec.local_settings,
         verbose=spec.verbose,
         heartbeat_interval=spec.heartbeat_seconds(),
+        pack_replicates=pack_size(spec, role),
     )
 
 
@@ -383,7 +395,7 @@ def describe_spec(spec: SweepSpec) -> str:
             "output_dir": spec.paths.root,
             "plan": spec.plan.describe(),
             "settings": spec.settings,
-            "local": {**spec.local_settings, "pack_replicates": spec.pack_replicates},
+            "local": {**spec.local_settings, "pack_replicates": spec.pack_replicates or "auto"},
         },
         indent=2,
         sort_keys=True,

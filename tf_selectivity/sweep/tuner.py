@@ -58,6 +58,9 @@ class SweepTuner(keras_tuner.Tuner):
             training (distributed mode).
         idle_poll_seconds: how long a worker waits before asking again when
             every remaining trial is running elsewhere.
+        pack_replicates: the most seeds of a trial's pack this process
+            trains together (the first ones; the others then run in their
+            own trials).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class SweepTuner(keras_tuner.Tuner):
         verbose: int = 2,
         heartbeat_interval: float = 30.0,
         idle_poll_seconds: float = 2.0,
+        pack_replicates: int = 1,
     ):
         self.paths = SweepPaths(sweep_dir)
         super().__init__(
@@ -88,6 +92,7 @@ class SweepTuner(keras_tuner.Tuner):
         self.verbose = verbose
         self.heartbeat_interval = heartbeat_interval
         self.idle_poll_seconds = idle_poll_seconds
+        self.pack_replicates = max(1, int(pack_replicates))
         self.trials_run = []  # (trial_id, status) run by this process
 
     # ------------------------------------------------------------------ loop
@@ -122,7 +127,7 @@ class SweepTuner(keras_tuner.Tuner):
         # graphs and layer names (keras-tuner's own Tuner does the same).
         keras.backend.clear_session()
         gc.collect()
-        seeds = trial_pack_seeds(values)
+        seeds = trial_pack_seeds(values)[: self.pack_replicates]
         if self._is_worker():
             with Heartbeat(self.oracle, trial.trial_id, self.heartbeat_interval):
                 summary = self._train_trial(config, values, seeds)

@@ -11,6 +11,7 @@ import keras
 
 from tf_selectivity.training.run_dir import RunPaths, read_json, write_json_atomic
 from tf_selectivity.training.status import non_finite_reason
+from tf_selectivity.training.weights_file import WeightsFile
 
 __all__ = ["CompactProgbar", "RunCheckpoint", "save_weights_atomic"]
 
@@ -91,6 +92,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.history = []
         self.diverged_epoch = None
         self.diverged_reason = None
+        self._weights_file = None
+
+    def set_model(self, model):
+        super().set_model(model)
+        if self._weights_file is None or self._weights_file.model is not model:
+            # Writes both files in milliseconds after the first save (its layout).
+            self._weights_file = WeightsFile(model)
 
     def restore(self) -> int:
         """Loads the saved state into the model; returns the epoch to start at."""
@@ -125,8 +133,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         if value > self.best_value:
             self.best_value = value
             self.best_epoch = epoch + 1
-            save_weights_atomic(self.model, self.paths.best_weights)
-        save_weights_atomic(self.model, self.paths.state_weights)
+            self._weights_file.save(self.paths.best_weights)
+        self._weights_file.save(self.paths.state_weights)
         self.epochs_done = epoch + 1
         self.history.append({"epoch": epoch + 1, **logs})
         write_json_atomic(

@@ -18,17 +18,44 @@ from tf_selectivity.training.config import ConfigError
 
 __all__ = [
     "DEFAULT_PACK_REPLICATES",
+    "AUTO",
+    "parse_pack_replicates",
     "SEED_PLACEHOLDER",
     "seed_run_dir",
     "split_into_packs",
     "check_replicate_configs",
 ]
 
-# Seeds trained together by default (`--pack_replicates`). Eight ResNet20
-# replicates at batch 256 need about 5 GB of activations, which any training
-# GPU holds; more pays only where one replicate leaves the device idle (see
-# BUILD_NOTES.md, *Replicates in one program*).
+# Seeds trained together by "auto" on an accelerator. Eight ResNet20
+# replicates at batch 256 keep about 4 GB of activations for the backward
+# pass (XLA's own estimate, BUILD_NOTES.md), which any training GPU holds.
+# Not measured on a GPU yet: `benchmarks/gpu_check.sh` measures 8 and 20.
 DEFAULT_PACK_REPLICATES = 8
+
+# `--pack_replicates=auto`: DEFAULT_PACK_REPLICATES on JAX with an
+# accelerator; 1 (one run at a time) on a CPU, where XLA runs the grouped
+# convolutions of a packed program 5-9x slower than the same convolutions
+# run one replicate at a time, and on TensorFlow, which does not pack.
+AUTO = "auto"
+
+
+def parse_pack_replicates(text) -> "int | None":
+    """`--pack_replicates`: "auto" -> None, "4" -> 4.
+
+    Raises:
+        ValueError: naming what is wrong with the value.
+    """
+    text = str(text).strip().lower()
+    if text == AUTO:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"--pack_replicates must be auto or a number of seeds; got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"--pack_replicates must be at least 1 (or auto); got {value}")
+    return value
+
 
 # In `--output_dir`, replaced by each seed (``runs/a-1_s{seed}``).
 SEED_PLACEHOLDER = "{seed}"

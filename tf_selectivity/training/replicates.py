@@ -55,15 +55,36 @@ from tf_selectivity.training.loop import (
     start_run,
     train,
 )
-from tf_selectivity.training.packing import check_replicate_configs
+from tf_selectivity.training.packing import DEFAULT_PACK_REPLICATES, check_replicate_configs
 from tf_selectivity.training.placement import choose_input_pipeline
 from tf_selectivity.training.run_dir import RunLockedError
 
-__all__ = ["train_replicates", "PackedTrainer", "benchmark_packed", "PackTooLargeError"]
+__all__ = [
+    "train_replicates", "resolve_pack_replicates", "PackedTrainer", "benchmark_packed", "PackTooLargeError",
+]
 
 
 class PackTooLargeError(RuntimeError):
     """The packed program does not fit in the device's memory."""
+
+
+def resolve_pack_replicates(setting) -> int:
+    """The seeds this process trains together for `--pack_replicates`.
+
+    Args:
+        setting: a number of seeds (used as given, also on a CPU), or None
+            for "auto": `DEFAULT_PACK_REPLICATES` on JAX with an
+            accelerator, 1 on a CPU (XLA's grouped convolutions make a
+            packed step there 4x slower than the same replicates one after
+            another; BUILD_NOTES.md) and on TensorFlow (no packing).
+    """
+    if setting is not None:
+        return max(1, int(setting))
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return 1 if jax.devices()[0].platform == "cpu" else DEFAULT_PACK_REPLICATES
 
 
 def train_replicates(configs, *, verbose: int = 1, data=None, metrics=None, callbacks_for=None,
