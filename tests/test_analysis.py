@@ -198,6 +198,9 @@ def test_diverged_runs_are_listed_apart_and_left_out_of_every_table(tiny_runs, t
     table = pd.read_csv(tmp_path / "out" / "diverged.csv")
     assert list(table["run_dir"]) == [str(diverged)] and list(table["diverged_epoch"]) == [3]
     assert list(table["reason"]) == ["loss is nan"] and result.errors == []
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Runs that diverged" in report and "1 run(s) diverged and are listed apart" in report
+    assert "| resnet8 | relu | 0.0 | -100.0 | 0 | 3 |" in report
 
 
 def _outputs(out):

@@ -235,6 +235,11 @@ def main(argv):
         if FLAGS.seeds is not None:
             return _train_seeds(FLAGS)
         config = config_from_flags(FLAGS.alpha, FLAGS.seed, FLAGS.output_dir)
+        if ":" in config.model:
+            # Checking a user's model spec imports the user's module, which
+            # imports Keras: start the backend first, keeping its start-up
+            # lines off the console.
+            cli.start_backend(FLAGS.verbose)
         check_training_config(config)
         check_run_dir(config)
     except (cli.UsageError, ConfigError, DatasetUnavailableError) as error:

@@ -571,6 +571,7 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
     report_path = report.write_report(
         staging, runs, layers, cca=cca_shown, cca_ratio=cca_ratio_shown,
         figures=figures, errors=errors, n_resamples=options.n_resamples,
+        diverged=_diverged_table(diverged) if diverged else None,
     )
     return AnalysisResult(
         runs, layers, units, cca, cca_ratio, cca_tests, errors, str(report_path), figures,

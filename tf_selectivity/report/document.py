@@ -20,7 +20,7 @@ from tf_selectivity.report.effects import (
 )
 from tf_selectivity.report.figures import figures_section
 from tf_selectivity.report.promote_vs_suppress import ranksum_sentence, ranksum_table
-from tf_selectivity.report.runs import DEAD_UNITS_NOTE, errors_section, runs_table
+from tf_selectivity.report.runs import DEAD_UNITS_NOTE, diverged_section, errors_section, runs_table
 
 
 REPORT_FILENAME = "report.md"
@@ -87,6 +87,7 @@ def write_report(
     figures: dict[str, Sequence[str]] | None = None,
     errors: Sequence[tuple[str, str]] | None = None,
     n_resamples: int = stats.DEFAULT_N_RESAMPLES,
+    diverged: pd.DataFrame | None = None,
 ) -> Path:
     """Writes `report.md` into `output_dir`.
 
@@ -108,6 +109,8 @@ def write_report(
         figures: `{name: [paths]}` as returned by `plots.draw_all`.
         errors: `(path, message)` for each run that could not be analysed.
         n_resamples: Bootstrap resamples per confidence interval.
+        diverged: The runs whose training diverged (the analysis'
+            `diverged` table), listed in a section of their own.
 
     Returns:
         Path of the written report.
@@ -144,7 +147,10 @@ def write_report(
         f"{len(runs)} runs analysed in {len(conditions)} condition(s)"
         + (f" ({layers['layer'].nunique()} distinct layers)" if layers is not None
            and not layers.empty and "layer" in layers else "")
-        + (f"; {n_errors} run(s) could not be analysed (listed below)." if n_errors else "."),
+        + (f"; {n_errors} run(s) could not be analysed (listed below)" if n_errors else "")
+        + (f"; {len(diverged)} run(s) diverged and are listed apart" if diverged is not None
+           and not diverged.empty else "")
+        + ".",
         "",
         "## Headline results",
         "",
@@ -162,6 +168,7 @@ def write_report(
     if cca_tables:
         lines += ["## Representational similarity (CCA)", ""] + cca_tables
     lines += figures_section(figures, output_dir)
+    lines += diverged_section(diverged)
     lines += errors_section(errors)
     lines += _methods_section()
     lines += ["## All runs", ""]

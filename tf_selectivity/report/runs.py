@@ -73,6 +73,30 @@ def runs_table(runs: pd.DataFrame) -> str:
     return markdown_table(columns, rows)
 
 
+def diverged_section(diverged: pd.DataFrame | None) -> list[str]:
+    """Runs whose training diverged (non-finite loss): listed apart.
+
+    They have no test metrics and are in no other table, mean, test or figure
+    of the report; the paper's figures would otherwise show them as chance
+    accuracy or not at all, depending on how a reader fills the gap.
+    """
+    if diverged is None or diverged.empty:
+        return []
+    lines = [
+        "## Runs that diverged",
+        "",
+        f"{len(diverged)} run(s) stopped at a non-finite loss. They have no test metrics and are "
+        "left out of every table, mean, test and figure above (`diverged.csv` lists them).",
+        "",
+    ]
+    columns = [c for c in ("model", "activation", "leaky_slope", "alpha", "seed", "diverged_epoch", "epochs", "reason")
+               if c in diverged.columns]
+    headers = {"leaky_slope": "slope", "diverged_epoch": "diverged in epoch", "epochs": "of"}
+    rows = [[row[c] for c in columns] for _, row in diverged.iterrows()]
+    lines += [markdown_table([headers.get(c, c) for c in columns], rows), ""]
+    return lines
+
+
 def errors_section(errors: Sequence[tuple[str, str]] | None) -> list[str]:
     lines = ["## Runs that could not be analysed", ""]
     if not errors:

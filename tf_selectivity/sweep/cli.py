@@ -294,6 +294,10 @@ def main(argv):
         for path in write_trials_table(FLAGS.output_dir):
             print(f"[sweep] wrote {path}")
         return 0
+    if ":" in (FLAGS.model or ""):
+        # A user's model spec is checked by importing its module, which
+        # imports Keras: start the backend first (quietly).
+        cli.start_backend(FLAGS.verbose)
     try:
         spec = build_spec(FLAGS)
         role = distributed.role_from_environment()
