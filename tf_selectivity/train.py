@@ -309,9 +309,7 @@ def _train_seeds(FLAGS):
             cli.start_backend(FLAGS.verbose)
         data = load_data(configs[0])
     cli.start_backend(FLAGS.verbose)
-    from tf_selectivity.training.replicates import train_replicates
-
-    from tf_selectivity.training.replicates import resolve_pack_replicates
+    from tf_selectivity.training.replicates import PackTooLargeError, resolve_pack_replicates, train_replicates
 
     verbose = cli.progress_verbosity(FLAGS.verbose)
     setting = pack_replicates_setting(FLAGS)
@@ -329,7 +327,7 @@ def _train_seeds(FLAGS):
     try:
         for pack in split_into_packs(seeds, limit):
             summaries += train_replicates([by_seed[seed] for seed in pack], verbose=verbose, data=data)
-    except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError) as error:
+    except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError, PackTooLargeError) as error:
         cli.fail(COMMAND, str(error))
     if verbose:
         diverged = [s["seed"] for s in summaries if s.get("status") == "diverged"]
