@@ -243,7 +243,7 @@ def test_validation_on_the_device_equals_host_evaluate():
 
 @jax_only
 def test_resumed_run_on_the_device_equals_uninterrupted(tmp_path):
-    from test_training import _Interrupt
+    from training_callbacks import Interrupt
 
     def config(name, **overrides):
         values = dict(
@@ -257,7 +257,7 @@ def test_resumed_run_on_the_device_equals_uninterrupted(tmp_path):
     assert straight["input_pipeline"] == "device"
     resumed_config = config("resumed")
     with pytest.raises(KeyboardInterrupt):
-        train(resumed_config, callbacks=[_Interrupt(2)], verbose=0)
+        train(resumed_config, callbacks=[Interrupt(2)], verbose=0)
     state = read_json(os.path.join(resumed_config.output_dir, "checkpoint", "state.json"))
     assert (state["epochs_done"], state["input_pipeline"]) == (2, "device")
     with pytest.raises(ConfigError, match="keeps its input pipeline"):

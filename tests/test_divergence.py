@@ -5,9 +5,9 @@ import math
 import os
 
 import keras
-import numpy as np
 import pytest
 
+from training_callbacks import PoisonAWeight
 from tf_selectivity.training import TrainConfig, train
 from tf_selectivity.training.run_dir import read_json
 from tf_selectivity.training.status import RESULT_KEYS, is_diverged, run_status
@@ -50,23 +50,10 @@ def test_an_alpha_that_overflows_diverges_in_the_first_epoch(tmp_path):
     assert os.stat(os.path.join(config.output_dir, "summary.json")).st_mtime_ns == mtime
 
 
-class _PoisonAWeight(keras.callbacks.Callback):
-    """Sets the first conv kernel to NaN before epoch `epoch` (1-based)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            kernel = next(w for w in self.model.trainable_weights if len(w.shape) == 4)
-            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
-
-
 @pytest.mark.core
 def test_divergence_in_a_later_epoch_keeps_the_last_finite_state(tmp_path):
     config = tiny_config(tmp_path, "run")
-    summary = train(config, callbacks=[_PoisonAWeight(2)], verbose=0)
+    summary = train(config, callbacks=[PoisonAWeight(2)], verbose=0)
     assert summary["status"] == "diverged" and summary["diverged_epoch"] == 2
     # TensorFlow's CPU ReLU maps NaN to 0, so the loss may stay finite: the
     # weights are checked too.

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import backend, error_lines, run_cli
+from training_callbacks import Interrupt, PoisonAWeight
 from tf_selectivity.training import ConfigError, TrainConfig, train
 from tf_selectivity.training.packing import check_replicate_configs, seed_run_dir, split_into_packs
 from tf_selectivity.training.run_dir import read_json
@@ -61,31 +62,6 @@ def tree(run_dir):
             relative = os.path.relpath(os.path.join(folder, name), run_dir)
             found.add(os.path.dirname(relative) + "/<events>" if "tfevents" in name else relative)
     return found
-
-
-class Interrupt(keras.callbacks.Callback):
-    """Stops training like a kill right after the checkpoint of `epoch` (1-based)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt
-
-
-class PoisonAWeight(keras.callbacks.Callback):
-    """Sets the first conv kernel to NaN before epoch `epoch` (1-based)."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            kernel = next(w for w in self.model.trainable_weights if len(w.shape) == 4)
-            kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
 
 
 # --------------------------------------------------------------- planning

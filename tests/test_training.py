@@ -8,6 +8,7 @@ import pytest
 import keras
 from keras import ops
 
+from training_callbacks import Interrupt
 from tf_selectivity.models import build_model
 from tf_selectivity.training.run_dir import read_json
 from tf_selectivity.training import ConfigError, TorchSGD, TrainConfig, step_schedule, train
@@ -134,23 +135,11 @@ def test_regularizer_moves_test_selectivity_in_the_sign_of_alpha(tmp_path):
     assert results[10.0] > 1.5 * results[0.0]
 
 
-class _Interrupt(keras.callbacks.Callback):
-    """Stops training like a kill right after the checkpoint of `epoch`."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_resume_equals_uninterrupted(tmp_path):
     straight = train(tiny_config(tmp_path, "straight", epochs=3, alpha=-1.0), verbose=0)
     config = tiny_config(tmp_path, "resumed", epochs=3, alpha=-1.0)
     with pytest.raises(KeyboardInterrupt):
-        train(config, callbacks=[_Interrupt(2)], verbose=0)
+        train(config, callbacks=[Interrupt(2)], verbose=0)
     state = read_json(os.path.join(config.output_dir, "checkpoint", "state.json"))
     assert state["epochs_done"] == 2
     assert not os.path.exists(os.path.join(config.output_dir, "summary.json"))

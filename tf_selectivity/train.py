@@ -204,16 +204,9 @@ def check_training_config(config) -> None:
 
 def load_data(config):
     """The run's `DatasetSplits` (decoded images; names an unreadable file)."""
-    from tf_selectivity.data.sources import load_dataset
+    from tf_selectivity.data.sources import load_config_dataset
 
-    return load_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
-        validation_fraction=config.validation_fraction,
-        split_seed=config.split_seed,
-        max_train_samples=config.max_train_samples,
-        skip_bad_images=config.skip_bad_images,
-    )
+    return load_config_dataset(config)
 
 
 def main(argv):

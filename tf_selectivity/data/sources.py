@@ -33,6 +33,7 @@ __all__ = [
     "DatasetSplits",
     "DatasetUnavailableError",
     "load_dataset",
+    "load_config_dataset",
     "split_train_validation",
     "make_synthetic",
     "load_test_split",
@@ -627,4 +628,21 @@ def load_dataset(
         test_images=test[0],
         test_labels=test[1],
         skipped_images=list(skipped),
+    )
+
+
+def load_config_dataset(config) -> DatasetSplits:
+    """The `DatasetSplits` of a run: `load_dataset` with `config`'s data settings.
+
+    Args:
+        config: a `TrainConfig` (its dataset, data_dir, validation_fraction,
+            split_seed, max_train_samples and skip_bad_images are read).
+    """
+    return load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        validation_fraction=config.validation_fraction,
+        split_seed=config.split_seed,
+        max_train_samples=config.max_train_samples,
+        skip_bad_images=config.skip_bad_images,
     )

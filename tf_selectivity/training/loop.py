@@ -10,7 +10,8 @@ import keras
 import numpy as np
 
 from tf_selectivity.unit_statistics import evaluate_responses
-from tf_selectivity.data import EpochSync, ImageBatches, load_dataset
+from tf_selectivity.data import EpochSync, ImageBatches
+from tf_selectivity.data.sources import load_config_dataset
 from tf_selectivity.models import MODELS, build_model
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint
 from tf_selectivity.training.config import ConfigError, TrainConfig
@@ -142,14 +143,7 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
 
 def load_run_data(config: TrainConfig):
     """The run's `DatasetSplits`, loaded with `config`'s data settings."""
-    return load_dataset(
-        config.dataset,
-        data_dir=config.data_dir,
-        validation_fraction=config.validation_fraction,
-        split_seed=config.split_seed,
-        max_train_samples=config.max_train_samples,
-        skip_bad_images=config.skip_bad_images,
-    )
+    return load_config_dataset(config)
 
 
 def start_run(config: TrainConfig, paths: RunPaths, data) -> None:
