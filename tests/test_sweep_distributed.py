@@ -6,6 +6,7 @@ keras-tuner's environment variables; every test kills what it started.
 
 import contextlib
 import glob
+import json
 import os
 import re
 import signal
@@ -13,8 +14,9 @@ import socket
 import subprocess
 
 import pandas as pd
+import pytest
 
-from conftest import REPO, error_lines
+from conftest import REPO, backend, error_lines
 from test_sweep import run_sweep_cli, sweep_command, train_sessions, trial_records, wait_until
 
 
@@ -103,6 +105,39 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     table = pd.read_csv(out / "trials.csv")  # aggregated by the chief
     assert len(table) == 4 and (table.status == "COMPLETED").all()
     assert "4/4 trials complete" in processes.log("chief")
+
+
+@pytest.mark.core
+@pytest.mark.skipif(backend() != "jax", reason="seeds are packed in one program on JAX only")
+def test_workers_train_the_seeds_of_an_alpha_as_one_pack_over_grpc(tmp_path):
+    """The chief reserves both seeds of an alpha for the worker that gets it:
+    each worker trains one pack, every trial is reported once and every run
+    was trained once, packed."""
+    out = tmp_path / "sweep"
+    args = [
+        f"--output_dir={out}", "--alphas=0,-1", "--seeds=0,1", "--epochs=1", "--verbose=0",
+        "--pack_replicates=2", "--chief_timeout=120",
+    ]
+    with cluster(tmp_path, args) as processes:
+        processes.start("chief")
+        processes.start("tuner0")
+        processes.start("tuner1")
+        codes = {name: processes.wait(name, timeout=300) for name in ("tuner0", "tuner1", "chief")}
+    chief_log = processes.log("chief")
+    assert codes == {"chief": 0, "tuner0": 0, "tuner1": 0}, chief_log[-3000:]
+    assert [r["status"] for r in trial_records(out)] == ["COMPLETED"] * 4
+    started = _started_trials(chief_log)
+    assert sorted(trial_id for trial_id, _, _ in started) == ["0000", "0001", "0002", "0003"]
+    # Both seeds of an alpha went to the worker that trained them together.
+    by_run = {run: tuner for _, tuner, run in started}
+    for alpha in ("alpha0", "alpha-1"):
+        assert by_run[f"resnet8_relu_{alpha}_seed0"] == by_run[f"resnet8_relu_{alpha}_seed1"], chief_log[-3000:]
+    assert chief_log.count("packed with seed 1") == 2
+    for run in glob.glob(str(out / "runs" / "*")):
+        with open(os.path.join(run, "summary.json")) as f:
+            assert json.load(f)["packed_replicates"] == 2
+        assert train_sessions(run) == 1
+    assert len(pd.read_csv(out / "trials.csv")) == 4
 
 
 def test_a_killed_worker_loses_its_trial_to_another_worker(tmp_path):
