@@ -59,3 +59,25 @@ def test_only_selectivity_models_are_saved(tmp_path):
     inputs = keras.Input((4,))
     with pytest.raises(ValueError, match="needs a SelectivityModel"):
         save_as_run(keras.Model(inputs, keras.layers.Dense(2)(inputs)), str(tmp_path / "x"), dataset=DATASET)
+
+
+def test_loading_a_saved_model_keeps_tensorflows_warnings_off_the_console(tmp_path, caplog):
+    """A model exported from the JAX backend holds custom-gradient functions,
+    and loading it makes TensorFlow warn (through absl) once per function
+    that their gradients were not saved; analysis never asks for them."""
+    import logging
+
+    from tf_selectivity.analysis.runs import discover_runs, load_response_function
+    from tf_selectivity.training.export import tensorflow_available
+
+    if not tensorflow_available():
+        pytest.skip("no TensorFlow: runs have no SavedModel to load")
+    keras.utils.set_random_seed(0)
+    run = save_as_run(build_model("resnet8", input_shape=(8, 8, 3)), str(tmp_path / "run"), dataset=DATASET)
+    (record,), errors = discover_runs([run])
+    assert not errors
+    with caplog.at_level(logging.INFO):
+        respond = load_response_function(record)
+    assert not [r.getMessage() for r in caplog.records if "unsaved custom gradients" in r.getMessage()]
+    outputs = respond(np.zeros((2, 8, 8, 3), "float32"))
+    assert outputs["logits"].shape == (2, 10)

@@ -199,7 +199,16 @@ def load_response_function(
         try:
             import tensorflow as tf
 
-            loaded = tf.saved_model.load(paths.saved_model)
+            from absl import logging as absl_logging
+
+            # Loading warns (through absl), once per gradient function, that
+            # custom gradients were not saved: analysis never asks for them.
+            verbosity = absl_logging.get_verbosity()
+            absl_logging.set_verbosity(absl_logging.ERROR)
+            try:
+                loaded = tf.saved_model.load(paths.saved_model)
+            finally:
+                absl_logging.set_verbosity(verbosity)
             function = getattr(loaded, endpoint)
 
             def respond(images):
