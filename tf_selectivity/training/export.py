@@ -7,7 +7,7 @@ import shutil
 
 import keras
 
-__all__ = ["export_saved_model", "save_keras_model", "tensorflow_available"]
+__all__ = ["export_saved_model", "save_keras_model", "tensorflow_available", "export_run_models"]
 
 
 def tensorflow_available() -> bool:
@@ -63,3 +63,18 @@ def save_keras_model(model, path: str) -> None:
     tmp = path[: -len(".keras")] + f".{os.getpid()}.partial.keras"
     model.save(tmp)
     os.replace(tmp, path)
+
+
+def export_run_models(model, paths, summary: dict) -> None:
+    """Writes a finished run's models and records them in its summary.
+
+    The SavedModel (when TensorFlow is installed) and ``model.keras``, under
+    the run's `RunPaths`; `summary` gains their paths relative to the run
+    directory (``saved_model``, ``keras_model``). The caller writes the
+    summary afterwards: its presence marks the run complete.
+    """
+    if tensorflow_available():
+        export_saved_model(model, paths.saved_model)
+        summary["saved_model"] = os.path.relpath(paths.saved_model, paths.root)
+    save_keras_model(model, paths.keras_model)
+    summary["keras_model"] = os.path.relpath(paths.keras_model, paths.root)

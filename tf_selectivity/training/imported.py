@@ -15,7 +15,7 @@ import os
 
 import keras
 
-from tf_selectivity.training.export import export_saved_model, save_keras_model, tensorflow_available
+from tf_selectivity.training.export import export_run_models
 from tf_selectivity.training.run_dir import RunPaths, write_json_atomic
 
 __all__ = ["save_as_run"]
@@ -67,11 +67,7 @@ def save_as_run(model, output_dir: str, *, dataset: str, seed: int = 0, source: 
         "imported": True,
         "source": source,
     }
-    if tensorflow_available():
-        export_saved_model(model, paths.saved_model)
-        summary["saved_model"] = os.path.relpath(paths.saved_model, paths.root)
-    save_keras_model(model, paths.keras_model)
-    summary["keras_model"] = os.path.relpath(paths.keras_model, paths.root)
+    export_run_models(model, paths, summary)
     write_json_atomic(paths.summary, summary)  # last: the run is complete
     return paths.root
 

@@ -16,8 +16,7 @@ from tf_selectivity.models import MODELS, build_model
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint
 from tf_selectivity.training.config import ConfigError, TrainConfig
 from tf_selectivity.training.export import (
-    export_saved_model,
-    save_keras_model,
+    export_run_models,
     tensorflow_available,
 )
 from tf_selectivity.training.optimizers import make_optimizer
@@ -358,11 +357,7 @@ def finish_run(config, paths, data, model, checkpoint, train_seconds, jit_compil
         **_backend_info(),
         **extra_summary,
     }
-    if tensorflow_available():
-        export_saved_model(model, paths.saved_model)
-        summary["saved_model"] = os.path.relpath(paths.saved_model, paths.root)
-    save_keras_model(model, paths.keras_model)
-    summary["keras_model"] = os.path.relpath(paths.keras_model, paths.root)
+    export_run_models(model, paths, summary)
     write_json_atomic(paths.summary, summary)
     if verbose:
         print(
