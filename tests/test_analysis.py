@@ -145,7 +145,7 @@ def test_bad_runs_are_reported_and_the_rest_analysed(tiny_runs, tmp_path):
         f"--output_dir={out}", "--bootstrap_resamples=100", "--figures=false",
     )
     assert completed.returncode == 0, completed.stderr
-    assert f"could not analyse {broken}: {broken}: it holds no model" in completed.stdout
+    assert f"could not analyse {broken}: it holds no model" in completed.stdout
     assert f"{tmp_path}/nothing_*: the pattern matched nothing" in completed.stdout
     assert "left out of the CCA of resnet8: its layers differ" in completed.stdout
     runs = pd.read_csv(out / "runs.csv")

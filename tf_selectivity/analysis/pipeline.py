@@ -26,6 +26,7 @@ from tf_selectivity.analysis.runs import (
     RunLoadError,
     RunRecord,
     discover_runs,
+    error_for,
     load_response_function,
 )
 from tf_selectivity.training.run_dir import read_json, write_json_atomic
@@ -512,7 +513,7 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
             else:
                 run_row, layers, units = cached
         except (RunLoadError, OSError, ValueError, KeyError) as error:
-            errors.append((record.run_dir, str(error)))
+            errors.append((record.run_dir, error_for(record.run_dir, error)))
             continue
         except Exception as error:  # a broken model must not stop the others
             errors.append((record.run_dir, f"{type(error).__name__}: {error}"))

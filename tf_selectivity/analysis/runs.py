@@ -17,6 +17,7 @@ __all__ = [
     "RunRecord",
     "RunLoadError",
     "discover_runs",
+    "error_for",
     "load_response_function",
     "CONFIG_COLUMNS",
 ]
@@ -27,6 +28,13 @@ CONFIG_COLUMNS = ("model", "alpha", "seed", "activation", "leaky_slope")
 
 class RunLoadError(Exception):
     """A run that cannot be analysed; the message names the path."""
+
+
+def error_for(path: str, error: BaseException) -> str:
+    """`error`'s message for a (path, message) row: without the path it starts with."""
+    text = str(error)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 @dataclasses.dataclass
@@ -133,7 +141,7 @@ def discover_runs(patterns) -> tuple[list, list]:
                 try:
                     records.append(_load_record(run_dir))
                 except RunLoadError as error:
-                    errors.append((run_dir, str(error)))
+                    errors.append((run_dir, error_for(run_dir, error)))
             if os.path.isdir(match) and not os.path.exists(os.path.join(match, "summary.json")):
                 if os.path.exists(os.path.join(match, "config.json")):
                     errors.append((match, "the run is not complete (no summary.json): finish training it first"))
