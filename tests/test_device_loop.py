@@ -11,7 +11,8 @@ from tf_selectivity.data import make_synthetic
 from tf_selectivity.data.sources import DatasetSplits
 from tf_selectivity.training import ConfigError, TrainConfig, train
 from tf_selectivity.training.placement import choose_input_pipeline
-from tf_selectivity.training.run_dir import RunPaths, read_json, write_json_atomic
+from tf_selectivity.files import read_json, write_json_atomic
+from tf_selectivity.training.run_dir import RunPaths
 
 pytestmark = pytest.mark.core
 

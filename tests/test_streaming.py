@@ -74,4 +74,4 @@ def test_evaluate_responses_end_to_end(tmp_path, rng):
     saved = np.load(tmp_path / "a.npy")
     assert saved.shape == (5, 100)
     np.testing.assert_allclose(saved, (onehot * 3.0).T)
-    assert not any(name.endswith(".partial") for name in os.listdir(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["a.npy", "b.npy"]  # no temporary left

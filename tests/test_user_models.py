@@ -12,7 +12,7 @@ import user_model_zoo
 from tf_selectivity.models import SelectivityModel, build_model
 from tf_selectivity.sweep.layout import run_name
 from tf_selectivity.training import ConfigError, TrainConfig, train
-from tf_selectivity.training.run_dir import read_json
+from tf_selectivity.files import read_json
 
 pytestmark = pytest.mark.core
 

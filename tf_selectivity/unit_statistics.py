@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tf_selectivity.files import temporary_path
 from tf_selectivity.selectivity import DEFAULT_SELECTIVITY_INDEX, ClassSelectivityAccumulator
 
 __all__ = [
@@ -204,7 +205,7 @@ def evaluate_responses(
                 if name not in sinks:
                     os.makedirs(response_dir, exist_ok=True)
                     sinks[name] = np.lib.format.open_memmap(
-                        os.path.join(response_dir, f"{name}.npy.partial"),
+                        temporary_path(os.path.join(response_dir, f"{name}.npy"), suffix=".npy"),
                         mode="w+",
                         dtype=np.float32,
                         shape=(responses.shape[1], num_samples),
@@ -219,6 +220,6 @@ def evaluate_responses(
         for name, sink in sinks.items():
             sink.flush()
             del sink
-            partial = os.path.join(response_dir, f"{name}.npy.partial")
-            os.replace(partial, os.path.join(response_dir, f"{name}.npy"))
+            final = os.path.join(response_dir, f"{name}.npy")
+            os.replace(temporary_path(final, suffix=".npy"), final)
     return EvaluationResult(num_samples=seen, num_correct=correct, layers=statistics)

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 
-from tf_selectivity.training.run_dir import PROBE_PREFIX, read_json, write_json_atomic
+from tf_selectivity.files import PROBE_PREFIX, read_json, write_json_atomic
 
 __all__ = ["MARKER", "CACHE_DIR", "OutputDirectory", "output_dir_problem"]
 
@@ -44,7 +44,7 @@ def output_dir_problem(output_dir: str):
     It may be missing (and creatable), empty, or hold an earlier analysis
     (``analysis.json``); anything else is someone's files.
     """
-    from tf_selectivity.training.run_dir import writable_dir_problem
+    from tf_selectivity.files import writable_dir_problem
 
     problem = writable_dir_problem(output_dir)
     if problem:

@@ -29,7 +29,7 @@ from tf_selectivity.analysis.runs import (
     error_for,
     load_response_function,
 )
-from tf_selectivity.training.run_dir import read_json, write_json_atomic
+from tf_selectivity.files import read_json, replacing, temporary_path, write_json_atomic
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "find_runs", "write_table"]
 
@@ -291,9 +291,8 @@ def write_table(frame: pd.DataFrame, output_dir: str, name: str) -> list:
     paths = []
     for suffix, writer in (("csv", lambda p: frame.to_csv(p, index=False)), ("parquet", lambda p: frame.to_parquet(p, index=False))):
         path = os.path.join(output_dir, f"{name}.{suffix}")
-        tmp = f"{path}.{os.getpid()}.tmp"
-        writer(tmp)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            writer(tmp)
         paths.append(path)
     return paths
 
@@ -649,7 +648,10 @@ def _write_position_responses(record, images, options, response_dir):
                 total = len(images) * height * width
                 count = min(options.cca_max_datapoints, total)
                 chosen[name] = np.sort(np.random.default_rng(0).choice(total, size=count, replace=False))
-                sinks[name] = np.lib.format.open_memmap(os.path.join(response_dir, f"{name}.npy.partial"), mode="w+", dtype=np.float32, shape=(units, count))
+                sinks[name] = np.lib.format.open_memmap(
+                    temporary_path(os.path.join(response_dir, f"{name}.npy"), suffix=".npy"),
+                    mode="w+", dtype=np.float32, shape=(units, count),
+                )
             first, last = start * height * width, (start + batch) * height * width
             selected = chosen[name]
             lo, hi = np.searchsorted(selected, [first, last])
@@ -657,4 +659,5 @@ def _write_position_responses(record, images, options, response_dir):
             sinks[name][:, lo:hi] = flat[selected[lo:hi] - first].T
     for name, sink in sinks.items():
         sink.flush()
-        os.replace(os.path.join(response_dir, f"{name}.npy.partial"), os.path.join(response_dir, f"{name}.npy"))
+        final = os.path.join(response_dir, f"{name}.npy")
+        os.replace(temporary_path(final, suffix=".npy"), final)

@@ -10,7 +10,8 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from tf_selectivity.training.run_dir import RunPaths, read_json
+from tf_selectivity.files import read_json
+from tf_selectivity.training.run_dir import RunPaths
 from tf_selectivity.training.status import is_diverged
 
 __all__ = [

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
+
+from tf_selectivity.files import read_json, replacing, write_json_atomic
 
 __all__ = [
     "DatasetSplits",
@@ -390,8 +391,7 @@ def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"
             images = np.load(cache_path)
             bad = []
             if os.path.exists(skipped_path):
-                with open(skipped_path) as f:
-                    bad = [int(i) for i in json.load(f)["indices"]]
+                bad = [int(i) for i in read_json(skipped_path)["indices"]]
         else:
             try:
                 images, bad = _decode_images(paths, skip_bad)
@@ -401,10 +401,9 @@ def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"
             if cache_path:
                 os.makedirs(cache_dir, exist_ok=True)
                 if bad:
-                    _write_atomic_json(skipped_path, {"indices": bad, "paths": [paths[i] for i in bad]})
-                tmp = f"{cache_path}.{os.getpid()}.tmp.npy"
-                np.save(tmp, images)
-                os.replace(tmp, cache_path)
+                    write_json_atomic(skipped_path, {"indices": bad, "paths": [paths[i] for i in bad]})
+                with replacing(cache_path, suffix=".npy") as tmp:
+                    np.save(tmp, images)
         if bad and not skip_bad:
             bad_found.extend((paths[i], "could not be decoded earlier") for i in bad)
             continue
@@ -423,13 +422,6 @@ def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"
                 "skipped as unreadable; fix the files"
             )
     return class_names, loaded, skipped
-
-
-def _write_atomic_json(path: str, payload) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f)
-    os.replace(tmp, path)
 
 
 def _network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:

@@ -17,11 +17,11 @@ results.
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import pandas as pd
 
+from tf_selectivity.files import read_json, replacing
 from tf_selectivity.sweep.layout import SweepPaths, run_name
 from tf_selectivity.sweep.settings import SETTING_FIELDS, values_to_settings
 from tf_selectivity.training.status import is_diverged
@@ -33,11 +33,6 @@ LEADING_COLUMNS = (
     "run_name", "run_dir", "complete", "diverged_epoch", "best_epoch", "val_accuracy", "test_accuracy",
     "test_mean_selectivity",
 )
-
-
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def _error_line(paths: SweepPaths, record: dict) -> str:
@@ -57,7 +52,7 @@ def collect_trials(sweep_dir: str) -> pd.DataFrame:
     paths = SweepPaths(sweep_dir)
     rows = []
     for trial_file in sorted(glob.glob(os.path.join(paths.project, "trial_*", "trial.json"))):
-        record = _read_json(trial_file)
+        record = read_json(trial_file)
         values = record["hyperparameters"]["values"]
         name = run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"], values["seed"])
         run_dir = paths.run_dir(name)
@@ -78,7 +73,7 @@ def collect_trials(sweep_dir: str) -> pd.DataFrame:
         summary_file = os.path.join(run_dir, "summary.json")
         row["complete"] = os.path.exists(summary_file)
         if row["complete"]:
-            summary = _read_json(summary_file)
+            summary = read_json(summary_file)
             if is_diverged(summary):
                 row["status"] = "DIVERGED"
                 row["diverged_epoch"] = summary.get("diverged_epoch")
@@ -118,17 +113,15 @@ def write_trials_table(sweep_dir: str) -> list:
     paths = SweepPaths(sweep_dir)
     frame = collect_trials(sweep_dir)
     written = []
-    tmp = f"{paths.trials_csv}.{os.getpid()}.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, paths.trials_csv)
+    with replacing(paths.trials_csv) as tmp:
+        frame.to_csv(tmp, index=False)
     written.append(paths.trials_csv)
     try:
         import pyarrow  # noqa: F401
     except ImportError:
         print("[sweep] pyarrow is not installed: trials.parquet skipped (trials.csv has the same table).")
         return written
-    tmp = f"{paths.trials_parquet}.{os.getpid()}.tmp"
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, paths.trials_parquet)
+    with replacing(paths.trials_parquet) as tmp:
+        frame.to_parquet(tmp, index=False)
     written.append(paths.trials_parquet)
     return written

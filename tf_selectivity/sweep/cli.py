@@ -231,7 +231,7 @@ def check_before_writing(spec, role, load_data: bool = True) -> None:
     from tf_selectivity import train as train_cli
     from tf_selectivity.data.sources import DatasetUnavailableError, needs_tensorflow
     from tf_selectivity.sweep.runner import SweepConflictError, check_sweep_dir
-    from tf_selectivity.training.run_dir import writable_dir_problem
+    from tf_selectivity.files import writable_dir_problem
 
     if role.kind != "worker":
         problem = writable_dir_problem(spec.output_dir)

@@ -65,7 +65,7 @@ from keras_tuner.src.engine.oracle import Display
 
 from tf_selectivity.sweep import plans
 from tf_selectivity.sweep.layout import format_float, run_name
-from tf_selectivity.training.run_dir import write_json_atomic
+from tf_selectivity.files import write_json_atomic
 
 __all__ = ["SweepOracle", "trial_point", "trial_diverged", "trial_pack_seeds", "PACK_VALUE"]
 

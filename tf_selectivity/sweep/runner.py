@@ -27,7 +27,7 @@ from tf_selectivity.sweep.settings import (
     values_to_settings,
 )
 from tf_selectivity.training.config import TrainConfig
-from tf_selectivity.training.run_dir import PROBE_PREFIX, read_json, write_json_atomic
+from tf_selectivity.files import PROBE_PREFIX, LockedError, exclusive_lock, read_json, write_json_atomic
 
 __all__ = [
     "SweepSpec", "SweepReport", "SweepConflictError", "SweepLockedError", "check_sweep_dir", "run_sweep",
@@ -170,30 +170,18 @@ def check_sweep_dir(spec: SweepSpec) -> bool:
 @contextlib.contextmanager
 def sweep_lock(paths: SweepPaths):
     """Holds ``.sweep.lock`` (released on exit or death); raises `SweepLockedError`."""
-    import fcntl
-
-    try:
-        os.makedirs(paths.root, exist_ok=True)
-        handle = open(paths.lock, "a+")
-    except OSError as error:
-        raise SweepConflictError(f"cannot create {paths.root} ({error.strerror or error})") from None
-    try:
+    with contextlib.ExitStack() as stack:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            owner = handle.read().strip() or "?"
+            os.makedirs(paths.root, exist_ok=True)
+            stack.enter_context(exclusive_lock(paths.lock, describe=paths.root))
+        except LockedError as error:
             raise SweepLockedError(
-                f"another sweep process (pid {owner}) owns {paths.root}; wait for it to finish, or help it "
-                "by starting this command as a worker of a chief (see the README)"
+                f"another sweep process (pid {error.owner or '?'}) owns {paths.root}; wait for it to finish, "
+                "or help it by starting this command as a worker of a chief (see the README)"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        except OSError as error:
+            raise SweepConflictError(f"cannot create {paths.root} ({error.strerror or error})") from None
         yield
-    finally:
-        handle.close()
 
 
 def pack_size(spec: SweepSpec, role: Role) -> int:

@@ -36,7 +36,7 @@ from tf_selectivity.sweep.layout import SweepPaths, run_name
 from tf_selectivity.sweep.oracle import trial_pack_seeds
 from tf_selectivity.sweep.settings import config_from_values
 from tf_selectivity.training import ConfigError, RunLockedError, RunPaths, train
-from tf_selectivity.training.run_dir import write_json_atomic
+from tf_selectivity.files import write_json_atomic
 from tf_selectivity.training.status import is_diverged
 
 __all__ = ["SweepTuner", "REPORTED_METRICS"]

@@ -9,18 +9,12 @@ import sys
 
 import keras
 
-from tf_selectivity.training.run_dir import RunPaths, read_json, write_json_atomic
+from tf_selectivity.files import read_json, replacing, write_json_atomic
+from tf_selectivity.training.run_dir import RunPaths
 from tf_selectivity.training.status import non_finite_reason
 from tf_selectivity.training.weights_file import WeightsFile
 
-__all__ = ["CompactProgbar", "RunCheckpoint", "save_weights_atomic"]
-
-
-def save_weights_atomic(model, path: str) -> None:
-    """`model.save_weights` (weights and optimizer state) without partial files."""
-    tmp = path[: -len(".weights.h5")] + f".{os.getpid()}.tmp.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+__all__ = ["CompactProgbar", "RunCheckpoint"]
 
 
 def stdout_is_terminal() -> bool:
@@ -177,9 +171,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     def _write_history_csv(self, rows):
         names = {k for row in rows for k in row} - {"epoch"}
         columns = ["epoch"] + self._column_order(names)
-        tmp = f"{self.paths.history}.{os.getpid()}.tmp"
-        with open(tmp, "w", newline="") as f:
+        with replacing(self.paths.history) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.paths.history)

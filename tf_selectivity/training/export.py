@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import keras
+
+from tf_selectivity.files import replacing
 
 __all__ = ["export_saved_model", "save_keras_model", "tensorflow_available", "export_run_models"]
 
@@ -51,18 +52,14 @@ def export_saved_model(model, path: str) -> None:
     archive.add_endpoint(
         "activations", lambda x: activations(x, training=False), input_signature=signature
     )
-    tmp = f"{path}.{os.getpid()}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    archive.write_out(tmp, verbose=False)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        archive.write_out(tmp, verbose=False)
 
 
 def save_keras_model(model, path: str) -> None:
     """Saves the model in Keras' native format (any backend), atomically."""
-    tmp = path[: -len(".keras")] + f".{os.getpid()}.partial.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
+    with replacing(path, suffix=".keras") as tmp:
+        model.save(tmp)
 
 
 def export_run_models(model, paths, summary: dict) -> None:

@@ -16,7 +16,8 @@ import os
 import keras
 
 from tf_selectivity.training.export import export_run_models
-from tf_selectivity.training.run_dir import RunPaths, write_json_atomic
+from tf_selectivity.files import write_json_atomic
+from tf_selectivity.training.run_dir import RunPaths
 
 __all__ = ["save_as_run"]
 

@@ -21,13 +21,12 @@ from tf_selectivity.training.export import (
 )
 from tf_selectivity.training.optimizers import make_optimizer
 from tf_selectivity.training.placement import choose_input_pipeline
+from tf_selectivity.files import read_json, write_json_atomic
 from tf_selectivity.training.run_dir import (
     RunLockedError,
     RunPaths,
     check_run_dir,
-    read_json,
     remove_partial_files,
-    write_json_atomic,
 )
 from tf_selectivity.training.status import COMPLETED, diverged_summary, run_status
 

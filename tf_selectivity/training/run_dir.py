@@ -1,4 +1,4 @@
-"""Layout of a run directory, atomic writes, and the lock that guards it.
+"""Layout of a run directory, the checks before writing one, and its lock.
 
     RUN_DIR/
       config.json           the run's configuration (TrainConfig)
@@ -16,16 +16,23 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import shutil
 
-__all__ = [
-    "RunPaths", "RunLockedError", "write_json_atomic", "read_json", "check_run_dir", "remove_partial_files",
-]
+from tf_selectivity.files import (
+    PROBE_PREFIX,
+    TEMPORARY_PATTERNS,
+    LockedError,
+    exclusive_lock,
+    is_locked,
+    read_json,
+    writable_dir_problem,
+)
+
+__all__ = ["RunPaths", "RunLockedError", "check_run_dir", "remove_partial_files"]
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(LockedError):
     """Another process is training in this run directory."""
 
 
@@ -52,46 +59,30 @@ class RunPaths:
 
     def is_locked(self) -> bool:
         """Whether another process holds the run's lock (creates nothing)."""
-        import fcntl
-
-        if not os.path.exists(self.lock):
-            return False
-        try:
-            descriptor = os.open(self.lock, os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        finally:
-            os.close(descriptor)  # also releases the probe's lock
-        return False
+        return is_locked(self.lock)
 
     @contextlib.contextmanager
     def locked(self):
-        """Holds an exclusive lock on the run directory (released on exit or death)."""
-        import fcntl
+        """Holds an exclusive lock on the run directory (released on exit or death).
 
-        try:
-            os.makedirs(self.root, exist_ok=True)
-            handle = open(self.lock, "w")
-        except OSError as error:
-            from tf_selectivity.training.config import ConfigError
-
-            raise ConfigError(f"cannot create {self.root} ({error.strerror or error})") from None
-        try:
+        Raises:
+            ConfigError: the directory cannot be created.
+            RunLockedError: another process holds the lock.
+        """
+        with contextlib.ExitStack() as stack:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
+                os.makedirs(self.root, exist_ok=True)
+                stack.enter_context(exclusive_lock(self.lock, describe=self.root))
+            except LockedError as error:
                 raise RunLockedError(
-                    f"another process is training in {self.root}; wait for it or use another --output_dir"
-                ) from error
-            handle.write(str(os.getpid()))
-            handle.flush()
+                    f"another process is training in {self.root}; wait for it or use another --output_dir",
+                    error.owner,
+                ) from None
+            except OSError as error:
+                from tf_selectivity.training.config import ConfigError
+
+                raise ConfigError(f"cannot create {self.root} ({error.strerror or error})") from None
             yield self
-        finally:
-            handle.close()
 
 
 def check_run_dir(config) -> RunPaths:
@@ -143,55 +134,6 @@ def check_run_dir(config) -> RunPaths:
     return paths
 
 
-# Name prefix of the probe directories of `writable_dir_problem` (removed at
-# once; one left by a process killed in between is not anyone's file).
-PROBE_PREFIX = ".tf_selectivity-probe-"
-
-
-def writable_dir_problem(path: str):
-    """Why a directory cannot be used (created if missing) at `path`, or None.
-
-    Checks `path`, or its nearest existing ancestor: a directory in which
-    this process can create entries. Permissions alone do not tell (root
-    passes every `os.access` check, yet cannot write to /proc or a read-only
-    mount), so an empty probe directory is created there and removed at
-    once, and the directory's modification time restored: the tree is left
-    as it was.
-    """
-    path = os.path.abspath(os.path.expanduser(path))
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            return f"{path} exists and is a file, not a directory"
-        problem = _creation_problem(path)
-        return f"{path} cannot be written ({problem})" if problem else None
-    parent = os.path.dirname(path)
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        return f"{path} cannot be created: {parent} is a file, not a directory"
-    problem = _creation_problem(parent)
-    return f"{path} cannot be created in {parent} ({problem})" if problem else None
-
-
-def _creation_problem(directory: str):
-    """Why nothing can be created in `directory`, or None."""
-    import tempfile
-
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return "permission denied"
-    before = os.stat(directory)
-    try:
-        probe = tempfile.mkdtemp(prefix=PROBE_PREFIX, dir=directory)
-    except OSError as error:
-        return error.strerror or str(error)
-    shutil.rmtree(probe, ignore_errors=True)
-    try:  # the directory's modification time as it was: nothing happened here
-        os.utime(directory, ns=(before.st_atime_ns, before.st_mtime_ns))
-    except OSError:
-        pass
-    return None
-
-
 def remove_partial_files(paths: RunPaths) -> list:
     """Deletes what a killed process left half-written; call with the lock held.
 
@@ -202,15 +144,15 @@ def remove_partial_files(paths: RunPaths) -> list:
     Returns:
         The paths removed.
     """
-    patterns = (
-        os.path.join(paths.root, "*.tmp"),
-        os.path.join(paths.root, "*.partial"),
-        os.path.join(paths.root, "*.partial.keras"),
+    patterns = [
+        os.path.join(directory, pattern)
+        for directory in (paths.root, paths.checkpoint_dir)
+        for pattern in TEMPORARY_PATTERNS
+    ]
+    patterns += [
         os.path.join(paths.root, "saved_model.*.partial"),
-        os.path.join(paths.checkpoint_dir, "*.tmp"),
-        os.path.join(paths.checkpoint_dir, "*.tmp.weights.h5"),
         os.path.join(paths.root, f"{PROBE_PREFIX}*"),
-    )
+    ]
     removed = []
     for pattern in patterns:
         for path in glob.glob(pattern):
@@ -223,27 +165,3 @@ def remove_partial_files(paths: RunPaths) -> list:
                     continue
             removed.append(path)
     return sorted(removed)
-
-
-def write_json_atomic(path: str, payload) -> None:
-    """Writes JSON to `path` so that readers never see a partial file."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=_to_builtin)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
-
-
-def _to_builtin(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"Cannot serialize {type(value).__name__} to JSON.")

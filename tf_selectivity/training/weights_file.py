@@ -18,9 +18,9 @@ such.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from tf_selectivity.files import replacing
 
 __all__ = ["WeightsFile"]
 
@@ -41,14 +41,13 @@ class WeightsFile:
 
     def save(self, path: str) -> None:
         """Writes the weights file at `path` atomically (a temporary name, then renamed)."""
-        tmp = path[: -len(".weights.h5")] + f".{os.getpid()}.tmp.weights.h5"
-        if self._sources is None or (self._sources and self._stale()):
-            self._learn_layout(tmp)  # leaves Keras' own file at `tmp`
-        elif self._sources is False:
-            self.model.save_weights(tmp)
-        else:
-            self._write(tmp)
-        os.replace(tmp, path)
+        with replacing(path, suffix=".weights.h5") as tmp:
+            if self._sources is None or (self._sources and self._stale()):
+                self._learn_layout(tmp)  # leaves Keras' own file at `tmp`
+            elif self._sources is False:
+                self.model.save_weights(tmp)
+            else:
+                self._write(tmp)
 
     def _stale(self) -> bool:
         """Whether the model gained or lost variables since the layout was learned."""
