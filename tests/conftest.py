@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as tf_selectivity sets it; tests import keras first
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the command lines set it (cli.ENVIRONMENT)
 
 import numpy as np
 import pytest

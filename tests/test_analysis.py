@@ -180,7 +180,7 @@ def test_cca_pwcca_variant_option_is_checked():
     assert AnalysisOptions().cca_pwcca_variant == "svcca"  # The paper's.
     for variant in ("svcca", "textbook", "both"):
         AnalysisOptions(cca_pwcca_variant=variant).validate()
-    with pytest.raises(ValueError, match="--cca_pwcca_variant must be one of svcca, textbook, both"):
+    with pytest.raises(ValueError, match="^cca_pwcca_variant must be one of svcca, textbook, both"):
         AnalysisOptions(cca_pwcca_variant="google").validate()
 
 

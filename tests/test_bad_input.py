@@ -55,17 +55,17 @@ def _sweep(*args, output="{W}/sweep", alphas="0,-1"):
 # (id, (module, args), text the error line must contain). {W} is the world.
 CASES = [
     # ---------------------------------------------------------------- train
-    ("train-unknown-model", _train("--model=resnet21"), "unknown model 'resnet21'"),
+    ("train-unknown-model", _train("--model=resnet21"), "--model must be one of resnet8, resnet20"),
     ("train-alpha-nan", _train("--alpha=nan"), "alpha must be a finite number"),
     ("train-alpha-not-a-number", _train("--alpha=abc"), "--alpha=abc"),
-    ("train-zero-epochs", _train("--epochs=0"), "epochs must be positive"),
-    ("train-negative-batch", _train("--batch_size=-8"), "batch_size must be positive"),
+    ("train-zero-epochs", _train("--epochs=0"), "--epochs must be a positive integer; got 0"),
+    ("train-negative-batch", _train("--batch_size=-8"), "--batch_size must be a positive integer; got -8"),
     ("train-zero-learning-rate", _train("--learning_rate=0"), "learning_rate must be a finite positive number"),
     ("train-momentum-above-one", _train("--momentum=1.5"), "momentum must be in [0, 1)"),
-    ("train-milestone-not-integer", _train("--lr_milestones=100,abc"), "--lr_milestones must be integers"),
+    ("train-milestone-not-integer", _train("--lr_milestones=100,abc"), "--lr_milestones must be comma-separated integers; got 100,abc"),
     ("train-milestones-decreasing", _train("--lr_milestones=150,100"), "lr_milestones must be increasing"),
     ("train-slope-without-leaky", _train("--leaky_slope=0.2"), "leaky_slope only applies"),
-    ("train-unknown-activation", _train("--activation=tanh"), "unknown activation 'tanh'"),
+    ("train-unknown-activation", _train("--activation=tanh"), "--activation=tanh: value should be one of <relu|leaky_relu>"),
     ("train-negative-seed", _train("--seed=-1"), "seed must be a non-negative integer"),
     ("train-validation-fraction", _train("--validation_fraction=1.5"), "validation_fraction must be in (0, 1)"),
     ("train-verbose-level", _train("--verbose=7"), "--verbose must be one of 0, 1, 2, 3"),
@@ -106,7 +106,7 @@ CASES = [
     ("analyze-output-is-a-file", _analyze(output="{W}/a_file"), "exists and is a file"),
     ("analyze-output-unwritable", _analyze(output="/proc/tf_selectivity_analysis"), "cannot be created"),
     ("analyze-unknown-cca-method", _analyze("--cca_methods=pwcca,cka"), "--cca_methods must be among"),
-    ("analyze-bad-cca-alpha", _analyze("--cca_alphas=-1,x"), "--cca_alphas: 'x' is not a number"),
+    ("analyze-bad-cca-alpha", _analyze("--cca_alphas=-1,x"), "--cca_alphas must be comma-separated numbers; got -1,x"),
     ("analyze-dataset-missing", _analyze("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("analyze-flagfile-missing", _analyze("--flagfile={W}/nope.flags"), "no such file"),
     ("analyze-damaged-model", _analyze(runs="{W}/damaged_model_run"), "model.keras could not be loaded (ValueError: it is not a Keras model file"),
@@ -128,7 +128,7 @@ CASES = [
     ("sweep-output-not-a-sweep", _sweep(output="{W}/someones_dir"), "not empty and holds no sweep"),
     ("sweep-output-under-a-file", _sweep(output="{W}/a_file/sweep"), "is a file, not a directory"),
     ("sweep-output-unwritable", _sweep(output="/proc/tf_selectivity_sweep"), "cannot be created"),
-    ("sweep-bad-model", _sweep("--model=resnet9"), "unknown model 'resnet9'"),
+    ("sweep-bad-model", _sweep("--model=resnet9"), "--model must be one of resnet8, resnet20"),
     ("sweep-aggregate-nothing", _sweep("--aggregate_only", output="{W}/someones_dir"), "holds no sweep"),
 ]
 

@@ -326,6 +326,6 @@ def test_input_pipeline_choice_on_jax(tmp_path, monkeypatch, capsys):
 
 
 def test_data_on_device_values_are_validated(tmp_path):
-    with pytest.raises(ConfigError, match="data_on_device must be auto, true or false"):
+    with pytest.raises(ConfigError, match="data_on_device must be one of auto, true, false"):
         TrainConfig(data_on_device="yes", output_dir=str(tmp_path)).validate()
     assert "data_on_device" not in TrainConfig.IDENTITY_FIELDS

@@ -1,5 +1,6 @@
 """Import hygiene: no TensorFlow under JAX, no Keras in the NumPy-only modules."""
 
+import json
 import os
 import subprocess
 import sys
@@ -71,3 +72,23 @@ def test_gpu_check_imports_nothing_from_tensorflow():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "tensorflow imported: no" in out.stdout
+
+
+def test_importing_the_library_changes_no_environment():
+    """Only the command lines set TensorFlow's variables (cli.ENVIRONMENT):
+    importing the package sets nothing, and TensorFlow, imported later, finds
+    no oneDNN setting of ours (TensorFlow's own import sets variables of its
+    own, which are not ours to check)."""
+    code = (
+        "import os, json\n"
+        "before = dict(os.environ)\n"
+        "import tf_selectivity, tf_selectivity.models, tf_selectivity.training, tf_selectivity.files\n"
+        "changed = {k: v for k, v in os.environ.items() if before.get(k) != v}\n"
+        "tf_selectivity.build_model('resnet8', input_shape=(16, 16, 3))\n"
+        "print(json.dumps([changed, 'TF_ENABLE_ONEDNN_OPTS' in os.environ]))\n"
+    )
+    env = {"KERAS_BACKEND": "tensorflow", "PATH": "/usr/bin:/bin",
+           **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {})}
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    changed, onednn_set = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert changed == {} and onednn_set is False

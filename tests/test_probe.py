@@ -78,7 +78,7 @@ def test_probe_config_round_trip():
     assert SelectivityProbe().index == "eq1"
     with pytest.raises(ValueError, match="at least 2"):
         SelectivityProbe(num_classes=1)
-    with pytest.raises(ValueError, match="Unknown selectivity index"):
+    with pytest.raises(ValueError, match="index must be one of eq1, bounded"):
         SelectivityProbe(index="eq2")
 
 

@@ -78,7 +78,7 @@ BASE = ["--model=resnet8", f"--dataset={TINY_DATASET}", "--epochs=1", "--batch_s
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--model=resnet21"], "unknown model 'resnet21'"),
+        (["--model=resnet21"], "--model must be one of resnet8, resnet20"),
         (["--alpha=nan"], "alpha must be a finite number"),
         (["--alpha=abc"], "--alpha"),
         (["--dataset=imagefolder:/no/such/folder"], "/no/such/folder"),

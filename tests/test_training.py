@@ -188,11 +188,11 @@ def test_selectivity_index_is_recorded_and_runs_without_it_count_as_bounded(tmp_
 def test_config_validation(tmp_path):
     with pytest.raises(ConfigError, match="finite"):
         tiny_config(tmp_path, "x", alpha=float("nan")).validate()
-    with pytest.raises(ConfigError, match="unknown model"):
+    with pytest.raises(ConfigError, match="model must be one of"):
         tiny_config(tmp_path, "x", model="resnet7").validate(known_models=["resnet8"])
     with pytest.raises(ConfigError, match="leaky_slope only applies"):
         tiny_config(tmp_path, "x", leaky_slope=0.2).validate()
-    with pytest.raises(ConfigError, match="unknown selectivity_index"):
+    with pytest.raises(ConfigError, match="selectivity_index must be one of eq1, bounded"):
         tiny_config(tmp_path, "x", selectivity_index="eq2").validate()
     assert TrainConfig(model="vgg16", output_dir="x").learning_rate == 0.01
     assert TrainConfig(model="resnet20", output_dir="x").learning_rate == 0.1

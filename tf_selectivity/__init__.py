@@ -7,17 +7,12 @@ protocol of the paper, and the analyses behind its figures.
 
 Submodules are imported on first use, so that ``import tf_selectivity`` is
 cheap, the NumPy-only modules (`cca`, `stats`) never load Keras, and nothing
-imports TensorFlow when ``KERAS_BACKEND=jax``.
+imports TensorFlow when ``KERAS_BACKEND=jax``. Importing the package
+changes nothing in the environment (the command lines set TensorFlow's
+logging and oneDNN variables, and say so in their ``--help``).
 """
 
 import importlib
-import os
-
-# TensorFlow's oneDNN CPU kernels are off by default on CPUs without AVX-512
-# (e.g. AMD EPYC, most laptops); on the 2-core AVX2 development machine they
-# made training 1.3x faster (BUILD_NOTES.md). Only takes effect if TensorFlow
-# is imported after this package; an explicit setting is respected.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
 

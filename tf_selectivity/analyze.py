@@ -25,91 +25,28 @@ from tf_selectivity import cli  # noqa: F401  (quiet TensorFlow logging first)
 
 from absl import app, flags
 
+from tf_selectivity.analysis.options import AnalysisOptions
+from tf_selectivity.options import define_flags, flag_names, settings_of, values_from_flags
+
 COMMAND = "python -m tf_selectivity.analyze"
 
 flags.DEFINE_list("runs", None, "Run directories, sweep directories or globs (comma-separated).")
 flags.DEFINE_string("output_dir", None, "Directory for tables, figures and report.md (created).")
-flags.DEFINE_string("dataset", None, "Test data to use instead of each run's own (e.g. imagefolder:PATH).")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets directory for --dataset=cifar10.")
-flags.DEFINE_integer("batch_size", 500, "Test images per batch.")
-flags.DEFINE_integer(
-    "precision_top_n", 1000,
-    "N of the precision metric: the N test images that drive a unit hardest (paper A.5: 1000, "
-    "the test images per class of CIFAR-10); capped at the test images per class.",
-)
-flags.DEFINE_enum(
-    "selectivity_index", "eq1", ["eq1", "bounded"],
-    "Index in every reported SI: eq1 = the paper's eq. 1 (guarded near its pole for negative responses), "
-    "bounded = divide by |mu_max| + |mu_rest|; identical for ReLU networks. Whatever the runs were trained with.",
-)
-flags.DEFINE_integer("max_test_samples", None, "Use only the first N test images (quick looks).")
-flags.DEFINE_enum(
-    "cca", "auto", ["auto", "true", "false"],
-    "Figure 3 CCA analysis; auto: when a model has alpha=0 runs and >= 2 replicates at another alpha.",
-)
-flags.DEFINE_list("cca_methods", ["pwcca"], "CCA methods: pwcca (the paper's), svcca, or both.")
-flags.DEFINE_enum(
-    "cca_pwcca_variant", "svcca", ["svcca", "textbook", "both"],
-    "PWCCA as google/svcca's compute_pwcca computes it (svcca: the paper's), as Morcos et al. define it "
-    "(textbook), or both from the same factors; tables say which in their pwcca_variant column, figures "
-    "and report show svcca unless only textbook was computed.",
-)
-flags.DEFINE_enum(
-    "cca_spatial", "average", ["average", "positions"],
-    "Conv layers in CCA: units averaged over positions, or positions as datapoints (subsampled).",
-)
-flags.DEFINE_integer(
-    "cca_max_datapoints", 10000, "Datapoints kept per layer with --cca_spatial=positions."
-)
-flags.DEFINE_list("cca_alphas", None, "Treated alphas compared with the baseline (default: all).")
-flags.DEFINE_boolean(
-    "cca_same_seed_pairs", False,
-    "Also compare runs that share a seed (the paper's 20 x 20 = 400 to-baseline pairs). Off by default: "
-    "a seed fixes initial weights, batch order and augmentation, so such runs are not independent "
-    "replicates and bias the CCA distance ratio down.",
-)
-flags.DEFINE_float("baseline_alpha", 0.0, "Alpha of the unregularized baseline runs.")
-flags.DEFINE_boolean("figures", True, "Draw the paper's figures (PNG and PDF).")
-flags.DEFINE_integer("bootstrap_resamples", 10000, "Bootstrap resamples per 95% confidence interval.")
-flags.DEFINE_boolean(
-    "skip_bad_images", False,
-    "imagefolder: leave out test images that cannot be decoded instead of stopping (automatic for runs "
-    "trained with --skip_bad_images).",
-)
+define_flags(AnalysisOptions)
 flags.DEFINE_integer(
     "verbose", 1,
     "1: progress bars (plain lines when not on a terminal), 0: silent, 3: also TensorFlow's start-up messages.",
 )
 
 FLAGS = flags.FLAGS
+# Options whose flag has another name than the Python parameter.
+FLAG_NAMES = flag_names(AnalysisOptions)
 
 
-def _options():
-    """`AnalysisOptions` from the flags, validated; raises UsageError/ValueError."""
-    from tf_selectivity.analysis.pipeline import AnalysisOptions
-
-    cca_alphas = None
-    if FLAGS.cca_alphas:
-        cca_alphas = tuple(cli.parse_float_list(",".join(FLAGS.cca_alphas), "cca_alphas"))
-    return AnalysisOptions(
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        batch_size=FLAGS.batch_size,
-        precision_top_n=FLAGS.precision_top_n,
-        max_test_samples=FLAGS.max_test_samples,
-        cca=FLAGS.cca,
-        cca_methods=tuple(m.strip().lower() for m in FLAGS.cca_methods if m.strip()),
-        cca_pwcca_variant=FLAGS.cca_pwcca_variant,
-        cca_spatial=FLAGS.cca_spatial,
-        cca_max_datapoints=FLAGS.cca_max_datapoints,
-        cca_alphas=cca_alphas,
-        cca_same_seed_pairs=FLAGS.cca_same_seed_pairs,
-        baseline_alpha=FLAGS.baseline_alpha,
-        selectivity_index=FLAGS.selectivity_index,
-        figures=FLAGS.figures,
-        n_resamples=FLAGS.bootstrap_resamples,
-        skip_bad_images=FLAGS.skip_bad_images,
-    ).validate()
+def _options() -> AnalysisOptions:
+    """`AnalysisOptions` from the flags, validated; raises ParameterError."""
+    names = [f.name for f in settings_of(AnalysisOptions, flags_only=True)]
+    return AnalysisOptions(**values_from_flags(AnalysisOptions, FLAGS, names)).validate()
 
 
 def _check_data_flags() -> None:
@@ -150,14 +87,14 @@ def main(argv):
             raise cli.UsageError(f"--output_dir {problem}")
         find_runs(FLAGS.runs)
     except (cli.UsageError, ValueError, DatasetUnavailableError) as error:
-        cli.fail(COMMAND, str(error))
+        cli.fail(COMMAND, error, FLAG_NAMES)
     cli.start_backend(FLAGS.verbose)
     from tf_selectivity.analysis.pipeline import analyze
 
     try:
         result = analyze(FLAGS.runs, FLAGS.output_dir, options, verbose=min(FLAGS.verbose, 1))
     except (cli.UsageError, ValueError) as error:
-        cli.fail(COMMAND, str(error))
+        cli.fail(COMMAND, error, FLAG_NAMES)
     for path, message in result.errors:
         print(f"{COMMAND}: could not analyse {path}: {message}")
     if result.diverged is not None and len(result.diverged):

@@ -20,11 +20,15 @@ import os
 import re
 import sys
 
+# What the command lines set in their own process, before TensorFlow loads
+# (a value already set is respected; `--help` lists them):
 # TensorFlow's C++ start-up messages (CUDA probing, CPU features) drown the
-# useful output of a command; keep warnings and errors.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Faster CPU kernels (see tf_selectivity/__init__.py); set before TensorFlow loads.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# useful output of a command: keep warnings and errors; and TensorFlow's
+# oneDNN CPU kernels, off by default on CPUs without AVX-512 (AMD EPYC, most
+# laptops), made training 1.3x faster on an AVX2 CPU (BUILD_NOTES.md).
+ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
+for _name, _value in ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
 
 USAGE_ERROR = 2
 # `--verbose` at or above this level shows the backend's start-up messages.
@@ -76,10 +80,31 @@ def one_line(message: str) -> str:
     return "; ".join(parts) if parts else "unknown error"
 
 
-def fail(command: str, message: str) -> None:
-    """Prints ``command: error: message`` (one line) to stderr and exits with status 2."""
+def error_message(error, flag_names=None) -> str:
+    """The message of `error` as a command line states it: a bad parameter
+    of the library (`ParameterError`) and the parameters its message quotes
+    are named as the command's flags (`options.message_for_flags`)."""
+    from absl import flags
+
+    from tf_selectivity.options import ParameterError, message_for_flags
+
+    flag_names = dict(flag_names or {})
+    # The parameters with a flag: flags named as their parameter, and the renamed ones.
+    parameters = set(flags.FLAGS) | set(flag_names)
+    message = error.for_flags(flag_names) if isinstance(error, ParameterError) else str(error)
+    return message_for_flags(message, parameters, flag_names)
+
+
+def fail(command: str, error, flag_names=None) -> None:
+    """Prints ``command: error: message`` (one line) to stderr and exits with status 2.
+
+    Args:
+        command: the command, as the user typed it.
+        error: the message, or the exception to report (see `error_message`).
+        flag_names: Python parameter -> flag name, where they differ.
+    """
     sys.stdout.flush()
-    print(f"{command}: error: {one_line(message)}", file=sys.stderr, flush=True)
+    print(f"{command}: error: {one_line(error_message(error, flag_names))}", file=sys.stderr, flush=True)
     sys.exit(USAGE_ERROR)
 
 
@@ -149,6 +174,11 @@ def print_help(doc: str | None, full: bool = False) -> None:
                 header, _, body = block.partition("\n")
                 blocks.append(f"{_module_label(header.rstrip(':').strip())}:\n{body}")
         flag_text = "\n\n".join(blocks)
+    environment = ", ".join(f"{name}={value}" for name, value in ENVIRONMENT.items())
+    text += (
+        f"\n\nEnvironment: the command sets {environment} for its own process (TensorFlow's start-up "
+        "logging and its oneDNN CPU kernels) unless they are already set."
+    )
     sys.stdout.write(f"{text}\n\nflags:\n{flag_text}\n")
     if not full:
         sys.stdout.write("\nTry --helpfull for every flag, absl's included.\n")
@@ -300,19 +330,6 @@ def parse_float_list(text: str, name: str) -> list:
         if not math.isfinite(value):
             raise UsageError(f"--{name}: {item!r} is not a finite number")
         values.append(value)
-    if not values:
-        raise UsageError(f"--{name} is empty")
-    return values
-
-
-def parse_int_list(text: str, name: str) -> list:
-    """"0,1,2" -> [0, 1, 2]; raises UsageError naming the bad item."""
-    values = []
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        try:
-            values.append(int(item))
-        except ValueError:
-            raise UsageError(f"--{name}: {item!r} is not an integer") from None
     if not values:
         raise UsageError(f"--{name} is empty")
     return values

@@ -77,7 +77,7 @@ class SelectivityProbe(keras.layers.Layer):
         self.alpha = float(alpha)
         self.share = None if share is None else float(share)
         self.epsilon = float(epsilon)
-        self.index = validate_index(index)
+        self.index = validate_index(index, "index")
         self.supports_masking = True
         self._register_call_context_args(LABELS_ARG)
         # Last batch's mean SI over this layer's units, for logging. A variable

@@ -68,6 +68,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, SELECTIVITY_INDICES, validate_index
+
 __all__ = [
     "SELECTIVITY_INDICES",
     "DEFAULT_SELECTIVITY_INDEX",
@@ -83,22 +85,10 @@ __all__ = [
 ]
 
 
-# The two indices (see the module docstring); "eq1" is the paper's.
-SELECTIVITY_INDICES = ("eq1", "bounded")
-DEFAULT_SELECTIVITY_INDEX = "eq1"
 # Eq. 1's denominator is floored at EQ1_GUARD * (|mu_max| + |mu_-max|): the
 # guarded index equals eq. 1 wherever eq. 1 <= 1 / EQ1_GUARD for a unit with a
 # non-negative preferred-class mean, and never exceeds 1 / EQ1_GUARD.
 EQ1_GUARD = 0.1
-
-
-def validate_index(index: str) -> str:
-    """Returns `index` if it names a selectivity index, else raises ValueError."""
-    if index not in SELECTIVITY_INDICES:
-        raise ValueError(
-            f"Unknown selectivity index {index!r}; choose one of {', '.join(SELECTIVITY_INDICES)}."
-        )
-    return index
 
 
 def _unit_responses_numpy(activations: np.ndarray) -> np.ndarray:
@@ -188,7 +178,7 @@ def selectivity_from_class_means(
         [0, 1] for non-negative responses), in [0, 1] for "bounded"; 0 for
         dead units and when fewer than two classes are present.
     """
-    validate_index(index)
+    validate_index(index, "index")
     mu_max, mu_rest, num_present = _max_and_rest(class_means, present)
     if num_present < 2:
         return np.zeros_like(mu_max)
@@ -244,7 +234,7 @@ class ClassSelectivityAccumulator:
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be at least 2; got {num_classes}.")
         self.num_classes = int(num_classes)
-        self.index = validate_index(index)
+        self.index = validate_index(index, "index")
         self.class_sums: np.ndarray | None = None  # (num_classes, units) float64
         self.class_counts = np.zeros(self.num_classes, dtype=np.int64)
         self.max_abs_response: np.ndarray | None = None  # (units,)
@@ -423,7 +413,7 @@ def batch_class_selectivity(
         float32 tensor (units,): in [0, 1 / EQ1_GUARD] for "eq1" (in [0, 1]
         for non-negative responses), in [0, 1] for "bounded".
     """
-    validate_index(index)
+    validate_index(index, "index")
     responses = unit_responses(activations)  # (N, U)
     labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
     one_hot = ops.one_hot(labels, num_classes, dtype=responses.dtype)  # (N, K)

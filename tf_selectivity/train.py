@@ -35,80 +35,19 @@ from absl import app, flags
 
 COMMAND = "python -m tf_selectivity.train"
 
-_MODEL_NAMES = (
-    "resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "vgg16", "resnet18", "resnet50",
-)
+# Flags of their own in each command (train: one alpha, one seed or
+# several, one run directory; sweep: grids of them).
+_COMMAND_FIELDS = ("alpha", "seed", "output_dir")
 
 
 def define_training_flags():
-    """Defines the training flags (shared with the sweep command)."""
-    from tf_selectivity.data.sources import DATASET_HELP
+    """Defines the training flags (shared with the sweep command): one per
+    `TrainConfig` field, from its definition."""
+    from tf_selectivity.options import define_flags
+    from tf_selectivity.training.config import TrainConfig
     from tf_selectivity.training.packing import DEFAULT_PACK_REPLICATES
 
-    flags.DEFINE_string(
-        "model", "resnet20",
-        f"Network: one of {', '.join(_MODEL_NAMES)} (paper: resnet20, vgg16 on CIFAR-10; "
-        "resnet18, resnet50 on Tiny ImageNet), or module.path:function, a function of yours "
-        "that builds a Keras model from num_classes and input_shape (probes are inserted "
-        "after its activations that follow convolutions).",
-    )
-    flags.DEFINE_string(
-        "activation", "relu", "Unit non-linearity: relu or leaky_relu (paper sec. 4.4)."
-    )
-    flags.DEFINE_float(
-        "leaky_slope", 0.0, "Negative slope of leaky_relu (paper fig. A10: 0.01 to 0.5)."
-    )
-    flags.DEFINE_enum(
-        "selectivity_index", "eq1", ["eq1", "bounded"],
-        "Index in the loss and summary: eq1 = the paper's eq. 1, (mu_max - mu_rest) / (mu_max + mu_rest), "
-        "guarded near its pole for negative (leaky) responses; bounded = divide by |mu_max| + |mu_rest| "
-        "(same for ReLU, in [0, 1] for leaky units). See tf_selectivity/selectivity.py.",
-    )
-    flags.DEFINE_string("dataset", "cifar10", f"Data: {DATASET_HELP}.")
-    flags.DEFINE_string(
-        "data_dir", None, "tensorflow-datasets data directory for --dataset=cifar10."
-    )
-    flags.DEFINE_integer("epochs", 200, "Training epochs (paper: 200).")
-    flags.DEFINE_integer("batch_size", 256, "Training batch size (paper: 256).")
-    flags.DEFINE_float(
-        "learning_rate", None, "Initial learning rate (default: 0.1 for ResNets, 0.01 for VGG16)."
-    )
-    flags.DEFINE_float("momentum", 0.9, "SGD momentum (paper: 0.9).")
-    flags.DEFINE_float(
-        "weight_decay", 1e-4, "L2 weight decay added to the gradient, as PyTorch's SGD (paper: 1e-4)."
-    )
-    flags.DEFINE_list(
-        "lr_milestones", ["100", "150"], "Epochs at which the learning rate is multiplied by --lr_decay."
-    )
-    flags.DEFINE_float("lr_decay", 0.1, "Learning-rate factor at each milestone (paper: 0.1).")
-    flags.DEFINE_float(
-        "validation_fraction", 0.1, "Share of the training images held out for validation (45k/5k)."
-    )
-    flags.DEFINE_integer("split_seed", 0, "Seed of the train/validation split (same for all runs).")
-    flags.DEFINE_integer(
-        "max_train_samples", None,
-        "Train on the first N images of the (seeded, shuffled) training split only: quick runs.",
-    )
-    flags.DEFINE_boolean("augment", True, "Pad-4 random crop and horizontal flip of training images.")
-    flags.DEFINE_boolean(
-        "skip_bad_images", False,
-        "imagefolder: leave out image files that cannot be decoded (listed in the run's config.json) "
-        "instead of stopping with an error that names them.",
-    )
-    flags.DEFINE_enum(
-        "jit_compile", "auto", ["auto", "true", "false"],
-        "XLA-compile the train step; auto: on GPU/TPU (and always on JAX), off on a TensorFlow CPU.",
-    )
-    flags.DEFINE_enum(
-        "precision", "float32", ["float32", "mixed_bfloat16"],
-        "Compute precision; mixed_bfloat16 is faster on recent GPUs/TPUs (paper: float32).",
-    )
-    flags.DEFINE_integer("eval_batch_size", 500, "Batch size for validation and test passes.")
-    flags.DEFINE_enum(
-        "data_on_device", "auto", ["auto", "true", "false"],
-        "JAX: keep the training and validation splits on the accelerator and run whole epochs "
-        "as compiled programs (auto: when they fit in half its free memory). TensorFlow keeps tf.data.",
-    )
+    define_flags(TrainConfig, exclude=_COMMAND_FIELDS)
     flags.DEFINE_string(
         "pack_replicates", "auto",
         "JAX, data on the device: train up to this many seeds of one configuration together as one "
@@ -119,51 +58,25 @@ def define_training_flags():
 
 
 def config_from_flags(alpha: float, seed: int, output_dir: str):
-    """A `TrainConfig` from the training flags, with the given alpha/seed/dir."""
-    from tf_selectivity.training import TrainConfig
+    """A `TrainConfig` from the training flags, with the given alpha/seed/dir.
 
-    FLAGS = flags.FLAGS
-    try:
-        milestones = [int(m) for m in FLAGS.lr_milestones]
-    except ValueError:
-        raise cli.UsageError(
-            f"--lr_milestones must be integers; got {','.join(FLAGS.lr_milestones)}"
-        ) from None
-    return TrainConfig(
-        model=FLAGS.model,
-        alpha=alpha,
-        seed=seed,
-        activation=FLAGS.activation,
-        leaky_slope=FLAGS.leaky_slope,
-        selectivity_index=FLAGS.selectivity_index,
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        momentum=FLAGS.momentum,
-        weight_decay=FLAGS.weight_decay,
-        lr_milestones=tuple(milestones),
-        lr_decay=FLAGS.lr_decay,
-        validation_fraction=FLAGS.validation_fraction,
-        split_seed=FLAGS.split_seed,
-        max_train_samples=FLAGS.max_train_samples,
-        augment=FLAGS.augment,
-        skip_bad_images=FLAGS.skip_bad_images,
-        jit_compile=FLAGS.jit_compile,
-        precision=FLAGS.precision,
-        eval_batch_size=FLAGS.eval_batch_size,
-        data_on_device=FLAGS.data_on_device,
-        output_dir=output_dir,
-    )
+    Raises:
+        ConfigValueError: a flag value that is not of its field's type.
+    """
+    from tf_selectivity.options import settings_of, values_from_flags
+    from tf_selectivity.training.config import ConfigValueError, TrainConfig
+
+    names = [f.name for f in settings_of(TrainConfig, flags_only=True) if f.name not in _COMMAND_FIELDS]
+    values = values_from_flags(TrainConfig, flags.FLAGS, names, error=ConfigValueError)
+    return TrainConfig(**values, alpha=alpha, seed=seed, output_dir=output_dir)
 
 
 def _define_flags():
     define_training_flags()
-    flags.DEFINE_float(
-        "alpha", 0.0, "Selectivity regularizer scale: < 0 suppresses class selectivity, > 0 promotes it."
-    )
-    flags.DEFINE_integer("seed", 0, "Random seed of initialization, shuffling and augmentation.")
+    from tf_selectivity.options import define_flags
+    from tf_selectivity.training.config import TrainConfig
+
+    define_flags(TrainConfig, names=("alpha", "seed"))
     flags.DEFINE_string(
         "seeds", None,
         "Several seeds instead of --seed: comma-separated and/or ranges (e.g. 0-7), one run directory "
@@ -193,7 +106,7 @@ def check_training_config(config) -> None:
     """
     from tf_selectivity.data.sources import check_dataset, needs_tensorflow
 
-    config.validate(known_models=_MODEL_NAMES)
+    config.validate()
     if config.data_dir is not None and not needs_tensorflow(config.dataset):
         raise cli.UsageError(
             f"--data_dir only applies to --dataset=cifar10 (a tensorflow-datasets directory); "
@@ -236,7 +149,7 @@ def main(argv):
         check_training_config(config)
         check_run_dir(config)
     except (cli.UsageError, ConfigError, DatasetUnavailableError) as error:
-        cli.fail(COMMAND, str(error))
+        cli.fail(COMMAND, error)
     paths = RunPaths(config.output_dir)
     data = None
     if not paths.is_complete():
@@ -247,14 +160,14 @@ def main(argv):
         try:
             data = load_data(config)
         except DatasetUnavailableError as error:
-            cli.fail(COMMAND, str(error))
+            cli.fail(COMMAND, error)
     cli.start_backend(FLAGS.verbose)
     from tf_selectivity.training import train
 
     try:
         train(config, verbose=cli.progress_verbosity(FLAGS.verbose), data=data)
     except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError) as error:
-        cli.fail(COMMAND, str(error))
+        cli.fail(COMMAND, error)
     return 0
 
 
@@ -265,7 +178,7 @@ def pack_replicates_setting(FLAGS):
     try:
         return parse_pack_replicates(FLAGS.pack_replicates)
     except ValueError as error:
-        raise cli.UsageError(str(error)) from None
+        raise cli.UsageError(cli.error_message(error)) from None
 
 
 def _train_seeds(FLAGS):
@@ -287,7 +200,7 @@ def _train_seeds(FLAGS):
     check_training_config(configs[0])
     check_replicate_configs(configs)
     for config in configs:
-        config.validate(known_models=_MODEL_NAMES)
+        config.validate()
         check_run_dir(config)
     unfinished = [config for config in configs if not RunPaths(config.output_dir).is_complete()]
     for config in unfinished:
@@ -321,7 +234,7 @@ def _train_seeds(FLAGS):
         for pack in split_into_packs(seeds, limit):
             summaries += train_replicates([by_seed[seed] for seed in pack], verbose=verbose, data=data)
     except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError, PackTooLargeError) as error:
-        cli.fail(COMMAND, str(error))
+        cli.fail(COMMAND, error)
     if verbose:
         diverged = [s["seed"] for s in summaries if s.get("status") == "diverged"]
         note = f"; diverged: seed{'s' if len(diverged) > 1 else ''} {', '.join(map(str, diverged))}" if diverged else ""

@@ -24,6 +24,7 @@ import tempfile
 import time
 
 from tf_selectivity.files import PROBE_PREFIX, read_json, write_json_atomic
+from tf_selectivity.options import ParameterError
 
 __all__ = ["MARKER", "CACHE_DIR", "OutputDirectory", "output_dir_problem"]
 
@@ -104,7 +105,7 @@ class OutputDirectory:
             self.staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, suffix=".partial", dir=self.path)
         except OSError as error:
             self.abort()
-            raise ValueError(f"--output_dir {self.path} cannot be written ({error.strerror or error})") from None
+            raise ParameterError("output_dir", f"{self.path} cannot be written ({error.strerror or error})") from None
         return self
 
     @property

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from tf_selectivity.analysis.options import AnalysisOptions
 from tf_selectivity.analysis.outputs import OutputDirectory, output_dir_problem
 from tf_selectivity.analysis.runs import (
     CONFIG_COLUMNS,
@@ -30,12 +31,9 @@ from tf_selectivity.analysis.runs import (
     load_response_function,
 )
 from tf_selectivity.files import read_json, replacing, temporary_path, write_json_atomic
+from tf_selectivity.options import ParameterError
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "find_runs", "write_table"]
-
-CCA_METHODS = ("pwcca", "svcca")
-# google/svcca's compute_pwcca (the paper's), the textbook PWCCA, or both.
-CCA_PWCCA_VARIANTS = ("svcca", "textbook", "both")
 
 # Column order of the tables (tidy: one row per run / run x layer).
 RUN_COLUMNS = (
@@ -49,66 +47,6 @@ LAYER_COLUMNS = (
     "mean_selectivity_alive", "mean_precision", "dead_fraction", "eq1_guarded_fraction",
 )
 DIVERGED_COLUMNS = ("run_dir", *CONFIG_COLUMNS, "epochs", "diverged_epoch", "reason")
-
-
-@dataclasses.dataclass
-class AnalysisOptions:
-    """Settings of one analysis (the flags of `python -m tf_selectivity.analyze`)."""
-
-    dataset: str | None = None  # None: each run's own dataset
-    data_dir: str | None = None
-    batch_size: int = 500
-    # Appendix A.5's N; capped at the test images per class (1000 on CIFAR-10).
-    precision_top_n: int = 1000
-    max_test_samples: int | None = None
-    cca: str = "auto"  # auto | true | false
-    cca_methods: tuple = ("pwcca",)
-    cca_pwcca_variant: str = "svcca"  # svcca (the paper's) | textbook | both
-    cca_spatial: str = "average"  # average | positions
-    cca_max_datapoints: int = 10_000
-    cca_alphas: tuple | None = None  # None: every alpha with >= 2 replicates
-    # Runs sharing a seed share initial weights and batch order: not
-    # independent replicates, so left out of CCA pairs unless asked for.
-    cca_same_seed_pairs: bool = False
-    baseline_alpha: float = 0.0
-    # The index in every reported SI: "eq1" (the paper's) or "bounded".
-    selectivity_index: str = "eq1"
-    figures: bool = True
-    n_resamples: int = 10_000
-    # Leave out test images that cannot be decoded (also done for runs that
-    # were trained with skip_bad_images).
-    skip_bad_images: bool = False
-
-    def validate(self):
-        """Raises ValueError naming the first bad option (as its flag); returns self."""
-        import math
-
-        for name, flag in (
-            ("batch_size", "batch_size"), ("precision_top_n", "precision_top_n"),
-            ("cca_max_datapoints", "cca_max_datapoints"), ("n_resamples", "bootstrap_resamples"),
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{flag} must be a positive integer; got {getattr(self, name)}")
-        if self.max_test_samples is not None and self.max_test_samples < 1:
-            raise ValueError(f"--max_test_samples must be a positive integer; got {self.max_test_samples}")
-        if self.cca not in ("auto", "true", "false"):
-            raise ValueError(f"--cca must be auto, true or false; got {self.cca!r}")
-        unknown = sorted(set(self.cca_methods) - set(CCA_METHODS))
-        if unknown or not self.cca_methods:
-            raise ValueError(
-                f"--cca_methods must be among {', '.join(CCA_METHODS)}; got {', '.join(unknown) or 'nothing'}"
-            )
-        if self.cca_pwcca_variant not in CCA_PWCCA_VARIANTS:
-            raise ValueError(
-                f"--cca_pwcca_variant must be one of {', '.join(CCA_PWCCA_VARIANTS)}; got {self.cca_pwcca_variant!r}"
-            )
-        if self.cca_spatial not in ("average", "positions"):
-            raise ValueError(f"--cca_spatial must be average or positions; got {self.cca_spatial!r}")
-        if not math.isfinite(self.baseline_alpha):
-            raise ValueError(f"--baseline_alpha must be a finite number; got {self.baseline_alpha}")
-        if self.selectivity_index not in ("eq1", "bounded"):
-            raise ValueError(f"--selectivity_index must be eq1 or bounded; got {self.selectivity_index!r}")
-        return self
 
 
 @dataclasses.dataclass
@@ -142,7 +80,7 @@ class _TestData:
 
         spec = self.options.dataset or record.summary.get("dataset") or record.config.get("dataset")
         if not spec:
-            raise RunLoadError(f"{record.run_dir}: summary.json names no dataset; pass --dataset")
+            raise RunLoadError(f"{record.run_dir}: summary.json names no dataset; pass `dataset`")
         data_dir = self.options.data_dir or record.config.get("data_dir")
         key = (spec, data_dir)
         if key not in self._cache:
@@ -159,7 +97,7 @@ class _TestData:
         if expected and list(images.shape[1:]) != list(expected):
             raise RunLoadError(
                 f"{record.run_dir}: the model takes images of shape {tuple(expected)} but "
-                f"{spec} has {images.shape[1:]}; pass the run's own --dataset"
+                f"{spec} has {images.shape[1:]}; pass the run's own `dataset`"
             )
         if int(record.summary.get("num_classes", len(class_names))) != len(class_names):
             raise RunLoadError(f"{record.run_dir}: the model has a different number of classes than {spec}")
@@ -300,7 +238,7 @@ def write_table(frame: pd.DataFrame, output_dir: str, name: str) -> list:
 def _check_output_dir(output_dir: str) -> None:
     problem = output_dir_problem(output_dir)
     if problem:
-        raise ValueError(f"--output_dir {problem}")
+        raise ParameterError("output_dir", problem)
 
 
 # --------------------------------------------------------------------- CCA

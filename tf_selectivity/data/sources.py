@@ -234,7 +234,7 @@ def _bad_images_error(bad) -> DatasetUnavailableError:
     more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
     return DatasetUnavailableError(
         f"cannot decode image {path} ({reason}){more}; fix or remove the file(s), or pass "
-        "--skip_bad_images to train without them (they are listed in the run's config.json)"
+        "`skip_bad_images=True` to train without them (they are listed in the run's config.json)"
     )
 
 
@@ -339,7 +339,7 @@ def _image_folder_layout(root: str, splits=("train", "test")) -> list:
             way, the class missing from a split or the empty class folder.
     """
     if not root:
-        raise DatasetUnavailableError("--dataset=imagefolder:PATH needs a PATH")
+        raise DatasetUnavailableError("`dataset='imagefolder:PATH'` needs a PATH")
     if not os.path.exists(root):
         raise DatasetUnavailableError(f"image folder {root} does not exist")
     if not os.path.isdir(root):
@@ -437,8 +437,8 @@ def _load_tfds_cifar10(data_dir: str | None, splits=("train", "test")):
         import tensorflow_datasets as tfds
     except ImportError as error:
         raise DatasetUnavailableError(
-            "--dataset=cifar10 needs tensorflow-datasets (and TensorFlow); "
-            "use --dataset=imagefolder:PATH or --dataset=cifar10_sample instead."
+            "`dataset='cifar10'` needs tensorflow-datasets (and TensorFlow); "
+            "use `dataset='imagefolder:PATH'` or `dataset='cifar10_sample'` instead."
         ) from error
     builder = tfds.builder("cifar10", data_dir=data_dir)
     if not builder.is_prepared():
@@ -448,9 +448,9 @@ def _load_tfds_cifar10(data_dir: str | None, splits=("train", "test")):
                 "CIFAR-10 is not prepared in "
                 f"{data_dir or 'the default tfds directory (~/tensorflow_datasets)'} and its "
                 "download host www.cs.toronto.edu cannot be reached (no network?). Use "
-                "--data_dir=DIR with a prepared tfds directory, "
-                "--dataset=imagefolder:PATH for images on disk, or "
-                "--dataset=cifar10_sample for the bundled 5,000-image subset."
+                "`data_dir='DIR'` with a prepared tfds directory, "
+                "`dataset='imagefolder:PATH'` for images on disk, or "
+                "`dataset='cifar10_sample'` for the bundled 5,000-image subset."
             )
         builder.download_and_prepare()
     arrays = {"train": None, "test": None}
@@ -499,9 +499,9 @@ def check_dataset(spec: str, data_dir: str | None = None) -> None:
         if data_dir is not None:
             data_dir = os.path.expanduser(data_dir)
             if not os.path.exists(data_dir):
-                raise DatasetUnavailableError(f"--data_dir {data_dir} does not exist")
+                raise DatasetUnavailableError(f"`data_dir` {data_dir} does not exist")
             if not os.path.isdir(data_dir):
-                raise DatasetUnavailableError(f"--data_dir {data_dir} is a file, not a tensorflow-datasets directory")
+                raise DatasetUnavailableError(f"`data_dir` {data_dir} is a file, not a tensorflow-datasets directory")
         return
     if kind == "cifar10_sample" and not argument:
         return

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import functools
+import importlib
 
-from tf_selectivity.models.blocks import ACTIVATIONS, ZeroPadShortcut
-from tf_selectivity.models.imagenet_resnet import build_imagenet_resnet
-from tf_selectivity.models.instrumentation import DenseLogits, instrument
-from tf_selectivity.models.resnet import build_cifar_resnet
-from tf_selectivity.models.selectivity_model import SelectivityModel, VectorMean
-from tf_selectivity.models.torch_weights import (
-    AKAMASTER_NORMALIZATION,
-    load_torch_weights,
-)
-from tf_selectivity.models.user_models import build_user_model, is_model_spec
-from tf_selectivity.models.vgg import build_vgg16
+from tf_selectivity.models.registry import MODELS
+
+# Imported on first use: `MODELS` (and this package) must not load Keras, so
+# that command lines can check --model before a backend starts.
+_LAZY = {
+    "ACTIVATIONS": "blocks",
+    "ZeroPadShortcut": "blocks",
+    "build_imagenet_resnet": "imagenet_resnet",
+    "DenseLogits": "instrumentation",
+    "instrument": "instrumentation",
+    "build_cifar_resnet": "resnet",
+    "SelectivityModel": "selectivity_model",
+    "VectorMean": "selectivity_model",
+    "AKAMASTER_NORMALIZATION": "torch_weights",
+    "load_torch_weights": "torch_weights",
+    "build_user_model": "user_models",
+    "is_model_spec": "user_models",
+    "build_vgg16": "vgg",
+}
 
 __all__ = [
     "MODELS",
@@ -32,20 +40,11 @@ __all__ = [
     "AKAMASTER_NORMALIZATION",
 ]
 
-# Name -> builder. resnet20 and vgg16 are the paper's CIFAR-10 networks;
-# resnet8 is a small member of the same family for quick tests; resnet18 and
-# resnet50 are the ImageNet-style networks of the paper's ICLR 2021 version
-# (Tiny ImageNet, 64x64; see models/imagenet_resnet.py for the stem).
-MODELS = {
-    "resnet8": functools.partial(build_cifar_resnet, 8, name="resnet8"),
-    "resnet20": functools.partial(build_cifar_resnet, 20, name="resnet20"),
-    "resnet32": functools.partial(build_cifar_resnet, 32, name="resnet32"),
-    "resnet44": functools.partial(build_cifar_resnet, 44, name="resnet44"),
-    "resnet56": functools.partial(build_cifar_resnet, 56, name="resnet56"),
-    "vgg16": build_vgg16,
-    "resnet18": functools.partial(build_imagenet_resnet, 18, name="resnet18"),
-    "resnet50": functools.partial(build_imagenet_resnet, 50, name="resnet50"),
-}
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"tf_selectivity.models.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tf_selectivity.models' has no attribute {name!r}")
 
 
 def build_model(
@@ -80,6 +79,8 @@ def build_model(
     Returns:
         An uncompiled `SelectivityModel` mapping raw [0, 255] images to logits.
     """
+    from tf_selectivity.models.user_models import build_user_model, is_model_spec
+
     if is_model_spec(name):
         model = build_user_model(
             name,

@@ -142,7 +142,7 @@ class SelectivityModel(keras.Model):
 
     def set_selectivity_index(self, index: str) -> None:
         """Sets the index ("eq1" or "bounded") on every probe, like `set_alpha`."""
-        validate_index(index)
+        validate_index(index, "index")
         for probe in self.probes:
             probe.index = index
         self.train_function = None

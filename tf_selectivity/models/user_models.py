@@ -60,12 +60,12 @@ def load_model_function(spec: str):
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ValueError(
-            f"cannot import module {module_name!r} of --model={spec} ({error}); run from the "
+            f"cannot import module {module_name!r} of `model={spec!r}` ({error}); run from the "
             "directory that holds it or add that directory to PYTHONPATH"
         ) from error
     function = getattr(module, function_name, None)
     if not callable(function):
-        raise ValueError(f"module {module_name!r} has no function {function_name!r} (--model={spec})")
+        raise ValueError(f"module {module_name!r} has no function {function_name!r} (`model={spec!r}`)")
     return function
 
 
@@ -127,7 +127,7 @@ def build_user_model(
     for name, default in (("activation", "relu"), ("leaky_slope", 0.0)):
         if name not in accepted and optional[name] != default:
             raise ValueError(
-                f"--{name}={optional[name]} was given but {spec} does not take `{name}`; "
+                f"`{name}={optional[name]!r}` was given but {spec} does not take {name}; "
                 "the network defines its own activations"
             )
     arguments = {"num_classes": int(num_classes), "input_shape": tuple(int(d) for d in input_shape)}

@@ -198,11 +198,11 @@ def build_spec(FLAGS):
         base = train_cli.config_from_flags(0.0, seeds[0], FLAGS.output_dir)
         for slope in slopes:
             base.leaky_slope = slope
-            base.validate(known_models=train_cli._MODEL_NAMES)
+            base.validate()
         base.leaky_slope = slopes[0]
         train_cli.check_training_config(base)
     except (ConfigError, DatasetUnavailableError) as error:
-        raise cli.UsageError(str(error)) from None
+        raise cli.UsageError(cli.error_message(error)) from None
     return SweepSpec(
         base_config=base,
         output_dir=FLAGS.output_dir,
@@ -240,12 +240,12 @@ def check_before_writing(spec, role, load_data: bool = True) -> None:
         try:
             check_sweep_dir(spec)
         except SweepConflictError as error:
-            raise cli.UsageError(str(error)) from None
+            raise cli.UsageError(cli.error_message(error)) from None
     if load_data and role.kind != "chief" and not needs_tensorflow(spec.base_config.dataset):
         try:
             train_cli.load_data(spec.base_config)
         except DatasetUnavailableError as error:
-            raise cli.UsageError(str(error)) from None
+            raise cli.UsageError(cli.error_message(error)) from None
 
 
 def _print_report(report, spec) -> None:
@@ -303,7 +303,7 @@ def main(argv):
         role = distributed.role_from_environment()
         check_before_writing(spec, role, load_data=not FLAGS.dry_run)
     except (cli.UsageError, ValueError) as error:
-        cli.fail(COMMAND, str(error))
+        cli.fail(COMMAND, error)
     from tf_selectivity.sweep import runner
 
     if FLAGS.dry_run:
@@ -320,7 +320,7 @@ def main(argv):
         )
         sys.exit(INTERRUPTED)
     except (runner.SweepConflictError, runner.SweepLockedError) as error:
-        cli.fail(COMMAND, str(error))
+        cli.fail(COMMAND, error)
     except (distributed.ChiefUnreachableError, OSError) as error:
         _runtime_failure(str(error))
     except _grpc_error() as error:

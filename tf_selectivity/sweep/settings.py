@@ -31,9 +31,9 @@ __all__ = [
 POINT_FIELDS = ("leaky_slope", "alpha", "seed")
 SETTING_FIELDS = tuple(f for f in TrainConfig.IDENTITY_FIELDS if f not in POINT_FIELDS)
 
-# Knobs that change speed or where data are read, never the result: each
-# process (worker) keeps its own.
-LOCAL_FIELDS = ("data_dir", "jit_compile", "eval_batch_size", "data_on_device")
+# Knobs that change speed, where data are read or what is logged, never the
+# result: each process (worker) keeps its own.
+LOCAL_FIELDS = TrainConfig.LOCAL_FIELDS
 
 
 def sweep_settings(config: TrainConfig) -> dict:
@@ -102,8 +102,8 @@ def config_from_values(values: Mapping, output_dir: str, local: Optional[Mapping
     Args:
         values: the trial's values: settings and point (alpha, seed, slope).
         output_dir: the run directory.
-        local: this process' `LOCAL_FIELDS` (data_dir, jit_compile,
-            eval_batch_size); missing ones keep `TrainConfig`'s defaults.
+        local: this process' `LOCAL_FIELDS` (data_dir, jit_compile, ...);
+            missing ones keep `TrainConfig`'s defaults.
     """
     settings = values_to_settings(values)
     settings["lr_milestones"] = tuple(settings["lr_milestones"])

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
+import typing
 from typing import Optional
+
+from tf_selectivity.options import (
+    ParameterError,
+    check_settings,
+    finite,
+    in_unit_interval,
+    non_negative,
+    positive,
+    setting,
+    settings_of,
+)
+from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
 
 __all__ = [
     "TrainConfig",
     "ConfigError",
+    "ConfigValueError",
     "PAPER_LEARNING_RATES",
     "LEGACY_IDENTITY_DEFAULTS",
     "with_legacy_defaults",
-    "identity_defaults",
 ]
 
 # Appendix A.1: "ResNet20s were trained with a learning rate of 0.1 and the
@@ -42,56 +53,147 @@ class ConfigError(ValueError):
     """A run configuration that cannot be trained; the message says why."""
 
 
+class ConfigValueError(ParameterError, ConfigError):
+    """A bad value of one `TrainConfig` field; `parameter` names the field."""
+
+
+def _model_help() -> str:
+    from tf_selectivity.models.registry import MODELS
+
+    return (
+        f"Network: one of {', '.join(MODELS)} (paper: resnet20, vgg16 on CIFAR-10; resnet18, resnet50 on "
+        "Tiny ImageNet), or module.path:function, a function of yours that builds a Keras model from "
+        "num_classes and input_shape (probes are inserted after its activations that follow convolutions)."
+    )
+
+
+def _dataset_help() -> str:
+    from tf_selectivity.data.sources import DATASET_HELP
+
+    return f"Data: {DATASET_HELP}."
+
+
+def _milestones(value):
+    if list(value) != sorted(set(value)) or any(m < 1 for m in value):
+        return f"must be increasing positive epochs; got {list(value)}"
+    return None
+
+
+def _not_blank(value):
+    return "is empty" if not str(value).strip() else None
+
+
+# Roles of the fields (see `setting`): "identity" fields define the run (an
+# output directory holding a run with other values is refused, not
+# overwritten); "local" ones change only speed, where data are read or what
+# is logged, so each process (a sweep's worker) keeps its own.
+IDENTITY, LOCAL = "identity", "local"
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """One training run. Defaults are the paper's protocol (appendix A.1).
 
-    Fields in `IDENTITY_FIELDS` define the run: an output directory that holds
-    a run with different values is refused instead of being overwritten.
+    Each field is defined once here, with its help text and check: the
+    command lines derive their flags from these definitions
+    (`tf_selectivity.options.define_flags`), sweeps their shared settings
+    (`identity` fields), and `validate` checks every value.
     """
 
-    model: str = "resnet20"
-    alpha: float = 0.0
-    seed: int = 0
-    activation: str = "relu"
-    leaky_slope: float = 0.0
-    # The index regularized (and reported in summary.json): "eq1", the paper's
-    # eq. 1 with a guard, or "bounded" (tf_selectivity.selectivity).
-    selectivity_index: str = "eq1"
-    dataset: str = "cifar10"
-    data_dir: Optional[str] = None
-    epochs: int = 200
-    batch_size: int = 256
-    learning_rate: Optional[float] = None  # None: 0.1 (ResNets) or 0.01 (VGG16)
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_milestones: tuple = (100, 150)
-    lr_decay: float = 0.1
-    validation_fraction: float = 0.1
-    split_seed: int = 0
-    max_train_samples: Optional[int] = None
-    augment: bool = True
-    # Leave out image-folder files that cannot be decoded (listed in
-    # config.json) instead of refusing the dataset.
-    skip_bad_images: bool = False
-    jit_compile: str = "auto"
-    precision: str = "float32"
-    eval_batch_size: int = 500
-    data_on_device: str = "auto"
-    output_dir: str = ""
-
-    # Changing these changes the result; `jit_compile` and `eval_batch_size`
-    # only change speed, `output_dir` is where, `data_dir` is where the same
-    # data are read from. `data_on_device` picks the input pipeline (JAX): a
-    # different random stream of the same distribution, like the backend, so
-    # not part of the identity; a resumed run keeps the pipeline of its
-    # finished epochs (`training/placement.py`).
-    IDENTITY_FIELDS = (
-        "model", "alpha", "seed", "activation", "leaky_slope", "selectivity_index", "dataset", "epochs",
-        "batch_size", "learning_rate", "momentum", "weight_decay", "lr_milestones",
-        "lr_decay", "validation_fraction", "split_seed", "max_train_samples",
-        "augment", "precision", "skip_bad_images",
+    model: str = setting("resnet20", _model_help(), check=_not_blank, role=IDENTITY)
+    alpha: float = setting(
+        0.0, "Selectivity regularizer scale: < 0 suppresses class selectivity, > 0 promotes it.",
+        check=finite, role=IDENTITY,
     )
+    seed: int = setting(
+        0, "Random seed of initialization, shuffling and augmentation.", check=non_negative,
+        role=IDENTITY,
+    )
+    activation: str = setting(
+        "relu", "Unit non-linearity: relu or leaky_relu (paper sec. 4.4).",
+        choices=("relu", "leaky_relu"), role=IDENTITY,
+    )
+    leaky_slope: float = setting(
+        0.0, "Negative slope of leaky_relu (paper fig. A10: 0.01 to 0.5).",
+        check=in_unit_interval(), role=IDENTITY,
+    )
+    selectivity_index: str = setting(
+        DEFAULT_SELECTIVITY_INDEX, f"Index in the loss and summary: {INDEX_HELP}",
+        choices=SELECTIVITY_INDICES, role=IDENTITY,
+    )
+    dataset: str = setting("cifar10", _dataset_help(), check=_not_blank, role=IDENTITY)
+    data_dir: Optional[str] = setting(
+        None, "tensorflow-datasets data directory for --dataset=cifar10.", role=LOCAL,
+    )
+    epochs: int = setting(200, "Training epochs (paper: 200).", check=positive, role=IDENTITY)
+    batch_size: int = setting(256, "Training batch size (paper: 256).", check=positive, role=IDENTITY)
+    learning_rate: Optional[float] = setting(
+        None, "Initial learning rate (default: 0.1 for ResNets, 0.01 for VGG16).",
+        check=positive, role=IDENTITY,
+    )
+    momentum: float = setting(0.9, "SGD momentum (paper: 0.9).", check=in_unit_interval(), role=IDENTITY)
+    weight_decay: float = setting(
+        1e-4, "L2 weight decay added to the gradient, as PyTorch's SGD (paper: 1e-4).",
+        check=non_negative, role=IDENTITY,
+    )
+    lr_milestones: tuple = setting(
+        None, "Epochs at which the learning rate is multiplied by --lr_decay.",
+        default_factory=lambda: (100, 150), check=_milestones, item=int, role=IDENTITY,
+    )
+    lr_decay: float = setting(0.1, "Learning-rate factor at each milestone (paper: 0.1).", check=positive,
+                              role=IDENTITY)
+    validation_fraction: float = setting(
+        0.1, "Share of the training images held out for validation (45k/5k).",
+        check=in_unit_interval(low_open=True), role=IDENTITY,
+    )
+    split_seed: int = setting(
+        0, "Seed of the train/validation split (same for all runs).", check=non_negative, role=IDENTITY,
+    )
+    max_train_samples: Optional[int] = setting(
+        None, "Train on the first N images of the (seeded, shuffled) training split only: quick runs.",
+        check=positive, role=IDENTITY,
+    )
+    augment: bool = setting(True, "Pad-4 random crop and horizontal flip of training images.", role=IDENTITY)
+    jit_compile: str = setting(
+        "auto", "XLA-compile the train step; auto: on GPU/TPU (and always on JAX), off on a TensorFlow CPU.",
+        choices=("auto", "true", "false"), role=LOCAL,
+    )
+    precision: str = setting(
+        "float32", "Compute precision; mixed_bfloat16 is faster on recent GPUs/TPUs (paper: float32).",
+        choices=("float32", "mixed_bfloat16"), role=IDENTITY,
+    )
+    skip_bad_images: bool = setting(
+        False,
+        "imagefolder: leave out image files that cannot be decoded (listed in the run's config.json) "
+        "instead of stopping with an error that names them.",
+        role=IDENTITY,
+    )
+    eval_batch_size: int = setting(
+        500, "Batch size for validation and test passes.", check=positive, role=LOCAL,
+    )
+    data_on_device: str = setting(
+        "auto",
+        "JAX: keep the training and validation splits on the accelerator and run whole epochs as "
+        "compiled programs (auto: when they fit in half its free memory). TensorFlow keeps tf.data.",
+        choices=("auto", "true", "false"), role=LOCAL,
+    )
+    selectivity_every: int = setting(
+        0,
+        "Every N epochs, the class selectivity index (eq. 1 or --selectivity_index) of every probed layer "
+        "on the whole validation split, from the validation pass (history.csv, TensorBoard: "
+        "val_split_selectivity/<layer>, val_split_mean_selectivity); 0: off.",
+        check=non_negative, role=LOCAL,
+    )
+    output_dir: str = setting("", "The run directory.", flag=False)
+
+    # Changing the identity fields changes the result; `jit_compile` and
+    # `eval_batch_size` only change speed, `output_dir` is where, `data_dir`
+    # is where the same data are read from. `data_on_device` picks the input
+    # pipeline (JAX): a different random stream of the same distribution,
+    # like the backend, so not part of the identity; a resumed run keeps the
+    # pipeline of its finished epochs (`training/placement.py`).
+    IDENTITY_FIELDS: typing.ClassVar[tuple] = ()  # filled below, from the roles
+    LOCAL_FIELDS: typing.ClassVar[tuple] = ()
 
     def __post_init__(self):
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
@@ -99,12 +201,27 @@ class TrainConfig:
             self.learning_rate = PAPER_LEARNING_RATES.get(self.model, _DEFAULT_LEARNING_RATE)
 
     def validate(self, known_models=None) -> "TrainConfig":
-        """Raises ConfigError naming the first bad value; returns self."""
-        if known_models is not None and self.model not in known_models:
+        """Checks every field (and the combinations); returns self.
+
+        Args:
+            known_models: the built-in model names (default:
+                `tf_selectivity.models.MODELS`); any other ``model`` must be
+                a ``module.path:function`` spec that imports.
+
+        Raises:
+            ConfigValueError: naming the first bad field (a `ConfigError`).
+        """
+        if not self.output_dir:
+            raise ConfigValueError("output_dir", "is required")
+        check_settings(self, error=ConfigValueError)
+        if known_models is None:
+            from tf_selectivity.models.registry import MODELS as known_models
+        if self.model not in known_models:
             if ":" not in self.model:
-                raise ConfigError(
-                    f"unknown model {self.model!r}; choose one of {', '.join(known_models)}, "
-                    "or module.path:function for a model of your own"
+                raise ConfigValueError(
+                    "model",
+                    f"must be one of {', '.join(known_models)}, or module.path:function for a model of "
+                    f"your own; got {self.model!r}",
                 )
             # A user's model spec: importable now, not at the first epoch.
             from tf_selectivity.models.user_models import load_model_function
@@ -113,81 +230,20 @@ class TrainConfig:
                 load_model_function(self.model)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
-        if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha):
-            raise ConfigError(f"alpha must be a finite number; got {self.alpha}")
-        for name in ("seed", "split_seed"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be a non-negative integer; got {getattr(self, name)}")
-        if self.activation not in ("relu", "leaky_relu"):
-            raise ConfigError(
-                f"unknown activation {self.activation!r}; choose relu or leaky_relu"
-            )
-        if not math.isfinite(self.leaky_slope) or not 0.0 <= self.leaky_slope < 1.0:
-            raise ConfigError(f"leaky_slope must be in [0, 1); got {self.leaky_slope}")
         if self.activation == "relu" and self.leaky_slope != 0.0:
-            raise ConfigError("leaky_slope only applies to --activation=leaky_relu")
-        if self.selectivity_index not in ("eq1", "bounded"):
-            raise ConfigError(
-                f"unknown selectivity_index {self.selectivity_index!r}; choose eq1 (the paper's) or bounded"
-            )
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive; got {getattr(self, name)}")
-        if self.max_train_samples is not None and self.max_train_samples < 1:
-            raise ConfigError(f"max_train_samples must be positive; got {self.max_train_samples}")
-        for name in ("learning_rate", "lr_decay"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"{name} must be a finite positive number; got {value}")
-        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be a finite non-negative number; got {self.weight_decay}")
-        if not math.isfinite(self.momentum) or not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1); got {self.momentum}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(
-                f"validation_fraction must be in (0, 1); got {self.validation_fraction}"
-            )
-        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(
-            m < 1 for m in self.lr_milestones
-        ):
-            raise ConfigError(
-                f"lr_milestones must be increasing positive epochs; got {list(self.lr_milestones)}"
-            )
-        if self.jit_compile not in ("auto", "true", "false"):
-            raise ConfigError(f"jit_compile must be auto, true or false; got {self.jit_compile!r}")
-        if self.data_on_device not in ("auto", "true", "false"):
-            raise ConfigError(
-                f"data_on_device must be auto, true or false; got {self.data_on_device!r}"
-            )
-        if self.precision not in ("float32", "mixed_bfloat16"):
-            raise ConfigError(
-                f"precision must be float32 or mixed_bfloat16; got {self.precision!r}"
-            )
-        if not self.output_dir:
-            raise ConfigError("output_dir is required")
-        if not self.dataset or not str(self.dataset).strip():
-            raise ConfigError("dataset is empty; see --helpfull for the choices")
+            raise ConfigValueError("leaky_slope", "only applies to activation=leaky_relu")
         return self
 
     def identity(self) -> dict:
         """The values that define the run (JSON-compatible)."""
-        values = dataclasses.asdict(self)
-        identity = {name: values[name] for name in self.IDENTITY_FIELDS}
-        identity["lr_milestones"] = list(identity["lr_milestones"])
-        return identity
+        values = self.to_dict()
+        return {name: values[name] for name in self.IDENTITY_FIELDS}
 
     def to_dict(self) -> dict:
+        """Every field, JSON-compatible (tuples as lists)."""
         values = dataclasses.asdict(self)
         values["lr_milestones"] = list(values["lr_milestones"])
         return values
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
     def differences(self, other_identity: dict) -> list:
         """Names and values of identity fields that differ from `other_identity`.
@@ -204,11 +260,8 @@ class TrainConfig:
         ]
 
 
-def identity_defaults() -> dict:
-    """The values of the identity fields added after the first release for
-    runs and sweeps recorded before they existed (see
-    `LEGACY_IDENTITY_DEFAULTS`)."""
-    return dict(LEGACY_IDENTITY_DEFAULTS)
+TrainConfig.IDENTITY_FIELDS = tuple(f.name for f in settings_of(TrainConfig, role=IDENTITY))
+TrainConfig.LOCAL_FIELDS = tuple(f.name for f in settings_of(TrainConfig, role=LOCAL))
 
 
 def _normalize(value):

@@ -122,7 +122,7 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
         return _finished(paths, verbose)
     if paths.is_locked():
         raise RunLockedError(
-            f"another process is training in {paths.root}; wait for it or use another --output_dir"
+            f"another process is training in {paths.root}; wait for it or use another `output_dir`"
         )
     if data is None:
         data = load_run_data(config)

@@ -40,20 +40,22 @@ AUTO = "auto"
 
 
 def parse_pack_replicates(text) -> "int | None":
-    """`--pack_replicates`: "auto" -> None, "4" -> 4.
+    """A `pack_replicates` setting as text: "auto" -> None, "4" -> 4.
 
     Raises:
-        ValueError: naming what is wrong with the value.
+        ParameterError: (a ValueError) naming what is wrong with the value.
     """
+    from tf_selectivity.options import ParameterError
+
     text = str(text).strip().lower()
     if text == AUTO:
         return None
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"--pack_replicates must be auto or a number of seeds; got {text!r}") from None
+        raise ParameterError("pack_replicates", f"must be auto or a number of seeds; got {text!r}") from None
     if value < 1:
-        raise ValueError(f"--pack_replicates must be at least 1 (or auto); got {value}")
+        raise ParameterError("pack_replicates", f"must be at least 1 (or auto); got {value}")
     return value
 
 

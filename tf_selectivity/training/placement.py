@@ -98,8 +98,8 @@ def choose_input_pipeline(setting: str, data, paths: RunPaths, backend: str, ver
     if backend != "jax":
         if setting == "true":
             raise ConfigError(
-                "--data_on_device=true needs the JAX backend (KERAS_BACKEND=jax); "
-                "TensorFlow trains from its tf.data pipeline: use --data_on_device=auto or false"
+                "`data_on_device='true'` needs the JAX backend (KERAS_BACKEND=jax); "
+                "TensorFlow trains from its tf.data pipeline: use `data_on_device='auto'` or 'false'"
             )
         return "tf.data"
     resumed = recorded in ("host", "device")
@@ -108,8 +108,8 @@ def choose_input_pipeline(setting: str, data, paths: RunPaths, backend: str, ver
             f"{paths.root} trained its finished epochs with "
             + ("the data on the device" if recorded == "device" else "host batches")
             + f"; a resumed run keeps its input pipeline (its random stream): use "
-            f"--data_on_device={'true' if recorded == 'device' else 'false'} or auto, "
-            "or another --output_dir"
+            f"`data_on_device='{'true' if recorded == 'device' else 'false'}'` or 'auto', "
+            "or another `output_dir`"
         )
     wanted = recorded if resumed else None
     if setting == "false" or wanted == "host":
@@ -121,7 +121,7 @@ def choose_input_pipeline(setting: str, data, paths: RunPaths, backend: str, ver
         reason = "the run's finished epochs trained with the data on the device, but " if wanted else ""
         raise ConfigError(
             f"{reason}the data do not fit on the device ({message}); "
-            + ("free device memory or use another --output_dir" if wanted else "use --data_on_device=auto or false")
+            + ("free device memory or use another `output_dir`" if wanted else "use `data_on_device='auto'` or 'false'")
         )
     if verbose:
         print(f"Data on the device: no ({message}); training from host batches.")

@@ -136,7 +136,7 @@ def train_replicates(configs, *, verbose: int = 1, data=None, metrics=None, call
         elif paths.is_locked():
             if not skip_locked:
                 raise RunLockedError(
-                    f"another process is training in {paths.root}; wait for it or use another --output_dir"
+                    f"another process is training in {paths.root}; wait for it or use another `output_dir`"
                 )
             if verbose:
                 print(f"{paths.root} is being trained by another process; left to it.", flush=True)
@@ -271,8 +271,8 @@ def _train_locked_pack(configs, all_paths, data, verbose, metrics, callbacks_for
             if "RESOURCE_EXHAUSTED" in str(error):
                 raise PackTooLargeError(
                     f"{len(lanes)} packed replicates do not fit in the device's memory "
-                    f"({str(error).strip().splitlines()[0][:200]}); pack fewer (--pack_replicates="
-                    f"{max(1, len(lanes) // 2)}); the runs resume from their checkpoints"
+                    f"({str(error).strip().splitlines()[0][:200]}); pack fewer (`pack_replicates="
+                    f"{max(1, len(lanes) // 2)}`); the runs resume from their checkpoints"
                 ) from error
             raise
     train_seconds = time.time() - start

@@ -75,7 +75,7 @@ class RunPaths:
                 stack.enter_context(exclusive_lock(self.lock, describe=self.root))
             except LockedError as error:
                 raise RunLockedError(
-                    f"another process is training in {self.root}; wait for it or use another --output_dir",
+                    f"another process is training in {self.root}; wait for it or use another `output_dir`",
                     error.owner,
                 ) from None
             except OSError as error:
@@ -100,12 +100,12 @@ def check_run_dir(config) -> RunPaths:
             files that are not a run, is a file, lies under a file, cannot
             be written, or its config.json cannot be read.
     """
-    from tf_selectivity.training.config import ConfigError
+    from tf_selectivity.training.config import ConfigError, ConfigValueError
 
     paths = RunPaths(config.output_dir)
     problem = writable_dir_problem(paths.root)
     if problem:
-        raise ConfigError(f"output_dir {problem}")
+        raise ConfigValueError("output_dir", problem)
     if os.path.exists(paths.config):
         try:
             previous = read_json(paths.config)
@@ -115,21 +115,21 @@ def check_run_dir(config) -> RunPaths:
         except (OSError, ValueError, AttributeError) as error:
             raise ConfigError(
                 f"cannot read {paths.config} ({error}); it is not a run's configuration: "
-                "choose another --output_dir"
+                "choose another `output_dir`"
             ) from None
         differences = config.differences(identity)
         if differences:
             raise ConfigError(
                 f"{paths.root} holds a run of another configuration ("
                 + "; ".join(differences)
-                + "); choose another --output_dir"
+                + "); choose another `output_dir`"
             )
     elif os.path.isdir(paths.root):
         foreign = [n for n in os.listdir(paths.root) if n != ".lock" and not n.startswith(PROBE_PREFIX)]
         if foreign:
             raise ConfigError(
                 f"{paths.root} is not empty and holds no run (found {', '.join(sorted(foreign)[:3])}); "
-                "choose another --output_dir"
+                "choose another `output_dir`"
             )
     return paths
 

@@ -1,0 +1,120 @@
+"""`AnalysisOptions`: the settings of one analysis, each defined once.
+
+The flags of ``python -m tf_selectivity.analyze`` are derived from these
+fields (`tf_selectivity.options.define_flags`); a bad value raises a
+`ParameterError` naming the field, which the command reports as its flag.
+Imports neither Keras nor pandas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+from tf_selectivity.options import check_settings, finite, positive, setting
+from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
+
+__all__ = ["AnalysisOptions", "CCA_METHODS", "CCA_PWCCA_VARIANTS"]
+
+CCA_METHODS = ("pwcca", "svcca")
+# google/svcca's compute_pwcca (the paper's), the textbook PWCCA, or both.
+CCA_PWCCA_VARIANTS = ("svcca", "textbook", "both")
+
+
+def _cca_methods(methods):
+    unknown = sorted(set(methods) - set(CCA_METHODS))
+    if unknown or not methods:
+        return f"must be among {', '.join(CCA_METHODS)}; got {', '.join(unknown) or 'nothing'}"
+    return None
+
+
+def _finite_numbers(values):
+    bad = [v for v in values if not math.isfinite(v)]
+    return f"must be finite numbers; got {bad[0]}" if bad else None
+
+
+@dataclasses.dataclass
+class AnalysisOptions:
+    """Settings of one analysis (the flags of `python -m tf_selectivity.analyze`)."""
+
+    dataset: Optional[str] = setting(
+        None, "Test data to use instead of each run's own (e.g. imagefolder:PATH)."
+    )
+    data_dir: Optional[str] = setting(None, "tensorflow-datasets directory for --dataset=cifar10.")
+    batch_size: int = setting(500, "Test images per batch.", check=positive)
+    precision_top_n: int = setting(
+        1000,
+        "N of the precision metric: the N test images that drive a unit hardest (paper A.5: 1000, the "
+        "test images per class of CIFAR-10); capped at the test images per class.",
+        check=positive,
+    )
+    max_test_samples: Optional[int] = setting(
+        None, "Use only the first N test images (quick looks).", check=positive
+    )
+    cca: str = setting(
+        "auto", "Figure 3 CCA analysis; auto: when a model has alpha=0 runs and >= 2 replicates at another alpha.",
+        choices=("auto", "true", "false"),
+    )
+    cca_methods: tuple = setting(
+        None, "CCA methods: pwcca (the paper's), svcca, or both.",
+        default_factory=lambda: ("pwcca",), check=_cca_methods, item=str,
+    )
+    cca_pwcca_variant: str = setting(
+        "svcca",
+        "PWCCA as google/svcca's compute_pwcca computes it (svcca: the paper's), as Morcos et al. define "
+        "it (textbook), or both from the same factors; tables say which in their pwcca_variant column, "
+        "figures and report show svcca unless only textbook was computed.",
+        choices=CCA_PWCCA_VARIANTS,
+    )
+    cca_spatial: str = setting(
+        "average", "Conv layers in CCA: units averaged over positions, or positions as datapoints (subsampled).",
+        choices=("average", "positions"),
+    )
+    cca_max_datapoints: int = setting(
+        10_000, "Datapoints kept per layer with --cca_spatial=positions.", check=positive
+    )
+    cca_alphas: Optional[tuple] = setting(
+        None, "Treated alphas compared with the baseline (default: all with >= 2 replicates).",
+        check=_finite_numbers, item=float,
+    )
+    # Runs sharing a seed share initial weights and batch order: not
+    # independent replicates, so left out of CCA pairs unless asked for.
+    cca_same_seed_pairs: bool = setting(
+        False,
+        "Also compare runs that share a seed (the paper's 20 x 20 = 400 to-baseline pairs). Off by "
+        "default: a seed fixes initial weights, batch order and augmentation, so such runs are not "
+        "independent replicates and bias the CCA distance ratio down.",
+    )
+    baseline_alpha: float = setting(0.0, "Alpha of the unregularized baseline runs.", check=finite)
+    selectivity_index: str = setting(
+        DEFAULT_SELECTIVITY_INDEX,
+        f"Index in every reported SI: {INDEX_HELP} Whatever the runs were trained with.",
+        choices=SELECTIVITY_INDICES,
+    )
+    figures: bool = setting(True, "Draw the paper's figures (PNG and PDF).")
+    n_resamples: int = setting(
+        10_000, "Bootstrap resamples per 95% confidence interval.", check=positive,
+        flag_name="bootstrap_resamples",
+    )
+    # Leave out test images that cannot be decoded (also done for runs that
+    # were trained with skip_bad_images).
+    skip_bad_images: bool = setting(
+        False,
+        "imagefolder: leave out test images that cannot be decoded instead of stopping (automatic for runs "
+        "trained with --skip_bad_images).",
+    )
+
+    def __post_init__(self):
+        self.cca_methods = tuple(str(m).strip().lower() for m in self.cca_methods if str(m).strip())
+        if self.cca_alphas is not None:
+            self.cca_alphas = tuple(float(a) for a in self.cca_alphas) or None
+
+    def validate(self) -> "AnalysisOptions":
+        """Checks every option; returns self.
+
+        Raises:
+            ParameterError: (a ValueError) naming the first bad option.
+        """
+        check_settings(self)
+        return self
