@@ -46,9 +46,10 @@ import subprocess
 import sys
 import time
 
+# As the command lines set them (tf_selectivity.cli.ENVIRONMENT), before TensorFlow loads.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-import tf_selectivity  # noqa: F401,E402  (before Keras: enables TensorFlow's oneDNN kernels)
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string(
@@ -121,6 +122,57 @@ def _time_device_path(model, images, labels, batch_size, steps, warmup, augment=
     return time.perf_counter() - start, trainer.compiled_loop
 
 
+def benchmark_packed(model_name, batch_size, alpha, precision, replicates, steps, warmup, repeats=3) -> float:
+    """Aggregate training images per second of `replicates` packed seeds.
+
+    Synthetic CIFAR-sized data (32x32x3, 10 classes) on the device; seeds
+    0 .. replicates - 1; SGD as the paper's. Times `steps` packed steps
+    after `warmup` steps (which include compilation), `repeats` times, and
+    takes the median. The steps run as a packed `DeviceTrainer` runs them
+    (a compiled loop on accelerators, one packed step per call on CPUs).
+
+    Returns:
+        Images per second, all replicates together.
+    """
+    import jax
+    import keras
+    import numpy as np
+
+    from tf_selectivity.models import build_model
+    from tf_selectivity.training import TorchSGD
+    from tf_selectivity.training.device_loop import DeviceTrainer
+
+    keras.mixed_precision.set_dtype_policy(precision)
+    rng = np.random.default_rng(0)
+    count = batch_size * (warmup + steps)
+    images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, count)
+    models = []
+    for seed in range(replicates):
+        keras.utils.set_random_seed(seed)
+        model = build_model(model_name, alpha=alpha)
+        model.compile(optimizer=TorchSGD(0.1, momentum=0.9, weight_decay_l2=1e-4))
+        models.append(model)
+    trainer = DeviceTrainer(
+        models, images, labels, images[:batch_size], labels[:batch_size], seeds=list(range(replicates)),
+        batch_size=batch_size, eval_batch_size=batch_size,
+    )
+    state = trainer.reset_metrics(trainer.state())
+    plan = trainer.epoch_plan(np.zeros(replicates) if replicates > 1 else 0)
+    state, logs = trainer.run_steps(state, plan, 0, warmup)  # compiles
+    jax.block_until_ready((state, logs))
+    times = []
+    for _ in range(max(1, int(repeats))):
+        started = time.perf_counter()
+        state, logs = trainer.run_steps(state, plan, warmup, warmup + steps)
+        jax.block_until_ready((state, logs))
+        times.append(time.perf_counter() - started)
+    losses = np.asarray(logs["loss"])
+    if not np.isfinite(losses).all():
+        raise FloatingPointError(f"a replicate's loss is not finite: {losses}")
+    return replicates * batch_size * steps / statistics.median(times)
+
+
 def measure_once(model_name, batch_size, alpha, steps, warmup, jit_compile, input_kind, precision,
                  steps_per_execution=1):
     """Images/second of `steps` train steps of our model (one process)."""
@@ -134,8 +186,6 @@ def measure_once(model_name, batch_size, alpha, steps, warmup, jit_compile, inpu
     if input_kind.startswith("packed"):
         if keras.backend.backend() != "jax":
             raise SystemExit("--inputs=packedN needs KERAS_BACKEND=jax")
-        from tf_selectivity.training.replicates import benchmark_packed
-
         replicates = int(input_kind[len("packed"):])
         img_per_s = benchmark_packed(
             model_name, batch_size, alpha, precision, replicates, steps, warmup, repeats=1

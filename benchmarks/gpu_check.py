@@ -157,12 +157,12 @@ def measure_host(alpha, precision):
 def measure_packed(replicates, alpha, precision):
     """Aggregate img/s of `replicates` seeds packed in one program (issue 8, point 4).
 
-    `tf_selectivity.training.replicates.benchmark_packed`: the epoch
-    functions `jax.vmap`-ed over the replicates, as `train --seeds` and the
-    sweep run them (a compiled loop of steps on a GPU), timed as
-    `measure_device` (steps after warm-up, median of the repeats).
+    `bench_train.benchmark_packed`: the epoch functions `jax.vmap`-ed over
+    the replicates, as `train --seeds` and the sweep run them (a compiled
+    loop of steps on a GPU), timed as `measure_device` (steps after
+    warm-up, median of the repeats).
     """
-    from tf_selectivity.training.replicates import benchmark_packed
+    from bench_train import benchmark_packed  # benchmarks/ is this script's directory
 
     return benchmark_packed(
         SETTINGS["model"], SETTINGS["batch"], alpha, precision, replicates,

@@ -304,11 +304,11 @@ def test_input_pipeline_choice_on_jax(tmp_path, monkeypatch, capsys):
     # A resumed run keeps the pipeline of its finished epochs.
     _record(paths, "host")
     assert choose_input_pipeline("auto", data, paths, "jax") == "host"
-    with pytest.raises(ConfigError, match="use --data_on_device=false or auto"):
+    with pytest.raises(ConfigError, match="use `data_on_device='false'` or 'auto'"):
         choose_input_pipeline("true", data, paths, "jax")
     _record(paths, "device")
     assert choose_input_pipeline("true", data, paths, "jax") == "device"
-    with pytest.raises(ConfigError, match="use --data_on_device=true or auto"):
+    with pytest.raises(ConfigError, match="use `data_on_device='true'` or 'auto'"):
         choose_input_pipeline("false", data, paths, "jax")
     _record(paths, "device", epochs_done=0)  # nothing finished: free to choose
     assert choose_input_pipeline("false", data, paths, "jax") == "host"

@@ -48,7 +48,7 @@ def test_spec_builds_an_instrumented_model_with_the_documented_arguments():
         ("user_model_zoo:", {}, "not of the form module.path:function"),
         ("no_such_module_xyz:build", {}, "cannot import module 'no_such_module_xyz'"),
         ("user_model_zoo:missing", {}, "has no function 'missing'"),
-        ("user_model_zoo:small_cnn", {"activation": "leaky_relu", "leaky_slope": 0.1}, "does not take `activation`"),
+        ("user_model_zoo:small_cnn", {"activation": "leaky_relu", "leaky_slope": 0.1}, "does not take the argument 'activation'"),
         ("user_model_zoo:fixed_size", {}, r"inputs of shape \(8, 8, 3\)"),
         ("user_model_zoo:not_a_model", {}, "not a Keras model"),
         ("user_model_zoo:tiny_resnet18", {}, "cannot be called with"),  # no pixel statistics given

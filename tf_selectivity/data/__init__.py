@@ -21,7 +21,6 @@ from tf_selectivity.data.sources import (
 )
 
 _LAZY = {
-    "EpochSync": "pipeline",
     "ImageBatches": "pipeline",
     "augment_images": "pipeline",
     "crop_and_flip": "pipeline",
@@ -32,7 +31,6 @@ __all__ = [
     "DATASET_HELP",
     "DatasetSplits",
     "DatasetUnavailableError",
-    "EpochSync",
     "check_dataset",
     "describe_classes",
     "needs_tensorflow",

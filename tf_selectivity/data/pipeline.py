@@ -13,7 +13,7 @@ import math
 import keras
 import numpy as np
 
-__all__ = ["augment_images", "crop_and_flip", "draw_crop_and_flip", "ImageBatches", "EpochSync"]
+__all__ = ["augment_images", "crop_and_flip", "draw_crop_and_flip", "ImageBatches"]
 
 
 def draw_crop_and_flip(rng: np.random.Generator, batch: int, padding: int = 4):
@@ -153,14 +153,3 @@ class ImageBatches(keras.utils.PyDataset):
             rng = np.random.default_rng([self.seed, self.epoch, 1, index])
             images = augment_images(images, rng)
         return images.astype(np.float32), self.labels[indices]
-
-
-class EpochSync(keras.callbacks.Callback):
-    """Tells the training batches which epoch starts (also after a resume)."""
-
-    def __init__(self, batches: ImageBatches):
-        super().__init__()
-        self.batches = batches
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.batches.set_epoch(epoch)

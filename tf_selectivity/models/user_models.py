@@ -127,7 +127,7 @@ def build_user_model(
     for name, default in (("activation", "relu"), ("leaky_slope", 0.0)):
         if name not in accepted and optional[name] != default:
             raise ValueError(
-                f"`{name}={optional[name]!r}` was given but {spec} does not take {name}; "
+                f"`{name}={optional[name]!r}` was given but {spec} does not take the argument {name!r}; "
                 "the network defines its own activations"
             )
     arguments = {"num_classes": int(num_classes), "input_shape": tuple(int(d) for d in input_shape)}

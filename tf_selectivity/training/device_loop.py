@@ -269,94 +269,170 @@ def epoch_functions(model, *, num_train, batch_size, num_validation, eval_batch_
     )
 
 
-# ------------------------------------------------------------------ driver
+# ------------------------------------------------------------------ runner
 class DeviceTrainer:
-    """`fit` for a compiled Keras JAX model with its data on the device.
+    """Epochs of one or more runs with their data on the device (an `EpochRunner`).
 
-    Per epoch, as `fit`: metrics reset, ``on_epoch_begin``, the training
-    steps (``on_train_batch_begin/end`` once per compiled call, with the
-    running epoch means), the model's variables updated from the device
-    state, validation (``on_test_begin/end``), ``on_epoch_end`` with the
-    training and ``val_`` logs. Between epochs the model's variables are the
-    state, so callbacks may read or replace them.
+    The `EpochFunctions` of the first model (they use only its structure)
+    run the epochs of every lane; with several lanes (replicates of one
+    configuration, `training/replicates.py`) they are `jax.vmap`-ed over
+    the stacked states and run keys, the data shared. `jax.vmap` keeps the
+    lanes' computations apart, so each trains exactly as it would alone
+    (equal within float rounding, tested) and a NaN in one cannot reach
+    another. With one lane nothing is mapped. Between epochs each lane's
+    state lives in its model's variables (`run_epochs` reads and writes it
+    around each epoch), so callbacks work per epoch as with `fit`.
 
     Args:
-        model: a compiled model (see `epoch_functions`).
+        models: a compiled model (see `epoch_functions`), or a list of
+            compiled models of one configuration (same structure).
         train_images, train_labels: the training split (uint8 (N, H, W, C),
             integer (N,)) as NumPy arrays; copied to the device once.
         validation_images, validation_labels: the validation split.
         batch_size, eval_batch_size: training and validation batch sizes.
-        seed: the run seed; order and augmentation derive from
-            ``device_pipeline.run_key(seed)``.
+        seed: the run seed of a single model (order and augmentation derive
+            from ``device_pipeline.run_key(seed)``); `seeds` for a list.
+        seeds: one seed per model.
         augment: pad-crop-flip augmentation.
-        seconds_per_call: with a progress bar (verbose 1), the steps between
-            two updates are chosen so that they take about this long (results
-            do not depend on it); otherwise an epoch's full batches run as one
-            call.
-        steps_per_call: a fixed number of steps between two updates instead
-            (with verbose 1); None: chosen by `seconds_per_call`.
+        seconds_per_call: for one lane with a progress bar (`fit`'s verbose
+            1), the steps between two updates are chosen so that they take
+            about this long (results do not depend on it); otherwise an
+            epoch's full batches run as one call.
+        steps_per_call: a fixed number of steps between two updates instead;
+            None: chosen by `seconds_per_call`.
         compiled_loop: run many steps per call in a `fori_loop` (True), or
             one compiled step per call, dispatched asynchronously from Python
             (False). "auto": the loop except on CPUs, where XLA runs the
             convolution gradients of a loop body 10-25x slower than the same
             ops outside a loop (jax-ml/jax#12868; BUILD_NOTES.md). The data
             stay on the device either way.
+        progress: report batches to the callbacks of a single lane (steps
+            in chunks of `seconds_per_call`); False: one call per epoch.
     """
 
-    def __init__(self, model, train_images, train_labels, validation_images, validation_labels,
-                 *, batch_size, eval_batch_size, seed, augment=True, seconds_per_call=0.5,
-                 steps_per_call=None, compiled_loop="auto"):
+    def __init__(self, models, train_images, train_labels, validation_images, validation_labels,
+                 *, batch_size, eval_batch_size, seed=None, seeds=None, augment=True, seconds_per_call=0.5,
+                 steps_per_call=None, compiled_loop="auto", progress=True):
+        if isinstance(models, keras.Model):
+            models, seeds = [models], [seed if seeds is None else seeds[0]]
+        models = list(models)
+        if not models or seeds is None or len(seeds) != len(models) or any(s is None for s in seeds):
+            raise ValueError("give one seed per model, and at least one model")
         if len(train_labels) == 0 or len(validation_labels) == 0:
             raise ValueError("The training and validation splits must not be empty.")
-        self.model = model
+        self.models = models
+        self.seeds = [int(s) for s in seeds]
         self.batch_size = int(batch_size)
-        self.seed = int(seed)
         self.seconds_per_call = float(seconds_per_call)
+        self.progress = bool(progress)
         self.data = (
             jax.device_put(np.ascontiguousarray(train_images, dtype=np.uint8)),
             jax.device_put(np.asarray(train_labels, dtype=np.int32)),
             jax.device_put(np.ascontiguousarray(validation_images, dtype=np.uint8)),
             jax.device_put(np.asarray(validation_labels, dtype=np.int32)),
         )
-        self.key = device_pipeline.run_key(self.seed)
-        optimizer = model.optimizer
-        if optimizer is None:
-            raise ValueError("Compile the model before training it on the device.")
-        if not optimizer.built:
-            optimizer.build(model.trainable_variables)
-        model.reset_metrics()
-        self.functions = epoch_functions(
-            model,
+        for model in models:
+            if model.optimizer is None:
+                raise ValueError("Compile the model before training it on the device.")
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.reset_metrics()
+        self.functions = functions = epoch_functions(
+            models[0],
             num_train=len(train_labels),
             batch_size=self.batch_size,
             num_validation=len(validation_labels),
             eval_batch_size=int(eval_batch_size),
             augment=augment,
         )
-        functions = self.functions
         if compiled_loop == "auto":
             compiled_loop = jax.devices()[0].platform != "cpu"
         self.compiled_loop = bool(compiled_loop)
-        self._plan = jax.jit(functions.plan)
+        self.packed = len(models) > 1
+        keys = [device_pipeline.run_key(s) for s in self.seeds]
+        self.keys = jnp.stack(keys) if self.packed else keys[0]
+        self.key = keys[0]
+
+        def compiled(fn, in_axes):
+            # Packed: state, key and plan mapped (axis 0); data, step bounds shared.
+            return jax.jit(jax.vmap(fn, in_axes=in_axes) if self.packed else fn)
+
+        self._plan = compiled(functions.plan, (0, 0))
+        self._reset_metrics = compiled(functions.reset_metrics, 0)
         if self.compiled_loop:
-            self._train_steps = jax.jit(functions.train_steps)
+            self._train_steps = compiled(functions.train_steps, (0, None, 0, None, None))
         else:
-            self._train_step = jax.jit(functions.train_step)
-        self._train_last = jax.jit(functions.train_last) if functions.train_last else None
-        self._evaluate = jax.jit(functions.evaluate)
+            self._train_step = compiled(functions.train_step, (0, None, 0, None))
+        self._train_last = compiled(functions.train_last, (0, None, 0)) if functions.train_last else None
+        self._evaluate = compiled(functions.evaluate, (0, None))
         self._fixed_steps_per_call = steps_per_call is not None
         self._steps_per_call = max(1, int(steps_per_call)) if steps_per_call else 1
         self._compiled_steps = False
+        self._state = None
+
+    @property
+    def replicates(self) -> int:
+        return len(self.models)
 
     @property
     def steps_per_epoch(self) -> int:
         return self.functions.full_steps + (1 if self.functions.last_batch else 0)
 
+    # --------------------------------------------------------------- state
+    def state(self):
+        """The models' training state (stacked along a new first axis when packed)."""
+        states = [model_state(model) for model in self.models]
+        if not self.packed:
+            return states[0]
+        return jax.tree.map(lambda *values: jnp.stack(values), *states)
+
+    def write_state(self, state, lanes=None) -> None:
+        """Writes `state` (as `state()` returns it) into the models of `lanes` (default: all)."""
+        if not self.packed:
+            write_model_state(self.models[0], state)
+            return
+        state = jax.device_get(state)
+        for lane in range(len(self.models)) if lanes is None else lanes:
+            write_model_state(self.models[lane], jax.tree.map(lambda values: values[lane], state))
+
+    def reset_metrics(self, state):
+        """`state` with every lane's metrics at their reset values."""
+        return self._reset_metrics(state)
+
     # -------------------------------------------------------------- epochs
+    def epoch_plan(self, epoch):
+        """The `EpochPlan` of `epoch` (one epoch per lane when packed; device arrays)."""
+        # NumPy scalars: a jnp scalar costs a dispatch of its own (~0.5 ms
+        # per step on a 2-core CPU), and mixing Python ints with int32
+        # arrays would compile twice.
+        return self._plan(self.keys, np.asarray(epoch, dtype=np.int32))
+
+    def run_steps(self, state, plan, start, stop):
+        """Full batches ``start .. stop - 1`` of an epoch; returns (state, logs).
+
+        Asynchronous: the arrays returned are not ready until the device is
+        done (`jax.block_until_ready`).
+        """
+        if self.compiled_loop:
+            return self._train_steps(state, self.data, plan, np.int32(start), np.int32(stop))
+        logs = None
+        for step in range(start, stop):
+            state, logs = self._train_step(state, self.data, plan, np.int32(step))
+        return state, logs
+
     def train_epoch(self, state, epoch, callbacks=None, chunked=True):
-        """Runs one epoch's training steps; returns (state, logs on the device)."""
+        """One epoch's training steps; returns (state, logs on the device).
+
+        Args:
+            state: the training state (`state()`).
+            epoch: the epoch index (one per lane when packed).
+            callbacks: a single lane's `CallbackList`, told of each chunk of
+                steps (``on_train_batch_begin/end``), or None.
+            chunked: run the full batches in chunks of about
+                `seconds_per_call` (a moving progress bar) instead of one call.
+        """
         functions = self.functions
-        state = functions.reset_metrics(state)
+        state = self._reset_metrics(state)
         plan = self.epoch_plan(epoch)
         logs = None
         step = 0
@@ -382,26 +458,6 @@ class DeviceTrainer:
                 callbacks.on_train_batch_end(functions.full_steps, logs)
         return state, logs
 
-    def epoch_plan(self, epoch):
-        """The `EpochPlan` of `epoch` (device arrays)."""
-        # NumPy scalars: a jnp scalar costs a dispatch of its own (~0.5 ms
-        # per step on a 2-core CPU), and mixing Python ints with int32
-        # arrays would compile twice.
-        return self._plan(self.key, np.int32(epoch))
-
-    def run_steps(self, state, plan, start, stop):
-        """Full batches ``start .. stop - 1`` of an epoch; returns (state, logs).
-
-        Asynchronous: the arrays returned are not ready until the device is
-        done (`jax.block_until_ready`).
-        """
-        if self.compiled_loop:
-            return self._train_steps(state, self.data, plan, np.int32(start), np.int32(stop))
-        logs = None
-        for step in range(start, stop):
-            state, logs = self._train_step(state, self.data, plan, np.int32(step))
-        return state, logs
-
     def _adapt_steps_per_call(self, steps, seconds):
         if self._fixed_steps_per_call:
             return
@@ -416,10 +472,35 @@ class DeviceTrainer:
 
     def validate(self, state):
         """The validation split's logs with this state; returns (state, logs)."""
-        return self._evaluate(self.functions.reset_metrics(state), self.data)
+        return self._evaluate(self._reset_metrics(state), self.data)
+
+    # ------------------------------------------------- EpochRunner protocol
+    def reports_batches(self, lanes) -> bool:
+        return not self.packed and self.progress
+
+    def train_epochs(self, epochs, lanes, callbacks) -> dict:
+        # Read after on_epoch_begin: a callback may have changed the weights.
+        state = self.state()
+        epoch = epochs if self.packed else epochs[0]
+        self._state, logs = self.train_epoch(state, epoch, callbacks=callbacks, chunked=callbacks is not None)
+        return self._lane_logs(logs, lanes)
+
+    def validate_epochs(self, lanes) -> dict:
+        self._state, logs = self.validate(self._state)
+        return self._lane_logs(logs, lanes)
+
+    def _lane_logs(self, logs, lanes) -> dict:
+        logs = jax.device_get(logs)
+        if not self.packed:
+            return {lanes[0]: {name: float(value) for name, value in logs.items()}}
+        return {lane: {name: float(value[lane]) for name, value in logs.items()} for lane in lanes}
+
+    def store(self, lanes) -> None:
+        self.write_state(self._state, lanes)
+        self._state = None
 
     def fit(self, *, epochs, initial_epoch=0, callbacks=(), verbose=1):
-        """Trains epochs ``initial_epoch .. epochs - 1``, driving `callbacks`.
+        """`fit` for a single model: trains epochs ``initial_epoch .. epochs - 1``.
 
         Args:
             epochs: index of the last epoch + 1 (as `fit`).
@@ -431,31 +512,18 @@ class DeviceTrainer:
         Returns:
             The `keras.callbacks.History` of this call.
         """
-        model = self.model
+        from tf_selectivity.training.epochs import Lane, run_epochs
+
+        if self.packed:
+            raise ValueError("fit trains one model; run packed lanes with training.epochs.run_epochs")
+        model = self.models[0]
         callback_list = keras.callbacks.CallbackList(
             list(callbacks), add_history=True, add_progbar=False, model=model,
             verbose=verbose, epochs=epochs, steps=self.steps_per_epoch,
         )
-        model.stop_training = False
-        callback_list.on_train_begin()
-        logs = {}
-        for epoch in range(initial_epoch, epochs):
-            model.reset_metrics()
-            callback_list.on_epoch_begin(epoch)
-            state = model_state(model)
-            state, train_logs = self.train_epoch(
-                state, epoch, callbacks=callback_list, chunked=verbose == 1
-            )
-            callback_list.on_test_begin()
-            state, val_logs = self.validate(state)
-            train_logs, val_logs = jax.device_get((train_logs, val_logs))
-            write_model_state(model, state)
-            val_logs = {name: float(value) for name, value in val_logs.items()}
-            callback_list.on_test_end(val_logs)
-            logs = {name: float(value) for name, value in train_logs.items()}
-            logs.update({f"val_{name}": value for name, value in val_logs.items()})
-            callback_list.on_epoch_end(epoch, logs)
-            if model.stop_training:
-                break
-        callback_list.on_train_end(logs)
+        progress, self.progress = self.progress, verbose == 1
+        try:
+            run_epochs(self, [Lane(model, callback_list, initial_epoch)], epochs=epochs)
+        finally:
+            self.progress = progress
         return model.history

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 import time
 
 import keras
 import numpy as np
 
 from tf_selectivity.unit_statistics import evaluate_responses
-from tf_selectivity.data import EpochSync, ImageBatches
+from tf_selectivity.data import ImageBatches
 from tf_selectivity.data.sources import load_config_dataset
-from tf_selectivity.models import MODELS, build_model
+from tf_selectivity.models import build_model
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint
 from tf_selectivity.training.config import ConfigError, TrainConfig
+from tf_selectivity.training.epochs import Lane, run_epochs
 from tf_selectivity.training.export import (
     export_run_models,
     tensorflow_available,
 )
+from tf_selectivity.training.host_epochs import host_runner
 from tf_selectivity.training.optimizers import make_optimizer
 from tf_selectivity.training.placement import choose_input_pipeline
 from tf_selectivity.files import read_json, write_json_atomic
@@ -31,8 +33,8 @@ from tf_selectivity.training.run_dir import (
 from tf_selectivity.training.status import COMPLETED, diverged_summary, run_status
 
 __all__ = [
-    "train", "resolve_jit_compile", "prepare_run_dir", "load_run_data", "start_run", "build_compiled_model",
-    "run_callbacks", "finish_run",
+    "train", "Run", "build_run", "finished_summary", "run_lane", "resolve_jit_compile", "prepare_run_dir", "load_run_data",
+    "start_run", "build_compiled_model", "run_callbacks", "finish_run",
 ]
 
 
@@ -116,10 +118,10 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
         DatasetUnavailableError: the dataset cannot be loaded.
         RunLockedError: another process is training in the directory.
     """
-    config.validate(known_models=MODELS)
+    config.validate()
     paths = prepare_run_dir(config)
     if paths.is_complete():
-        return _finished(paths, verbose)
+        return finished_summary(paths, verbose)
     if paths.is_locked():
         raise RunLockedError(
             f"another process is training in {paths.root}; wait for it or use another `output_dir`"
@@ -134,7 +136,7 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
         print(data.summary_line(), flush=True)
     with paths.locked():
         if paths.is_complete():  # another process finished it meanwhile
-            return _finished(paths, verbose)
+            return finished_summary(paths, verbose)
         start_run(config, paths, data)
         return _train_locked(config, paths, data, callbacks, verbose, pipeline, metrics)
 
@@ -158,42 +160,14 @@ def start_run(config: TrainConfig, paths: RunPaths, data) -> None:
     write_json_atomic(paths.config, record)
 
 
-def _finished(paths: RunPaths, verbose: int) -> dict:
+def finished_summary(paths: RunPaths, verbose: int) -> dict:
+    """The summary of a finished run (completed or diverged), said in one line."""
     summary = read_json(paths.summary)
     if verbose:
         status = run_status(summary)
         what = "complete" if status == COMPLETED else f"finished ({status} in epoch {summary.get('diverged_epoch')})"
         print(f"Run in {paths.root} is already {what}; nothing to do.")
     return summary
-
-
-def _input_pipeline(config, data, initial_epoch):
-    """(training data, validation data, callbacks) for `fit` on this backend.
-
-    TensorFlow gets a tf.data pipeline (batches prepared by C++ threads beside
-    the train step); other backends the NumPy `ImageBatches` (JAX uses them
-    when the data stay on the host; see `training/placement.py`). Both shuffle
-    and augment as pure functions of (seed, epoch, batch), so resuming at
-    `initial_epoch` reproduces an uninterrupted run.
-    """
-    if keras.backend.backend() == "tensorflow":
-        from tf_selectivity.data.tf_pipeline import evaluation_dataset, training_dataset
-
-        train = training_dataset(
-            data.train_images, data.train_labels, config.batch_size, seed=config.seed,
-            first_epoch=initial_epoch, epochs=config.epochs, augment=config.augment,
-        )
-        validation = evaluation_dataset(
-            data.validation_images, data.validation_labels, config.eval_batch_size
-        )
-        return train, validation, []
-    workers = 2 if (os.cpu_count() or 1) > 2 else 1
-    train = ImageBatches(
-        data.train_images, data.train_labels, config.batch_size,
-        shuffle=True, augment=config.augment, seed=config.seed, workers=workers,
-    )
-    validation = ImageBatches(data.validation_images, data.validation_labels, config.eval_batch_size)
-    return train, validation, [EpochSync(train)]
 
 
 def build_compiled_model(config: TrainConfig, data, metrics=None, steps_per_epoch=None):
@@ -255,72 +229,105 @@ def run_callbacks(paths: RunPaths, checkpoint, verbose: int, extra_callbacks=(),
     return callbacks
 
 
-def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metrics=None):
+@dataclasses.dataclass
+class Run:
+    """One run being trained: what the steps from start to summary share.
+
+    Attributes:
+        config: its `TrainConfig`.
+        paths: its `RunPaths`.
+        data: its `DatasetSplits`.
+        model: its compiled model (the checkpoint's state restored).
+        checkpoint: its `RunCheckpoint` (epochs done, best epoch, history,
+            divergence).
+        pipeline: "tf.data", "host" or "device" (`training.placement`).
+        jit_compile: whether the steps are XLA-compiled.
+    """
+
+    config: TrainConfig
+    paths: RunPaths
+    data: object
+    model: keras.Model
+    checkpoint: RunCheckpoint
+    pipeline: str
+    jit_compile: bool
+
+    @property
+    def epochs_done(self) -> int:
+        return self.checkpoint.epochs_done
+
+
+def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics=None) -> Run:
+    """The run's compiled model with its checkpoint restored (lock held).
+
+    Raises:
+        ConfigError: a layer that this backend would train wrongly (oneDNN).
+    """
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
     model, jit_compile = build_compiled_model(config, data, metrics, steps_per_epoch)
-
     checkpoint = RunCheckpoint(paths, input_pipeline=pipeline)
     checkpoint.set_model(model)
-    initial_epoch = checkpoint.restore()
-    if verbose and initial_epoch:
-        print(f"Resuming {paths.root} after epoch {initial_epoch}/{config.epochs}.")
+    checkpoint.restore()
+    return Run(config, paths, data, model, checkpoint, pipeline, jit_compile)
 
-    if pipeline == "device":
-        train_data = validation_data = None
-        data_callbacks = []
-    else:
-        train_data, validation_data, data_callbacks = _input_pipeline(config, data, initial_epoch)
-    callbacks = data_callbacks + run_callbacks(paths, checkpoint, verbose, extra_callbacks)
 
+def run_lane(run: Run, callbacks, verbose: int, steps_per_epoch: int) -> Lane:
+    """The run as a lane of the epoch loop, with its callbacks."""
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), add_history=True, add_progbar=False, model=run.model,
+        verbose=verbose, epochs=run.config.epochs, steps=steps_per_epoch,
+    )
+    return Lane(run.model, callback_list, run.epochs_done)
+
+
+def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metrics=None):
+    run = build_run(config, paths, data, pipeline, metrics)
+    if verbose and run.epochs_done:
+        print(f"Resuming {paths.root} after epoch {run.epochs_done}/{config.epochs}.")
     start = time.time()
-    if initial_epoch < config.epochs and pipeline == "device":
-        # JAX with the splits on the accelerator: compiled epochs, the same
-        # callbacks per epoch (training/device_loop.py).
-        from tf_selectivity.training.device_loop import DeviceTrainer
+    if run.epochs_done < config.epochs:
+        if pipeline == "device":
+            # JAX with the splits on the accelerator: compiled epochs
+            # (training/device_loop.py).
+            from tf_selectivity.training.device_loop import DeviceTrainer
 
-        DeviceTrainer(
-            model, data.train_images, data.train_labels,
-            data.validation_images, data.validation_labels,
-            batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-            seed=config.seed, augment=config.augment,
-        ).fit(epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
-    elif initial_epoch < config.epochs:
-        model.fit(
-            train_data,
-            validation_data=validation_data,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            verbose=0,
-            # Our pipelines shuffle by (seed, epoch); Keras' own batch-order
-            # shuffle uses Python's global RNG and would break exact resume.
-            shuffle=False,
-        )
-    train_seconds = time.time() - start
-    return finish_run(config, paths, data, model, checkpoint, train_seconds, jit_compile, pipeline, verbose)
+            runner = DeviceTrainer(
+                run.model, data.train_images, data.train_labels,
+                data.validation_images, data.validation_labels,
+                batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+                seed=config.seed, augment=config.augment, progress=verbose == 1,
+            )
+        else:
+            runner = host_runner(run.model, config, data, progress=verbose == 1)
+        lane = run_lane(run, run_callbacks(paths, run.checkpoint, verbose, extra_callbacks), verbose,
+                        runner.steps_per_epoch)
+        run_epochs(runner, [lane], epochs=config.epochs)
+    return finish_run(run, time.time() - start, verbose)
 
 
-def finish_run(config, paths, data, model, checkpoint, train_seconds, jit_compile, pipeline, verbose,
-               extra_summary=None) -> dict:
+def finish_run(run: Run, train_seconds: float, verbose: int, extra_summary=None) -> dict:
     """Ends a trained run: its summary, written last.
 
-    A diverged run (``checkpoint.diverged_epoch``) gets the diverged summary
-    and nothing else. Otherwise the best epoch's weights are loaded into
-    `model`, evaluated on the test split (accuracy, selectivity of every
-    probe, dead units) and exported (SavedModel where TensorFlow is
+    A diverged run (``run.checkpoint.diverged_epoch``) gets the diverged
+    summary and nothing else. Otherwise the best epoch's weights are loaded
+    into the model, evaluated on the test split (accuracy, selectivity of
+    every probe, dead units) and exported (SavedModel where TensorFlow is
     installed, ``model.keras``).
 
     Args:
+        run: the `Run`.
+        train_seconds: the time this session trained it.
+        verbose: print the closing lines.
         extra_summary: further keys for ``summary.json`` (e.g. how the run
             was packed with others).
 
     Returns:
         The summary dict.
     """
+    config, paths, data, model, checkpoint = run.config, run.paths, run.data, run.model, run.checkpoint
     extra_summary = dict(extra_summary or {})
     if checkpoint.diverged_epoch is not None:
-        return _write_diverged(config, paths, data, checkpoint, train_seconds, verbose, extra_summary)
+        return _write_diverged(run, train_seconds, verbose, extra_summary)
 
     model.load_weights(paths.best_weights)
     test = evaluate_responses(
@@ -335,13 +342,8 @@ def finish_run(config, paths, data, model, checkpoint, train_seconds, jit_compil
     best = checkpoint.history[checkpoint.best_epoch - 1]
     summary = {
         "status": COMPLETED,
-        "model": config.model,
-        "alpha": config.alpha,
-        "seed": config.seed,
-        "activation": config.activation,
-        "leaky_slope": config.leaky_slope,
+        **_run_settings(config),
         "selectivity_index": config.selectivity_index,
-        "epochs": config.epochs,
         "best_epoch": checkpoint.best_epoch,
         "val_accuracy": best["val_accuracy"],
         "test_accuracy": test.accuracy,
@@ -350,8 +352,8 @@ def finish_run(config, paths, data, model, checkpoint, train_seconds, jit_compil
         "test_layer_dead_fraction": dead,
         "probe_names": model.probe_names,
         "train_seconds_this_session": train_seconds,
-        "jit_compile": jit_compile,
-        "input_pipeline": pipeline,
+        "jit_compile": run.jit_compile,
+        "input_pipeline": run.pipeline,
         **data.describe(),
         **_backend_info(),
         **extra_summary,
@@ -368,29 +370,33 @@ def finish_run(config, paths, data, model, checkpoint, train_seconds, jit_compil
     return summary
 
 
-def _write_diverged(config, paths, data, checkpoint, train_seconds, verbose, extra_summary=None) -> dict:
+def _run_settings(config: TrainConfig) -> dict:
+    """The settings every summary records (completed or diverged)."""
+    return {
+        "model": config.model,
+        "alpha": config.alpha,
+        "seed": config.seed,
+        "activation": config.activation,
+        "leaky_slope": config.leaky_slope,
+        "epochs": config.epochs,
+    }
+
+
+def _write_diverged(run: Run, train_seconds, verbose, extra_summary=None) -> dict:
     """Finishes a diverged run: its summary, no evaluation and no export."""
+    checkpoint = run.checkpoint
     summary = diverged_summary(
-        {
-            "model": config.model,
-            "alpha": config.alpha,
-            "seed": config.seed,
-            "activation": config.activation,
-            "leaky_slope": config.leaky_slope,
-            "epochs": config.epochs,
-            **data.describe(),
-            **_backend_info(),
-        },
+        {**_run_settings(run.config), **run.data.describe(), **_backend_info()},
         checkpoint.diverged_epoch,
         checkpoint.diverged_reason,
         train_seconds_this_session=train_seconds,
         **dict(extra_summary or {}),
     )
-    write_json_atomic(paths.summary, summary)
+    write_json_atomic(run.paths.summary, summary)
     if verbose:
         print(
-            f"Diverged in epoch {summary['diverged_epoch']}/{config.epochs} ({summary['reason']}); "
+            f"Diverged in epoch {summary['diverged_epoch']}/{run.config.epochs} ({summary['reason']}); "
             f"training stopped. The run is finished as diverged: no test metrics, no exported model.\n"
-            f"Wrote {paths.root}"
+            f"Wrote {run.paths.root}"
         )
     return summary

@@ -3,9 +3,11 @@
 The paper's experiments train every configuration with many seeds. A small
 network such as ResNet20 leaves a GPU mostly idle in one run; on JAX,
 `train_replicates` trains the seeds of one configuration as *one* program:
-the epoch functions of `training/device_loop.py` are `jax.vmap`-ed over the
-replicates' stacked states (weights, optimizer, probe statistics, metrics)
-and run keys, with the data on the device shared by all. `jax.vmap` keeps
+a `DeviceTrainer` of several lanes (`training/device_loop.py`) maps the
+epoch functions with `jax.vmap` over the replicates' stacked states
+(weights, optimizer, probe statistics, metrics) and run keys, with the data
+on the device shared by all, and the epoch loop of every run
+(`training/epochs.py`) drives each replicate's callbacks. `jax.vmap` keeps
 the replicates' computations apart, so each replicate trains exactly as a
 single run of its seed would on the device path (equal within float
 rounding, tested), and a NaN in one replicate cannot reach another.
@@ -41,17 +43,16 @@ import math
 import time
 
 import keras
-import numpy as np
 
-from tf_selectivity.models import MODELS
-from tf_selectivity.training.callbacks import RunCheckpoint
+from tf_selectivity.training.epochs import run_epochs
 from tf_selectivity.training.loop import (
-    _finished,
-    build_compiled_model,
+    finished_summary,
+    build_run,
     finish_run,
     load_run_data,
     prepare_run_dir,
     run_callbacks,
+    run_lane,
     start_run,
     train,
 )
@@ -59,9 +60,7 @@ from tf_selectivity.training.packing import DEFAULT_PACK_REPLICATES, check_repli
 from tf_selectivity.training.placement import choose_input_pipeline
 from tf_selectivity.training.run_dir import RunLockedError
 
-__all__ = [
-    "train_replicates", "resolve_pack_replicates", "PackedTrainer", "benchmark_packed", "PackTooLargeError",
-]
+__all__ = ["train_replicates", "resolve_pack_replicates", "PackTooLargeError"]
 
 
 class PackTooLargeError(RuntimeError):
@@ -126,13 +125,13 @@ def train_replicates(configs, *, verbose: int = 1, data=None, metrics=None, call
     configs = list(configs)
     check_replicate_configs(configs)
     for config in configs:
-        config.validate(known_models=MODELS)
+        config.validate()
     all_paths = [prepare_run_dir(config) for config in configs]
     summaries = [None] * len(configs)
     pending = []
     for index, paths in enumerate(all_paths):
         if paths.is_complete():
-            summaries[index] = _finished(paths, verbose)
+            summaries[index] = finished_summary(paths, verbose)
         elif paths.is_locked():
             if not skip_locked:
                 raise RunLockedError(
@@ -201,7 +200,7 @@ def _train_pack(configs, all_paths, data, *, verbose, metrics, callbacks_for, sk
                     raise
                 continue
             if paths.is_complete():  # another process finished it meanwhile
-                summaries[index] = _finished(paths, verbose)
+                summaries[index] = finished_summary(paths, verbose)
                 continue
             mine.append(index)
         for index in mine:
@@ -216,19 +215,12 @@ def _train_pack(configs, all_paths, data, *, verbose, metrics, callbacks_for, sk
 
 def _train_locked_pack(configs, all_paths, data, verbose, metrics, callbacks_for) -> list:
     first = configs[0]
-    steps_per_epoch = math.ceil(len(data.train_labels) / first.batch_size)
-    models, checkpoints, initial_epochs = [], [], []
-    jit_compile = True
+    runs = []
     for config, paths in zip(configs, all_paths):
         # Layer and variable names as a single run of this seed gets them in
         # a process of its own (its files and logs name them).
         keras.backend.clear_session()
-        model, jit_compile = build_compiled_model(config, data, metrics, steps_per_epoch)
-        checkpoint = RunCheckpoint(paths, input_pipeline="device")
-        checkpoint.set_model(model)
-        initial_epochs.append(checkpoint.restore())
-        models.append(model)
-        checkpoints.append(checkpoint)
+        runs.append(build_run(config, paths, data, "device", metrics))
     seeds = [config.seed for config in configs]
     if verbose:
         import jax
@@ -239,48 +231,44 @@ def _train_locked_pack(configs, all_paths, data, verbose, metrics, callbacks_for
             f"{device.platform}:{device.id}.",
             flush=True,
         )
-        for config, paths, done in zip(configs, all_paths, initial_epochs):
-            if done:
-                print(f"Resuming {paths.root} after epoch {done}/{config.epochs}.", flush=True)
-    callback_lists = []
-    for index, (config, paths, model, checkpoint) in enumerate(zip(configs, all_paths, models, checkpoints)):
-        extra = list(callbacks_for(config)) if callbacks_for else []
+        for run in runs:
+            if run.epochs_done:
+                print(f"Resuming {run.paths.root} after epoch {run.epochs_done}/{run.config.epochs}.", flush=True)
+    steps_per_epoch = math.ceil(len(data.train_labels) / first.batch_size)
+    lanes = []
+    for index, run in enumerate(runs):
+        extra = list(callbacks_for(run.config)) if callbacks_for else []
         callbacks = run_callbacks(
-            paths, checkpoint, verbose, extra, progress=False, announce_missing_tensorboard=index == 0
+            run.paths, run.checkpoint, verbose, extra, progress=False, announce_missing_tensorboard=index == 0
         )
-        callback_lists.append(
-            keras.callbacks.CallbackList(
-                callbacks, add_history=True, add_progbar=False, model=model, verbose=verbose,
-                epochs=config.epochs, steps=steps_per_epoch,
-            )
-        )
-    lanes = [i for i, done in enumerate(initial_epochs) if done < first.epochs]
+        lanes.append(run_lane(run, callbacks, verbose, steps_per_epoch))
+    training = [i for i, run in enumerate(runs) if run.epochs_done < first.epochs]
     start = time.time()
-    if lanes:
-        trainer = PackedTrainer(
-            [models[i] for i in lanes], [seeds[i] for i in lanes],
+    if training:
+        from tf_selectivity.training.device_loop import DeviceTrainer
+
+        runner = DeviceTrainer(
+            [runs[i].model for i in training],
             data.train_images, data.train_labels, data.validation_images, data.validation_labels,
-            batch_size=first.batch_size, eval_batch_size=first.eval_batch_size, augment=first.augment,
+            seeds=[seeds[i] for i in training], batch_size=first.batch_size,
+            eval_batch_size=first.eval_batch_size, augment=first.augment, progress=False,
         )
         try:
-            trainer.fit(
-                [callback_lists[i] for i in lanes], [initial_epochs[i] for i in lanes], epochs=first.epochs,
-                progress=_PackProgress(first.epochs, [seeds[i] for i in lanes]) if verbose else None,
+            run_epochs(
+                runner, [lanes[i] for i in training], epochs=first.epochs,
+                on_round=_PackProgress(first.epochs, [seeds[i] for i in training]) if verbose else None,
             )
         except Exception as error:  # noqa: BLE001  (only an out-of-memory error is translated)
             if "RESOURCE_EXHAUSTED" in str(error):
                 raise PackTooLargeError(
-                    f"{len(lanes)} packed replicates do not fit in the device's memory "
+                    f"{len(training)} packed replicates do not fit in the device's memory "
                     f"({str(error).strip().splitlines()[0][:200]}); pack fewer (`pack_replicates="
-                    f"{max(1, len(lanes) // 2)}`); the runs resume from their checkpoints"
+                    f"{max(1, len(training) // 2)}`); the runs resume from their checkpoints"
                 ) from error
             raise
     train_seconds = time.time() - start
     extra_summary = {"packed_replicates": len(configs)}
-    return [
-        finish_run(config, paths, data, model, checkpoint, train_seconds, jit_compile, "device", verbose, extra_summary)
-        for config, paths, model, checkpoint in zip(configs, all_paths, models, checkpoints)
-    ]
+    return [finish_run(run, train_seconds, verbose, extra_summary) for run in runs]
 
 
 def _describe_seeds(seeds) -> str:
@@ -330,224 +318,3 @@ def _spread(values) -> str:
     text = f"{low:.4f}" if low == high else f"{low:.4f}..{high:.4f}"
     bad = len(values) - len(finite)
     return text + (f" ({bad} not finite)" if bad else "")
-
-
-class PackedTrainer:
-    """The epochs of several replicates as one `jax.vmap`-ed program.
-
-    The epoch functions of a `DeviceTrainer` (built from the first model:
-    they only use its structure) mapped over the replicates' stacked states
-    and run keys; the data on the device are shared. Between epochs each
-    replicate's state lives in its own model's variables, as with `fit`, so
-    its callbacks (checkpoint, logs) see its weights.
-
-    Args:
-        models: compiled models of one configuration (same structure).
-        seeds: their seeds (run keys).
-        train_images, train_labels, validation_images, validation_labels:
-            the splits (NumPy), copied to the device once.
-        batch_size, eval_batch_size, augment: as `DeviceTrainer`.
-        compiled_loop: as `DeviceTrainer` ("auto": a compiled loop of the
-            steps on accelerators, one compiled (packed) step per call on
-            CPUs).
-    """
-
-    def __init__(self, models, seeds, train_images, train_labels, validation_images, validation_labels, *,
-                 batch_size, eval_batch_size, augment=True, compiled_loop="auto"):
-        import jax
-        import jax.numpy as jnp
-
-        from tf_selectivity.data import device_pipeline
-        from tf_selectivity.training.device_loop import DeviceTrainer
-
-        if len(models) != len(seeds) or not models:
-            raise ValueError("give one seed per model, and at least one model")
-        self.models = list(models)
-        self.base = DeviceTrainer(
-            self.models[0], train_images, train_labels, validation_images, validation_labels,
-            batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seeds[0], augment=augment,
-            compiled_loop=compiled_loop,
-        )
-        for model in self.models[1:]:
-            if model.optimizer is None:
-                raise ValueError("Compile the models before training them.")
-            if not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)
-            model.reset_metrics()
-        self.data = self.base.data
-        self.functions = functions = self.base.functions
-        self.compiled_loop = self.base.compiled_loop
-        self.keys = jnp.stack([device_pipeline.run_key(int(seed)) for seed in seeds])
-        # Mapped: state, key, plan (axis 0); shared: data, step bounds.
-        self._plan = jax.jit(jax.vmap(functions.plan, in_axes=(0, 0)))
-        self._reset_metrics = jax.jit(jax.vmap(functions.reset_metrics))
-        if self.compiled_loop:
-            self._train_steps = jax.jit(jax.vmap(functions.train_steps, in_axes=(0, None, 0, None, None)))
-        else:
-            self._train_step = jax.jit(jax.vmap(functions.train_step, in_axes=(0, None, 0, None)))
-        self._train_last = (
-            jax.jit(jax.vmap(functions.train_last, in_axes=(0, None, 0))) if functions.train_last else None
-        )
-        self._evaluate = jax.jit(jax.vmap(functions.evaluate, in_axes=(0, None)))
-
-    @property
-    def replicates(self) -> int:
-        return len(self.models)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.base.steps_per_epoch
-
-    # ------------------------------------------------------------ state
-    def stacked_state(self):
-        """The models' states stacked along a new first axis (device arrays)."""
-        import jax
-        import jax.numpy as jnp
-
-        from tf_selectivity.training.device_loop import model_state
-
-        return jax.tree.map(lambda *values: jnp.stack(values), *[model_state(m) for m in self.models])
-
-    def plans(self, epochs):
-        """The `EpochPlan`s of each replicate's epoch (`epochs`: one per replicate)."""
-        return self._plan(self.keys, np.asarray(epochs, dtype=np.int32))
-
-    def run_steps(self, state, plans, start, stop):
-        """Full batches ``start .. stop - 1`` of every replicate's epoch; (state, logs)."""
-        if self.compiled_loop:
-            return self._train_steps(state, self.data, plans, np.int32(start), np.int32(stop))
-        logs = None
-        for step in range(start, stop):
-            state, logs = self._train_step(state, self.data, plans, np.int32(step))
-        return state, logs
-
-    def train_epoch(self, state, epochs):
-        """Every replicate's epoch (`epochs`: its index per replicate); (state, logs)."""
-        functions = self.functions
-        state = self._reset_metrics(state)
-        plans = self.plans(epochs)
-        logs = None
-        if functions.full_steps:
-            state, logs = self.run_steps(state, plans, 0, functions.full_steps)
-        if self._train_last is not None:
-            state, logs = self._train_last(state, self.data, plans)
-        return state, logs
-
-    def validate(self, state):
-        return self._evaluate(self._reset_metrics(state), self.data)
-
-    # -------------------------------------------------------------- fit
-    def fit(self, callback_lists, initial_epochs, *, epochs, progress=None):
-        """Trains every replicate from its ``initial_epochs`` entry to `epochs`.
-
-        Per round, each replicate still training runs its next epoch; its
-        callbacks get the calls `fit` makes (``on_epoch_begin``, one
-        ``on_train_batch_begin/end`` pair, ``on_test_begin/end``,
-        ``on_epoch_end``), after its state is written into its model. A
-        replicate leaves the round-robin when it has trained `epochs`
-        epochs or its model's ``stop_training`` is set (e.g. by
-        `RunCheckpoint` when its loss is not finite).
-
-        Args:
-            callback_lists: one `keras.callbacks.CallbackList` per replicate.
-            initial_epochs: epochs each replicate has finished.
-            epochs: the epochs of a run.
-            progress: called after each round with ({replicate: epoch
-                trained}, {replicate: logs}).
-        """
-        import jax
-
-        from tf_selectivity.training.device_loop import write_model_state
-
-        if len(callback_lists) != self.replicates or len(initial_epochs) != self.replicates:
-            raise ValueError("give one callback list and one initial epoch per replicate")
-        done = np.asarray(initial_epochs, dtype=np.int64)
-        active = done < epochs
-        last_logs = [{} for _ in self.models]
-        for model, callbacks in zip(self.models, callback_lists):
-            model.stop_training = False
-            callbacks.on_train_begin()
-        while active.any():
-            lanes = [int(lane) for lane in np.flatnonzero(active)]
-            for lane in lanes:
-                self.models[lane].reset_metrics()
-                callback_lists[lane].on_epoch_begin(int(done[lane]))
-            # Read after on_epoch_begin: a callback may change the weights.
-            state = self.stacked_state()
-            for lane in lanes:
-                callback_lists[lane].on_train_batch_begin(0)
-            state, train_logs = self.train_epoch(state, done)
-            for lane in lanes:
-                callback_lists[lane].on_test_begin()
-            state, val_logs = self.validate(state)
-            state, train_logs, val_logs = jax.device_get((state, train_logs, val_logs))
-            trained, round_logs = {}, {}
-            for lane in lanes:
-                model = self.models[lane]
-                write_model_state(model, jax.tree.map(lambda values: values[lane], state))
-                logs = {name: float(value[lane]) for name, value in train_logs.items()}
-                callback_lists[lane].on_train_batch_end(self.steps_per_epoch - 1, logs)
-                validation = {name: float(value[lane]) for name, value in val_logs.items()}
-                callback_lists[lane].on_test_end(validation)
-                logs.update({f"val_{name}": value for name, value in validation.items()})
-                callback_lists[lane].on_epoch_end(int(done[lane]), logs)
-                trained[lane], round_logs[lane] = int(done[lane]), logs
-                last_logs[lane] = logs
-                done[lane] += 1
-                if model.stop_training or done[lane] >= epochs:
-                    active[lane] = False
-            if progress is not None:
-                progress(trained, round_logs)
-        for callbacks, logs in zip(callback_lists, last_logs):
-            callbacks.on_train_end(logs)
-
-
-# ------------------------------------------------------------ benchmark
-def benchmark_packed(model_name, batch_size, alpha, precision, replicates, steps, warmup, repeats=3) -> float:
-    """Aggregate training images per second of `replicates` packed seeds.
-
-    Synthetic CIFAR-sized data (32x32x3, 10 classes) on the device; seeds
-    0 .. replicates - 1; SGD as the paper's. Times `steps` packed steps
-    after `warmup` steps (which include compilation), `repeats` times, and
-    takes the median. The steps run as `PackedTrainer` runs them (a
-    compiled loop on accelerators, one packed step per call on CPUs).
-
-    Returns:
-        Images per second, all replicates together.
-    """
-    import statistics
-
-    import jax
-
-    from tf_selectivity.models import build_model
-    from tf_selectivity.training.optimizers import TorchSGD
-
-    keras.mixed_precision.set_dtype_policy(precision)
-    rng = np.random.default_rng(0)
-    count = batch_size * (warmup + steps)
-    images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-    labels = rng.integers(0, 10, count)
-    models = []
-    for seed in range(replicates):
-        keras.utils.set_random_seed(seed)
-        model = build_model(model_name, alpha=alpha)
-        model.compile(optimizer=TorchSGD(0.1, momentum=0.9, weight_decay_l2=1e-4))
-        models.append(model)
-    trainer = PackedTrainer(
-        models, list(range(replicates)), images, labels, images[:batch_size], labels[:batch_size],
-        batch_size=batch_size, eval_batch_size=batch_size,
-    )
-    state = trainer._reset_metrics(trainer.stacked_state())
-    plans = trainer.plans(np.zeros(replicates))
-    state, logs = trainer.run_steps(state, plans, 0, warmup)  # compiles
-    jax.block_until_ready((state, logs))
-    times = []
-    for _ in range(max(1, int(repeats))):
-        started = time.perf_counter()
-        state, logs = trainer.run_steps(state, plans, warmup, warmup + steps)
-        jax.block_until_ready((state, logs))
-        times.append(time.perf_counter() - started)
-    losses = np.asarray(logs["loss"])
-    if not np.isfinite(losses).all():
-        raise FloatingPointError(f"a replicate's loss is not finite: {losses}")
-    return replicates * batch_size * steps / statistics.median(times)

@@ -1,0 +1,173 @@
+"""Epochs from host batches: the `EpochRunner`s of one run that streams its data.
+
+TensorFlow trains from a tf.data pipeline (batches prepared by C++ threads
+beside the step) with the model's own compiled train function, as
+`keras.Model.fit` does; JAX trains from the NumPy `ImageBatches` (when the
+data stay on the host, `training/placement.py`) with the model's stateless
+steps, jitted, the state held here between steps as Keras' JAX trainer
+holds it. Both shuffle and augment as pure functions of (seed, epoch,
+batch), so resuming at any epoch reproduces an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import os
+
+import keras
+
+__all__ = ["host_runner", "TensorFlowRunner", "JAXHostRunner"]
+
+
+def _floats(logs) -> dict:
+    """Epoch logs (backend scalars) as Python floats."""
+    return {name: float(keras.ops.convert_to_numpy(value)) for name, value in logs.items()}
+
+
+def host_runner(model, config, data, progress: bool = True):
+    """The host-batch runner of this backend for one run.
+
+    Args:
+        model: the run's compiled model.
+        config: its `TrainConfig` (seed, batch sizes, augmentation).
+        data: its `DatasetSplits`.
+        progress: report every batch to the callbacks (a progress bar).
+    """
+    if keras.backend.backend() == "tensorflow":
+        return TensorFlowRunner(model, config, data, progress)
+    if keras.backend.backend() == "jax":
+        return JAXHostRunner(model, config, data, progress)
+    raise ValueError(f"training needs the TensorFlow or the JAX backend; KERAS_BACKEND is {keras.backend.backend()!r}")
+
+
+class TensorFlowRunner:
+    """One run's epochs through its model's compiled train and test functions.
+
+    Per step the model's `train_function` (`make_train_function`: the
+    `tf.function` of its `train_step`, XLA where compiled so) takes the next
+    batch of the epoch's tf.data iterator, exactly as `fit` calls it; the
+    model's variables are the state. Validation is `evaluate` on the
+    validation split.
+    """
+
+    def __init__(self, model, config, data, progress=True):
+        import math
+
+        from tf_selectivity.data.tf_pipeline import evaluation_dataset
+
+        self.model = model
+        self.config = config
+        self.data = data
+        self.progress = progress
+        self.steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+        self.validation = evaluation_dataset(data.validation_images, data.validation_labels, config.eval_batch_size)
+
+    def reports_batches(self, lanes) -> bool:
+        return self.progress
+
+    def train_epochs(self, epochs, lanes, callbacks) -> dict:
+        from tf_selectivity.data.tf_pipeline import training_dataset
+
+        epoch = epochs[0]
+        batches = training_dataset(
+            self.data.train_images, self.data.train_labels, self.config.batch_size, seed=self.config.seed,
+            first_epoch=epoch, epochs=epoch + 1, augment=self.config.augment,
+        )
+        self.model.make_train_function()  # sets (once) the model's `train_function`
+        train_function = self.model.train_function
+        iterator = iter(batches)
+        logs = {}
+        for step in range(self.steps_per_epoch):
+            if callbacks is not None:
+                callbacks.on_train_batch_begin(step)
+            logs = train_function(iterator)
+            if callbacks is not None:
+                callbacks.on_train_batch_end(step, logs)
+        return {lanes[0]: _floats(logs)}
+
+    def validate_epochs(self, lanes) -> dict:
+        logs = self.model.evaluate(self.validation, verbose=0, return_dict=True)
+        return {lanes[0]: {name: float(value) for name, value in logs.items()}}
+
+    def store(self, lanes) -> None:
+        """Nothing to do: the model's variables are the state."""
+
+
+class JAXHostRunner:
+    """One run's epochs on JAX from host batches, through its stateless steps.
+
+    The model's `train_step` / `test_step` (Keras' JAX trainer API) are
+    jitted once; the state (trainable, non-trainable, optimizer and metrics
+    variables) is read from the model before an epoch and written back
+    after it. Batches are prepared by a few threads ahead of the step
+    (`ImageBatches` is a pure function of its index).
+    """
+
+    def __init__(self, model, config, data, progress=True, workers=None):
+        import jax
+
+        from tf_selectivity.data import ImageBatches
+
+        self.model = model
+        self.progress = progress
+        self.train = ImageBatches(
+            data.train_images, data.train_labels, config.batch_size,
+            shuffle=True, augment=config.augment, seed=config.seed,
+        )
+        self.validation = ImageBatches(data.validation_images, data.validation_labels, config.eval_batch_size)
+        self.steps_per_epoch = len(self.train)
+        self.workers = workers or (2 if (os.cpu_count() or 1) > 2 else 1)
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        self._train_step = jax.jit(model.train_step)
+        self._test_step = jax.jit(model.test_step)
+        self._state = None
+
+    def reports_batches(self, lanes) -> bool:
+        return self.progress
+
+    def _batches(self, batches):
+        """`batches[0], batches[1], ...`, each prepared ahead by the worker threads."""
+        with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
+            pending = collections.deque()
+            for index in range(len(batches)):
+                pending.append(pool.submit(batches.__getitem__, index))
+                if len(pending) > 2 * self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def train_epochs(self, epochs, lanes, callbacks) -> dict:
+        from tf_selectivity.training.device_loop import model_state
+
+        self.train.set_epoch(epochs[0])
+        state = model_state(self.model)  # metrics already reset by the loop
+        logs = {}
+        for step, batch in enumerate(self._batches(self.train)):
+            if callbacks is not None:
+                callbacks.on_train_batch_begin(step)
+            logs, state = self._train_step(state, batch)
+            if callbacks is not None:
+                callbacks.on_train_batch_end(step, logs)
+        self._state = state
+        return {lanes[0]: _floats(logs)}
+
+    def validate_epochs(self, lanes) -> dict:
+        trainable, non_trainable, optimizer, _ = self._state
+        # The metrics' reset values: those of a freshly reset model (its
+        # variables are written from the state afterwards, in `store`).
+        self.model.reset_metrics()
+        reset = [v.value for v in self.model.metrics_variables]
+        state = (trainable, non_trainable, reset)
+        logs = {}
+        for batch in self._batches(self.validation):
+            logs, state = self._test_step(state, batch)
+        self._state = (state[0], state[1], optimizer, state[2])
+        return {lanes[0]: _floats(logs)}
+
+    def store(self, lanes) -> None:
+        from tf_selectivity.training.device_loop import write_model_state
+
+        write_model_state(self.model, self._state)
+        self._state = None
