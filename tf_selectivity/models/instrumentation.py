@@ -17,7 +17,6 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 
 import keras
 from keras import ops
-from keras.src.models.functional import Functional
 
 from tf_selectivity.layers import SelectivityProbe, find_probes
 from tf_selectivity.models.selectivity_model import SelectivityModel
@@ -109,7 +108,11 @@ def _applies_unit_activation(layer) -> bool:
 def _is_graph_model(layer) -> bool:
     """Functional and Sequential models (whose graph can be re-run), not
     subclassed models (whose `call` is opaque Python)."""
-    return isinstance(layer, (keras.Sequential, Functional))
+    # A Functional model is a `keras.Model` that is also a `keras.Function`
+    # (its graph of operations); a subclassed model is not.
+    return isinstance(layer, keras.Sequential) or (
+        isinstance(layer, keras.Model) and isinstance(layer, keras.Function)
+    )
 
 
 @keras.saving.register_keras_serializable(package="tf_selectivity")
@@ -196,9 +199,12 @@ class _GraphRewriter:
             for layer in model.layers:
                 outputs = self._call(layer, outputs)
             return outputs
-        # `_run_through_graph` is how Keras' own `clone_model` re-runs a
-        # Functional graph with a custom `call_fn`; called directly so that
-        # nested models are flattened into this graph instead of cloned.
+        # Keras' graph walk with a `call_fn` for every layer (what its own
+        # `clone_model` runs), called directly so that nested models are
+        # flattened into this graph instead of cloned: `clone_model` itself
+        # builds a Functional from the nested model's intermediate inputs,
+        # which Keras 3.15 refuses for nested graphs ("Output ... is not
+        # connected to `inputs`"). TODO(compat): moves to tf_selectivity.compat.
         return model._run_through_graph(inputs, operation_fn=lambda op: op, call_fn=self._call)
 
     def _call(self, layer, *args, **kwargs):
