@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 import warnings
 
 import keras
@@ -12,10 +14,19 @@ from tf_selectivity.compat import register_call_context_args
 from tf_selectivity.selectivity import (
     DEFAULT_SELECTIVITY_INDEX,
     batch_class_selectivity,
+    unit_responses,
     validate_index,
 )
 
-__all__ = ["SelectivityProbe", "UnitResponses", "LABELS_ARG", "find_probes", "child_layers", "all_layers"]
+__all__ = [
+    "SelectivityProbe",
+    "UnitResponses",
+    "LABELS_ARG",
+    "find_probes",
+    "child_layers",
+    "all_layers",
+    "recording_unit_responses",
+]
 
 # Name of the call-context argument that carries the batch labels to every
 # probe of a model: `model(x, training=True, selectivity_labels=y)`. Keras
@@ -100,9 +111,14 @@ class SelectivityProbe(keras.layers.Layer):
                 _warn_no_labels(self)
             # ----
             return inputs
+        # The responses once: the batch index takes them as they are, and a
+        # `recording_unit_responses` context (the validation pass of
+        # SelectivityModel's split selectivity) gets the same tensor.
+        responses = unit_responses(inputs)
+        _record_responses(self, responses)
         layer_si = ops.mean(
             batch_class_selectivity(
-                inputs, selectivity_labels, self.num_classes, self.epsilon, self.index
+                responses, selectivity_labels, self.num_classes, self.epsilon, self.index
             )
         )
         self.batch_selectivity.assign(ops.stop_gradient(layer_si))
@@ -126,6 +142,56 @@ class SelectivityProbe(keras.layers.Layer):
             }
         )
         return config
+
+
+# ---- Unit responses recorded during one forward pass. A stack per thread:
+# the step that opens a recording runs the forward pass in its own thread
+# (tf.distribute replicas included).
+_RECORDINGS = threading.local()
+
+
+@contextlib.contextmanager
+def recording_unit_responses():
+    """Collects the unit responses every probe computes in a forward pass.
+
+    Within the context, each `SelectivityProbe` called with labels stores
+    its unit responses (batch, units), float32 (each unit's mean over
+    positions, the tensor its batch index uses), under its name in the
+    yielded dict. The tensors belong to the computation being traced or run
+    (a `tf.function` graph, a JAX trace): use them inside it, e.g. in the
+    same step, as `SelectivityModel.test_step` does for its split
+    selectivity. So the responses come from the forward pass that computes
+    the loss, without a second one.
+
+    Yields:
+        dict: probe name -> responses, filled as the probes run.
+
+    Raises:
+        ValueError: (from the probe) a probe is called twice in the pass.
+    """
+    recorded = {}
+    stack = getattr(_RECORDINGS, "stack", None)
+    if stack is None:
+        stack = _RECORDINGS.stack = []
+    stack.append(recorded)
+    try:
+        yield recorded
+    finally:
+        stack.pop()
+
+
+def _record_responses(probe, responses) -> None:
+    stack = getattr(_RECORDINGS, "stack", None)
+    if not stack:
+        return
+    if probe.name in stack[-1]:
+        raise ValueError(
+            f"SelectivityProbe {probe.name!r} was called more than once in one forward pass; "
+            "recording unit responses (split selectivity) needs each probe called once: "
+            "give each place its own probe."
+        )
+    stack[-1][probe.name] = responses
+# ----
 
 
 # ---- Warned once per process: with L probes a missing-labels setup would

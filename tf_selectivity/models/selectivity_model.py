@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -9,7 +11,8 @@ from keras import ops
 # TorchSGD ("tf_selectivity>TorchSGD").
 import tf_selectivity.optimizers  # noqa: F401
 from tf_selectivity.compat import register_call_context_args
-from tf_selectivity.layers import LABELS_ARG, UnitResponses, find_probes
+from tf_selectivity.layers import LABELS_ARG, UnitResponses, find_probes, recording_unit_responses
+from tf_selectivity.models.split_selectivity import SplitSelectivity
 from tf_selectivity.models.steps import BackendSteps
 from tf_selectivity.selectivity import DEFAULT_SELECTIVITY_INDEX, validate_index
 
@@ -82,7 +85,10 @@ class SelectivityModel(BackendSteps, keras.Model):
 
     and the metrics given to `compile(metrics=..., weighted_metrics=...)`,
     which are updated with ``(labels, logits)`` (use ``from_logits=True``
-    where a metric has it).
+    where a metric has it). With ``compile(split_selectivity=True)`` the test
+    step (validation in `fit`, `evaluate`) also reports each probe's index
+    over the whole split, ``split_selectivity/<probe name>``, and their mean
+    ``split_mean_selectivity`` (see `compile`).
 
     **Sample weights** (``fit(..., sample_weight=...)`` or ``class_weight``)
     weight the cross-entropy as Keras' losses do: ``sum_i w_i CE_i / N``
@@ -116,6 +122,9 @@ class SelectivityModel(BackendSteps, keras.Model):
         self.cross_entropy_tracker = keras.metrics.Mean(name="cross_entropy")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.layer_selectivity_tracker = VectorMean(max(len(probes), 1), name="layer_selectivity")
+        # Holds no state until `compile(split_selectivity=True)` configures it.
+        self.split_selectivity_tracker = SplitSelectivity(name="split_selectivity")
+        self.split_selectivity = False
 
     # ----------------------------------------------------------------- probes
     @property
@@ -155,6 +164,7 @@ class SelectivityModel(BackendSteps, keras.Model):
         validate_index(index)
         for probe in self.probes:
             probe.index = index
+        self.split_selectivity_tracker.index = index
         self.train_function = None
         self.test_function = None
 
@@ -183,7 +193,8 @@ class SelectivityModel(BackendSteps, keras.Model):
         return self.inputs[0] if len(self.inputs) == 1 else self.inputs
 
     # ---------------------------------------------------------------- compile
-    def compile(self, optimizer="sgd", metrics=None, weighted_metrics=None, **kwargs):
+    def compile(self, optimizer="sgd", metrics=None, weighted_metrics=None,
+                split_selectivity=False, **kwargs):
         """Configures the optimizer and extra metrics; the loss is fixed (eq. 2).
 
         Args:
@@ -192,13 +203,28 @@ class SelectivityModel(BackendSteps, keras.Model):
                 train and test steps (logged beside the built-in ones).
                 ``"accuracy"`` is always logged and is not added twice.
             weighted_metrics: extra metrics that also get the sample weights.
+            split_selectivity: also measure selectivity over whole splits in
+                the test step: each evaluation (`evaluate`, `fit`'s
+                validation, a device loop's validation) accumulates, per
+                probe, the class sums of the unit responses of the forward
+                pass it runs anyway, and the class counts, in float32 metric
+                variables (reset with the other metrics), and logs
+                ``split_selectivity/<probe name>`` (the mean over the probe's
+                units of the dataset-level index, the one the analysis
+                reports, in the probes' `selectivity_index`) and
+                ``split_mean_selectivity`` (eq. 3), ``val_``-prefixed in
+                `fit`. Sample weights are not used. Not logged by the train
+                step (a batch is not a split). Fixed when the steps are
+                traced: compile again to change it.
             **kwargs: other `keras.Model.compile` arguments (`jit_compile`,
                 `steps_per_execution`, ...); `loss` and `loss_weights` are
                 refused.
 
         Raises:
-            ValueError: `loss` given, or (TensorFlow with oneDNN on) a layer
-                whose weight gradient oneDNN gets wrong (see
+            ValueError: `loss` given; `split_selectivity` for a model without
+                probes (and, from the first test step, with a probe called
+                more than once per pass); or (TensorFlow with oneDNN on) a
+                layer whose weight gradient oneDNN gets wrong (see
                 `tf_selectivity.models.onednn`).
         """
         from tf_selectivity.models.onednn import check_onednn_gradients
@@ -214,12 +240,41 @@ class SelectivityModel(BackendSteps, keras.Model):
         if isinstance(metrics, (list, tuple)):
             # The built-in accuracy is the same value; keep one column.
             metrics = [m for m in metrics if not (isinstance(m, str) and m.lower() in ("accuracy", "acc"))]
+        if split_selectivity:
+            self._configure_split_selectivity()
         super().compile(
             optimizer=optimizer,
             metrics=metrics or None,
             weighted_metrics=weighted_metrics or None,
             **kwargs,
         )
+        self.split_selectivity = bool(split_selectivity)
+
+    def _configure_split_selectivity(self) -> None:
+        probes = self.probes
+        if not probes:
+            raise ValueError("split_selectivity needs a model with SelectivityProbe layers.")
+        units, num_classes = [], {probe.num_classes for probe in probes}
+        for probe in probes:
+            try:
+                units.append(int(probe.output.shape[-1]))
+            except (AttributeError, ValueError) as error:
+                raise ValueError(
+                    f"split_selectivity needs each probe's output shape; probe "
+                    f"{probe.name!r}: {error}"
+                ) from error
+        if len(num_classes) > 1:
+            raise ValueError(f"Probes have different num_classes: {sorted(num_classes)}.")
+        self.split_selectivity_tracker.configure(
+            [probe.name for probe in probes], units, num_classes.pop(), self.selectivity_index
+        )
+
+    def get_compile_config(self):
+        """Keras' compile config, plus ``split_selectivity`` when it is on."""
+        config = super().get_compile_config()
+        if config and self.split_selectivity:
+            config["split_selectivity"] = True
+        return config
 
     def compile_from_config(self, config):
         """Recompiles a loaded model (optimizer state included) from its config."""
@@ -260,8 +315,9 @@ class SelectivityModel(BackendSteps, keras.Model):
 
     def _other_metrics(self) -> list:
         """The metrics beyond the built-in logs: those of `compile` and any
-        a user attached (their results go into the logs as Keras logs them)."""
-        builtin = [self.loss_tracker, *self._builtin_trackers()]
+        a user attached (their results go into the logs as Keras logs them).
+        Not the split selectivity: the test step logs it when it is on."""
+        builtin = [self.loss_tracker, *self._builtin_trackers(), self.split_selectivity_tracker]
         return [metric for metric in self.metrics if not any(metric is m for m in builtin)]
 
     # ------------------------------------------------------------ loss terms
@@ -326,6 +382,24 @@ class SelectivityModel(BackendSteps, keras.Model):
         # (labels, logits, sample_weight); its return value is rebuilt below.
         super().compute_metrics(x, y, y_pred, sample_weight)
         return self._logs()
+
+    def recording_split_responses(self):
+        """The context the steps run the forward pass in: records the probes'
+        unit responses (`tf_selectivity.layers.recording_unit_responses`)
+        when split selectivity is on, else records nothing (yields None)."""
+        if self.split_selectivity:
+            return recording_unit_responses()
+        return contextlib.nullcontext()
+
+    def update_split_selectivity(self, labels, responses) -> dict:
+        """Adds a batch's recorded responses to the split selectivity.
+
+        Returns:
+            Its logs: ``split_selectivity/<probe>`` and
+            ``split_mean_selectivity`` over the batches so far.
+        """
+        self.split_selectivity_tracker.update_state(labels, responses)
+        return self.split_selectivity_tracker.result()
 
     def _logs(self):
         """Epoch-mean logs; the regularizer is recovered from the per-layer means

@@ -17,8 +17,9 @@ class TensorFlowSteps:
 
     As Keras' own TensorFlow trainer, except that the forward pass passes the
     labels to the probes. The model supplies `compute_loss`,
-    `compute_metrics` and `loss_tracker`. Keras traces the steps into a
-    `tf.function` (graph or XLA).
+    `compute_metrics`, `loss_tracker` and, for the test step's split
+    selectivity, `recording_split_responses` / `update_split_selectivity`.
+    Keras traces the steps into a `tf.function` (graph or XLA).
     """
 
     def train_step(self, data):
@@ -41,7 +42,11 @@ class TensorFlowSteps:
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y_pred = self(x, training=False, **{LABELS_ARG: y})
+        with self.recording_split_responses() as responses:
+            y_pred = self(x, training=False, **{LABELS_ARG: y})
         loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
         self.loss_tracker.update_state(loss, sample_weight=tf.shape(y_pred)[0])
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        if responses is not None:
+            logs.update(self.update_split_selectivity(y, responses))
+        return logs
