@@ -9,6 +9,7 @@ from tf_selectivity.models.imagenet_resnet import build_imagenet_resnet
 from tf_selectivity.models.instrumentation import DenseLogits, instrument
 from tf_selectivity.models.resnet import build_cifar_resnet
 from tf_selectivity.models.selectivity_model import SelectivityModel, VectorMean
+from tf_selectivity.models.split_selectivity import SplitSelectivity
 from tf_selectivity.models.torch_weights import (
     AKAMASTER_NORMALIZATION,
     load_torch_weights,
@@ -23,6 +24,7 @@ __all__ = [
     "instrument",
     "DenseLogits",
     "SelectivityModel",
+    "SplitSelectivity",
     "VectorMean",
     "ZeroPadShortcut",
     "build_cifar_resnet",
