@@ -149,3 +149,42 @@ def test_find_probes_in_nested_models(rng):
     inputs = keras.Input((8, 8, 3))
     outer = SelectivityModel(inputs, inner(inputs))
     assert [p.name for p in find_probes(outer)] == ["probe0", "probe1"]
+
+
+class _ProbeOwner(keras.layers.Layer):
+    """A user layer holding sublayers in a private attribute, a public one
+    and a list with a dict inside, in that order."""
+
+    def __init__(self, num_classes, **kwargs):
+        super().__init__(**kwargs)
+        self._conv = keras.layers.Conv2D(4, 1, activation="relu", name="owned_conv")
+        self.probe = SelectivityProbe(num_classes=num_classes, alpha=-1.0, name="owned_probe")
+        self.tail = [keras.layers.ReLU(name="r1"), {"last": SelectivityProbe(num_classes=num_classes, alpha=-1.0, name="listed_probe")}]
+
+    def call(self, inputs):
+        x = self.probe(self._conv(inputs))
+        return self.tail[1]["last"](self.tail[0](x))
+
+
+def test_find_probes_in_layers_that_own_sublayers(rng):
+    from tf_selectivity.layers import all_layers, child_layers
+
+    inputs = keras.Input((8, 8, 3))
+    owner = _ProbeOwner(num_classes=3, name="owner")
+    x = owner(inputs)
+    sequential = keras.Sequential(
+        [keras.layers.Conv2D(3, 1, name="seq_conv"), SelectivityProbe(num_classes=3, alpha=-1.0, name="seq_probe")],
+        name="seq",
+    )
+    x = SelectivityProbe(num_classes=3, alpha=-1.0, name="top_probe")(sequential(x))
+    model = SelectivityModel(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    assert [p.name for p in find_probes(model)] == ["owned_probe", "listed_probe", "seq_probe", "top_probe"]
+    assert [layer.name for layer in child_layers(owner)] == ["owned_conv", "owned_probe", "r1", "listed_probe"]
+    names = [layer.name for layer in all_layers(model)]
+    assert names.index("owner") < names.index("owned_conv") < names.index("seq") < names.index("seq_conv")
+    assert len(names) == len(set(names))
+    # The probes inside get the labels: each records a batch SI and a loss term.
+    x_batch = rng.normal(size=(12, 8, 8, 3)).astype("float32")
+    y_batch = np.arange(12) % 3
+    model(x_batch, training=True, selectivity_labels=y_batch)
+    assert len(model.losses) == 4

@@ -12,12 +12,43 @@ load Keras at import time.
 
 from __future__ import annotations
 
-__all__ = []
+__all__ = ["register_call_context_args", "optimizer_variable_index"]
 
 
 # ---------------------------------------------------------------------------
 # Keras
 # ---------------------------------------------------------------------------
+
+
+def register_call_context_args(layer, *names) -> None:
+    """Makes Keras pass the keyword arguments `names` down to nested layers.
+
+    A *call-context argument* given to an outer layer's call (e.g.
+    ``model(x, selectivity_labels=y)``) reaches every nested layer that
+    registered it, the way `training` does. `SelectivityModel` and
+    `SelectivityProbe` register the batch labels this way. Keras 3 has it only
+    as the private ``Layer._register_call_context_args`` (documented in its
+    docstring, no public alias).
+
+    Args:
+        layer: a `keras.layers.Layer` (or model) that has not been called yet.
+        *names: argument names.
+
+    Raises:
+        RuntimeError: the layer was already called (raised by Keras).
+    """
+    layer._register_call_context_args(*names)
+
+
+def optimizer_variable_index(optimizer, variable) -> int:
+    """Index of `variable` among the variables `optimizer.build` was given.
+
+    The slot variables an optimizer creates with `add_optimizer_variables`
+    are in that order; Keras' own optimizers find a variable's slot with the
+    private ``_get_variable_index``, which also maps TensorFlow's distributed
+    variables to their key.
+    """
+    return optimizer._get_variable_index(variable)
 
 
 # ---------------------------------------------------------------------------

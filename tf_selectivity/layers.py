@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
 import warnings
 
 import keras
 from keras import ops
 
+from tf_selectivity.compat import register_call_context_args
 from tf_selectivity.selectivity import (
     DEFAULT_SELECTIVITY_INDEX,
     batch_class_selectivity,
+    unit_responses,
     validate_index,
 )
 
-__all__ = ["SelectivityProbe", "UnitResponses", "LABELS_ARG", "find_probes"]
+__all__ = [
+    "SelectivityProbe",
+    "UnitResponses",
+    "LABELS_ARG",
+    "find_probes",
+    "child_layers",
+    "all_layers",
+    "recording_unit_responses",
+]
 
 # Name of the call-context argument that carries the batch labels to every
 # probe of a model: `model(x, training=True, selectivity_labels=y)`. Keras
@@ -79,7 +92,7 @@ class SelectivityProbe(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.index = validate_index(index, "index")
         self.supports_masking = True
-        self._register_call_context_args(LABELS_ARG)
+        register_call_context_args(self, LABELS_ARG)
         # Last batch's mean SI over this layer's units, for logging. A variable
         # (not a Python attribute) so that it survives `stateless_call` on JAX
         # and tf.function tracing on TensorFlow.
@@ -98,9 +111,14 @@ class SelectivityProbe(keras.layers.Layer):
                 _warn_no_labels(self)
             # ----
             return inputs
+        # The responses once: the batch index takes them as they are, and a
+        # `recording_unit_responses` context (the validation pass of
+        # SelectivityModel's split selectivity) gets the same tensor.
+        responses = unit_responses(inputs)
+        _record_responses(self, responses)
         layer_si = ops.mean(
             batch_class_selectivity(
-                inputs, selectivity_labels, self.num_classes, self.epsilon, self.index
+                responses, selectivity_labels, self.num_classes, self.epsilon, self.index
             )
         )
         self.batch_selectivity.assign(ops.stop_gradient(layer_si))
@@ -124,6 +142,56 @@ class SelectivityProbe(keras.layers.Layer):
             }
         )
         return config
+
+
+# ---- Unit responses recorded during one forward pass. A stack per thread:
+# the step that opens a recording runs the forward pass in its own thread
+# (tf.distribute replicas included).
+_RECORDINGS = threading.local()
+
+
+@contextlib.contextmanager
+def recording_unit_responses():
+    """Collects the unit responses every probe computes in a forward pass.
+
+    Within the context, each `SelectivityProbe` called with labels stores
+    its unit responses (batch, units), float32 (each unit's mean over
+    positions, the tensor its batch index uses), under its name in the
+    yielded dict. The tensors belong to the computation being traced or run
+    (a `tf.function` graph, a JAX trace): use them inside it, e.g. in the
+    same step, as `SelectivityModel.test_step` does for its split
+    selectivity. So the responses come from the forward pass that computes
+    the loss, without a second one.
+
+    Yields:
+        dict: probe name -> responses, filled as the probes run.
+
+    Raises:
+        ValueError: (from the probe) a probe is called twice in the pass.
+    """
+    recorded = {}
+    stack = getattr(_RECORDINGS, "stack", None)
+    if stack is None:
+        stack = _RECORDINGS.stack = []
+    stack.append(recorded)
+    try:
+        yield recorded
+    finally:
+        stack.pop()
+
+
+def _record_responses(probe, responses) -> None:
+    stack = getattr(_RECORDINGS, "stack", None)
+    if not stack:
+        return
+    if probe.name in stack[-1]:
+        raise ValueError(
+            f"SelectivityProbe {probe.name!r} was called more than once in one forward pass; "
+            "recording unit responses (split selectivity) needs each probe called once: "
+            "give each place its own probe."
+        )
+    stack[-1][probe.name] = responses
+# ----
 
 
 # ---- Warned once per process: with L probes a missing-labels setup would
@@ -151,6 +219,79 @@ def _warn_no_labels(probe) -> None:
 # ----
 
 
+@functools.cache
+def _bookkeeping_attributes() -> frozenset:
+    """Attribute names every Keras layer has (Keras' own state, e.g. the
+    list it tracks sublayers in): not a layer's own sublayers. Keras' saving
+    code tells them apart the same way, from a bare `Layer()`."""
+    return frozenset(vars(keras.layers.Layer()))
+
+
+def _layers_in(value):
+    """Layers in an attribute value: a layer, or lists/tuples/dicts of them."""
+    if isinstance(value, keras.layers.Layer):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _layers_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _layers_in(item)
+
+
+def child_layers(layer) -> list:
+    """The layers directly inside `layer`, in the order they were added.
+
+    For a model (Functional, Sequential or subclassed): `model.layers`
+    (a Functional model's in graph order). For any other layer: the layers it
+    holds in its attributes (directly or in lists, tuples and dicts), in the
+    order the attributes were first set, as Keras tracks them. Each layer is
+    listed once; metrics are not layers.
+
+    Args:
+        layer: a `keras.layers.Layer` (or model).
+
+    Returns:
+        A list of `keras.layers.Layer`.
+    """
+    if isinstance(layer, keras.Model):
+        candidates = layer.layers
+    else:
+        skip = _bookkeeping_attributes()
+        candidates = [
+            sublayer
+            for name, value in vars(layer).items()
+            if name not in skip
+            for sublayer in _layers_in(value)
+        ]
+    children, seen = [], {id(layer)}
+    for child in candidates:
+        if id(child) not in seen and not isinstance(child, keras.metrics.Metric):
+            seen.add(id(child))
+            children.append(child)
+    return children
+
+
+def all_layers(layer) -> list:
+    """Every layer nested in `layer` (not `layer` itself), depth first.
+
+    Each layer's children (`child_layers`) follow it before its next
+    sibling; a layer reached twice (shared) is listed once.
+    """
+    found, seen = [], {id(layer)}
+
+    def visit(parent):
+        for child in child_layers(parent):
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            found.append(child)
+            visit(child)
+
+    visit(layer)
+    return found
+
+
 def find_probes(model) -> list:
     """All `SelectivityProbe` layers of a model in depth order, nested ones included.
 
@@ -158,20 +299,7 @@ def find_probes(model) -> list:
     Functional models: the graph's topological order); a shared probe is
     listed once.
     """
-    found, seen = [], set()
-
-    def visit(layer):
-        for sublayer in layer._flatten_layers(include_self=False, recursive=False):
-            if id(sublayer) in seen:
-                continue
-            seen.add(id(sublayer))
-            if isinstance(sublayer, SelectivityProbe):
-                found.append(sublayer)
-            else:
-                visit(sublayer)
-
-    visit(model)
-    return found
+    return [layer for layer in all_layers(model) if isinstance(layer, SelectivityProbe)]
 
 
 @keras.saving.register_keras_serializable(package="tf_selectivity")

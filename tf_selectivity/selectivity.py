@@ -50,12 +50,15 @@ Conventions shared by both (tested in ``tests/test_selectivity.py``):
   differentiable version) do not enter mu_max nor mu_-max. A batch with fewer
   than two classes present has no contrast: SI = 0.
 
-Three versions share these conventions:
+One implementation of the index from class means (`_index_from_class_means`,
+written once for NumPy and `keras.ops`) serves every version:
 
 * `class_selectivity`: the dataset-level index of a set of activations held in
   memory (NumPy, float64).
 * `ClassSelectivityAccumulator`: the same index computed by streaming batches
   (per-class sums and counts per unit), so the test set is never held at once.
+* `selectivity_from_class_sums`: the same index from per-class sums and counts
+  held in backend tensors (accumulated on the device while validating).
 * `batch_class_selectivity`: the differentiable per-batch index in `keras.ops`,
   used in the loss by `tf_selectivity.layers.SelectivityProbe`.
 """
@@ -78,6 +81,7 @@ __all__ = [
     "eq1_guard_active",
     "unit_responses",
     "selectivity_from_class_means",
+    "selectivity_from_class_sums",
     "class_selectivity",
     "ClassSelectivityAccumulator",
     "batch_class_selectivity",
@@ -130,8 +134,66 @@ def unit_responses(activations):
     return ops.mean(activations, axis=tuple(range(1, len(activations.shape) - 1)))
 
 
-def _max_and_rest(class_means: np.ndarray, present: np.ndarray | None):
-    """(mu_max, mu_-max, number of present classes) per unit, float64."""
+def _lowest(values):
+    """The most negative finite number of `values`' float dtype."""
+    return np.finfo(keras.backend.standardize_dtype(values.dtype)).min
+
+
+def _class_contrast(xp, class_means, present):
+    """(mu_max, mu_-max, number of present classes) per unit.
+
+    One implementation for NumPy arrays (``xp = numpy``) and backend tensors
+    (``xp = keras.ops``): the two modules share the names used here. Absent
+    classes are masked out, whatever their means hold; with fewer than two
+    present classes the returned means are meaningless (callers test
+    ``num_present >= 2``).
+
+    Args:
+        xp: `numpy` or `keras.ops`.
+        class_means: (num_classes, units) mean response per class.
+        present: boolean (num_classes,): classes that have samples.
+    """
+    present_column = xp.expand_dims(present, 1)
+    ones = xp.ones_like(class_means[:, 0])
+    num_present = xp.sum(xp.where(present, ones, xp.zeros_like(ones)))
+    mu_max = xp.max(xp.where(present_column, class_means, _lowest(class_means)), axis=0)
+    present_sum = xp.sum(xp.where(present_column, class_means, xp.zeros_like(class_means)), axis=0)
+    mu_rest = (present_sum - mu_max) / xp.maximum(num_present - 1.0, 1.0)
+    return mu_max, mu_rest, num_present
+
+
+def _index_from_class_means(xp, class_means, present, index, epsilon=0.0):
+    """The selectivity index per unit; the one implementation of eq. 1 (and of
+    the bounded index) behind `selectivity_from_class_means` (NumPy),
+    `selectivity_from_class_sums` and `batch_class_selectivity` (keras.ops).
+
+    Args:
+        xp: `numpy` or `keras.ops`.
+        class_means, present: as for `_class_contrast`.
+        index: "eq1" or "bounded" (validated by the caller).
+        epsilon: added to the denominator (the loss' stabilizer; 0 = exact).
+
+    Returns:
+        (units,) in class_means' dtype; 0 where the denominator is not
+        positive (dead units) or fewer than two classes are present, with a
+        zero (not NaN) gradient there (double `where`).
+    """
+    mu_max, mu_rest, num_present = _class_contrast(xp, class_means, present)
+    numerator = mu_max - mu_rest
+    magnitude = xp.abs(mu_max) + xp.abs(mu_rest)
+    if index == "bounded":
+        denominator = magnitude
+    else:
+        # eq1: mu_max + mu_-max, floored at EQ1_GUARD * magnitude (module docstring).
+        denominator = xp.maximum(mu_max + mu_rest, EQ1_GUARD * magnitude)
+    if epsilon:
+        denominator = denominator + epsilon
+    valid = xp.logical_and(denominator > 0, num_present >= 2.0)
+    safe_denominator = xp.where(valid, denominator, xp.ones_like(denominator))
+    return xp.where(valid, numerator / safe_denominator, xp.zeros_like(numerator))
+
+
+def _numpy_class_means(class_means, present):
     class_means = np.asarray(class_means, dtype=np.float64)
     if class_means.ndim != 2:
         raise ValueError(
@@ -139,24 +201,7 @@ def _max_and_rest(class_means: np.ndarray, present: np.ndarray | None):
         )
     if present is None:
         present = np.ones(class_means.shape[0], dtype=bool)
-    present = np.asarray(present, dtype=bool)
-    num_present = int(present.sum())
-    means = class_means[present]
-    if num_present < 2:
-        zeros = np.zeros(class_means.shape[1], dtype=np.float64)
-        return zeros, zeros, num_present
-    mu_max = means.max(axis=0)
-    mu_rest = (means.sum(axis=0) - mu_max) / (num_present - 1)
-    return mu_max, mu_rest, num_present
-
-
-def _denominator(mu_max: np.ndarray, mu_rest: np.ndarray, index: str) -> np.ndarray:
-    """The index's denominator (NumPy)."""
-    magnitude = np.abs(mu_max) + np.abs(mu_rest)
-    if index == "bounded":
-        return magnitude
-    # eq1: mu_max + mu_-max, floored at EQ1_GUARD * magnitude (module docstring).
-    return np.maximum(mu_max + mu_rest, EQ1_GUARD * magnitude)
+    return class_means, np.asarray(present, dtype=bool)
 
 
 def selectivity_from_class_means(
@@ -179,13 +224,32 @@ def selectivity_from_class_means(
         dead units and when fewer than two classes are present.
     """
     validate_index(index, "index")
-    mu_max, mu_rest, num_present = _max_and_rest(class_means, present)
-    if num_present < 2:
-        return np.zeros_like(mu_max)
-    numerator = mu_max - mu_rest
-    denominator = _denominator(mu_max, mu_rest, index)
-    safe = np.where(denominator > 0, denominator, 1.0)
-    return np.where(denominator > 0, numerator / safe, 0.0)
+    class_means, present = _numpy_class_means(class_means, present)
+    return _index_from_class_means(np, class_means, present, index)
+
+
+def selectivity_from_class_sums(class_sums, class_counts, index: str = DEFAULT_SELECTIVITY_INDEX):
+    """Selectivity index of each unit from per-class response sums (backend tensors).
+
+    The `keras.ops` twin of `ClassSelectivityAccumulator.selectivity` (same
+    code, `_index_from_class_means`), for statistics accumulated on the
+    device, e.g. `tf_selectivity.models.SplitSelectivity`.
+
+    Args:
+        class_sums: (num_classes, units) float tensor: the sum of each unit's
+            responses over the samples of each class.
+        class_counts: (num_classes,) number of samples per class (float or
+            int); classes with none are left out.
+        index: "eq1" (the paper's, default) or "bounded".
+
+    Returns:
+        Tensor (units,) in class_sums' dtype, as `selectivity_from_class_means`.
+    """
+    validate_index(index, "index")
+    class_sums = ops.convert_to_tensor(class_sums)
+    counts = ops.cast(class_counts, class_sums.dtype)
+    class_means = class_sums / ops.expand_dims(ops.maximum(counts, 1.0), 1)
+    return _index_from_class_means(ops, class_means, counts > 0, index)
 
 
 def eq1_guard_active(class_means: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
@@ -202,9 +266,10 @@ def eq1_guard_active(class_means: np.ndarray, present: np.ndarray | None = None)
         for every class). Always False for non-negative responses and for
         dead units.
     """
-    mu_max, mu_rest, num_present = _max_and_rest(class_means, present)
+    class_means, present = _numpy_class_means(class_means, present)
+    mu_max, mu_rest, num_present = _class_contrast(np, class_means, present)
     if num_present < 2:
-        return np.zeros(mu_max.shape, dtype=bool)
+        return np.zeros(class_means.shape[1], dtype=bool)
     magnitude = np.abs(mu_max) + np.abs(mu_rest)
     return (mu_max + mu_rest < EQ1_GUARD * magnitude) & (magnitude > 0)
 
@@ -419,26 +484,5 @@ def batch_class_selectivity(
     one_hot = ops.one_hot(labels, num_classes, dtype=responses.dtype)  # (N, K)
     counts = ops.sum(one_hot, axis=0)  # (K,)
     class_sums = ops.matmul(ops.transpose(one_hot), responses)  # (K, U)
-    present = counts > 0
     class_means = class_sums / ops.expand_dims(ops.maximum(counts, 1.0), 1)
-    num_present = ops.sum(ops.cast(present, responses.dtype))
-
-    present_column = ops.expand_dims(present, 1)
-    lowest = ops.convert_to_tensor(np.finfo(np.float32).min, dtype=responses.dtype)
-    mu_max = ops.max(ops.where(present_column, class_means, lowest), axis=0)
-    # Absent classes have class_means == 0 exactly, so the plain sum is the sum
-    # over present classes.
-    mu_rest = (ops.sum(class_means, axis=0) - mu_max) / ops.maximum(num_present - 1.0, 1.0)
-
-    numerator = mu_max - mu_rest
-    magnitude = ops.abs(mu_max) + ops.abs(mu_rest)
-    if index == "bounded":
-        denominator = magnitude
-    else:
-        denominator = ops.maximum(mu_max + mu_rest, EQ1_GUARD * magnitude)
-    denominator = denominator + epsilon
-    # Double `where` so that units with a zero denominator get SI = 0 and a
-    # zero (not NaN) gradient.
-    valid = ops.logical_and(denominator > 0, num_present >= 2.0)
-    safe_denominator = ops.where(valid, denominator, ops.ones_like(denominator))
-    return ops.where(valid, numerator / safe_denominator, ops.zeros_like(numerator))
+    return _index_from_class_means(ops, class_means, counts > 0, index, epsilon)

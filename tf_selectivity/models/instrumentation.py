@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import keras
 from keras import ops
 
-from tf_selectivity.layers import SelectivityProbe, find_probes
+from tf_selectivity.layers import SelectivityProbe, all_layers, find_probes
 from tf_selectivity.models.selectivity_model import SelectivityModel
 
 __all__ = ["instrument", "DenseLogits", "CONV_LAYERS", "UNIT_ACTIVATION_LAYERS"]
@@ -478,7 +478,7 @@ def instrument(
 def _model_names(model) -> set:
     """Names of the nested graph models of `model` (which `after` may name)."""
     names = set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(model):
         if _is_graph_model(layer):
             names.add(layer.name)
     return names

@@ -18,6 +18,8 @@ import os
 
 import keras
 
+from tf_selectivity.layers import all_layers
+
 __all__ = ["onednn_gradient_hazards", "onednn_may_be_on", "check_onednn_gradients"]
 
 # oneDNN's 1x1 backward-weights kernel misbehaves below this many input channels.
@@ -39,7 +41,7 @@ def onednn_gradient_hazards(model: keras.Model) -> list:
     (depthwise, separable and transposed convolutions use other kernels).
     """
     hazards = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_layers(model):
         if not isinstance(layer, keras.layers.Conv2D):  # not depthwise/transposed/separable
             continue
         kernel = getattr(layer, "kernel", None)

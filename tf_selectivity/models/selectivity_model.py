@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import ops
 
-from tf_selectivity.layers import LABELS_ARG, UnitResponses, find_probes
+# Imported for its registration: a loaded model's compile config may name
+# TorchSGD ("tf_selectivity>TorchSGD").
+import tf_selectivity.optimizers  # noqa: F401
+from tf_selectivity.compat import register_call_context_args
+from tf_selectivity.layers import LABELS_ARG, UnitResponses, find_probes, recording_unit_responses
+from tf_selectivity.models.split_selectivity import SplitSelectivity
+from tf_selectivity.models.steps import BackendSteps
 from tf_selectivity.selectivity import DEFAULT_SELECTIVITY_INDEX, validate_index
 
 __all__ = ["SelectivityModel", "VectorMean"]
@@ -45,7 +53,7 @@ class VectorMean(keras.metrics.Metric):
 
 
 @keras.saving.register_keras_serializable(package="tf_selectivity")
-class SelectivityModel(keras.Model):
+class SelectivityModel(BackendSteps, keras.Model):
     """Functional classifier trained with ``loss = CE - alpha * mu_SI`` (eqs. 2-3).
 
     Build it like any Functional model, with `SelectivityProbe` layers where
@@ -60,11 +68,14 @@ class SelectivityModel(keras.Model):
         model.fit(images, labels)
 
     Its train and test steps pass the batch labels to every probe (the
-    `selectivity_labels` call-context argument) and compute the softmax
-    cross-entropy of the logits (integer labels). Probes created with
-    ``share=None`` get ``share = 1 / L`` so that their loss terms add up to
-    ``-alpha * mu_SI``. The steps work on the TensorFlow (XLA or graph) and JAX
-    backends and report, per batch-size-weighted epoch mean:
+    `selectivity_labels` call-context argument); `compute_loss` is the
+    softmax cross-entropy of the logits (integer labels) plus every
+    `add_loss` term. Probes created with ``share=None`` get ``share = 1 / L``
+    so that their loss terms add up to ``-alpha * mu_SI``. The steps
+    (`tf_selectivity.models.steps`, one module per backend, as Keras' own
+    trainers) run on the TensorFlow (XLA or graph) and JAX backends, scale
+    the loss for a `LossScaleOptimizer` (mixed_float16) as Keras does, and
+    report, per batch-size-weighted epoch mean:
 
     * ``loss``: the total (cross-entropy + regularizer + any other layer losses),
     * ``cross_entropy``, ``accuracy``,
@@ -74,7 +85,10 @@ class SelectivityModel(keras.Model):
 
     and the metrics given to `compile(metrics=..., weighted_metrics=...)`,
     which are updated with ``(labels, logits)`` (use ``from_logits=True``
-    where a metric has it).
+    where a metric has it). With ``compile(split_selectivity=True)`` the test
+    step (validation in `fit`, `evaluate`) also reports each probe's index
+    over the whole split, ``split_selectivity/<probe name>``, and their mean
+    ``split_mean_selectivity`` (see `compile`).
 
     **Sample weights** (``fit(..., sample_weight=...)`` or ``class_weight``)
     weight the cross-entropy as Keras' losses do: ``sum_i w_i CE_i / N``
@@ -93,19 +107,24 @@ class SelectivityModel(keras.Model):
     Args:
         *args, **kwargs: as for a Functional `keras.Model` (`inputs`, `outputs`,
             `name`). The outputs must be logits (no softmax).
+
+    Raises:
+        RuntimeError: the Keras backend is neither TensorFlow nor JAX.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._register_call_context_args(LABELS_ARG)
+        register_call_context_args(self, LABELS_ARG)
         probes = self.probes
         for probe in probes:
             if probe.share is None:
                 probe.share = 1.0 / len(probes)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
         self.cross_entropy_tracker = keras.metrics.Mean(name="cross_entropy")
         self.accuracy_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.layer_selectivity_tracker = VectorMean(max(len(probes), 1), name="layer_selectivity")
+        # Holds no state until `compile(split_selectivity=True)` configures it.
+        self.split_selectivity_tracker = SplitSelectivity(name="split_selectivity")
+        self.split_selectivity = False
 
     # ----------------------------------------------------------------- probes
     @property
@@ -145,6 +164,7 @@ class SelectivityModel(keras.Model):
         validate_index(index, "index")
         for probe in self.probes:
             probe.index = index
+        self.split_selectivity_tracker.index = index
         self.train_function = None
         self.test_function = None
 
@@ -173,7 +193,8 @@ class SelectivityModel(keras.Model):
         return self.inputs[0] if len(self.inputs) == 1 else self.inputs
 
     # ---------------------------------------------------------------- compile
-    def compile(self, optimizer="sgd", metrics=None, weighted_metrics=None, **kwargs):
+    def compile(self, optimizer="sgd", metrics=None, weighted_metrics=None,
+                split_selectivity=False, **kwargs):
         """Configures the optimizer and extra metrics; the loss is fixed (eq. 2).
 
         Args:
@@ -182,13 +203,28 @@ class SelectivityModel(keras.Model):
                 train and test steps (logged beside the built-in ones).
                 ``"accuracy"`` is always logged and is not added twice.
             weighted_metrics: extra metrics that also get the sample weights.
+            split_selectivity: also measure selectivity over whole splits in
+                the test step: each evaluation (`evaluate`, `fit`'s
+                validation, a device loop's validation) accumulates, per
+                probe, the class sums of the unit responses of the forward
+                pass it runs anyway, and the class counts, in float32 metric
+                variables (reset with the other metrics), and logs
+                ``split_selectivity/<probe name>`` (the mean over the probe's
+                units of the dataset-level index, the one the analysis
+                reports, in the probes' `selectivity_index`) and
+                ``split_mean_selectivity`` (eq. 3), ``val_``-prefixed in
+                `fit`. Sample weights are not used. Not logged by the train
+                step (a batch is not a split). Fixed when the steps are
+                traced: compile again to change it.
             **kwargs: other `keras.Model.compile` arguments (`jit_compile`,
                 `steps_per_execution`, ...); `loss` and `loss_weights` are
                 refused.
 
         Raises:
-            ValueError: `loss` given, or (TensorFlow with oneDNN on) a layer
-                whose weight gradient oneDNN gets wrong (see
+            ValueError: `loss` given; `split_selectivity` for a model without
+                probes (and, from the first test step, with a probe called
+                more than once per pass); or (TensorFlow with oneDNN on) a
+                layer whose weight gradient oneDNN gets wrong (see
                 `tf_selectivity.models.onednn`).
         """
         from tf_selectivity.models.onednn import check_onednn_gradients
@@ -204,37 +240,85 @@ class SelectivityModel(keras.Model):
         if isinstance(metrics, (list, tuple)):
             # The built-in accuracy is the same value; keep one column.
             metrics = [m for m in metrics if not (isinstance(m, str) and m.lower() in ("accuracy", "acc"))]
+        if split_selectivity:
+            self._configure_split_selectivity()
         super().compile(
             optimizer=optimizer,
             metrics=metrics or None,
             weighted_metrics=weighted_metrics or None,
             **kwargs,
         )
+        self.split_selectivity = bool(split_selectivity)
+
+    def _configure_split_selectivity(self) -> None:
+        probes = self.probes
+        if not probes:
+            raise ValueError("split_selectivity needs a model with SelectivityProbe layers.")
+        units, num_classes = [], {probe.num_classes for probe in probes}
+        for probe in probes:
+            try:
+                units.append(int(probe.output.shape[-1]))
+            except (AttributeError, ValueError) as error:
+                raise ValueError(
+                    f"split_selectivity needs each probe's output shape; probe "
+                    f"{probe.name!r}: {error}"
+                ) from error
+        if len(num_classes) > 1:
+            raise ValueError(f"Probes have different num_classes: {sorted(num_classes)}.")
+        self.split_selectivity_tracker.configure(
+            [probe.name for probe in probes], units, num_classes.pop(), self.selectivity_index
+        )
+
+    def get_compile_config(self):
+        """Keras' compile config, plus ``split_selectivity`` when it is on."""
+        config = super().get_compile_config()
+        if config and self.split_selectivity:
+            config["split_selectivity"] = True
+        return config
 
     def compile_from_config(self, config):
         """Recompiles a loaded model (optimizer state included) from its config."""
-        from keras.src.saving import serialization_lib
-
-        import tf_selectivity.training.optimizers  # noqa: F401  (registers TorchSGD)
-
-        config = serialization_lib.deserialize_keras_object(config)
+        config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         if self.built and self.optimizer is not None:
             self.optimizer.build(self.trainable_variables)
 
+    # ---------------------------------------------------------------- metrics
+    @property
+    def loss_tracker(self) -> keras.metrics.Mean:
+        """The running mean of the total loss (logged as ``loss``).
+
+        Keras' own loss tracker, which `compile` creates and `metrics` lists
+        first under the name ``loss``; the steps update it as Keras' trainers
+        do.
+
+        Raises:
+            RuntimeError: the model is not compiled.
+        """
+        for metric in super().metrics:
+            if metric.name == "loss":
+                return metric
+        raise RuntimeError(f"Compile {self.name!r} before training or evaluating it.")
+
+    def _builtin_trackers(self) -> list:
+        return [self.cross_entropy_tracker, self.accuracy_tracker, self.layer_selectivity_tracker]
+
     @property
     def metrics(self):
-        metrics = [
-            self.loss_tracker,
-            self.cross_entropy_tracker,
-            self.accuracy_tracker,
-            self.layer_selectivity_tracker,
-        ]
-        # The metrics of `compile(metrics=...)`: listed here so that their
-        # variables are part of the (JAX) metrics state and reset each epoch.
-        if getattr(self, "_compile_metrics", None) is not None:
-            metrics.append(self._compile_metrics)
-        return metrics
+        """Keras' metrics (the loss tracker, the metrics of `compile`, ...)
+        with the built-in trackers right after the loss, the order of the
+        logs (and of `evaluate`'s list)."""
+        inherited = super().metrics
+        loss = [metric for metric in inherited if metric.name == "loss"][:1]
+        first = loss + self._builtin_trackers()
+        return first + [metric for metric in inherited if not any(metric is m for m in first)]
+
+    def _other_metrics(self) -> list:
+        """The metrics beyond the built-in logs: those of `compile` and any
+        a user attached (their results go into the logs as Keras logs them).
+        Not the split selectivity: the test step logs it when it is on."""
+        builtin = [self.loss_tracker, *self._builtin_trackers(), self.split_selectivity_tracker]
+        return [metric for metric in self.metrics if not any(metric is m for m in builtin)]
 
     # ------------------------------------------------------------ loss terms
     def _cross_entropy(self, labels, logits, sample_weight=None):
@@ -248,15 +332,74 @@ class SelectivityModel(keras.Model):
         weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
         return ops.mean(per_sample * weights)
 
-    def _update_metrics(self, labels, logits, total, cross_entropy, layer_si, sample_weight=None):
-        batch_size = ops.cast(ops.shape(logits)[0], "float32")
-        self.loss_tracker.update_state(total, sample_weight=batch_size)
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The total loss (eq. 2): cross-entropy plus every `add_loss` term.
+
+        The probes' terms (``-alpha * share * SI`` each), weight regularizers
+        and any other layer loss of the forward pass just run, as Keras'
+        `compute_loss` adds `self.losses`; the steps call this after the
+        forward pass that gave the probes the labels.
+
+        Args:
+            x: the inputs (unused).
+            y: integer labels (batch,) or (batch, 1).
+            y_pred: the logits (batch, classes).
+            sample_weight: optional (batch,) weights of the cross-entropy.
+            training: unused (the terms are those of the forward pass).
+
+        Returns:
+            float32 scalar.
+        """
+        del x, training
+        total = self._cross_entropy(y, y_pred, sample_weight)
+        for term in self.losses:
+            total = total + ops.cast(ops.sum(term), "float32")
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Updates the built-in trackers and the metrics of `compile`.
+
+        Call after the forward pass (the probes' batch selectivity is read
+        from their variables) and after updating `loss_tracker`.
+
+        Returns:
+            The logs: ``loss``, ``cross_entropy``, ``accuracy``,
+            ``selectivity_term``, ``batch_selectivity``,
+            ``selectivity/<probe>`` and the other metrics' results.
+
+        Raises:
+            ValueError: a metric of `compile` has the name of a built-in log.
+        """
+        batch_size = ops.cast(ops.shape(y_pred)[0], "float32")
+        cross_entropy = self._cross_entropy(y, y_pred, sample_weight)
         self.cross_entropy_tracker.update_state(cross_entropy, sample_weight=batch_size)
-        self.accuracy_tracker.update_state(labels, logits)
-        if layer_si is not None:
+        self.accuracy_tracker.update_state(y, y_pred)
+        probes = self.probes
+        if probes:
+            layer_si = ops.stack([probe.batch_selectivity.value for probe in probes])
             self.layer_selectivity_tracker.update_state(layer_si, sample_weight=batch_size)
-        if getattr(self, "_compile_metrics", None) is not None:
-            self._compile_metrics.update_state(labels, logits, sample_weight)
+        # Keras' own hook updates the metrics of `compile(metrics=...)` with
+        # (labels, logits, sample_weight); its return value is rebuilt below.
+        super().compute_metrics(x, y, y_pred, sample_weight)
+        return self._logs()
+
+    def recording_split_responses(self):
+        """The context the steps run the forward pass in: records the probes'
+        unit responses (`tf_selectivity.layers.recording_unit_responses`)
+        when split selectivity is on, else records nothing (yields None)."""
+        if self.split_selectivity:
+            return recording_unit_responses()
+        return contextlib.nullcontext()
+
+    def update_split_selectivity(self, labels, responses) -> dict:
+        """Adds a batch's recorded responses to the split selectivity.
+
+        Returns:
+            Its logs: ``split_selectivity/<probe>`` and
+            ``split_mean_selectivity`` over the batches so far.
+        """
+        self.split_selectivity_tracker.update_state(labels, responses)
+        return self.split_selectivity_tracker.result()
 
     def _logs(self):
         """Epoch-mean logs; the regularizer is recovered from the per-layer means
@@ -282,8 +425,10 @@ class SelectivityModel(keras.Model):
             logs["batch_selectivity"] = ops.sum(shares * layer_si) / ops.sum(shares)
             for index, probe in enumerate(probes):
                 logs[f"selectivity/{probe.name}"] = layer_si[index]
-        if getattr(self, "_compile_metrics", None) is not None:
-            for name, value in self._compile_metrics.result().items():
+        for metric in self._other_metrics():
+            result = metric.result()
+            results = result if isinstance(result, dict) else {metric.name: result}
+            for name, value in results.items():
                 if name in logs:
                     raise ValueError(
                         f"The metric name {name!r} is already one of SelectivityModel's logs "
@@ -292,110 +437,3 @@ class SelectivityModel(keras.Model):
                     )
                 logs[name] = value
         return logs
-
-    # --------------------------------------------------- backend-specific steps
-    if keras.backend.backend() == "jax":
-
-        def _stateless_terms(self, trainable, non_trainable, x, y, sample_weight, training):
-            """Forward pass without side effects; returns the total loss and aux."""
-            logits, non_trainable, losses = self.stateless_call(
-                trainable,
-                non_trainable,
-                x,
-                training=training,
-                return_losses=True,
-                **{LABELS_ARG: y},
-            )
-            cross_entropy = self._cross_entropy(y, logits, sample_weight)
-            total = cross_entropy
-            for term in losses:
-                total = total + ops.cast(term, "float32")
-            return total, (logits, non_trainable, cross_entropy)
-
-        def _probe_values(self, non_trainable):
-            index = {id(v): i for i, v in enumerate(self.non_trainable_variables)}
-            probes = self.probes
-            if not probes:
-                return None
-            return ops.stack(
-                [non_trainable[index[id(p.batch_selectivity)]] for p in probes]
-            )
-
-        def _stateless_metrics(self, metrics_variables, y, logits, total, ce, layer_si, sample_weight):
-            mapping = list(zip(self.metrics_variables, metrics_variables))
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                self._update_metrics(y, logits, total, ce, layer_si, sample_weight)
-                logs = self._logs()
-            new_values = []
-            for ref in self.metrics_variables:
-                value = scope.get_current_value(ref)
-                new_values.append(ref.value if value is None else value)
-            return logs, new_values
-
-        def train_step(self, state, data):
-            import jax
-
-            trainable, non_trainable, optimizer_vars, metrics_vars = state
-            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-
-            def loss_fn(trainable_values, non_trainable_values):
-                total, aux = self._stateless_terms(
-                    trainable_values, non_trainable_values, x, y, sample_weight, training=True
-                )
-                return total, (total, *aux)
-
-            grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-            (_, (total, logits, non_trainable, ce)), grads = grad_fn(trainable, non_trainable)
-            trainable, optimizer_vars = self.optimizer.stateless_apply(
-                optimizer_vars, grads, trainable
-            )
-            logs, metrics_vars = self._stateless_metrics(
-                metrics_vars, y, logits, total, ce, self._probe_values(non_trainable), sample_weight
-            )
-            return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
-
-        def test_step(self, state, data):
-            trainable, non_trainable, metrics_vars = state
-            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-            total, (logits, non_trainable, ce) = self._stateless_terms(
-                trainable, non_trainable, x, y, sample_weight, training=False
-            )
-            logs, metrics_vars = self._stateless_metrics(
-                metrics_vars, y, logits, total, ce, self._probe_values(non_trainable), sample_weight
-            )
-            return logs, (trainable, non_trainable, metrics_vars)
-
-    else:
-
-        def _terms(self, x, y, sample_weight, training):
-            logits = self(x, training=training, **{LABELS_ARG: y})
-            cross_entropy = self._cross_entropy(y, logits, sample_weight)
-            total = cross_entropy
-            for term in self.losses:
-                total = total + ops.cast(term, "float32")
-            return logits, total, cross_entropy
-
-        def _probe_values(self):
-            probes = self.probes
-            if not probes:
-                return None
-            return ops.stack([probe.batch_selectivity.value for probe in probes])
-
-        def train_step(self, data):
-            import tensorflow as tf
-
-            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-            with tf.GradientTape() as tape:
-                logits, total, ce = self._terms(x, y, sample_weight, training=True)
-                scaled = self.optimizer.scale_loss(total)
-            variables = self.trainable_variables
-            grads = tape.gradient(scaled, variables)
-            self.optimizer.apply_gradients(zip(grads, variables))
-            self._update_metrics(y, logits, total, ce, self._probe_values(), sample_weight)
-            return self._logs()
-
-        def test_step(self, data):
-            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-            logits, total, ce = self._terms(x, y, sample_weight, training=False)
-            self._update_metrics(y, logits, total, ce, self._probe_values(), sample_weight)
-            return self._logs()

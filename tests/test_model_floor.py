@@ -1,0 +1,65 @@
+"""`SelectivityModel` on the backends it has no steps for, and the floor
+rule that `tf_selectivity.models` never imports `tf_selectivity.training`.
+
+Each check runs in a fresh interpreter (the backend is fixed per process);
+they run once, in the TensorFlow suite.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def _run(code, backend):
+    env = {"KERAS_BACKEND": backend, "PATH": "/usr/bin:/bin", "PYTHONPATH": REPO,
+           "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_unsupported_backend_fails_when_the_model_is_built(backend):
+    code = (
+        "import keras\n"
+        "from tf_selectivity.models import SelectivityModel\n"  # importing works
+        "from tf_selectivity.layers import SelectivityProbe\n"
+        "inputs = keras.Input((4, 4, 3))\n"
+        "x = SelectivityProbe(num_classes=3)(keras.layers.Conv2D(2, 1)(inputs))\n"
+        "logits = keras.layers.Dense(3)(keras.layers.Flatten()(x))\n"
+        "try:\n"
+        "    SelectivityModel(inputs, logits)\n"
+        "except RuntimeError as error:\n"
+        "    print('ERROR:', error)\n"
+        "else:\n"
+        "    print('built')\n"
+    )
+    result = _run(code, backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    message = [line for line in result.stdout.splitlines() if line.startswith("ERROR:")]
+    assert message, result.stdout
+    assert f"not for {backend!r}" in message[0]
+    assert "tensorflow and jax" in message[0] and "KERAS_BACKEND" in message[0]
+
+
+def test_models_do_not_import_training(tmp_path):
+    """Building, compiling with TorchSGD, saving and loading a model: `models`
+    registers the optimizer from the floor below it (`tf_selectivity.optimizers`)."""
+    path = str(tmp_path / "model.keras")
+    code = (
+        "import sys, keras\n"
+        "from tf_selectivity.models import build_model\n"
+        "from tf_selectivity.optimizers import TorchSGD\n"
+        "model = build_model('resnet8', num_classes=3, alpha=-1.0, input_shape=(8, 8, 3))\n"
+        "model.compile(optimizer=TorchSGD(0.1, momentum=0.9))\n"
+        f"model.save({path!r})\n"
+        f"loaded = keras.saving.load_model({path!r})\n"
+        "assert type(loaded.optimizer).__name__ == 'TorchSGD'\n"
+        "print('training imported:', sorted(m for m in sys.modules if m.startswith('tf_selectivity.training')))\n"
+    )
+    result = _run(code, "tensorflow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training imported: []" in result.stdout, result.stdout

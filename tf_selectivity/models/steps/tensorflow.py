@@ -1,0 +1,52 @@
+"""`SelectivityModel`'s steps on TensorFlow, in the shape of Keras' `TensorFlowTrainer`."""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import tensorflow as tf
+
+from tf_selectivity.layers import LABELS_ARG
+
+__all__ = ["TensorFlowSteps"]
+
+
+class TensorFlowSteps:
+    """`train_step` / `test_step` for a `SelectivityModel` on TensorFlow.
+
+    As Keras' own TensorFlow trainer, except that the forward pass passes the
+    labels to the probes. The model supplies `compute_loss`,
+    `compute_metrics`, `loss_tracker` and, for the test step's split
+    selectivity, `recording_split_responses` / `update_split_selectivity`.
+    Keras traces the steps into a `tf.function` (graph or XLA).
+    """
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True, **{LABELS_ARG: y})
+            loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
+            self.loss_tracker.update_state(loss, sample_weight=tf.shape(y_pred)[0])
+            if self.optimizer is not None:
+                # Multiplies by a LossScaleOptimizer's scale (mixed_float16);
+                # apply_gradients divides it out again.
+                loss = self.optimizer.scale_loss(loss)
+        trainable_weights = self.trainable_weights
+        if trainable_weights:
+            gradients = tape.gradient(loss, trainable_weights)
+            self.optimizer.apply_gradients(zip(gradients, trainable_weights))
+        else:
+            warnings.warn("The model does not have any trainable weights.")
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with self.recording_split_responses() as responses:
+            y_pred = self(x, training=False, **{LABELS_ARG: y})
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        self.loss_tracker.update_state(loss, sample_weight=tf.shape(y_pred)[0])
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        if responses is not None:
+            logs.update(self.update_split_selectivity(y, responses))
+        return logs
