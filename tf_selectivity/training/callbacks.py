@@ -14,7 +14,7 @@ from tf_selectivity.training.run_dir import RunPaths
 from tf_selectivity.training.status import non_finite_reason
 from tf_selectivity.training.weights_file import WeightsFile
 
-__all__ = ["CompactProgbar", "RunCheckpoint"]
+__all__ = ["CompactProgbar", "RunCheckpoint", "SplitSelectivityEvery", "SPLIT_SELECTIVITY_PREFIX"]
 
 
 def stdout_is_terminal() -> bool:
@@ -48,6 +48,39 @@ class CompactProgbar(keras.callbacks.ProgbarLogger):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, self._compact(logs))
+
+
+# Epoch logs of `SelectivityModel.compile(split_selectivity=True)` on the
+# validation split: val_split_selectivity/<probe>, val_split_mean_selectivity.
+SPLIT_SELECTIVITY_PREFIX = "val_split_"
+
+
+class SplitSelectivityEvery(keras.callbacks.Callback):
+    """Keeps the validation split's selectivity in the logs every `every` epochs.
+
+    The model measures it in every validation pass; on the other epochs this
+    callback takes it out of the epoch logs, so that the callbacks after it
+    (``history.csv``, TensorBoard, keras-tuner) record it at epochs `every`,
+    2 `every`, ... and always at the run's last epoch. Put it first.
+
+    Args:
+        every: record every this many epochs (>= 1).
+    """
+
+    def __init__(self, every: int):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be a positive number of epochs; got {every}")
+        self.every = int(every)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        done = epoch + 1
+        if done % self.every == 0 or done == self.params.get("epochs"):
+            return
+        for name in [name for name in logs if name.startswith(SPLIT_SELECTIVITY_PREFIX)]:
+            del logs[name]
 
 
 class RunCheckpoint(keras.callbacks.Callback):

@@ -13,7 +13,7 @@ from tf_selectivity.unit_statistics import evaluate_responses
 from tf_selectivity.data import ImageBatches
 from tf_selectivity.data.sources import load_config_dataset
 from tf_selectivity.models import build_model
-from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint
+from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint, SplitSelectivityEvery
 from tf_selectivity.training.config import ConfigError, TrainConfig
 from tf_selectivity.training.epochs import Lane, run_epochs
 from tf_selectivity.training.export import (
@@ -206,17 +206,22 @@ def build_compiled_model(config: TrainConfig, data, metrics=None, steps_per_epoc
     except ValueError as error:
         raise ConfigError(str(error)) from None
     model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile, metrics=metrics
+        optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile, metrics=metrics,
+        # Computed in every validation pass (it costs little); recorded
+        # every `selectivity_every` epochs (`SplitSelectivityEvery`).
+        split_selectivity=config.selectivity_every > 0,
     )
     return model, jit_compile
 
 
 def run_callbacks(paths: RunPaths, checkpoint, verbose: int, extra_callbacks=(), progress=True,
-                  announce_missing_tensorboard=True) -> list:
-    """The callbacks of one run: its checkpoint, TensorBoard logs (when
-    TensorFlow is installed), a progress bar (`progress` and `verbose`), then
+                  announce_missing_tensorboard=True, selectivity_every: int = 0) -> list:
+    """The callbacks of one run: the epochs its split selectivity is kept
+    (`selectivity_every`), its checkpoint, TensorBoard logs (when TensorFlow
+    is installed), a progress bar (`progress` and `verbose`), then
     `extra_callbacks`."""
-    callbacks = [checkpoint]
+    callbacks = [SplitSelectivityEvery(selectivity_every)] if selectivity_every else []
+    callbacks.append(checkpoint)
     if tensorflow_available():
         callbacks.append(
             keras.callbacks.TensorBoard(paths.logs, write_graph=False, profile_batch=0)
@@ -299,8 +304,10 @@ def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metri
             )
         else:
             runner = host_runner(run.model, config, data, progress=verbose == 1)
-        lane = run_lane(run, run_callbacks(paths, run.checkpoint, verbose, extra_callbacks), verbose,
-                        runner.steps_per_epoch)
+        callbacks = run_callbacks(
+            paths, run.checkpoint, verbose, extra_callbacks, selectivity_every=config.selectivity_every
+        )
+        lane = run_lane(run, callbacks, verbose, runner.steps_per_epoch)
         run_epochs(runner, [lane], epochs=config.epochs)
     return finish_run(run, time.time() - start, verbose)
 

@@ -239,7 +239,8 @@ def _train_locked_pack(configs, all_paths, data, verbose, metrics, callbacks_for
     for index, run in enumerate(runs):
         extra = list(callbacks_for(run.config)) if callbacks_for else []
         callbacks = run_callbacks(
-            run.paths, run.checkpoint, verbose, extra, progress=False, announce_missing_tensorboard=index == 0
+            run.paths, run.checkpoint, verbose, extra, progress=False, announce_missing_tensorboard=index == 0,
+            selectivity_every=run.config.selectivity_every,
         )
         lanes.append(run_lane(run, callbacks, verbose, steps_per_epoch))
     training = [i for i, run in enumerate(runs) if run.epochs_done < first.epochs]
