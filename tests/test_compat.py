@@ -61,4 +61,26 @@ def test_optimizer_variable_index_is_the_build_order():
     assert [compat.optimizer_variable_index(optimizer, v) for v in variables] == [0, 1, 2]
 
 
+@pytest.mark.core
+def test_run_graph_calls_every_layer_in_order_with_its_tensors():
+    inputs = keras.Input((3,), name="x")
+    hidden = keras.layers.Dense(4, name="a")(inputs)
+    outputs = keras.layers.Add(name="b")([keras.layers.Dense(4, name="c")(inputs), hidden])
+    model = keras.Model(inputs, outputs)
+    _require(model, "_run_through_graph", "run_graph")
+    calls = []
+
+    def call_layer(layer, *args, **kwargs):
+        calls.append(layer.name)
+        result = layer(*args, **kwargs)
+        return ops.multiply(result, 2.0) if layer.name == "b" else result
+
+    new_inputs = keras.Input((3,))
+    new_outputs = compat.run_graph(model, [new_inputs], call_layer)
+    assert sorted(calls[:2]) == ["a", "c"] and calls[2] == "b"
+    rebuilt = keras.Model(new_inputs, new_outputs)
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    np.testing.assert_allclose(ops.convert_to_numpy(rebuilt(x)), 2 * ops.convert_to_numpy(model(x)), rtol=1e-6)
+
+
 # ------------------------------------------------------------ keras-tuner

@@ -12,7 +12,7 @@ load Keras at import time.
 
 from __future__ import annotations
 
-__all__ = ["register_call_context_args", "optimizer_variable_index"]
+__all__ = ["register_call_context_args", "optimizer_variable_index", "run_graph"]
 
 
 # ---------------------------------------------------------------------------
@@ -49,6 +49,30 @@ def optimizer_variable_index(optimizer, variable) -> int:
     variables to their key.
     """
     return optimizer._get_variable_index(variable)
+
+
+def run_graph(model, inputs, call_layer):
+    """A Functional model's graph run on `inputs`, calling `call_layer` per layer.
+
+    ``call_layer(layer, *args, **kwargs)`` is called in graph order with each
+    layer and the tensors (and call arguments) of its call, and returns its
+    outputs; the model's outputs on those are returned. This is the walk
+    Keras' public `keras.models.clone_model(..., call_function=...)` does,
+    without the model it then builds: `instrument` flattens nested models
+    into the one graph it builds, and `clone_model` refuses to build a
+    Functional from a nested model's intermediate inputs ("Output ... is not
+    connected to `inputs`"). Keras 3 has the walk only as the private
+    ``Function._run_through_graph``.
+
+    Args:
+        model: a Functional `keras.Model`.
+        inputs: tensors for its inputs, flat (in `keras.tree.flatten` order).
+        call_layer: (layer, *args, **kwargs) -> outputs.
+
+    Returns:
+        The outputs, structured as the model's.
+    """
+    return model._run_through_graph(inputs, operation_fn=lambda operation: operation, call_fn=call_layer)
 
 
 # ---------------------------------------------------------------------------

@@ -274,13 +274,14 @@ def define_flags(cls, names: Sequence[str] | None = None, *, exclude: Sequence[s
     Returns:
         The names of the flags defined.
     """
+    import inspect
     import sys
 
     from absl import flags
 
     flag_values = flag_values if flag_values is not None else flags.FLAGS
     if module_name is None:
-        module_name = sys._getframe(1).f_globals.get("__name__", "")
+        module_name = inspect.currentframe().f_back.f_globals.get("__name__", "")
         if module_name == "__main__":  # absl's name for the program's own module
             module_name = sys.argv[0]
     where = {"flag_values": flag_values, "module_name": module_name}

@@ -199,13 +199,11 @@ class _GraphRewriter:
             for layer in model.layers:
                 outputs = self._call(layer, outputs)
             return outputs
-        # Keras' graph walk with a `call_fn` for every layer (what its own
-        # `clone_model` runs), called directly so that nested models are
-        # flattened into this graph instead of cloned: `clone_model` itself
-        # builds a Functional from the nested model's intermediate inputs,
-        # which Keras 3.15 refuses for nested graphs ("Output ... is not
-        # connected to `inputs`"). TODO(compat): moves to tf_selectivity.compat.
-        return model._run_through_graph(inputs, operation_fn=lambda op: op, call_fn=self._call)
+        # The walk of Keras' `clone_model`, without its model: nested models
+        # are flattened into this graph instead of cloned (`compat.run_graph`).
+        from tf_selectivity.compat import run_graph
+
+        return run_graph(model, inputs, self._call)
 
     def _call(self, layer, *args, **kwargs):
         if _is_graph_model(layer):

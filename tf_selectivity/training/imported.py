@@ -15,8 +15,9 @@ import os
 
 import keras
 
-from tf_selectivity.training.export import export_run_models
 from tf_selectivity.files import write_json_atomic
+from tf_selectivity.layers import all_layers
+from tf_selectivity.training.export import export_run_models
 from tf_selectivity.training.run_dir import RunPaths
 
 __all__ = ["save_as_run"]
@@ -77,7 +78,7 @@ def _activation(model) -> tuple:
     """("relu", 0.0) or ("leaky_relu", slope) from the model's layers."""
     slopes = {
         float(layer.negative_slope)
-        for layer in model._flatten_layers(include_self=False)
+        for layer in all_layers(model)
         if isinstance(layer, keras.layers.LeakyReLU)
     }
     if not slopes:
