@@ -4,6 +4,7 @@ import sys
 import warnings
 
 import matplotlib
+import matplotlib.collections
 import matplotlib.image
 import numpy as np
 import pandas as pd
@@ -425,29 +426,81 @@ def marks_by_x(ax):
     return {round(float(mark.xy[0]), 9): mark for mark in significance_marks(ax)}
 
 
-def window_boxes_of_markers(ax, renderer):
-    """Display boxes of every marker drawn on `ax` (data points, error-bar caps, scatter)."""
-    boxes = []
-    for line in ax.lines:
-        if line.get_marker() in (None, "None", "", " ") or not line.get_visible():
-            continue
-        half = renderer.points_to_pixels(line.get_markersize() / 2 + line.get_markeredgewidth() / 2)
-        data = np.column_stack([line.get_xdata(), line.get_ydata()]).astype(float)
-        xy = line.get_transform().transform(data)
-        for x, y in xy[np.isfinite(xy).all(axis=1)]:
-            boxes.append(matplotlib.transforms.Bbox([[x - half, y - half], [x + half, y + half]]))
+def marker_ink(figure, ax):
+    """(H, W) bool image: the pixels that `ax`'s markers paint, as Agg draws them.
+
+    The figure is drawn once with everything else hidden (other axes, texts,
+    the lines between markers, bands and error-bar segments, axes, spines,
+    backgrounds): what keeps some opacity is marker ink (data points,
+    error-bar caps, scatter). Independent of how `plots.labels` computes
+    marker boxes.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    hidden, styles = [], []
+
+    def hide(artist):
+        if artist.get_visible():
+            hidden.append(artist)
+            artist.set_visible(False)
+
+    for other in figure.axes:
+        if other is not ax:
+            hide(other)
+    for artist in [*ax.texts, *figure.texts, ax.xaxis, ax.yaxis, ax.patch, figure.patch, *ax.spines.values()]:
+        hide(artist)
+    if ax.get_legend() is not None:
+        hide(ax.get_legend())
     for collection in ax.collections:
         if not isinstance(collection, matplotlib.collections.PathCollection):
-            continue
-        sizes = collection.get_sizes()
-        offsets = collection.get_offset_transform().transform(collection.get_offsets())
-        for index, (x, y) in enumerate(offsets):
-            if not np.isfinite([x, y]).all():
-                continue
-            size = sizes[index % len(sizes)] if len(sizes) else 36.0
-            half = renderer.points_to_pixels(np.sqrt(size) / 2)
-            boxes.append(matplotlib.transforms.Bbox([[x - half, y - half], [x + half, y + half]]))
-    return boxes
+            hide(collection)
+    for line in ax.lines:
+        styles.append((line, line.get_linestyle()))
+        line.set_linestyle("None")
+    # The axes where the real drawing put them: no layout engine may move
+    # them because their tick labels are hidden.
+    layout = figure.get_layout_engine()
+    figure.set_layout_engine("none")
+    try:
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        ink = np.asarray(canvas.buffer_rgba())[..., 3] > 0
+    finally:
+        figure.set_layout_engine(layout)
+        for artist in hidden:
+            artist.set_visible(True)
+        for line, style in styles:
+            line.set_linestyle(style)
+    return ink
+
+
+def box_has_ink(ink, box, margin=1.0):
+    """Whether any inked pixel lies inside `box` (display pixels), shrunk by `margin` for antialiasing."""
+    height = ink.shape[0]
+    x0, x1 = int(np.ceil(box.x0 + margin)), int(np.floor(box.x1 - margin))
+    top, bottom = int(np.ceil(height - box.y1 + margin)), int(np.floor(height - box.y0 - margin))
+    if x1 <= x0 or bottom <= top:
+        return False
+    return bool(ink[max(top, 0):max(bottom, 0), max(x0, 0):max(x1, 0)].any())
+
+
+def test_marker_ink_sees_a_label_placed_on_a_marker():
+    """The oracle itself: a label on a data point or an error-bar cap has
+    marker ink under it; one in empty space has none."""
+    figure = Figure(figsize=(3, 2), dpi=100)
+    ax = figure.add_subplot()
+    ax.errorbar([0, 1], [0, 1], yerr=[0.3, 0.3], marker="o", capsize=4, linestyle="-")
+    on_point = ax.text(1, 1, "**", ha="center", va="center")
+    on_cap = ax.text(0, 0.3, "*", ha="center", va="center")
+    between = ax.text(0.5, 0.5, "**", ha="center", va="center")  # on the line, not a marker
+    empty = ax.text(0.2, 0.9, "**", ha="center", va="center")
+    figure.draw_without_rendering()
+    ink = marker_ink(figure, ax)
+    renderer = figure.canvas.get_renderer()
+    assert box_has_ink(ink, on_point.get_window_extent(renderer))
+    assert box_has_ink(ink, on_cap.get_window_extent(renderer))
+    assert not box_has_ink(ink, between.get_window_extent(renderer))
+    assert not box_has_ink(ink, empty.get_window_extent(renderer))
 
 
 def error_bar_paths(ax):
@@ -475,16 +528,15 @@ def assert_labels_clear(figure, labels_of=significance_marks, extra=()):
         if not labels:
             continue
         axes_box = ax.get_window_extent(renderer)
-        markers = window_boxes_of_markers(ax, renderer)
+        label_boxes = [label.get_window_extent(renderer) for label in labels]
         bars = error_bar_paths(ax)
+        ink = marker_ink(figure, ax)  # draws the figure again (same size and dpi)
         boxes = []
-        for label in labels:
-            box = label.get_window_extent(renderer)
+        for label, box in zip(labels, label_boxes):
             where = f"{label.get_text()!r} at {getattr(label, 'xy', label.get_position())}"
             assert axes_box.x0 - 0.5 <= box.x0 and box.x1 <= axes_box.x1 + 0.5, where
             assert axes_box.y0 - 0.5 <= box.y0 and box.y1 <= axes_box.y1 + 0.5, where
-            for marker in markers:
-                assert not box.overlaps(marker), f"{where} covers a marker at {marker.bounds}"
+            assert not box_has_ink(ink, box), f"{where} covers a marker"
             for bar in bars:
                 assert not bar.intersects_bbox(box, filled=False), f"{where} sits on an error bar"
             for other in boxes:
