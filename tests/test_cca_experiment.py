@@ -456,5 +456,12 @@ def test_blas_threads_limited_while_computing(monkeypatch):
 
 def test_blas_thread_limit_without_threadpoolctl(monkeypatch):
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # Import fails.
-    with cca_experiment.blas_thread_limit(1):
-        pass
+    # Without the optional dependency the limit is a no-op context, not an
+    # ImportError, and it leaves BLAS results untouched.
+    limit = cca_experiment.blas_thread_limit(1)
+    assert isinstance(limit, contextlib.nullcontext)
+    a = np.random.default_rng(0).normal(size=(50, 40))
+    with limit:
+        inside = a @ a.T
+    np.testing.assert_array_equal(inside, a @ a.T)
+    assert isinstance(cca_experiment.blas_thread_limit(None), contextlib.nullcontext)

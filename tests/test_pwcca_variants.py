@@ -68,7 +68,8 @@ def _reference_orthonormalize(columns: np.ndarray) -> np.ndarray:
 
 
 def _reference_compute_pwcca(acts1: np.ndarray, acts2: np.ndarray, weight_second=False):
-    """(similarity, weights, correlations, weighted side) of compute_pwcca."""
+    """(similarity, weights, correlations, weighted side) of google/svcca's
+    compute_pwcca as re-derived in plain numpy from its description (not google's code)."""
     n1, n2 = acts1.shape[0], acts2.shape[0]
     covariance = np.cov(acts1, acts2)
     sigma_xx = covariance[:n1, :n1]
@@ -121,12 +122,12 @@ SIZES = [
 ]
 
 
-# --- variant="svcca" equals the reference ------------------------------------
+# --- variant="svcca" equals the re-derivation ------------------------------------
 
 
 @pytest.mark.parametrize("relu", [False, True], ids=["gaussian", "relu"])
 @pytest.mark.parametrize("units1,units2,datapoints", SIZES)
-def test_svcca_variant_equals_compute_pwcca(units1, units2, datapoints, relu):
+def test_svcca_variant_equals_numpy_rederivation_of_compute_pwcca(units1, units2, datapoints, relu):
     rng = np.random.default_rng([units1, units2, datapoints, relu])
     x, y = _layers(rng, units1, units2, datapoints, relu)
     similarity, weights, correlations, side = _reference_compute_pwcca(x, y)
