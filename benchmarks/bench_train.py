@@ -61,11 +61,11 @@ flags.DEFINE_integer("steps", 20, "Timed training steps per measurement.")
 flags.DEFINE_integer("warmup", 5, "Untimed steps before timing (compilation, caches).")
 flags.DEFINE_integer("repeats", 3, "Interleaved repetitions; the median is reported.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA for the train step.")
-INPUTS = ("pipeline", "pydataset", "arrays", "device", "device_noaug")
+INPUTS = ("pipeline", "loop", "pydataset", "arrays", "device", "device_noaug")
 flags.DEFINE_list(
     "inputs", ["pipeline"],
-    "Input paths to measure side by side: pipeline (tf.data on TensorFlow, ImageBatches on "
-    "JAX), pydataset (ImageBatches), arrays (float32 arrays through Keras' adapter), device "
+    "Input paths to measure side by side: pipeline (fit on tf.data on TensorFlow, ImageBatches on "
+    "JAX), loop (the same batches through the training command's epoch loop, training/epochs.py), pydataset (ImageBatches), arrays (float32 arrays through Keras' adapter), device "
     "(JAX: data on the device, compiled epochs), packedN (JAX: N replicates in one program).",
 )
 flags.DEFINE_string("input", "pipeline", "Internal: input path of a --worker measurement.")
@@ -173,6 +173,39 @@ def benchmark_packed(model_name, batch_size, alpha, precision, replicates, steps
     return replicates * batch_size * steps / statistics.median(times)
 
 
+def _time_epoch_loop(model, images, labels, batch_size, steps, warmup):
+    """(seconds, timed steps) of one epoch of the training command's loop
+    (`run_epochs` with this backend's host runner), timed as the fit paths
+    are: from the end of step `warmup` to the end of the epoch."""
+    import types
+
+    import keras
+
+    from tf_selectivity.training.epochs import Lane, run_epochs
+    from tf_selectivity.training.host_epochs import host_runner
+
+    config = types.SimpleNamespace(batch_size=batch_size, eval_batch_size=batch_size, seed=0, augment=True)
+    data = types.SimpleNamespace(
+        train_images=images, train_labels=labels,
+        validation_images=images[:batch_size], validation_labels=labels[:batch_size],
+    )
+    runner = host_runner(model, config, data, progress=True)
+    marks = {}
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if "start" not in marks and batch + 1 >= warmup:
+                float(keras.ops.convert_to_numpy(logs["loss"]))  # waits for the step
+                marks["start"], marks["first"] = time.perf_counter(), batch + 1
+
+        def on_test_begin(self, logs=None):  # the epoch's training steps are done
+            marks["end"] = time.perf_counter()
+
+    callbacks = keras.callbacks.CallbackList([Timer()], model=model, epochs=1, steps=runner.steps_per_epoch)
+    run_epochs(runner, [Lane(model, callbacks, 0)], epochs=1)
+    return marks["end"] - marks["start"], runner.steps_per_epoch - marks["first"]
+
+
 def measure_once(model_name, batch_size, alpha, steps, warmup, jit_compile, input_kind, precision,
                  steps_per_execution=1):
     """Images/second of `steps` train steps of our model (one process)."""
@@ -228,6 +261,8 @@ def measure_once(model_name, batch_size, alpha, steps, warmup, jit_compile, inpu
             model, images, labels, batch_size, steps, warmup, augment=input_kind == "device"
         )
         result["compiled_loop"] = compiled_loop
+    elif input_kind == "loop":
+        seconds, steps = _time_epoch_loop(model, images, labels, batch_size, steps, warmup)
     else:
         if input_kind == "pipeline" and keras.backend.backend() == "tensorflow":
             from tf_selectivity.data.tf_pipeline import training_dataset

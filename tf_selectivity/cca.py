@@ -85,62 +85,33 @@ and for "textbook" in general `pwcca(X, Y, weight_by="first") ==
 pwcca(Y, X, weight_by="second")`. "svcca" has one weight per canonical
 correlation and can only weight the set with no more units than the other.
 
-Agreement with google/svcca (`cca_core.get_cca_similarity`,
-`pwcca.compute_pwcca`), run side by side on the same data with a copy kept
-outside the repository (measured 2026-11-26, BUILD_NOTES.md). The canonical
-correlations agree to round-off on full-rank inputs, and so do SVCCA and
-mean CCA.
+Relation to google/svcca (`cca_core.get_cca_similarity`,
+`pwcca.compute_pwcca`); how closely each point was measured to hold, and
+on what, is in BUILD_NOTES.md, *CCA*:
 
-* PWCCA, `variant="svcca"`: equal to `compute_pwcca` to 5e-13 (weights and
-  similarity; 1e-10 on float32 inputs, whose means google computes in
-  float32) on random and ReLU-like layers of 8 to 64 units and 500 to
-  10,000 datapoints, first layer smaller, equal or larger. Where the first
-  layer has more units, google/svcca's master reads `acts1` where it means
-  `acts2` in `compute_pwcca` (IndexError; google/svcca PR #9); we do the
-  evident fix and weight the second layer.
-* google's PWCCA depends on the signs that the SVD routine gives the
-  singular vectors, which are arbitrary: flipping the sign of `u_i` changes
-  direction `i` (its mean part stays), not only its sign. Random sign flips
-  moved google's similarity by up to 1e-3 on Gaussian and 5e-2 on ReLU-like
-  layers. Its results can therefore change with the LAPACK build; we
-  reproduce the signs by calling `numpy.linalg.svd` on the same matrix, so
-  we match google run with the same numpy.
-* PWCCA, `variant="textbook"` against "svcca": on all 190 pairs of 20
-  layers (16-64 units, 10,000 datapoints, `benchmarks/bench_cca.py
-  --variant-differences`) the "svcca" distance minus the textbook one was
-  -0.039 to +0.000 on Gaussian layers, -0.063 to +0.001 on ReLU layers and
-  -0.135 to +0.014 on ReLU layers whose units have large means (up to 8%,
-  12% and 23% relative), and the variants ordered two pairs' distances
-  differently in 124, 389 and 935 of the 17,955 orderings (2, 5 and 12 of
-  the 190 orderings of the first 20 pairs). The difference grows with the unit
-  means against their spread: on 40 random ReLU pairs (2,000 datapoints)
-  with offsets of +-20 it was -0.22 to +0.18 (46% relative). It is neither
-  small nor one-signed.
-* Degenerate inputs. google keeps every unit whose rescaled variance is at
-  least `epsilon` (all of them at the default `epsilon=0`, dead ones
-  included) and inverts the covariances with `pinv` and an eigenvalue square
-  root. With a dead (constant), duplicated or dependent unit, the square
-  root of a round-off eigenvalue is NaN about half the time and it raises
-  LinAlgError ("SVD did not converge"); when it runs, its result is decided
-  by round-off wherever such a unit is in the weighted layer (the signs of
-  the singular vectors follow the round-off in that unit's row, and a
-  direction that adds nothing to the span gets an arbitrary QR column) or
-  is a duplicate (`pinv` keeps a 1e-15 direction and the correlations move
-  by up to 1e-2). There we compute the same algorithm on the exact-rank
-  factors: dead units get exact zero rows in the whitened matrix, and
-  directions that add nothing to the span of the earlier ones get weight 0.
-  In 50 random ReLU-like cases per configuration, ours equalled google's to
-  2e-15 whenever it ran with dead units in the other layer, and differed by
-  up to 2e-2 with dead units in the weighted layer (median 1e-15 to 4e-3).
-  A constant unit still counts in "svcca" (its unit count, and its
-  uncentred activations, a multiple of the constant vector, project onto
-  every direction with a mean part); the textbook variant, SVCCA and mean
-  CCA ignore it. `epsilon > 0` in google's code drops dead units but not
-  dependent ones, and adding it to the covariance diagonals biases every
-  correlation down; we never return NaN.
-* Summary statistics. google's `"mean"` drops the trailing correlations that
-  hold the last 2% of their sum (`threshold=0.98`); our SVCCA and mean CCA
-  average all of them (google's SVCCA tutorial also reports the plain mean).
+* The canonical correlations, SVCCA and mean CCA are google's on
+  full-rank inputs, and PWCCA `variant="svcca"` is `compute_pwcca`'s
+  weights and similarity. Where the first layer has more units, google's
+  master reads `acts1` where it means `acts2` (IndexError; google/svcca
+  PR #9); we weight the second layer, the evident fix.
+* google's PWCCA depends on the signs the SVD routine gives the singular
+  vectors (flipping `u_i` changes direction `i`'s mean part, not only its
+  sign). We take the signs of `numpy.linalg.svd` on the same matrix, so
+  results equal google's run with the same numpy and LAPACK.
+* `variant="textbook"` and `variant="svcca"` are different measures: their
+  distances differ by amounts that grow with the units' means against their
+  spread, in both directions, and can order pairs of layers differently.
+* Degenerate inputs (dead, duplicated or dependent units), where google's
+  result is decided by round-off or is NaN: we compute the same algorithm
+  on the exact-rank factors, so dead units get exact zero rows in the
+  whitened matrix and a direction that adds nothing to the span of the
+  earlier ones gets weight 0. A constant unit still counts in "svcca" (its
+  unit count, and its uncentred activations, a multiple of the constant
+  vector, project onto every direction with a mean part); the textbook
+  variant, SVCCA and mean CCA ignore it. No result is NaN.
+* Summary statistics: google's `"mean"` drops the trailing correlations
+  that hold the last 2% of their sum (`threshold=0.98`); our SVCCA and mean
+  CCA average all of them (as google's SVCCA tutorial reports).
 
 Requirements. Inputs must be finite, with more datapoints than units (with
 `m <= n` the centred units span every direction and all correlations are
