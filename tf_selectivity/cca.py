@@ -797,18 +797,8 @@ def _pwcca_textbook(
     # Thin SVD: the canonical directions of the weighted layer that have a
     # partner in the other layer, min(rank1, rank2) of them.
     left, correlations, _ = np.linalg.svd(matrix, full_matrices=False)
-    correlations = np.clip(correlations, 0.0, 1.0)
     projections = np.abs(left.T @ weighted.unit_coordinates).sum(axis=1)
-    weights = projections / projections.sum()
-    return CCAResult(
-        method="pwcca",
-        similarity=float(np.clip(weights @ correlations, 0.0, 1.0)),
-        canonical_correlations=correlations,
-        dims=(first.rank, second.rank),
-        weights=weights,
-        weighted_side=side,
-        variant="textbook",
-    )
+    return _pwcca_result(correlations, projections, (first.rank, second.rank), side, "textbook")
 
 
 def _pwcca_svcca(
@@ -844,16 +834,22 @@ def _pwcca_svcca(
     directions = np.vstack([coordinates @ coefficients.T, mean_coordinates])
     activations = np.vstack([coordinates, mean_coordinates])
     projections = _projections_on_orthonormalized(directions, activations)
-    weights = projections / projections.sum()
+    return _pwcca_result(correlations, projections, (first.num_units, second.num_units), side, "svcca")
+
+
+def _pwcca_result(correlations, projections, dims, side, variant) -> CCAResult:
+    """PWCCA's result: the correlations (clipped to [0, 1]) averaged with
+    weights proportional to the directions' summed absolute projections."""
     correlations = np.clip(correlations, 0.0, 1.0)
+    weights = projections / projections.sum()
     return CCAResult(
         method="pwcca",
         similarity=float(np.clip(weights @ correlations, 0.0, 1.0)),
         canonical_correlations=correlations,
-        dims=(first.num_units, second.num_units),
+        dims=dims,
         weights=weights,
         weighted_side=side,
-        variant="svcca",
+        variant=variant,
     )
 
 
