@@ -472,6 +472,7 @@ class MinibatchCKAMap:
         self.num_batches = 0
         self.num_datapoints = 0
         self._units: tuple | None = None
+        self._self_map = True
 
     def update(self, first: Sequence, second: Sequence | None = None) -> None:
         """Adds one batch of every layer.
@@ -481,7 +482,8 @@ class MinibatchCKAMap:
                 the first network's layers, on the same datapoints.
             second: `num_second` arrays for the second network; None compares
                 the first network with itself (needs `num_first ==
-                num_second`).
+                num_second`; if every batch does, the diagonal of the map
+                is exactly 1).
 
         Raises:
             ParameterError: On a wrong number of layers, bad activations,
@@ -511,6 +513,7 @@ class MinibatchCKAMap:
         self.self_second += np.einsum("ij,ij->i", grams_second, grams_second) * norm
         self.num_batches += 1
         self.num_datapoints += n
+        self._self_map &= second is None
 
     def result(self) -> np.ndarray:
         """The `(num_first, num_second)` minibatch CKA map, entries in [-1, 1].
@@ -525,7 +528,10 @@ class MinibatchCKAMap:
             for i, term in enumerate(terms):
                 _check_self_term(f"{name}[{i}]", term, abs(term), summed=True)
         similarity = self.cross / np.sqrt(np.outer(self.self_first, self.self_second))
-        return np.clip(similarity, -1.0, 1.0)
+        similarity = np.clip(similarity, -1.0, 1.0)
+        if self._self_map:  # A network with itself: each layer with itself is exactly 1.
+            np.fill_diagonal(similarity, 1.0)
+        return similarity
 
     @staticmethod
     def _u_centred_grams(name: str, layers: Sequence, expected: int) -> np.ndarray:
