@@ -390,3 +390,26 @@ def test_constant_layers_are_errors_not_nan():
     # A layer with one constant unit is fine, and the unit changes nothing.
     with_dead = np.vstack([x, np.full((1, 30), 4.0)])
     assert similarity.debiased_cka(with_dead, y) == pytest.approx(similarity.debiased_cka(x, y), abs=TIGHT)
+
+
+# --- from CCA factors -------------------------------------------------------
+
+
+def test_measures_from_cca_factors_equal_the_raw_ones():
+    x, y = _pair(17, 12, 7, 400)
+    x = np.vstack([x, np.full((2, 400), 1.5)])  # dead units, which factorize drops
+    first, second = cca.factorize(x), cca.factorize(y)
+    distances = similarity.distances_from_factors(
+        first, second, ["procrustes", "linear_cka", "debiased_cka"], procrustes_alpha=0.4)
+    assert list(distances) == ["procrustes", "linear_cka", "debiased_cka"]
+    assert distances["linear_cka"] == pytest.approx(1 - similarity.linear_cka(x, y), abs=1e-12)
+    assert distances["debiased_cka"] == pytest.approx(1 - similarity.debiased_cka(x, y), abs=1e-12)
+    assert distances["procrustes"] == pytest.approx(
+        similarity.procrustes_distance(x, y, alpha=0.4), abs=1e-12)
+    assert similarity.cka_from_factors(first, second, debiased=True) == pytest.approx(
+        similarity.debiased_cka(x, y), abs=1e-12)
+    assert similarity.distances_from_factors(first, first, ["linear_cka", "debiased_cka", "procrustes"]) \
+        == {"linear_cka": 0.0, "debiased_cka": 0.0, "procrustes": 0.0}
+    _raises("measures", similarity.distances_from_factors, first, second, ["rbf_cka"])
+    _raises("second", similarity.distances_from_factors, first, cca.factorize(y[:, :300]), ["linear_cka"])
+    _raises("first", similarity.cka_from_factors, x, second)

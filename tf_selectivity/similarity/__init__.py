@@ -21,6 +21,11 @@ Distances (`shape`):
   `alpha`: 1 = rotations only, 0 = CCA-like), and its similarity
   `procrustes_similarity`.
 
+From CCA's factors (`factored`): `cka_from_factors` and
+`distances_from_factors` compute linear and debiased CKA and Procrustes from
+`tf_selectivity.cca.factorize`, so one factorization of a layer serves CCA
+and these measures alike (the Figure 3 analysis does so).
+
 Example::
 
     import numpy as np
@@ -47,6 +52,11 @@ from tf_selectivity.similarity.cka import (
     rbf_cka,
     rbf_gram,
 )
+from tf_selectivity.similarity.factored import (
+    FACTORED_MEASURES,
+    cka_from_factors,
+    distances_from_factors,
+)
 from tf_selectivity.similarity.shape import (
     SHAPE_METRICS,
     procrustes_distance,
@@ -68,4 +78,7 @@ __all__ = [
     "procrustes_distance",
     "procrustes_similarity",
     "SHAPE_METRICS",
+    "cka_from_factors",
+    "distances_from_factors",
+    "FACTORED_MEASURES",
 ]
