@@ -413,3 +413,22 @@ def test_measures_from_cca_factors_equal_the_raw_ones():
     _raises("measures", similarity.distances_from_factors, first, second, ["rbf_cka"])
     _raises("second", similarity.distances_from_factors, first, cca.factorize(y[:, :300]), ["linear_cka"])
     _raises("first", similarity.cka_from_factors, x, second)
+
+
+def test_cka_map_equals_pairwise_cka():
+    rng = np.random.default_rng(18)
+    first = [rng.standard_normal((units, 60)) for units in (4, 9, 70)]  # 70 > 60: Gram space
+    first[1][:4] += 2 * first[0]
+    second = [np.maximum(first[1], 0), rng.standard_normal((3, 60))]
+    for debiased in (False, True):
+        result = similarity.cka_map(first, second, debiased=debiased)
+        for i, j in itertools.product(range(3), range(2)):
+            assert result[i, j] == pytest.approx(
+                similarity.linear_cka(first[i], second[j], debiased=debiased), abs=1e-12)
+        own = similarity.cka_map(first, debiased=debiased)
+        assert np.diagonal(own).tolist() == [1.0, 1.0, 1.0]
+        assert np.array_equal(own, own.T)
+        assert own[0, 1] == pytest.approx(similarity.linear_cka(first[0], first[1], debiased=debiased),
+                                          abs=1e-12)
+    _raises("first[1]", similarity.cka_map, [first[0], np.zeros((2, 60))])
+    _raises("second", similarity.cka_map, first, [second[0][:, :50]])

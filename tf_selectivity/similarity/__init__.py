@@ -11,6 +11,8 @@ Similarities (`cka`):
 
 * `linear_cka`, `debiased_cka` (unbiased HSIC), `rbf_cka` (Gaussian kernel,
   width `threshold x median distance`), `cka_from_grams` (any kernel);
+* `cka_map`: every layer of one network against every layer of another
+  (Kornblith et al.'s Figure 2), each layer prepared once;
 * `minibatch_cka`, `MinibatchCKA` and `MinibatchCKAMap` (Nguyen et al.'s
   minibatch CKA, in memory independent of the number of datapoints; the map
   compares every layer of one network with every layer of another).
@@ -44,6 +46,7 @@ from tf_selectivity.similarity.cka import (
     MinibatchCKAMap,
     center_gram,
     cka_from_grams,
+    cka_map,
     debiased_cka,
     hsic,
     linear_cka,
@@ -72,6 +75,7 @@ __all__ = [
     "linear_gram",
     "rbf_gram",
     "center_gram",
+    "cka_map",
     "minibatch_cka",
     "MinibatchCKA",
     "MinibatchCKAMap",

@@ -94,6 +94,7 @@ __all__ = [
     "linear_gram",
     "rbf_gram",
     "center_gram",
+    "cka_map",
     "minibatch_cka",
     "MinibatchCKA",
     "MinibatchCKAMap",
@@ -325,6 +326,88 @@ def center_gram(gram, *, unbiased: bool = False) -> np.ndarray:
     if unbiased:
         np.fill_diagonal(gram, 0.0)
     return gram
+
+
+def cka_map(first: Sequence, second: Sequence | None = None, *, debiased: bool = False
+            ) -> np.ndarray:
+    """Linear (or debiased) CKA of every layer of one network with every layer of another.
+
+    The layer-by-layer map of Kornblith et al.'s Figure 2: entry `(i, j)` is
+    `linear_cka(first[i], second[j], debiased=debiased)` on all datapoints.
+    Each layer is centred and its self term computed once; each pair then
+    costs one `units_i x units_j` product (feature space; a pair with more
+    units than datapoints is done in Gram space). Memory: the layers
+    themselves, no `n x n` matrix. For data that does not fit in memory,
+    `MinibatchCKAMap` streams batches instead (a different estimate).
+
+    Args:
+        first: Sequence of `(units_i, datapoints)` arrays, one per layer.
+        second: Sequence of `(units_j, datapoints)` arrays on the same
+            datapoints, or None to compare `first` with itself (the map is
+            then symmetric with a diagonal of exactly 1).
+        debiased: Use the unbiased HSIC (needs at least 4 datapoints).
+
+    Returns:
+        `(len(first), len(second))` float64 array of similarities.
+
+    Raises:
+        ParameterError: As `linear_cka`, naming `first[i]` or `second[j]`.
+    """
+    layers_first = _prepared_layers("first", first, debiased)
+    layers_second = layers_first if second is None else _prepared_layers("second", second, debiased)
+    n = layers_first[0][0].shape[1]
+    if layers_second[0][0].shape[1] != n:
+        raise ParameterError("second", f"must be on the {n} datapoints of first; got "
+                             f"{layers_second[0][0].shape[1]}")
+    result = np.empty((len(layers_first), len(layers_second)))
+    for i, (x_c, rows_x, self_x) in enumerate(layers_first):
+        for j, (y_c, rows_y, self_y) in enumerate(layers_second):
+            if second is None and j < i:
+                result[i, j] = result[j, i]
+                continue
+            if second is None and i == j:
+                result[i, j] = 1.0
+                continue
+            if _resolve_space("auto", x_c.shape[0], y_c.shape[0], n) == "features":
+                product = x_c @ y_c.T
+                cross = _dot(product, product)
+                if debiased:
+                    cross = _debiased_helper(cross, rows_x, rows_y, n)[0]
+            else:
+                cross = _hsic_terms(x_c, y_c, debiased, "gram")[0]
+            result[i, j] = _ratio(cross, self_x, self_y, debiased)
+    return result
+
+
+def _prepared_layers(name: str, layers: Sequence, debiased: bool) -> list:
+    """`(centred, rows, self_term)` of each layer, checked."""
+    if len(layers) == 0:
+        raise ParameterError(name, "must hold at least one layer")
+    prepared = []
+    for i, layer in enumerate(layers):
+        label = f"{name}[{i}]"
+        acts = _inputs.activations(label, layer)
+        if prepared and acts.shape[1] != prepared[0][0].shape[1]:
+            raise ParameterError(label, f"must have the {prepared[0][0].shape[1]} datapoints of "
+                                 f"{name}[0]; got {acts.shape[1]}")
+        if debiased:
+            _inputs.at_least_four_datapoints(label, acts.shape[1])
+        x_c = _inputs.centred(acts)
+        n = x_c.shape[1]
+        rows = np.einsum("ij,ij->j", x_c, x_c)
+        if _resolve_space("auto", x_c.shape[0], x_c.shape[0], n) == "features":
+            product = x_c @ x_c.T
+            self_term = scale = _dot(product, product)
+            if debiased:
+                self_term, scale = _debiased_helper(self_term, rows, rows, n)
+            self_term = _check_self_term(label, self_term, scale)
+        else:
+            try:
+                self_term = _hsic_terms(x_c, None, debiased, "gram")[1]
+            except ParameterError as error:
+                raise ParameterError(label, error.problem) from None
+        prepared.append((x_c, rows, self_term))
+    return prepared
 
 
 def minibatch_cka(x, y, *, batch_size: int) -> float:
