@@ -458,3 +458,45 @@ def test_blas_thread_limit_without_threadpoolctl(monkeypatch):
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # Import fails.
     with cca_experiment.blas_thread_limit(1):
         pass
+
+
+def test_several_measures_from_one_factorization():
+    """CKA and Procrustes beside PWCCA: one load per (run, layer) for all, each
+    measure's rows equal to its own single-method call and to the raw-array
+    functions of tf_selectivity.similarity."""
+    from tf_selectivity import similarity
+
+    treated, baseline = _runs("t", 3), _runs("b", 2)
+    latent_of_run = {**{run: 0 for run in treated}, **{run: 1 for run in baseline}}
+    loader = SyntheticRuns(latent_of_run)
+    methods = ("pwcca", "debiased_cka", "linear_cka", "procrustes", "svcca")
+    distances = cca_experiment.figure3_distances(
+        treated, baseline, LAYERS, loader, method=methods, pwcca_variant="both")
+    assert set(loader.loads.values()) == {1}
+    assert sorted(distances["method"].unique()) == sorted(methods)
+    pairs = 3 + 3 * 2
+    counts = distances.groupby("method").size()
+    assert counts["pwcca"] == 2 * pairs * len(LAYERS)
+    assert counts["debiased_cka"] == pairs * len(LAYERS)
+    for method in ("debiased_cka", "procrustes"):
+        alone = cca_experiment.figure3_distances(
+            treated, baseline, LAYERS, SyntheticRuns(latent_of_run), method=method)
+        mine = distances[distances["method"] == method].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, alone)
+        ratios = cca_experiment.distance_ratios(mine)
+        assert (ratios["ratio"] > 1.5).all()  # different latents: not a rotation
+    row = distances[(distances["method"] == "debiased_cka") & (distances["layer"] == "conv_b")].iloc[0]
+    expected = 1 - similarity.debiased_cka(loader(row["run_a"], "conv_b"), loader(row["run_b"], "conv_b"))
+    assert row["distance"] == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="Unknown CCA method 'rbf_cka'"):
+        cca_experiment.figure3_distances(treated, baseline, LAYERS, loader, method=("pwcca", "rbf_cka"))
+
+
+def test_rotated_replicates_have_cka_ratio_one():
+    treated, baseline = _runs("t", 3), _runs("b", 3)
+    loader = SyntheticRuns({run: 0 for run in treated + baseline}, noise=0.3)
+    distances = cca_experiment.figure3_distances(
+        treated, baseline, LAYERS, loader, method=("linear_cka", "debiased_cka", "procrustes"))
+    for method, part in distances.groupby("method"):
+        ratios = cca_experiment.distance_ratios(part)
+        assert ratios["ratio"].to_numpy() == pytest.approx(1.0, abs=0.2), method
