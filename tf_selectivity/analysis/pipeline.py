@@ -281,35 +281,37 @@ def _run_cca(records, options, response_dirs, errors, verbose):
     for (model, activation, slope), baseline, treated in groups:
         layers = baseline[0].probe_names
         for alpha, runs in treated.items():
-            for method in options.cca_methods:
-                if verbose:
-                    print(f"CCA ({method}) {model} {activation}: alpha={alpha:g} ({len(runs)} runs) vs alpha={options.baseline_alpha:g} ({len(baseline)} runs)")
+            # One pass over the responses for every measure.
+            methods = options.similarity
+            if verbose:
+                print(f"Similarity ({', '.join(methods)}) {model} {activation}: alpha={alpha:g} ({len(runs)} runs) vs alpha={options.baseline_alpha:g} ({len(baseline)} runs)")
 
-                def load(run_dir, layer):
-                    return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
+            def load(run_dir, layer):
+                return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
 
-                try:
-                    frame = figure3_distances(
-                        [r.run_dir for r in runs],
-                        [r.run_dir for r in baseline],
-                        layers,
-                        load,
-                        method=method,
-                        pwcca_variant=options.cca_pwcca_variant,
-                        progress=_progress_bar(verbose),
-                        run_seeds=None if options.cca_same_seed_pairs else {
-                            r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]
-                        },
-                    )
-                except ValueError as error:  # e.g. no pair of different seeds, unusable activations
-                    errors.append((f"CCA of {model} {activation} alpha={alpha:g}", str(error)))
-                    continue
-                # With --cca_pwcca_variant=both one frame holds both variants.
-                for variant, part in frame.groupby("pwcca_variant", sort=False):
-                    context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha,
-                               "method": method, "pwcca_variant": variant}
-                    distances.append(part.assign(**context))
-                    ratios.append(distance_ratios(part).assign(**context))
+            try:
+                frame = figure3_distances(
+                    [r.run_dir for r in runs],
+                    [r.run_dir for r in baseline],
+                    layers,
+                    load,
+                    method=methods,
+                    pwcca_variant=options.cca_pwcca_variant,
+                    progress=_progress_bar(verbose),
+                    run_seeds=None if options.cca_same_seed_pairs else {
+                        r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]
+                    },
+                )
+            except ValueError as error:  # e.g. no pair of different seeds, unusable activations
+                errors.append((f"CCA of {model} {activation} alpha={alpha:g}", str(error)))
+                continue
+            # One frame holds every measure (and, with
+            # --cca_pwcca_variant=both, both PWCCA variants).
+            for (method, variant), part in frame.groupby(["method", "pwcca_variant"], sort=False):
+                context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha,
+                           "method": method, "pwcca_variant": variant}
+                distances.append(part.assign(**context))
+                ratios.append(distance_ratios(part).assign(**context))
     if not distances:
         return None, None, None
     ratios = pd.concat(ratios, ignore_index=True)
@@ -488,7 +490,7 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
     # textbook one was computed).
     cca_shown = cca_ratio_shown = None
     if cca is not None:
-        method = "pwcca" if "pwcca" in options.cca_methods else options.cca_methods[0]
+        method = "pwcca" if "pwcca" in options.similarity else options.similarity[0]
         variant = ""
         if method == "pwcca":
             variant = "textbook" if options.cca_pwcca_variant == "textbook" else "svcca"
@@ -507,7 +509,9 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
     from tf_selectivity import report
 
     report_path = report.write_report(
-        staging, runs, layers, cca=cca_shown, cca_ratio=cca_ratio_shown,
+        # The report's CCA section shows one measure (its _one_method rule),
+        # and beside it the ratio under every measure of --similarity.
+        staging, runs, layers, cca=cca_shown, cca_ratio=cca_ratio,
         figures=figures, errors=errors, n_resamples=options.n_resamples,
         diverged=_diverged_table(diverged) if diverged else None,
     )
