@@ -110,6 +110,9 @@ def test_figures_and_report(analysis):
         for path in paths:
             assert os.path.getsize(path) > 1000
     assert os.path.exists(out / "figures" / "fig3_cca_resnet8.pdf")
+    # Figure 3 under each other measure.
+    for measure in ("svcca", "debiased_cka", "procrustes"):
+        assert os.path.getsize(out / "figures" / f"fig3_{measure}_resnet8.png") > 1000
 
 
 def test_second_analysis_reuses_cached_runs(analysis, tiny_runs):

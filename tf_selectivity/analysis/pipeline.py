@@ -500,9 +500,17 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
     if options.figures:
         from tf_selectivity import plots
 
+        # Figure 3 once more for each other measure (fig3_<measure>_<model>).
+        other_measures = {}
+        if cca is not None:
+            for measure in options.similarity:
+                if measure not in ("pwcca", method):
+                    other_measures[measure] = (cca.loc[cca["method"] == measure],
+                                               cca_ratio.loc[cca_ratio["method"] == measure])
         figures = plots.draw_all(
             runs, layers, cca_shown, cca_ratio_shown,
             output_dir=os.path.join(staging, "figures"), n_resamples=options.n_resamples,
+            other_measures=other_measures,
         )
 
     pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(staging, "errors.csv"), index=False)

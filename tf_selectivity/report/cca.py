@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity import stats
-from tf_selectivity.plots.cca import DEFAULT_CCA_EXAMPLE_ALPHA
+from tf_selectivity.plots.cca import DEFAULT_CCA_EXAMPLE_ALPHA, MEASURE_NAMES
 from tf_selectivity.plots.style import format_alpha
 from tf_selectivity.report.conditions import condition_key, condition_title, row_at_alpha
 from tf_selectivity.report.formatting import format_p_cell, format_with_ci, markdown_table
@@ -115,16 +115,6 @@ def _cca_method_sentence(table: pd.DataFrame) -> str:
                 "about 0.1 in distance (more when unit means are large).")
     return ("Distances are PWCCA distances; the table does not record the variant (tables written "
             "before the `pwcca_variant` column used the textbook definition).")
-
-
-MEASURE_NAMES = {
-    "pwcca": "PWCCA",
-    "svcca": "SVCCA",
-    "mean_cca": "mean CCA",
-    "linear_cka": "linear CKA",
-    "debiased_cka": "debiased CKA",
-    "procrustes": "Procrustes",
-}
 
 
 def _measure_label(method: str, variant: str) -> str:
