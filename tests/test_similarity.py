@@ -432,3 +432,24 @@ def test_cka_map_equals_pairwise_cka():
                                           abs=1e-12)
     _raises("first[1]", similarity.cka_map, [first[0], np.zeros((2, 60))])
     _raises("second", similarity.cka_map, first, [second[0][:, :50]])
+
+
+def test_readme_example_runs_and_prints_its_values():
+    """The README's example, read from the README and run."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```python\n(import numpy as np\nfrom tf_selectivity import similarity\n.*?)```",
+                      readme, re.S).group(1)
+    namespace = {}
+    checked = 0
+    for line in block.splitlines():
+        code, _, comment = line.partition("#")
+        if code.startswith("similarity.") and re.match(r" ?\d\.\d{5}", comment):
+            value = eval(code, namespace)  # noqa: S307 - the README's own code
+            assert round(value, 5) == float(comment.split()[0].rstrip(",")), line
+            checked += 1
+        else:
+            exec(line, namespace)  # noqa: S102
+    assert checked == 5
