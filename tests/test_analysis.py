@@ -19,7 +19,8 @@ pytestmark = pytest.mark.tensorflow_only
 @pytest.fixture(scope="module")
 def analysis(tiny_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis")
-    options = AnalysisOptions(n_resamples=500, similarity=("pwcca", "svcca", "debiased_cka", "procrustes"), cca_pwcca_variant="both")
+    options = AnalysisOptions(n_resamples=500, similarity=("pwcca", "svcca", "debiased_cka", "procrustes"),
+                              cca_pwcca_variant="both", similarity_maps=True)
     return analyze([str(tiny_runs)], str(out), options, verbose=0), out
 
 
@@ -110,6 +111,12 @@ def test_figures_and_report(analysis):
         for path in paths:
             assert os.path.getsize(path) > 1000
     assert os.path.exists(out / "figures" / "fig3_cca_resnet8.pdf")
+    # Layer-by-layer maps: a within and a to-baseline pair, 7 x 7 layers each,
+    # equal to the library's map of the cached responses.
+    maps = pd.read_csv(out / "similarity_maps.csv")
+    assert maps.groupby("comparison").size().to_dict() == {"within": 49, "to_baseline": 49}
+    assert set(maps["measure"]) == {"debiased_cka"} and maps["similarity"].between(-1, 1).all()
+    assert os.path.getsize(out / "figures" / "figS_similarity_maps_resnet8.png") > 1000
     # Figure 3 under each other measure.
     for measure in ("svcca", "debiased_cka", "procrustes"):
         assert os.path.getsize(out / "figures" / f"fig3_{measure}_resnet8.png") > 1000

@@ -500,3 +500,31 @@ def test_rotated_replicates_have_cka_ratio_one():
     for method, part in distances.groupby("method"):
         ratios = cca_experiment.distance_ratios(part)
         assert ratios["ratio"].to_numpy() == pytest.approx(1.0, abs=0.2), method
+
+
+def test_similarity_maps_pairs_and_values():
+    from tf_selectivity import similarity
+    from tf_selectivity.analysis import similarity_maps
+
+    seeds = {"t0": 0, "t1": 1, "t2": 2, "b0": 0, "b1": 1}
+    assert similarity_maps.map_pairs(["t0", "t1", "t2"], ["b0", "b1"], seeds) == [
+        ("within", "t0", "t1"), ("to_baseline", "t0", "b1")]
+    assert similarity_maps.map_pairs(["t0", "t1"], ["b0"], None) == [
+        ("within", "t0", "t1"), ("to_baseline", "t0", "b0")]
+    loader = SyntheticRuns({"t0": 0, "t1": 0, "b1": 1})
+    table = similarity_maps.map_table([("within", "t0", "t1"), ("to_baseline", "t0", "b1")], LAYERS, loader)
+    assert list(table.columns) == list(similarity_maps.MAP_COLUMNS)
+    assert len(table) == 2 * len(LAYERS) ** 2
+    expected = similarity.cka_map([loader("t0", layer) for layer in LAYERS],
+                                  [loader("b1", layer) for layer in LAYERS], debiased=True)
+    got = table[table["comparison"] == "to_baseline"].pivot_table(
+        index="layer_index_a", columns="layer_index_b", values="similarity").to_numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    within = table[table["comparison"] == "within"]
+    diagonal = within[within["layer_index_a"] == within["layer_index_b"]]["similarity"]
+    assert (diagonal > 0.9).all()  # rotations of one latent
+    assert np.diagonal(got).max() < 0.2  # different latents
+    own = similarity_maps.layer_similarity_map("t0", "t0", LAYERS, loader)
+    assert np.diagonal(own).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="Unknown map measure"):
+        similarity_maps.layer_similarity_map("t0", "t1", LAYERS, loader, measure="pwcca")

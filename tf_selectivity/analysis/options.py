@@ -74,6 +74,15 @@ class AnalysisOptions:
         "figures and report show svcca unless only textbook was computed.",
         choices=CCA_PWCCA_VARIANTS,
     )
+    similarity_maps: bool = setting(
+        False,
+        "Layer-by-layer maps (Kornblith et al.'s Figure 2): every layer against every layer for one "
+        "within-alpha and one to-baseline pair of runs per treated alpha (table similarity_maps, figure "
+        "figS_similarity_maps_<model>).",
+    )
+    similarity_map_measure: str = setting(
+        "debiased_cka", "Measure of --similarity_maps.", choices=("debiased_cka", "linear_cka"),
+    )
     cca_spatial: str = setting(
         "average", "Conv layers in CCA: units averaged over positions, or positions as datapoints (subsampled).",
         choices=("average", "positions"),

@@ -321,6 +321,32 @@ def _run_cca(records, options, response_dirs, errors, verbose):
     return pd.concat(distances, ignore_index=True), ratios, tests
 
 
+def _run_similarity_maps(records, options, response_dirs, errors):
+    """The `similarity_maps` table: per condition and treated alpha, the layer
+    map of one within-alpha and one to-baseline pair (or None)."""
+    from tf_selectivity.analysis.similarity_maps import map_pairs, map_table
+
+    def load(run_dir, layer):
+        return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
+
+    tables = []
+    for (model, activation, slope), baseline, treated in _cca_groups(records, options, []):
+        layers = baseline[0].probe_names
+        for alpha, runs in treated.items():
+            seeds = None if options.cca_same_seed_pairs else {
+                r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]}
+            pairs = map_pairs([r.run_dir for r in runs], [r.run_dir for r in baseline], seeds)
+            try:
+                table = map_table(pairs, layers, load, options.similarity_map_measure)
+            except ValueError as error:
+                errors.append((f"Similarity maps of {model} {activation} alpha={alpha:g}", str(error)))
+                continue
+            tables.append(table.assign(model=model, activation=activation, leaky_slope=slope, alpha=alpha))
+    if not tables:
+        return None
+    return pd.concat(tables, ignore_index=True)
+
+
 def _progress_bar(verbose):
     if not verbose:
         return None
@@ -484,6 +510,11 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
             write_table(cca, staging, "cca_distances")
             write_table(cca_ratio, staging, "cca_ratios")
             write_table(cca_tests, staging, "cca_tests")
+    maps = None
+    if want_cca and options.similarity_maps:
+        maps = _run_similarity_maps(analysed, options, response_dirs, errors)
+        if maps is not None:
+            write_table(maps, staging, "similarity_maps")
 
     # Figures and report show one CCA method (PWCCA, the paper's, if computed)
     # and one PWCCA variant (google/svcca's, the paper's, unless only the
@@ -510,7 +541,7 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
         figures = plots.draw_all(
             runs, layers, cca_shown, cca_ratio_shown,
             output_dir=os.path.join(staging, "figures"), n_resamples=options.n_resamples,
-            other_measures=other_measures,
+            other_measures=other_measures, similarity_maps=maps,
         )
 
     pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(staging, "errors.csv"), index=False)

@@ -27,6 +27,7 @@ from tf_selectivity.plots import (
     selectivity,
 )
 from tf_selectivity.plots.cca import plot_cca as _plot_cca  # `cca` is draw_all's table
+from tf_selectivity.plots.similarity_maps import plot_similarity_maps
 from tf_selectivity.plots.style import (
     DEFAULT_DPI,
     DEFAULT_FORMATS,
@@ -72,6 +73,7 @@ def draw_all(
     n_resamples: int = DEFAULT_N_RESAMPLES,
     raise_errors: bool = False,
     other_measures: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+    similarity_maps: pd.DataFrame | None = None,
 ) -> dict[str, list[str]]:
     """Draws and saves every figure the tables allow, one set per model.
 
@@ -94,6 +96,8 @@ def draw_all(
         other_measures: Optional `{measure: (cca rows, cca_ratio rows)}` of
             further similarity measures (`analyze --similarity`): each gets
             its own Figure 3, `fig3_<measure>_<model>`.
+        similarity_maps: Optional `similarity_maps` table (`analyze
+            --similarity_maps`): `figS_similarity_maps_<model>`.
 
     Returns:
         Dict from figure name (file stem, e.g. "fig1_selectivity_resnet20")
@@ -107,6 +111,9 @@ def draw_all(
         for measure, (measure_cca, measure_ratio) in (other_measures or {}).items():
             builders[f"fig3_{file_safe(measure)}_{file_safe(model)}"] = functools.partial(
                 _plot_cca, measure_cca, measure_ratio, model, method=measure, n_resamples=n_resamples)
+        if similarity_maps is not None and not similarity_maps.empty:
+            builders[f"figS_similarity_maps_{file_safe(model)}"] = functools.partial(
+                plot_similarity_maps, similarity_maps, model)
     builders["figA12_model_comparison"] = lambda: comparison.plot_model_comparison(runs, n_resamples=n_resamples)
 
     written: dict[str, list[str]] = {}
