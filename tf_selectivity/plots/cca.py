@@ -227,7 +227,7 @@ def plot_cca(
     if example_alpha is not None:
         _draw_cca_profiles(axes[0], profiles, example_alpha, method_name, styles, n_resamples)
     if has_ratio:
-        _draw_cca_ratio(axes[-1], ratios, example_alpha, styles)
+        _draw_cca_ratio(axes[-1], ratios, example_alpha, styles, method_name)
     several = len(styles) > 1
     if several:
         _condition_legend(figure, [condition for condition, _ in profiles + ratios], styles,
@@ -312,6 +312,7 @@ def _draw_cca_ratio(
     conditions: list[tuple[dict, pd.DataFrame]],
     example_alpha: float | None,
     styles: dict[str, tuple],
+    method_name: str = "CCA",
 ):
     """Figure 3b: layer-averaged distance ratio vs alpha, one series per condition."""
     several = len(styles) > 1
@@ -349,4 +350,6 @@ def _draw_cca_ratio(
                 transform=ax.get_yaxis_transform(), ha="right", va="bottom",
                 fontsize="small", color="0.4", gid=REFERENCE_LABEL_GID)
     set_alpha_axis(ax, all_alphas)
-    ax.set_ylabel(r"CCA distance ratio $\rho(\alpha, \alpha_0) : \rho(\alpha, \alpha)$")
+    # PWCCA and SVCCA keep the paper's label; other measures name themselves.
+    measure = "CCA" if method_name in ("PWCCA", "SVCCA", "mean CCA") else method_name
+    ax.set_ylabel(measure + r" distance ratio $\rho(\alpha, \alpha_0) : \rho(\alpha, \alpha)$")

@@ -59,6 +59,10 @@ def plot_similarity_maps(maps: pd.DataFrame | None, model: str) -> Figure | None
             ax.set_xlabel(f"layer of {part['run_b'].iloc[0].rstrip('/').split('/')[-1]}", fontsize=7)
             ax.set_ylabel(f"layer of {part['run_a'].iloc[0].rstrip('/').split('/')[-1]}", fontsize=7)
             ax.tick_params(labelsize=6)
+            if len(layers) <= 20:
+                names = [str(n)[len("probe_"):] if str(n).startswith("probe_") else str(n) for n in layers]
+                ax.set_xticks(range(len(names)), names, rotation=90)
+                ax.set_yticks(range(len(names)), names)
     if image is not None:
         figure.colorbar(image, ax=axes, shrink=0.8, label=MEASURE_NAMES.get(measure, measure))
     figure.suptitle(f"{display_model_name(model)}: {MEASURE_NAMES.get(measure, measure)} of every layer "
