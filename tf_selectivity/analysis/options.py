@@ -133,4 +133,14 @@ class AnalysisOptions:
             ParameterError: (a ValueError) naming the first bad option.
         """
         check_settings(self)
+        unbiased = [m for m in self.similarity if m == "debiased_cka"]
+        if self.similarity_maps and self.similarity_map_measure == "debiased_cka":
+            unbiased.append("--similarity_map_measure=debiased_cka")
+        if unbiased and self.max_test_samples is not None and self.max_test_samples < 4:
+            from tf_selectivity.options import ParameterError
+
+            raise ParameterError(
+                "max_test_samples",
+                f"must be at least 4 with debiased CKA (the unbiased HSIC divides by n (n - 3); "
+                f"leave debiased_cka out of --similarity for fewer); got {self.max_test_samples}")
         return self
