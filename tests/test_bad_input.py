@@ -106,6 +106,7 @@ CASES = [
     ("analyze-output-is-a-file", _analyze(output="{W}/a_file"), "exists and is a file"),
     ("analyze-output-unwritable", _analyze(output="/proc/tf_selectivity_analysis"), "cannot be created"),
     ("analyze-unknown-similarity-measure", _analyze("--similarity=pwcca,cka"), "--similarity must be among"),
+    ("analyze-procrustes-alpha-out-of-range", _analyze("--procrustes_alpha=1.5"), "--procrustes_alpha"),
     ("analyze-debiased-cka-on-3-images", _analyze("--max_test_samples=3"), "--max_test_samples must be at least 4 with debiased CKA"),
     ("analyze-unknown-map-measure", _analyze("--similarity_maps", "--similarity_map_measure=rbf"), "--similarity_map_measure"),
     ("analyze-bad-cca-alpha", _analyze("--cca_alphas=-1,x"), "--cca_alphas must be comma-separated numbers; got -1,x"),

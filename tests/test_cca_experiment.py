@@ -528,3 +528,16 @@ def test_similarity_maps_pairs_and_values():
     assert np.diagonal(own).tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="Unknown map measure"):
         similarity_maps.layer_similarity_map("t0", "t1", LAYERS, loader, measure="pwcca")
+
+
+def test_procrustes_alpha_reaches_the_measure():
+    from tf_selectivity import similarity
+
+    treated, baseline = _runs("t", 2), _runs("b", 1)
+    loader = SyntheticRuns({"t0": 0, "t1": 0, "b0": 1})
+    distances = cca_experiment.figure3_distances(
+        treated, baseline, LAYERS, loader, method="procrustes", procrustes_alpha=0.0)
+    row = distances.iloc[0]
+    expected = similarity.procrustes_distance(
+        loader(row["run_a"], row["layer"]), loader(row["run_b"], row["layer"]), alpha=0.0)
+    assert row["distance"] == pytest.approx(expected, abs=1e-12)

@@ -116,6 +116,7 @@ def figure3_distances(
     run_seeds: Mapping[str, object] | None = None,
     pwcca_variant: str = "svcca",
     blas_threads: int | None = 1,
+    procrustes_alpha: float = 1.0,
 ) -> pd.DataFrame:
     """CCA distances of Figure 3 for one treated alpha, layer by layer.
 
@@ -149,6 +150,9 @@ def figure3_distances(
             per pair, from the same factors). Ignored by the other methods.
         blas_threads: BLAS threads while computing (see `blas_thread_limit`);
             None leaves the BLAS settings alone.
+        procrustes_alpha: Partial whitening of "procrustes", in [0, 1] (1:
+            rotations only, 0: CCA-like; see
+            `tf_selectivity.similarity.procrustes_distance`).
 
     Returns:
         DataFrame with columns `layer, layer_index, comparison, run_a, run_b,
@@ -166,7 +170,7 @@ def figure3_distances(
             equal treated and baseline alphas, or unusable activations (the
             message names the run and layer).
     """
-    pair_distances = _pair_distance_function(method, pwcca_variant)
+    pair_distances = _pair_distance_function(method, pwcca_variant, procrustes_alpha)
     treated, baseline = _validated_runs(
         treated_runs, baseline_runs, treated_alpha, baseline_alpha
     )
@@ -277,7 +281,7 @@ def blas_thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
 
 
 def _pair_distance_function(
-    method: str | Sequence[str], pwcca_variant: str
+    method: str | Sequence[str], pwcca_variant: str, procrustes_alpha: float = 1.0
 ) -> Callable[..., list[tuple[str, str, float]]]:
     """`fn(a, b)` -> `[(method, pwcca_variant, distance), ...]` of one pair, or ValueError."""
     methods = [method] if isinstance(method, str) else list(method)
@@ -289,8 +293,8 @@ def _pair_distance_function(
 
     def pair_distances(first, second):
         rows = []
-        shared = (similarity.distances_from_factors(first, second, factored)
-                  if factored else {})
+        shared = (similarity.distances_from_factors(
+            first, second, factored, procrustes_alpha=procrustes_alpha) if factored else {})
         for name in methods:
             if name in shared:
                 rows.append((name, "", shared[name]))

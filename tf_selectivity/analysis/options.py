@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Optional
 
-from tf_selectivity.options import check_settings, finite, positive, setting
+from tf_selectivity.options import check_settings, finite, in_unit_interval, positive, setting
 from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
 
 __all__ = ["AnalysisOptions", "SIMILARITY_MEASURES", "CCA_PWCCA_VARIANTS"]
@@ -73,6 +73,12 @@ class AnalysisOptions:
         "it (textbook), or both from the same factors; tables say which in their pwcca_variant column, "
         "figures and report show svcca unless only textbook was computed.",
         choices=CCA_PWCCA_VARIANTS,
+    )
+    procrustes_alpha: float = setting(
+        1.0,
+        "Partial whitening of the procrustes measure, in [0, 1]: 1 compares up to rotations only, 0 "
+        "whitens fully (CCA-like, invariant to any invertible linear map).",
+        check=in_unit_interval(high_open=False),
     )
     similarity_maps: bool = setting(
         False,

@@ -297,6 +297,7 @@ def _run_cca(records, options, response_dirs, errors, verbose):
                     load,
                     method=methods,
                     pwcca_variant=options.cca_pwcca_variant,
+                    procrustes_alpha=options.procrustes_alpha,
                     progress=_progress_bar(verbose),
                     run_seeds=None if options.cca_same_seed_pairs else {
                         r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]
