@@ -453,3 +453,18 @@ def test_readme_example_runs_and_prints_its_values():
         else:
             exec(line, namespace)  # noqa: S102
     assert checked == 5
+
+
+@pytest.mark.parametrize("space", ["features", "gram"])
+def test_a_u_centred_gram_of_zero_is_an_error_not_a_negative_square_root(space):
+    """All datapoints but one coincide: K_ij = a_i + a_j off the diagonal, so the
+    U-centred Gram and the unbiased self-HSIC are 0 (round-off leaves +-1e-17);
+    the biased CKA of the same layer is defined."""
+    rng = np.random.default_rng(19)
+    x = np.tile(0.1 * rng.standard_normal((3, 1)), (1, 12))
+    x[:, 7] += 0.3 * rng.standard_normal(3)
+    y = rng.standard_normal((4, 12))
+    assert abs(similarity.hsic(x, x, unbiased=True, space=space)) < 1e-15
+    message = _raises("x", similarity.debiased_cka, x, y, space=space)
+    assert "0 to round-off" in message
+    assert 0.0 <= similarity.linear_cka(x, y, space=space) <= 1.0

@@ -247,7 +247,8 @@ def hsic(x, y, *, unbiased: bool = False, space: Space = "auto") -> float:
     x, y = _pair(x, y, unbiased)
     n = x.shape[1]
     space = _resolve_space(space, x.shape[0], y.shape[0], n)
-    cross = _hsic_terms(x, y, unbiased, space)[0]
+    # No self-term check: an HSIC of 0 is a value, not an error (CKA's 0/0 is).
+    cross = _hsic_terms(x, None if x is y else y, unbiased, space, check_self=False)[0]
     return float(cross / (n * (n - 3) if unbiased else (n - 1) ** 2))
 
 
@@ -665,8 +666,8 @@ def _resolve_space(space: str, units1: int, units2: int, n: int) -> str:
     return "features" if feature_cost <= gram_cost else "gram"
 
 
-def _hsic_terms(x: np.ndarray, y: np.ndarray | None, unbiased: bool, space: str
-                ) -> tuple[float, float, float]:
+def _hsic_terms(x: np.ndarray, y: np.ndarray | None, unbiased: bool, space: str,
+                check_self: bool = True) -> tuple[float, float, float]:
     """`(cross, self_x, self_y)`: `n (n - 3)` times the unbiased HSIC terms, or
     `(n - 1)^2` times the biased ones; `y=None` means `y = x`.
 
@@ -705,8 +706,9 @@ def _hsic_terms(x: np.ndarray, y: np.ndarray | None, unbiased: bool, space: str
             self_y_terms = self_x_terms if y is None else _debiased_helper(self_y, rows_y, rows_y, n)
             cross, self_x, self_y = cross_terms[0], self_x_terms[0], self_y_terms[0]
             scale_x, scale_y = self_x_terms[1], self_y_terms[1]
-    self_x = _check_self_term("x", self_x, scale_x)
-    self_y = self_x if y is None else _check_self_term("y", self_y, scale_y)
+    if check_self:
+        self_x = _check_self_term("x", self_x, scale_x)
+        self_y = self_x if y is None else _check_self_term("y", self_y, scale_y)
     return cross, self_x, self_y
 
 
