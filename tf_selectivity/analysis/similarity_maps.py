@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity import similarity
+from tf_selectivity.analysis.cca_experiment import blas_thread_limit
 
 # Measures of the maps, all similarities (1 on the diagonal of a run with itself).
 MAP_MEASURES = ("debiased_cka", "linear_cka")
@@ -103,11 +104,18 @@ def map_table(
     layers: Sequence[str],
     load_activations: ActivationLoader,
     measure: str = "debiased_cka",
+    blas_threads: int | None = 1,
 ) -> pd.DataFrame:
-    """The maps of several pairs as one long table (`MAP_COLUMNS`, one row per entry)."""
+    """The maps of several pairs as one long table (`MAP_COLUMNS`, one row per entry).
+
+    `blas_threads` limits BLAS while computing, as `figure3_distances` does
+    (many small products: multi-threaded BLAS beside other processes was 50x
+    slower, BUILD_NOTES.md); None leaves BLAS alone.
+    """
     rows = []
     for comparison, run_a, run_b in pairs:
-        values = layer_similarity_map(run_a, run_b, layers, load_activations, measure)
+        with blas_thread_limit(blas_threads):
+            values = layer_similarity_map(run_a, run_b, layers, load_activations, measure)
         for i, layer_a in enumerate(layers):
             for j, layer_b in enumerate(layers):
                 rows.append((comparison, run_a, run_b, measure, layer_a, i, layer_b, j,
