@@ -19,7 +19,8 @@ pytestmark = pytest.mark.tensorflow_only
 @pytest.fixture(scope="module")
 def analysis(tiny_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis")
-    options = AnalysisOptions(n_resamples=500, cca_methods=("pwcca", "svcca"), cca_pwcca_variant="both")
+    options = AnalysisOptions(n_resamples=500, similarity=("pwcca", "svcca", "debiased_cka", "procrustes"),
+                              cca_pwcca_variant="both", similarity_maps=True)
     return analyze([str(tiny_runs)], str(out), options, verbose=0), out
 
 
@@ -64,8 +65,9 @@ def test_layer_and_run_aggregates_follow_eq3(analysis):
 def test_cca_tables_count_pairs(analysis):
     result, out = analysis
     cca = pd.read_csv(out / "cca_distances.csv", keep_default_na=False)
-    assert set(zip(cca["method"], cca["pwcca_variant"])) == {("pwcca", "svcca"), ("pwcca", "textbook"), ("svcca", "")}
-    for method, variant in (("pwcca", "svcca"), ("pwcca", "textbook"), ("svcca", "")):
+    measures = {("pwcca", "svcca"), ("pwcca", "textbook"), ("svcca", ""), ("debiased_cka", ""), ("procrustes", "")}
+    assert set(zip(cca["method"], cca["pwcca_variant"])) == measures
+    for method, variant in sorted(measures):
         rows = cca[(cca["method"] == method) & (cca["pwcca_variant"] == variant)]
         assert (rows["comparison"] == "within").sum() == 7 * 1  # C(2, 2) pairs x 7 layers
         # 2 x 2 treated/baseline pairs, less the 2 that share a seed (same
@@ -74,26 +76,29 @@ def test_cca_tables_count_pairs(analysis):
         assert len(to_baseline) == 7 * 2
         seeds = result.runs.set_index("run_dir")["seed"]
         assert (to_baseline["run_a"].map(seeds) != to_baseline["run_b"].map(seeds)).all()
-    assert rows["distance"].between(0, 1).all()
+        assert rows["distance"].between(0, 2 if method == "debiased_cka" else np.pi / 2).all()
     # Both PWCCA variants come from the same factors: same pairs, different numbers.
     pwcca = cca[cca["method"] == "pwcca"].pivot_table(
         index=["layer", "run_a", "run_b"], columns="pwcca_variant", values="distance")
     assert len(pwcca) == 7 * 3 and (pwcca["svcca"] != pwcca["textbook"]).any()
     ratios = pd.read_csv(out / "cca_ratios.csv", keep_default_na=False)
     assert set(ratios["alpha"]) == {-10.0}
-    assert ratios.groupby(["method", "pwcca_variant"]).size().to_dict() == {
-        ("pwcca", "svcca"): 7, ("pwcca", "textbook"): 7, ("svcca", ""): 7}
+    assert ratios.groupby(["method", "pwcca_variant"]).size().to_dict() == {measure: 7 for measure in measures}
     # One t-test implementation: cca_tests is stats' summary of cca_ratios,
     # one row per condition, method, PWCCA variant and alpha, and the report
     # shows its numbers (for the paper's variant).
     tests = pd.read_csv(out / "cca_tests.csv", keep_default_na=False)
     expected = stats.cca_ratio_summary(ratios, n_resamples=500)
     pd.testing.assert_frame_equal(tests, expected, check_dtype=False)
-    assert sorted(zip(tests["method"], tests["pwcca_variant"])) == [
-        ("pwcca", "svcca"), ("pwcca", "textbook"), ("svcca", "")]
+    assert sorted(zip(tests["method"], tests["pwcca_variant"])) == sorted(measures)
     pwcca = tests[(tests["method"] == "pwcca") & (tests["pwcca_variant"] == "svcca")].iloc[0]
     report = (out / "report.md").read_text()
     assert f"| -10 | 7 | {pwcca['mean_ratio']:.3f} [" in report
+    # Every measure side by side, with the same numbers as cca_tests.
+    assert "The distance ratio under each measure" in report
+    assert "| α | PWCCA (svcca) | PWCCA (textbook) | SVCCA | debiased CKA | Procrustes |" in report
+    cka = tests[tests["method"] == "debiased_cka"].iloc[0]
+    assert f"{cka['mean_ratio']:.3f} [" in report
 
 
 def test_figures_and_report(analysis):
@@ -106,12 +111,21 @@ def test_figures_and_report(analysis):
         for path in paths:
             assert os.path.getsize(path) > 1000
     assert os.path.exists(out / "figures" / "fig3_cca_resnet8.pdf")
+    # Layer-by-layer maps: a within and a to-baseline pair, 7 x 7 layers each,
+    # equal to the library's map of the cached responses.
+    maps = pd.read_csv(out / "similarity_maps.csv")
+    assert maps.groupby("comparison").size().to_dict() == {"within": 49, "to_baseline": 49}
+    assert set(maps["measure"]) == {"debiased_cka"} and maps["similarity"].between(-1, 1).all()
+    assert os.path.getsize(out / "figures" / "figS_similarity_maps_resnet8.png") > 1000
+    # Figure 3 under each other measure.
+    for measure in ("svcca", "debiased_cka", "procrustes"):
+        assert os.path.getsize(out / "figures" / f"fig3_{measure}_resnet8.png") > 1000
 
 
 def test_second_analysis_reuses_cached_runs(analysis, tiny_runs):
     result, out = analysis
     cached = sorted(os.listdir(out / "cache"))
-    again = analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=200, cca_methods=("pwcca", "svcca"), figures=False), verbose=0)
+    again = analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=200, similarity=("pwcca", "svcca", "debiased_cka", "procrustes"), figures=False), verbose=0)
     assert sorted(os.listdir(out / "cache")) == cached
     pd.testing.assert_frame_equal(again.runs, result.runs)
 
@@ -120,7 +134,9 @@ def test_positions_as_datapoints(tiny_runs, tmp_path):
     options = AnalysisOptions(cca_spatial="positions", cca_max_datapoints=1500, figures=False, n_resamples=100,
                               cca_same_seed_pairs=True)
     result = analyze([str(tiny_runs)], str(tmp_path / "out"), options, verbose=0)
-    assert len(result.cca) == 7 * (1 + 4)  # All pairs, same seeds included (the paper's count).
+    # All pairs, same seeds included (the paper's count), under each default
+    # measure (PWCCA and debiased CKA).
+    assert result.cca.groupby("method").size().to_dict() == {"pwcca": 7 * (1 + 4), "debiased_cka": 7 * (1 + 4)}
     responses = [
         np.load(os.path.join(root, name))
         for root, _, files in os.walk(tmp_path / "out" / "cache") for name in files if name.endswith(".npy")

@@ -105,7 +105,10 @@ CASES = [
     ("analyze-output-not-analysis", _analyze(output="{W}/someones_dir"), "holds no earlier analysis"),
     ("analyze-output-is-a-file", _analyze(output="{W}/a_file"), "exists and is a file"),
     ("analyze-output-unwritable", _analyze(output="/proc/tf_selectivity_analysis"), "cannot be created"),
-    ("analyze-unknown-cca-method", _analyze("--cca_methods=pwcca,cka"), "--cca_methods must be among"),
+    ("analyze-unknown-similarity-measure", _analyze("--similarity=pwcca,cka"), "--similarity must be among"),
+    ("analyze-procrustes-alpha-out-of-range", _analyze("--procrustes_alpha=1.5"), "--procrustes_alpha"),
+    ("analyze-debiased-cka-on-3-images", _analyze("--max_test_samples=3"), "--max_test_samples must be at least 4 with debiased CKA"),
+    ("analyze-unknown-map-measure", _analyze("--similarity_maps", "--similarity_map_measure=rbf"), "--similarity_map_measure"),
     ("analyze-bad-cca-alpha", _analyze("--cca_alphas=-1,x"), "--cca_alphas must be comma-separated numbers; got -1,x"),
     ("analyze-dataset-missing", _analyze("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("analyze-flagfile-missing", _analyze("--flagfile={W}/nope.flags"), "no such file"),
@@ -271,7 +274,7 @@ def test_help_exits_0_and_lists_the_commands_own_flags(module):
         assert f"python -m {module}" in completed.stdout  # the command's own description
         assert "--output_dir" in completed.stdout
     own = {TRAIN: ["--alpha", "--skip_bad_images", "--verbose"],
-           ANALYZE: ["--runs", "--bootstrap_resamples", "--cca_methods"],
+           ANALYZE: ["--runs", "--bootstrap_resamples", "--similarity"],
            SWEEP: ["--alphas", "--seeds", "--mode", "--search_bounds", "--model", "--epochs"]}[module]
     short = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO, timeout=120).stdout

@@ -465,3 +465,86 @@ def test_blas_thread_limit_without_threadpoolctl(monkeypatch):
         inside = a @ a.T
     np.testing.assert_array_equal(inside, a @ a.T)
     assert isinstance(cca_experiment.blas_thread_limit(None), contextlib.nullcontext)
+
+
+def test_several_measures_from_one_factorization():
+    """CKA and Procrustes beside PWCCA: one load per (run, layer) for all, each
+    measure's rows equal to its own single-method call and to the raw-array
+    functions of tf_selectivity.similarity."""
+    from tf_selectivity import similarity
+
+    treated, baseline = _runs("t", 3), _runs("b", 2)
+    latent_of_run = {**{run: 0 for run in treated}, **{run: 1 for run in baseline}}
+    loader = SyntheticRuns(latent_of_run)
+    methods = ("pwcca", "debiased_cka", "linear_cka", "procrustes", "svcca")
+    distances = cca_experiment.figure3_distances(
+        treated, baseline, LAYERS, loader, method=methods, pwcca_variant="both")
+    assert set(loader.loads.values()) == {1}
+    assert sorted(distances["method"].unique()) == sorted(methods)
+    pairs = 3 + 3 * 2
+    counts = distances.groupby("method").size()
+    assert counts["pwcca"] == 2 * pairs * len(LAYERS)
+    assert counts["debiased_cka"] == pairs * len(LAYERS)
+    for method in ("debiased_cka", "procrustes"):
+        alone = cca_experiment.figure3_distances(
+            treated, baseline, LAYERS, SyntheticRuns(latent_of_run), method=method)
+        mine = distances[distances["method"] == method].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, alone)
+        ratios = cca_experiment.distance_ratios(mine)
+        assert (ratios["ratio"] > 1.5).all()  # different latents: not a rotation
+    row = distances[(distances["method"] == "debiased_cka") & (distances["layer"] == "conv_b")].iloc[0]
+    expected = 1 - similarity.debiased_cka(loader(row["run_a"], "conv_b"), loader(row["run_b"], "conv_b"))
+    assert row["distance"] == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="Unknown CCA method 'rbf_cka'"):
+        cca_experiment.figure3_distances(treated, baseline, LAYERS, loader, method=("pwcca", "rbf_cka"))
+
+
+def test_rotated_replicates_have_cka_ratio_one():
+    treated, baseline = _runs("t", 3), _runs("b", 3)
+    loader = SyntheticRuns({run: 0 for run in treated + baseline}, noise=0.3)
+    distances = cca_experiment.figure3_distances(
+        treated, baseline, LAYERS, loader, method=("linear_cka", "debiased_cka", "procrustes"))
+    for method, part in distances.groupby("method"):
+        ratios = cca_experiment.distance_ratios(part)
+        assert ratios["ratio"].to_numpy() == pytest.approx(1.0, abs=0.2), method
+
+
+def test_similarity_maps_pairs_and_values():
+    from tf_selectivity import similarity
+    from tf_selectivity.analysis import similarity_maps
+
+    seeds = {"t0": 0, "t1": 1, "t2": 2, "b0": 0, "b1": 1}
+    assert similarity_maps.map_pairs(["t0", "t1", "t2"], ["b0", "b1"], seeds) == [
+        ("within", "t0", "t1"), ("to_baseline", "t0", "b1")]
+    assert similarity_maps.map_pairs(["t0", "t1"], ["b0"], None) == [
+        ("within", "t0", "t1"), ("to_baseline", "t0", "b0")]
+    loader = SyntheticRuns({"t0": 0, "t1": 0, "b1": 1})
+    table = similarity_maps.map_table([("within", "t0", "t1"), ("to_baseline", "t0", "b1")], LAYERS, loader)
+    assert list(table.columns) == list(similarity_maps.MAP_COLUMNS)
+    assert len(table) == 2 * len(LAYERS) ** 2
+    expected = similarity.cka_map([loader("t0", layer) for layer in LAYERS],
+                                  [loader("b1", layer) for layer in LAYERS], debiased=True)
+    got = table[table["comparison"] == "to_baseline"].pivot_table(
+        index="layer_index_a", columns="layer_index_b", values="similarity").to_numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    within = table[table["comparison"] == "within"]
+    diagonal = within[within["layer_index_a"] == within["layer_index_b"]]["similarity"]
+    assert (diagonal > 0.9).all()  # rotations of one latent
+    assert np.diagonal(got).max() < 0.2  # different latents
+    own = similarity_maps.layer_similarity_map("t0", "t0", LAYERS, loader)
+    assert np.diagonal(own).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="Unknown map measure"):
+        similarity_maps.layer_similarity_map("t0", "t1", LAYERS, loader, measure="pwcca")
+
+
+def test_procrustes_alpha_reaches_the_measure():
+    from tf_selectivity import similarity
+
+    treated, baseline = _runs("t", 2), _runs("b", 1)
+    loader = SyntheticRuns({"t0": 0, "t1": 0, "b0": 1})
+    distances = cca_experiment.figure3_distances(
+        treated, baseline, LAYERS, loader, method="procrustes", procrustes_alpha=0.0)
+    row = distances.iloc[0]
+    expected = similarity.procrustes_distance(
+        loader(row["run_a"], row["layer"]), loader(row["run_b"], row["layer"]), alpha=0.0)
+    assert row["distance"] == pytest.approx(expected, abs=1e-12)

@@ -38,7 +38,8 @@ def test_library_does_not_import_tensorflow_on_jax():
 def test_numpy_only_modules_do_not_import_keras():
     # Figures and report too: they redraw from saved tables on any laptop.
     modules = _imported_modules(
-        "import tf_selectivity.cca, tf_selectivity.stats, tf_selectivity.plots, tf_selectivity.report, "
+        "import tf_selectivity.cca, tf_selectivity.similarity, tf_selectivity.stats, tf_selectivity.plots, "
+        "tf_selectivity.report, "
         "tf_selectivity.files",
         "tensorflow",
     )

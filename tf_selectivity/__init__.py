@@ -6,7 +6,7 @@ index added to the loss (``loss = CE - alpha * mu_SI``), the networks and
 protocol of the paper, and the analyses behind its figures.
 
 Submodules are imported on first use, so that ``import tf_selectivity`` is
-cheap, the NumPy-only modules (`cca`, `stats`) never load Keras, and nothing
+cheap, the NumPy-only modules (`cca`, `similarity`, `stats`) never load Keras, and nothing
 imports TensorFlow when ``KERAS_BACKEND=jax``. Importing the package
 changes nothing in the environment (the command lines set TensorFlow's
 logging and oneDNN variables, and say so in their ``--help``).
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "selectivity", "layers", "models", "data", "training", "analysis",
-    "cca", "stats", "plots", "report", "sweep",
+    "cca", "similarity", "stats", "plots", "report", "sweep",
 )
 _EXPORTS = {
     "SelectivityProbe": "tf_selectivity.layers",

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 dataset=${1:-cifar10}
 python -m tf_selectivity.sweep --flagfile=experiments/reduced/resnet20.flags --dataset="$dataset"
 python -m tf_selectivity.analyze --runs=sweeps/reduced/resnet20 --output_dir=analysis/reduced/resnet20 \
-    --cca_pwcca_variant=both --cca_methods=pwcca,svcca --dataset="$dataset"
+    --cca_pwcca_variant=both --similarity=pwcca,svcca,linear_cka,debiased_cka,procrustes --dataset="$dataset"
 out=results/reduced
 rm -rf "$out" && mkdir -p "$out/figures"
 cp analysis/reduced/resnet20/report.md "$out/"

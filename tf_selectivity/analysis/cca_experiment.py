@@ -44,6 +44,14 @@ limits BLAS to `blas_threads=1` thread while it runs, through `threadpoolctl`
 when that package is installed (otherwise set `OPENBLAS_NUM_THREADS=1` in the
 environment before numpy is imported).
 
+Other measures (issue 17). `method` may also name a measure of
+`tf_selectivity.similarity` computed from the same factors: "linear_cka"
+and "debiased_cka" (distance `1 - CKA`) and "procrustes" (the angular
+Procrustes distance, rotations only, in radians), or be a sequence of
+methods: each (run, layer) is then loaded and factored once for all of
+them, the CKA and Procrustes measures of a pair share one product, and the
+`method` column of the table says which measure each row is.
+
 numpy, scipy and pandas only.
 """
 
@@ -57,7 +65,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import cca
+from tf_selectivity import cca, similarity
 
 WITHIN = "within"
 TO_BASELINE = "to_baseline"
@@ -82,6 +90,11 @@ DISTANCE_FUNCTIONS: dict[str, Callable[..., float]] = {
     "svcca": cca.svcca_distance,
     "mean_cca": cca.mean_cca_distance,
 }
+# Measures of `tf_selectivity.similarity` computed from the CCA factors, as
+# distances (`similarity.distances_from_factors`).
+FACTORED_METHODS = similarity.FACTORED_MEASURES
+# Every method `figure3_distances` accepts.
+METHODS = (*DISTANCE_FUNCTIONS, *FACTORED_METHODS)
 # `pwcca_variant` values of `figure3_distances`: a variant of
 # `cca.PWCCA_VARIANTS`, or both from the same factors.
 PWCCA_VARIANT_CHOICES = (*cca.PWCCA_VARIANTS, "both")
@@ -95,7 +108,7 @@ def figure3_distances(
     baseline_runs: Sequence[str],
     layers: Sequence[str],
     load_activations: ActivationLoader,
-    method: str = "pwcca",
+    method: str | Sequence[str] = "pwcca",
     progress: ProgressCallback | None = None,
     *,
     treated_alpha: float | None = None,
@@ -103,6 +116,7 @@ def figure3_distances(
     run_seeds: Mapping[str, object] | None = None,
     pwcca_variant: str = "svcca",
     blas_threads: int | None = 1,
+    procrustes_alpha: float = 1.0,
 ) -> pd.DataFrame:
     """CCA distances of Figure 3 for one treated alpha, layer by layer.
 
@@ -115,7 +129,9 @@ def figure3_distances(
             layer's `(units, datapoints)` activations; every run must use the
             same datapoints. Called exactly once per (run, layer), all calls
             for one layer before any call for the next.
-        method: "pwcca" (the paper's), "svcca" or "mean_cca".
+        method: "pwcca" (the paper's), "svcca", "mean_cca", "linear_cka",
+            "debiased_cka" or "procrustes", or a sequence of them (all from
+            one factorization of each run and layer).
         progress: Optional `progress(n_done, n_total)` called after each
             compared pair, with `n_total = len(layers) * n_pairs`.
         treated_alpha: Optional alpha of the treated runs, only checked
@@ -134,6 +150,9 @@ def figure3_distances(
             per pair, from the same factors). Ignored by the other methods.
         blas_threads: BLAS threads while computing (see `blas_thread_limit`);
             None leaves the BLAS settings alone.
+        procrustes_alpha: Partial whitening of "procrustes", in [0, 1] (1:
+            rotations only, 0: CCA-like; see
+            `tf_selectivity.similarity.procrustes_distance`).
 
     Returns:
         DataFrame with columns `layer, layer_index, comparison, run_a, run_b,
@@ -151,7 +170,7 @@ def figure3_distances(
             equal treated and baseline alphas, or unusable activations (the
             message names the run and layer).
     """
-    pair_distances = _pair_distance_function(method, pwcca_variant)
+    pair_distances = _pair_distance_function(method, pwcca_variant, procrustes_alpha)
     treated, baseline = _validated_runs(
         treated_runs, baseline_runs, treated_alpha, baseline_alpha
     )
@@ -169,12 +188,16 @@ def figure3_distances(
         for layer_index, layer in enumerate(layer_names):
             factors = _factor_layer(treated + baseline, layer, load_activations)
             for n_done, (comparison, run_a, run_b) in enumerate(pairs, 1):
-                for variant, distance in pair_distances(
-                    factors[run_a], factors[run_b]
-                ):
+                try:
+                    pair_rows = pair_distances(factors[run_a], factors[run_b])
+                except ValueError as error:
+                    raise ValueError(
+                        f"Layer {layer!r}, runs {run_a!r} and {run_b!r}: {error}"
+                    ) from error
+                for name, variant, distance in pair_rows:
                     rows.append(
                         (layer, layer_index, comparison, run_a, run_b)
-                        + (distance, method, variant)
+                        + (distance, name, variant)
                     )
                 if progress is not None:
                     progress(layer_index * len(pairs) + n_done, n_total)
@@ -258,9 +281,34 @@ def blas_thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
 
 
 def _pair_distance_function(
+    method: str | Sequence[str], pwcca_variant: str, procrustes_alpha: float = 1.0
+) -> Callable[..., list[tuple[str, str, float]]]:
+    """`fn(a, b)` -> `[(method, pwcca_variant, distance), ...]` of one pair, or ValueError."""
+    methods = [method] if isinstance(method, str) else list(method)
+    if not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"Need one or more distinct methods, got {methods}.")
+    factored = [m for m in methods if m in FACTORED_METHODS]
+    single = {m: _single_method_function(m, pwcca_variant)
+              for m in methods if m not in FACTORED_METHODS}
+
+    def pair_distances(first, second):
+        rows = []
+        shared = (similarity.distances_from_factors(
+            first, second, factored, procrustes_alpha=procrustes_alpha) if factored else {})
+        for name in methods:
+            if name in shared:
+                rows.append((name, "", shared[name]))
+            else:
+                rows += [(name, variant, d) for variant, d in single[name](first, second)]
+        return rows
+
+    return pair_distances
+
+
+def _single_method_function(
     method: str, pwcca_variant: str
 ) -> Callable[..., list[tuple[str, float]]]:
-    """`fn(a, b)` -> `[(pwcca_variant, distance), ...]` of one pair, or ValueError."""
+    """`fn(a, b)` -> `[(pwcca_variant, distance), ...]` of one CCA method, or ValueError."""
     distance_fn = _distance_function(method)
     if pwcca_variant not in PWCCA_VARIANT_CHOICES:
         raise ValueError(
@@ -286,7 +334,7 @@ def _distance_function(method: str) -> Callable[..., float]:
     except KeyError:
         raise ValueError(
             f"Unknown CCA method {method!r}; "
-            f"expected one of {sorted(DISTANCE_FUNCTIONS)}."
+            f"expected one of {list(METHODS)}."
         ) from None
 
 

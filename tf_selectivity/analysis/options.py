@@ -12,20 +12,24 @@ import dataclasses
 import math
 from typing import Optional
 
-from tf_selectivity.options import check_settings, finite, positive, setting
+from tf_selectivity.options import check_settings, finite, in_unit_interval, positive, setting
 from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
 
-__all__ = ["AnalysisOptions", "CCA_METHODS", "CCA_PWCCA_VARIANTS"]
+__all__ = ["AnalysisOptions", "SIMILARITY_MEASURES", "CCA_PWCCA_VARIANTS"]
 
-CCA_METHODS = ("pwcca", "svcca")
+# Measures of Figure 3 (`--similarity`): CCA (tf_selectivity.cca) and the
+# measures of tf_selectivity.similarity computed from the same factors.
+SIMILARITY_MEASURES = ("pwcca", "svcca", "linear_cka", "debiased_cka", "procrustes")
 # google/svcca's compute_pwcca (the paper's), the textbook PWCCA, or both.
 CCA_PWCCA_VARIANTS = ("svcca", "textbook", "both")
 
 
-def _cca_methods(methods):
-    unknown = sorted(set(methods) - set(CCA_METHODS))
-    if unknown or not methods:
-        return f"must be among {', '.join(CCA_METHODS)}; got {', '.join(unknown) or 'nothing'}"
+def _similarity_measures(measures):
+    unknown = sorted(set(measures) - set(SIMILARITY_MEASURES))
+    if unknown or not measures:
+        return f"must be among {', '.join(SIMILARITY_MEASURES)}; got {', '.join(unknown) or 'nothing'}"
+    if len(set(measures)) != len(measures):
+        return f"must name each measure once; got {', '.join(measures)}"
     return None
 
 
@@ -56,9 +60,12 @@ class AnalysisOptions:
         "auto", "Figure 3 CCA analysis; auto: when a model has alpha=0 runs and >= 2 replicates at another alpha.",
         choices=("auto", "true", "false"),
     )
-    cca_methods: tuple = setting(
-        None, "CCA methods: pwcca (the paper's), svcca, or both.",
-        default_factory=lambda: ("pwcca",), check=_cca_methods, item=str,
+    similarity: tuple = setting(
+        None,
+        "Figure 3 measures, all from one pass over each run's responses: pwcca (the paper's), svcca, "
+        "linear_cka, debiased_cka (distance 1 - CKA) and procrustes (angular, rotations only); the "
+        "tables' method column names the measure.",
+        default_factory=lambda: ("pwcca", "debiased_cka"), check=_similarity_measures, item=str,
     )
     cca_pwcca_variant: str = setting(
         "svcca",
@@ -66,6 +73,21 @@ class AnalysisOptions:
         "it (textbook), or both from the same factors; tables say which in their pwcca_variant column, "
         "figures and report show svcca unless only textbook was computed.",
         choices=CCA_PWCCA_VARIANTS,
+    )
+    procrustes_alpha: float = setting(
+        1.0,
+        "Partial whitening of the procrustes measure, in [0, 1]: 1 compares up to rotations only, 0 "
+        "whitens fully (CCA-like, invariant to any invertible linear map).",
+        check=in_unit_interval(high_open=False),
+    )
+    similarity_maps: bool = setting(
+        False,
+        "Layer-by-layer maps (Kornblith et al.'s Figure 2): every layer against every layer for one "
+        "within-alpha and one to-baseline pair of runs per treated alpha (table similarity_maps, figure "
+        "figS_similarity_maps_<model>).",
+    )
+    similarity_map_measure: str = setting(
+        "debiased_cka", "Measure of --similarity_maps.", choices=("debiased_cka", "linear_cka"),
     )
     cca_spatial: str = setting(
         "average", "Conv layers in CCA: units averaged over positions, or positions as datapoints (subsampled).",
@@ -106,7 +128,7 @@ class AnalysisOptions:
     )
 
     def __post_init__(self):
-        self.cca_methods = tuple(str(m).strip().lower() for m in self.cca_methods if str(m).strip())
+        self.similarity = tuple(str(m).strip().lower() for m in self.similarity if str(m).strip())
         if self.cca_alphas is not None:
             self.cca_alphas = tuple(float(a) for a in self.cca_alphas) or None
 
@@ -117,4 +139,14 @@ class AnalysisOptions:
             ParameterError: (a ValueError) naming the first bad option.
         """
         check_settings(self)
+        unbiased = [m for m in self.similarity if m == "debiased_cka"]
+        if self.similarity_maps and self.similarity_map_measure == "debiased_cka":
+            unbiased.append("--similarity_map_measure=debiased_cka")
+        if unbiased and self.max_test_samples is not None and self.max_test_samples < 4:
+            from tf_selectivity.options import ParameterError
+
+            raise ParameterError(
+                "max_test_samples",
+                f"must be at least 4 with debiased CKA (the unbiased HSIC divides by n (n - 3); "
+                f"leave debiased_cka out of --similarity for fewer); got {self.max_test_samples}")
         return self

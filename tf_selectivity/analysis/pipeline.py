@@ -281,35 +281,38 @@ def _run_cca(records, options, response_dirs, errors, verbose):
     for (model, activation, slope), baseline, treated in groups:
         layers = baseline[0].probe_names
         for alpha, runs in treated.items():
-            for method in options.cca_methods:
-                if verbose:
-                    print(f"CCA ({method}) {model} {activation}: alpha={alpha:g} ({len(runs)} runs) vs alpha={options.baseline_alpha:g} ({len(baseline)} runs)")
+            # One pass over the responses for every measure.
+            methods = options.similarity
+            if verbose:
+                print(f"Similarity ({', '.join(methods)}) {model} {activation}: alpha={alpha:g} ({len(runs)} runs) vs alpha={options.baseline_alpha:g} ({len(baseline)} runs)")
 
-                def load(run_dir, layer):
-                    return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
+            def load(run_dir, layer):
+                return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
 
-                try:
-                    frame = figure3_distances(
-                        [r.run_dir for r in runs],
-                        [r.run_dir for r in baseline],
-                        layers,
-                        load,
-                        method=method,
-                        pwcca_variant=options.cca_pwcca_variant,
-                        progress=_progress_bar(verbose),
-                        run_seeds=None if options.cca_same_seed_pairs else {
-                            r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]
-                        },
-                    )
-                except ValueError as error:  # e.g. no pair of different seeds, unusable activations
-                    errors.append((f"CCA of {model} {activation} alpha={alpha:g}", str(error)))
-                    continue
-                # With --cca_pwcca_variant=both one frame holds both variants.
-                for variant, part in frame.groupby("pwcca_variant", sort=False):
-                    context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha,
-                               "method": method, "pwcca_variant": variant}
-                    distances.append(part.assign(**context))
-                    ratios.append(distance_ratios(part).assign(**context))
+            try:
+                frame = figure3_distances(
+                    [r.run_dir for r in runs],
+                    [r.run_dir for r in baseline],
+                    layers,
+                    load,
+                    method=methods,
+                    pwcca_variant=options.cca_pwcca_variant,
+                    procrustes_alpha=options.procrustes_alpha,
+                    progress=_progress_bar(verbose),
+                    run_seeds=None if options.cca_same_seed_pairs else {
+                        r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]
+                    },
+                )
+            except ValueError as error:  # e.g. no pair of different seeds, unusable activations
+                errors.append((f"CCA of {model} {activation} alpha={alpha:g}", str(error)))
+                continue
+            # One frame holds every measure (and, with
+            # --cca_pwcca_variant=both, both PWCCA variants).
+            for (method, variant), part in frame.groupby(["method", "pwcca_variant"], sort=False):
+                context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha,
+                           "method": method, "pwcca_variant": variant}
+                distances.append(part.assign(**context))
+                ratios.append(distance_ratios(part).assign(**context))
     if not distances:
         return None, None, None
     ratios = pd.concat(ratios, ignore_index=True)
@@ -317,6 +320,32 @@ def _run_cca(records, options, response_dirs, errors, verbose):
     # paired t-test per condition and alpha, Bonferroni over its alphas.
     tests = stats.cca_ratio_summary(ratios, n_resamples=options.n_resamples)
     return pd.concat(distances, ignore_index=True), ratios, tests
+
+
+def _run_similarity_maps(records, options, response_dirs, errors):
+    """The `similarity_maps` table: per condition and treated alpha, the layer
+    map of one within-alpha and one to-baseline pair (or None)."""
+    from tf_selectivity.analysis.similarity_maps import map_pairs, map_table
+
+    def load(run_dir, layer):
+        return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
+
+    tables = []
+    for (model, activation, slope), baseline, treated in _cca_groups(records, options, []):
+        layers = baseline[0].probe_names
+        for alpha, runs in treated.items():
+            seeds = None if options.cca_same_seed_pairs else {
+                r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]}
+            pairs = map_pairs([r.run_dir for r in runs], [r.run_dir for r in baseline], seeds)
+            try:
+                table = map_table(pairs, layers, load, options.similarity_map_measure)
+            except ValueError as error:
+                errors.append((f"Similarity maps of {model} {activation} alpha={alpha:g}", str(error)))
+                continue
+            tables.append(table.assign(model=model, activation=activation, leaky_slope=slope, alpha=alpha))
+    if not tables:
+        return None
+    return pd.concat(tables, ignore_index=True)
 
 
 def _progress_bar(verbose):
@@ -482,13 +511,18 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
             write_table(cca, staging, "cca_distances")
             write_table(cca_ratio, staging, "cca_ratios")
             write_table(cca_tests, staging, "cca_tests")
+    maps = None
+    if want_cca and options.similarity_maps:
+        maps = _run_similarity_maps(analysed, options, response_dirs, errors)
+        if maps is not None:
+            write_table(maps, staging, "similarity_maps")
 
     # Figures and report show one CCA method (PWCCA, the paper's, if computed)
     # and one PWCCA variant (google/svcca's, the paper's, unless only the
     # textbook one was computed).
     cca_shown = cca_ratio_shown = None
     if cca is not None:
-        method = "pwcca" if "pwcca" in options.cca_methods else options.cca_methods[0]
+        method = "pwcca" if "pwcca" in options.similarity else options.similarity[0]
         variant = ""
         if method == "pwcca":
             variant = "textbook" if options.cca_pwcca_variant == "textbook" else "svcca"
@@ -498,16 +532,26 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
     if options.figures:
         from tf_selectivity import plots
 
+        # Figure 3 once more for each other measure (fig3_<measure>_<model>).
+        other_measures = {}
+        if cca is not None:
+            for measure in options.similarity:
+                if measure not in ("pwcca", method):
+                    other_measures[measure] = (cca.loc[cca["method"] == measure],
+                                               cca_ratio.loc[cca_ratio["method"] == measure])
         figures = plots.draw_all(
             runs, layers, cca_shown, cca_ratio_shown,
             output_dir=os.path.join(staging, "figures"), n_resamples=options.n_resamples,
+            other_measures=other_measures, similarity_maps=maps,
         )
 
     pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(staging, "errors.csv"), index=False)
     from tf_selectivity import report
 
     report_path = report.write_report(
-        staging, runs, layers, cca=cca_shown, cca_ratio=cca_ratio_shown,
+        # The report's CCA section shows one measure (its _one_method rule),
+        # and beside it the ratio under every measure of --similarity.
+        staging, runs, layers, cca=cca_shown, cca_ratio=cca_ratio,
         figures=figures, errors=errors, n_resamples=options.n_resamples,
         diverged=_diverged_table(diverged) if diverged else None,
     )

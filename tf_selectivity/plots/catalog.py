@@ -9,9 +9,10 @@ test) is the one drawn.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -25,6 +26,8 @@ from tf_selectivity.plots import (
     precision,
     selectivity,
 )
+from tf_selectivity.plots.cca import plot_cca as _plot_cca  # `cca` is draw_all's table
+from tf_selectivity.plots.similarity_maps import plot_similarity_maps
 from tf_selectivity.plots.style import (
     DEFAULT_DPI,
     DEFAULT_FORMATS,
@@ -69,6 +72,8 @@ def draw_all(
     dpi: int = DEFAULT_DPI,
     n_resamples: int = DEFAULT_N_RESAMPLES,
     raise_errors: bool = False,
+    other_measures: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+    similarity_maps: pd.DataFrame | None = None,
 ) -> dict[str, list[str]]:
     """Draws and saves every figure the tables allow, one set per model.
 
@@ -88,6 +93,11 @@ def draw_all(
         dpi: Resolution of raster formats.
         n_resamples: Bootstrap resamples per confidence interval.
         raise_errors: Raise instead of warning when a figure fails.
+        other_measures: Optional `{measure: (cca rows, cca_ratio rows)}` of
+            further similarity measures (`analyze --similarity`): each gets
+            its own Figure 3, `fig3_<measure>_<model>`.
+        similarity_maps: Optional `similarity_maps` table (`analyze
+            --similarity_maps`): `figS_similarity_maps_<model>`.
 
     Returns:
         Dict from figure name (file stem, e.g. "fig1_selectivity_resnet20")
@@ -98,6 +108,12 @@ def draw_all(
     builders: dict[str, Callable[[], Figure | None]] = {}
     for model in models:
         builders.update(_figure_builders(runs, layers, cca, cca_ratio, model, n_resamples))
+        for measure, (measure_cca, measure_ratio) in (other_measures or {}).items():
+            builders[f"fig3_{file_safe(measure)}_{file_safe(model)}"] = functools.partial(
+                _plot_cca, measure_cca, measure_ratio, model, method=measure, n_resamples=n_resamples)
+        if similarity_maps is not None and not similarity_maps.empty:
+            builders[f"figS_similarity_maps_{file_safe(model)}"] = functools.partial(
+                plot_similarity_maps, similarity_maps, model)
     builders["figA12_model_comparison"] = lambda: comparison.plot_model_comparison(runs, n_resamples=n_resamples)
 
     written: dict[str, list[str]] = {}

@@ -40,6 +40,16 @@ from tf_selectivity.plots.tables import error_bars, has_values, significance_by_
 WITHIN_CCA_COLOR = "#b2abd2"  # Light purple, rho(alpha_r, alpha_r).
 TO_BASELINE_CCA_COLOR = "#542788"  # Dark purple, rho(alpha_r, alpha_0).
 
+# How figures and report name each measure of `--similarity`.
+MEASURE_NAMES = {
+    "pwcca": "PWCCA",
+    "svcca": "SVCCA",
+    "mean_cca": "mean CCA",
+    "linear_cka": "linear CKA",
+    "debiased_cka": "debiased CKA",
+    "procrustes": "Procrustes",
+}
+
 # The paper uses alpha = -10 as its Figure 3a example.
 DEFAULT_CCA_EXAMPLE_ALPHA = -10.0
 
@@ -187,7 +197,9 @@ def plot_cca(
         model: Model to draw.
         alpha: Treated alpha of panel (a); default -10 or the closest
             available.
-        method: "pwcca" or "svcca"; default PWCCA when present.
+        method: A measure of the tables' `method` column ("pwcca", "svcca",
+            "linear_cka", "debiased_cka", "procrustes"); default PWCCA when
+            present.
         n_resamples: Bootstrap resamples per confidence interval.
 
     Returns:
@@ -211,11 +223,11 @@ def plot_cca(
     styles = _condition_styles([condition for condition, _ in profiles + ratios])
     n_panels = int(example_alpha is not None) + int(has_ratio)
     figure, axes = new_figure(n_panels, panel_width=3.9)
-    method_name = method.upper() if method else "CCA"
+    method_name = MEASURE_NAMES.get(method, method.upper()) if method else "CCA"
     if example_alpha is not None:
         _draw_cca_profiles(axes[0], profiles, example_alpha, method_name, styles, n_resamples)
     if has_ratio:
-        _draw_cca_ratio(axes[-1], ratios, example_alpha, styles)
+        _draw_cca_ratio(axes[-1], ratios, example_alpha, styles, method_name)
     several = len(styles) > 1
     if several:
         _condition_legend(figure, [condition for condition, _ in profiles + ratios], styles,
@@ -300,6 +312,7 @@ def _draw_cca_ratio(
     conditions: list[tuple[dict, pd.DataFrame]],
     example_alpha: float | None,
     styles: dict[str, tuple],
+    method_name: str = "CCA",
 ):
     """Figure 3b: layer-averaged distance ratio vs alpha, one series per condition."""
     several = len(styles) > 1
@@ -337,4 +350,6 @@ def _draw_cca_ratio(
                 transform=ax.get_yaxis_transform(), ha="right", va="bottom",
                 fontsize="small", color="0.4", gid=REFERENCE_LABEL_GID)
     set_alpha_axis(ax, all_alphas)
-    ax.set_ylabel(r"CCA distance ratio $\rho(\alpha, \alpha_0) : \rho(\alpha, \alpha)$")
+    # PWCCA and SVCCA keep the paper's label; other measures name themselves.
+    measure = "CCA" if method_name in ("PWCCA", "SVCCA", "mean CCA") else method_name
+    ax.set_ylabel(measure + r" distance ratio $\rho(\alpha, \alpha_0) : \rho(\alpha, \alpha)$")

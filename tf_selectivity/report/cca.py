@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity import stats
-from tf_selectivity.plots.cca import DEFAULT_CCA_EXAMPLE_ALPHA
+from tf_selectivity.plots.cca import DEFAULT_CCA_EXAMPLE_ALPHA, MEASURE_NAMES
 from tf_selectivity.plots.style import format_alpha
 from tf_selectivity.report.conditions import condition_key, condition_title, row_at_alpha
 from tf_selectivity.report.formatting import format_p_cell, format_with_ci, markdown_table
@@ -117,6 +117,81 @@ def _cca_method_sentence(table: pd.DataFrame) -> str:
             "before the `pwcca_variant` column used the textbook definition).")
 
 
+def _measure_label(method: str, variant: str) -> str:
+    name = MEASURE_NAMES.get(method, method)
+    return f"{name} ({variant})" if method == "pwcca" and variant else name
+
+
+def _verdict(row) -> str:
+    """Whether the paper's conclusion (suppressed, not rotated) holds at this alpha."""
+    if not np.isfinite(row["p_bonferroni"]):
+        return "not tested"
+    if row["significant"] and row["mean_difference"] > 0:
+        return "holds"
+    return "not shown"
+
+
+def measures_section(cca_ratio: pd.DataFrame | None, n_resamples: int) -> list[str]:
+    """Per condition, the layer-averaged distance ratio under each measure, side by side.
+
+    One row per alpha and one column per measure (and PWCCA variant), each
+    cell the ratio with its 95% CI and whether the paper's conclusion holds
+    at that alpha under that measure: "holds" when the distance to baseline
+    significantly exceeds the within-alpha distance (paired t-test over
+    layers, Bonferroni over the condition's alphas, as in the CCA table),
+    "not shown" otherwise. Empty with fewer than two measures.
+
+    Args:
+        cca_ratio: The `cca_ratios` table of every measure, or None.
+        n_resamples: Bootstrap resamples per confidence interval.
+
+    Returns:
+        Markdown lines.
+    """
+    if cca_ratio is None or cca_ratio.empty or "method" not in cca_ratio.columns:
+        return []
+    table = cca_ratio.copy()
+    if "pwcca_variant" not in table.columns:
+        table["pwcca_variant"] = ""
+    table["pwcca_variant"] = table["pwcca_variant"].fillna("").astype(str)
+    measures = list(dict.fromkeys(zip(table["method"].astype(str), table["pwcca_variant"])))
+    if len(measures) < 2:
+        return []
+    summary = stats.cca_ratio_summary(table, n_resamples=n_resamples)
+    lines = [
+        "### The distance ratio under each measure",
+        "",
+        "Figure 3's test repeated with every measure of the analysis (`--similarity`), from the same "
+        "responses and pairs: the layer-averaged ratio ρ(α, α₀) : ρ(α, α) [95% CI over layers], and "
+        "whether the paper's conclusion holds at that α (the distance to baseline significantly "
+        "exceeds the within-α distance, paired t-test over layers, Bonferroni over the condition's "
+        "α). CCA is invariant to every invertible linear map, CKA and Procrustes only to rotations "
+        "and isotropic scaling, so a conclusion that holds under all of them does not depend on that "
+        "choice. Distances: 1 - similarity for CCA and CKA, the angular Procrustes distance "
+        "(rotations only) in radians.",
+        "",
+    ]
+    for condition, condition_summary in stats.split_by_condition(summary):
+        rows = []
+        for alpha in sorted(condition_summary["alpha"].unique()):
+            cells = [format_alpha(alpha)]
+            at_alpha = condition_summary.loc[np.isclose(condition_summary["alpha"], alpha)]
+            for method, variant in measures:
+                match = at_alpha.loc[(at_alpha["method"].astype(str) == method)
+                                     & (at_alpha["pwcca_variant"].fillna("").astype(str) == variant)]
+                if match.empty:
+                    cells.append("–")
+                    continue
+                row = match.iloc[0]
+                ratio = format_with_ci(row["mean_ratio"], row["ci_low"], row["ci_high"],
+                                       lambda v: f"{v:.3f}", int(row["n_layers"]))
+                cells.append(f"{ratio}: {_verdict(row)}")
+            rows.append(cells)
+        lines += [f"#### {condition_title(condition)}", "",
+                  markdown_table(["α", *(_measure_label(m, v) for m, v in measures)], rows), ""]
+    return lines
+
+
 def cca_section(
     cca: pd.DataFrame | None, cca_ratio: pd.DataFrame | None, n_resamples: int
 ) -> tuple[dict[tuple, str], list[str]]:
@@ -135,6 +210,7 @@ def cca_section(
         cca_ratio = stats.cca_distance_ratio(_one_method(cca))
     if cca_ratio is None or cca_ratio.empty:
         return {}, []
+    all_measures = cca_ratio
     cca_ratio = _one_method(cca_ratio)
     summary = stats.cca_ratio_summary(cca_ratio, n_resamples=n_resamples)
     headlines, tables = {}, []
@@ -145,4 +221,5 @@ def cca_section(
         if sentence:
             headlines[condition_key(condition)] = sentence
         tables += [f"### {title}: CCA distance ratio", "", _cca_table(condition_summary), ""]
+    tables += measures_section(all_measures, n_resamples)
     return headlines, tables
