@@ -11,6 +11,7 @@ from tf_selectivity.unit_null import (
     check_fdr,
     fdr_q_values,
     permutation_null,
+    permutation_nulls,
     permuted_selectivity,
     selective_units,
 )
@@ -102,6 +103,13 @@ def test_null_does_not_depend_on_the_chunk_size_and_is_shared_across_layers():
     first = permutation_null(responses[:, :2], labels, 3, num_permutations=37, seed=5, keep_null=True)
     second = permutation_null(responses[:, 2:], labels, 3, num_permutations=37, seed=5, keep_null=True)
     np.testing.assert_allclose(np.hstack([first.null, second.null]), whole.null, rtol=1e-13)
+    together = permutation_nulls(
+        {"a": responses[:, :2], "b": responses[:, 2:]}, labels, 3, num_permutations=37, seed=5, keep_null=True,
+        max_chunk_bytes=20_000,
+    )
+    for name, alone in (("a", first), ("b", second)):
+        np.testing.assert_array_equal(together[name].null, alone.null)
+        np.testing.assert_array_equal(together[name].p_values, alone.p_values)
     other_seed = permutation_null(responses, labels, 3, num_permutations=37, seed=6, keep_null=True)
     assert not np.allclose(other_seed.null, whole.null)
 

@@ -168,19 +168,21 @@ def evaluate_run(
         selectivity_index=selectivity_index,
         keep_responses=selectivity_null > 0,
     )
+    nulls = {}
+    if selectivity_null > 0:
+        from tf_selectivity.analysis.selectivity_null import layer_null_columns
+
+        nulls = layer_null_columns(
+            result.responses, labels, num_classes,
+            num_permutations=selectivity_null, seed=selectivity_null_seed, index=selectivity_index,
+        )
+        result.responses = None
     condition = {"run_dir": record.run_dir, **record.condition()}
     unit_frames, layer_rows = [], []
     for index, (name, statistics) in enumerate(result.layers.items()):
         table = statistics.unit_table()
         units = len(table["selectivity"])
-        null_columns = {}
-        if selectivity_null > 0:
-            from tf_selectivity.analysis.selectivity_null import layer_null_columns
-
-            null_columns = layer_null_columns(
-                result.responses.pop(name), labels, num_classes,
-                num_permutations=selectivity_null, seed=selectivity_null_seed, index=selectivity_index,
-            )
+        null_columns = nulls.get(name, {})
         unit_frames.append(
             pd.DataFrame(
                 {

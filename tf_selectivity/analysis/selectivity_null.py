@@ -50,7 +50,7 @@ NULL_RUN_COLUMNS = ("selectivity_null", "fdr", "fdr_method", *NULL_LAYER_COLUMNS
 
 
 def layer_null_columns(
-    responses: np.ndarray,
+    responses: dict,
     labels: np.ndarray,
     num_classes: int,
     *,
@@ -58,26 +58,25 @@ def layer_null_columns(
     seed: int = 0,
     index: str = DEFAULT_SELECTIVITY_INDEX,
 ) -> dict:
-    """The null's per-unit columns of one layer.
+    """The null's per-unit columns of every layer of one run.
 
     Args:
-        responses: (images, units) the layer's per-image unit responses.
+        responses: layer name -> (images, units) per-image unit responses.
         labels: (images,) the test labels.
         num_classes: number of classes.
         num_permutations: B >= 1.
-        seed: seed of the permutations (the same for every layer of a run:
-            all layers see the same permutations).
+        seed: seed of the permutations (every layer sees the same ones).
         index: "eq1" or "bounded".
 
     Returns:
-        {"si_null_mean": (units,), "si_p": (units,)} float64 arrays.
+        layer name -> {"si_null_mean": (units,), "si_p": (units,)} float64.
     """
-    from tf_selectivity.unit_null import permutation_null
+    from tf_selectivity.unit_null import permutation_nulls
 
-    null = permutation_null(
+    nulls = permutation_nulls(
         responses, labels, num_classes, num_permutations=num_permutations, seed=seed, index=index
     )
-    return {"si_null_mean": null.null_mean, "si_p": null.p_values}
+    return {name: {"si_null_mean": null.null_mean, "si_p": null.p_values} for name, null in nulls.items()}
 
 
 def _unit_fdr_columns(units: pd.DataFrame, fdr: float, method: str) -> pd.DataFrame:
@@ -228,13 +227,13 @@ def selectivity_null(
         respond, batches, num_classes=num_classes, layer_names=layers,
         selectivity_index=index, keep_responses=True,
     )
+    columns_by_layer = layer_null_columns(
+        result.responses, labels, num_classes, num_permutations=num_permutations, seed=seed, index=index
+    )
     frames = []
     for name in layers:
         table = result.layers[name].unit_table()
-        columns = layer_null_columns(
-            result.responses[name], labels, num_classes,
-            num_permutations=num_permutations, seed=seed, index=index,
-        )
+        columns = columns_by_layer[name]
         frames.append(
             pd.DataFrame(
                 {
