@@ -40,7 +40,7 @@ def test_numpy_only_modules_do_not_import_keras():
     modules = _imported_modules(
         "import tf_selectivity.cca, tf_selectivity.similarity, tf_selectivity.stats, tf_selectivity.plots, "
         "tf_selectivity.report, "
-        "tf_selectivity.files",
+        "tf_selectivity.files, tf_selectivity.fdr",
         "tensorflow",
     )
     assert "keras" not in modules and "tensorflow" not in modules

@@ -9,7 +9,9 @@ grow with the number of samples:
 * class sums and counts -> class selectivity index (eq. 1) per unit,
 * the largest absolute response -> dead units (Appendix A.6),
 * the top-N responses with their labels -> precision (Appendix A.5),
-* optionally, every response written to a memory-mapped file on disk (for CCA).
+* optionally, every response written to a memory-mapped file on disk (for CCA),
+* optionally, every response kept in memory (for the label-permutation null
+  of `tf_selectivity.unit_null`, which needs them all).
 
 Training (`tf_selectivity.training.loop`: the test metrics of `summary.json`)
 and the analysis (`tf_selectivity.analysis.pipeline`) both evaluate through
@@ -133,6 +135,8 @@ class EvaluationResult:
     num_samples: int
     num_correct: int
     layers: dict  # layer name -> LayerStatistics, in network order
+    # layer name -> (num_samples, units) float32, with keep_responses=True.
+    responses: dict | None = None
 
     @property
     def accuracy(self) -> float:
@@ -158,6 +162,7 @@ def evaluate_responses(
     response_dir: str | None = None,
     progress: Callable[[int], None] | None = None,
     selectivity_index: str = DEFAULT_SELECTIVITY_INDEX,
+    keep_responses: bool = False,
 ) -> EvaluationResult:
     """Streams batches through `response_fn` and accumulates layer statistics.
 
@@ -175,6 +180,8 @@ def evaluate_responses(
         progress: called with the number of samples of each processed batch.
         selectivity_index: the index reported: "eq1" (the paper's, default)
             or "bounded" (see `tf_selectivity.selectivity`).
+        keep_responses: also return every layer's (num_samples, units)
+            responses in memory (float32), in sample order.
 
     Returns:
         An `EvaluationResult`.
@@ -186,6 +193,7 @@ def evaluate_responses(
         for name in layer_names
     }
     sinks = {}
+    kept = {name: [] for name in layer_names} if keep_responses else None
     if response_dir is not None and num_samples is None:
         raise ValueError("num_samples is required to write responses to disk.")
     seen = correct = 0
@@ -201,6 +209,8 @@ def evaluate_responses(
             if responses.ndim != 2:
                 responses = responses.reshape(responses.shape[0], -1, responses.shape[-1]).mean(axis=1)
             statistics[name].update(responses, labels)
+            if kept is not None:
+                kept[name].append(responses.astype(np.float32))
             if response_dir is not None:
                 if name not in sinks:
                     os.makedirs(response_dir, exist_ok=True)
@@ -222,4 +232,6 @@ def evaluate_responses(
             del sink
             final = os.path.join(response_dir, f"{name}.npy")
             os.replace(temporary_path(final, suffix=".npy"), final)
-    return EvaluationResult(num_samples=seen, num_correct=correct, layers=statistics)
+    if kept is not None:
+        kept = {name: np.concatenate(parts) if parts else np.zeros((0, 0), np.float32) for name, parts in kept.items()}
+    return EvaluationResult(num_samples=seen, num_correct=correct, layers=statistics, responses=kept)

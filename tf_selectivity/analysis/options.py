@@ -12,6 +12,7 @@ import dataclasses
 import math
 from typing import Optional
 
+from tf_selectivity.fdr import DEFAULT_FDR, FDR_METHODS
 from tf_selectivity.options import check_settings, finite, in_unit_interval, positive, setting
 from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
 
@@ -30,6 +31,12 @@ def _similarity_measures(measures):
         return f"must be among {', '.join(SIMILARITY_MEASURES)}; got {', '.join(unknown) or 'nothing'}"
     if len(set(measures)) != len(measures):
         return f"must name each measure once; got {', '.join(measures)}"
+    return None
+
+
+def _permutations(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return f"must be a number of permutations B >= 1 (0: off); got {value!r}"
     return None
 
 
@@ -113,6 +120,24 @@ class AnalysisOptions:
         DEFAULT_SELECTIVITY_INDEX,
         f"Index in every reported SI: {INDEX_HELP} Whatever the runs were trained with.",
         choices=SELECTIVITY_INDICES,
+    )
+    selectivity_null: int = setting(
+        0,
+        "B label permutations per run for every unit's null distribution of the index: p-value "
+        "(1 + #{null >= observed}) / (1 + B), q-values over the run's units, chance-corrected SI "
+        "(observed - null mean) and the units selective above chance (0: off; 1000 is usual).",
+        check=_permutations,
+    )
+    selectivity_null_seed: int = setting(
+        0, "Seed of the label permutations (the same permutations for every layer and run on one test set).",
+    )
+    fdr: float = setting(
+        DEFAULT_FDR, "False discovery rate of --selectivity_null: a unit is selective when its q-value is below it.",
+        check=in_unit_interval(low_open=True, high_open=True),
+    )
+    fdr_method: str = setting(
+        "bh", "q-values of --selectivity_null: bh (Benjamini-Hochberg) or by (Benjamini-Yekutieli, any dependence).",
+        choices=FDR_METHODS,
     )
     figures: bool = setting(True, "Draw the paper's figures (PNG and PDF).")
     n_resamples: int = setting(

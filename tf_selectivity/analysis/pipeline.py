@@ -3,7 +3,9 @@
 Per run (streaming over the test set, memory independent of its size):
 accuracy, the class selectivity index of every unit, the precision metric
 (Appendix A.5), dead units (A.6), and -- for CCA -- every unit's responses
-written to a memory-mapped file. Per-run results are cached in
+written to a memory-mapped file. With ``selectivity_null=B`` the responses
+are also kept in memory (float32, every layer's during the run's pass)
+for every unit's label-permutation null (`analysis.selectivity_null`). Per-run results are cached in
 ``OUTPUT_DIR/cache/<run id>/`` so that analysing a growing sweep again only
 evaluates the new runs. Tables, figures and the report of one analysis
 replace those of the previous one as a whole (`analysis.outputs`). Runs that
@@ -121,6 +123,8 @@ def evaluate_run(
     response_dir: str | None = None,
     progress: Callable[[int], None] | None = None,
     selectivity_index: str = "eq1",
+    selectivity_null: int = 0,
+    selectivity_null_seed: int = 0,
 ):
     """Test-set statistics of one run.
 
@@ -137,6 +141,11 @@ def evaluate_run(
         progress: called with each batch's size.
         selectivity_index: the index reported, "eq1" (the paper's) or
             "bounded", whatever index the run was trained with.
+        selectivity_null: B > 0: every unit's label-permutation null from
+            the responses of this pass (`analysis.selectivity_null`): the
+            units frame gains ``si_null_mean`` and ``si_p`` (q-values come
+            later, `selectivity_null.add_fdr`). 0: none.
+        selectivity_null_seed: seed of the permutations.
 
     Returns:
         (run_row, layer_rows, units_frame): the run's row of the runs table,
@@ -157,12 +166,23 @@ def evaluate_run(
         response_dir=response_dir,
         progress=progress,
         selectivity_index=selectivity_index,
+        keep_responses=selectivity_null > 0,
     )
+    nulls = {}
+    if selectivity_null > 0:
+        from tf_selectivity.analysis.selectivity_null import layer_null_columns
+
+        nulls = layer_null_columns(
+            result.responses, labels, num_classes,
+            num_permutations=selectivity_null, seed=selectivity_null_seed, index=selectivity_index,
+        )
+        result.responses = None
     condition = {"run_dir": record.run_dir, **record.condition()}
     unit_frames, layer_rows = [], []
     for index, (name, statistics) in enumerate(result.layers.items()):
         table = statistics.unit_table()
         units = len(table["selectivity"])
+        null_columns = nulls.get(name, {})
         unit_frames.append(
             pd.DataFrame(
                 {
@@ -175,6 +195,7 @@ def evaluate_run(
                     "dead": table["dead"],
                     "eq1_guarded": table["eq1_guarded"],
                     "preferred_class": table["preferred_class"],
+                    **null_columns,
                 }
             )
         )
@@ -466,6 +487,8 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                     batch_size=options.batch_size,
                     precision_top_n=options.precision_top_n,
                     selectivity_index=options.selectivity_index,
+                    selectivity_null=options.selectivity_null,
+                    selectivity_null_seed=options.selectivity_null_seed,
                     # Averaged responses come with the streaming pass; CCA
                     # with positions as datapoints needs the feature maps.
                     response_dir=None if positions else response_dir,
@@ -478,6 +501,13 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                 _write_cache(cache, run_row, layers, units)
             else:
                 run_row, layers, units = cached
+            if options.selectivity_null:
+                from tf_selectivity.analysis.selectivity_null import add_fdr
+
+                run_row, layers, units = add_fdr(
+                    run_row, layers, units, num_permutations=options.selectivity_null,
+                    fdr=options.fdr, method=options.fdr_method,
+                )
         except (RunLoadError, OSError, ValueError, KeyError) as error:
             errors.append((record.run_dir, error_for(record.run_dir, error)))
             continue
@@ -495,8 +525,14 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
         details = "; ".join(f"{path}: {message}" for path, message in errors)
         raise ValueError(f"no run could be analysed ({details})")
     staging = out.begin().staging
-    runs = pd.DataFrame(run_rows, columns=list(RUN_COLUMNS))
-    layers = pd.DataFrame(layer_rows, columns=list(LAYER_COLUMNS))
+    run_columns, layer_columns = list(RUN_COLUMNS), list(LAYER_COLUMNS)
+    if options.selectivity_null:
+        from tf_selectivity.analysis.selectivity_null import NULL_LAYER_COLUMNS, NULL_RUN_COLUMNS
+
+        run_columns += NULL_RUN_COLUMNS
+        layer_columns += NULL_LAYER_COLUMNS
+    runs = pd.DataFrame(run_rows, columns=run_columns)
+    layers = pd.DataFrame(layer_rows, columns=layer_columns)
     units = pd.concat(unit_frames, ignore_index=True)
     write_table(runs, staging, "runs")
     write_table(layers, staging, "layers")
@@ -590,6 +626,8 @@ def _cache_key(record: RunRecord, options: AnalysisOptions, spec: str) -> str:
         spec, options.max_test_samples, options.precision_top_n, options.cca_spatial,
         options.cca_max_datapoints, options.selectivity_index,
     )
+    if options.selectivity_null:  # (keeps the keys of analyses without the null)
+        settings += (options.selectivity_null, options.selectivity_null_seed)
     return f"{record.run_id}-{hashlib.sha256(repr(settings).encode()).hexdigest()[:8]}"
 
 
