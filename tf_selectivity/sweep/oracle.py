@@ -612,6 +612,3 @@ class SweepOracle(keras_tuner.Oracle):
                     self.tuner_ids.add(tuner_id)
                     self._tuner_last_seen[tuner_id] = now
         self._saved_ongoing = {}
-
-    def plan_result(self) -> Optional[dict]:
-        return self.plan_step().result
