@@ -84,3 +84,189 @@ def test_run_graph_calls_every_layer_in_order_with_its_tensors():
 
 
 # ------------------------------------------------------------ keras-tuner
+
+
+def _require_kt(obj, name, needed_by):
+    import keras_tuner
+
+    assert hasattr(obj, name), (
+        f"{getattr(obj, '__name__', type(obj).__name__)}.{name} is gone from keras-tuner {keras_tuner.__version__}: "
+        f"tf_selectivity.compat.{needed_by} needs a replacement."
+    )
+
+
+def _kt_classes():
+    import keras_tuner
+
+    class Oracle(keras_tuner.Oracle):
+        """A one-value space; counts `populate_space` calls."""
+
+        def __init__(self):
+            space = keras_tuner.HyperParameters()
+            space.Fixed("x", 1)
+            super().__init__(objective=keras_tuner.Objective("score", "max"), hyperparameters=space)
+            self.populated = []
+
+        def populate_space(self, trial_id):
+            self.populated.append(trial_id)
+            return {"status": "RUNNING", "values": {"x": 1}}
+
+    class Tuner(keras_tuner.Tuner):
+        def run_trial(self, trial, *args, **kwargs):
+            return {"score": 1.0}
+
+    return Oracle, Tuner
+
+
+_KT_WARNINGS = pytest.mark.filterwarnings(
+    "ignore:currentThread:DeprecationWarning", "ignore:getName:DeprecationWarning"
+)
+
+
+@_KT_WARNINGS
+def test_oracle_trial_writes_take_keras_tuners_own_trial_writes(tmp_path):
+    import glob
+
+    import keras_tuner
+
+    _require_kt(keras_tuner.Oracle, "_save_trial", "OracleTrialWrites")
+    Oracle, Tuner = _kt_classes()
+
+    class Recording(compat.OracleTrialWrites, Oracle):
+        def write_trial(self, trial):
+            self.written.append((trial.trial_id, trial.status, dict(trial.metrics.metrics)))
+
+    oracle = Recording()
+    oracle.written = []
+    Tuner(oracle, directory=str(tmp_path), project_name="p")
+    trial = oracle.create_trial("t")
+    oracle.update_trial(trial.trial_id, {"score": 0.5})
+    assert [(i, status) for i, status, _ in oracle.written] == [(trial.trial_id, "RUNNING")] * 2, (
+        "keras-tuner's create_trial/update_trial no longer write trial records through Oracle._save_trial: "
+        "tf_selectivity.compat.OracleTrialWrites needs a replacement."
+    )
+    assert "score" in oracle.written[-1][2]
+    assert not glob.glob(str(tmp_path / "p" / "trial_*" / "trial.json"))  # keras-tuner wrote none itself
+
+
+@_KT_WARNINGS
+def test_oracle_state_without_retries_keeps_saved_ongoing_trials_from_being_rerun(tmp_path):
+    Oracle, Tuner = _kt_classes()
+    first = Tuner(Oracle(), directory=str(tmp_path), project_name="p")
+    cut = first.oracle.create_trial("t")  # the process dies while running it
+    first.save()
+    state = first.oracle.get_state()
+    assert {"ongoing_trials", "retry_queue"} <= set(state), (
+        f"keras-tuner's oracle state has new keys {sorted(state)}: "
+        "tf_selectivity.compat.oracle_state_without_retries needs a look."
+    )
+    # keras-tuner's own reload queues the cut trial and hands it out again
+    # without asking populate_space ...
+    plain = Oracle()
+    Tuner(plain, directory=str(tmp_path), project_name="p")
+    assert plain.create_trial("u").trial_id == cut.trial_id and plain.populated == [], (
+        "keras-tuner no longer re-runs a saved oracle's ongoing trials through its retry queue: "
+        "tf_selectivity.compat.oracle_state_without_retries may be unneeded."
+    )
+
+    # ... restored through oracle_state_without_retries, populate_space is asked.
+    class Deciding(Oracle):
+        def set_state(self, state):
+            super().set_state(compat.oracle_state_without_retries(state))
+
+    deciding = Deciding()
+    Tuner(deciding, directory=str(tmp_path), project_name="p")
+    new = deciding.create_trial("u")
+    assert new.trial_id != cut.trial_id and deciding.populated == [new.trial_id]
+
+
+@_KT_WARNINGS
+def test_tuner_state_file_is_the_file_keras_tuner_reloads_from(tmp_path):
+    import os
+
+    import keras_tuner
+
+    _require_kt(keras_tuner.Tuner, "_get_tuner_fname", "tuner_state_file")
+    Oracle, Tuner = _kt_classes()
+
+    class Counting(Oracle):
+        reloads = 0
+
+        def reload(self):
+            Counting.reloads += 1
+            super().reload()
+
+    tuner = Tuner(Counting(), directory=str(tmp_path), project_name="p")
+    tuner.save()
+    path = compat.tuner_state_file(tuner)
+    assert os.path.exists(path) and os.path.dirname(path) == tuner.project_dir
+    Tuner(Counting(), directory=str(tmp_path), project_name="p")
+    assert Counting.reloads == 1
+    os.remove(path)
+    Tuner(Counting(), directory=str(tmp_path), project_name="p")
+    assert Counting.reloads == 1, "keras-tuner reloads from another file than compat.tuner_state_file says"
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker_env(monkeypatch, port):
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+
+
+@_KT_WARNINGS
+def test_oracle_client_timeout_bounds_a_workers_wait_for_an_absent_chief(tmp_path, monkeypatch):
+    import time
+
+    import grpc
+    from keras_tuner.src.distribute import oracle_client
+
+    _require_kt(oracle_client, "TIMEOUT", "set_oracle_client_timeout")
+    Oracle, Tuner = _kt_classes()
+    _worker_env(monkeypatch, _free_port())  # nobody listens there
+    client = Tuner(Oracle(), directory=str(tmp_path), project_name="p").oracle  # keras-tuner's gRPC client
+    original = oracle_client.TIMEOUT
+    compat.set_oracle_client_timeout(0.5)
+    try:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as error:
+            client.get_space()
+        assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - start < 10, "keras-tuner's client no longer reads oracle_client.TIMEOUT per call"
+    finally:
+        compat.set_oracle_client_timeout(original)
+
+
+@_KT_WARNINGS
+def test_add_oracle_service_serves_an_oracle_to_keras_tuners_client(tmp_path, monkeypatch):
+    from concurrent import futures
+
+    import grpc
+
+    from keras_tuner.src.distribute import oracle_client
+
+    Oracle, Tuner = _kt_classes()
+    original = oracle_client.TIMEOUT
+    chief_oracle = Oracle()
+    Tuner(chief_oracle, directory=str(tmp_path / "chief"), project_name="p")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    compat.add_oracle_service(server, chief_oracle)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        _worker_env(monkeypatch, port)
+        client = Tuner(Oracle(), directory=str(tmp_path / "worker"), project_name="p").oracle
+        compat.set_oracle_client_timeout(30)
+        trial = client.create_trial("tuner0")
+        assert trial.hyperparameters.values == {"x": 1}
+        assert list(chief_oracle.trials) == [trial.trial_id] and chief_oracle.populated == [trial.trial_id]
+    finally:
+        compat.set_oracle_client_timeout(original)
+        server.stop(grace=None)

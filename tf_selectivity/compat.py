@@ -12,7 +12,16 @@ load Keras at import time.
 
 from __future__ import annotations
 
-__all__ = ["register_call_context_args", "optimizer_variable_index", "run_graph"]
+__all__ = [
+    "register_call_context_args",
+    "optimizer_variable_index",
+    "run_graph",
+    "OracleTrialWrites",
+    "oracle_state_without_retries",
+    "tuner_state_file",
+    "set_oracle_client_timeout",
+    "add_oracle_service",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -78,3 +87,70 @@ def run_graph(model, inputs, call_layer):
 # ---------------------------------------------------------------------------
 # keras-tuner
 # ---------------------------------------------------------------------------
+
+
+class OracleTrialWrites:
+    """Mixin for a `keras_tuner.Oracle` subclass that writes its own trial records.
+
+    keras-tuner's `Oracle.create_trial` and `Oracle.update_trial` write each
+    trial's ``trial.json`` in place, through the private
+    ``Oracle._save_trial(trial)``: a process killed mid-write leaves a
+    truncated record that no later run can reload. With this mixin first in
+    the bases, those writes call the subclass' public ``write_trial(trial)``
+    instead (the sweep's replaces the file atomically). keras-tuner has no
+    public hook for where or how a trial record is written.
+    """
+
+    def write_trial(self, trial) -> None:
+        """Writes `trial`'s record (``trial.get_state()``)."""
+        raise NotImplementedError
+
+    def _save_trial(self, trial):
+        self.write_trial(trial)
+
+
+def oracle_state_without_retries(state: dict) -> dict:
+    """`state` (from `keras_tuner.Oracle.get_state`) with nothing queued to re-run.
+
+    keras-tuner's `Oracle.set_state`/`reload` put the trials a saved oracle
+    had running (``"ongoing_trials"``) and its queued retries
+    (``"retry_queue"``) into the private retry queue, which `create_trial`
+    hands out before asking `populate_space`. An oracle that decides retries
+    itself (the sweep's scheduler) restores its state through this, so that
+    `populate_space` is always asked. The keys are keras-tuner's state format
+    (1.4.8), not a public API.
+    """
+    return {**state, "ongoing_trials": {}, "retry_queue": []}
+
+
+def tuner_state_file(tuner) -> str:
+    """The file keras-tuner's `BaseTuner.save` writes and its constructor
+    reloads from (``<project_dir>/<tuner_id>.json``): the private
+    ``BaseTuner._get_tuner_fname``."""
+    return tuner._get_tuner_fname()
+
+
+def set_oracle_client_timeout(seconds: float) -> None:
+    """How long a worker's calls to the chief wait (keras-tuner: 1 hour).
+
+    keras-tuner's `OracleClient` (created by `BaseTuner` on a worker) passes
+    the module constant ``keras_tuner.src.distribute.oracle_client.TIMEOUT``
+    as the gRPC timeout of every call, read at each call; there is no
+    argument or public setting for it.
+    """
+    from keras_tuner.src.distribute import oracle_client
+
+    oracle_client.TIMEOUT = seconds
+
+
+def add_oracle_service(server, oracle) -> None:
+    """Adds keras-tuner's gRPC oracle service for `oracle` to a `grpc.server`.
+
+    This is what keras-tuner's chief runs (`oracle_chief.start_server`), whose
+    loop waits forever for a worker that died; keras-tuner exports neither
+    its `OracleServicer` nor its protocol modules.
+    """
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    protos.get_service_grpc().add_OracleServicer_to_server(oracle_chief.OracleServicer(oracle), server)

@@ -4,8 +4,10 @@ The paper's results are sweeps: alpha values x 20 seeds x networks. This
 package runs one as a keras-tuner search whose trials are `train()` runs:
 
 * `GridPlan` / `MarginSearchPlan`: which (leaky slope, alpha, seed) points;
+* `Scheduler`: who trains which point (leases for workers that die, packs,
+  retries, the failure stop), a plain class;
 * `SweepOracle`: keras-tuner `Oracle` handing those points out as trials,
-  once each, over restarts, with leases for workers that die;
+  once each, over restarts, as the scheduler decides;
 * `SweepTuner`: keras-tuner `Tuner` whose `run_trial` trains one run;
 * `run_sweep(SweepSpec)`: the whole sweep in this process (local, chief or
   worker, from keras-tuner's environment variables);
@@ -21,6 +23,7 @@ _EXPORTS = {
     "GridPlan": "tf_selectivity.sweep.plans",
     "MarginSearchPlan": "tf_selectivity.sweep.plans",
     "Point": "tf_selectivity.sweep.plans",
+    "Scheduler": "tf_selectivity.sweep.scheduler",
     "SweepOracle": "tf_selectivity.sweep.oracle",
     "SweepTuner": "tf_selectivity.sweep.tuner",
     "SweepSpec": "tf_selectivity.sweep.runner",

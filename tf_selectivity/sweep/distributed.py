@@ -12,7 +12,8 @@ The roles follow keras-tuner's environment variables:
 
 keras-tuner's own chief loop (`oracle_chief.start_server`) exits only once
 every worker asked for a trial after the search ended, and waits forever
-for a worker that died. `serve` runs the same `OracleServicer` with a loop
+for a worker that died. `serve` runs the same gRPC service
+(`compat.add_oracle_service`) with a loop
 that lets `SweepOracle` reclaim the trials of silent workers and stops as
 soon as the oracle is finished.
 """
@@ -44,10 +45,6 @@ class Role:
     kind: str
     tuner_id: str = "tuner0"
     address: Optional[str] = None
-
-    @property
-    def owns_oracle(self) -> bool:
-        return self.kind in ("local", "chief")
 
 
 def role_from_environment(environ=None) -> Role:
@@ -103,9 +100,9 @@ def set_client_timeout(seconds: float) -> None:
     (`wait_for_chief`), so a chief that disappears later is reported after
     `--chief_timeout` instead of an hour.
     """
-    from keras_tuner.src.distribute import oracle_client
+    from tf_selectivity import compat
 
-    oracle_client.TIMEOUT = seconds
+    compat.set_oracle_client_timeout(seconds)
 
 
 def serve(oracle, address: str, poll_seconds: float = 0.5) -> None:
@@ -115,11 +112,11 @@ def serve(oracle, address: str, poll_seconds: float = 0.5) -> None:
         OSError: the address cannot be listened on (e.g. port in use).
     """
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
+
+    from tf_selectivity import compat
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    protos.get_service_grpc().add_OracleServicer_to_server(oracle_chief.OracleServicer(oracle), server)
+    compat.add_oracle_service(server, oracle)
     try:
         bound = server.add_insecure_port(address)
     except RuntimeError as error:  # newer grpc raises, older returns 0

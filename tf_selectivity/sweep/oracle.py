@@ -1,11 +1,19 @@
 """`SweepOracle`: keras-tuner's oracle for a sweep's plan, leases included.
 
+The rules (leases, packs, idle-vs-stop, retries, the failure stop) are the
+`scheduler.Scheduler`'s; this oracle asks it and keeps keras-tuner's
+records. It uses keras-tuner's hooks: `populate_space` gives the values of
+a new trial, `score_trial` scores it, `end_trial` records how it ended and
+`create_trial` hands a trial that exists again (a retry, a reserved pack
+seed, a trial a restarted worker held) before asking keras-tuner's own
+`create_trial` for a new one.
+
 keras-tuner's oracles search a space; a sweep instead has to train a fixed
 set of points (or a search decided by earlier results), each exactly once,
 over restarts and over many workers. This oracle hands out the points of a
 `GridPlan` or `MarginSearchPlan` as trials and keeps keras-tuner's
-machinery: trial records (``tuner/trial_*/trial.json``), ``oracle.json``,
-the gRPC chief/worker protocol and `Display`.
+machinery: trial records (``tuner/trial_*/trial.json``), ``oracle.json``
+and the gRPC chief/worker protocol.
 
 Differences from keras-tuner's `Oracle` (1.4.8), and why:
 
@@ -31,6 +39,8 @@ Differences from keras-tuner's `Oracle` (1.4.8), and why:
   failed trials in a row the oracle stops handing out trials and records
   why, instead of raising inside `end_trial` (which, on a chief, raises in
   the gRPC handler and leaves the oracle half-updated).
+* **Its own files**, written atomically (`write_trial`, `save`, `reload`;
+  keras-tuner writes them in place), in keras-tuner's formats.
 * A result reported for a trial that was meanwhile given to another worker
   is accepted if it is a success; both workers train in the same run
   directory, whose lock and ``summary.json`` make the second one wait and
@@ -52,20 +62,19 @@ Differences from keras-tuner's `Oracle` (1.4.8), and why:
 
 from __future__ import annotations
 
-import collections
-import dataclasses
+import glob
 import os
-import time
 import warnings
 from typing import Optional
 
 import keras_tuner
 from keras_tuner.engine.trial import Trial, TrialStatus
-from keras_tuner.src.engine.oracle import Display
 
+from tf_selectivity import compat
+from tf_selectivity.files import read_json, write_json_atomic
 from tf_selectivity.sweep import plans
+from tf_selectivity.sweep import scheduler as scheduling
 from tf_selectivity.sweep.layout import format_float, run_name
-from tf_selectivity.files import write_json_atomic
 
 __all__ = ["SweepOracle", "trial_point", "trial_diverged", "trial_pack_seeds", "PACK_VALUE"]
 
@@ -100,22 +109,21 @@ def trial_pack_seeds(values) -> list:
     return [own] + [seed for seed in listed if seed != own]
 
 
-@dataclasses.dataclass
-class _Lease:
-    tuner_id: Optional[str]
-    last_seen: float
-    # A trial reserved for the worker that trains its seed in a pack, not
-    # yet handed to it.
-    reserved: bool = False
-
-
-class SweepDisplay(Display):
+class SweepDisplay:
     """One line per trial start and end, with the sweep's progress.
 
-    keras-tuner's `Display` prints a table of every hyperparameter per trial;
+    keras-tuner's display prints a table of every hyperparameter per trial;
     here the settings are the same for every trial, so only the point and
-    the results are shown.
+    the results are shown. (keras-tuner's own is muted: `oracle.verbose = 0`.)
+
+    Args:
+        oracle: the `SweepOracle` shown.
+        verbose: 0: silent.
     """
+
+    def __init__(self, oracle, verbose: int = 1):
+        self.oracle = oracle
+        self.verbose = verbose
 
     def on_trial_begin(self, trial):
         if self.verbose < 1:
@@ -166,8 +174,11 @@ def _last_line(message: Optional[str]) -> str:
     return lines[-1] if lines else "no message"
 
 
-class SweepOracle(keras_tuner.Oracle):
+class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
     """Hands out the points of a sweep plan as keras-tuner trials.
+
+    Its files live where `use_paths` says (`SweepTuner` calls it before
+    keras-tuner may reload the oracle).
 
     Args:
         plan: a `GridPlan` or `MarginSearchPlan`.
@@ -196,6 +207,8 @@ class SweepOracle(keras_tuner.Oracle):
         error_file=None,
         pack_replicates: int = 1,
     ):
+        if int(pack_replicates) < 1:
+            raise ValueError(f"pack_replicates must be at least 1; got {pack_replicates}")
         space = keras_tuner.HyperParameters()
         for name, value in settings_values.items():
             space.Fixed(name, value)
@@ -218,23 +231,25 @@ class SweepOracle(keras_tuner.Oracle):
         self.settings_values = dict(settings_values)
         self.worker_timeout = worker_timeout
         self.error_file = error_file
-        if int(pack_replicates) < 1:
-            raise ValueError(f"pack_replicates must be at least 1; got {pack_replicates}")
         self.pack_replicates = int(pack_replicates)
-        self._space = space
-        self._display = SweepDisplay(oracle=self)
-        self._leases = {}  # trial_id -> _Lease
-        self._tuner_last_seen = {}  # tuner_id -> monotonic time
-        self._attempts = collections.Counter()  # failed attempts this session
-        self._failed_this_session = set()
-        self._session_ends = []  # trial ids in the order they ended, this session
-        # Trials whose success is recorded. Not read from `status`: in local
-        # mode the tuner holds the oracle's own Trial object and sets its
-        # status before calling `end_trial`.
-        self._recorded_complete = set()
-        self._stop_reason = None
-        self._saved_ongoing = {}
+        self.scheduler = scheduling.Scheduler(
+            pack_size=self.pack_replicates,
+            max_retries=max_retries_per_trial,
+            max_consecutive_failures=max_consecutive_failed_trials,
+            worker_timeout=worker_timeout,
+        )
+        self.paths = None
+        self.verbose = 0  # keras-tuner's table per trial; `display` prints instead
+        self.display = SweepDisplay(self)
         self.reloaded = False
+        self._space = space
+        self._assignment = None  # create_trial's answer, for populate_space
+        self._saved_ongoing = {}
+        self._stop_told = False
+
+    def use_paths(self, paths) -> None:
+        """Where the oracle's files are (a `layout.SweepPaths`)."""
+        self.paths = paths
 
     # ---------------------------------------------------------------- queries
 
@@ -244,7 +259,15 @@ class SweepOracle(keras_tuner.Oracle):
 
     @property
     def stop_reason(self) -> Optional[str]:
-        return self._stop_reason
+        """Why the oracle stopped handing out trials this session, or None."""
+        stop = self.scheduler.stop
+        if stop is None:
+            return None
+        last = self.trials_by_point()[stop.point]
+        return (
+            f"{stop.count} trials failed in a row; the last one "
+            f"({self.describe_trial(last)}): {_last_line(stop.message)}"
+        )
 
     def describe_trial(self, trial) -> str:
         point = trial_point(trial)
@@ -258,8 +281,8 @@ class SweepOracle(keras_tuner.Oracle):
         return run_name(values["model"], values["activation"], point.leaky_slope, point.alpha, point.seed)
 
     def trial_holder(self, trial_id) -> Optional[str]:
-        lease = self._leases.get(trial_id)
-        return lease.tuner_id if lease else None
+        trial = self.trials.get(trial_id)
+        return self.scheduler.holder(trial_point(trial)) if trial is not None else None
 
     def trials_by_point(self) -> dict:
         by_point = {}
@@ -280,7 +303,7 @@ class SweepOracle(keras_tuner.Oracle):
                 metrics = {name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics}
                 status = plans.DIVERGED if trial_diverged(trial) else plans.COMPLETED
                 result[point] = plans.Outcome(status, metrics)
-            elif trial.status == FAILED and trial.trial_id in self._failed_this_session:
+            elif trial.status == FAILED and self.scheduler.failed_this_session(point):
                 result[point] = plans.Outcome(plans.FAILED)
         return result
 
@@ -303,14 +326,14 @@ class SweepOracle(keras_tuner.Oracle):
     @keras_tuner.synchronized
     def finished(self) -> bool:
         """True when the plan is done (or stopped) and no worker is left."""
-        if self._leases or self.ongoing_trials or self.tuner_ids:
+        if self.scheduler.busy() or self.ongoing_trials:
             return False
-        return self._stop_reason is not None or self.plan_step().finished
+        return self.scheduler.stop is not None or self.plan_step().finished
 
     @keras_tuner.synchronized
     def trials_waiting_for_a_worker(self) -> int:
         """Trials that remain while no worker is connected (0 otherwise)."""
-        if self._leases or self.tuner_ids or self._stop_reason is not None:
+        if self.scheduler.busy() or self.scheduler.stop is not None:
             return 0
         return len(self.plan_step().needed)
 
@@ -318,77 +341,75 @@ class SweepOracle(keras_tuner.Oracle):
 
     @keras_tuner.synchronized
     def create_trial(self, tuner_id):
-        now = time.monotonic()
-        self._tuner_last_seen[tuner_id] = now
-        self._expire_leases(now)
-        if tuner_id in self.ongoing_trials:
-            # This tuner asks again while holding a trial: its process was
-            # restarted (same KERASTUNER_TUNER_ID). Give the trial back; the
-            # run resumes from its checkpoints.
-            trial = self.ongoing_trials[tuner_id]
-            self._leases[trial.trial_id] = _Lease(tuner_id, now)
-            self._display.on_trial_begin(trial)
+        """The scheduler's answer for `tuner_id` as a trial.
+
+        A trial that exists (a retry, a reserved pack seed, the trial of a
+        restarted worker) is handed out here; for a new point, keras-tuner's
+        `create_trial` numbers and records the trial and asks
+        `populate_space` for its values; IDLE and STOPPED go through it too.
+        """
+        self._expire()
+        step = self.plan_step()
+        assignment = self.scheduler.assign(tuner_id, None if step.finished else step.needed)
+        by_point = self.trials_by_point()
+        trial = by_point.get(assignment.point)
+        if assignment.kind == scheduling.HELD:
+            self._sync()
+            self.display.on_trial_begin(trial)
             return trial
-        self.tuner_ids.add(tuner_id)
-        if self._stop_reason is None:
-            step = self.plan_step()
-            by_point = self.trials_by_point()
-            self._drop_stale_reservations(step, by_point)
-            if not step.finished:
-                # The seeds this worker trained in its last pack first: their
-                # runs are complete, the trials only report them.
-                for point in step.needed:
-                    trial = by_point.get(point)
-                    if trial is not None and self._reserved_for(trial.trial_id, tuner_id):
-                        return self._assign(trial, tuner_id, now)
-                for point in step.needed:
-                    trial = by_point.get(point)
-                    if trial is None:
-                        trial = self._new_trial(point)
-                    elif trial.trial_id in self._leases:
-                        continue  # running on (or reserved for) another worker
-                    mates = self._pack_mates(point, step.needed, by_point)
-                    return self._assign(trial, tuner_id, now, mates)
-                return Trial(self.get_space(), status=IDLE)
-        self._release_reservations(tuner_id)
-        self.tuner_ids.discard(tuner_id)
-        return Trial(self.get_space(), status=STOPPED)
+        if assignment.kind == scheduling.RUN and trial is not None:
+            mates = self._mate_trials(assignment.mates, by_point, len(self.trials), 4)
+            self._record_start(mates)
+            return self._hand_out(trial, mates)
+        self._assignment = (assignment, by_point, [])
+        try:
+            trial = super().create_trial(tuner_id)
+            # The pack's new trials start after the one keras-tuner recorded.
+            self._record_start(self._assignment[2])
+        finally:
+            self._assignment = None
+        self._sync()
+        if trial.status == RUNNING:
+            self.display.on_trial_begin(trial)
+        return trial
 
-    def _reserved_for(self, trial_id, tuner_id) -> bool:
-        lease = self._leases.get(trial_id)
-        return lease is not None and lease.reserved and lease.tuner_id == tuner_id
+    def populate_space(self, trial_id):
+        """keras-tuner's hook for a new trial's values: the scheduler's point
+        (with its pack's seeds), or IDLE / STOPPED."""
+        if self._assignment is None:
+            raise RuntimeError("SweepOracle.populate_space answers create_trial only")
+        assignment, by_point, mates = self._assignment
+        if assignment.kind == scheduling.IDLE:
+            return {"status": IDLE}
+        if assignment.kind == scheduling.STOP:
+            return {"status": STOPPED}
+        # The pack's new trials take the ids after this one (keras-tuner's
+        # numbering: the count of trials, zero-padded).
+        mates.extend(self._mate_trials(assignment.mates, by_point, int(trial_id) + 1, len(trial_id)))
+        point = assignment.point
+        values = {
+            **self.settings_values,
+            "leaky_slope": point.leaky_slope,
+            "alpha": point.alpha,
+            "seed": point.seed,
+            PACK_VALUE: _pack_value(point, mates),
+        }
+        return {"status": RUNNING, "values": values}
 
-    def _pack_mates(self, point, needed, by_point) -> list:
-        """Trials of other needed seeds of `point`'s (slope, alpha), free to reserve."""
+    def _mate_trials(self, points, by_point, first_number, width) -> list:
+        """The trials of a pack's reserved `points`, new ones numbered from `first_number`."""
         mates = []
-        for other in needed:
-            if len(mates) >= self.pack_replicates - 1:
-                break
-            if other == point or (other.leaky_slope, other.alpha) != (point.leaky_slope, point.alpha):
-                continue
-            trial = by_point.get(other)
+        for point in points:
+            trial = by_point.get(point)
             if trial is None:
-                trial = self._new_trial(other)
-                by_point[other] = trial
-            elif trial.trial_id in self._leases:
-                continue
+                trial = self._new_trial(point, str(first_number).zfill(width))
+                first_number += 1
+                by_point[point] = trial
+            self.write_trial(trial)
             mates.append(trial)
         return mates
 
-    def _release_reservations(self, tuner_id) -> None:
-        for trial_id, lease in list(self._leases.items()):
-            if lease.reserved and lease.tuner_id == tuner_id:
-                self._leases.pop(trial_id)
-
-    def _drop_stale_reservations(self, step, by_point) -> None:
-        """Releases reservations of points the plan no longer needs (e.g.
-        finished by another worker), so that the sweep can end."""
-        needed = {by_point[p].trial_id for p in step.needed if p in by_point}
-        for trial_id, lease in list(self._leases.items()):
-            if lease.reserved and trial_id not in needed:
-                self._leases.pop(trial_id)
-
-    def _new_trial(self, point) -> Trial:
+    def _new_trial(self, point, trial_id) -> Trial:
         hyperparameters = self._space.copy()
         hyperparameters.values = {
             **self.settings_values,
@@ -396,39 +417,39 @@ class SweepOracle(keras_tuner.Oracle):
             "alpha": point.alpha,
             "seed": point.seed,
         }
-        trial_id = f"{len(self.trials):04d}"
         trial = Trial(hyperparameters=hyperparameters, trial_id=trial_id, status=RUNNING)
         self.trials[trial_id] = trial
-        self.start_order.append(trial_id)
         return trial
 
-    def _assign(self, trial, tuner_id, now, mates=()):
-        """Hands `trial` to `tuner_id`, with `mates` reserved for its pack."""
+    def _record_start(self, trials) -> None:
+        """Adds the trials new to `start_order` (keras-tuner's record)."""
+        for trial in trials:
+            if trial.trial_id not in self.start_order:
+                self.start_order.append(trial.trial_id)
+
+    def _hand_out(self, trial, mates):
+        """Runs an existing `trial` again, on the worker the scheduler chose."""
         trial.status = RUNNING
-        point = trial_point(trial)
-        trial.hyperparameters.values[PACK_VALUE] = ",".join(
-            str(seed) for seed in [point.seed] + [trial_point(mate).seed for mate in mates]
-        )
-        self.ongoing_trials[tuner_id] = trial
-        self._leases[trial.trial_id] = _Lease(tuner_id, now)
-        for mate in mates:
-            self._leases[mate.trial_id] = _Lease(tuner_id, now, reserved=True)
-            self._save_trial(mate)
-        self._save_trial(trial)
+        trial.hyperparameters.values[PACK_VALUE] = _pack_value(trial_point(trial), mates)
+        self._sync()
+        self.write_trial(trial)
         self.save()
-        self._display.on_trial_begin(trial)
+        self.display.on_trial_begin(trial)
         return trial
+
+    def _sync(self) -> None:
+        """keras-tuner's view of who runs what (``ongoing_trials``,
+        ``tuner_ids``: oracle.json, the chief's exit) from the scheduler's."""
+        by_point = self.trials_by_point()
+        self.ongoing_trials = {
+            tuner_id: by_point[point] for tuner_id, point in self.scheduler.running().items() if point in by_point
+        }
+        self.tuner_ids = set(self.scheduler.workers)
 
     def _renew(self, trial_id):
-        lease = self._leases.get(trial_id)
-        if lease is not None:
-            lease.last_seen = time.monotonic()
-            if lease.tuner_id is not None:
-                self._tuner_last_seen[lease.tuner_id] = lease.last_seen
-                # The worker is training its pack: its reservations live on.
-                for other in self._leases.values():
-                    if other.reserved and other.tuner_id == lease.tuner_id:
-                        other.last_seen = lease.last_seen
+        trial = self.trials.get(trial_id)
+        if trial is not None:
+            self.scheduler.renew(trial_point(trial))
 
     @keras_tuner.synchronized
     def get_trial(self, trial_id):
@@ -445,72 +466,41 @@ class SweepOracle(keras_tuner.Oracle):
             warnings.simplefilter("ignore", RuntimeWarning)
             return super().update_trial(trial_id, metrics, step=step)
 
-    def _release(self, trial_id) -> Optional[str]:
-        """Removes the trial from its holder; returns the holder's id."""
-        lease = self._leases.pop(trial_id, None)
-        for tuner_id, ongoing in list(self.ongoing_trials.items()):
-            if ongoing.trial_id == trial_id:
-                self.ongoing_trials.pop(tuner_id)
-        if lease is not None and lease.tuner_id is not None:
-            self._tuner_last_seen[lease.tuner_id] = time.monotonic()
-            return lease.tuner_id
-        return None
-
     @keras_tuner.synchronized
     def end_trial(self, trial):
+        """Records how `trial` ended, as the scheduler decides.
+
+        keras-tuner's `end_trial` is not called: it raises once trials fail
+        in a row (on a chief, inside the gRPC handler), marks a diverged
+        trial's NaN score INVALID, and queues retries in its own queue.
+        """
         stored = self.trials.get(trial.trial_id)
         if stored is None:
             return
-        holder = self._release(trial.trial_id)
-        if trial.status != COMPLETED and holder is not None and trial.trial_id not in self._recorded_complete:
-            # The pack failed with its first trial: its other seeds go back
-            # to the queue (each may be complete; whoever takes it will see).
-            self._release_reservations(holder)
-        if trial.trial_id in self._recorded_complete:
+        message = None if trial.status == COMPLETED else trial.message or self._read_error_file(trial.trial_id)
+        result = self.scheduler.end(trial_point(stored), trial.status, message)
+        self._sync()
+        if result == scheduling.DUPLICATE:
             stored.status = COMPLETED
             return  # a second report of a finished trial (see module doc)
-        if trial.status == COMPLETED:
-            self._recorded_complete.add(trial.trial_id)
+        if result == scheduling.COMPLETED:
             stored.status = COMPLETED
             stored.message = None
             self.score_trial(stored)
-            self.end_order.append(stored.trial_id)
-            self._session_ends.append(stored.trial_id)
         else:
-            message = trial.message or self._read_error_file(trial.trial_id)
-            self._record_failure(stored, trial.status, message)
-        self._save_trial(stored)
+            stored.status = result
+            stored.message = message
+        if result != INVALID:
+            self.end_order.append(stored.trial_id)
+        self._say_if_stopped()
+        self.write_trial(stored)
         self.save()
-        self._display.on_trial_end(stored)
+        self.display.on_trial_end(stored)
 
-    def _record_failure(self, trial, status, message):
-        self._attempts[trial.trial_id] += 1
-        trial.message = message
-        if status == INVALID and self._attempts[trial.trial_id] <= self.max_retries_per_trial:
-            trial.status = INVALID  # the next tuner that asks retries it
-            return
-        trial.status = FAILED
-        self._failed_this_session.add(trial.trial_id)
-        self.end_order.append(trial.trial_id)
-        self._session_ends.append(trial.trial_id)
-        self._check_consecutive_failures()
-
-    def _check_consecutive_failures(self):
-        # Counted over this session only: failures recorded by an earlier
-        # run are being retried now and say nothing about this one.
-        consecutive = 0
-        for trial_id in self._session_ends:
-            if self.trials[trial_id].status == FAILED:
-                consecutive += 1
-            else:
-                consecutive = 0
-        if consecutive >= self.max_consecutive_failed_trials and self._stop_reason is None:
-            last = self.trials[self._session_ends[-1]]
-            self._stop_reason = (
-                f"{consecutive} trials failed in a row; the last one "
-                f"({self.describe_trial(last)}): {_last_line(last.message)}"
-            )
-            print(f"[sweep] stopping: {self._stop_reason}", flush=True)
+    def _say_if_stopped(self) -> None:
+        if self.scheduler.stop is not None and not self._stop_told:
+            self._stop_told = True
+            print(f"[sweep] stopping: {self.stop_reason}", flush=True)
 
     def _read_error_file(self, trial_id) -> Optional[str]:
         if self.error_file is None:
@@ -535,83 +525,80 @@ class SweepOracle(keras_tuner.Oracle):
     @keras_tuner.synchronized
     def expire_leases(self):
         """Reclaims the trials of silent workers; the chief calls this often."""
-        self._expire_leases(time.monotonic())
+        self._expire()
 
-    def _expire_leases(self, now):
-        if self.worker_timeout is None:
-            return
-        for trial_id, lease in list(self._leases.items()):
-            silent = now - lease.last_seen
-            if silent <= self.worker_timeout:
-                continue
-            if lease.reserved:
-                # Never started: back to the queue without counting an attempt.
-                self._leases.pop(trial_id, None)
-                continue
-            self._release(trial_id)
-            if lease.tuner_id is not None:
-                self.tuner_ids.discard(lease.tuner_id)
-                self._tuner_last_seen.pop(lease.tuner_id, None)
-            trial = self.trials[trial_id]
-            who = f"worker {lease.tuner_id}" if lease.tuner_id else "its worker"
-            message = (
-                f"{who} sent no heartbeat for {silent:.0f} s (--worker_timeout="
-                f"{self.worker_timeout:g}) while running this trial"
-            )
-            print(f"[sweep] trial {trial_id} ({self.describe_trial(trial)}): {message}; reclaimed", flush=True)
-            self._record_failure(trial, INVALID, message)
-            self._save_trial(trial)
+    def _expire(self):
+        reclaims, silent_workers = self.scheduler.expire()
+        by_point = self.trials_by_point() if reclaims else {}
+        for reclaim in reclaims:
+            trial = by_point[reclaim.point]
+            print(f"[sweep] trial {trial.trial_id} ({self.describe_trial(trial)}): {reclaim.message}; reclaimed", flush=True)
+            trial.status = reclaim.status
+            trial.message = reclaim.message
+            if reclaim.status == FAILED:
+                self.end_order.append(trial.trial_id)
+            self._say_if_stopped()
+            self._sync()
+            self.write_trial(trial)
             self.save()
-            self._display.on_trial_end(trial)
-        for tuner_id, last_seen in list(self._tuner_last_seen.items()):
-            idle = tuner_id not in self.ongoing_trials
-            if idle and now - last_seen > self.worker_timeout and tuner_id in self.tuner_ids:
-                # A worker that died while waiting for work: without this the
-                # chief would wait for it forever before finishing.
-                self.tuner_ids.discard(tuner_id)
-                self._tuner_last_seen.pop(tuner_id)
-                print(f"[sweep] worker {tuner_id} went silent while idle; no longer waiting for it", flush=True)
+            self.display.on_trial_end(trial)
+        for tuner_id in silent_workers:
+            print(f"[sweep] worker {tuner_id} went silent while idle; no longer waiting for it", flush=True)
+        self._sync()
 
     # ----------------------------------------------------------- persistence
 
     # keras-tuner writes its JSON files in place: a process killed mid-write
     # would leave a truncated oracle.json or trial.json that no later run can
-    # reload. These writes replace the file atomically instead.
-    def save(self):
-        write_json_atomic(self._get_oracle_fname(), self.get_state())
+    # reload. These writes replace the file atomically instead; the formats
+    # are keras-tuner's.
+    def write_trial(self, trial) -> None:
+        """Writes ``trial_<id>/trial.json`` (also for keras-tuner's own writes)."""
+        directory = self._require_paths().trial_dir(trial.trial_id)
+        os.makedirs(directory, exist_ok=True)
+        write_json_atomic(os.path.join(directory, "trial.json"), trial.get_state())
 
-    def _save_trial(self, trial):
-        write_json_atomic(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+    def save(self):
+        paths = self._require_paths()
+        os.makedirs(paths.project, exist_ok=True)
+        write_json_atomic(paths.oracle_state, self.get_state())
 
     def set_state(self, state):
         self._saved_ongoing = dict(state.get("ongoing_trials", {}))
-        super().set_state(state)
+        # The scheduler, not keras-tuner's retry queue, decides what runs again.
+        super().set_state(compat.oracle_state_without_retries(state))
         # The current command's space (its grid) describes new trials; old
         # trials keep theirs in their own trial.json.
         self.hyperparameters = self._space.copy()
 
     def reload(self):
-        super().reload()
+        """Reads the trials and oracle.json back, as keras-tuner's `reload` does.
+
+        Trials found RUNNING run again (by status, in plan order). A
+        restarted chief (distributed mode) lets each worker keep its trial
+        until it is silent for `worker_timeout`; a worker restarted with the
+        same id gets it back at once.
+        """
+        paths = self._require_paths()
+        for path in sorted(glob.glob(os.path.join(paths.project, "trial_*", "trial.json"))):
+            trial = Trial.load(path)
+            self.trials[trial.trial_id] = trial
+        self.set_state(read_json(paths.oracle_state))
         self.reloaded = True
-        self._recorded_complete = {i for i, t in self.trials.items() if t.status == COMPLETED}
-        # keras-tuner's reload queues the trials left RUNNING for a retry;
-        # this oracle finds them by status instead (and must not run one
-        # twice through the queue).
-        self._retry_queue = []
+        self.scheduler.mark_complete(trial_point(t) for t in self.trials.values() if t.status == COMPLETED)
         if self.distributed:
-            # A restarted chief: workers may still be training their trials.
-            # Each keeps its trial (by tuner id) until it is silent for
-            # worker_timeout; a worker restarted with the same id gets its
-            # trial back at once.
-            now = time.monotonic()
             for tuner_id, trial_id in self._saved_ongoing.items():
                 trial = self.trials.get(trial_id)
                 if trial is not None and trial.status == RUNNING:
-                    self.ongoing_trials[tuner_id] = trial
-                    self._leases[trial_id] = _Lease(tuner_id, now)
-                    self.tuner_ids.add(tuner_id)
-                    self._tuner_last_seen[tuner_id] = now
+                    self.scheduler.resume(trial_point(trial), tuner_id)
         self._saved_ongoing = {}
+        self._sync()
 
-    def plan_result(self) -> Optional[dict]:
-        return self.plan_step().result
+    def _require_paths(self):
+        if self.paths is None:
+            raise RuntimeError("SweepOracle.use_paths was not called: the oracle does not know its directory")
+        return self.paths
+
+
+def _pack_value(point, mates) -> str:
+    return ",".join(str(seed) for seed in [point.seed] + [trial_point(mate).seed for mate in mates])

@@ -124,10 +124,6 @@ class SweepReport:
     tables: list = dataclasses.field(default_factory=list)
     trials_run: list = dataclasses.field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed and self.stop_reason is None
-
 
 def check_sweep_dir(spec: SweepSpec) -> bool:
     """Refuses a directory that holds anything but this sweep.
@@ -369,11 +365,6 @@ def run_sweep(spec: SweepSpec, role: Optional[Role] = None) -> SweepReport:
             write_json_atomic(paths.settings, settings_record(spec.settings))
         _own_oracle_run(spec, role, report)
     return report
-
-
-def read_settings(sweep_dir: str) -> dict:
-    """The settings recorded in a sweep directory."""
-    return read_json(SweepPaths(sweep_dir).settings)["settings"]
 
 
 def describe_spec(spec: SweepSpec) -> str:

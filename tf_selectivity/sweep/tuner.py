@@ -30,6 +30,7 @@ import keras
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
+from tf_selectivity import compat
 from tf_selectivity.sweep import hparams
 from tf_selectivity.sweep.distributed import Heartbeat
 from tf_selectivity.sweep.layout import SweepPaths, run_name
@@ -48,8 +49,8 @@ class SweepTuner(keras_tuner.Tuner):
     """Runs a sweep's trials with `train()`.
 
     Args:
-        oracle: the `SweepOracle` (on a worker it is replaced by keras-tuner's
-            `OracleClient` talking to the chief).
+        oracle: the `SweepOracle` (on a worker keras-tuner replaces it by
+            its gRPC client of the chief's); the tuner tells it `use_paths`.
         sweep_dir: the sweep's output directory (shared by all workers).
         local_settings: this process' data_dir, jit_compile and
             eval_batch_size (they change speed, not results).
@@ -75,49 +76,48 @@ class SweepTuner(keras_tuner.Tuner):
         pack_replicates: int = 1,
     ):
         self.paths = SweepPaths(sweep_dir)
+        oracle.use_paths(self.paths)
         super().__init__(
             oracle=oracle,
             directory=self.paths.root,
             project_name=os.path.basename(self.paths.project),
             overwrite=False,
         )
-        if not self._is_worker() and not getattr(self.oracle, "reloaded", True):
-            if os.path.exists(self.paths.oracle_state):
-                # keras-tuner reloads the oracle only when *this* tuner id's
-                # state file exists: a chief started on a directory that a
-                # local run (tuner0) wrote would begin with no trials and
-                # overwrite their records.
-                self.oracle.reload()
+        # On a worker keras-tuner has replaced the oracle by its gRPC client.
+        self.is_worker = not isinstance(self.oracle, keras_tuner.Oracle)
+        if not self.is_worker and not self.oracle.reloaded and os.path.exists(self.paths.oracle_state):
+            # keras-tuner reloads the oracle only when *this* tuner id's
+            # state file exists: a chief started on a directory that a
+            # local run (tuner0) wrote would begin with no trials and
+            # overwrite their records.
+            self.oracle.reload()
         self.local_settings = dict(local_settings or {})
         self.verbose = verbose
         self.heartbeat_interval = heartbeat_interval
         self.idle_poll_seconds = idle_poll_seconds
         self.pack_replicates = max(1, int(pack_replicates))
         self.trials_run = []  # (trial_id, status) run by this process
+        self._asked = self._began = False
 
     # ------------------------------------------------------------------ loop
+    # keras-tuner's `BaseTuner.search` asks the oracle again at once when it
+    # answers IDLE (every remaining trial is running on another worker);
+    # its hooks make it wait `idle_poll_seconds` instead. Chiefs do not
+    # search: they `serve` the oracle.
 
-    def search(self, *fit_args, **fit_kwargs):
-        """Runs trials until the oracle says stop.
+    def on_search_begin(self):
+        super().on_search_begin()
+        self._asked = self._began = False
 
-        The same loop as keras-tuner's `BaseTuner.search`, except that an
-        `IDLE` answer (every remaining trial is running on another worker)
-        waits `idle_poll_seconds` before asking again instead of spinning.
-        Chiefs do not come here: they `serve` the oracle.
-        """
-        self.on_search_begin()
-        while True:
-            self.pre_create_trial()
-            trial = self.oracle.create_trial(self.tuner_id)
-            if trial.status == TrialStatus.STOPPED:
-                break
-            if trial.status == TrialStatus.IDLE:
-                time.sleep(self.idle_poll_seconds)
-                continue
-            self.on_trial_begin(trial)
-            self._try_run_and_update_trial(trial, *fit_args, **fit_kwargs)
-            self.on_trial_end(trial)
-        self.on_search_end()
+    def pre_create_trial(self):
+        super().pre_create_trial()
+        if self._asked and not self._began:
+            time.sleep(self.idle_poll_seconds)  # the last answer was IDLE
+        self._asked, self._began = True, False
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self._began = True
 
     def run_trial(self, trial, *args, **kwargs):
         values = trial.hyperparameters.values
@@ -128,7 +128,7 @@ class SweepTuner(keras_tuner.Tuner):
         keras.backend.clear_session()
         gc.collect()
         seeds = trial_pack_seeds(values)[: self.pack_replicates]
-        if self._is_worker():
+        if self.is_worker:
             with Heartbeat(self.oracle, trial.trial_id, self.heartbeat_interval):
                 summary = self._train_trial(config, values, seeds)
         else:
@@ -210,7 +210,7 @@ class SweepTuner(keras_tuner.Tuner):
             with open(path, "w") as f:
                 f.write(f"tuner {self.tuner_id}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n{trial.message}")
         self.trials_run.append((trial.trial_id, trial.status))
-        if self._is_worker():
+        if self.is_worker:
             values = trial.hyperparameters.values
             print(
                 f"[worker {self.tuner_id}] trial {trial.trial_id} (alpha={values['alpha']:g}, "
@@ -221,9 +221,9 @@ class SweepTuner(keras_tuner.Tuner):
 
     def save(self):
         # As `BaseTuner.save`, with atomic writes (see `SweepOracle.save`).
-        if not self._is_worker():
+        if not self.is_worker:
             self.oracle.save()
-        write_json_atomic(self._get_tuner_fname(), self.get_state())
+        write_json_atomic(compat.tuner_state_file(self), self.get_state())
 
     # keras-tuner's Tuner saves and reloads Keras models per trial; here each
     # run directory holds its own SavedModel and model.keras.
