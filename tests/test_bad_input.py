@@ -83,6 +83,10 @@ CASES = [
     ("train-folder-no-test-split", _train("--dataset=imagefolder:{W}/no_test"), "no_test/test does not exist"),
     ("train-folder-corrupt-images", _train("--dataset=imagefolder:{W}/corrupt"), "and 1 more; fix or remove"),
     ("train-folder-no-path", _train("--dataset=imagefolder:"), "needs a PATH"),
+    ("train-folder-symlink-loop", _train("--dataset=imagefolder:{W}/symlink_loop"), "symlink_loop/train/cat/loop.png (a loop of symbolic links)"),
+    ("train-folder-dangling-symlink", _train("--dataset=imagefolder:{W}/dangling_symlink"), "gone.png (a symbolic link to missing.png, which does not exist)"),
+    # The test split decodes, the train split does not: no cache entry of either.
+    ("train-folder-corrupt-train-only", _train("--dataset=imagefolder:{W}/corrupt_train"), "corrupt_train/train/cat/x.png (UnidentifiedImageError"),
     ("train-unknown-dataset", _train("--dataset=mnist"), "unknown dataset 'mnist'"),
     ("train-synthetic-options", _train("--dataset=synthetic:train=x"), "train='x' is not an integer"),
     ("train-too-few-images", _train("--dataset=synthetic:train=4,classes=2"), "leaves 0 for validation"),
@@ -113,6 +117,8 @@ CASES = [
     # ---------------------------------------------------------------- sweep
     ("sweep-folder-missing", _sweep("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("sweep-folder-corrupt", _sweep("--dataset=imagefolder:{W}/corrupt"), "cannot decode image"),
+    ("sweep-folder-symlink-loop", _sweep("--dataset=imagefolder:{W}/symlink_loop"), "loop.png (a loop of symbolic links)"),
+    ("sweep-folder-dangling-symlink", _sweep("--dataset=imagefolder:{W}/dangling_symlink"), "which does not exist"),
     ("sweep-alpha-not-a-number", _sweep(alphas="0,oops"), "--alphas: 'oops' is not a number"),
     ("sweep-alpha-twice", _sweep(alphas="0,-1,-1.0"), "appears twice"),
     ("sweep-no-alphas", _sweep(alphas=None), "--alphas is required in grid mode"),
@@ -186,6 +192,13 @@ def world_template(tmp_path_factory):
     with open(jpeg, "wb") as f:
         f.write(data[: len(data) // 2])
     _write(os.path.join(root, "corrupt", "test", "dog", "y.png"), "not an image")
+    # Symbolic links among the images: one that points at itself, one at nothing.
+    _image_folder(os.path.join(root, "symlink_loop"), rng)
+    os.symlink("loop.png", os.path.join(root, "symlink_loop", "train", "cat", "loop.png"))
+    _image_folder(os.path.join(root, "dangling_symlink"), rng)
+    os.symlink("missing.png", os.path.join(root, "dangling_symlink", "test", "dog", "gone.png"))
+    _image_folder(os.path.join(root, "corrupt_train"), rng)
+    _write(os.path.join(root, "corrupt_train", "train", "cat", "x.png"), "not an image")
     _image_folder(os.path.join(root, "empty_class"), rng)
     for name in os.listdir(os.path.join(root, "empty_class", "train", "dog")):
         os.remove(os.path.join(root, "empty_class", "train", "dog", name))
@@ -225,29 +238,50 @@ def _tree(root) -> dict:
         entries[os.path.relpath(directory, root)] = ("dir", os.stat(directory).st_mtime_ns)
         for name in sorted(files):
             path = os.path.join(directory, name)
+            if os.path.islink(path):
+                entries[os.path.relpath(path, root)] = ("link", os.readlink(path))
+                continue
             with open(path, "rb") as f:
                 entries[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
     return entries
 
 
-@pytest.mark.parametrize("case_id,command,expected", [(c[0], c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_exits_2_with_one_line_and_changes_nothing(world_template, tmp_path, case_id, command, expected):
+def _new_world(world_template, tmp_path) -> str:
     world = str(tmp_path / "world")
-    shutil.copytree(world_template, world)
-    module, args = command
-    args = [a.replace("{W}", world) for a in args]
-    expected = expected.replace("{W}", world)
-    before = _tree(world)
+    shutil.copytree(world_template, world, symlinks=True)
+    return world
+
+
+def _environment(world, tmp_path, **extra) -> dict:
     # Our data cache lives in the world; matplotlib's font cache (a library's,
-    # written when it is first imported) outside it.
+    # written when it is first imported) outside it. The world is the
+    # current directory: its user model module (bad_models.py) imports.
     env = {**os.environ, "XDG_CACHE_HOME": os.path.join(world, "cache"), "PYTHONPATH": REPO,
-           "MPLCONFIGDIR": str(tmp_path / "matplotlib")}
+           "MPLCONFIGDIR": str(tmp_path / "matplotlib"), **extra}
     env.pop("KERASTUNER_ORACLE_IP", None)
     env.pop("KERASTUNER_ORACLE_PORT", None)
-    completed = subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=world, timeout=300,
+    return env
+
+
+def _run(module, args, world, env, timeout=300):
+    args = [a.replace("{W}", world) for a in args]
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=world, timeout=timeout,
     )
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+
+
+def _stderr_lines(completed) -> list:
+    return [line for line in completed.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("case_id,command,expected", [(c[0], c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(world_template, tmp_path, case_id, command, expected):
+    world = _new_world(world_template, tmp_path)
+    module, args = command
+    expected = expected.replace("{W}", world)
+    before = _tree(world)
+    completed = _run(module, args, world, _environment(world, tmp_path))
+    lines = _stderr_lines(completed)
     assert completed.returncode == 2, (completed.returncode, completed.stderr[-3000:])
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{COMMANDS[module]}: error: "), lines[0]
@@ -280,3 +314,23 @@ def test_help_exits_0_and_lists_the_commands_own_flags(module):
     # The train example's line continuation survives (a backslash, then the next line).
     if module == TRAIN:
         assert "--seed=0 \\\n        --dataset=cifar10" in short
+
+
+# ------------------------------------------------- what is not refused
+
+
+def test_skip_bad_images_leaves_out_and_lists_symbolic_links(world_template, tmp_path):
+    """--skip_bad_images: a loop of symbolic links (train/) and a dangling one
+    (test/) are left out like undecodable images and listed in config.json."""
+    world = _new_world(world_template, tmp_path)
+    folder = os.path.join(world, "symlink_loop")
+    os.symlink("missing.png", os.path.join(folder, "test", "dog", "gone.png"))
+    completed = _run(TRAIN, _train(f"--dataset=imagefolder:{folder}", "--skip_bad_images", "--verbose=0",
+                                   output="{W}/skip_run")[1], world, _environment(world, tmp_path))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert _stderr_lines(completed) == []
+    with open(os.path.join(world, "skip_run", "config.json")) as f:
+        record = json.load(f)
+    assert record["skipped_images"] == [os.path.join(folder, "train", "cat", "loop.png"),
+                                        os.path.join(folder, "test", "dog", "gone.png")]
+    assert (record["num_train"] + record["num_validation"], record["num_test"]) == (12, 12)
