@@ -19,6 +19,7 @@ Sources (the ``--dataset`` flag):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import hashlib
@@ -466,6 +467,28 @@ def _network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool
         return False
 
 
+class _MissingDatasetInfo:
+    """Drops tensorflow-datasets' "Variant folder ... has no
+    dataset_info.json" warning: it says that CIFAR-10 is not prepared, which
+    `_load_tfds_cifar10` says itself (prepares it, or names the ways on)."""
+
+    def filter(self, record) -> bool:
+        return "has no dataset_info.json" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_missing_dataset_info_warnings():
+    import logging
+
+    logger = logging.getLogger("absl")  # absl.logging's Python logger, which tfds writes to
+    dropped = _MissingDatasetInfo()
+    logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropped)
+
+
 def _load_tfds_cifar10(data_dir: str | None, splits=("train", "test")):
     try:
         import tensorflow_datasets as tfds
@@ -474,8 +497,10 @@ def _load_tfds_cifar10(data_dir: str | None, splits=("train", "test")):
             "`dataset='cifar10'` needs tensorflow-datasets (and TensorFlow); "
             "use `dataset='imagefolder:PATH'` or `dataset='cifar10_sample'` instead."
         ) from error
-    builder = tfds.builder("cifar10", data_dir=data_dir)
-    if not builder.is_prepared():
+    with _without_missing_dataset_info_warnings():
+        builder = tfds.builder("cifar10", data_dir=data_dir)
+        prepared = builder.is_prepared()
+    if not prepared:
         # tfds retries a failing download for minutes; check the network first.
         if not _network_reachable("www.cs.toronto.edu"):
             raise DatasetUnavailableError(
