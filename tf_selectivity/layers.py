@@ -38,7 +38,7 @@ LABELS_ARG = "selectivity_labels"
 
 
 @keras.saving.register_keras_serializable(package="tf_selectivity")
-def _representable(value: float, dtype) -> float:
+def representable_coefficient(value: float, dtype) -> float:
     """`value`, or an infinity of its sign where it exceeds `dtype`'s range.
 
     A coefficient such as alpha = 1e300 overflows float32 to inf (the run
@@ -140,7 +140,7 @@ class SelectivityProbe(keras.layers.Layer):
         self.batch_selectivity.assign(ops.stop_gradient(layer_si))
         if self.alpha != 0.0:
             share = 1.0 if self.share is None else self.share
-            self.add_loss(_representable(-self.alpha * share, layer_si.dtype) * layer_si)
+            self.add_loss(representable_coefficient(-self.alpha * share, layer_si.dtype) * layer_si)
         return inputs
 
     def compute_output_shape(self, input_shape):
