@@ -12,7 +12,14 @@ directories, a stray file, someone's directory -- and checks:
   same before and after: no directory, lock, cache entry or table is left.
 
 Almost every check runs before Keras is imported, so a row costs about half
-a second; the damaged-model row loads TensorFlow (about 10 s).
+a second; the rows of a user's model function, a damaged checkpoint and a
+damaged model load TensorFlow (about 5-10 s each).
+
+After the table, what is not refused but must still end in one line and
+keep the run resumable: --skip_bad_images over symbolic links, a full disk
+while checkpointing (simulated: see FULL_DISK), Ctrl-C in the middle of an
+epoch (both resume to the uninterrupted run's result, bit for bit), and
+noise: CIFAR-10 offline, an alpha that overflows float32.
 """
 
 import hashlib
@@ -83,11 +90,27 @@ CASES = [
     ("train-folder-no-test-split", _train("--dataset=imagefolder:{W}/no_test"), "no_test/test does not exist"),
     ("train-folder-corrupt-images", _train("--dataset=imagefolder:{W}/corrupt"), "and 1 more; fix or remove"),
     ("train-folder-no-path", _train("--dataset=imagefolder:"), "needs a PATH"),
+    ("train-folder-symlink-loop", _train("--dataset=imagefolder:{W}/symlink_loop"), "symlink_loop/train/cat/loop.png (a loop of symbolic links)"),
+    ("train-folder-dangling-symlink", _train("--dataset=imagefolder:{W}/dangling_symlink"), "gone.png (a symbolic link to missing.png, which does not exist)"),
+    # The test split decodes, the train split does not: no cache entry of either.
+    ("train-folder-corrupt-train-only", _train("--dataset=imagefolder:{W}/corrupt_train"), "corrupt_train/train/cat/x.png (UnidentifiedImageError"),
     ("train-unknown-dataset", _train("--dataset=mnist"), "unknown dataset 'mnist'"),
     ("train-synthetic-options", _train("--dataset=synthetic:train=x"), "train='x' is not an integer"),
     ("train-too-few-images", _train("--dataset=synthetic:train=4,classes=2"), "leaves 0 for validation"),
     ("train-data-dir-not-cifar", _train("--dataset=cifar10_sample", "--data_dir={W}/nope"), "--data_dir only applies"),
     ("train-data-dir-missing", _train("--dataset=cifar10", "--data_dir={W}/nope"), "--data_dir {W}/nope does not exist"),
+    # A user's model function (bad_models.py in the world) that fails: refused before the run directory.
+    ("train-model-wrong-signature", _train("--model=bad_models:wrong_signature"), "bad_models:wrong_signature cannot be called with input_shape, num_classes"),
+    ("train-model-returns-none", _train("--model=bad_models:returns_none"), "bad_models:returns_none returned None, not a Keras model"),
+    ("train-model-raises", _train("--model=bad_models:raises"), "bad_models:raises raised RuntimeError: out of ideas"),
+    ("train-model-no-convolution", _train("--model=bad_models:no_convolution"), "the model of bad_models:no_convolution cannot be instrumented: No layer"),
+    ("train-model-sigmoid", _train("--model=bad_models:ends_in_sigmoid"), "bad_models:ends_in_sigmoid cannot be instrumented: The output layer 'scores' applies a sigmoid"),
+    ("train-seeds-model-raises", _train("--model=bad_models:raises", "--seeds=0,1"), "bad_models:raises raised RuntimeError"),
+    # An interrupted run whose checkpoint is damaged: nothing changes, config.json included.
+    ("train-checkpoint-state-not-json", _train(output="{W}/damaged_state_run"), "the checkpoint file {W}/damaged_state_run/checkpoint/state.json is damaged (not valid JSON"),
+    ("train-checkpoint-state-fields", _train(output="{W}/stateless_run"), "stateless_run/checkpoint/state.json is damaged (its 'epochs_done' is missing or not a integer)"),
+    ("train-checkpoint-truncated-weights", _train(output="{W}/truncated_weights_run"), "truncated_weights_run/checkpoint/state.weights.h5 is damaged (not a readable HDF5 weights file"),
+    ("train-checkpoint-best-missing", _train(output="{W}/no_best_run"), "no_best_run/checkpoint/best.weights.h5 is damaged (it is missing); delete {W}/no_best_run/checkpoint to train the run from its start, or restore"),
     ("train-flagfile-missing", _train("--flagfile={W}/nope.flags"), "--flagfile {W}/nope.flags: no such file"),
     ("train-flagfile-is-a-directory", _train("--flagfile={W}"), "is a directory, not a file of flags"),
     ("train-flag-typo", _train("--alhpa=-1"), "Unknown command line flag 'alhpa'"),
@@ -116,6 +139,8 @@ CASES = [
     # ---------------------------------------------------------------- sweep
     ("sweep-folder-missing", _sweep("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("sweep-folder-corrupt", _sweep("--dataset=imagefolder:{W}/corrupt"), "cannot decode image"),
+    ("sweep-folder-symlink-loop", _sweep("--dataset=imagefolder:{W}/symlink_loop"), "loop.png (a loop of symbolic links)"),
+    ("sweep-folder-dangling-symlink", _sweep("--dataset=imagefolder:{W}/dangling_symlink"), "which does not exist"),
     ("sweep-alpha-not-a-number", _sweep(alphas="0,oops"), "--alphas: 'oops' is not a number"),
     ("sweep-alpha-twice", _sweep(alphas="0,-1,-1.0"), "appears twice"),
     ("sweep-no-alphas", _sweep(alphas=None), "--alphas is required in grid mode"),
@@ -132,6 +157,9 @@ CASES = [
     ("sweep-output-under-a-file", _sweep(output="{W}/a_file/sweep"), "is a file, not a directory"),
     ("sweep-output-unwritable", _sweep(output="/proc/tf_selectivity_sweep"), "cannot be created"),
     ("sweep-bad-model", _sweep("--model=resnet9"), "--model must be one of resnet8, resnet20"),
+    ("sweep-model-wrong-signature", _sweep("--model=bad_models:wrong_signature"), "cannot be called with"),
+    ("sweep-model-raises", _sweep("--model=bad_models:raises"), "bad_models:raises raised RuntimeError: out of ideas"),
+    ("sweep-model-sigmoid", _sweep("--model=bad_models:ends_in_sigmoid"), "applies a sigmoid"),
     ("sweep-aggregate-nothing", _sweep("--aggregate_only", output="{W}/someones_dir"), "holds no sweep"),
 ]
 
@@ -164,6 +192,55 @@ def _summary(**overrides):
     return summary
 
 
+BAD_MODELS = '''"""A user's model functions that fail, for --model=bad_models:<name>."""
+import keras
+
+
+def wrong_signature(classes, shape):
+    raise AssertionError("never called: the signature is refused first")
+
+
+def returns_none(num_classes, input_shape):
+    inputs = keras.Input(input_shape)
+    keras.Model(inputs, keras.layers.Dense(num_classes)(keras.layers.Flatten()(inputs)))
+
+
+def raises(num_classes, input_shape):
+    raise RuntimeError("out of ideas")
+
+
+def no_convolution(num_classes, input_shape):
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(keras.layers.Flatten()(inputs)))
+
+
+def ends_in_sigmoid(num_classes, input_shape):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="sigmoid", name="scores")(x))
+'''
+
+
+def _weights_file(path):
+    """An HDF5 file laid out as a small weights file."""
+    import h5py
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("layers/conv/vars/0", data=np.arange(4096, dtype=np.float32))
+
+
+def _interrupted_run(root, config):
+    """A run of `config` interrupted after epoch 1 of 2 (config.json, checkpoint/)."""
+    _write(os.path.join(root, "config.json"), json.dumps({"identity": config.identity(), "config": config.to_dict()}))
+    state = {"epochs_done": 1, "best_epoch": 1, "best_value": 0.5, "monitor": "val_accuracy",
+             "input_pipeline": "tf.data", "history": [{"epoch": 1, "val_accuracy": 0.5}]}
+    _write(os.path.join(root, "checkpoint", "state.json"), json.dumps(state))
+    _weights_file(os.path.join(root, "checkpoint", "state.weights.h5"))
+    _weights_file(os.path.join(root, "checkpoint", "best.weights.h5"))
+
+
 def _write(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -189,6 +266,13 @@ def world_template(tmp_path_factory):
     with open(jpeg, "wb") as f:
         f.write(data[: len(data) // 2])
     _write(os.path.join(root, "corrupt", "test", "dog", "y.png"), "not an image")
+    # Symbolic links among the images: one that points at itself, one at nothing.
+    _image_folder(os.path.join(root, "symlink_loop"), rng)
+    os.symlink("loop.png", os.path.join(root, "symlink_loop", "train", "cat", "loop.png"))
+    _image_folder(os.path.join(root, "dangling_symlink"), rng)
+    os.symlink("missing.png", os.path.join(root, "dangling_symlink", "test", "dog", "gone.png"))
+    _image_folder(os.path.join(root, "corrupt_train"), rng)
+    _write(os.path.join(root, "corrupt_train", "train", "cat", "x.png"), "not an image")
     _image_folder(os.path.join(root, "empty_class"), rng)
     for name in os.listdir(os.path.join(root, "empty_class", "train", "dog")):
         os.remove(os.path.join(root, "empty_class", "train", "dog", name))
@@ -212,6 +296,19 @@ def world_template(tmp_path_factory):
            json.dumps(diverged_summary(_summary(alpha=1e300), 1, "loss is nan")))
     _write(os.path.join(root, "damaged_model_run", "summary.json"), json.dumps(_summary()))
     _write(os.path.join(root, "damaged_model_run", "model.keras"), "PK but not really a zip archive")
+    _write(os.path.join(root, "bad_models.py"), BAD_MODELS)
+    # Interrupted runs of the table's training command, their checkpoints damaged.
+    this = TrainConfig(model="resnet8", dataset=TINY, epochs=1, output_dir="x")
+    for name in ("damaged_state_run", "stateless_run", "truncated_weights_run", "no_best_run"):
+        _interrupted_run(os.path.join(root, name), this)
+    _write(os.path.join(root, "damaged_state_run", "checkpoint", "state.json"), '{"epochs_done": 1, "best_ep')
+    _write(os.path.join(root, "stateless_run", "checkpoint", "state.json"), '{"epochs_done": "one"}')
+    weights = os.path.join(root, "truncated_weights_run", "checkpoint", "state.weights.h5")
+    with open(weights, "rb") as f:
+        data = f.read()
+    with open(weights, "wb") as f:
+        f.write(data[: len(data) // 2])
+    os.remove(os.path.join(root, "no_best_run", "checkpoint", "best.weights.h5"))
     other = sweep_settings(TrainConfig(model="resnet8", dataset=TINY, epochs=200, output_dir="x"))
     _write(os.path.join(root, "other_sweep", "sweep.json"), json.dumps(settings_record(other)))
     os.makedirs(os.path.join(root, "cache"))  # XDG_CACHE_HOME: decoded image folders land here
@@ -228,29 +325,50 @@ def _tree(root) -> dict:
         entries[os.path.relpath(directory, root)] = ("dir", os.stat(directory).st_mtime_ns)
         for name in sorted(files):
             path = os.path.join(directory, name)
+            if os.path.islink(path):
+                entries[os.path.relpath(path, root)] = ("link", os.readlink(path))
+                continue
             with open(path, "rb") as f:
                 entries[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
     return entries
 
 
-@pytest.mark.parametrize("case_id,command,expected", [(c[0], c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_exits_2_with_one_line_and_changes_nothing(world_template, tmp_path, case_id, command, expected):
+def _new_world(world_template, tmp_path) -> str:
     world = str(tmp_path / "world")
-    shutil.copytree(world_template, world)
-    module, args = command
-    args = [a.replace("{W}", world) for a in args]
-    expected = expected.replace("{W}", world)
-    before = _tree(world)
+    shutil.copytree(world_template, world, symlinks=True)
+    return world
+
+
+def _environment(world, tmp_path, **extra) -> dict:
     # Our data cache lives in the world; matplotlib's font cache (a library's,
-    # written when it is first imported) outside it.
+    # written when it is first imported) outside it. The world is the
+    # current directory: its user model module (bad_models.py) imports.
     env = {**os.environ, "XDG_CACHE_HOME": os.path.join(world, "cache"), "PYTHONPATH": REPO,
-           "MPLCONFIGDIR": str(tmp_path / "matplotlib")}
+           "MPLCONFIGDIR": str(tmp_path / "matplotlib"), **extra}
     env.pop("KERASTUNER_ORACLE_IP", None)
     env.pop("KERASTUNER_ORACLE_PORT", None)
-    completed = subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=world, timeout=300,
+    return env
+
+
+def _run(module, args, world, env, timeout=300):
+    args = [a.replace("{W}", world) for a in args]
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=world, timeout=timeout,
     )
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+
+
+def _stderr_lines(completed) -> list:
+    return [line for line in completed.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("case_id,command,expected", [(c[0], c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(world_template, tmp_path, case_id, command, expected):
+    world = _new_world(world_template, tmp_path)
+    module, args = command
+    expected = expected.replace("{W}", world)
+    before = _tree(world)
+    completed = _run(module, args, world, _environment(world, tmp_path))
+    lines = _stderr_lines(completed)
     assert completed.returncode == 2, (completed.returncode, completed.stderr[-3000:])
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{COMMANDS[module]}: error: "), lines[0]
@@ -258,10 +376,24 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(world_template, tmp
     assert _tree(world) == before
 
 
+# Issue 20's causes, each in the table: symbolic links, a user's model
+# function that fails, a damaged checkpoint, and a decode error that wrote
+# the other split's cache (the full disk, Ctrl-C and the noise cases are the
+# tests after the table).
+ISSUE_20 = [
+    "train-folder-symlink-loop", "train-folder-dangling-symlink", "sweep-folder-symlink-loop",
+    "sweep-folder-dangling-symlink", "train-model-wrong-signature", "train-model-returns-none", "train-model-raises",
+    "train-model-no-convolution", "train-model-sigmoid", "train-seeds-model-raises", "sweep-model-wrong-signature",
+    "sweep-model-raises", "sweep-model-sigmoid", "train-checkpoint-state-not-json", "train-checkpoint-state-fields",
+    "train-checkpoint-truncated-weights", "train-checkpoint-best-missing", "train-folder-corrupt-train-only",
+]
+
+
 def test_the_table_is_big_enough():
     modules = [command[0] for _, command, _ in CASES]
-    assert len(CASES) >= 30 and all(modules.count(m) >= 8 for m in COMMANDS)
+    assert len(CASES) >= 90 and all(modules.count(m) >= 8 for m in COMMANDS)
     assert len({case_id for case_id, _, _ in CASES}) == len(CASES)
+    assert set(ISSUE_20) <= {case_id for case_id, _, _ in CASES}
 
 
 @pytest.mark.parametrize("module", sorted(COMMANDS))
@@ -283,3 +415,216 @@ def test_help_exits_0_and_lists_the_commands_own_flags(module):
     # The train example's line continuation survives (a backslash, then the next line).
     if module == TRAIN:
         assert "--seed=0 \\\n        --dataset=cifar10" in short
+
+
+# ------------------------------------------------- what is not refused
+
+
+def test_skip_bad_images_leaves_out_and_lists_symbolic_links(world_template, tmp_path):
+    """--skip_bad_images: a loop of symbolic links (train/) and a dangling one
+    (test/) are left out like undecodable images and listed in config.json."""
+    world = _new_world(world_template, tmp_path)
+    folder = os.path.join(world, "symlink_loop")
+    os.symlink("missing.png", os.path.join(folder, "test", "dog", "gone.png"))
+    completed = _run(TRAIN, _train(f"--dataset=imagefolder:{folder}", "--skip_bad_images", "--verbose=0",
+                                   output="{W}/skip_run")[1], world, _environment(world, tmp_path))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert _stderr_lines(completed) == []
+    with open(os.path.join(world, "skip_run", "config.json")) as f:
+        record = json.load(f)
+    assert record["skipped_images"] == [os.path.join(folder, "train", "cat", "loop.png"),
+                                        os.path.join(folder, "test", "dog", "gone.png")]
+    assert (record["num_train"] + record["num_validation"], record["num_test"]) == (12, 12)
+
+
+# ------------------------------------- full disk, Ctrl-C: the checkpoint holds
+#
+# A run of a few epochs long enough (about a second each) to be interrupted in
+# the middle of one; the uninterrupted run is the reference a resumed one
+# must equal.
+LONG = "synthetic:train=1500,test=100,size=16,classes=2"
+LONG_ARGS = ["--model=resnet8", f"--dataset={LONG}", "--epochs=3", "--batch_size=50", "--lr_milestones=",
+             "--verbose=0"]
+
+# A disk that fills up after the first checkpoint, simulated in the training
+# process (a `sitecustomize` module on its PYTHONPATH): once checkpoint/
+# state.json has been renamed into place, every file opened for writing under
+# SIMULATED_FULL_DISK writes half of what it is given, then fails with ENOSPC
+# as a full file system does. (TensorFlow's own C++ writers -- TensorBoard
+# event files -- are not affected.)
+FULL_DISK = '''
+import builtins, errno, os
+
+_root = os.environ["SIMULATED_FULL_DISK"]
+_full = []
+_open, _replace = builtins.open, os.replace
+
+
+def _under(path):
+    return os.path.abspath(os.fspath(path)).startswith(_root)
+
+
+def replace(src, dst, *args, **kwargs):
+    _replace(src, dst, *args, **kwargs)
+    if _under(dst) and os.path.basename(os.fspath(dst)) == "state.json":
+        _full.append(True)
+
+
+class _FullFile:
+    def __init__(self, file):
+        self._file = file
+
+    def write(self, data):
+        self._file.write(data[: len(data) // 2])
+        self._file.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+
+def open_(file, mode="r", *args, **kwargs):
+    handle = _open(file, mode, *args, **kwargs)
+    if _full and isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax") and _under(file):
+        return _FullFile(handle)
+    return handle
+
+
+os.replace = replace
+builtins.open = open_
+'''
+
+
+def _checkpoint(run_dir) -> dict:
+    """The checkpoint's files, hashed (names and contents)."""
+    return _tree(os.path.join(run_dir, "checkpoint"))
+
+
+def _weights(path) -> dict:
+    import h5py
+
+    values = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: values.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+    return values
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """The uninterrupted run of LONG_ARGS: (run directory, summary)."""
+    root = tmp_path_factory.mktemp("reference")
+    out = str(root / "run")
+    completed = _run(TRAIN, [*LONG_ARGS, f"--output_dir={out}"], str(root), _environment(str(root), root))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    with open(os.path.join(out, "summary.json")) as f:
+        return out, json.load(f)
+
+
+def _assert_resumes_identically(run_dir, reference_run, world, tmp_path):
+    completed = _run(TRAIN, [*LONG_ARGS, f"--output_dir={run_dir}"], world, _environment(world, tmp_path))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    reference_dir, reference = reference_run
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    for key in ("best_epoch", "val_accuracy", "test_accuracy", "test_layer_selectivity", "test_mean_selectivity"):
+        assert summary[key] == reference[key], key
+    mine, theirs = (_weights(os.path.join(d, "checkpoint", "best.weights.h5")) for d in (run_dir, reference_dir))
+    assert sorted(mine) == sorted(theirs)
+    for name in mine:
+        np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
+
+
+def test_full_disk_says_which_file_and_keeps_the_last_checkpoint(reference_run, tmp_path):
+    world = str(tmp_path / "world")
+    os.makedirs(world)
+    run_dir = os.path.join(world, "run")
+    site = tmp_path / "full_disk"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FULL_DISK)
+    env = _environment(world, tmp_path, PYTHONPATH=f"{site}{os.pathsep}{REPO}", SIMULATED_FULL_DISK=run_dir)
+    completed = _run(TRAIN, [*LONG_ARGS, f"--output_dir={run_dir}"], world, env)
+    lines = _stderr_lines(completed)
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{COMMANDS[TRAIN]}: error: no space left on the device to write {run_dir}/checkpoint/")
+    assert "free on its file system; the checkpoint of epoch 1 is intact: free space, then run the same command" in lines[0]
+    # Epoch 1's checkpoint, complete; nothing of epoch 2 (no temporary left).
+    with open(os.path.join(run_dir, "checkpoint", "state.json")) as f:
+        assert json.load(f)["epochs_done"] == 1
+    assert sorted(os.listdir(os.path.join(run_dir, "checkpoint"))) == ["best.weights.h5", "state.json", "state.weights.h5"]
+    _assert_resumes_identically(run_dir, reference_run, world, tmp_path)
+
+
+def test_ctrl_c_mid_epoch_says_after_which_epoch_and_resumes_identically(reference_run, tmp_path):
+    import signal
+    import time
+
+    world = str(tmp_path / "world")
+    os.makedirs(world)
+    run_dir = os.path.join(world, "run")
+    state = os.path.join(run_dir, "checkpoint", "state.json")
+    process = subprocess.Popen(
+        [sys.executable, "-m", TRAIN, *LONG_ARGS, f"--output_dir={run_dir}"], cwd=world,
+        env=_environment(world, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 240
+    while not os.path.exists(state) and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into epoch 2
+    kept = _checkpoint(run_dir)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert process.returncode == 130, stderr[-3000:]
+    with open(state) as f:
+        done = json.load(f)["epochs_done"]
+    assert done < 3, "the run ended before it was interrupted: make LONG longer"
+    assert lines == [f"{COMMANDS[TRAIN]}: interrupted after epoch {done}; run the same command to resume"]
+    if done == 1:
+        assert _checkpoint(run_dir) == kept
+    assert not os.path.exists(os.path.join(run_dir, "summary.json"))
+    _assert_resumes_identically(run_dir, reference_run, world, tmp_path)
+
+
+# ---------------------------------------------------------------- noise
+
+
+def test_cifar10_offline_says_one_line_without_tensorflow_datasets_warnings(tmp_path):
+    """No network (simulated: every connection refused) and no prepared
+    CIFAR-10: the one line of the error, no absl warning of tensorflow-datasets
+    before it ("Variant folder ... has no dataset_info.json")."""
+    world = str(tmp_path / "world")
+    os.makedirs(world)
+    site = tmp_path / "offline"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import socket\n\n\ndef _refuse(*args, **kwargs):\n"
+        "    raise OSError(101, 'Network is unreachable')\n\n\nsocket.create_connection = _refuse\n"
+    )
+    env = _environment(world, tmp_path, PYTHONPATH=f"{site}{os.pathsep}{REPO}",
+                       TFDS_DATA_DIR=os.path.join(world, "tensorflow_datasets"))
+    before = _tree(world)
+    completed = _run(TRAIN, _train("--dataset=cifar10")[1], world, env)
+    lines = _stderr_lines(completed)
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{COMMANDS[TRAIN]}: error: CIFAR-10 is not prepared in"), lines[0]
+    assert "cannot be reached (no network?)" in lines[0]
+    assert _tree(world) == before
+
+
+def test_an_alpha_that_overflows_float32_diverges_without_numpy_warnings(tmp_path):
+    world = str(tmp_path / "world")
+    os.makedirs(world)
+    completed = _run(TRAIN, _train("--alpha=1e300", "--verbose=0")[1], world, _environment(world, tmp_path))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert _stderr_lines(completed) == []
+    with open(os.path.join(world, "out", "summary.json")) as f:
+        summary = json.load(f)
+    assert (summary["status"], summary["diverged_epoch"]) == ("diverged", 1)

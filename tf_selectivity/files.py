@@ -17,6 +17,7 @@ that match what a killed process may leave behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ import tempfile
 __all__ = [
     "DamagedFileError",
     "LockedError",
+    "NoSpaceError",
     "PROBE_PREFIX",
     "TEMPORARY_PATTERNS",
     "exclusive_lock",
@@ -70,6 +72,67 @@ class LockedError(RuntimeError):
         self.owner = owner
 
 
+class NoSpaceError(OSError):
+    """A write failed because its file system is full (or its quota spent).
+
+    Raised by `replacing` (and so by every atomic write of the package) in
+    place of the bare ``OSError: [Errno 28] No space left on device``,
+    after the temporary file was removed: the target keeps its old content.
+
+    Attributes:
+        path: the file that could not be written.
+        free_bytes: the space left on its file system, or None if unknown.
+        note: what the caller adds (e.g. what is still intact).
+    """
+
+    def __init__(self, path: str, free_bytes=None, note: str = ""):
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        self.path = path
+        self.free_bytes = free_bytes
+        self.note = note
+
+    def __str__(self) -> str:
+        free = "" if self.free_bytes is None else f"; {format_bytes(self.free_bytes)} free on its file system"
+        text = f"no space left on the device to write {self.path}{free}"
+        return f"{text}; {self.note}" if self.note else text
+
+    def __reduce__(self):
+        return type(self), (self.path, self.free_bytes, self.note)
+
+    def with_note(self, note: str) -> "NoSpaceError":
+        """The same error with `note` added to its message."""
+        return NoSpaceError(self.path, self.free_bytes, note)
+
+
+def format_bytes(count: int) -> str:
+    """1536 -> "1.5 KB": a size in bytes, in decimal units."""
+    value = float(count)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _is_no_space(error: BaseException) -> bool:
+    """Whether `error` says the file system is full: ENOSPC or EDQUOT, also
+    as h5py reports them (an OSError whose text carries the C library's
+    message, without an errno)."""
+    if not isinstance(error, OSError) or isinstance(error, NoSpaceError):
+        return False
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return os.strerror(errno.ENOSPC) in text or os.strerror(errno.EDQUOT) in text
+
+
+def _free_bytes(path: str):
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or ".").free
+    except OSError:
+        return None
+
+
 # ------------------------------------------------------------ atomic writes
 def temporary_path(path: str, suffix: str = "") -> str:
     """The temporary name beside `path` that this process writes first.
@@ -102,7 +165,9 @@ def replacing(path: str, suffix: str = ""):
     When the block ends normally the result is renamed onto `path` (a
     directory at `path` is removed first: two renames, so a reader may find
     no directory for an instant, never a half-written one); when it raises,
-    the temporary is removed and `path` is left as it was.
+    the temporary is removed and `path` is left as it was. A full file
+    system (``ENOSPC``, ``EDQUOT``) is raised as `NoSpaceError`, naming
+    `path` and the space left.
 
     Args:
         path: the final path.
@@ -118,8 +183,10 @@ def replacing(path: str, suffix: str = ""):
         if os.path.isdir(tmp) and os.path.isdir(path):
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         _remove(tmp)
+        if _is_no_space(error):
+            raise NoSpaceError(path, _free_bytes(path)) from error
         raise
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from tf_selectivity.compat import register_call_context_args
@@ -36,6 +38,20 @@ LABELS_ARG = "selectivity_labels"
 
 
 @keras.saving.register_keras_serializable(package="tf_selectivity")
+def representable_coefficient(value: float, dtype) -> float:
+    """`value`, or an infinity of its sign where it exceeds `dtype`'s range.
+
+    A coefficient such as alpha = 1e300 overflows float32 to inf (the run
+    then diverges, as it should); converting it explicitly keeps NumPy's
+    "overflow encountered in cast" warning off the console.
+    """
+    try:
+        limit = float(np.finfo(keras.backend.standardize_dtype(dtype)).max)
+    except (TypeError, ValueError):  # bfloat16: float32's exponent range
+        limit = float(np.finfo(np.float32).max)
+    return value if abs(value) <= limit else math.copysign(math.inf, value)
+
+
 class SelectivityProbe(keras.layers.Layer):
     """Identity layer that regularizes the class selectivity of its input's units.
 
@@ -124,7 +140,7 @@ class SelectivityProbe(keras.layers.Layer):
         self.batch_selectivity.assign(ops.stop_gradient(layer_si))
         if self.alpha != 0.0:
             share = 1.0 if self.share is None else self.share
-            self.add_loss(-self.alpha * share * layer_si)
+            self.add_loss(representable_coefficient(-self.alpha * share, layer_si.dtype) * layer_si)
         return inputs
 
     def compute_output_shape(self, input_shape):

@@ -23,11 +23,16 @@ and the data on the device, up to --pack_replicates seeds (auto: 8) train
 together as one program; on a CPU (auto) and on TensorFlow they train one
 after another.
 
-Bad input (a flag value, a path, the data) gives one line on stderr and exit
-status 2, and nothing is written.
+Bad input (a flag value, a path, the data, a user's model function that
+fails, a damaged checkpoint) gives one line on stderr and exit status 2, and
+nothing is written; so does a full disk, with the last epoch's checkpoint
+intact. Ctrl-C stops with one line saying after which epoch (exit status
+130): the same command resumes.
 """
 
 from __future__ import annotations
+
+import sys
 
 from tf_selectivity import cli  # noqa: F401  (sets quiet TensorFlow logging first)
 
@@ -122,7 +127,40 @@ def load_data(config):
     return load_config_dataset(config)
 
 
+INTERRUPTED = 130  # the shell's code for Ctrl-C
+
+
 def main(argv):
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C: the checkpoint of the last finished epoch is intact (each
+        # epoch's files are renamed into place only once all are written).
+        print(f"{COMMAND}: {interrupted_message(flags.FLAGS)}", file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED)
+
+
+def interrupted_message(FLAGS) -> str:
+    """What an interrupted command says: after which epoch its run stopped."""
+    from tf_selectivity.training.run_dir import RunPaths
+
+    if FLAGS.seeds is not None or not FLAGS.output_dir:
+        return "interrupted; run the same command to resume (each run resumes after its last finished epoch)"
+    paths = RunPaths(FLAGS.output_dir)
+    try:
+        from tf_selectivity.files import read_json
+
+        done = int(read_json(paths.state)["epochs_done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        done = 0
+    if paths.is_complete():
+        return f"interrupted; the run in {paths.root} is complete"
+    if not done:
+        return "interrupted before the first epoch ended; run the same command to start again"
+    return f"interrupted after epoch {done}; run the same command to resume"
+
+
+def _main(argv):
     cli.quiet_logging()
     if len(argv) > 1:
         cli.fail(COMMAND, f"unexpected arguments: {' '.join(argv[1:])}")
@@ -138,14 +176,14 @@ def main(argv):
             raise cli.UsageError("--output_dir is required (the run directory)")
         cli.check_verbose(FLAGS.verbose)
         pack_replicates_setting(FLAGS)
-        if FLAGS.seeds is not None:
-            return _train_seeds(FLAGS)
-        config = config_from_flags(FLAGS.alpha, FLAGS.seed, FLAGS.output_dir)
-        if ":" in config.model:
+        if ":" in (FLAGS.model or ""):
             # Checking a user's model spec imports the user's module, which
             # imports Keras: start the backend first, keeping its start-up
             # lines off the console.
             cli.start_backend(FLAGS.verbose)
+        if FLAGS.seeds is not None:
+            return _train_seeds(FLAGS)
+        config = config_from_flags(FLAGS.alpha, FLAGS.seed, FLAGS.output_dir)
         check_training_config(config)
         check_run_dir(config)
     except (cli.UsageError, ConfigError, DatasetUnavailableError) as error:
@@ -162,11 +200,12 @@ def main(argv):
         except DatasetUnavailableError as error:
             cli.fail(COMMAND, error)
     cli.start_backend(FLAGS.verbose)
+    from tf_selectivity.files import NoSpaceError
     from tf_selectivity.training import train
 
     try:
         train(config, verbose=cli.progress_verbosity(FLAGS.verbose), data=data)
-    except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError) as error:
+    except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError, NoSpaceError) as error:
         cli.fail(COMMAND, error)
     return 0
 
@@ -228,12 +267,15 @@ def _train_seeds(FLAGS):
                 "Seeds train one after another: on a CPU a packed program is slower than single runs "
                 "(--pack_replicates=N packs them all the same)."
             )
+    from tf_selectivity.files import NoSpaceError
+
     summaries = []
     by_seed = dict(zip(seeds, configs))
     try:
         for pack in split_into_packs(seeds, limit):
             summaries += train_replicates([by_seed[seed] for seed in pack], verbose=verbose, data=data)
-    except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError, PackTooLargeError) as error:
+    except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError, PackTooLargeError,
+            NoSpaceError) as error:
         cli.fail(COMMAND, error)
     if verbose:
         diverged = [s["seed"] for s in summaries if s.get("status") == "diverged"]

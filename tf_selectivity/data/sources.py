@@ -19,7 +19,9 @@ Sources (the ``--dataset`` flag):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import os
 import socket
@@ -253,6 +255,9 @@ def _decode_images(paths: Sequence[str], skip_bad: bool = False):
     from PIL import Image
 
     def decode(path):
+        problem = _unreadable_file(path)
+        if problem:
+            return problem
         try:
             with Image.open(path) as image:
                 return np.asarray(image.convert("RGB"))
@@ -363,11 +368,36 @@ def _image_folder_layout(root: str, splits=("train", "test")) -> list:
     return names
 
 
+def _unreadable_file(path: str):
+    """Why `path` cannot be opened as a file (a dangling symbolic link, a
+    loop of them, no permission...), in words; None when it can be."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a loop of symbolic links"
+        if isinstance(error, FileNotFoundError) and os.path.islink(path):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"a symbolic link to {target}, which does not exist"
+        return error.strerror or str(error)
+    return None
+
+
 def _folder_cache_key(paths: Sequence[str]) -> str:
+    """A key of the files at `paths`: each one's path, size and modification
+    time (a file that cannot be stat'ed, such as a dangling symbolic link,
+    by its path and the error)."""
     digest = hashlib.sha256()
     for path in paths:
-        stat = os.stat(path)
-        digest.update(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        try:
+            stat = os.stat(path)
+            identity = f"{stat.st_size}|{stat.st_mtime_ns}"
+        except OSError as error:
+            identity = f"unreadable|{error.errno}"
+        digest.update(f"{os.path.abspath(path)}|{identity}\n".encode())
     return digest.hexdigest()[:24]
 
 
@@ -377,12 +407,15 @@ def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"
     class_names = _image_folder_layout(root, splits)
     loaded = {"train": None, "test": None}
     bad_found, skipped = [], []
+    # Decoding 60k JPEGs takes ~30 s on 2 cores; the decoded arrays are
+    # cached, keyed by every file's path, size and modification time. Cache
+    # entries are written only once every split decoded (or its unreadable
+    # files were skipped on request: they are listed beside the entry) and
+    # the folder was found usable: a command refused for one split's
+    # images writes no other split's entry either.
+    to_cache = []
     for split in splits:
         _, paths, labels = _list_image_folder(root, split, class_names)
-        # Decoding 60k JPEGs takes ~30 s on 2 cores; cache the decoded arrays,
-        # keyed by every file's path, size and modification time. A cache
-        # entry is written only once every file decoded (or was skipped on
-        # request: the skipped ones are listed beside it).
         cache_path = None
         if cache_dir:
             cache_path = os.path.join(cache_dir, f"imagefolder-{split}-{_folder_cache_key(paths)}.npy")
@@ -399,11 +432,7 @@ def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"
                 bad_found.extend(error.bad)
                 continue
             if cache_path:
-                os.makedirs(cache_dir, exist_ok=True)
-                if bad:
-                    write_json_atomic(skipped_path, {"indices": bad, "paths": [paths[i] for i in bad]})
-                with replacing(cache_path, suffix=".npy") as tmp:
-                    np.save(tmp, images)
+                to_cache.append((cache_path, images, {"indices": bad, "paths": [paths[i] for i in bad]} if bad else None))
         if bad and not skip_bad:
             bad_found.extend((paths[i], "could not be decoded earlier") for i in bad)
             continue
@@ -421,6 +450,12 @@ def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"
                 f"image folder {root}: every image of class {class_names[missing[0]]} in {split}/ was "
                 "skipped as unreadable; fix the files"
             )
+    for cache_path, images, skipped_record in to_cache:
+        os.makedirs(cache_dir, exist_ok=True)
+        if skipped_record:
+            write_json_atomic(f"{cache_path}.skipped.json", skipped_record)
+        with replacing(cache_path, suffix=".npy") as tmp:
+            np.save(tmp, images)
     return class_names, loaded, skipped
 
 
@@ -432,6 +467,28 @@ def _network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool
         return False
 
 
+class _MissingDatasetInfo:
+    """Drops tensorflow-datasets' "Variant folder ... has no
+    dataset_info.json" warning: it says that CIFAR-10 is not prepared, which
+    `_load_tfds_cifar10` says itself (prepares it, or names the ways on)."""
+
+    def filter(self, record) -> bool:
+        return "has no dataset_info.json" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_missing_dataset_info_warnings():
+    import logging
+
+    logger = logging.getLogger("absl")  # absl.logging's Python logger, which tfds writes to
+    dropped = _MissingDatasetInfo()
+    logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropped)
+
+
 def _load_tfds_cifar10(data_dir: str | None, splits=("train", "test")):
     try:
         import tensorflow_datasets as tfds
@@ -440,8 +497,10 @@ def _load_tfds_cifar10(data_dir: str | None, splits=("train", "test")):
             "`dataset='cifar10'` needs tensorflow-datasets (and TensorFlow); "
             "use `dataset='imagefolder:PATH'` or `dataset='cifar10_sample'` instead."
         ) from error
-    builder = tfds.builder("cifar10", data_dir=data_dir)
-    if not builder.is_prepared():
+    with _without_missing_dataset_info_warnings():
+        builder = tfds.builder("cifar10", data_dir=data_dir)
+        prepared = builder.is_prepared()
+    if not prepared:
         # tfds retries a failing download for minutes; check the network first.
         if not _network_reachable("www.cs.toronto.edu"):
             raise DatasetUnavailableError(

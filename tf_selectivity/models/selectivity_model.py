@@ -11,7 +11,13 @@ from keras import ops
 # TorchSGD ("tf_selectivity>TorchSGD").
 import tf_selectivity.optimizers  # noqa: F401
 from tf_selectivity.compat import register_call_context_args
-from tf_selectivity.layers import LABELS_ARG, UnitResponses, find_probes, recording_unit_responses
+from tf_selectivity.layers import (
+    LABELS_ARG,
+    UnitResponses,
+    find_probes,
+    recording_unit_responses,
+    representable_coefficient,
+)
 from tf_selectivity.models.split_selectivity import SplitSelectivity
 from tf_selectivity.models.steps import BackendSteps
 from tf_selectivity.selectivity import DEFAULT_SELECTIVITY_INDEX, validate_index
@@ -413,7 +419,10 @@ class SelectivityModel(BackendSteps, keras.Model):
         if probes:
             layer_si = self.layer_selectivity_tracker.result()
             weights = ops.convert_to_tensor(
-                [probe.alpha * (probe.share if probe.share is not None else 1.0) for probe in probes],
+                [
+                    representable_coefficient(probe.alpha * (probe.share if probe.share is not None else 1.0), "float32")
+                    for probe in probes
+                ],
                 dtype="float32",
             )
             shares = ops.convert_to_tensor(

@@ -30,9 +30,24 @@ import importlib
 import inspect
 import re
 
-__all__ = ["is_model_spec", "load_model_function", "build_user_model", "OPTIONAL_ARGUMENTS"]
+__all__ = [
+    "is_model_spec",
+    "load_model_function",
+    "check_model_function",
+    "build_user_model",
+    "UserModelError",
+    "OPTIONAL_ARGUMENTS",
+]
 
 _SPEC = re.compile(r"^([A-Za-z_][\w.]*):([A-Za-z_]\w*)$")
+
+class UserModelError(ValueError):
+    """A user's model function cannot build a model the toolkit can train:
+    it cannot be called as documented, raises, returns no Keras model, or
+    its model cannot be instrumented (no layer to probe, a sigmoid output,
+    the wrong number of classes or input shape). The message names the
+    function."""
+
 
 # Arguments passed only to functions that name them.
 OPTIONAL_ARGUMENTS = ("pixel_mean", "pixel_std", "activation", "leaky_slope")
@@ -80,6 +95,61 @@ def _accepted_arguments(function) -> tuple:
     return tuple(name for name in OPTIONAL_ARGUMENTS if name in names)
 
 
+def _call_arguments(spec, function, *, num_classes, input_shape, activation, leaky_slope, pixel_mean, pixel_std):
+    """The keyword arguments `function` is called with; checks its signature.
+
+    Raises:
+        UserModelError: a non-default activation for a function that does
+            not take it, or a signature that cannot take the arguments.
+    """
+    accepted = _accepted_arguments(function)
+    optional = {
+        "pixel_mean": pixel_mean,
+        "pixel_std": pixel_std,
+        "activation": activation,
+        "leaky_slope": leaky_slope,
+    }
+    for name, default in (("activation", "relu"), ("leaky_slope", 0.0)):
+        if name not in accepted and optional[name] != default:
+            raise UserModelError(
+                f"`{name}={optional[name]!r}` was given but {spec} does not take the argument {name!r}; "
+                "the network defines its own activations"
+            )
+    arguments = {"num_classes": int(num_classes), "input_shape": tuple(int(d) for d in input_shape)}
+    arguments.update({name: optional[name] for name in accepted if optional[name] is not None})
+    try:
+        inspect.signature(function).bind(**arguments)
+    except TypeError as error:
+        raise UserModelError(
+            f"{spec} cannot be called with {', '.join(sorted(arguments))} ({error}); it must "
+            "take num_classes and input_shape keyword arguments"
+        ) from None
+    except ValueError:
+        pass  # no signature to check (a builtin or C callable)
+    return arguments
+
+
+def check_model_function(spec: str, activation: str = "relu", leaky_slope: float = 0.0):
+    """Imports ``module.path:function`` and checks that it can be called as
+    `build_user_model` calls it (with the pixel statistics a run has), without
+    calling it. Needs no data; does not build the model.
+
+    Returns:
+        The function.
+
+    Raises:
+        ValueError: the spec cannot be loaded.
+        UserModelError: its signature cannot take the arguments, or a
+            non-default activation is given for a function without one.
+    """
+    function = load_model_function(spec)
+    _call_arguments(
+        spec, function, num_classes=2, input_shape=(32, 32, 3), activation=activation,
+        leaky_slope=leaky_slope, pixel_mean=(0.0, 0.0, 0.0), pixel_std=(1.0, 1.0, 1.0),
+    )
+    return function
+
+
 def build_user_model(
     spec: str,
     *,
@@ -107,8 +177,11 @@ def build_user_model(
         A `SelectivityModel` (see `instrument`).
 
     Raises:
-        ValueError: the spec cannot be loaded, the function does not take
-            a requested activation, or its model does not fit the data.
+        ValueError: the spec cannot be loaded.
+        UserModelError: the function cannot be called with the arguments
+            (or does not take a requested activation), raises, returns no
+            Keras model, or its model does not fit the data or cannot be
+            instrumented; the message names the function.
     """
     import keras
 
@@ -117,38 +190,24 @@ def build_user_model(
     from tf_selectivity.models.selectivity_model import SelectivityModel
 
     function = load_model_function(spec)
-    accepted = _accepted_arguments(function)
-    optional = {
-        "pixel_mean": pixel_mean,
-        "pixel_std": pixel_std,
-        "activation": activation,
-        "leaky_slope": leaky_slope,
-    }
-    for name, default in (("activation", "relu"), ("leaky_slope", 0.0)):
-        if name not in accepted and optional[name] != default:
-            raise ValueError(
-                f"`{name}={optional[name]!r}` was given but {spec} does not take the argument {name!r}; "
-                "the network defines its own activations"
-            )
-    arguments = {"num_classes": int(num_classes), "input_shape": tuple(int(d) for d in input_shape)}
-    arguments.update({name: optional[name] for name in accepted if optional[name] is not None})
+    arguments = _call_arguments(
+        spec, function, num_classes=num_classes, input_shape=input_shape, activation=activation,
+        leaky_slope=leaky_slope, pixel_mean=pixel_mean, pixel_std=pixel_std,
+    )
     try:
-        inspect.signature(function).bind(**arguments)
-    except TypeError as error:
-        raise ValueError(
-            f"{spec} cannot be called with {', '.join(sorted(arguments))} ({error}); it must "
-            "take num_classes and input_shape keyword arguments"
-        ) from None
-    except ValueError:
-        pass  # no signature to check (a builtin or C callable)
-    model = function(**arguments)
+        model = function(**arguments)
+    except Exception as error:  # the user's code: any error is theirs to fix
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise UserModelError(f"{spec} raised {detail} when called to build the model") from error
+    if model is None:
+        raise UserModelError(f"{spec} returned None, not a Keras model (does it end with `return model`?)")
     if not isinstance(model, keras.Model):
-        raise ValueError(f"{spec} returned {type(model).__name__}, not a Keras model")
+        raise UserModelError(f"{spec} returned {type(model).__name__}, not a Keras model")
     model_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
     if model_shape is not None and len(model.inputs) == 1 and any(
         m is not None and m != d for m, d in zip(model_shape, arguments["input_shape"])
     ):
-        raise ValueError(
+        raise UserModelError(
             f"{spec} built a model for inputs of shape {model_shape}, but the images have shape "
             f"{arguments['input_shape']}; use the input_shape argument"
         )
@@ -157,6 +216,9 @@ def build_user_model(
             model = SelectivityModel(model.inputs, model.outputs, name=model.name)
         model.set_alpha(alpha)
         if model.output_shape[-1] != num_classes:
-            raise ValueError(f"{spec} returned {model.output_shape[-1]} outputs for {num_classes} classes")
+            raise UserModelError(f"{spec} returned {model.output_shape[-1]} outputs for {num_classes} classes")
         return model
-    return instrument(model, alpha=alpha, num_classes=int(num_classes))
+    try:
+        return instrument(model, alpha=alpha, num_classes=int(num_classes))
+    except ValueError as error:
+        raise UserModelError(f"the model of {spec} cannot be instrumented: {error}") from None

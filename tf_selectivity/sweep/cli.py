@@ -232,6 +232,8 @@ def check_before_writing(spec, role, load_data: bool = True) -> None:
     from tf_selectivity.data.sources import DatasetUnavailableError, needs_tensorflow
     from tf_selectivity.sweep.runner import SweepConflictError, check_sweep_dir
     from tf_selectivity.files import writable_dir_problem
+    from tf_selectivity.models.user_models import is_model_spec
+    from tf_selectivity.training.config import ConfigError
 
     if role.kind != "worker":
         problem = writable_dir_problem(spec.output_dir)
@@ -243,9 +245,18 @@ def check_before_writing(spec, role, load_data: bool = True) -> None:
             raise cli.UsageError(cli.error_message(error)) from None
     if load_data and role.kind != "chief" and not needs_tensorflow(spec.base_config.dataset):
         try:
-            train_cli.load_data(spec.base_config)
+            data = train_cli.load_data(spec.base_config)
         except DatasetUnavailableError as error:
             raise cli.UsageError(cli.error_message(error)) from None
+        if is_model_spec(spec.base_config.model):
+            # A user's model function is built once now: one that fails
+            # would fail every trial.
+            from tf_selectivity.training.loop import check_model
+
+            try:
+                check_model(spec.base_config, data)
+            except ConfigError as error:
+                raise cli.UsageError(cli.error_message(error)) from None
 
 
 def _print_report(report, spec) -> None:

@@ -8,7 +8,7 @@ their flags and directories before a backend starts.
 import importlib
 
 from tf_selectivity.training.config import ConfigError, PAPER_LEARNING_RATES, TrainConfig
-from tf_selectivity.training.run_dir import RunLockedError, RunPaths
+from tf_selectivity.training.run_dir import DamagedCheckpointError, RunLockedError, RunPaths
 
 _LAZY = {
     "prepare_run_dir": "loop",
@@ -22,6 +22,7 @@ _LAZY = {
 
 __all__ = [
     "ConfigError",
+    "DamagedCheckpointError",
     "PAPER_LEARNING_RATES",
     "RunLockedError",
     "RunPaths",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import math
 import os
 import sys
 
 import keras
 
-from tf_selectivity.files import read_json, replacing, write_json_atomic
-from tf_selectivity.training.run_dir import RunPaths
+from tf_selectivity.files import NoSpaceError, replacing
+from tf_selectivity.training.run_dir import DamagedCheckpointError, RunPaths, read_checkpoint_state
 from tf_selectivity.training.status import non_finite_reason
 from tf_selectivity.training.weights_file import WeightsFile
 
@@ -86,11 +88,13 @@ class SplitSelectivityEvery(keras.callbacks.Callback):
 class RunCheckpoint(keras.callbacks.Callback):
     """Saves the training state every epoch and keeps the best epoch's weights.
 
-    After each epoch, in this order: the best weights (if `monitor` improved),
-    the full state (weights and optimizer), then ``state.json`` (epochs done,
-    best epoch, history) and ``history.csv``. Each file is replaced atomically
-    and ``state.json`` last, so a run killed at any moment resumes from the
-    last complete epoch.
+    After each epoch the best weights (if `monitor` improved), the full
+    state (weights and optimizer), ``history.csv`` and ``state.json`` (epochs
+    done, best epoch, history) are written to temporary names, and only when
+    all four are written are they renamed into place, ``state.json`` last: a
+    run killed at any moment, or whose disk fills up (`NoSpaceError`, its
+    message saying which epoch's checkpoint is intact), resumes from the last
+    complete epoch.
 
     Divergence: an epoch whose mean loss is not finite (Keras' running mean
     stays non-finite once one batch loss is), or after which a weight is
@@ -128,14 +132,26 @@ class RunCheckpoint(keras.callbacks.Callback):
             self._weights_file = WeightsFile(model)
 
     def restore(self) -> int:
-        """Loads the saved state into the model; returns the epoch to start at."""
-        if not os.path.exists(self.paths.state):
+        """Loads the saved state into the model; returns the epoch to start at.
+
+        Raises:
+            DamagedCheckpointError: ``state.json`` or the weights file cannot
+                be read, or the weights do not fit the model.
+        """
+        state = read_checkpoint_state(self.paths)
+        if state is None:
             return 0
-        state = read_json(self.paths.state)
         optimizer = self.model.optimizer
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self.paths.state_weights)
+        if not os.path.exists(self.paths.state_weights):
+            raise DamagedCheckpointError(self.paths.state_weights, "it is missing")
+        try:
+            self.model.load_weights(self.paths.state_weights)
+        except Exception as error:  # h5py / Keras raise OSError, ValueError... by the kind of damage
+            raise DamagedCheckpointError(
+                self.paths.state_weights, f"it cannot be loaded into the model: {str(error).strip()[:300]}"
+            ) from None
         self.epochs_done = int(state["epochs_done"])
         self.best_epoch = state["best_epoch"]
         self.best_value = float(state["best_value"])
@@ -153,29 +169,45 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.model.stop_training = True
             self._write_history_csv(self.history + [{"epoch": epoch + 1, **logs}])
             return
-        os.makedirs(self.paths.checkpoint_dir, exist_ok=True)
         value = logs[self.monitor]
         # Strictly greater: on ties the earlier epoch wins, as in the paper's
         # "epoch that achieved the highest validation accuracy".
-        if value > self.best_value:
-            self.best_value = value
-            self.best_epoch = epoch + 1
-            self._weights_file.save(self.paths.best_weights)
-        self._weights_file.save(self.paths.state_weights)
+        improved = value > self.best_value
+        best_value, best_epoch = (value, epoch + 1) if improved else (self.best_value, self.best_epoch)
+        history = self.history + [{"epoch": epoch + 1, **logs}]
+        state = {
+            "epochs_done": epoch + 1,
+            "best_epoch": best_epoch,
+            "best_value": best_value,
+            "monitor": self.monitor,
+            "input_pipeline": self.input_pipeline,
+            "history": history,
+        }
+        try:
+            os.makedirs(self.paths.checkpoint_dir, exist_ok=True)
+            # The epoch's files, all or none: each is written to a temporary
+            # name; the renames happen when the block ends, in the reverse
+            # order of entering (state.json last).
+            with contextlib.ExitStack() as stack:
+                state_tmp = stack.enter_context(replacing(self.paths.state))
+                history_tmp = stack.enter_context(replacing(self.paths.history))
+                weights_tmp = stack.enter_context(replacing(self.paths.state_weights, suffix=".weights.h5"))
+                if improved:
+                    self._weights_file.write(stack.enter_context(replacing(self.paths.best_weights, suffix=".weights.h5")))
+                self._weights_file.write(weights_tmp)
+                self._write_history_csv(history, history_tmp)
+                with open(state_tmp, "w") as f:
+                    json.dump(state, f, indent=2, sort_keys=True)
+                    f.write("\n")
+        except NoSpaceError as error:
+            kept = (
+                f"the checkpoint of epoch {self.epochs_done} is intact" if self.epochs_done
+                else "no epoch was checkpointed yet"
+            )
+            raise error.with_note(f"{kept}: free space, then run the same command to resume") from None
+        self.best_value, self.best_epoch = best_value, best_epoch
         self.epochs_done = epoch + 1
-        self.history.append({"epoch": epoch + 1, **logs})
-        write_json_atomic(
-            self.paths.state,
-            {
-                "epochs_done": self.epochs_done,
-                "best_epoch": self.best_epoch,
-                "best_value": self.best_value,
-                "monitor": self.monitor,
-                "input_pipeline": self.input_pipeline,
-                "history": self.history,
-            },
-        )
-        self._write_history_csv(self.history)
+        self.history = history
 
     def _non_finite_weight(self):
         # One host copy of all weights (what the checkpoint writes anyway)
@@ -201,10 +233,14 @@ class RunCheckpoint(keras.callbacks.Callback):
 
         return sorted(names, key=key)
 
-    def _write_history_csv(self, rows):
+    def _write_history_csv(self, rows, path=None):
+        """Writes ``history.csv`` (atomically), or to `path` (a temporary)."""
+        if path is None:
+            with replacing(self.paths.history) as tmp:
+                return self._write_history_csv(rows, tmp)
         names = {k for row in rows for k in row} - {"epoch"}
         columns = ["epoch"] + self._column_order(names)
-        with replacing(self.paths.history) as tmp, open(tmp, "w", newline="") as f:
+        with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)

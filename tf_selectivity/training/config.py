@@ -223,11 +223,12 @@ class TrainConfig:
                     f"must be one of {', '.join(known_models)}, or module.path:function for a model of "
                     f"your own; got {self.model!r}",
                 )
-            # A user's model spec: importable now, not at the first epoch.
-            from tf_selectivity.models.user_models import load_model_function
+            # A user's model spec: importable, and its signature right, now
+            # (the model is built before anything is written: `train`).
+            from tf_selectivity.models.user_models import check_model_function
 
             try:
-                load_model_function(self.model)
+                check_model_function(self.model, self.activation, self.leaky_slope)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
         if self.activation == "relu" and self.leaky_slope != 0.0:

@@ -13,6 +13,7 @@ from tf_selectivity.unit_statistics import evaluate_responses
 from tf_selectivity.data import ImageBatches
 from tf_selectivity.data.sources import load_config_dataset
 from tf_selectivity.models import build_model
+from tf_selectivity.models.user_models import UserModelError
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint, SplitSelectivityEvery
 from tf_selectivity.training.config import ConfigError, TrainConfig
 from tf_selectivity.training.epochs import Lane, run_epochs
@@ -27,6 +28,7 @@ from tf_selectivity.files import read_json, write_json_atomic
 from tf_selectivity.training.run_dir import (
     RunLockedError,
     RunPaths,
+    check_checkpoint,
     check_run_dir,
     remove_partial_files,
 )
@@ -34,7 +36,7 @@ from tf_selectivity.training.status import COMPLETED, diverged_summary, run_stat
 
 __all__ = [
     "train", "Run", "build_run", "finished_summary", "run_lane", "resolve_jit_compile", "prepare_run_dir", "load_run_data",
-    "start_run", "build_compiled_model", "run_callbacks", "finish_run",
+    "start_run", "build_compiled_model", "check_model", "run_callbacks", "finish_run",
 ]
 
 
@@ -95,7 +97,9 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
     `training/device_loop.py`).
 
     Everything that can be refused is checked before the run directory is
-    created: the configuration, the directory, and the data (loaded first).
+    created or its lock taken: the configuration, the directory, the data
+    (loaded first), the checkpoint of an interrupted run, and the model
+    (built first: a user's model function that fails stops here).
 
     A run whose loss becomes non-finite stops at the end of that epoch and
     is finished as *diverged* (`training.status`): its summary says so and
@@ -114,7 +118,10 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
         The summary dict (also written to ``summary.json``).
 
     Raises:
-        ConfigError: invalid configuration or conflicting output directory.
+        ConfigError: invalid configuration or conflicting output directory,
+            a user's model function that fails.
+        DamagedCheckpointError: the checkpoint of an interrupted run cannot
+            be read (a `ConfigError`; nothing is changed).
         DatasetUnavailableError: the dataset cannot be loaded.
         RunLockedError: another process is training in the directory.
     """
@@ -126,6 +133,8 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
         raise RunLockedError(
             f"another process is training in {paths.root}; wait for it or use another `output_dir`"
         )
+    # Before the lock and config.json: a checkpoint that cannot be read, ...
+    check_checkpoint(paths)
     if data is None:
         data = load_run_data(config)
     # Raises before anything is written if the setting cannot hold here.
@@ -134,11 +143,14 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
     )
     if verbose:
         print(data.summary_line(), flush=True)
+    # ... and the model (a user's function that fails is found here).
+    run = build_run(config, paths, data, pipeline, metrics, restore=False)
     with paths.locked():
         if paths.is_complete():  # another process finished it meanwhile
             return finished_summary(paths, verbose)
+        run.checkpoint.restore()
         start_run(config, paths, data)
-        return _train_locked(config, paths, data, callbacks, verbose, pipeline, metrics)
+        return _train_locked(run, callbacks, verbose)
 
 
 def load_run_data(config: TrainConfig):
@@ -180,22 +192,26 @@ def build_compiled_model(config: TrainConfig, data, metrics=None, steps_per_epoc
         (model, jit_compile).
 
     Raises:
-        ConfigError: a layer that this backend would train wrongly (oneDNN).
+        ConfigError: a user's model function that fails (`UserModelError`),
+            a layer that this backend would train wrongly (oneDNN).
     """
     keras.utils.set_random_seed(config.seed)
     _set_precision(config.precision)
     pixel_mean, pixel_std = data.pixel_statistics()
-    model = build_model(
-        config.model,
-        num_classes=data.num_classes,
-        alpha=config.alpha,
-        activation=config.activation,
-        leaky_slope=config.leaky_slope,
-        selectivity_index=config.selectivity_index,
-        input_shape=data.image_shape,
-        pixel_mean=pixel_mean,
-        pixel_std=pixel_std,
-    )
+    try:
+        model = build_model(
+            config.model,
+            num_classes=data.num_classes,
+            alpha=config.alpha,
+            activation=config.activation,
+            leaky_slope=config.leaky_slope,
+            selectivity_index=config.selectivity_index,
+            input_shape=data.image_shape,
+            pixel_mean=pixel_mean,
+            pixel_std=pixel_std,
+        )
+    except UserModelError as error:  # a user's function: its message is the answer
+        raise ConfigError(str(error)) from None
     if steps_per_epoch is None:
         steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
     jit_compile = resolve_jit_compile(config.jit_compile)
@@ -212,6 +228,20 @@ def build_compiled_model(config: TrainConfig, data, metrics=None, steps_per_epoc
         split_selectivity=config.selectivity_every > 0,
     )
     return model, jit_compile
+
+
+def check_model(config: TrainConfig, data) -> None:
+    """Builds and compiles the run's model once, and discards it.
+
+    For a command that starts many runs of a user's model function (a
+    sweep): a function that fails is found before anything is written,
+    instead of in every trial.
+
+    Raises:
+        ConfigError: the model cannot be built (see `build_compiled_model`).
+    """
+    build_compiled_model(config, data)
+    keras.backend.clear_session()
 
 
 def run_callbacks(paths: RunPaths, checkpoint, verbose: int, extra_callbacks=(), progress=True,
@@ -262,17 +292,27 @@ class Run:
         return self.checkpoint.epochs_done
 
 
-def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics=None) -> Run:
-    """The run's compiled model with its checkpoint restored (lock held).
+def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics=None, restore=True) -> Run:
+    """The run's compiled model and its checkpoint.
+
+    Args:
+        config, paths, data, pipeline, metrics: the run's.
+        restore: load the checkpoint's state into the model now (call with
+            the run's lock held); with False, call `run.checkpoint.restore()`
+            once the lock is held (`train` builds the model first, so that a
+            model that cannot be built stops before anything is written).
 
     Raises:
-        ConfigError: a layer that this backend would train wrongly (oneDNN).
+        ConfigError: a user's model function that fails, a layer that this
+            backend would train wrongly (oneDNN).
+        DamagedCheckpointError: (`restore`) the checkpoint cannot be read.
     """
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
     model, jit_compile = build_compiled_model(config, data, metrics, steps_per_epoch)
     checkpoint = RunCheckpoint(paths, input_pipeline=pipeline)
     checkpoint.set_model(model)
-    checkpoint.restore()
+    if restore:
+        checkpoint.restore()
     return Run(config, paths, data, model, checkpoint, pipeline, jit_compile)
 
 
@@ -285,8 +325,8 @@ def run_lane(run: Run, callbacks, verbose: int, steps_per_epoch: int) -> Lane:
     return Lane(run.model, callback_list, run.epochs_done)
 
 
-def _train_locked(config, paths, data, extra_callbacks, verbose, pipeline, metrics=None):
-    run = build_run(config, paths, data, pipeline, metrics)
+def _train_locked(run: Run, extra_callbacks, verbose):
+    config, paths, data, pipeline = run.config, run.paths, run.data, run.pipeline
     if verbose and run.epochs_done:
         print(f"Resuming {paths.root} after epoch {run.epochs_done}/{config.epochs}.")
     start = time.time()

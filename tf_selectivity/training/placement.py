@@ -41,8 +41,8 @@ def recorded_input_pipeline(paths: RunPaths, backend: str):
     try:
         state = read_json(paths.state)
     except (OSError, ValueError):
-        return None
-    if not state.get("epochs_done"):
+        return None  # a damaged checkpoint is refused later (`run_dir.check_checkpoint`)
+    if not isinstance(state, dict) or not state.get("epochs_done"):
         return None
     recorded = state.get("input_pipeline")
     if recorded in PIPELINES:

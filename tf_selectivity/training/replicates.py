@@ -58,6 +58,7 @@ from tf_selectivity.training.loop import (
 )
 from tf_selectivity.training.packing import DEFAULT_PACK_REPLICATES, check_replicate_configs
 from tf_selectivity.training.placement import choose_input_pipeline
+from tf_selectivity.training.run_dir import check_checkpoint
 from tf_selectivity.training.run_dir import RunLockedError
 
 __all__ = ["train_replicates", "resolve_pack_replicates", "PackTooLargeError"]
@@ -190,6 +191,16 @@ def _train_pack(configs, all_paths, data, *, verbose, metrics, callbacks_for, sk
         {position in `configs`: summary} of the runs trained or found finished.
     """
     summaries = {}
+    # Before any lock or config.json: every checkpoint readable, and every
+    # model built (a user's model function that fails stops here).
+    for paths in all_paths:
+        check_checkpoint(paths)
+    runs = []
+    for config, paths in zip(configs, all_paths):
+        # Layer and variable names as a single run of this seed gets them in
+        # a process of its own (its files and logs name them).
+        keras.backend.clear_session()
+        runs.append(build_run(config, paths, data, "device", metrics, restore=False))
     with contextlib.ExitStack() as stack:
         mine = []
         for index, paths in enumerate(all_paths):
@@ -204,23 +215,18 @@ def _train_pack(configs, all_paths, data, *, verbose, metrics, callbacks_for, sk
                 continue
             mine.append(index)
         for index in mine:
+            runs[index].checkpoint.restore()
+        for index in mine:
             start_run(configs[index], all_paths[index], data)
         if mine:
-            trained = _train_locked_pack(
-                [configs[i] for i in mine], [all_paths[i] for i in mine], data, verbose, metrics, callbacks_for
-            )
+            trained = _train_locked_pack([runs[i] for i in mine], data, verbose, callbacks_for)
             summaries.update({mine[i]: summary for i, summary in enumerate(trained)})
     return summaries
 
 
-def _train_locked_pack(configs, all_paths, data, verbose, metrics, callbacks_for) -> list:
+def _train_locked_pack(runs, data, verbose, callbacks_for) -> list:
+    configs = [run.config for run in runs]
     first = configs[0]
-    runs = []
-    for config, paths in zip(configs, all_paths):
-        # Layer and variable names as a single run of this seed gets them in
-        # a process of its own (its files and logs name them).
-        keras.backend.clear_session()
-        runs.append(build_run(config, paths, data, "device", metrics))
     seeds = [config.seed for config in configs]
     if verbose:
         import jax

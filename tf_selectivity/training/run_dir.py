@@ -22,6 +22,7 @@ import shutil
 from tf_selectivity.files import (
     PROBE_PREFIX,
     TEMPORARY_PATTERNS,
+    DamagedFileError,
     LockedError,
     exclusive_lock,
     is_locked,
@@ -29,11 +30,42 @@ from tf_selectivity.files import (
     writable_dir_problem,
 )
 
-__all__ = ["RunPaths", "RunLockedError", "check_run_dir", "remove_partial_files"]
+from tf_selectivity.training.config import ConfigError
+
+__all__ = [
+    "RunPaths",
+    "RunLockedError",
+    "DamagedCheckpointError",
+    "check_run_dir",
+    "check_checkpoint",
+    "read_checkpoint_state",
+    "remove_partial_files",
+]
 
 
 class RunLockedError(LockedError):
     """Another process is training in this run directory."""
+
+
+class DamagedCheckpointError(ConfigError):
+    """A file of an interrupted run's checkpoint cannot be read.
+
+    The message names the file and the two ways on: delete the checkpoint
+    directory to train the run from its start, or restore the file.
+
+    Attributes:
+        path: the damaged file.
+        reason: what is wrong with it, in words.
+    """
+
+    def __init__(self, path: str, reason: str):
+        checkpoint_dir = os.path.dirname(path)
+        super().__init__(
+            f"the checkpoint file {path} is damaged ({reason}); delete {checkpoint_dir} to train the run "
+            "from its start, or restore the file from a copy, then run the same command again"
+        )
+        self.path = path
+        self.reason = reason
 
 
 class RunPaths:
@@ -132,6 +164,86 @@ def check_run_dir(config) -> RunPaths:
                 "choose another `output_dir`"
             )
     return paths
+
+
+_STATE_FIELDS = {"epochs_done": int, "best_value": (int, float), "history": list}
+
+
+def read_checkpoint_state(paths: RunPaths):
+    """The checkpoint's ``state.json`` as a dict, or None when there is none.
+
+    Raises:
+        DamagedCheckpointError: it is not valid JSON or lacks the training
+            state (epochs done, best epoch and value, history).
+    """
+    if not os.path.exists(paths.state):
+        return None
+    try:
+        state = read_json(paths.state)
+    except DamagedFileError as error:
+        raise DamagedCheckpointError(paths.state, error.reason) from None
+    except OSError as error:
+        raise DamagedCheckpointError(paths.state, f"it cannot be read: {error.strerror or error}") from None
+    if not isinstance(state, dict):
+        raise DamagedCheckpointError(paths.state, "it holds no training state")
+    for name, kind in _STATE_FIELDS.items():
+        if not isinstance(state.get(name), kind) or isinstance(state.get(name), bool):
+            raise DamagedCheckpointError(paths.state, f"its {name!r} is missing or not a {_kind_name(kind)}")
+    best_epoch = state.get("best_epoch")
+    if state["epochs_done"] < 1 or len(state["history"]) != state["epochs_done"] or not (
+        best_epoch is None or (isinstance(best_epoch, int) and 1 <= best_epoch <= state["epochs_done"])
+    ):
+        raise DamagedCheckpointError(
+            paths.state,
+            f"its epochs_done {state['epochs_done']}, best_epoch {best_epoch!r} and {len(state['history'])} "
+            "history rows do not agree",
+        )
+    return state
+
+
+def _kind_name(kind) -> str:
+    return "number" if isinstance(kind, tuple) else {int: "integer", list: "list"}[kind]
+
+
+def check_checkpoint(paths: RunPaths) -> None:
+    """Checks that an interrupted run's checkpoint can be resumed; changes nothing.
+
+    ``state.json`` must hold the training state, and the weights files it
+    needs (``state.weights.h5``, ``best.weights.h5``) must be complete HDF5
+    files whose every dataset reads. No checkpoint (a run not started, or
+    killed before its first epoch ended) passes. Whether the weights fit
+    the model is found when they are loaded (`RunCheckpoint.restore`).
+
+    Raises:
+        DamagedCheckpointError: naming the first damaged file.
+    """
+    state = read_checkpoint_state(paths)
+    if state is None:
+        return
+    needed = [paths.state_weights] + ([paths.best_weights] if state.get("best_epoch") is not None else [])
+    for path in needed:
+        problem = _weights_file_problem(path)
+        if problem:
+            raise DamagedCheckpointError(path, problem)
+
+
+def _weights_file_problem(path: str):
+    """Why `path` is not a readable HDF5 file (every dataset read), or None."""
+    if not os.path.exists(path):
+        return "it is missing"
+    import h5py
+
+    def read(name, item):
+        if isinstance(item, h5py.Dataset):
+            item[()]  # reads the values: a truncated or overwritten file fails here
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(read)
+    except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... by the kind of damage
+        text = str(error).strip() or type(error).__name__
+        return f"not a readable HDF5 weights file: {text}"
+    return None
 
 
 def remove_partial_files(paths: RunPaths) -> list:

@@ -40,12 +40,17 @@ class WeightsFile:
     def save(self, path: str) -> None:
         """Writes the weights file at `path` atomically (a temporary name, then renamed)."""
         with replacing(path, suffix=".weights.h5") as tmp:
-            if self._sources is None or (self._sources and self._stale()):
-                self._learn_layout(tmp)  # leaves Keras' own file at `tmp`
-            elif self._sources is False:
-                self.model.save_weights(tmp)
-            else:
-                self._write(tmp)
+            self.write(tmp)
+
+    def write(self, path: str) -> None:
+        """Writes the weights file at `path` (a new file, not atomically: see
+        `save`, or write to a `files.replacing` temporary)."""
+        if self._sources is None or (self._sources and self._stale()):
+            self._learn_layout(path)  # leaves Keras' own file at `path`
+        elif self._sources is False:
+            self.model.save_weights(path)
+        else:
+            self._write(path)
 
     def _stale(self) -> bool:
         """Whether the model gained or lost variables since the layout was learned."""
