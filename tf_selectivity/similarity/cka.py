@@ -130,7 +130,7 @@ def linear_cka(x, y, *, debiased: bool = False, space: Space = "auto") -> float:
         _hsic_terms(x, None, debiased, space)  # The guards still apply.
         return 1.0
     cross, self_x, self_y = _hsic_terms(x, y, debiased, space)
-    return _ratio(cross, self_x, self_y, debiased)
+    return cka_ratio(cross, self_x, self_y, debiased)
 
 
 def debiased_cka(x, y, *, space: Space = "auto") -> float:
@@ -215,12 +215,12 @@ def cka_from_grams(gram_x, gram_y, *, debiased: bool = False, _names=("gram_x", 
         _inputs.at_least_four_datapoints(_names[0], gram_x.shape[0])
     same = _inputs.identical(gram_x, gram_y) if _same is None else _same
     centred_x = center_gram(gram_x, unbiased=debiased)
-    self_x = _check_self_term(_names[0], _dot(centred_x, centred_x), _dot(gram_x, gram_x))
+    self_x = checked_self_term(_names[0], _dot(centred_x, centred_x), _dot(gram_x, gram_x))
     if same:
         return 1.0
     centred_y = center_gram(gram_y, unbiased=debiased)
-    self_y = _check_self_term(_names[1], _dot(centred_y, centred_y), _dot(gram_y, gram_y))
-    return _ratio(_dot(centred_x, centred_y), self_x, self_y, debiased)
+    self_y = checked_self_term(_names[1], _dot(centred_y, centred_y), _dot(gram_y, gram_y))
+    return cka_ratio(_dot(centred_x, centred_y), self_x, self_y, debiased)
 
 
 def hsic(x, y, *, unbiased: bool = False, space: Space = "auto") -> float:
@@ -373,10 +373,10 @@ def cka_map(first: Sequence, second: Sequence | None = None, *, debiased: bool =
                 product = x_c @ y_c.T
                 cross = _dot(product, product)
                 if debiased:
-                    cross = _debiased_helper(cross, rows_x, rows_y, n)[0]
+                    cross = debiased_terms(cross, rows_x, rows_y, n)[0]
             else:
                 cross = _hsic_terms(x_c, y_c, debiased, "gram")[0]
-            result[i, j] = _ratio(cross, self_x, self_y, debiased)
+            result[i, j] = cka_ratio(cross, self_x, self_y, debiased)
     return result
 
 
@@ -400,8 +400,8 @@ def _prepared_layers(name: str, layers: Sequence, debiased: bool) -> list:
             product = x_c @ x_c.T
             self_term = scale = _dot(product, product)
             if debiased:
-                self_term, scale = _debiased_helper(self_term, rows, rows, n)
-            self_term = _check_self_term(label, self_term, scale)
+                self_term, scale = debiased_terms(self_term, rows, rows, n)
+            self_term = checked_self_term(label, self_term, scale)
         else:
             try:
                 self_term = _hsic_terms(x_c, None, debiased, "gram")[1]
@@ -521,11 +521,11 @@ class MinibatchCKA:
         """
         if self.num_batches == 0:
             raise ParameterError("x", "has had no batch: call update() first")
-        self_x = _check_self_term("x", self.self_x, abs(self.self_x), summed=True)
-        self_y = _check_self_term("y", self.self_y, abs(self.self_y), summed=True)
+        self_x = checked_self_term("x", self.self_x, abs(self.self_x), summed=True)
+        self_y = checked_self_term("y", self.self_y, abs(self.self_y), summed=True)
         if self._all_identical:
             return 1.0
-        return _ratio(self.cross, self_x, self_y, True)
+        return cka_ratio(self.cross, self_x, self_y, True)
 
 
 class MinibatchCKAMap:
@@ -610,7 +610,7 @@ class MinibatchCKAMap:
             raise ParameterError("first", "has had no batch: call update() first")
         for name, terms in (("first", self.self_first), ("second", self.self_second)):
             for i, term in enumerate(terms):
-                _check_self_term(f"{name}[{i}]", term, abs(term), summed=True)
+                checked_self_term(f"{name}[{i}]", term, abs(term), summed=True)
         similarity = self.cross / np.sqrt(np.outer(self.self_first, self.self_second))
         similarity = np.clip(similarity, -1.0, 1.0)
         if self._self_map:  # A network with itself: each layer with itself is exactly 1.
@@ -701,18 +701,18 @@ def _hsic_terms(x: np.ndarray, y: np.ndarray | None, unbiased: bool, space: str,
             n = x.shape[1]
             rows_x = np.einsum("ij,ij->j", x_c, x_c)
             rows_y = rows_x if y is None else np.einsum("ij,ij->j", y_c, y_c)
-            cross_terms = _debiased_helper(cross, rows_x, rows_y, n)
-            self_x_terms = _debiased_helper(self_x, rows_x, rows_x, n)
-            self_y_terms = self_x_terms if y is None else _debiased_helper(self_y, rows_y, rows_y, n)
+            cross_terms = debiased_terms(cross, rows_x, rows_y, n)
+            self_x_terms = debiased_terms(self_x, rows_x, rows_x, n)
+            self_y_terms = self_x_terms if y is None else debiased_terms(self_y, rows_y, rows_y, n)
             cross, self_x, self_y = cross_terms[0], self_x_terms[0], self_y_terms[0]
             scale_x, scale_y = self_x_terms[1], self_y_terms[1]
     if check_self:
-        self_x = _check_self_term("x", self_x, scale_x)
-        self_y = self_x if y is None else _check_self_term("y", self_y, scale_y)
+        self_x = checked_self_term("x", self_x, scale_x)
+        self_y = self_x if y is None else checked_self_term("y", self_y, scale_y)
     return cross, self_x, self_y
 
 
-def _debiased_helper(product: float, rows_x: np.ndarray, rows_y: np.ndarray, n: int
+def debiased_terms(product: float, rows_x: np.ndarray, rows_y: np.ndarray, n: int
                      ) -> tuple[float, float]:
     """`n (n - 3) HSIC_1` from centred features, and the size of its terms.
 
@@ -726,7 +726,7 @@ def _debiased_helper(product: float, rows_x: np.ndarray, rows_y: np.ndarray, n: 
     return product - middle + last, max(abs(product), abs(middle), abs(last))
 
 
-def _check_self_term(name: str, value: float, scale: float, summed: bool = False) -> float:
+def checked_self_term(name: str, value: float, scale: float, summed: bool = False) -> float:
     """The self term `value`, or ParameterError when it is 0 to round-off.
 
     A representation's HSIC with itself is 0 only when it has no variance
@@ -741,7 +741,7 @@ def _check_self_term(name: str, value: float, scale: float, summed: bool = False
         "centres to 0): CKA is 0/0, undefined")
 
 
-def _ratio(cross: float, self_x: float, self_y: float, debiased: bool) -> float:
+def cka_ratio(cross: float, self_x: float, self_y: float, debiased: bool) -> float:
     """`cross / sqrt(self_x self_y)`, clipped to its range ([0, 1] or [-1, 1])."""
     value = cross / (np.sqrt(self_x) * np.sqrt(self_y))
     return float(np.clip(value, -1.0 if debiased else 0.0, 1.0))

@@ -69,12 +69,12 @@ def cka_from_factors(first: cca.FactoredActivations, second: cca.FactoredActivat
         n = first.num_datapoints
         rows_x = np.square(first.basis) @ np.square(first.singular_values)
         rows_y = np.square(second.basis) @ np.square(second.singular_values)
-        cross = cka._debiased_helper(cross, rows_x, rows_y, n)[0]
-        self_x, scale_x = cka._debiased_helper(self_x, rows_x, rows_x, n)
-        self_y, scale_y = cka._debiased_helper(self_y, rows_y, rows_y, n)
-    self_x = cka._check_self_term("first", self_x, scale_x)
-    self_y = cka._check_self_term("second", self_y, scale_y)
-    return cka._ratio(cross, self_x, self_y, debiased)
+        cross = cka.debiased_terms(cross, rows_x, rows_y, n)[0]
+        self_x, scale_x = cka.debiased_terms(self_x, rows_x, rows_x, n)
+        self_y, scale_y = cka.debiased_terms(self_y, rows_y, rows_y, n)
+    self_x = cka.checked_self_term("first", self_x, scale_x)
+    self_y = cka.checked_self_term("second", self_y, scale_y)
+    return cka.cka_ratio(cross, self_x, self_y, debiased)
 
 
 def distances_from_factors(first: cca.FactoredActivations, second: cca.FactoredActivations,
@@ -104,7 +104,7 @@ def distances_from_factors(first: cca.FactoredActivations, second: cca.FactoredA
     if unknown:
         raise ParameterError("measures", f"must be among {list(FACTORED_MEASURES)}; got {unknown}")
     _check_pair(first, second, "debiased_cka" in measures)
-    shape._check_alpha(procrustes_alpha)
+    shape.check_alpha(procrustes_alpha)
     product = None if first is second else first.basis.T @ second.basis
     distances = {}
     for measure in measures:
@@ -120,8 +120,8 @@ def distances_from_factors(first: cca.FactoredActivations, second: cca.FactoredA
 def _procrustes_angular(first, second, product, alpha) -> float:
     if first is second:
         return 0.0
-    weights_x = shape._whitened(first.singular_values, alpha)
-    weights_y = shape._whitened(second.singular_values, alpha)
+    weights_x = shape.whitened_weights(first.singular_values, alpha)
+    weights_y = shape.whitened_weights(second.singular_values, alpha)
     aligned = (weights_x[:, np.newaxis] * product) * weights_y
     nuclear = np.clip(np.linalg.svd(aligned, compute_uv=False).sum(), 0.0, 1.0)
     return float(np.arccos(nuclear))

@@ -107,7 +107,7 @@ def procrustes_similarity(x, y, *, alpha: float = 1.0) -> float:
     Raises:
         ParameterError: As `procrustes_distance`.
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     same = x is y
     basis_x, values_x = _spectrum("x", x)
     if not same and not isinstance(x, cca.FactoredActivations) \
@@ -120,8 +120,8 @@ def procrustes_similarity(x, y, *, alpha: float = 1.0) -> float:
         raise ParameterError(
             "y", f"must have the datapoints of x (the same inputs, in the same order): x has "
             f"{basis_x.shape[0]} and y {basis_y.shape[0]} (arrays are (units, datapoints))")
-    weights_x = _whitened(values_x, alpha)
-    weights_y = _whitened(values_y, alpha)
+    weights_x = whitened_weights(values_x, alpha)
+    weights_y = whitened_weights(values_y, alpha)
     aligned = (weights_x[:, np.newaxis] * (basis_x.T @ basis_y)) * weights_y[np.newaxis, :]
     nuclear = np.linalg.svd(aligned, compute_uv=False).sum()
     return float(np.clip(nuclear, 0.0, 1.0))
@@ -145,14 +145,14 @@ def _spectrum(name: str, x) -> tuple[np.ndarray, np.ndarray]:
     return basis_t[keep].T, values[keep]
 
 
-def _whitened(values: np.ndarray, alpha: float) -> np.ndarray:
+def whitened_weights(values: np.ndarray, alpha: float) -> np.ndarray:
     """Singular values after partial whitening and Frobenius normalization."""
     rms = np.sqrt(np.mean(np.square(values)))
     whitened = alpha * (values / rms) + (1.0 - alpha)
     return whitened / np.linalg.norm(whitened)
 
 
-def _check_alpha(alpha) -> None:
+def check_alpha(alpha) -> None:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) \
             or not 0.0 <= alpha <= 1.0:
         raise ParameterError("alpha", f"must be a number in [0, 1] (1: rotations only, 0: "
