@@ -37,7 +37,6 @@ __all__ = [
 LABELS_ARG = "selectivity_labels"
 
 
-@keras.saving.register_keras_serializable(package="tf_selectivity")
 def representable_coefficient(value: float, dtype) -> float:
     """`value`, or an infinity of its sign where it exceeds `dtype`'s range.
 
@@ -52,6 +51,7 @@ def representable_coefficient(value: float, dtype) -> float:
     return value if abs(value) <= limit else math.copysign(math.inf, value)
 
 
+@keras.saving.register_keras_serializable(package="tf_selectivity")
 class SelectivityProbe(keras.layers.Layer):
     """Identity layer that regularizes the class selectivity of its input's units.
 
