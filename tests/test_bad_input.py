@@ -160,6 +160,8 @@ CASES = [
     ("sweep-model-wrong-signature", _sweep("--model=bad_models:wrong_signature"), "cannot be called with"),
     ("sweep-model-raises", _sweep("--model=bad_models:raises"), "bad_models:raises raised RuntimeError: out of ideas"),
     ("sweep-model-sigmoid", _sweep("--model=bad_models:ends_in_sigmoid"), "applies a sigmoid"),
+    # CIFAR-10 from tensorflow-datasets is loaded per trial: the function is checked first all the same.
+    ("sweep-cifar10-model-returns-none", _sweep("--model=bad_models:returns_none", "--dataset=cifar10"), "bad_models:returns_none returned None, not a Keras model"),
     ("sweep-aggregate-nothing", _sweep("--aggregate_only", output="{W}/someones_dir"), "holds no sweep"),
 ]
 

@@ -233,7 +233,6 @@ def check_before_writing(spec, role, load_data: bool = True) -> None:
     from tf_selectivity.sweep.runner import SweepConflictError, check_sweep_dir
     from tf_selectivity.files import writable_dir_problem
     from tf_selectivity.models.user_models import is_model_spec
-    from tf_selectivity.training.config import ConfigError
 
     if role.kind != "worker":
         problem = writable_dir_problem(spec.output_dir)
@@ -249,14 +248,25 @@ def check_before_writing(spec, role, load_data: bool = True) -> None:
         except DatasetUnavailableError as error:
             raise cli.UsageError(cli.error_message(error)) from None
         if is_model_spec(spec.base_config.model):
-            # A user's model function is built once now: one that fails
-            # would fail every trial.
-            from tf_selectivity.training.loop import check_model
+            _check_user_model(spec.base_config, data)
+    elif role.kind != "chief" and is_model_spec(spec.base_config.model) and needs_tensorflow(spec.base_config.dataset):
+        # CIFAR-10 from tensorflow-datasets is loaded by each trial; its
+        # shape is known, so the model function is checked now all the same.
+        from tf_selectivity.training.loop import DatasetShape
 
-            try:
-                check_model(spec.base_config, data)
-            except ConfigError as error:
-                raise cli.UsageError(cli.error_message(error)) from None
+        _check_user_model(spec.base_config, DatasetShape(image_shape=(32, 32, 3), num_classes=10))
+
+
+def _check_user_model(config, data) -> None:
+    """A user's model function built once before the first trial: one that
+    fails would fail every trial."""
+    from tf_selectivity.training.config import ConfigError
+    from tf_selectivity.training.loop import check_model
+
+    try:
+        check_model(config, data)
+    except ConfigError as error:
+        raise cli.UsageError(cli.error_message(error)) from None
 
 
 def _print_report(report, spec) -> None:

@@ -230,6 +230,20 @@ def build_compiled_model(config: TrainConfig, data, metrics=None, steps_per_epoc
     return model, jit_compile
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetShape:
+    """What building a model needs of a dataset, for `check_model` before
+    the dataset is loaded: its image shape, classes and pixel statistics."""
+
+    image_shape: tuple
+    num_classes: int
+    pixel_mean: tuple = (0.0, 0.0, 0.0)
+    pixel_std: tuple = (1.0, 1.0, 1.0)
+
+    def pixel_statistics(self):
+        return self.pixel_mean, self.pixel_std
+
+
 def check_model(config: TrainConfig, data) -> None:
     """Builds and compiles the run's model once, and discards it.
 
@@ -237,10 +251,15 @@ def check_model(config: TrainConfig, data) -> None:
     sweep): a function that fails is found before anything is written,
     instead of in every trial.
 
+    Args:
+        config: the runs' configuration.
+        data: the loaded `DatasetSplits`, or a `DatasetShape` where the data
+            are loaded later (by each trial).
+
     Raises:
         ConfigError: the model cannot be built (see `build_compiled_model`).
     """
-    build_compiled_model(config, data)
+    build_compiled_model(config, data, steps_per_epoch=1)
     keras.backend.clear_session()
 
 
