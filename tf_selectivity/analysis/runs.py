@@ -236,7 +236,9 @@ def load_response_function(
 
             import keras
 
-            import tf_selectivity.models  # noqa: F401  (registers the custom layers)
+            from tf_selectivity.models import register_serializables
+
+            register_serializables()
 
             if not zipfile.is_zipfile(paths.keras_model):
                 # Keras says "File not found" for a file that exists but is

@@ -231,8 +231,9 @@ class SweepTuner(keras_tuner.Tuner):
         pass
 
     def load_model(self, trial):
-        import tf_selectivity.models  # noqa: F401  (registers the layers)
+        from tf_selectivity.models import register_serializables
 
+        register_serializables()
         values = trial.hyperparameters.values
         name = run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"], values["seed"])
         return keras.saving.load_model(RunPaths(self.paths.run_dir(name)).keras_model)
