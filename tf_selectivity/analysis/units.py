@@ -90,24 +90,35 @@ class RunningTopK:
 class RunningTopValues:
     """Per unit, the `m` largest values seen so far (unordered), for an exact upper quantile.
 
+    Once `m` values are kept, a new value enters only above the smallest
+    kept one (a value equal to it leaves the kept values' multiset as it
+    is), so after the first batches few values are compared further.
+
     Args:
         m: number of values kept per unit.
     """
 
     def __init__(self, m: int):
         self.m = int(m)
-        self.values = None  # (kept, units) float64
+        self.kept = None  # per unit: (<= m,) float64
         self.count = 0
 
     def update(self, values: np.ndarray) -> None:
         """Adds (n, units) values."""
         self.count += values.shape[0]
-        values = values.astype(np.float64)
-        if self.values is not None:
-            values = np.concatenate([self.values, values], axis=0)
-        if values.shape[0] > self.m:
-            values = np.partition(values, values.shape[0] - self.m, axis=0)[-self.m :]
-        self.values = values
+        values = np.asarray(values)
+        if self.kept is None:
+            self.kept = [np.empty(0) for _ in range(values.shape[1])]
+        floors = np.array([kept.min() if len(kept) >= self.m else -np.inf for kept in self.kept])
+        entering = values > floors.astype(values.dtype)[None, :]
+        for unit, kept in enumerate(self.kept):
+            new = values[entering[:, unit], unit].astype(np.float64)
+            if not len(new):
+                continue
+            merged = np.concatenate([kept, new])
+            if len(merged) > self.m:
+                merged = np.partition(merged, len(merged) - self.m)[-self.m :]
+            self.kept[unit] = merged
 
     def quantile(self, q: float) -> np.ndarray:
         """(units,) ``np.quantile(all values, q)`` (linear), if the top-m holds its order statistics.
@@ -118,11 +129,11 @@ class RunningTopValues:
         n = self.count
         position = (n - 1) * q
         low = int(math.floor(position))
-        offset = n - self.values.shape[0]  # order statistics below the kept values
+        high = min(low + 1, n - 1)
+        offset = n - min(self.m, n)  # order statistics below the kept values
         if low < offset:
             raise ValueError(f"The quantile {q} needs the {low}-th smallest of {n} values; only the top {self.m} are kept.")
-        ordered = np.sort(self.values, axis=0)
-        high = min(low + 1, n - 1)
+        ordered = np.stack([np.sort(kept) for kept in self.kept], axis=1)
         return interpolated_quantile(ordered[low - offset], ordered[high - offset], position - low)
 
 
