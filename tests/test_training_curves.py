@@ -12,6 +12,7 @@ from tf_selectivity.analysis.training_curves import (
     MEAN_LAYER,
     half_rise_epochs,
     read_training_curves,
+    summarize_half_rise,
     summarize_training_curves,
 )
 from tf_selectivity.options import ParameterError
@@ -88,6 +89,11 @@ def test_half_rise_epoch(tmp_path):
     assert np.isnan(rise.loc[(-1.0, 0, "probe_b")])
     assert half_rise_epochs(curves, fraction=1.0).set_index(["alpha", "seed", "layer"]).loc[
         (0.0, 1, "probe_a"), "half_rise_epoch"] == 4
+    summary = summarize_half_rise(half_rise_epochs(curves), n_resamples=200).set_index(["alpha", "layer"])
+    assert summary.loc[(0.0, "probe_a"), "mean"] == pytest.approx(2.5)  # epochs 3 and 2
+    assert summary.loc[(0.0, "probe_a"), "n"] == 2
+    assert summary.loc[(-1.0, "probe_b"), "n"] == 0  # suppressed: no rise in either seed
+    assert list(summary.loc[0.0].index) == ["probe_a", "probe_b", MEAN_LAYER]
     with pytest.raises(ParameterError) as error:
         half_rise_epochs(curves, fraction=0)
     assert error.value.parameter == "fraction"

@@ -13,7 +13,8 @@ turns those files into tidy tables:
   over seeds with a percentile-bootstrap CI, of the SI and of the
   validation accuracy;
 * `half_rise_epochs`: per run and layer, the first epoch at which the SI
-  reaches half its final value (when selectivity rises).
+  reaches half its final value (when selectivity rises);
+  `summarize_half_rise`: its mean over seeds with a CI, per alpha and layer.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "read_training_curves",
     "summarize_training_curves",
     "half_rise_epochs",
+    "summarize_half_rise",
 ]
 
 LAYER_COLUMN_PREFIX = "val_split_selectivity/"
@@ -168,3 +170,28 @@ def half_rise_epochs(curves: pd.DataFrame, fraction: float = 0.5) -> pd.DataFram
         rows.append({**dict(zip(keys, key)), "final_epoch": int(group["epoch"].iloc[-1]),
                      "final_selectivity": final, "half_rise_epoch": epoch})
     return pd.DataFrame(rows, columns=keys + ["final_epoch", "final_selectivity", "half_rise_epoch"])
+
+
+def summarize_half_rise(half_rise: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 1000,
+                        seed: int = 0) -> pd.DataFrame:
+    """Mean over seeds, with a bootstrap CI, of the half-rise epoch per (model, alpha, layer).
+
+    Args:
+        half_rise: a `half_rise_epochs` table.
+        confidence: level of the percentile-bootstrap intervals.
+        n_resamples: bootstrap resamples.
+        seed: bootstrap seed.
+
+    Returns:
+        DataFrame: ``model``, ``alpha``, ``layer``, ``layer_index``, ``n`` (runs
+        whose SI rose), ``mean``, ``std``, ``ci_low``, ``ci_high``, in network
+        order per (model, alpha), the mean over layers last.
+    """
+    from tf_selectivity.stats import summarize_by_group
+
+    keys = ["model", "alpha", "layer", "layer_index"]
+    summary = summarize_by_group(half_rise, "half_rise_epoch", keys, confidence=confidence,
+                                 n_resamples=n_resamples, seed=seed)
+    order = summary["layer_index"].where(summary["layer_index"] >= 0, np.inf)
+    return summary.assign(_order=order).sort_values(["model", "alpha", "_order"], kind="stable").drop(
+        columns="_order").reset_index(drop=True)
