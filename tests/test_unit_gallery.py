@@ -165,3 +165,22 @@ def test_bad_arguments_name_the_parameter(kwargs, parameter, rng):
     with pytest.raises(ParameterError) as error:
         unit_gallery(model, images, labels[:5])
     assert error.value.parameter == "labels"
+
+
+def test_a_probe_after_a_dense_layer_has_one_by_one_maps(rng):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(keras.layers.Rescaling(1 / 255.0)(inputs))
+    x = keras.layers.Dense(6, activation="relu", name="fc")(keras.layers.Flatten()(x))
+    model = instrument(keras.Model(inputs, keras.layers.Dense(3)(x)), alpha=0.0, after=["conv1", "fc"])
+    images, labels = _data(rng, count=30, shape=(8, 8, 3), classes=3)
+    gallery = unit_gallery(model, images, labels, units={"probe_fc": [0, 5]}, k=4, batch_size=8)
+    assert gallery.maps[("probe_fc", 5, "max")].shape == (4, 1, 1)
+    responses = ops.convert_to_numpy(model.activation_model().predict_on_batch(images)["probe_fc"])
+    for row in gallery.units.itertuples():
+        # Spatial max and mean of a 1 x 1 map are the response itself: both rankings agree.
+        expected = np.argsort(-responses[:, row.unit].astype(np.float64), kind="stable")[:4]
+        for ranking in ("max", "mean"):
+            top = gallery.top_images[(gallery.top_images["unit"] == row.unit) & (gallery.top_images["ranking"] == ranking)]
+            np.testing.assert_array_equal(top.sort_values("rank")["image"], expected)
+        assert row.threshold == pytest.approx(np.quantile(responses[:, row.unit].astype(np.float64), 0.995), rel=1e-6)
