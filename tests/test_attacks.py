@@ -141,7 +141,7 @@ def test_equal_to_pytorch_on_the_same_weights():
         theirs, their_accuracy = torch_attack(torch, net, images, labels, epsilon, mean=mean, std=std, **torch_kwargs)
         # Signs of gradients within float error of 0 may differ: allow a few pixels.
         differ = np.abs(ours - theirs) > 1e-3
-        assert differ.mean() < 1e-3, (attack, differ.mean())
+        assert differ.mean() < 5e-3, (attack, differ.mean())
         kwargs = {"steps": steps, "random_start": True, "seed": 9} if attack == "pgd" else {}
         ours_accuracy = adversarial_accuracy(model, images, labels, epsilon, attack=attack, **kwargs)
         assert ours_accuracy == pytest.approx(their_accuracy, abs=1 / len(images)), attack
