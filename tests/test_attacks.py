@@ -148,6 +148,34 @@ def test_equal_to_pytorch_on_the_same_weights():
         assert ours_accuracy < 0.75  # the attack changed predictions (clean accuracy is 0.75)
 
 
+def test_l2_attacks(rng, resnet8):
+    # On a linear model one L2 step of size epsilon is x + eps * g / ||g||.
+    weights = rng.normal(0, 0.004, (12, 4)).astype("float32")
+    bias = rng.normal(0, 0.5, 4).astype("float32")
+    images = rng.uniform(60, 195, (30, 12)).astype("float32")  # the step stays inside [0, 255]
+    labels = rng.integers(0, 4, 30)
+    logits = images.astype("float64") @ weights + bias
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    gradient = (probabilities - np.eye(4)[labels]) @ weights.T
+    expected = images + 30.0 * gradient / np.linalg.norm(gradient, axis=1, keepdims=True)
+    got = fgsm(linear_model(weights, bias), images, labels, 30.0, norm="l2")
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    # Budget, range, strength and epsilon 0 on a network.
+    model, images, labels = resnet8
+    epsilon = 60.0  # L2 over 16 x 16 x 3 values: about 1 pixel unit per value
+    accuracies = {}
+    for attack, kwargs in (("fgsm", {}), ("pgd", {"steps": 7, "random_start": True, "seed": 1})):
+        adversarial = perturb(model, images, labels, epsilon, attack=attack, norm="l2", **kwargs)
+        norms = np.linalg.norm((adversarial - images).reshape(len(images), -1), axis=1)
+        assert norms.max() <= epsilon * (1 + 1e-5) and norms.max() > 0.9 * epsilon
+        assert adversarial.min() >= 0.0 and adversarial.max() <= 255.0
+        accuracies[attack] = adversarial_accuracy(model, images, labels, epsilon, attack=attack, norm="l2", **kwargs)
+        np.testing.assert_array_equal(perturb(model, images, labels, 0.0, attack=attack, norm="l2", **kwargs), images)
+    assert accuracies["fgsm"] < 1.0
+    assert accuracies["pgd"] <= accuracies["fgsm"] + 2 / len(images)
+
+
 @pytest.mark.parametrize(
     "kwargs, parameter",
     [
@@ -162,6 +190,7 @@ def test_equal_to_pytorch_on_the_same_weights():
         ({"images": np.full((4, 12), 300.0, "float32")}, "images"),
         ({"bounds": (1.0, 1.0)}, "bounds"),
         ({"batch_size": 0}, "batch_size"),
+        ({"norm": "l1"}, "norm"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, parameter):

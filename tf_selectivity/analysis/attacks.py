@@ -16,6 +16,10 @@ The gradient is the backend's own (`tf.GradientTape` in a `tf.function` on
 TensorFlow, `jax.grad` under `jax.jit` on JAX); the step loop is
 `keras.ops.fori_loop` inside the compiled function, so one call attacks a
 whole batch.
+
+`norm="l2"` gives the L2 versions (the fast gradient method and L2 PGD):
+steps along the gradient over its per-image L2 norm, projection onto the L2
+ball of radius `epsilon` (pixel units over all of an image's values).
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from keras import ops
 
 from tf_selectivity.options import ParameterError
 
-__all__ = ["ATTACKS", "perturb", "fgsm", "pgd", "adversarial_accuracy", "default_step_size"]
+__all__ = ["ATTACKS", "NORMS", "perturb", "fgsm", "pgd", "adversarial_accuracy", "default_step_size"]
 
 ATTACKS = ("fgsm", "pgd")
+NORMS = ("linf", "l2")
 
 
 def default_step_size(epsilon: float, steps: int) -> float:
@@ -54,8 +59,9 @@ def perturb(
     batch_size: int = 256,
     bounds=(0.0, 255.0),
     from_logits: bool = True,
+    norm: str = "linf",
 ) -> np.ndarray:
-    """Adversarial versions of `images` under an L-infinity budget.
+    """Adversarial versions of `images` under an L-infinity (or L2) budget.
 
     Args:
         model: a Keras model from images to class scores (logits, or
@@ -75,11 +81,17 @@ def perturb(
         batch_size: images per compiled call.
         bounds: (low, high) valid pixel range; perturbed images stay inside.
         from_logits: whether the model's outputs are logits.
+        norm: "linf" (steps along the gradient's sign, projection by
+            clipping) or "l2" (steps along the gradient divided by its L2
+            norm per image, projection by rescaling; `epsilon` is then the L2
+            radius in pixel units over all of an image's values, and the
+            random start is uniform in the L2 ball).
 
     Returns:
         float32 array of `images`' shape: the perturbed images, with
-        |perturbed - images| <= epsilon (up to float32 rounding of
-        `images + epsilon`) and low <= perturbed <= high.
+        |perturbed - images| <= epsilon (L-infinity; up to float32 rounding
+        of `images + epsilon`) or ||perturbed - images||_2 <= epsilon per
+        image (L2; up to float32 rounding), and low <= perturbed <= high.
 
     Raises:
         ParameterError: naming the bad parameter.
@@ -87,14 +99,18 @@ def perturb(
     images, labels, epsilon, steps, step_size, bounds = _validate(
         images, labels, epsilon, attack, steps, step_size, batch_size, bounds
     )
+    if norm not in NORMS:
+        raise ParameterError("norm", f"must be one of {', '.join(NORMS)}; got {norm!r}")
     if attack == "fgsm":
         steps, step_size, random_start = 1, epsilon, False
-    run = _attack_function(model, bool(from_logits), bounds)
+    run = _attack_function(model, bool(from_logits), bounds, norm)
     rng = np.random.default_rng(seed)
     out = np.empty_like(images)
     for begin in range(0, len(images), batch_size):
         x = images[begin : begin + batch_size]
-        if random_start and epsilon > 0:
+        if random_start and epsilon > 0 and norm == "l2":
+            start = _l2_ball(rng, x.shape, epsilon)
+        elif random_start and epsilon > 0:
             start = rng.uniform(-epsilon, epsilon, size=x.shape).astype("float32")
         else:
             start = np.zeros_like(x)
@@ -119,7 +135,7 @@ def adversarial_accuracy(model, images, labels, epsilon: float, *, batch_size: i
     Args:
         model, images, labels, epsilon, batch_size: as for `perturb`.
         **kwargs: the other arguments of `perturb` (attack, steps, step_size,
-            random_start, seed, bounds, from_logits).
+            random_start, seed, bounds, from_logits, norm).
 
     Returns:
         accuracy in [0, 1] on the perturbed images; at `epsilon=0` the clean
@@ -167,9 +183,33 @@ def _validate(images, labels, epsilon, attack, steps, step_size, batch_size, bou
     return images, labels.astype("int32"), epsilon, steps, step_size, (low, high)
 
 
-def _project(candidate, clean, epsilon, bounds):
-    """Nearest point of the epsilon ball around `clean`, inside `bounds`."""
-    candidate = ops.clip(candidate, clean - epsilon, clean + epsilon)
+def _l2_ball(rng, shape, epsilon):
+    """Points uniform in the L2 ball of radius `epsilon`, one per image."""
+    dimension = int(np.prod(shape[1:]))
+    direction = rng.normal(size=(shape[0], dimension))
+    direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-12)
+    radius = epsilon * rng.uniform(size=(shape[0], 1)) ** (1.0 / dimension)
+    return (direction * radius).reshape(shape).astype("float32")
+
+
+def _image_norm(x):
+    return ops.sqrt(ops.sum(ops.square(x), axis=tuple(range(1, len(x.shape))), keepdims=True))
+
+
+def _direction(gradient, norm):
+    if norm == "l2":
+        return gradient / ops.maximum(_image_norm(gradient), 1e-12)
+    return ops.sign(gradient)
+
+
+def _project(candidate, clean, epsilon, bounds, norm="linf"):
+    """Nearest point of the epsilon ball around `clean`, inside `bounds`
+    (L2: the ball's projection, then the clip, which only shortens)."""
+    if norm == "l2":
+        delta = candidate - clean
+        candidate = clean + delta * ops.minimum(1.0, epsilon / ops.maximum(_image_norm(delta), 1e-12))
+    else:
+        candidate = ops.clip(candidate, clean - epsilon, clean + epsilon)
     return ops.clip(candidate, bounds[0], bounds[1])
 
 
@@ -178,25 +218,25 @@ def _loss(scores, labels, from_logits):
     return ops.sum(keras.losses.sparse_categorical_crossentropy(labels, scores, from_logits=from_logits))
 
 
-# model -> {(from_logits, bounds): compiled attack}; one trace per model and
+# model -> {(from_logits, bounds, norm): compiled attack}; one trace per model and
 # batch shape, however often `perturb` is called.
 _COMPILED = weakref.WeakKeyDictionary()
 
 
-def _attack_function(model, from_logits, bounds):
+def _attack_function(model, from_logits, bounds, norm):
     """run(x, start, y, epsilon, step_size, steps) -> perturbed x, compiled for this backend."""
     backend = keras.backend.backend()
     builders = {"tensorflow": _tensorflow_attack, "jax": _jax_attack}
     if backend not in builders:
         raise ParameterError("model", f"attacks run on the tensorflow and jax backends; this is {backend!r}")
     compiled = _COMPILED.setdefault(model, {})
-    key = (from_logits, bounds)
+    key = (from_logits, bounds, norm)
     if key not in compiled:
-        compiled[key] = builders[backend](model, from_logits, bounds)
+        compiled[key] = builders[backend](model, from_logits, bounds, norm)
     return compiled[key]
 
 
-def _tensorflow_attack(model, from_logits, bounds):
+def _tensorflow_attack(model, from_logits, bounds, norm):
     import tensorflow as tf
 
     def gradient(x, y):
@@ -208,9 +248,10 @@ def _tensorflow_attack(model, from_logits, bounds):
     @tf.function(reduce_retracing=True)
     def run(x, start, y, epsilon, step_size, steps):
         def step(_, adversarial):
-            return _project(adversarial + step_size * ops.sign(gradient(adversarial, y)), x, epsilon, bounds)
+            direction = _direction(gradient(adversarial, y), norm)
+            return _project(adversarial + step_size * direction, x, epsilon, bounds, norm)
 
-        return ops.fori_loop(0, steps, step, _project(x + start, x, epsilon, bounds))
+        return ops.fori_loop(0, steps, step, _project(x + start, x, epsilon, bounds, norm))
 
     def call(x, start, y, epsilon, step_size, steps):
         return run(
@@ -221,7 +262,7 @@ def _tensorflow_attack(model, from_logits, bounds):
     return call
 
 
-def _jax_attack(model, from_logits, bounds):
+def _jax_attack(model, from_logits, bounds, norm):
     import jax
 
     def loss(x, y, trainable, non_trainable):
@@ -233,10 +274,10 @@ def _jax_attack(model, from_logits, bounds):
     @jax.jit
     def run(x, start, y, epsilon, step_size, steps, trainable, non_trainable):
         def step(_, adversarial):
-            direction = ops.sign(gradient(adversarial, y, trainable, non_trainable))
-            return _project(adversarial + step_size * direction, x, epsilon, bounds)
+            direction = _direction(gradient(adversarial, y, trainable, non_trainable), norm)
+            return _project(adversarial + step_size * direction, x, epsilon, bounds, norm)
 
-        return ops.fori_loop(0, steps, step, _project(x + start, x, epsilon, bounds))
+        return ops.fori_loop(0, steps, step, _project(x + start, x, epsilon, bounds, norm))
 
     def call(x, start, y, epsilon, step_size, steps):
         trainable = [v.value for v in model.trainable_variables]
