@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tf_selectivity"
 # A module may import from its own floor and the floors below it.
 FLOORS = [
     {"files", "options", "compat", "selectivity_index"},  # shared mechanisms
-    {"optimizers", "selectivity", "stats", "cca", "similarity", "fdr", "unit_null"},  # the index, numerics
+    {"optimizers", "selectivity", "stats", "cca", "similarity", "fdr", "unit_null", "dimensionality"},  # numerics
     {"layers", "unit_statistics"},
     {"models"},
     {"data"},

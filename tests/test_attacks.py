@@ -1,0 +1,202 @@
+"""FGSM and PGD (`tf_selectivity.analysis.attacks`) against hand-computed
+answers and an independent PyTorch attack on the same weights."""
+
+import numpy as np
+import pytest
+import keras
+
+from tf_selectivity.analysis.attacks import adversarial_accuracy, default_step_size, fgsm, perturb, pgd
+from tf_selectivity.models import AKAMASTER_NORMALIZATION, build_model, load_torch_weights
+from tf_selectivity.options import ParameterError
+
+import test_torch_weights as reference  # the reference PyTorch ResNet (module import: its tests are not re-collected)
+
+pytestmark = pytest.mark.core
+
+ROUNDING = 1e-4  # float32 rounding of x + epsilon near 255 (one ulp is 1.5e-5)
+
+
+def linear_model(weights, bias, softmax=False):
+    inputs = keras.Input((weights.shape[0],))
+    outputs = keras.layers.Dense(weights.shape[1], activation="softmax" if softmax else None)(inputs)
+    model = keras.Model(inputs, outputs)
+    model.layers[-1].set_weights([weights, bias])
+    return model
+
+
+def closed_form_fgsm(images, labels, weights, bias, epsilon):
+    """x + epsilon * sign(W (softmax(x W + b) - onehot(y))), clipped to [0, 255]: NumPy, float64."""
+    logits = images.astype("float64") @ weights + bias
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    assert probabilities.max() < 0.999
+    gradient = (probabilities - np.eye(weights.shape[1])[labels]) @ weights.T
+    return np.clip(images + epsilon * np.sign(gradient), 0.0, 255.0)
+
+
+@pytest.fixture(scope="module")
+def resnet8():
+    """A resnet8 on 16x16 images whose clean predictions are the labels, with
+    the same (seeded NumPy He-normal) kernels on every backend."""
+    model = build_model("resnet8", input_shape=(16, 16, 3))
+    generator = np.random.default_rng(3)
+    for variable in model.trainable_variables:
+        if len(variable.shape) > 1:  # kernels; biases and batch norm keep their (constant) starts
+            fan_in = int(np.prod(variable.shape[:-1]))
+            variable.assign(generator.normal(0, np.sqrt(2 / fan_in), variable.shape).astype("float32"))
+    images = np.random.default_rng(7).uniform(0, 255, (48, 16, 16, 3)).astype("float32")
+    labels = np.argmax(model.predict(images, verbose=0), axis=-1)
+    return model, images, labels
+
+
+def test_fgsm_on_a_linear_model_is_the_closed_form(rng):
+    # Logits of a few units: no probability within float32 rounding of 1,
+    # where the gradient's sign would be float32 noise.
+    weights = rng.normal(0, 0.004, (12, 4)).astype("float32")
+    bias = rng.normal(0, 0.5, 4).astype("float32")
+    images = rng.uniform(0, 255, (40, 12)).astype("float32")
+    images[:5, :3] = [0.0, 255.0, 1.0]  # clipping at both ends is part of the answer
+    labels = rng.integers(0, 4, 40)
+    expected = closed_form_fgsm(images, labels, weights, bias, 3.0)
+    for softmax in (False, True):
+        got = fgsm(linear_model(weights, bias, softmax), images, labels, 3.0, from_logits=not softmax)
+        np.testing.assert_allclose(got, expected, atol=ROUNDING)
+    # One PGD step of size epsilon from the image is FGSM.
+    got = pgd(linear_model(weights, bias), images, labels, 3.0, steps=1, step_size=3.0)
+    np.testing.assert_allclose(got, expected, atol=ROUNDING)
+
+
+def test_epsilon_zero_gives_the_clean_accuracy_exactly(rng):
+    weights = rng.normal(0, 0.02, (12, 4)).astype("float32")
+    model = linear_model(weights, np.zeros(4, "float32"))
+    images = rng.uniform(0, 255, (50, 12)).astype("float32")
+    labels = rng.integers(0, 4, 50)
+    clean = float(np.mean(np.argmax(model.predict(images, verbose=0), axis=-1) == labels))
+    assert 0.0 < clean < 1.0
+    for attack in ("fgsm", "pgd"):
+        assert adversarial_accuracy(model, images, labels, 0.0, attack=attack, random_start=True) == clean
+        np.testing.assert_array_equal(perturb(model, images, labels, 0, attack=attack, random_start=True), images)
+
+
+def test_budget_range_strength_and_seeds(resnet8):
+    model, images, labels = resnet8
+    epsilon = 1.0
+    results = {}
+    for attack, kwargs in (("fgsm", {}), ("pgd", {"steps": 7, "random_start": True, "seed": 3})):
+        adversarial = perturb(model, images, labels, epsilon, attack=attack, batch_size=20, **kwargs)
+        assert adversarial.shape == images.shape and adversarial.dtype == np.float32
+        assert np.abs(adversarial - images).max() <= epsilon + ROUNDING
+        assert adversarial.min() >= 0.0 and adversarial.max() <= 255.0
+        assert np.abs(adversarial - images).max() > epsilon * 0.9  # it did move
+        results[attack] = adversarial_accuracy(model, images, labels, epsilon, attack=attack, batch_size=20, **kwargs)
+    assert results["fgsm"] < 1.0  # the clean accuracy is 1 by construction
+    assert results["pgd"] <= results["fgsm"] + 2 / len(images)  # PGD is at least as strong, up to noise
+    # Seeded: the same seed repeats, another seed starts elsewhere.
+    one = pgd(model, images[:8], labels[:8], epsilon, steps=2, random_start=True, seed=5)
+    np.testing.assert_array_equal(one, pgd(model, images[:8], labels[:8], epsilon, steps=2, random_start=True, seed=5))
+    assert not np.array_equal(one, pgd(model, images[:8], labels[:8], epsilon, steps=2, random_start=True, seed=6))
+
+
+def torch_attack(torch, net, images, labels, epsilon, steps, step_size, start, mean, std):
+    """PGD (FGSM: steps=1, step_size=epsilon, start=0) in PyTorch on [0, 255] NHWC images."""
+    clean = torch.from_numpy(images.astype("float32"))
+    target = torch.from_numpy(labels.astype("int64"))
+    mean = torch.tensor(mean).view(1, 3, 1, 1)
+    std = torch.tensor(std).view(1, 3, 1, 1)
+    adversarial = torch.clamp(torch.min(torch.max(clean + torch.from_numpy(start), clean - epsilon), clean + epsilon), 0, 255)
+    for _ in range(steps):
+        adversarial = adversarial.detach().requires_grad_(True)
+        x = (adversarial.permute(0, 3, 1, 2) / 255.0 - mean) / std
+        loss = torch.nn.functional.cross_entropy(net(x), target, reduction="sum")
+        (gradient,) = torch.autograd.grad(loss, adversarial)
+        step = adversarial.detach() + step_size * gradient.sign()
+        adversarial = torch.clamp(torch.min(torch.max(step, clean - epsilon), clean + epsilon), 0, 255)
+    with torch.no_grad():
+        x = (adversarial.permute(0, 3, 1, 2) / 255.0 - mean) / std
+        predicted = net(x).argmax(dim=1).numpy()
+    return adversarial.detach().numpy(), float(np.mean(predicted == labels))
+
+
+def test_equal_to_pytorch_on_the_same_weights():
+    torch = pytest.importorskip("torch", reason=reference.NO_TORCH)
+    net = reference.torch_cifar_resnet(torch, 8)
+    with torch.no_grad():  # its random biases alone would decide every class
+        net.linear.bias.zero_()
+    mean, std = AKAMASTER_NORMALIZATION["normalize_mean"], AKAMASTER_NORMALIZATION["normalize_std"]
+    model = build_model("resnet8", input_shape=(16, 16, 3))
+    load_torch_weights(model, net.state_dict(), **AKAMASTER_NORMALIZATION)
+    rng = np.random.default_rng(11)
+    images = rng.uniform(0, 255, (32, 16, 16, 3)).astype("float32")
+    labels = np.argmax(model.predict(images, verbose=0), axis=-1)
+    labels[::4] = (labels[::4] + 1) % 10  # some already wrong
+    epsilon, steps = 24.0, 5  # a random network needs a large budget to change its mind
+    step_size = default_step_size(epsilon, steps)
+    start = np.random.default_rng(9).uniform(-epsilon, epsilon, images.shape).astype("float32")
+    cases = {
+        "fgsm": (fgsm(model, images, labels, epsilon), dict(steps=1, step_size=epsilon, start=np.zeros_like(images))),
+        "pgd": (pgd(model, images, labels, epsilon, steps=steps, random_start=True, seed=9, batch_size=32),
+                dict(steps=steps, step_size=step_size, start=start)),
+    }
+    for attack, (ours, torch_kwargs) in cases.items():
+        theirs, their_accuracy = torch_attack(torch, net, images, labels, epsilon, mean=mean, std=std, **torch_kwargs)
+        # Signs of gradients within float error of 0 may differ: allow a few pixels.
+        differ = np.abs(ours - theirs) > 1e-3
+        assert differ.mean() < 5e-3, (attack, differ.mean())
+        kwargs = {"steps": steps, "random_start": True, "seed": 9} if attack == "pgd" else {}
+        ours_accuracy = adversarial_accuracy(model, images, labels, epsilon, attack=attack, **kwargs)
+        assert ours_accuracy == pytest.approx(their_accuracy, abs=1 / len(images)), attack
+        assert ours_accuracy < 0.75  # the attack changed predictions (clean accuracy is 0.75)
+
+
+def test_l2_attacks(rng, resnet8):
+    # On a linear model one L2 step of size epsilon is x + eps * g / ||g||.
+    weights = rng.normal(0, 0.004, (12, 4)).astype("float32")
+    bias = rng.normal(0, 0.5, 4).astype("float32")
+    images = rng.uniform(60, 195, (30, 12)).astype("float32")  # the step stays inside [0, 255]
+    labels = rng.integers(0, 4, 30)
+    logits = images.astype("float64") @ weights + bias
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    gradient = (probabilities - np.eye(4)[labels]) @ weights.T
+    expected = images + 30.0 * gradient / np.linalg.norm(gradient, axis=1, keepdims=True)
+    got = fgsm(linear_model(weights, bias), images, labels, 30.0, norm="l2")
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    # Budget, range, strength and epsilon 0 on a network.
+    model, images, labels = resnet8
+    epsilon = 60.0  # L2 over 16 x 16 x 3 values: about 1 pixel unit per value
+    accuracies = {}
+    for attack, kwargs in (("fgsm", {}), ("pgd", {"steps": 7, "random_start": True, "seed": 1})):
+        adversarial = perturb(model, images, labels, epsilon, attack=attack, norm="l2", **kwargs)
+        norms = np.linalg.norm((adversarial - images).reshape(len(images), -1), axis=1)
+        assert norms.max() <= epsilon * (1 + 1e-5) and norms.max() > 0.9 * epsilon
+        assert adversarial.min() >= 0.0 and adversarial.max() <= 255.0
+        accuracies[attack] = adversarial_accuracy(model, images, labels, epsilon, attack=attack, norm="l2", **kwargs)
+        np.testing.assert_array_equal(perturb(model, images, labels, 0.0, attack=attack, norm="l2", **kwargs), images)
+    assert accuracies["fgsm"] < 1.0
+    assert accuracies["pgd"] <= accuracies["fgsm"] + 2 / len(images)
+
+
+@pytest.mark.parametrize(
+    "kwargs, parameter",
+    [
+        ({"epsilon": -1.0}, "epsilon"),
+        ({"epsilon": float("nan")}, "epsilon"),
+        ({"steps": 0}, "steps"),
+        ({"steps": 2.5}, "steps"),
+        ({"step_size": 0.0}, "step_size"),
+        ({"attack": "cw"}, "attack"),
+        ({"labels": np.zeros(3, "int64")}, "labels"),
+        ({"labels": np.zeros(4, "float32")}, "labels"),
+        ({"images": np.full((4, 12), 300.0, "float32")}, "images"),
+        ({"bounds": (1.0, 1.0)}, "bounds"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"norm": "l1"}, "norm"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, parameter):
+    model = linear_model(np.zeros((12, 4), "float32"), np.zeros(4, "float32"))
+    arguments = {"images": np.zeros((4, 12), "float32"), "labels": np.zeros(4, "int64"), "epsilon": 1.0}
+    arguments.update(kwargs)
+    with pytest.raises(ParameterError) as error:
+        perturb(model, **arguments)
+    assert error.value.parameter == parameter
