@@ -125,6 +125,27 @@ def model_state(model):
     )
 
 
+def build_metrics(model, images, labels) -> None:
+    """Builds the model's compiled metrics on one example, then resets them.
+
+    Keras creates a compiled metric's variables at its first update. A
+    jitted step takes the metrics' variables from the state captured before
+    it (`model_state`); a metric first built inside the trace (e.g. a
+    user's extra ``metrics=``) would have no value there. `fit` builds them
+    symbolically before its first step; this does the same with one eager
+    forward pass.
+
+    Args:
+        model: a compiled model.
+        images: at least one image (uint8 or float, [0, 255]).
+        labels: their integer labels.
+    """
+    x = np.asarray(images[:1], dtype=np.float32)
+    y = np.asarray(labels[:1], dtype=np.int32)
+    model.compute_metrics(x, y, model(x, training=False), sample_weight=None)
+    model.reset_metrics()
+
+
 def write_model_state(model, state) -> None:
     """Assigns a `model_state`-shaped state to the model's variables."""
     groups = (
@@ -336,7 +357,7 @@ class DeviceTrainer:
                 raise ValueError("Compile the model before training it on the device.")
             if not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
-            model.reset_metrics()
+            build_metrics(model, validation_images, validation_labels)
         self.functions = functions = epoch_functions(
             models[0],
             num_train=len(train_labels),

@@ -120,6 +120,9 @@ class JAXHostRunner:
         self.workers = workers or (2 if (os.cpu_count() or 1) > 2 else 1)
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+        from tf_selectivity.training.device_loop import build_metrics
+
+        build_metrics(model, data.validation_images, data.validation_labels)
         self._train_step = jax.jit(model.train_step)
         self._test_step = jax.jit(model.test_step)
         self._state = None
