@@ -102,8 +102,10 @@ class OracleTrialWrites:
     """
 
     def write_trial(self, trial) -> None:
-        """Writes `trial`'s record (``trial.get_state()``)."""
-        raise NotImplementedError
+        """Writes `trial`'s record (``trial.get_state()``); the subclass defines it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} uses OracleTrialWrites and must define write_trial(trial)"
+        )
 
     def _save_trial(self, trial):
         self.write_trial(trial)
