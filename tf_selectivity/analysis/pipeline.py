@@ -581,6 +581,15 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
             other_measures=other_measures, similarity_maps=maps,
         )
 
+    # Optional stages that need each run's Keras model (ablation, robustness,
+    # unit pages): each writes its tables and figures into the staging
+    # directory and returns its report section.
+    stage_context = StageContext(
+        records=analysed, runs=runs, layers=layers, units=units, options=options, test_data=test_data,
+        staging=staging, errors=errors, figures=figures, verbose=verbose,
+    )
+    sections = [section for stage in optional_stages(options) if (section := stage(stage_context))]
+
     pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(staging, "errors.csv"), index=False)
     from tf_selectivity import report
 
@@ -589,12 +598,42 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
         # and beside it the ratio under every measure of --similarity.
         staging, runs, layers, cca=cca_shown, cca_ratio=cca_ratio,
         figures=figures, errors=errors, n_resamples=options.n_resamples,
-        diverged=_diverged_table(diverged) if diverged else None,
+        diverged=_diverged_table(diverged) if diverged else None, sections=sections,
     )
     return AnalysisResult(
         runs, layers, units, cca, cca_ratio, cca_tests, errors, str(report_path), figures,
         diverged=_diverged_table(diverged),
     )
+
+
+@dataclasses.dataclass
+class StageContext:
+    """What an optional analysis stage gets: the analysed runs and their tables.
+
+    A stage is a function ``stage(context) -> list[str] | None``: it writes
+    its tables (`write_table` into `staging`) and figures (under
+    ``staging/figures``, added to `figures` as ``{name: [paths]}``), appends
+    ``(path, message)`` to `errors` for a run it cannot handle (and goes on
+    with the others), and returns its report section (Markdown lines,
+    ``## `` heading first) or None.
+    """
+
+    records: list  # the analysed `RunRecord`s, in the order of `runs`
+    runs: pd.DataFrame
+    layers: pd.DataFrame
+    units: pd.DataFrame
+    options: AnalysisOptions
+    test_data: "_TestData"  # .for_run(record) -> (spec, images, labels, num_classes)
+    staging: str
+    errors: list
+    figures: dict
+    verbose: int = 0
+
+
+def optional_stages(options: AnalysisOptions) -> list:
+    """The optional stages `options` asks for, in report order."""
+    stages = []
+    return stages
 
 
 def _progbar_verbosity() -> int:

@@ -20,6 +20,7 @@ __all__ = [
     "discover_runs",
     "error_for",
     "load_response_function",
+    "load_run_model",
     "CONFIG_COLUMNS",
 ]
 
@@ -180,6 +181,41 @@ def _import_user_model_module(model: str) -> None:
         pass  # the model may not need it; load_model names what is missing
 
 
+def load_run_model(record: RunRecord):
+    """The run's Keras model (a `SelectivityModel`, probes included) from ``model.keras``.
+
+    For what needs the model itself rather than its exported responses:
+    ablation (re-running the network with units silenced), attacks
+    (gradients) and unit galleries. Any Keras backend; a user's
+    ``module.path:function`` model's module is imported first so that its
+    custom layers deserialize.
+
+    Raises:
+        RunLoadError: no ``model.keras``, or one that cannot be loaded
+            (the message says why).
+    """
+    paths = RunPaths(record.run_dir)
+    if not os.path.exists(paths.keras_model):
+        raise RunLoadError(f"{record.run_dir}: model.keras is missing (the run's Keras model)")
+    try:
+        import zipfile
+
+        import keras
+
+        from tf_selectivity.models import register_serializables
+
+        register_serializables()
+        if not zipfile.is_zipfile(paths.keras_model):
+            # Keras says "File not found" for a file that exists but is not a
+            # zip archive.
+            raise ValueError("it is not a Keras model file (not a zip archive: damaged, truncated or overwritten)")
+        _import_user_model_module(record.summary.get("model", ""))
+        return keras.saving.load_model(paths.keras_model)
+    except Exception as error:
+        raise RunLoadError(
+            f"{record.run_dir}: model.keras could not be loaded ({type(error).__name__}: {error})") from None
+
+
 def load_response_function(
     record: RunRecord, endpoint: str = "unit_responses"
 ) -> Callable[[np.ndarray], Mapping[str, np.ndarray]]:
@@ -232,29 +268,18 @@ def load_response_function(
             problems.append(f"saved_model/ could not be loaded ({type(error).__name__}: {error})")
     if os.path.exists(paths.keras_model):
         try:
-            import zipfile
-
-            import keras
-
-            from tf_selectivity.models import register_serializables
-
-            register_serializables()
-
-            if not zipfile.is_zipfile(paths.keras_model):
-                # Keras says "File not found" for a file that exists but is
-                # not a zip archive.
-                raise ValueError(
-                    "it is not a Keras model file (not a zip archive: damaged, truncated or overwritten)"
-                )
-            _import_user_model_module(record.summary.get("model", ""))
-            model = keras.saving.load_model(paths.keras_model)
+            model = load_run_model(record)
             derived = model.unit_response_model() if endpoint == "unit_responses" else model.activation_model()
 
             def respond(images):
+                import keras
+
                 outputs = derived.predict_on_batch(np.asarray(images, dtype=np.float32))
                 return {name: keras.ops.convert_to_numpy(value) for name, value in outputs.items()}
 
             return respond
+        except RunLoadError as error:
+            problems.append(error_for(record.run_dir, error))
         except Exception as error:
             problems.append(f"model.keras could not be loaded ({type(error).__name__}: {error})")
     if not problems:

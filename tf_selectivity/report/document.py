@@ -88,6 +88,7 @@ def write_report(
     errors: Sequence[tuple[str, str]] | None = None,
     n_resamples: int = stats.DEFAULT_N_RESAMPLES,
     diverged: pd.DataFrame | None = None,
+    sections: Sequence[Sequence[str]] | None = None,
 ) -> Path:
     """Writes `report.md` into `output_dir`.
 
@@ -111,6 +112,10 @@ def write_report(
         n_resamples: Bootstrap resamples per confidence interval.
         diverged: The runs whose training diverged (the analysis'
             `diverged` table), listed in a section of their own.
+        sections: Further sections (each a list of Markdown lines, its
+            ``## `` heading first) from the analysis' optional stages
+            (ablation, robustness, unit pages), placed after the
+            similarity section, in the order given.
 
     Returns:
         Path of the written report.
@@ -167,6 +172,8 @@ def write_report(
     lines += tables
     if cca_tables:
         lines += ["## Representational similarity (CCA)", ""] + cca_tables
+    for section in sections or ():
+        lines += [*section, ""]
     lines += figures_section(figures, output_dir)
     lines += diverged_section(diverged)
     lines += errors_section(errors)
