@@ -16,6 +16,7 @@ __all__ = [
     "register_call_context_args",
     "optimizer_variable_index",
     "run_graph",
+    "graph_cut",
     "OracleTrialWrites",
     "oracle_state_without_retries",
     "tuner_state_file",
@@ -82,6 +83,47 @@ def run_graph(model, inputs, call_layer):
         The outputs, structured as the model's.
     """
     return model._run_through_graph(inputs, operation_fn=lambda operation: operation, call_fn=call_layer)
+
+
+def graph_cut(model, tensor) -> list:
+    """The tensors of `model`'s graph that the rest of it needs from `tensor`'s prefix.
+
+    The prefix is the node that computes `tensor` and every node it depends
+    on; the cut is every tensor a prefix node (or an input) produces that a
+    node outside the prefix consumes: `tensor` itself, and those that skip
+    around it (a residual block's input beside its first ReLU). Computing
+    the cut once and running the model's other nodes from it gives the
+    model's outputs. Keras 3 has no public API for a node's parents
+    (``KerasTensor._keras_history``, ``Node.parent_nodes``,
+    ``Function._nodes_by_depth``).
+
+    Args:
+        model: a Functional `keras.Model`.
+        tensor: a symbolic tensor of `model`'s graph.
+
+    Returns:
+        The cut's symbolic tensors, in graph order (each once).
+    """
+    def producer(t):
+        history = t._keras_history
+        return history.operation._inbound_nodes[history.node_index]
+
+    prefix, stack = set(), [producer(tensor)]
+    while stack:
+        node = stack.pop()
+        if id(node) not in prefix:
+            prefix.add(id(node))
+            stack.extend(node.parent_nodes)
+    cut, seen = [], set()
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if id(node) in prefix:
+                continue
+            for t in node.input_tensors:
+                if id(t) not in seen and id(producer(t)) in prefix:
+                    seen.add(id(t))
+                    cut.append(t)
+    return cut
 
 
 # ---------------------------------------------------------------------------
