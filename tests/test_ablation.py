@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from keras import ops
 
@@ -88,3 +89,83 @@ def test_bad_arguments_are_named(rng):
                             ({"mode": "noise"}, "^mode must be zero or mean")):
         with pytest.raises(ParameterError, match=message):
             ablation_curves(model, images, labels, **kwargs)
+
+
+# -- Issue 16 points 3-4: the suffix path, single-unit importance, the correlation.
+from tf_selectivity.analysis.ablation import (  # noqa: E402
+    _masked_model, _network, importance_correlations, unit_importance,
+)
+
+
+def _skip_model(classes=4):
+    """conv1 -> probe -> conv2, plus conv1's INPUT added after conv2 (a skip around the probe)."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((12, 12, 3))
+    x0 = keras.layers.Conv2D(6, 3, padding="same", name="stem")(keras.layers.Rescaling(1 / 255.0)(inputs))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv1")(x0)
+    x = keras.layers.Conv2D(6, 3, padding="same", name="conv2")(x)
+    x = keras.layers.Activation("relu", name="relu_out")(keras.layers.Add(name="add")([x, x0]))
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, name="logits")(x))
+
+
+def test_the_suffix_path_equals_the_whole_network(rng):
+    images, labels = _data(rng, count=40)
+    keras.utils.set_random_seed(0)
+    resnet = build_model("resnet8", num_classes=4, input_shape=(12, 12, 3))
+    user = instrument(_skip_model(), alpha=0.0, after=["conv1"])
+    for model in (resnet, user):
+        layers = list(model.probe_names)
+        full = _network(model, layers, images.astype("float32"), labels, 16, "full")
+        suffix = _network(model, layers, images.astype("float32"), labels, 16, "suffix")
+        assert suffix.method == "suffix" and full.method == "full"
+        keep_rng = np.random.default_rng(0)
+        for name in layers:
+            units = model.get_layer(name).output.shape[-1]
+            keeps = (keep_rng.uniform(size=(5, units)) < 0.5).astype("float32")
+            fill = keep_rng.uniform(size=units).astype("float32")
+            np.testing.assert_array_equal(suffix.correct(name, keeps, fill), full.correct(name, keeps, fill))
+    # The cut of the user model's probe: the probe's output and the skip (stem's output).
+    masked, _, outputs = _masked_model(user, list(user.probe_names))
+    from tf_selectivity.compat import graph_cut
+
+    assert len(graph_cut(masked, outputs[user.probe_names[0]])) == 2
+
+
+def test_unit_importance_equals_one_unit_hand_masked(rng):
+    plain = _plain()
+    model = instrument(plain, alpha=0.0)
+    images, labels = _data(rng)
+    conv2_probe = [n for n in model.probe_names if "conv2" in n][0]
+    frame = unit_importance(model, images, labels, layers=[conv2_probe], batch_size=64)
+    assert list(frame["unit"]) == list(range(8)) and (frame["layer"] == conv2_probe).all()
+    clean = _accuracy(model, images, labels)
+    assert frame["clean_accuracy"].eq(clean).all()
+    for unit in (0, 5):
+        keep = np.ones(8, "float32")
+        keep[unit] = 0
+        inputs = keras.Input((12, 12, 3))
+        x = plain.get_layer("conv2")(plain.get_layer("conv1")(plain.layers[1](inputs)))
+        hand = keras.Model(inputs, plain.get_layer("logits")(plain.get_layer("pool")(keras.layers.Lambda(lambda t: t * keep)(x))))
+        predicted = ops.convert_to_numpy(hand(images)).argmax(-1)
+        row = frame.iloc[unit]
+        assert row["accuracy"] == pytest.approx((predicted == labels).mean(), abs=1e-12)
+        assert row["importance"] == pytest.approx(clean - (predicted == labels).mean(), abs=1e-12)
+        clean_predicted = ops.convert_to_numpy(model(images)).argmax(-1)
+        drops = [(clean_predicted[labels == c] == c).mean() - (predicted[labels == c] == c).mean() for c in range(4)]
+        assert row["max_class_drop"] == pytest.approx(max(drops), abs=1e-12)
+        assert row["max_drop_class"] == int(np.argmax(drops))
+
+
+def test_importance_correlations_are_scipy_spearman_with_a_bootstrap_ci():
+    from scipy.stats import spearmanr
+
+    data_rng = np.random.default_rng(3)
+    si = data_rng.uniform(size=30)
+    frame = pd.DataFrame({"layer": "a", "unit": np.arange(30), "selectivity": si,
+                          "importance": si + data_rng.normal(0, 0.3, 30)})
+    table = importance_correlations(frame, n_resamples=2000)
+    row = table.iloc[0]
+    assert row["si_column"] == "selectivity" and row["num_units"] == 30 and len(table) == 1
+    assert row["spearman"] == pytest.approx(spearmanr(frame["selectivity"], frame["importance"]).statistic, abs=1e-12)
+    assert row["ci_low"] < row["spearman"] < row["ci_high"]

@@ -507,7 +507,7 @@ def importance_correlations(
             x, y = x[finite], y[finite]
 
             def statistic(indices, axis=None):
-                indices = np.atleast_2d(indices)
+                indices = np.atleast_2d(indices).astype(np.int64)
                 return _spearman_rows(x[indices], y[indices])
 
             value = float(_spearman_rows(x, y)) if len(x) > 1 else np.nan

@@ -45,6 +45,19 @@ def _finite_numbers(values):
     return f"must be finite numbers; got {bad[0]}" if bad else None
 
 
+def _names(values):
+    if not values or any(not str(v).strip() for v in values):
+        return f"must be layer names; got {', '.join(map(str, values)) or 'none'}"
+    return None
+
+
+def _fractions(values):
+    bad = [v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
+    if bad or not values:
+        return f"must be fractions in [0, 1]; got {', '.join(map(str, bad)) or 'none'}"
+    return None
+
+
 @dataclasses.dataclass
 class AnalysisOptions:
     """Settings of one analysis (the flags of `python -m tf_selectivity.analyze`)."""
@@ -150,6 +163,41 @@ class AnalysisOptions:
         False,
         "imagefolder: leave out test images that cannot be decoded instead of stopping (automatic for runs "
         "trained with --skip_bad_images).",
+    )
+    # -- Issue 16 points 2-6: ablation curves and single-unit importance
+    # (analysis/ablation_stage.py; every run's model.keras is loaded).
+    ablation: bool = setting(
+        False,
+        "Ablation curves: test accuracy as each probed layer's units are zeroed cumulatively, most selective "
+        "first, least selective first and in random orders (table ablation_curves, figures, report section).",
+    )
+    unit_ablation: bool = setting(
+        False,
+        "Single-unit importance: the accuracy drop (overall and of the class hit hardest) when each unit alone "
+        "is ablated, and its Spearman correlation with SI per layer (tables unit_importance, "
+        "importance_correlations).",
+    )
+    ablation_layers: Optional[tuple] = setting(
+        None, "Probes ablated by --ablation/--unit_ablation (default: all); a name no run has is an error.",
+        check=_names, item=str,
+    )
+    ablation_fractions: tuple = setting(
+        None, "Fractions of a layer's units ablated, in [0, 1], for --ablation.",
+        default_factory=lambda: (0.0, 0.1, 0.25, 0.5, 0.75, 1.0), check=_fractions, item=float,
+    )
+    ablation_random_orders: int = setting(
+        3, "Random orders of --ablation (seeds 0..R-1), the baseline selective-first is compared with.",
+        check=positive,
+    )
+    ablation_mode: str = setting(
+        "zero", "Ablated units' value: zero, or mean (the unit's mean test response, at every position).",
+        choices=("zero", "mean"),
+    )
+    ablation_max_samples: Optional[int] = setting(
+        None,
+        "Ablate on the first N test images only (default: all): --ablation/--unit_ablation accuracies are "
+        "then on N images (a CPU-sized reproduction).",
+        check=positive,
     )
 
     def __post_init__(self):

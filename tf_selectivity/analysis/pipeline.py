@@ -633,6 +633,10 @@ class StageContext:
 def optional_stages(options: AnalysisOptions) -> list:
     """The optional stages `options` asks for, in report order."""
     stages = []
+    if options.ablation or options.unit_ablation:
+        from tf_selectivity.analysis.ablation_stage import ablation_stage
+
+        stages.append(ablation_stage)
     return stages
 
 
