@@ -67,7 +67,7 @@ def test_random_orders_are_reproducible_and_a_whole_layer_gives_one_class(rng):
     kwargs = dict(layers=layer, orders=("random",), random_seeds=(5, 6), fractions=(0.5,))
     first = ablation_curves(model, images, labels, **kwargs)
     again = ablation_curves(model, images, labels, **kwargs)
-    assert first.equals(again) and list(first["seed"]) == [5, 6]
+    assert first.equals(again) and list(first["order_seed"]) == [5, 6]
     # Zeroing a whole layer of a network without skips gives one class for
     # every image: the accuracy of predicting one class (1/4 here).
     plain = instrument(_plain(), alpha=0.0)

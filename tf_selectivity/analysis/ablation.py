@@ -361,8 +361,8 @@ def ablation_curves(
 
     Returns:
         Tidy DataFrame, one row per (layer, order, seed, fraction):
-        ``layer``, ``layer_index``, ``order``, ``seed`` (-1 for the
-        selectivity orders), ``fraction``, ``units_ablated``, ``num_units``,
+        ``layer``, ``layer_index``, ``order``, ``order_seed`` (the random
+        order's seed; -1 for the selectivity orders), ``fraction``, ``units_ablated``, ``num_units``,
         ``accuracy``.
 
     Raises:
@@ -398,7 +398,7 @@ def ablation_curves(
         accuracy = network.correct(name, np.stack(keeps), fill).mean(axis=1)
         for (order, seed, fraction, count), value in zip(meta, accuracy):
             rows.append({
-                "layer": name, "layer_index": probes.index(name), "order": order, "seed": seed,
+                "layer": name, "layer_index": probes.index(name), "order": order, "order_seed": seed,
                 "fraction": fraction, "units_ablated": count, "num_units": units, "accuracy": float(value),
             })
     return pd.DataFrame(rows)

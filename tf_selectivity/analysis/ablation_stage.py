@@ -95,7 +95,7 @@ def ablation_auc(curves: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(keys, key))
         for order in ("selective_first", "random", "least_selective_first"):
             part = frame[frame["order"] == order]
-            values = [_auc(seed_rows) for _, seed_rows in part.groupby("seed")]
+            values = [_auc(seed_rows) for _, seed_rows in part.groupby("order_seed")]
             row[f"auc_{order}"] = float(np.mean(values)) if values else np.nan
         row["auc_difference"] = row["auc_selective_first"] - row["auc_random"]
         rows.append(row)

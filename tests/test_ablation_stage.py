@@ -1,0 +1,72 @@
+"""`analyze --ablation --unit_ablation` on tiny trained runs (issue 16 points 2, 3, 5)."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tf_selectivity.analysis.ablation_stage import ablation_auc, selective_vs_random, sign_flip_test
+from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+
+pytestmark = pytest.mark.tensorflow_only
+
+
+@pytest.fixture(scope="module")
+def ablated(tiny_runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ablation")
+    options = AnalysisOptions(
+        n_resamples=200, cca="false", selectivity_null=20, ablation=True, unit_ablation=True,
+        ablation_max_samples=48, ablation_random_orders=2, ablation_fractions=(0.0, 0.5, 1.0),
+    )
+    return analyze([str(tiny_runs)], str(out), options, verbose=0), out
+
+
+def test_the_stage_writes_its_tables_figures_and_section(ablated):
+    result, out = ablated
+    curves = pd.read_parquet(out / "ablation_curves.parquet")
+    runs = result.runs
+    assert set(curves["run_dir"]) == set(runs["run_dir"]) and len(runs) == 4
+    assert {"model", "alpha", "seed", "activation", "leaky_slope", "layer", "order", "order_seed", "fraction",
+            "units_ablated", "accuracy"} <= set(curves.columns)
+    # 4 runs x 7 probes x (2 selectivity orders + 2 random) x 3 fractions.
+    assert len(curves) == 4 * 7 * 4 * 3
+    importance = pd.read_parquet(out / "unit_importance.parquet")
+    assert len(importance) == 4 * 240
+    assert np.allclose(importance["si_chance_corrected"], importance["selectivity"] - importance["si_null_mean"])
+    # The clean accuracy (fraction 0) is the same in both tables, on the first 48 images.
+    clean = curves[curves["fraction"] == 0].groupby("run_dir")["accuracy"].agg(["min", "max"])
+    assert (clean["min"] == clean["max"]).all()
+    assert np.allclose(importance.groupby("run_dir")["clean_accuracy"].first().sort_index(), clean["min"].sort_index())
+    correlations = pd.read_csv(out / "importance_correlations.csv")
+    assert set(correlations["si_column"]) == {"selectivity", "si_chance_corrected"}
+    assert len(correlations) == 4 * 7 * 2
+    for name in ("ablation_curves_resnet8_relu", "si_vs_importance_resnet8_relu"):
+        assert all(os.path.exists(p) for p in result.figures[name])
+    report = open(result.report).read()
+    assert "## Ablation: do selective units matter?" in report and "first 48 test images" in report
+    assert "Units selective above chance" in report and "AUC selective-first" in report
+    assert "ρ(SI, importance)" in report
+
+
+def test_auc_and_the_sign_flip_test_have_known_answers():
+    rows = []
+    for run, drop in (("r0", 0.2), ("r1", 0.1)):
+        for order, seeds, scale in (("selective_first", (-1,), 1.0), ("random", (0, 1), 0.5),
+                                    ("least_selective_first", (-1,), 0.0)):
+            for seed in seeds:
+                for fraction in (0.0, 0.5, 1.0):
+                    rows.append({"run_dir": run, "model": "m", "alpha": 0.0, "layer": "l", "layer_index": 0,
+                                 "order": order, "order_seed": seed, "fraction": fraction,
+                                 "accuracy": 0.9 - scale * drop * fraction})
+    auc = ablation_auc(pd.DataFrame(rows)).set_index("run_dir")
+    # Linear curves: normalized AUC = accuracy at the middle fraction.
+    assert auc.loc["r0", "auc_selective_first"] == pytest.approx(0.8)
+    assert auc.loc["r0", "auc_random"] == pytest.approx(0.85)
+    assert auc.loc["r1", "auc_difference"] == pytest.approx(-0.025)
+    test = selective_vs_random(auc.reset_index()).iloc[0]
+    assert test["runs"] == 2 and test["mean_difference"] == pytest.approx(-0.0375)
+    assert test["layers_hurt_more"] == 1.0
+    # Two runs: 4 sign patterns, 2 as extreme as observed -> p = 0.5.
+    assert test["p_value"] == pytest.approx(0.5)
+    assert sign_flip_test([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2 / 32)
