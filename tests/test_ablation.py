@@ -89,6 +89,11 @@ def test_bad_arguments_are_named(rng):
                             ({"mode": "noise"}, "^mode must be zero or mean")):
         with pytest.raises(ParameterError, match=message):
             ablation_curves(model, images, labels, **kwargs)
+    # A model without probes (issue 16 point 6).
+    with pytest.raises(ParameterError, match="^model has no selectivity probes"):
+        ablation_curves(_plain(), images, labels)
+    with pytest.raises(ParameterError, match="^model has no selectivity probes"):
+        unit_importance(_plain(), images, labels)
 
 
 # -- Issue 16 points 3-4: the suffix path, single-unit importance, the correlation.

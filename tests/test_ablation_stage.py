@@ -11,6 +11,10 @@ from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
 
 pytestmark = pytest.mark.tensorflow_only
 
+# Three of resnet8's 7 probes (16, 16 and 64 units): the stem, a block's
+# first ReLU (a skip around it) and the last block's output.
+LAYERS = ("probe_stem", "probe_s2b1_relu1", "probe_s3b1_out")
+
 
 @pytest.fixture(scope="module")
 def ablated(tiny_runs, tmp_path_factory):
@@ -18,6 +22,7 @@ def ablated(tiny_runs, tmp_path_factory):
     options = AnalysisOptions(
         n_resamples=200, cca="false", selectivity_null=20, ablation=True, unit_ablation=True,
         ablation_max_samples=48, ablation_random_orders=2, ablation_fractions=(0.0, 0.5, 1.0),
+        ablation_layers=LAYERS,
     )
     return analyze([str(tiny_runs)], str(out), options, verbose=0), out
 
@@ -29,10 +34,10 @@ def test_the_stage_writes_its_tables_figures_and_section(ablated):
     assert set(curves["run_dir"]) == set(runs["run_dir"]) and len(runs) == 4
     assert {"model", "alpha", "seed", "activation", "leaky_slope", "layer", "order", "order_seed", "fraction",
             "units_ablated", "accuracy"} <= set(curves.columns)
-    # 4 runs x 7 probes x (2 selectivity orders + 2 random) x 3 fractions.
-    assert len(curves) == 4 * 7 * 4 * 3
+    # 4 runs x 3 probes x (2 selectivity orders + 2 random) x 3 fractions.
+    assert len(curves) == 4 * 3 * 4 * 3 and tuple(curves["layer"].unique()) == LAYERS
     importance = pd.read_parquet(out / "unit_importance.parquet")
-    assert len(importance) == 4 * 240
+    assert len(importance) == 4 * (16 + 32 + 64)
     assert np.allclose(importance["si_chance_corrected"], importance["selectivity"] - importance["si_null_mean"])
     # The clean accuracy (fraction 0) is the same in both tables, on the first 48 images.
     clean = curves[curves["fraction"] == 0].groupby("run_dir")["accuracy"].agg(["min", "max"])
@@ -40,7 +45,7 @@ def test_the_stage_writes_its_tables_figures_and_section(ablated):
     assert np.allclose(importance.groupby("run_dir")["clean_accuracy"].first().sort_index(), clean["min"].sort_index())
     correlations = pd.read_csv(out / "importance_correlations.csv")
     assert set(correlations["si_column"]) == {"selectivity", "si_chance_corrected"}
-    assert len(correlations) == 4 * 7 * 2
+    assert len(correlations) == 4 * 3 * 2
     for name in ("ablation_curves_resnet8_relu", "si_vs_importance_resnet8_relu"):
         assert all(os.path.exists(p) for p in result.figures[name])
     report = open(result.report).read()
@@ -70,3 +75,15 @@ def test_auc_and_the_sign_flip_test_have_known_answers():
     # Two runs: 4 sign patterns, 2 as extreme as observed -> p = 0.5.
     assert test["p_value"] == pytest.approx(0.5)
     assert sign_flip_test([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2 / 32)
+
+
+def test_a_layer_no_run_has_is_one_error_naming_the_probes_and_nothing_is_written(tiny_runs, tmp_path):
+    from tf_selectivity.options import ParameterError
+
+    out = tmp_path / "analysis"
+    options = AnalysisOptions(cca="false", figures=False, ablation=True, ablation_layers=("probe_stem", "conv9"),
+                              max_test_samples=20)
+    with pytest.raises(ParameterError, match=r"^ablation_layers must name probes of the analysed runs "
+                                             r"\(probe_stem, probe_s1b1_relu1, .*\); no run has conv9$"):
+        analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), options, verbose=0)
+    assert not out.exists()

@@ -136,6 +136,13 @@ CASES = [
     ("analyze-dataset-missing", _analyze("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("analyze-flagfile-missing", _analyze("--flagfile={W}/nope.flags"), "no such file"),
     ("analyze-damaged-model", _analyze(runs="{W}/damaged_model_run"), "model.keras could not be loaded (ValueError: it is not a Keras model file"),
+    # Issue 16 points 2-6 (ablation, the null): refused with the flags, before any run is read.
+    ("analyze-ablation-fraction-above-one", _analyze("--ablation", "--ablation_fractions=0,0.5,1.5"), "--ablation_fractions must be fractions in [0, 1]; got 1.5"),
+    ("analyze-ablation-negative-fraction", _analyze("--ablation", "--ablation_fractions=-0.1,0.5"), "--ablation_fractions must be fractions in [0, 1]; got -0.1"),
+    ("analyze-ablation-zero-random-orders", _analyze("--ablation", "--ablation_random_orders=0"), "--ablation_random_orders must be a positive integer; got 0"),
+    ("analyze-ablation-unknown-mode", _analyze("--ablation", "--ablation_mode=noise"), "--ablation_mode"),
+    ("analyze-ablation-zero-samples", _analyze("--unit_ablation", "--ablation_max_samples=0"), "--ablation_max_samples must be a positive integer; got 0"),
+    ("analyze-null-negative-permutations", _analyze("--selectivity_null=-1"), "--selectivity_null must be a number of permutations B >= 1 (0: off); got -1"),
     # ---------------------------------------------------------------- sweep
     ("sweep-folder-missing", _sweep("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("sweep-folder-corrupt", _sweep("--dataset=imagefolder:{W}/corrupt"), "cannot decode image"),
