@@ -171,7 +171,7 @@ def _ablate_run(context, record, run):
 def ablation_stage(context) -> list[str] | None:
     """The stage (`pipeline.StageContext` -> report lines); see the module."""
     from tf_selectivity.analysis.ablation import importance_correlations
-    from tf_selectivity.analysis.pipeline import write_table
+    from tf_selectivity.analysis.outputs import write_table
 
     options = context.options
     check_ablation_layers(options.ablation_layers, context.layers)

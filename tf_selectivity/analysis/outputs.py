@@ -23,10 +23,10 @@ import shutil
 import tempfile
 import time
 
-from tf_selectivity.files import PROBE_PREFIX, read_json, write_json_atomic
+from tf_selectivity.files import PROBE_PREFIX, read_json, replacing, write_json_atomic
 from tf_selectivity.options import ParameterError
 
-__all__ = ["MARKER", "CACHE_DIR", "OutputDirectory", "output_dir_problem"]
+__all__ = ["MARKER", "CACHE_DIR", "OutputDirectory", "output_dir_problem", "write_table"]
 
 MARKER = "analysis.json"
 CACHE_DIR = "cache"
@@ -150,3 +150,18 @@ class OutputDirectory:
             shutil.rmtree(self.staging, ignore_errors=True)
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def write_table(frame, output_dir: str, name: str) -> list:
+    """Writes `name`.csv and `name`.parquet (a pandas DataFrame) into `output_dir`; returns their paths.
+
+    Here (not in `pipeline`) so that the optional stages of `analysis/` can
+    write their tables without importing the floor above them.
+    """
+    paths = []
+    for suffix, writer in (("csv", lambda p: frame.to_csv(p, index=False)), ("parquet", lambda p: frame.to_parquet(p, index=False))):
+        path = os.path.join(output_dir, f"{name}.{suffix}")
+        with replacing(path) as tmp:
+            writer(tmp)
+        paths.append(path)
+    return paths

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity.analysis.options import AnalysisOptions
-from tf_selectivity.analysis.outputs import OutputDirectory, output_dir_problem
+from tf_selectivity.analysis.outputs import OutputDirectory, output_dir_problem, write_table
 from tf_selectivity.analysis.runs import (
     CONFIG_COLUMNS,
     RunLoadError,
@@ -32,7 +32,7 @@ from tf_selectivity.analysis.runs import (
     error_for,
     load_response_function,
 )
-from tf_selectivity.files import read_json, replacing, temporary_path, write_json_atomic
+from tf_selectivity.files import read_json, temporary_path, write_json_atomic
 from tf_selectivity.options import ParameterError
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "find_runs", "write_table"]
@@ -245,17 +245,6 @@ def evaluate_run(
 
 
 # ------------------------------------------------------------------ tables
-def write_table(frame: pd.DataFrame, output_dir: str, name: str) -> list:
-    """Writes `name`.csv and `name`.parquet; returns their paths."""
-    paths = []
-    for suffix, writer in (("csv", lambda p: frame.to_csv(p, index=False)), ("parquet", lambda p: frame.to_parquet(p, index=False))):
-        path = os.path.join(output_dir, f"{name}.{suffix}")
-        with replacing(path) as tmp:
-            writer(tmp)
-        paths.append(path)
-    return paths
-
-
 def _check_output_dir(output_dir: str) -> None:
     problem = output_dir_problem(output_dir)
     if problem:
