@@ -89,7 +89,8 @@ def plot_ablation_curves(curves: pd.DataFrame, n_resamples: int = DEFAULT_N_RESA
                 ax.set_xlabel("Fraction of the layer's units ablated")
             if column == 0:
                 ax.set_ylabel(ACCURACY_LABEL)
-    axes[0][0].legend(fontsize="x-small", loc="lower left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside upper center", ncols=3, fontsize="small", frameon=False)
     condition = {k: curves[k].iloc[0] for k in ("model", "activation", "leaky_slope") if k in curves.columns}
     runs = curves.groupby("alpha")["run_dir"].nunique()
     figure.suptitle(f"{condition_label(condition)}: ablation curves")
