@@ -83,6 +83,26 @@ def test_run_graph_calls_every_layer_in_order_with_its_tensors():
     np.testing.assert_allclose(ops.convert_to_numpy(rebuilt(x)), 2 * ops.convert_to_numpy(model(x)), rtol=1e-6)
 
 
+def test_graph_cut_is_the_tensor_and_what_skips_around_it():
+    inputs = keras.Input((3,), name="x")
+    a = keras.layers.Dense(4, name="a")(inputs)
+    b = keras.layers.Dense(4, name="b")(a)
+    c = keras.layers.Dense(4, name="c")(b)
+    outputs = keras.layers.Add(name="d")([c, a])  # a skips around b
+    model = keras.Model(inputs, outputs)
+    for name in ("_nodes_by_depth",):
+        _require(model, name, "graph_cut")
+    assert hasattr(b, "_keras_history"), "graph_cut needs KerasTensor._keras_history"
+    assert [t.name for t in compat.graph_cut(model, b)] == [b.name, a.name]
+    assert [t.name for t in compat.graph_cut(model, c)] == [c.name, a.name]
+    assert [t.name for t in compat.graph_cut(model, a)] == [a.name]
+    # The rest of the network from the cut gives the model's outputs.
+    rest = keras.Model(compat.graph_cut(model, b), outputs)
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+    prefix = keras.Model(inputs, compat.graph_cut(model, b))
+    np.testing.assert_allclose(ops.convert_to_numpy(rest(prefix(x))), ops.convert_to_numpy(model(x)), rtol=1e-6)
+
+
 # ------------------------------------------------------------ keras-tuner
 
 
