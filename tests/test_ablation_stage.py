@@ -87,3 +87,21 @@ def test_a_layer_no_run_has_is_one_error_naming_the_probes_and_nothing_is_writte
                                              r"\(probe_stem, probe_s1b1_relu1, .*\); no run has conv9$"):
         analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), options, verbose=0)
     assert not out.exists()
+
+
+def test_a_run_whose_model_cannot_be_loaded_gets_an_error_row_and_the_others_go_on(tiny_runs, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_runs / "runs" / "a0_s0", runs / "good")
+    shutil.copytree(tiny_runs / "runs" / "a0_s1", runs / "damaged")
+    (runs / "damaged" / "model.keras").write_text("PK but not really a zip archive")
+    options = AnalysisOptions(cca="false", figures=False, ablation=True, ablation_layers=("probe_s3b1_out",),
+                              ablation_fractions=(0.0, 1.0), ablation_random_orders=1, max_test_samples=24)
+    result = analyze([str(runs)], str(tmp_path / "analysis"), options, verbose=0)
+    curves = pd.read_csv(tmp_path / "analysis" / "ablation_curves.csv")
+    assert set(curves["run_dir"]) == {str(runs / "good")} and len(curves) == 3 * 2
+    errors = dict(result.errors)
+    assert list(errors) == [str(runs / "damaged")]
+    assert errors[str(runs / "damaged")].startswith("ablation: RunLoadError: ") and "model.keras" in errors[str(runs / "damaged")]
+    assert "ablation" in open(result.report).read()
