@@ -211,13 +211,17 @@ class _Suffix:
         cut = graph_cut(self.masked, self.probe_outputs[name])
         rows = min(len(self.labels), self.batch_size)
         copies = max(1, min(num_masks, self.batch_size // rows))
-        key = (name, copies)
-        if self._layer is not None and self._layer[0] == key:
+        if self._layer is not None and self._layer[0] == (name, copies):
             return self._layer[1]
-        self._layer = None  # frees the previous layer's cut first
-        prefix = keras.Model(self.masked.inputs, cut)
-        parts = [prefix.predict_on_batch(self.images[s : s + self.batch_size]) for s in range(0, len(self.labels), self.batch_size)]
-        values = [np.concatenate([keras.tree.flatten(p)[i] for p in parts]).astype(np.float32) for i in range(len(cut))]
+        if self._layer is not None and self._layer[0][0] == name:
+            values = self._layer[1][0]  # the same cut, another number of stacked masks
+        else:
+            self._layer = None  # frees the previous layer's cut first
+            prefix = keras.Model(self.masked.inputs, cut)
+            parts = [prefix.predict_on_batch(self.images[s : s + self.batch_size])
+                     for s in range(0, len(self.labels), self.batch_size)]
+            values = [np.concatenate([keras.tree.flatten(p)[i] for p in parts]).astype(np.float32)
+                      for i in range(len(cut))]
         rest = keras.Model(cut, self.masked.outputs)
         units = int(self.probe_outputs[name].shape[-1])
         cut_inputs = [keras.Input(t.shape[1:], dtype="float32") for t in cut]
@@ -237,7 +241,7 @@ class _Suffix:
         logits = keras.tree.flatten(run_graph(rest, tiled, call_layer))[0]
         suffix = keras.Model([*cut_inputs, keep, fill], logits)
         state = (values, _compiled(suffix), rows, copies)
-        self._layer = (key, state)
+        self._layer = ((name, copies), state)
         return state
 
     def correct(self, name, keeps, fill):
