@@ -278,7 +278,7 @@ def _section(context, tests, auc, importance, correlations) -> list[str]:
             for column, value in condition.items():
                 if column in test_rows.columns:
                     test_rows = test_rows[test_rows[column] == value]
-        headers = ["α", "runs", "mean SI", "test accuracy"]
+        headers = ["α", "runs", "mean SI", "test accuracy (all test images)"]
         if test_rows is not None and not test_rows.empty:
             headers += ["AUC selective-first − random", "d_z", "p (sign flip)", "layers where selective-first hurts more"]
         table = []
