@@ -119,13 +119,16 @@ def test_the_suffix_path_equals_the_whole_network(rng):
     keras.utils.set_random_seed(0)
     resnet = build_model("resnet8", num_classes=4, input_shape=(12, 12, 3))
     user = instrument(_skip_model(), alpha=0.0, after=["conv1"])
-    for model in (resnet, user):
+    # batch_size 16: 3 passes of 16 images (the last padded), one mask each;
+    # 100: 40 images x 2 stacked masks per pass (the last pass padded with a mask).
+    for model, batch_size in ((resnet, 16), (resnet, 100), (user, 16), (user, 100)):
         layers = list(model.probe_names)
-        full = _network(model, layers, images.astype("float32"), labels, 16, "full")
-        suffix = _network(model, layers, images.astype("float32"), labels, 16, "suffix")
+        full = _network(model, layers, images.astype("float32"), labels, batch_size, "full")
+        suffix = _network(model, layers, images.astype("float32"), labels, batch_size, "suffix")
         assert suffix.method == "suffix" and full.method == "full"
         keep_rng = np.random.default_rng(0)
-        for name in layers:
+        for name in layers if batch_size == 16 else [layers[0], layers[-1]]:
+            assert suffix.prepare(name, 5)[3] == (1 if batch_size == 16 else 2)  # masks per pass
             units = model.get_layer(name).output.shape[-1]
             keeps = (keep_rng.uniform(size=(5, units)) < 0.5).astype("float32")
             fill = keep_rng.uniform(size=units).astype("float32")
