@@ -250,7 +250,7 @@ def _section(context, tests, auc, importance, correlations) -> list[str]:
     lines = ["## Ablation: do selective units matter?", ""]
     if options.ablation_max_samples:
         lines += [f"Ablation accuracies are on the first {options.ablation_max_samples:,} test images "
-                  "(--ablation_max_samples).", ""]
+                  "(--ablation_max_samples); the test accuracy and SI columns on the analysis' test set.", ""]
     layers, runs = context.layers, context.runs
     for condition, rows in _conditions(runs):
         from tf_selectivity.plots.style import condition_label
@@ -278,7 +278,7 @@ def _section(context, tests, auc, importance, correlations) -> list[str]:
             for column, value in condition.items():
                 if column in test_rows.columns:
                     test_rows = test_rows[test_rows[column] == value]
-        headers = ["α", "runs", "mean SI", "test accuracy (all test images)"]
+        headers = ["α", "runs", "mean SI", "test accuracy"]
         if test_rows is not None and not test_rows.empty:
             headers += ["AUC selective-first − random", "d_z", "p (sign flip)", "layers where selective-first hurts more"]
         table = []
