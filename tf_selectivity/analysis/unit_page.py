@@ -172,7 +172,11 @@ def _cell(value) -> str:
         shown = str(int(number)) if float(number).is_integer() and abs(number) < 1e15 and isinstance(value, int) \
             else f"{number:.4g}"
         return f'<td data-value="{number!r}">{_e(shown)}</td>'
-    return f'<td class="name">{_e(value)}</td>'
+    try:  # a number as text (the facts): sorted as a number, shown as given
+        number = float(value)
+    except (TypeError, ValueError):
+        return f'<td class="name">{_e(value)}</td>'
+    return f'<td data-value="{number!r}">{_e(value)}</td>' if math.isfinite(number) else f"<td>{_e(value)}</td>"
 
 
 def _python(value):
@@ -257,7 +261,12 @@ def _run_page(run: RunPage) -> str:
 
 def _index_page(runs: Sequence[RunPage], title: str, notes: Sequence[str]) -> str:
     labels = list(runs[0].facts) if runs else []
-    head = '<th class="name">run</th>' + "".join(f"<th>{_e(label)}</th>" for label in labels) + "<th>layers</th>"
+    def numeric(label):
+        return all(_cell(run.facts.get(label, "")).startswith("<td data-value") for run in runs)
+
+    head = '<th class="name">run</th>' + "".join(
+        f"<th>{_e(label)}</th>" if numeric(label) else f'<th class="name">{_e(label)}</th>' for label in labels
+    ) + "<th>layers</th>"
     rows = []
     for run in runs:
         cells = "".join(_cell(run.facts.get(label, "")) for label in labels)
