@@ -212,7 +212,8 @@ def test_a_unit_out_of_range_fails_before_anything_is_written(tiny_runs, tmp_pat
     out = tmp_path / "analysis"
     options = AnalysisOptions(units_page=True, units=("probe_stem:16",), n_resamples=100, cca="false",
                               figures=False, training_curves=False)
-    with pytest.raises(ParameterError, match=r"units unit 16 of layer probe_stem is out of range: it has units 0\.\.15"):
+    message = r"units unit 16 of layer probe_stem is out of range: it has units 0\.\.15"
+    with pytest.raises(ParameterError, match=message):
         analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), options, verbose=0)
     assert not out.exists()
 

@@ -64,7 +64,8 @@ def parse_unit_specs(specs) -> dict:
         elif layer is None:
             raise ParameterError("units", f"must start with a layer: LAYER:3,17,...; got {token!r} first")
         if not token.isdigit():
-            raise ParameterError("units", f"must hold unit indices that are integers >= 0; got {token!r} for layer {layer}")
+            raise ParameterError(
+                "units", f"must hold unit indices that are integers >= 0; got {token!r} for layer {layer}")
         if int(token) not in chosen[layer]:
             chosen[layer].append(int(token))
     return chosen

@@ -121,7 +121,8 @@ def _format(value, digits=3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _unit_numbers(row, run_row, class_names, gallery_row) -> dict:
+def _unit_numbers(row, class_names, gallery_row) -> dict:
+    """The numbers shown beside a unit's figure: from the units table `row` and the gallery's row."""
     numbers = {
         "SI (analysis)": _format(float(row["selectivity"]), 4),
         "preferred class": str(class_names[int(row["preferred_class"])]),
@@ -188,7 +189,7 @@ def _draw_run(record, context, named, root):
             save_compact_png(figure, os.path.join(directory, f"unit_{unit}.png"), GALLERY_DPI)
             tuning = gallery.tuning[(gallery.tuning["layer"] == layer) & (gallery.tuning["unit"] == unit)]
             tuning = tuning.assign(**{"class": [str(class_names[int(c)]) for c in tuning["class"]]})
-            entries.append(GalleryUnit(unit, f"unit_{unit}.png", _unit_numbers(row, None, class_names, gallery_row),
+            entries.append(GalleryUnit(unit, f"unit_{unit}.png", _unit_numbers(row, class_names, gallery_row),
                                        tuning.reset_index(drop=True)))
         numbers = {"units": str(len(rows)), "mean SI": _format(float(rows["selectivity"].mean()), 4),
                    "dead units": str(int(rows["dead"].sum()))}
@@ -235,7 +236,7 @@ def units_stage(context) -> list:
             print(f"Unit galleries [{number}/{len(context.records)}] {record.run_dir}", flush=True)
         try:
             page, run_tables = _draw_run(record, context, named, root)
-        except ParameterError:
+        except ParameterError:  # the user's choice of units: the whole analysis fails
             raise
         except (RunLoadError, OSError, ValueError, KeyError) as error:
             context.errors.append((record.run_dir, f"unit galleries: {error_for(record.run_dir, error)}"))
