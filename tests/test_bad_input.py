@@ -136,6 +136,14 @@ CASES = [
     ("analyze-dataset-missing", _analyze("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("analyze-flagfile-missing", _analyze("--flagfile={W}/nope.flags"), "no such file"),
     ("analyze-damaged-model", _analyze(runs="{W}/damaged_model_run"), "model.keras could not be loaded (ValueError: it is not a Keras model file"),
+    # Issue 19 (unit galleries, selectivity while training): refused before anything is read or written.
+    ("analyze-units-unknown-layer", _analyze("--units_page", "--units=probe_nope:3"), "--units names a layer no run has: probe_nope (the runs' probes: probe_stem)"),
+    ("analyze-gallery-layers-unknown", _analyze("--units_page", "--gallery_layers=probe_stem,conv9"), "--gallery_layers names a layer no run has: conv9"),
+    ("analyze-units-index-first", _analyze("--units_page", "--units=3,probe_stem:4"), "--units must start with a layer: LAYER:3,17,...; got '3' first"),
+    ("analyze-units-negative-index", _analyze("--units_page", "--units=probe_stem:-1"), "--units must hold unit indices that are integers >= 0; got '-1'"),
+    ("analyze-units-without-page", _analyze("--units=probe_stem:3"), "--units applies only with --units_page"),
+    ("analyze-gallery-k-zero", _analyze("--units_page", "--gallery_k=0"), "--gallery_k must be a positive integer; got 0"),
+    ("train-selectivity-every-negative", _train("--selectivity_every=-1"), "--selectivity_every must be a non-negative integer"),
     # ---------------------------------------------------------------- sweep
     ("sweep-folder-missing", _sweep("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("sweep-folder-corrupt", _sweep("--dataset=imagefolder:{W}/corrupt"), "cannot decode image"),

@@ -23,7 +23,9 @@ FLOORS = [
     {"training"},
     {"analysis", "plots"},
     {"report"},
-    {"analysis.pipeline"},  # the analyze command's engine: analysis, figures, report
+    # The analyze command's engine (analysis, figures, report) and its
+    # optional stages, which write their tables with its `write_table`.
+    {"analysis.pipeline", "analysis.units_stage", "analysis.training_curves_stage"},
     {"sweep"},
     {"cli"},  # flag handling shared by the command lines
     {"train", "analyze", "sweep.cli", "sweep.__main__", "__init__", "__main__"},  # command lines

@@ -85,7 +85,11 @@ def main(argv):
         problem = output_dir_problem(FLAGS.output_dir)
         if problem:
             raise cli.UsageError(f"--output_dir {problem}")
-        find_runs(FLAGS.runs)
+        records, _, _ = find_runs(FLAGS.runs)
+        if options.units_page:  # layers named by --units / --gallery_layers that no run has
+            from tf_selectivity.analysis.units_stage import check_unit_choices
+
+            check_unit_choices(records, options)
     except (cli.UsageError, ValueError, DatasetUnavailableError) as error:
         cli.fail(COMMAND, error, FLAG_NAMES)
     cli.start_backend(FLAGS.verbose)

@@ -16,7 +16,7 @@ from tf_selectivity.fdr import DEFAULT_FDR, FDR_METHODS
 from tf_selectivity.options import check_settings, finite, in_unit_interval, positive, setting
 from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
 
-__all__ = ["AnalysisOptions", "SIMILARITY_MEASURES", "CCA_PWCCA_VARIANTS"]
+__all__ = ["AnalysisOptions", "SIMILARITY_MEASURES", "CCA_PWCCA_VARIANTS", "parse_unit_specs"]
 
 # Measures of Figure 3 (`--similarity`): CCA (tf_selectivity.cca) and the
 # measures of tf_selectivity.similarity computed from the same factors.
@@ -37,6 +37,46 @@ def _similarity_measures(measures):
 def _permutations(value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return f"must be a number of permutations B >= 1 (0: off); got {value!r}"
+    return None
+
+
+def parse_unit_specs(specs) -> dict:
+    """``("conv1:3", "17", "conv2:5")`` (or ``("conv1:3,17",)``) -> ``{"conv1": [3, 17], "conv2": [5]}``.
+
+    A unit index without a layer belongs to the last layer named before it.
+
+    Raises:
+        ParameterError: (for ``units``) an index before any layer, an empty
+            layer name, or an index that is not an integer >= 0.
+    """
+    from tf_selectivity.options import ParameterError
+
+    chosen, layer = {}, None
+    tokens = [token.strip() for spec in (specs or ()) for token in str(spec).split(",") if token.strip()]
+    for token in tokens:
+        if ":" in token:
+            layer, token = (part.strip() for part in token.rsplit(":", 1))
+            if not layer:
+                raise ParameterError("units", f"must name a layer before ':' (LAYER:3,17); got {token!r}")
+            chosen.setdefault(layer, [])
+            if not token:
+                raise ParameterError("units", f"names no unit of layer {layer} (LAYER:3,17)")
+        elif layer is None:
+            raise ParameterError("units", f"must start with a layer: LAYER:3,17,...; got {token!r} first")
+        if not token.isdigit():
+            raise ParameterError(
+                "units", f"must hold unit indices that are integers >= 0; got {token!r} for layer {layer}")
+        if int(token) not in chosen[layer]:
+            chosen[layer].append(int(token))
+    return chosen
+
+
+def unit_specs_problem(specs):
+    """`setting` check of ``units``: what is wrong with the specs, or None."""
+    try:
+        parse_unit_specs(specs)
+    except ValueError as error:
+        return error.problem if hasattr(error, "problem") else str(error)
     return None
 
 
@@ -152,10 +192,37 @@ class AnalysisOptions:
         "trained with --skip_bad_images).",
     )
 
+    # Unit galleries, their HTML page and selectivity while training (issue 19, points 1-3 and 5).
+    units_page: bool = setting(
+        False,
+        "Unit galleries (top images by spatial max and mean with outlined maps, tuning curve, numbers) and a "
+        "static HTML page to browse them, units/index.html: runs -> layers (SI histogram) -> units.",
+    )
+    units: Optional[tuple] = setting(
+        None,
+        "Units shown with --units_page besides each layer's most and least selective: LAYER:3,17,... "
+        "(a unit index after a layer belongs to it; several layers: conv1:3,17,conv2:5).",
+        check=lambda specs: unit_specs_problem(specs), item=str,
+    )
+    gallery_k: int = setting(10, "Top images per unit and ranking in the unit galleries (NetDissect: 10).",
+                             check=positive)
+    gallery_layers: Optional[tuple] = setting(
+        None, "Probed layers whose galleries --units_page draws (default: every probe).", item=str,
+    )
+    training_curves: bool = setting(
+        True,
+        "Where runs recorded the SI while training (--selectivity_every), draw SI vs epoch per alpha beside "
+        "validation accuracy and report the epoch each layer's SI reaches half its final value.",
+    )
+
     def __post_init__(self):
         self.similarity = tuple(str(m).strip().lower() for m in self.similarity if str(m).strip())
         if self.cca_alphas is not None:
             self.cca_alphas = tuple(float(a) for a in self.cca_alphas) or None
+        if self.units is not None:
+            self.units = tuple(str(spec).strip() for spec in self.units if str(spec).strip()) or None
+        if self.gallery_layers is not None:
+            self.gallery_layers = tuple(str(name).strip() for name in self.gallery_layers if str(name).strip()) or None
 
     def validate(self) -> "AnalysisOptions":
         """Checks every option; returns self.
@@ -174,4 +241,10 @@ class AnalysisOptions:
                 "max_test_samples",
                 f"must be at least 4 with debiased CKA (the unbiased HSIC divides by n (n - 3); "
                 f"leave debiased_cka out of --similarity for fewer); got {self.max_test_samples}")
+        if not self.units_page:
+            for name in ("units", "gallery_layers"):
+                if getattr(self, name) is not None:
+                    from tf_selectivity.options import ParameterError
+
+                    raise ParameterError(name, "applies only with --units_page (the unit galleries)")
         return self
