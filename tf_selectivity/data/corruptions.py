@@ -332,7 +332,7 @@ GENERATED_CORRUPTIONS = tuple(name for name in CORRUPTIONS if name in _GENERATOR
 
 def _check_corruption(corruption, available=CORRUPTIONS, source="generated"):
     if corruption not in available:
-        known = "" if corruption in CORRUPTIONS or available is CORRUPTIONS else " (a CIFAR-10-C corruption that it does not have)"
+        known = " (a CIFAR-10-C corruption that it does not have)" if corruption in CORRUPTIONS else ""
         raise CorruptedSetError(
             f"unknown corruption {corruption!r} for {source}{known}; choose from {', '.join(available)}"
         )
@@ -475,7 +475,7 @@ def _tfds(corruption, severity, data_dir):
 
 
 def _tinyimagenetc(path, corruption, severity, class_names):
-    from tf_selectivity.data.sources import _decode_images
+    from tf_selectivity.data.sources import _BadImages, _decode_images
 
     folder = os.path.join(path, corruption, str(severity))
     if not os.path.isdir(folder):
@@ -492,7 +492,10 @@ def _tinyimagenetc(path, corruption, severity, class_names):
         labels += [names.index(wnid)] * len(files)
     if not paths:
         raise CorruptedSetError(f"{folder} holds no images")
-    images = _decode_images(paths)
+    try:
+        images, _ = _decode_images(paths)
+    except _BadImages as error:
+        raise CorruptedSetError(f"{folder}: cannot decode {error.bad[0][0]} ({error.bad[0][1]})") from None
     return np.asarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
 
 
