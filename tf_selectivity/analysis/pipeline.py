@@ -633,6 +633,10 @@ class StageContext:
 def optional_stages(options: AnalysisOptions) -> list:
     """The optional stages `options` asks for, in report order."""
     stages = []
+    if options.robustness:
+        from tf_selectivity.analysis.robustness_stage import robustness_stage
+
+        stages.append(robustness_stage)
     return stages
 
 

@@ -1,0 +1,181 @@
+"""The analyze command's robustness stage (``--robustness``, issue 18 point 4).
+
+Per run (its Keras model, `runs.load_run_model`): accuracy on every
+corruption and severity and their mean, accuracy under FGSM and PGD at every
+epsilon, and the dimensionality of every probed layer on each of those
+inputs (`analysis.robustness.evaluate_robustness`). Writes the tables
+``robustness`` and ``dimensionality`` (each row with the run's condition
+columns), ``robustness_runs`` (one row per run) and ``robustness_claims``;
+the figures ``figR_robustness_vs_alpha_<model>``,
+``figR_robustness_vs_selectivity_<model>`` and
+``figR_dimensionality_vs_alpha_<model>``; and the report section that sets
+the follow-up paper's claims beside what these runs show.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+
+from tf_selectivity.analysis.robustness import claims_table, early_layers, evaluate_robustness, per_run_summary
+from tf_selectivity.analysis.runs import CONFIG_COLUMNS, RunLoadError, load_run_model
+
+__all__ = ["robustness_stage"]
+
+PAPER = "Leavitt & Morcos, \"Linking average- and worst-case perturbation robustness via class selectivity and dimensionality\" (arXiv 2010.07693)"
+
+
+def write_table(frame: pd.DataFrame, output_dir: str, name: str) -> list:
+    """`pipeline.write_table` (CSV + Parquet), which this floor cannot import."""
+    from tf_selectivity.files import replacing
+
+    paths = []
+    for suffix, writer in (("csv", lambda p: frame.to_csv(p, index=False)),
+                           ("parquet", lambda p: frame.to_parquet(p, index=False))):
+        path = os.path.join(output_dir, f"{name}.{suffix}")
+        with replacing(path) as tmp:
+            writer(tmp)
+        paths.append(path)
+    return paths
+
+
+def _run_columns(context, record) -> dict:
+    row = context.runs.loc[context.runs["run_dir"] == record.run_dir]
+    if row.empty:
+        return {"run_dir": record.run_dir}
+    row = row.iloc[0]
+    return {"run_dir": record.run_dir, **{c: row[c] for c in CONFIG_COLUMNS if c in row},
+            "test_mean_selectivity": row.get("test_mean_selectivity", math.nan)}
+
+
+def robustness_stage(context):
+    """Optional stage of `pipeline.optional_stages`: see the module docstring.
+
+    Returns:
+        The report section (Markdown lines), or None when no run could be
+        perturbed.
+    """
+    from tf_selectivity.data.corruptions import CorruptedSetError
+    from tf_selectivity.options import ParameterError
+
+    options = context.options
+    attacks = [a for a in options.robustness if a in ("fgsm", "pgd")]
+    tables, dims = [], []
+    for record in context.records:
+        try:
+            spec, images, labels, _ = context.test_data.for_run(record)
+            if options.robustness_max_samples:
+                images, labels = images[: options.robustness_max_samples], labels[: options.robustness_max_samples]
+            model = load_run_model(record)
+            if context.verbose:
+                print(f"Robustness of {record.run_dir} on {len(labels):,} images", flush=True)
+            robustness, dimensionality = evaluate_robustness(
+                model, images, labels, corruption_source=options.corruption_source,
+                corruptions=options.corruptions, severities=options.severities, attacks=attacks,
+                epsilons=options.attack_epsilons, pgd_steps=options.pgd_steps,
+                pgd_step_size=options.pgd_step_size, pgd_random_start=options.pgd_random_start,
+                seed=options.attack_seed, batch_size=min(options.batch_size, 256),
+                data_dir=options.data_dir, class_names=record.summary.get("class_names"),
+            )
+        except (RunLoadError, CorruptedSetError, ParameterError) as error:
+            context.errors.append((record.run_dir, f"robustness: {error}"))
+            continue
+        columns = _run_columns(context, record)
+        tables.append(robustness.assign(**columns))
+        dims.append(dimensionality.assign(**columns))
+    if not tables:
+        return None
+    first = list(_run_columns(context, context.records[0]))
+    robustness = pd.concat(tables, ignore_index=True)
+    robustness = robustness[first + [c for c in robustness.columns if c not in first]]
+    dimensionality = pd.concat(dims, ignore_index=True)
+    dimensionality = dimensionality[first + [c for c in dimensionality.columns if c not in first]]
+    write_table(robustness, context.staging, "robustness")
+    write_table(dimensionality, context.staging, "dimensionality")
+
+    summaries, claims = [], []
+    for model_name, runs in context.runs.groupby("model", sort=False):
+        model_runs = robustness[robustness["model"] == model_name]
+        if model_runs.empty:
+            continue
+        model_dims = dimensionality[dimensionality["model"] == model_name]
+        summary = per_run_summary(model_runs, model_dims, runs)
+        summaries.append(summary)
+        claims.append(claims_table(summary, n_resamples=options.n_resamples).assign(model=model_name))
+        if options.figures:
+            _figures(context, str(model_name), model_runs, model_dims, summary, options.n_resamples)
+    summary = pd.concat(summaries, ignore_index=True)
+    claims = pd.concat(claims, ignore_index=True)
+    write_table(summary, context.staging, "robustness_runs")
+    write_table(claims, context.staging, "robustness_claims")
+    return _section(robustness, summary, claims, options)
+
+
+def _figures(context, model_name, robustness, dimensionality, summary, n_resamples):
+    from tf_selectivity.plots import robustness as plots
+    from tf_selectivity.plots.style import file_safe, save_figure
+
+    figures_dir = os.path.join(context.staging, "figures")
+    drawn = {
+        "figR_robustness_vs_alpha": plots.robustness_vs_alpha(robustness, n_resamples=n_resamples),
+        "figR_robustness_vs_selectivity": plots.robustness_vs_selectivity(summary),
+        "figR_dimensionality_vs_alpha": plots.dimensionality_vs_alpha(
+            dimensionality, early_layers(dimensionality), n_resamples=n_resamples),
+    }
+    for name, figure in drawn.items():
+        if figure is not None:
+            full = f"{name}_{file_safe(model_name)}"
+            context.figures[full] = save_figure(figure, os.path.join(figures_dir, full))
+
+
+def _number(value, digits=3):
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _section(robustness, summary, claims, options) -> list:
+    from tf_selectivity.stats import format_p_value
+
+    source = options.corruption_source
+    lines = [
+        "## Robustness: corruptions, attacks and dimensionality",
+        "",
+        f"The claims of {PAPER}, tested on these runs. Inputs: "
+        + ", ".join(filter(None, [
+            f"corruptions from `{source}` at severities {', '.join(map(str, options.severities))}" if source else "",
+            *(f"{a.upper()} (L-inf) at epsilon {', '.join(f'{e:g}' for e in options.attack_epsilons)}/255"
+              for a in options.robustness if a in ("fgsm", "pgd")),
+        ]))
+        + (f"; PGD: {options.pgd_steps} steps, {'random start' if options.pgd_random_start else 'no random start'}"
+           if "pgd" in options.robustness else "")
+        + f"; {int(robustness['num_samples'].iloc[0]):,} test images per run.",
+        "",
+        "Tables: `robustness.csv` (accuracy per run and input kind; name `mean`: the mean corruption accuracy), "
+        "`dimensionality.csv` (participation ratio and components for 90/95% of the variance per layer and input "
+        "kind, with the change from clean), `robustness_runs.csv`, `robustness_claims.csv`.",
+        "",
+        "| model | claim | test | rho / difference [95% CI] | p | n | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in claims.itertuples():
+        p = "n/a" if not np.isfinite(row.p) else format_p_value(row.p)
+        lines.append(f"| {row.model} | {row.claim} | {row.test} | {_number(row.statistic)} "
+                     f"[{_number(row.low)}, {_number(row.high)}] | {p} | {row.n} | {row.verdict} |")
+    lines += [
+        "",
+        "Verdicts follow from the CI (never edited by hand): *supported* when it excludes 0 on the claimed side, "
+        "*contradicted* on the other, *not shown* when it includes 0. Early layers: the first third of the probed "
+        "layers; dimensionality is that of the spatially averaged unit responses (one value per channel).",
+        "",
+        "| model | alpha | networks | clean accuracy | mean corruption accuracy | FGSM accuracy | PGD accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (model, alpha), group in summary.groupby(["model", "alpha"]):
+        lines.append(
+            f"| {model} | {alpha:g} | {len(group)} | {_number(group['clean_accuracy'].mean())} | "
+            f"{_number(group['mean_corruption_accuracy'].mean())} | {_number(group['fgsm_accuracy'].mean())} | "
+            f"{_number(group['pgd_accuracy'].mean())} |")
+    lines.append("")
+    return lines
