@@ -165,8 +165,9 @@ def _section(robustness, summary, claims, options) -> list:
                      f"[{_number(row.low)}, {_number(row.high)}] | {p} | {row.n} | {row.verdict} |")
     lines += [
         "",
-        "Verdicts follow from the CI (never edited by hand): *supported* when it excludes 0 on the claimed side, "
-        "*contradicted* on the other, *not shown* when it includes 0. Early layers: the first third of the probed "
+        "Verdicts follow from the numbers (never edited by hand): *supported* when p < 0.05 and the CI excludes 0 "
+        "on the claimed side, *contradicted* on the other, *not shown* otherwise. rho: Spearman over networks, "
+        "permutation p (exact for n <= 8), bootstrapped 95% CI; difference: paired t-test, bootstrapped CI. Early layers: the first third of the probed "
         "layers; dimensionality is that of the spatially averaged unit responses (one value per channel).",
         "",
         "| model | alpha | networks | clean accuracy | mean corruption accuracy | FGSM accuracy | PGD accuracy |",
