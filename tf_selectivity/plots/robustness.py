@@ -20,6 +20,7 @@ from tf_selectivity.plots.style import (
     add_footnote,
     display_model_name,
     new_figure,
+    replicates_text,
     set_alpha_axis,
     styled,
 )
@@ -75,7 +76,7 @@ def robustness_vs_alpha(robustness: pd.DataFrame, n_resamples: int = 10_000):
     model = display_model_name(str(robustness["model"].iloc[0]))
     figure.suptitle(f"{model}: robustness vs α")
     counts = robustness.groupby("alpha")["run_dir"].nunique()
-    add_footnote(figure, f"Mean over networks (n = {counts.min()}–{counts.max()} per α) with bootstrapped 95% CIs.")
+    add_footnote(figure, f"Mean over networks ({replicates_text(counts)}) with bootstrapped 95% CIs.")
     return figure
 
 
