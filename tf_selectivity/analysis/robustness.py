@@ -69,6 +69,7 @@ def evaluate_robustness(
     batch_size: int = 256,
     data_dir: str | None = None,
     class_names: Sequence[str] | None = None,
+    load_set=None,
 ) -> tuple:
     """Robustness of one model: accuracy and dimensionality per input kind.
 
@@ -86,6 +87,9 @@ def evaluate_robustness(
         batch_size: images per forward pass / attack call.
         data_dir: tensorflow-datasets directory (``tfds:`` sources).
         class_names: the model's classes (Tiny ImageNet-C wnids).
+        load_set: ``(corruption, severity) -> (images, labels)`` in place of
+            `data.corruptions.load_corrupted` with the arguments above (the
+            stage passes one that generates each set once for all runs).
 
     Returns:
         (robustness, dimensionality) DataFrames with `ROBUSTNESS_COLUMNS` and
@@ -127,10 +131,13 @@ def evaluate_robustness(
     if corruption_source is not None:
         for corruption in check_source(corruption_source, corruptions, images.shape[1:]):
             for severity in severities:
-                corrupted, corrupted_labels = load_corrupted(
-                    corruption_source, corruption, int(severity), clean_images=images, clean_labels=labels,
-                    seed=seed, data_dir=data_dir, class_names=class_names, max_samples=len(labels),
-                )
+                if load_set is not None:
+                    corrupted, corrupted_labels = load_set(corruption, int(severity))
+                else:
+                    corrupted, corrupted_labels = load_corrupted(
+                        corruption_source, corruption, int(severity), clean_images=images, clean_labels=labels,
+                        seed=seed, data_dir=data_dir, class_names=class_names, max_samples=len(labels),
+                    )
                 record("corruption", corruption, float(severity), nan, corrupted, corrupted_labels)
     for attack in attacks:
         for epsilon in epsilons:

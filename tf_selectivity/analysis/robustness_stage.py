@@ -42,6 +42,44 @@ def write_table(frame: pd.DataFrame, output_dir: str, name: str) -> list:
     return paths
 
 
+class _CorruptedSets:
+    """Each corrupted set made or read once for all runs on the same test set:
+    generated (or decoded) sets are written to a temporary folder and memory-mapped
+    (CIFAR-10's 14 x 5 sets are 2.1 GB: not kept in memory)."""
+
+    def __init__(self, options):
+        import tempfile
+
+        self.options = options
+        self._folder = tempfile.TemporaryDirectory(prefix="tf_selectivity_corruptions_")
+        self._paths = {}
+
+    def loader(self, spec, images, labels, class_names):
+        from tf_selectivity.data.corruptions import load_corrupted
+
+        def load(corruption, severity):
+            if self.options.corruption_source.startswith("cifar10c:"):  # memory-mapped already
+                return load_corrupted(self.options.corruption_source, corruption, severity, clean_images=images,
+                                      max_samples=len(labels))
+            key = (spec, len(labels), corruption, severity)
+            if key not in self._paths:
+                corrupted, corrupted_labels = load_corrupted(
+                    self.options.corruption_source, corruption, severity, clean_images=images, clean_labels=labels,
+                    seed=self.options.attack_seed, data_dir=self.options.data_dir, class_names=class_names,
+                    max_samples=len(labels))
+                base = os.path.join(self._folder.name, f"{len(self._paths)}")
+                np.save(base + "_images.npy", corrupted)
+                np.save(base + "_labels.npy", corrupted_labels)
+                self._paths[key] = base
+            base = self._paths[key]
+            return np.load(base + "_images.npy", mmap_mode="r"), np.load(base + "_labels.npy")
+
+        return load
+
+    def close(self):
+        self._folder.cleanup()
+
+
 def _run_columns(context, record) -> dict:
     row = context.runs.loc[context.runs["run_dir"] == record.run_dir]
     if row.empty:
@@ -58,12 +96,24 @@ def robustness_stage(context):
         The report section (Markdown lines), or None when no run could be
         perturbed.
     """
+    options = context.options
+    attacks = [a for a in options.robustness if a in ("fgsm", "pgd")]
+    tables, dims = [], []
+    sets = _CorruptedSets(options)
+    try:
+        _evaluate_runs(context, attacks, sets, tables, dims)
+    finally:
+        sets.close()
+    if not tables:
+        return None
+    return _write_outputs(context, tables, dims)
+
+
+def _evaluate_runs(context, attacks, sets, tables, dims):
     from tf_selectivity.data.corruptions import CorruptedSetError
     from tf_selectivity.options import ParameterError
 
     options = context.options
-    attacks = [a for a in options.robustness if a in ("fgsm", "pgd")]
-    tables, dims = [], []
     for record in context.records:
         try:
             spec, images, labels, _ = context.test_data.for_run(record)
@@ -79,6 +129,7 @@ def robustness_stage(context):
                 pgd_step_size=options.pgd_step_size, pgd_random_start=options.pgd_random_start,
                 seed=options.attack_seed, batch_size=min(options.batch_size, 256),
                 data_dir=options.data_dir, class_names=record.summary.get("class_names"),
+                load_set=sets.loader(spec, images, labels, record.summary.get("class_names")),
             )
         except (RunLoadError, CorruptedSetError, ParameterError) as error:
             context.errors.append((record.run_dir, f"robustness: {error}"))
@@ -86,8 +137,10 @@ def robustness_stage(context):
         columns = _run_columns(context, record)
         tables.append(robustness.assign(**columns))
         dims.append(dimensionality.assign(**columns))
-    if not tables:
-        return None
+
+
+def _write_outputs(context, tables, dims):
+    options = context.options
     first = list(_run_columns(context, context.records[0]))
     robustness = pd.concat(tables, ignore_index=True)
     robustness = robustness[first + [c for c in robustness.columns if c not in first]]
