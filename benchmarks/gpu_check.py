@@ -353,7 +353,7 @@ def attack_section():
                                  starts[index], epsilon, step, steps, device)[0])
     torch_seconds = time.perf_counter() - start
     differing = float(np.mean(np.abs(ours - np.concatenate(outputs)) > 1e-3))
-    row("attacks", f"PGD-10 in PyTorch {torch.__version__} eager on {device}", ATTACK_IMAGES / torch_seconds,
+    row("attacks", f"PGD-10 in PyTorch {torch.__version__} (autograd loop) on {device}", ATTACK_IMAGES / torch_seconds,
         images_per_step=batch, note=f"{torch_seconds:.1f} s; ours {torch_seconds / seconds:.2f}x; pixels differing {100 * differing:.2f}%")
 
 
