@@ -30,6 +30,7 @@ __all__ = [
     "spearman_with_ci",
     "claims_table",
     "early_layers",
+    "per_run_summary",
 ]
 
 ROBUSTNESS_COLUMNS = ("kind", "name", "severity", "epsilon", "accuracy", "num_samples")
@@ -306,7 +307,8 @@ def claims_table(summary: pd.DataFrame, n_resamples: int = 10_000) -> pd.DataFra
     keep = np.isfinite(a) & np.isfinite(b)
     low, high = stats.bootstrap_ci(a[keep] - b[keep], n_resamples=n_resamples) if keep.sum() else (math.nan, math.nan)
     rows.append({"claim": "Adversarial inputs raise early-layer dimensionality more than corruptions",
-                 "test": "paired t-test over runs: early PR change under attack (largest epsilon) minus under corruptions",
+                 "test": "paired t-test over runs: early PR change under attack (largest epsilon) minus under "
+                         "corruptions",
                  "expected": "positive", "statistic": paired.mean_difference, "low": low, "high": high,
                  "p": paired.p_value, "n": paired.n})
     table = pd.DataFrame(rows)

@@ -25,7 +25,8 @@ from tf_selectivity.analysis.runs import CONFIG_COLUMNS, RunLoadError, load_run_
 
 __all__ = ["robustness_stage"]
 
-PAPER = "Leavitt & Morcos, \"Linking average- and worst-case perturbation robustness via class selectivity and dimensionality\" (arXiv 2010.07693)"
+PAPER = ('Leavitt & Morcos, "Linking average- and worst-case perturbation robustness via class selectivity '
+         'and dimensionality" (arXiv 2010.07693)')
 
 
 def write_table(frame: pd.DataFrame, output_dir: str, name: str) -> list:
@@ -150,16 +151,23 @@ def _write_outputs(context, tables, dims):
     write_table(dimensionality, context.staging, "dimensionality")
 
     summaries, claims = [], []
-    for model_name, runs in context.runs.groupby("model", sort=False):
-        model_runs = robustness[robustness["model"] == model_name]
-        if model_runs.empty:
+    # One group per model and activation (ReLU and leaky-ReLU networks are
+    # not pooled in a claim), named as the model alone for ReLU.
+    keys = [c for c in ("model", "activation", "leaky_slope") if c in context.runs]
+    for key, runs in context.runs.groupby(keys, sort=False):
+        condition = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        name = str(condition["model"])
+        if condition.get("activation", "relu") != "relu":
+            name += f"_{condition['activation']}{float(condition.get('leaky_slope', 0)):g}"
+        in_group = robustness["run_dir"].isin(runs["run_dir"])
+        if not in_group.any():
             continue
-        model_dims = dimensionality[dimensionality["model"] == model_name]
-        summary = per_run_summary(model_runs, model_dims, runs)
+        group_dims = dimensionality[dimensionality["run_dir"].isin(runs["run_dir"])]
+        summary = per_run_summary(robustness[in_group], group_dims, runs).assign(group=name)
         summaries.append(summary)
-        claims.append(claims_table(summary, n_resamples=options.n_resamples).assign(model=model_name))
+        claims.append(claims_table(summary, n_resamples=options.n_resamples).assign(model=name))
         if options.figures:
-            _figures(context, str(model_name), model_runs, model_dims, summary, options.n_resamples)
+            _figures(context, name, robustness[in_group], group_dims, summary, options.n_resamples)
     summary = pd.concat(summaries, ignore_index=True)
     claims = pd.concat(claims, ignore_index=True)
     write_table(summary, context.staging, "robustness_runs")
@@ -220,13 +228,14 @@ def _section(robustness, summary, claims, options) -> list:
         "",
         "Verdicts follow from the numbers (never edited by hand): *supported* when p < 0.05 and the CI excludes 0 "
         "on the claimed side, *contradicted* on the other, *not shown* otherwise. rho: Spearman over networks, "
-        "permutation p (exact for n <= 8), bootstrapped 95% CI; difference: paired t-test, bootstrapped CI. Early layers: the first third of the probed "
-        "layers; dimensionality is that of the spatially averaged unit responses (one value per channel).",
+        "permutation p (exact for n <= 8), bootstrapped 95% CI; difference: paired t-test, bootstrapped CI. "
+        "Early layers: the first third of the probed layers; dimensionality is that of the spatially averaged "
+        "unit responses (one value per channel).",
         "",
         "| model | alpha | networks | clean accuracy | mean corruption accuracy | FGSM accuracy | PGD accuracy |",
         "|---|---|---|---|---|---|---|",
     ]
-    for (model, alpha), group in summary.groupby(["model", "alpha"]):
+    for (model, alpha), group in summary.groupby(["group", "alpha"]):
         lines.append(
             f"| {model} | {alpha:g} | {len(group)} | {_number(group['clean_accuracy'].mean())} | "
             f"{_number(group['mean_corruption_accuracy'].mean())} | {_number(group['fgsm_accuracy'].mean())} | "

@@ -51,6 +51,7 @@ __all__ = [
     "CORRUPTIONS",
     "GENERATED_CORRUPTIONS",
     "SEVERITIES",
+    "SOURCE_HELP",
     "CorruptedSetError",
     "corrupt",
     "parse_source",
@@ -409,7 +410,7 @@ def tfds_config_name(corruption: str, severity: int) -> str:
 
 
 def _npy_header(path):
-    """(shape, dtype) of a .npy file without reading its data."""
+    """A .npy file memory-mapped (its header read, not its data)."""
     try:
         array = np.load(path, mmap_mode="r")
     except (OSError, ValueError) as error:
@@ -479,7 +480,8 @@ def _tinyimagenetc(path, corruption, severity, class_names):
 
     folder = os.path.join(path, corruption, str(severity))
     if not os.path.isdir(folder):
-        raise CorruptedSetError(f"tinyimagenetc: {folder} does not exist; expected {path}/<corruption>/<severity>/<wnid>/<image>")
+        raise CorruptedSetError(
+            f"tinyimagenetc: {folder} does not exist; expected {path}/<corruption>/<severity>/<wnid>/<image>")
     wnids = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
     names = list(class_names) if class_names is not None else wnids
     unknown = sorted(set(wnids) - set(names))
@@ -487,7 +489,8 @@ def _tinyimagenetc(path, corruption, severity, class_names):
         raise CorruptedSetError(f"{folder} has classes the model does not know: {', '.join(unknown[:3])}")
     paths, labels = [], []
     for wnid in wnids:
-        files = sorted(f for f in os.listdir(os.path.join(folder, wnid)) if f.lower().endswith((".jpeg", ".jpg", ".png")))
+        files = sorted(f for f in os.listdir(os.path.join(folder, wnid))
+                       if f.lower().endswith((".jpeg", ".jpg", ".png")))
         paths += [os.path.join(folder, wnid, f) for f in files]
         labels += [names.index(wnid)] * len(files)
     if not paths:
