@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity import stats
+from tf_selectivity.plots.drawing import alpha_legend
 from tf_selectivity.plots.style import (
     ACCURACY_LABEL,
     SELECTIVITY_LABEL,
     add_footnote,
+    alpha_colors,
     display_model_name,
     new_figure,
     replicates_text,
@@ -91,14 +93,18 @@ def robustness_vs_selectivity(summary: pd.DataFrame, claims: pd.DataFrame | None
     from tf_selectivity.analysis.robustness import spearman_with_ci
 
     figure, axes = new_figure(len(columns))
+    alphas = sorted(summary["alpha"].astype(float).unique())
+    colors = alpha_colors(alphas)
     for ax, (column, title) in zip(axes, columns):
-        ax.scatter(summary["mean_selectivity"], summary[column] * 100, c=summary["alpha"], cmap="coolwarm", s=14)
+        ax.scatter(summary["mean_selectivity"], summary[column] * 100,
+                   color=[colors[float(a)] for a in summary["alpha"]], s=14)
         r = spearman_with_ci(summary["mean_selectivity"], summary[column])
         ax.set_title(f"{title}: ρ = {r['rho']:.2f} [{r['low']:.2f}, {r['high']:.2f}]", loc="right", fontsize=7)
         ax.set_xlabel(SELECTIVITY_LABEL)
         ax.set_ylabel(ACCURACY_LABEL)
+    alpha_legend(figure, alphas, colors)
     figure.suptitle(f"{display_model_name(str(summary['model'].iloc[0]))}: robustness vs class selectivity")
-    add_footnote(figure, f"One point per network (n = {len(summary)}), colour: α. Adversarial accuracy averaged "
+    add_footnote(figure, f"One point per network (n = {len(summary)}). Adversarial accuracy averaged "
                          "over ε > 0. ρ: Spearman, bootstrapped 95% CI over networks.")
     return figure
 
