@@ -174,6 +174,32 @@ CASES = [
 ]
 
 
+# ---------------------------------- issue 18 points 1, 4, 7: --robustness
+# CIFAR-10-C directories in the world: labels that do not match the images,
+# images of another shape than the runs'.
+def _robustness_world(root):
+    for name, shape, count in (("cifar10c_bad_labels", (8, 8, 3), 19), ("cifar10c_wrong_shape", (16, 16, 3), 20)):
+        os.makedirs(os.path.join(root, name))
+        np.save(os.path.join(root, name, "fog.npy"), np.zeros((20, *shape), np.uint8))
+        np.save(os.path.join(root, name, "labels.npy"), np.zeros(count, np.uint8))
+
+
+CASES += [
+    ("analyze-robustness-unknown-perturbation", _analyze("--robustness=cw"), "--robustness must be among corruptions:SOURCE"),
+    ("analyze-robustness-unknown-source", _analyze("--robustness=corruptions:imagenetc:{W}"), "unknown corruption source 'imagenetc:"),
+    ("analyze-robustness-unknown-corruption", _analyze("--robustness=corruptions:generated", "--corruptions=fog,rain"), "--corruptions names an unknown corruption 'rain' for generated"),
+    ("analyze-robustness-corruption-not-generated", _analyze("--robustness=corruptions:generated", "--corruptions=frost"), "'frost' for generated (a CIFAR-10-C corruption that it does not have)"),
+    ("analyze-robustness-severity-6", _analyze("--robustness=corruptions:generated", "--severities=1,6"), "--severities must be corruption severities from 1 to 5; got 6"),
+    ("analyze-robustness-severity-0", _analyze("--robustness=corruptions:generated", "--severities=0"), "--severities must be corruption severities from 1 to 5; got 0"),
+    ("analyze-robustness-negative-epsilon", _analyze("--robustness=fgsm", "--attack_epsilons=0,-2"), "--attack_epsilons must be attack budgets >= 0"),
+    ("analyze-robustness-zero-steps", _analyze("--robustness=pgd", "--pgd_steps=0"), "--pgd_steps must be a positive integer; got 0"),
+    ("analyze-robustness-labels-mismatch", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_bad_labels"), "labels.npy holds (19,) labels but {W}/cifar10c_bad_labels/fog.npy holds 20 images"),
+    ("analyze-robustness-shape-mismatch", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_wrong_shape"), "fog.npy has images of shape (16, 16, 3) but the runs take (8, 8, 3)"),
+    ("analyze-robustness-source-missing", _analyze("--robustness=corruptions:cifar10c:{W}/nope"), "cifar10c directory {W}/nope does not exist"),
+    ("analyze-corruptions-without-source", _analyze("--robustness=fgsm", "--corruptions=fog"), "--corruptions only applies with --robustness=corruptions:SOURCE"),
+]
+
+
 # ------------------------------------------------------------------ world
 
 
@@ -322,6 +348,7 @@ def world_template(tmp_path_factory):
     other = sweep_settings(TrainConfig(model="resnet8", dataset=TINY, epochs=200, output_dir="x"))
     _write(os.path.join(root, "other_sweep", "sweep.json"), json.dumps(settings_record(other)))
     os.makedirs(os.path.join(root, "cache"))  # XDG_CACHE_HOME: decoded image folders land here
+    _robustness_world(root)  # issue 18
     return root
 
 

@@ -85,6 +85,36 @@ def _finite_numbers(values):
     return f"must be finite numbers; got {bad[0]}" if bad else None
 
 
+# Issue 18 (robustness): the perturbations of --robustness.
+ROBUSTNESS_HELP = "corruptions:SOURCE (SOURCE: generated, cifar10c:PATH, tfds:cifar10_corrupted or tinyimagenetc:PATH), fgsm, pgd"
+
+
+def _robustness(items):
+    corruptions = [i for i in items if i.startswith("corruptions:")]
+    unknown = [i for i in items if i not in ("fgsm", "pgd") and not i.startswith("corruptions:")]
+    if unknown:
+        return f"must be among {ROBUSTNESS_HELP}; got {unknown[0]!r}"
+    if len(corruptions) > 1 or len(set(items)) != len(items):
+        return f"must name each perturbation once (one corruption source); got {', '.join(items)}"
+    return None
+
+
+def _severities(values):
+    bad = [v for v in values if not 1 <= v <= 5]
+    if bad or not values:
+        return f"must be corruption severities from 1 to 5; got {bad[0] if bad else 'none'}"
+    if len(set(values)) != len(values):
+        return f"must name each severity once; got {', '.join(map(str, values))}"
+    return None
+
+
+def _epsilons(values):
+    bad = [v for v in values if not (math.isfinite(v) and v >= 0)]
+    if bad or not values:
+        return f"must be attack budgets >= 0 in pixel units (8 = 8/255); got {bad[0] if bad else 'none'}"
+    return None
+
+
 @dataclasses.dataclass
 class AnalysisOptions:
     """Settings of one analysis (the flags of `python -m tf_selectivity.analyze`)."""
@@ -215,6 +245,36 @@ class AnalysisOptions:
         "validation accuracy and report the epoch each layer's SI reaches half its final value.",
     )
 
+    # ---- Issue 18 points 1, 4, 7: robustness to corruptions and attacks
+    # (analysis/robustness_stage.py; data/corruptions.py, analysis/attacks.py).
+    robustness: tuple = setting(
+        None,
+        f"Per run, accuracy and per-layer dimensionality under perturbations: {ROBUSTNESS_HELP} "
+        "(e.g. corruptions:generated,fgsm,pgd); tables robustness and dimensionality, the follow-up "
+        "paper's claims in the report. Empty: off.",
+        default_factory=tuple, check=_robustness, item=str,
+    )
+    corruptions: Optional[tuple] = setting(
+        None, "Corruptions of --robustness=corruptions:SOURCE (CIFAR-10-C's names; default: all the source has).",
+        item=str,
+    )
+    severities: tuple = setting(
+        None, "Corruption severities (1-5).", default_factory=lambda: (1, 2, 3, 4, 5), check=_severities, item=int,
+    )
+    attack_epsilons: tuple = setting(
+        None, "FGSM/PGD L-infinity budgets in pixel units of [0, 255] images (8 = the literature's 8/255).",
+        default_factory=lambda: (0.0, 1.0, 2.0, 4.0, 8.0), check=_epsilons, item=float,
+    )
+    pgd_steps: int = setting(10, "PGD's gradient steps.", check=positive)
+    pgd_step_size: Optional[float] = setting(
+        None, "PGD's step in pixel units (default 2.5 * epsilon / steps, Madry et al.).", check=positive,
+    )
+    pgd_random_start: bool = setting(True, "PGD starts from a seeded uniform point of the epsilon ball.")
+    attack_seed: int = setting(0, "Seed of PGD's random starts and of the generated corruptions.")
+    robustness_max_samples: Optional[int] = setting(
+        None, "Perturb only the first N test images (the attacks are the slow part).", check=positive,
+    )
+
     def __post_init__(self):
         self.similarity = tuple(str(m).strip().lower() for m in self.similarity if str(m).strip())
         if self.cca_alphas is not None:
@@ -223,6 +283,9 @@ class AnalysisOptions:
             self.units = tuple(str(spec).strip() for spec in self.units if str(spec).strip()) or None
         if self.gallery_layers is not None:
             self.gallery_layers = tuple(str(name).strip() for name in self.gallery_layers if str(name).strip()) or None
+        self.robustness = tuple(str(r).strip() for r in self.robustness if str(r).strip())
+        if self.corruptions is not None:
+            self.corruptions = tuple(str(c).strip() for c in self.corruptions if str(c).strip()) or None
 
     def validate(self) -> "AnalysisOptions":
         """Checks every option; returns self.
@@ -247,4 +310,31 @@ class AnalysisOptions:
                     from tf_selectivity.options import ParameterError
 
                     raise ParameterError(name, "applies only with --units_page (the unit galleries)")
+        self._validate_robustness()
         return self
+
+    @property
+    def corruption_source(self) -> Optional[str]:
+        """SOURCE of --robustness=corruptions:SOURCE, or None."""
+        for item in self.robustness:
+            if item.startswith("corruptions:"):
+                return item[len("corruptions:"):]
+        return None
+
+    def _validate_robustness(self) -> None:
+        # Issue 18: the corruption source and names, checked before anything
+        # is written (reads only .npy headers and folder names).
+        from tf_selectivity.options import ParameterError
+
+        if self.corruptions and self.corruption_source is None:
+            raise ParameterError("corruptions", "only applies with --robustness=corruptions:SOURCE")
+        if self.corruption_source is not None:
+            from tf_selectivity.data.corruptions import CorruptedSetError, check_source
+
+            try:
+                check_source(self.corruption_source, self.corruptions)
+            except CorruptedSetError as error:
+                message = str(error)
+                if message.startswith("unknown corruption '"):
+                    raise ParameterError("corruptions", "names an " + message) from None
+                raise ParameterError("robustness", f"corruption source: {message}") from None

@@ -647,6 +647,10 @@ def optional_stages(options: AnalysisOptions) -> list:
         from tf_selectivity.analysis.training_curves_stage import training_curves_stage
 
         stages.append(training_curves_stage)
+    if options.robustness:
+        from tf_selectivity.analysis.robustness_stage import robustness_stage
+
+        stages.append(robustness_stage)
     return stages
 
 
