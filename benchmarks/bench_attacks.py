@@ -86,14 +86,15 @@ def torch_resnet20(torch):
     return ResNet().eval()
 
 
-def torch_pgd(torch, net, images, labels, start, epsilon, step_size, steps):
-    """PGD on [0, 255] NHWC images through ToTensor + Normalize, as the reference pipeline."""
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    clean = torch.from_numpy(images)
-    target = torch.from_numpy(labels.astype("int64"))
+def torch_pgd(torch, net, images, labels, start, epsilon, step_size, steps, device="cpu"):
+    """PGD on [0, 255] NHWC images through ToTensor + Normalize, as the reference pipeline
+    (`device`: where `net` is and the attack runs; results come back as NumPy)."""
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    clean = torch.from_numpy(images).to(device)
+    target = torch.from_numpy(labels.astype("int64")).to(device)
     low, high = clean - epsilon, clean + epsilon
-    adversarial = torch.clamp(torch.min(torch.max(clean + torch.from_numpy(start), low), high), 0, 255)
+    adversarial = torch.clamp(torch.min(torch.max(clean + torch.from_numpy(start).to(device), low), high), 0, 255)
     for _ in range(steps):
         adversarial.requires_grad_(True)
         logits = net((adversarial.permute(0, 3, 1, 2) / 255.0 - mean) / std)
@@ -103,7 +104,7 @@ def torch_pgd(torch, net, images, labels, start, epsilon, step_size, steps):
             adversarial = torch.clamp(torch.min(torch.max(adversarial + step_size * gradient.sign(), low), high), 0, 255)
     with torch.no_grad():
         predicted = net((adversarial.permute(0, 3, 1, 2) / 255.0 - mean) / std).argmax(dim=1)
-    return adversarial.numpy(), predicted.numpy()
+    return adversarial.cpu().numpy(), predicted.cpu().numpy()
 
 
 def main(_):

@@ -295,6 +295,68 @@ def training_section():
     return summary
 
 
+# ---------------------------------------------------------------- attacks
+ATTACK_IMAGES = 64 if SMALL else 10_000
+
+
+def attack_section():
+    """PGD-10 (epsilon 8, step 2, random start, the check's batch) on ResNet20 over
+    ATTACK_IMAGES images: ours (jax.jit) and, with torch installed, the same
+    attack in PyTorch eager on the same device from the same weights and
+    random starts (benchmarks/bench_attacks.py's network and loop)."""
+    batch, epsilon, step, steps = SETTINGS["batch"], 8.0, 2.0, 10
+    label = f"PGD-10 eps 8 step 2 resnet20 b{batch} over {ATTACK_IMAGES:,} images (ours, jax.jit)"
+    if not fits(60):
+        row("attacks", label, note="skipped: out of time")
+        return
+    import importlib.util
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from bench_attacks import MEAN, STD, torch_pgd, torch_resnet20
+
+    from tf_selectivity.analysis.attacks import perturb
+    from tf_selectivity.models import load_torch_weights
+
+    keras.mixed_precision.set_dtype_policy("float32")
+    keras.utils.set_random_seed(0)
+    model = build_model("resnet20")
+    torch = net = None
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        net = torch_resnet20(torch)
+        load_torch_weights(model, net.state_dict(), normalize_mean=MEAN, normalize_std=STD)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (ATTACK_IMAGES + batch, 32, 32, 3)).astype("float32")
+    labels = np.argmax(model.predict(images, batch_size=batch, verbose=0), axis=-1)
+    attack = dict(attack="pgd", steps=steps, step_size=step, random_start=True, seed=1, batch_size=batch)
+    perturb(model, images[:batch], labels[:batch], epsilon, **attack)  # compile
+    start = time.perf_counter()
+    ours = perturb(model, images[batch:], labels[batch:], epsilon, **attack)
+    seconds = time.perf_counter() - start
+    row("attacks", label, ATTACK_IMAGES / seconds, images_per_step=batch, note=f"{seconds:.1f} s; ms/step = per batch of 10 steps")
+    if net is None:
+        row("attacks", "PGD-10 in PyTorch", note="skipped: torch is not installed")
+        return
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net = net.to(device)
+    draws = np.random.default_rng(1)
+    starts = [draws.uniform(-epsilon, epsilon, (min(batch, ATTACK_IMAGES - b), 32, 32, 3)).astype("float32")
+              for b in range(0, ATTACK_IMAGES, batch)]
+    torch_pgd(torch, net, images[:batch], labels[:batch], starts[0], epsilon, step, steps, device)  # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+    outputs = []
+    start = time.perf_counter()
+    for index, begin in enumerate(range(batch, ATTACK_IMAGES + batch, batch)):
+        outputs.append(torch_pgd(torch, net, images[begin : begin + batch], labels[begin : begin + batch],
+                                 starts[index], epsilon, step, steps, device)[0])
+    torch_seconds = time.perf_counter() - start
+    differing = float(np.mean(np.abs(ours - np.concatenate(outputs)) > 1e-3))
+    row("attacks", f"PGD-10 in PyTorch {torch.__version__} (autograd loop) on {device}", ATTACK_IMAGES / torch_seconds,
+        images_per_step=batch, note=f"{torch_seconds:.1f} s; ours {torch_seconds / seconds:.2f}x; pixels differing {100 * differing:.2f}%")
+
+
 # ------------------------------------------------------------------ table
 def print_table():
     torch_eager = next((r[2] for r in ROWS if "eager" in r[1] and r[2]), None)
@@ -326,7 +388,7 @@ def main(argv):
         return 0
     log(f"devices {jax.devices()}, settings {json.dumps(SETTINGS)}")
     failures = 0
-    for section in (throughput_section, training_section):
+    for section in (throughput_section, attack_section, training_section):
         try:
             section()
         except Exception as error:  # noqa: BLE001  (report and go on to the next section)

@@ -143,6 +143,14 @@ CASES = [
     ("analyze-ablation-unknown-mode", _analyze("--ablation", "--ablation_mode=noise"), "--ablation_mode"),
     ("analyze-ablation-zero-samples", _analyze("--unit_ablation", "--ablation_max_samples=0"), "--ablation_max_samples must be a positive integer; got 0"),
     ("analyze-null-negative-permutations", _analyze("--selectivity_null=-1"), "--selectivity_null must be a number of permutations B >= 1 (0: off); got -1"),
+    # Issue 19 (unit galleries, selectivity while training): refused before anything is read or written.
+    ("analyze-units-unknown-layer", _analyze("--units_page", "--units=probe_nope:3"), "--units names a layer no run has: probe_nope (the runs' probes: probe_stem)"),
+    ("analyze-gallery-layers-unknown", _analyze("--units_page", "--gallery_layers=probe_stem,conv9"), "--gallery_layers names a layer no run has: conv9"),
+    ("analyze-units-index-first", _analyze("--units_page", "--units=3,probe_stem:4"), "--units must start with a layer: LAYER:3,17,...; got '3' first"),
+    ("analyze-units-negative-index", _analyze("--units_page", "--units=probe_stem:-1"), "--units must hold unit indices that are integers >= 0; got '-1'"),
+    ("analyze-units-without-page", _analyze("--units=probe_stem:3"), "--units applies only with --units_page"),
+    ("analyze-gallery-k-zero", _analyze("--units_page", "--gallery_k=0"), "--gallery_k must be a positive integer; got 0"),
+    ("train-selectivity-every-negative", _train("--selectivity_every=-1"), "--selectivity_every must be a non-negative integer"),
     # ---------------------------------------------------------------- sweep
     ("sweep-folder-missing", _sweep("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("sweep-folder-corrupt", _sweep("--dataset=imagefolder:{W}/corrupt"), "cannot decode image"),
@@ -170,6 +178,32 @@ CASES = [
     # CIFAR-10 from tensorflow-datasets is loaded per trial: the function is checked first all the same.
     ("sweep-cifar10-model-returns-none", _sweep("--model=bad_models:returns_none", "--dataset=cifar10"), "bad_models:returns_none returned None, not a Keras model"),
     ("sweep-aggregate-nothing", _sweep("--aggregate_only", output="{W}/someones_dir"), "holds no sweep"),
+]
+
+
+# ---------------------------------- issue 18 points 1, 4, 7: --robustness
+# CIFAR-10-C directories in the world: labels that do not match the images,
+# images of another shape than the runs'.
+def _robustness_world(root):
+    for name, shape, count in (("cifar10c_bad_labels", (8, 8, 3), 19), ("cifar10c_wrong_shape", (16, 16, 3), 20)):
+        os.makedirs(os.path.join(root, name))
+        np.save(os.path.join(root, name, "fog.npy"), np.zeros((20, *shape), np.uint8))
+        np.save(os.path.join(root, name, "labels.npy"), np.zeros(count, np.uint8))
+
+
+CASES += [
+    ("analyze-robustness-unknown-perturbation", _analyze("--robustness=cw"), "--robustness must be among corruptions:SOURCE"),
+    ("analyze-robustness-unknown-source", _analyze("--robustness=corruptions:imagenetc:{W}"), "unknown corruption source 'imagenetc:"),
+    ("analyze-robustness-unknown-corruption", _analyze("--robustness=corruptions:generated", "--corruptions=fog,rain"), "--corruptions names an unknown corruption 'rain' for generated"),
+    ("analyze-robustness-corruption-not-generated", _analyze("--robustness=corruptions:generated", "--corruptions=frost"), "'frost' for generated (a CIFAR-10-C corruption that it does not have)"),
+    ("analyze-robustness-severity-6", _analyze("--robustness=corruptions:generated", "--severities=1,6"), "--severities must be corruption severities from 1 to 5; got 6"),
+    ("analyze-robustness-severity-0", _analyze("--robustness=corruptions:generated", "--severities=0"), "--severities must be corruption severities from 1 to 5; got 0"),
+    ("analyze-robustness-negative-epsilon", _analyze("--robustness=fgsm", "--attack_epsilons=0,-2"), "--attack_epsilons must be attack budgets >= 0"),
+    ("analyze-robustness-zero-steps", _analyze("--robustness=pgd", "--pgd_steps=0"), "--pgd_steps must be a positive integer; got 0"),
+    ("analyze-robustness-labels-mismatch", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_bad_labels"), "labels.npy holds (19,) labels but {W}/cifar10c_bad_labels/fog.npy holds 20 images"),
+    ("analyze-robustness-shape-mismatch", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_wrong_shape"), "fog.npy has images of shape (16, 16, 3) but the runs take (8, 8, 3)"),
+    ("analyze-robustness-source-missing", _analyze("--robustness=corruptions:cifar10c:{W}/nope"), "cifar10c directory {W}/nope does not exist"),
+    ("analyze-corruptions-without-source", _analyze("--robustness=fgsm", "--corruptions=fog"), "--corruptions only applies with --robustness=corruptions:SOURCE"),
 ]
 
 
@@ -321,6 +355,7 @@ def world_template(tmp_path_factory):
     other = sweep_settings(TrainConfig(model="resnet8", dataset=TINY, epochs=200, output_dir="x"))
     _write(os.path.join(root, "other_sweep", "sweep.json"), json.dumps(settings_record(other)))
     os.makedirs(os.path.join(root, "cache"))  # XDG_CACHE_HOME: decoded image folders land here
+    _robustness_world(root)  # issue 18
     return root
 
 

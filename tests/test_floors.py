@@ -23,7 +23,11 @@ FLOORS = [
     {"training"},
     {"analysis", "plots"},
     {"report"},
-    {"analysis.pipeline"},  # the analyze command's engine: analysis, figures, report
+    # The analyze command's engine (analysis, figures, report) and the
+    # optional stages it runs (`pipeline.optional_stages`), which write
+    # report sections.
+    {"analysis.pipeline", "analysis.units_stage", "analysis.training_curves_stage",
+     "analysis.ablation_stage", "analysis.robustness_stage"},
     {"sweep"},
     {"cli"},  # flag handling shared by the command lines
     {"train", "analyze", "sweep.cli", "sweep.__main__", "__init__", "__main__"},  # command lines

@@ -6,6 +6,7 @@ import csv
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from training_callbacks import Interrupt
@@ -60,6 +61,27 @@ def test_recorded_every_n_epochs_and_equal_to_the_analysis_of_the_final_weights(
     # float32 class sums on the device against float64 sums in NumPy.
     np.testing.assert_allclose(logged, reference.layer_selectivity(), rtol=1e-4, atol=1e-6)
     assert float(rows[2][columns[-1]]) == pytest.approx(reference.mean_selectivity(), rel=1e-4, abs=1e-6)
+
+
+    # The analysis draws the curve and reports the half-rise epochs (issue 19
+    # point 3): its table is `half_rise_epochs` of the history, per layer.
+    from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+    from tf_selectivity.analysis.training_curves import half_rise_epochs, read_training_curves
+
+    out = tmp_path / "analysis"
+    analyze([run.output_dir], str(out), AnalysisOptions(n_resamples=100, cca="false", figures=False), verbose=0)
+    table = pd.read_csv(out / "half_rise_epochs.csv")
+    expected = half_rise_epochs(read_training_curves([run.output_dir]))
+    assert list(table["layer"]) == probes + ["mean"] and set(table["model"]) == {"resnet8"}
+    assert set(table["alpha"]) == {-1.0}
+    np.testing.assert_array_equal(table["half_rise_epoch"], expected["half_rise_epoch"])
+    np.testing.assert_allclose(table["final_selectivity"], [float(rows[2][c]) for c in columns], rtol=1e-12)
+    for layer in probes + ["mean"]:
+        assert (out / "figures" / f"figS_training_curves_resnet8_{layer}.png").stat().st_size > 0
+    report = (out / "report.md").read_text()
+    section = report[report.index("## Selectivity while training"):]
+    epoch = expected.set_index("layer").loc["mean", "half_rise_epoch"]
+    assert f"| eq. 3 mean | {epoch:.1f} (n = 1) |" in section
 
 
 def test_resume_after_a_kill_gives_the_same_curve(tmp_path):

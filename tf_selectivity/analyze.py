@@ -63,6 +63,19 @@ def _check_data_flags() -> None:
         check_dataset("cifar10", FLAGS.data_dir)
 
 
+def _check_corruption_shapes(options, records) -> None:
+    """A published corrupted set must have the runs' image shape (issue 18)."""
+    if options.corruption_source is None:
+        return
+    from tf_selectivity.data.corruptions import check_source
+
+    for shape in sorted({tuple(r.summary["image_shape"]) for r in records if r.summary.get("image_shape")}):
+        try:
+            check_source(options.corruption_source, options.corruptions, shape)
+        except ValueError as error:
+            raise cli.UsageError(f"--robustness corruption source: {error}") from None
+
+
 def main(argv):
     cli.quiet_logging()
     if len(argv) > 1:
@@ -85,7 +98,12 @@ def main(argv):
         problem = output_dir_problem(FLAGS.output_dir)
         if problem:
             raise cli.UsageError(f"--output_dir {problem}")
-        find_runs(FLAGS.runs)
+        records, _, _ = find_runs(FLAGS.runs)
+        if options.units_page:  # layers named by --units / --gallery_layers that no run has
+            from tf_selectivity.analysis.units_stage import check_unit_choices
+
+            check_unit_choices(records, options)
+        _check_corruption_shapes(options, records)
     except (cli.UsageError, ValueError, DatasetUnavailableError) as error:
         cli.fail(COMMAND, error, FLAG_NAMES)
     cli.start_backend(FLAGS.verbose)

@@ -52,6 +52,35 @@ def _p(value: float) -> str:
     return text if text.startswith("p") else f"p = {text}"
 
 
+# Figure 3's measures besides the paper's PWCCA (`analyze --similarity`),
+# in the order the claims table lists them.
+OTHER_MEASURES = {
+    "debiased_cka": "debiased CKA",
+    "procrustes": "angular Procrustes",
+    "linear_cka": "linear CKA",
+    "svcca": "SVCCA",
+}
+MEASURE_CAVEATS = {
+    "debiased_cka": "Distance 1 - debiased linear CKA (unbiased HSIC; Kornblith et al. 2019), invariant to "
+                    "rotations and isotropic scaling, not to arbitrary linear maps as CCA is.",
+    "procrustes": "Angular shape distance after centring and normalizing (Williams et al. 2021), rotations "
+                  "only (partial whitening 1).",
+    "linear_cka": "Distance 1 - linear CKA (biased HSIC).",
+    "svcca": "Mean CCA correlation after SVD to 99% of the variance (Raghu et al. 2017).",
+}
+
+
+def _ratio_text(name: str, row: pd.Series) -> str:
+    return (f"{name} distance ratio {row['mean_ratio']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] "
+            f"over {int(row['n_layers'])} layers; {_p(row['p_bonferroni'])} (paired t over layers, Bonferroni)")
+
+
+def _ratio_verdict(row: pd.Series) -> str:
+    above = row["mean_ratio"] > 1 and row["ci_low"] > 1
+    significant = bool(row["significant"]) and row["mean_difference"] > 0
+    return "holds" if (above and significant) else ("direction only" if row["mean_ratio"] > 1 else "does not hold")
+
+
 def _p_text(row: pd.Series | None) -> str:
     if row is None or not np.isfinite(row["p_bonferroni"]):
         return "not testable"
@@ -148,11 +177,10 @@ def build_claims(runs: pd.DataFrame, cca_tests: pd.DataFrame | None) -> pd.DataF
             "Dead units count as SI 0 (eq. 3); see test_mean_selectivity_alive in runs.csv.",
         )
     if cca_tests is not None and not cca_tests.empty:
-        pwcca = cca_tests.loc[
-            (cca_tests["model"] == "resnet20")
-            & (cca_tests["method"] == "pwcca")
-            & (cca_tests.get("activation", "relu") == "relu")
+        resnet = cca_tests.loc[
+            (cca_tests["model"] == "resnet20") & (cca_tests.get("activation", "relu") == "relu")
         ]
+        pwcca = resnet.loc[resnet["method"] == "pwcca"]
         textbook = {}
         if "pwcca_variant" in pwcca.columns:
             for _, row in pwcca.loc[pwcca["pwcca_variant"].fillna("") == "textbook"].iterrows():
@@ -161,20 +189,28 @@ def build_claims(runs: pd.DataFrame, cca_tests: pd.DataFrame | None) -> pd.DataF
         # Figure 3 compares suppressed (alpha < 0) networks with alpha = 0 ones.
         pwcca = pwcca.loc[pwcca["alpha"].astype(float) < 0]
         for _, row in pwcca.sort_values("alpha", key=abs).iterrows():
-            above = row["mean_ratio"] > 1 and row["ci_low"] > 1
-            significant = bool(row["significant"]) and row["mean_difference"] > 0
             add(
                 f"CCA: alpha = {row['alpha']:g} suppresses rather than rotates selectivity (ratio > 1)",
                 "distance ratio > 1 for every alpha (p < 5e-6, paired t-test)",
-                f"PWCCA distance ratio {row['mean_ratio']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] "
-                f"over {int(row['n_layers'])} layers; {_p(row['p_bonferroni'])} "
-                "(paired t over layers, Bonferroni)"
+                _ratio_text("PWCCA", row)
                 + (f"; textbook PWCCA: {textbook[float(row['alpha'])]['mean_ratio']:.3f}"
                    if float(row["alpha"]) in textbook else ""),
-                "holds" if (above and significant) else ("direction only" if row["mean_ratio"] > 1 else "does not hold"),
+                _ratio_verdict(row),
                 "3 replicates per alpha: 3 within-alpha and 6 to-baseline pairs (same-seed pairs left out), "
                 "against the paper's 190 and 400; PWCCA as the paper computed it (google/svcca).",
             )
+        # Issue 17: does "suppressed, not rotated" hold under today's measures?
+        for method, name in OTHER_MEASURES.items():
+            measured = resnet.loc[(resnet["method"] == method) & (resnet["alpha"].astype(float) < 0)]
+            for _, row in measured.sort_values("alpha", key=abs).iterrows():
+                add(
+                    f"Figure 3 under {name}: alpha = {row['alpha']:g} networks differ from alpha = 0 more "
+                    "than from each other (ratio > 1)",
+                    "not tested in the paper (PWCCA only)",
+                    _ratio_text(name, row),
+                    _ratio_verdict(row),
+                    MEASURE_CAVEATS[method],
+                )
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict", "caveat"])
 
 

@@ -237,8 +237,9 @@ def _number(value, digits=3) -> str:
 
 
 def _table(headers, rows) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    from tf_selectivity.report.formatting import markdown_table
+
+    return markdown_table(headers, rows).split("\n")
 
 
 def _alpha_text(alpha) -> str:

@@ -16,7 +16,7 @@ from tf_selectivity.fdr import DEFAULT_FDR, FDR_METHODS
 from tf_selectivity.options import check_settings, finite, in_unit_interval, positive, setting
 from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
 
-__all__ = ["AnalysisOptions", "SIMILARITY_MEASURES", "CCA_PWCCA_VARIANTS"]
+__all__ = ["AnalysisOptions", "SIMILARITY_MEASURES", "CCA_PWCCA_VARIANTS", "parse_unit_specs"]
 
 # Measures of Figure 3 (`--similarity`): CCA (tf_selectivity.cca) and the
 # measures of tf_selectivity.similarity computed from the same factors.
@@ -40,6 +40,46 @@ def _permutations(value):
     return None
 
 
+def parse_unit_specs(specs) -> dict:
+    """``("conv1:3", "17", "conv2:5")`` (or ``("conv1:3,17",)``) -> ``{"conv1": [3, 17], "conv2": [5]}``.
+
+    A unit index without a layer belongs to the last layer named before it.
+
+    Raises:
+        ParameterError: (for ``units``) an index before any layer, an empty
+            layer name, or an index that is not an integer >= 0.
+    """
+    from tf_selectivity.options import ParameterError
+
+    chosen, layer = {}, None
+    tokens = [token.strip() for spec in (specs or ()) for token in str(spec).split(",") if token.strip()]
+    for token in tokens:
+        if ":" in token:
+            layer, token = (part.strip() for part in token.rsplit(":", 1))
+            if not layer:
+                raise ParameterError("units", f"must name a layer before ':' (LAYER:3,17); got {token!r}")
+            chosen.setdefault(layer, [])
+            if not token:
+                raise ParameterError("units", f"names no unit of layer {layer} (LAYER:3,17)")
+        elif layer is None:
+            raise ParameterError("units", f"must start with a layer: LAYER:3,17,...; got {token!r} first")
+        if not token.isdigit():
+            raise ParameterError(
+                "units", f"must hold unit indices that are integers >= 0; got {token!r} for layer {layer}")
+        if int(token) not in chosen[layer]:
+            chosen[layer].append(int(token))
+    return chosen
+
+
+def unit_specs_problem(specs):
+    """`setting` check of ``units``: what is wrong with the specs, or None."""
+    try:
+        parse_unit_specs(specs)
+    except ValueError as error:
+        return error.problem if hasattr(error, "problem") else str(error)
+    return None
+
+
 def _finite_numbers(values):
     bad = [v for v in values if not math.isfinite(v)]
     return f"must be finite numbers; got {bad[0]}" if bad else None
@@ -55,6 +95,36 @@ def _fractions(values):
     bad = [v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
     if bad or not values:
         return f"must be fractions in [0, 1]; got {', '.join(map(str, bad)) or 'none'}"
+    return None
+
+
+# Issue 18 (robustness): the perturbations of --robustness.
+ROBUSTNESS_HELP = "corruptions:SOURCE (SOURCE: generated, cifar10c:PATH, tfds:cifar10_corrupted or tinyimagenetc:PATH), fgsm, pgd"
+
+
+def _robustness(items):
+    corruptions = [i for i in items if i.startswith("corruptions:")]
+    unknown = [i for i in items if i not in ("fgsm", "pgd") and not i.startswith("corruptions:")]
+    if unknown:
+        return f"must be among {ROBUSTNESS_HELP}; got {unknown[0]!r}"
+    if len(corruptions) > 1 or len(set(items)) != len(items):
+        return f"must name each perturbation once (one corruption source); got {', '.join(items)}"
+    return None
+
+
+def _severities(values):
+    bad = [v for v in values if not 1 <= v <= 5]
+    if bad or not values:
+        return f"must be corruption severities from 1 to 5; got {bad[0] if bad else 'none'}"
+    if len(set(values)) != len(values):
+        return f"must name each severity once; got {', '.join(map(str, values))}"
+    return None
+
+
+def _epsilons(values):
+    bad = [v for v in values if not (math.isfinite(v) and v >= 0)]
+    if bad or not values:
+        return f"must be attack budgets >= 0 in pixel units (8 = 8/255); got {bad[0] if bad else 'none'}"
     return None
 
 
@@ -200,10 +270,70 @@ class AnalysisOptions:
         check=positive,
     )
 
+    # Unit galleries, their HTML page and selectivity while training (issue 19, points 1-3 and 5).
+    units_page: bool = setting(
+        False,
+        "Unit galleries (top images by spatial max and mean with outlined maps, tuning curve, numbers) and a "
+        "static HTML page to browse them, units/index.html: runs -> layers (SI histogram) -> units.",
+    )
+    units: Optional[tuple] = setting(
+        None,
+        "Units shown with --units_page besides each layer's most and least selective: LAYER:3,17,... "
+        "(a unit index after a layer belongs to it; several layers: conv1:3,17,conv2:5).",
+        check=lambda specs: unit_specs_problem(specs), item=str,
+    )
+    gallery_k: int = setting(10, "Top images per unit and ranking in the unit galleries (NetDissect: 10).",
+                             check=positive)
+    gallery_layers: Optional[tuple] = setting(
+        None, "Probed layers whose galleries --units_page draws (default: every probe).", item=str,
+    )
+    training_curves: bool = setting(
+        True,
+        "Where runs recorded the SI while training (--selectivity_every), draw SI vs epoch per alpha beside "
+        "validation accuracy and report the epoch each layer's SI reaches half its final value.",
+    )
+
+    # ---- Issue 18 points 1, 4, 7: robustness to corruptions and attacks
+    # (analysis/robustness_stage.py; data/corruptions.py, analysis/attacks.py).
+    robustness: tuple = setting(
+        None,
+        f"Per run, accuracy and per-layer dimensionality under perturbations: {ROBUSTNESS_HELP} "
+        "(e.g. corruptions:generated,fgsm,pgd); tables robustness and dimensionality, the follow-up "
+        "paper's claims in the report. Empty: off.",
+        default_factory=tuple, check=_robustness, item=str,
+    )
+    corruptions: Optional[tuple] = setting(
+        None, "Corruptions of --robustness=corruptions:SOURCE (CIFAR-10-C's names; default: all the source has).",
+        item=str,
+    )
+    severities: tuple = setting(
+        None, "Corruption severities (1-5).", default_factory=lambda: (1, 2, 3, 4, 5), check=_severities, item=int,
+    )
+    attack_epsilons: tuple = setting(
+        None, "FGSM/PGD L-infinity budgets in pixel units of [0, 255] images (8 = the literature's 8/255).",
+        default_factory=lambda: (0.0, 1.0, 2.0, 4.0, 8.0), check=_epsilons, item=float,
+    )
+    pgd_steps: int = setting(10, "PGD's gradient steps.", check=positive)
+    pgd_step_size: Optional[float] = setting(
+        None, "PGD's step in pixel units (default 2.5 * epsilon / steps, Madry et al.).", check=positive,
+    )
+    pgd_random_start: bool = setting(True, "PGD starts from a seeded uniform point of the epsilon ball.")
+    attack_seed: int = setting(0, "Seed of PGD's random starts and of the generated corruptions.")
+    robustness_max_samples: Optional[int] = setting(
+        None, "Perturb only the first N test images (the attacks are the slow part).", check=positive,
+    )
+
     def __post_init__(self):
         self.similarity = tuple(str(m).strip().lower() for m in self.similarity if str(m).strip())
         if self.cca_alphas is not None:
             self.cca_alphas = tuple(float(a) for a in self.cca_alphas) or None
+        if self.units is not None:
+            self.units = tuple(str(spec).strip() for spec in self.units if str(spec).strip()) or None
+        if self.gallery_layers is not None:
+            self.gallery_layers = tuple(str(name).strip() for name in self.gallery_layers if str(name).strip()) or None
+        self.robustness = tuple(str(r).strip() for r in self.robustness if str(r).strip())
+        if self.corruptions is not None:
+            self.corruptions = tuple(str(c).strip() for c in self.corruptions if str(c).strip()) or None
 
     def validate(self) -> "AnalysisOptions":
         """Checks every option; returns self.
@@ -222,4 +352,37 @@ class AnalysisOptions:
                 "max_test_samples",
                 f"must be at least 4 with debiased CKA (the unbiased HSIC divides by n (n - 3); "
                 f"leave debiased_cka out of --similarity for fewer); got {self.max_test_samples}")
+        if not self.units_page:
+            for name in ("units", "gallery_layers"):
+                if getattr(self, name) is not None:
+                    from tf_selectivity.options import ParameterError
+
+                    raise ParameterError(name, "applies only with --units_page (the unit galleries)")
+        self._validate_robustness()
         return self
+
+    @property
+    def corruption_source(self) -> Optional[str]:
+        """SOURCE of --robustness=corruptions:SOURCE, or None."""
+        for item in self.robustness:
+            if item.startswith("corruptions:"):
+                return item[len("corruptions:"):]
+        return None
+
+    def _validate_robustness(self) -> None:
+        # Issue 18: the corruption source and names, checked before anything
+        # is written (reads only .npy headers and folder names).
+        from tf_selectivity.options import ParameterError
+
+        if self.corruptions and self.corruption_source is None:
+            raise ParameterError("corruptions", "only applies with --robustness=corruptions:SOURCE")
+        if self.corruption_source is not None:
+            from tf_selectivity.data.corruptions import CorruptedSetError, check_source
+
+            try:
+                check_source(self.corruption_source, self.corruptions)
+            except CorruptedSetError as error:
+                message = str(error)
+                if message.startswith("unknown corruption '"):
+                    raise ParameterError("corruptions", "names an " + message) from None
+                raise ParameterError("robustness", f"corruption source: {message}") from None

@@ -105,6 +105,12 @@ class _TestData:
             raise RunLoadError(f"{record.run_dir}: the model has a different number of classes than {spec}")
         return spec, images, labels, len(class_names)
 
+    def class_names(self, record: RunRecord) -> list:
+        """The names of the classes of `record`'s test data (loaded by `for_run` if not yet)."""
+        spec = self.for_run(record)[0]
+        data_dir = self.options.data_dir or record.config.get("data_dir")
+        return [str(name) for name in self._cache[(spec, data_dir)][3]]
+
 
 def _batches(images, labels, batch_size):
     for start in range(0, len(labels), batch_size):
@@ -626,6 +632,18 @@ def optional_stages(options: AnalysisOptions) -> list:
         from tf_selectivity.analysis.ablation_stage import ablation_stage
 
         stages.append(ablation_stage)
+    if options.units_page:
+        from tf_selectivity.analysis.units_stage import units_stage
+
+        stages.append(units_stage)
+    if options.training_curves:
+        from tf_selectivity.analysis.training_curves_stage import training_curves_stage
+
+        stages.append(training_curves_stage)
+    if options.robustness:
+        from tf_selectivity.analysis.robustness_stage import robustness_stage
+
+        stages.append(robustness_stage)
     return stages
 
 

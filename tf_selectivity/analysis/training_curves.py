@@ -54,6 +54,8 @@ def _read_run(run_dir: str) -> pd.DataFrame:
         config = read_json(config_path) if os.path.exists(config_path) else {}
     except DamagedFileError as error:
         raise ParameterError("run_dirs", f"{run_dir}: {error}") from None
+    # A run's config.json nests its settings (``{"config": {...}, "identity": ...}``).
+    config = config.get("config", config) if isinstance(config.get("config"), dict) else config
     history = pd.read_csv(history_path)
     if "epoch" not in history.columns:
         raise ParameterError("run_dirs", f"{history_path} has no epoch column")
@@ -160,7 +162,7 @@ def half_rise_epochs(curves: pd.DataFrame, fraction: float = 0.5) -> pd.DataFram
         raise ParameterError("fraction", f"must be in (0, 1]; got {fraction!r}")
     rows = []
     keys = ["run_dir", "model", "alpha", "seed", "layer", "layer_index"]
-    for key, group in curves.dropna(subset=["selectivity"]).groupby(keys, sort=False):
+    for key, group in curves.dropna(subset=["selectivity"]).groupby(keys, sort=False, dropna=False):
         group = group.sort_values("epoch")
         final = float(group["selectivity"].iloc[-1])
         epoch = np.nan

@@ -15,7 +15,8 @@ One figure per unit (`unit_figure`, saved by `save_unit_galleries`):
   p-value in the title.
 
 `layer_grid` draws a layer's chosen units together: one row per unit, its
-top images by the spatial maximum.
+top images by the spatial maximum. `selectivity_histogram` draws the SI of
+every unit of a layer (the unit pages' per-layer overview).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "unit_figure",
     "layer_grid",
     "save_unit_galleries",
+    "selectivity_histogram",
 ]
 
 OUTLINE_COLOR = "#ffd400"
@@ -315,3 +317,45 @@ def save_unit_galleries(
         figure = layer_grid(gallery, layer, images, class_names=class_names)
         written += save_figure(figure, directory / f"{file_safe(layer)}_grid", ("png",), dpi)
     return written
+
+
+def selectivity_histogram(selectivity, *, layer: str, selective=None, dead=None, bins: int = 20) -> Figure:
+    """Histogram of a layer's unit SIs, units selective above chance stacked apart where known.
+
+    Args:
+        selectivity: (units,) selectivity indices.
+        layer: the layer's name (title).
+        selective: optional (units,) booleans: selective above chance (the
+            label-permutation null's q-value below the FDR); their share is
+            in the title.
+        dead: optional (units,) booleans: dead units, counted in the title.
+        bins: number of bins over [min(0, SI), max(1, SI)].
+
+    Returns:
+        A small `matplotlib.figure.Figure` on its own Agg canvas.
+    """
+    selectivity = np.asarray(selectivity, dtype=np.float64)
+    finite = np.isfinite(selectivity)
+    low = min(0.0, float(selectivity[finite].min())) if finite.any() else 0.0
+    high = max(1.0, float(selectivity[finite].max())) if finite.any() else 1.0
+    edges = np.linspace(low, high, int(bins) + 1)
+    with matplotlib.rc_context(FIGURE_STYLE):
+        figure = Figure(figsize=(3.4, 2.3), layout="constrained")
+        FigureCanvasAgg(figure)
+        ax = figure.add_subplot()
+        title = f"{layer}: {len(selectivity)} units, mean SI {np.nanmean(selectivity):.3f}"
+        if selective is not None:
+            selective = np.asarray(selective, dtype=bool)
+            ax.hist([selectivity[finite & ~selective], selectivity[finite & selective]], bins=edges, stacked=True,
+                    color=["0.6", PREFERRED_COLOR], label=["not selective", "selective (null)"])
+            ax.legend(fontsize=6, loc="upper right")
+            title += f"\n{selective.mean():.0%} selective above chance"
+        else:
+            ax.hist(selectivity[finite], bins=edges, color="0.45")
+        if dead is not None and np.any(dead):
+            title += f", {int(np.sum(dead))} dead"
+        ax.set_title(title, fontsize=7, fontweight="normal")
+        ax.set_xlabel("class selectivity index", fontsize=7)
+        ax.set_ylabel("units", fontsize=7)
+        ax.tick_params(labelsize=6)
+    return figure
