@@ -1,23 +1,92 @@
 #!/usr/bin/env bash
 # Regenerates results/reduced/: the reduced reproduction of the paper's ResNet20 experiments.
 #
-#   experiments/reduced/run.sh [DATASET]
+#   experiments/reduced/run.sh [DATASET] [STEP ...]
 #
 # DATASET defaults to cifar10 (tensorflow-datasets, downloads once); offline, pass a folder copy,
-# e.g. imagefolder:/data/cifar10-jpeg. Trains the 12 runs of resnet20.flags into sweeps/reduced/resnet20
-# (resumable: rerun after an interruption), analyses them into analysis/reduced/resnet20 (both PWCCA
-# variants), writes the claims table, and copies the report, figures and tables (no models, no cache)
-# into results/reduced/.
+# e.g. imagefolder:/data/cifar10-jpeg. STEPs (default: all, in this order):
+#
+#   train       the 12 runs of resnet20.flags into sweeps/reduced/resnet20 (resumable: rerun after an
+#               interruption). Runs committed in results/reduced/trained/ (model.keras, summary, config,
+#               history; no checkpoints) are copied in first, and the sweep skips finished runs.
+#   main        analysis/reduced/resnet20: the paper's tables and figures, Figure 3 under every similarity
+#               measure, the label-permutation null of every unit (B = 1000), SI over training; the
+#               claims table. (~10 min on 2 CPU cores)
+#   ablation    analysis/reduced/ablation: ablation curves and single-unit importance (issue 16), on 4
+#               layers (the stem and each stage's output) and the first 1,000 test images: the full 19
+#               layers x 10k images cost about 3 h per run on 2 CPU cores (BUILD_NOTES, "Ablation").
+#   robustness  analysis/reduced/robustness: the generated CIFAR-10-C corruptions at severities 1-5, FGSM
+#               and PGD-10 at epsilon 0-8/255, dimensionality (issue 18), on the first 1,000 test images.
+#   units       analysis/reduced/units: unit galleries and their HTML page (issue 19).
+#
+# Each step copies its report, figures and tables (no models, no caches) into results/reduced/ (main),
+# results/reduced/ablation/, results/reduced/robustness/ or results/reduced/galleries/ (with the page,
+# galleries/units/index.html).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dataset=${1:-cifar10}
-python -m tf_selectivity.sweep --flagfile=experiments/reduced/resnet20.flags --dataset="$dataset"
-python -m tf_selectivity.analyze --runs=sweeps/reduced/resnet20 --output_dir=analysis/reduced/resnet20 \
-    --cca_pwcca_variant=both --similarity=pwcca,svcca,linear_cka,debiased_cka,procrustes --dataset="$dataset"
+shift || true
+steps=${*:-train main ablation robustness units}
+sweep=sweeps/reduced/resnet20
 out=results/reduced
-rm -rf "$out" && mkdir -p "$out/figures"
-cp analysis/reduced/resnet20/report.md "$out/"
-cp analysis/reduced/resnet20/*.csv "$out/"
-cp analysis/reduced/resnet20/figures/*.png analysis/reduced/resnet20/figures/*.pdf "$out/figures/"
-python experiments/reduced/claims.py analysis/reduced/resnet20 "$out"
+
+analyze() {  # analyze OUTPUT_DIR FLAGS...
+    local dir=$1
+    shift
+    python -m tf_selectivity.analyze --runs="$sweep" --output_dir="$dir" --dataset="$dataset" "$@"
+}
+
+publish() {  # publish ANALYSIS_DIR DESTINATION: report, tables, figures (and the unit page)
+    local from=$1 to=$2
+    mkdir -p "$to/figures"
+    cp "$from/report.md" "$from"/*.csv "$to/"
+    if compgen -G "$from/figures/*.png" > /dev/null; then
+        cp "$from"/figures/*.png "$to/figures/"
+        cp "$from"/figures/*.pdf "$to/figures/" 2> /dev/null || true
+    fi
+    if [ -d "$from/units" ]; then rm -rf "$to/units" && cp -r "$from/units" "$to/units"; fi
+}
+
+for step in $steps; do
+    case $step in
+    train)
+        if [ -d "$out/trained" ]; then
+            mkdir -p "$sweep/runs"
+            for run in "$out"/trained/*/; do
+                name=$(basename "$run")
+                [ -e "$sweep/runs/$name/summary.json" ] || { rm -rf "$sweep/runs/$name"; cp -r "$run" "$sweep/runs/$name"; }
+            done
+        fi
+        python -m tf_selectivity.sweep --flagfile=experiments/reduced/resnet20.flags --dataset="$dataset"
+        ;;
+    main)
+        analyze analysis/reduced/resnet20 --cca_pwcca_variant=both \
+            --similarity=pwcca,svcca,linear_cka,debiased_cka,procrustes --similarity_maps \
+            --selectivity_null=1000
+        # Keep the committed trained runs and the other steps' folders; replace the rest.
+        find "$out" -maxdepth 1 -type f ! -name README.md -delete
+        rm -rf "$out/figures"
+        publish analysis/reduced/resnet20 "$out"
+        python experiments/reduced/claims.py analysis/reduced/resnet20 "$out"
+        ;;
+    ablation)
+        analyze analysis/reduced/ablation --cca=false --selectivity_null=1000 --ablation --unit_ablation \
+            --ablation_layers=probe_stem,probe_s1b3_out,probe_s2b3_out,probe_s3b3_out --ablation_max_samples=1000
+        rm -rf "$out/ablation" && publish analysis/reduced/ablation "$out/ablation"
+        ;;
+    robustness)
+        analyze analysis/reduced/robustness --cca=false --robustness=corruptions:generated,fgsm,pgd \
+            --robustness_max_samples=1000
+        rm -rf "$out/robustness" && publish analysis/reduced/robustness "$out/robustness"
+        ;;
+    units)
+        analyze analysis/reduced/units --cca=false --selectivity_null=1000 --units_page
+        rm -rf "$out/galleries" && publish analysis/reduced/units "$out/galleries"
+        ;;
+    *)
+        echo "$0: unknown step '$step' (train, main, ablation, robustness or units)" >&2
+        exit 2
+        ;;
+    esac
+done
 echo "Wrote $out"
