@@ -39,7 +39,7 @@ def test_the_stage_writes_its_tables_figures_and_section(ablated):
     importance = pd.read_parquet(out / "unit_importance.parquet")
     assert len(importance) == 4 * (16 + 32 + 64)
     assert np.allclose(importance["si_chance_corrected"], importance["selectivity"] - importance["si_null_mean"])
-    # The clean accuracy (fraction 0) is the same in both tables, on the first 48 images.
+    # The clean accuracy (fraction 0) is the same in both tables, on the same 48 images.
     clean = curves[curves["fraction"] == 0].groupby("run_dir")["accuracy"].agg(["min", "max"])
     assert (clean["min"] == clean["max"]).all()
     assert np.allclose(importance.groupby("run_dir")["clean_accuracy"].first().sort_index(), clean["min"].sort_index())
@@ -49,7 +49,7 @@ def test_the_stage_writes_its_tables_figures_and_section(ablated):
     for name in ("ablation_curves_resnet8_relu", "si_vs_importance_resnet8_relu"):
         assert all(os.path.exists(p) for p in result.figures[name])
     report = open(result.report).read()
-    assert "## Ablation: do selective units matter?" in report and "first 48 test images" in report
+    assert "## Ablation: do selective units matter?" in report and "on 48 test images, the classes in turn" in report
     assert "Units selective above chance" in report and "AUC selective-first" in report
     assert "ρ(SI, importance)" in report
 

@@ -13,10 +13,10 @@
 #               measure, the label-permutation null of every unit (B = 1000), SI over training; the
 #               claims table. (~10 min on 2 CPU cores)
 #   ablation    analysis/reduced/ablation: ablation curves and single-unit importance (issue 16), on 4
-#               layers (the stem and each stage's output) and the first 1,000 test images: the full 19
+#               layers (the stem and each stage's output) and 1,000 test images (100 per class): the full 19
 #               layers x 10k images cost about 3 h per run on 2 CPU cores (BUILD_NOTES, "Ablation").
 #   robustness  analysis/reduced/robustness: the generated CIFAR-10-C corruptions at severities 1-5, FGSM
-#               and PGD-10 at epsilon 0-8/255, dimensionality (issue 18), on the first 1,000 test images.
+#               and PGD-10 at epsilon 0-8/255, dimensionality (issue 18), on 1,000 test images (100 per class).
 #   units       analysis/reduced/units: unit galleries and their HTML page (issue 19).
 #
 # Each step copies its report, figures and tables (no models, no caches) into results/reduced/ (main),

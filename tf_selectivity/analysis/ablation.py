@@ -152,15 +152,17 @@ def _compiled(model):
     if backend == "jax":
         import jax
 
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
         @jax.jit
         def function(trainable, non_trainable, inputs):
             logits, _ = model.stateless_call(trainable, non_trainable, inputs, training=False)
             return ops.argmax(logits, axis=-1)
 
-        return lambda inputs: function(trainable, non_trainable, list(inputs))
+        # The variables' values are read at every call, not captured once: a
+        # Keras predict on the same weights donates and replaces their
+        # buffers (a captured array is then deleted), and the other layers'
+        # masks may have been set since.
+        return lambda inputs: function([v.value for v in model.trainable_variables],
+                                       [v.value for v in model.non_trainable_variables], list(inputs))
     return lambda inputs: ops.argmax(model(inputs, training=False), axis=-1)
 
 

@@ -150,7 +150,10 @@ def _ablate_run(context, record, run):
         raise ValueError(f"none of --ablation_layers is a probe of this run (its probes: {', '.join(probes)})")
     _, images, labels, _ = context.test_data.for_run(record)
     if options.ablation_max_samples:
-        images, labels = images[: options.ablation_max_samples], labels[: options.ablation_max_samples]
+        from tf_selectivity.data.subsets import balanced_subset
+
+        chosen = balanced_subset(labels, options.ablation_max_samples)
+        images, labels = images[chosen], labels[chosen]
     common = dict(layers=layers, mode=options.ablation_mode, index=options.selectivity_index,
                   batch_size=options.batch_size)
     curves = importance = None
@@ -250,7 +253,7 @@ def _section(context, tests, auc, importance, correlations) -> list[str]:
     options = context.options
     lines = ["## Ablation: do selective units matter?", ""]
     if options.ablation_max_samples:
-        lines += [f"Ablation accuracies are on the first {options.ablation_max_samples:,} test images "
+        lines += [f"Ablation accuracies are on {options.ablation_max_samples:,} test images, the classes in turn "
                   "(--ablation_max_samples); the test accuracy and SI columns on the analysis' test set.", ""]
     layers, runs = context.layers, context.runs
     for condition, rows in _conditions(runs):

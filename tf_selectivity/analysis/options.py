@@ -144,7 +144,8 @@ class AnalysisOptions:
         check=positive,
     )
     max_test_samples: Optional[int] = setting(
-        None, "Use only the first N test images (quick looks).", check=positive
+        None, "Use only N test images (quick looks): the first of each class in turn, so that a test set stored "
+        "by class still gives every class.", check=positive
     )
     cca: str = setting(
         "auto", "Figure 3 CCA analysis; auto: when a model has alpha=0 runs and >= 2 replicates at another alpha.",
@@ -265,8 +266,8 @@ class AnalysisOptions:
     )
     ablation_max_samples: Optional[int] = setting(
         None,
-        "Ablate on the first N test images only (default: all): --ablation/--unit_ablation accuracies are "
-        "then on N images (a CPU-sized reproduction).",
+        "Ablate on N test images only (default: all), the first of each class in turn: --ablation/"
+        "--unit_ablation accuracies are then on N images (a CPU-sized reproduction).",
         check=positive,
     )
 
@@ -320,7 +321,7 @@ class AnalysisOptions:
     pgd_random_start: bool = setting(True, "PGD starts from a seeded uniform point of the epsilon ball.")
     attack_seed: int = setting(0, "Seed of PGD's random starts and of the generated corruptions.")
     robustness_max_samples: Optional[int] = setting(
-        None, "Perturb only the first N test images (the attacks are the slow part).", check=positive,
+        None, "Perturb only N test images, the first of each class in turn (the attacks are the slow part).", check=positive,
     )
 
     def __post_init__(self):

@@ -91,8 +91,10 @@ class _TestData:
             if self.verbose:
                 print(f"Test data {spec}: {describe_classes(class_names)}; {len(labels):,} images", flush=True)
             if self.options.max_test_samples:
-                images = images[: self.options.max_test_samples]
-                labels = labels[: self.options.max_test_samples]
+                from tf_selectivity.data.subsets import balanced_subset
+
+                chosen = balanced_subset(labels, self.options.max_test_samples)
+                images, labels = images[chosen], labels[chosen]
             self._cache[key] = (spec, images, labels, class_names)
         spec, images, labels, class_names = self._cache[key]
         expected = record.summary.get("image_shape")
@@ -676,6 +678,8 @@ def _cache_key(record: RunRecord, options: AnalysisOptions, spec: str) -> str:
         spec, options.max_test_samples, options.precision_top_n, options.cca_spatial,
         options.cca_max_datapoints, options.selectivity_index,
     )
+    if options.max_test_samples:  # a class-balanced subset since 2026-12-03, no longer the first N
+        settings += ("balanced",)
     if options.selectivity_null:  # (keeps the keys of analyses without the null)
         settings += (options.selectivity_null, options.selectivity_null_seed)
     return f"{record.run_id}-{hashlib.sha256(repr(settings).encode()).hexdigest()[:8]}"

@@ -43,18 +43,26 @@ class _CorruptedSets:
         self._folder = tempfile.TemporaryDirectory(prefix="tf_selectivity_corruptions_")
         self._paths = {}
 
-    def loader(self, spec, images, labels, class_names):
+    def loader(self, spec, images, labels, class_names, chosen=None):
+        """`load_set` for one run: the run's (sub)set of the test images.
+
+        `chosen`: positions of `images` in the full test set (a published
+        corrupted set is indexed by them), None for the whole set.
+        """
         from tf_selectivity.data.corruptions import load_corrupted
 
         def load(corruption, severity):
             if self.options.corruption_source.startswith("cifar10c:"):  # memory-mapped already
                 return load_corrupted(self.options.corruption_source, corruption, severity, clean_images=images,
-                                      max_samples=len(labels))
+                                      indices=chosen, max_samples=len(labels))
             key = (spec, len(labels), corruption, severity)
             if key not in self._paths:
                 corrupted, corrupted_labels = load_corrupted(
                     self.options.corruption_source, corruption, severity, clean_images=images, clean_labels=labels,
                     seed=self.options.attack_seed, data_dir=self.options.data_dir, class_names=class_names,
+                    # The generated sets corrupt the run's clean images (already the
+                    # subset); a published set is indexed by the subset's positions.
+                    indices=None if self.options.corruption_source == "generated" else chosen,
                     max_samples=len(labels))
                 base = os.path.join(self._folder.name, f"{len(self._paths)}")
                 np.save(base + "_images.npy", corrupted)
@@ -106,8 +114,12 @@ def _evaluate_runs(context, attacks, sets, tables, dims):
     for record in context.records:
         try:
             spec, images, labels, _ = context.test_data.for_run(record)
+            chosen = None
             if options.robustness_max_samples:
-                images, labels = images[: options.robustness_max_samples], labels[: options.robustness_max_samples]
+                from tf_selectivity.data.subsets import balanced_subset
+
+                chosen = balanced_subset(labels, options.robustness_max_samples)
+                images, labels = images[chosen], labels[chosen]
             model = load_run_model(record)
             if context.verbose:
                 print(f"Robustness of {record.run_dir} on {len(labels):,} images", flush=True)
@@ -118,7 +130,7 @@ def _evaluate_runs(context, attacks, sets, tables, dims):
                 pgd_step_size=options.pgd_step_size, pgd_random_start=options.pgd_random_start,
                 seed=options.attack_seed, batch_size=min(options.batch_size, 256),
                 data_dir=options.data_dir, class_names=record.summary.get("class_names"),
-                load_set=sets.loader(spec, images, labels, record.summary.get("class_names")),
+                load_set=sets.loader(spec, images, labels, record.summary.get("class_names"), chosen),
             )
         except (RunLoadError, CorruptedSetError, ParameterError) as error:
             context.errors.append((record.run_dir, f"robustness: {error}"))

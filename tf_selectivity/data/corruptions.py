@@ -513,6 +513,7 @@ def load_corrupted(
     data_dir: str | None = None,
     class_names: Sequence[str] | None = None,
     max_samples: int | None = None,
+    indices=None,
 ) -> tuple:
     """One corrupted test set: ``(images, labels)``.
 
@@ -526,6 +527,11 @@ def load_corrupted(
         class_names: Tiny ImageNet-C: the model's classes (wnids) in label
             order (default: the sorted folders).
         max_samples: only the first N images.
+        indices: only the images at these positions of the test set (for
+            ``generated``: positions in `clean_images`, which are the test
+            set or this part of it; for the published sets: positions in
+            the published set, which is in the test set's order).
+            Applied before `max_samples`.
 
     Returns:
         (N, H, W, C) uint8 images (memory-mapped for ``cifar10c:``) and (N,)
@@ -541,6 +547,8 @@ def load_corrupted(
         _check_corruption(corruption, GENERATED_CORRUPTIONS, spec)
         if clean_images is None or clean_labels is None:
             raise CorruptedSetError("generated corruptions need the clean test images and labels")
+        if indices is not None:
+            clean_images, clean_labels = np.asarray(clean_images)[indices], np.asarray(clean_labels)[indices]
         stop = max_samples or len(clean_labels)
         return corrupt(np.asarray(clean_images[:stop]), corruption, severity, seed), np.asarray(clean_labels[:stop])
     _check_corruption(corruption, CORRUPTIONS if kind == "tfds" else source_corruptions(spec), spec)
@@ -555,6 +563,8 @@ def load_corrupted(
             f"{spec} {corruption} has images of shape {tuple(images.shape[1:])} but the test set's are "
             f"{tuple(np.shape(clean_images)[1:])}"
         )
+    if indices is not None:
+        images, labels = images[np.asarray(indices)], labels[np.asarray(indices)]
     if max_samples:
         images, labels = images[:max_samples], labels[:max_samples]
     return images, labels
