@@ -7,8 +7,9 @@
 # e.g. imagefolder:/data/cifar10-jpeg. STEPs (default: all, in this order):
 #
 #   train       the 12 runs of resnet20.flags into sweeps/reduced/resnet20 (resumable: rerun after an
-#               interruption). Runs committed in results/reduced/trained/ (model.keras, summary, config,
-#               history; no checkpoints) are copied in first, and the sweep skips finished runs.
+#               interruption). The runs committed in results/reduced/trained/ (model.keras, summary, config,
+#               history; no checkpoints) and the sweep's sweep.json are copied in first; the sweep skips
+#               finished runs.
 #   main        analysis/reduced/resnet20: the paper's tables and figures, Figure 3 under every similarity
 #               measure, the label-permutation null of every unit (B = 1000), SI over training; the
 #               claims table. (~10 min on 2 CPU cores)
@@ -52,7 +53,9 @@ for step in $steps; do
     train)
         if [ -d "$out/trained" ]; then
             mkdir -p "$sweep/runs"
-            for run in "$out"/trained/*/; do
+            # The sweep's settings file first: the sweep resumes only a directory it made.
+            [ -e "$sweep/sweep.json" ] || cp "$out/trained/sweep.json" "$sweep/"
+            for run in "$out"/trained/*/; do  # (sweep.json is not a directory)
                 name=$(basename "$run")
                 [ -e "$sweep/runs/$name/summary.json" ] || { rm -rf "$sweep/runs/$name"; cp -r "$run" "$sweep/runs/$name"; }
             done
