@@ -24,6 +24,7 @@ import pandas as pd
 
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, load_run_model
 from tf_selectivity.options import ParameterError
+from tf_selectivity.report.formatting import format_number as _number
 
 __all__ = ["ablation_stage", "check_ablation_layers", "selective_vs_random", "sign_flip_test"]
 
@@ -233,10 +234,6 @@ def _draw(context, curves, importance, n_resamples):
 
 def _percent(value) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}%"
-
-
-def _number(value, digits=3) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
 def _table(headers, rows) -> list[str]:

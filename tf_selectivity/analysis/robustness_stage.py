@@ -20,10 +20,10 @@ import os
 import numpy as np
 import pandas as pd
 
+from tf_selectivity.analysis.outputs import write_table
 from tf_selectivity.analysis.robustness import claims_table, early_layers, evaluate_robustness, per_run_summary
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, RunLoadError, load_run_model
-
-from tf_selectivity.analysis.outputs import write_table
+from tf_selectivity.report.formatting import format_number as _number
 
 __all__ = ["robustness_stage"]
 
@@ -190,10 +190,6 @@ def _figures(context, model_name, robustness, dimensionality, summary, n_resampl
         if figure is not None:
             full = f"{name}_{file_safe(model_name)}"
             context.figures[full] = save_figure(figure, os.path.join(figures_dir, full))
-
-
-def _number(value, digits=3):
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
 def _section(robustness, summary, claims, options) -> list:

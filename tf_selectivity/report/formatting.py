@@ -23,6 +23,11 @@ def format_selectivity(value: float) -> str:
     return f"{value:.2g}"
 
 
+def format_number(value, digits: int = 3) -> str:
+    """0.12345 -> "0.123"; "n/a" for None, NaN or infinity."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
 def format_percent(fraction: float, digits: int = 2) -> str:
     """0.9123 -> "91.23" (a fraction shown in percent, without the sign)."""
     return "n/a" if not np.isfinite(fraction) else f"{100 * fraction:.{digits}f}"
