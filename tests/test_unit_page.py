@@ -218,6 +218,24 @@ def test_a_unit_out_of_range_fails_before_anything_is_written(tiny_runs, tmp_pat
     assert not out.exists()
 
 
+def test_unit_indices_are_checked_from_the_model_file_before_any_data_pass(tiny_runs):
+    # The widths come from model.keras's config alone (no weights, no responses).
+    from tf_selectivity.analysis.pipeline import find_runs
+    from tf_selectivity.analysis.runs import load_run_model, probe_widths
+    from tf_selectivity.analysis.units_stage import check_unit_choices
+
+    records, _, _ = find_runs([str(tiny_runs / "runs" / "a0_s0")])
+    model = load_run_model(records[0])
+    expected = {name: int(model.get_layer(name).output.shape[-1]) for name in records[0].probe_names}
+    assert probe_widths(records[0]) == expected
+    last = expected["probe_stem"] - 1
+    options = AnalysisOptions(units_page=True, units=(f"probe_stem:{last}",))
+    assert check_unit_choices(records, options) == {"probe_stem": [last]}
+    options = AnalysisOptions(units_page=True, units=(f"probe_stem:{last + 1}",))
+    with pytest.raises(ParameterError, match=f"unit {last + 1} of layer probe_stem is out of range"):
+        check_unit_choices(records, options)
+
+
 @pytest.mark.core
 def test_pages_escape_names_and_link_relatively(tmp_path):
     evil = '<script>alert("x")</script>&'

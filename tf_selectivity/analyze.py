@@ -99,7 +99,7 @@ def main(argv):
         if problem:
             raise cli.UsageError(f"--output_dir {problem}")
         records, _, _ = find_runs(FLAGS.runs)
-        if options.units_page:  # layers named by --units / --gallery_layers that no run has
+        if options.units_page:  # layers and unit indices named by --units / --gallery_layers
             from tf_selectivity.analysis.units_stage import check_unit_choices
 
             check_unit_choices(records, options)

@@ -410,6 +410,10 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
     output_dir = os.path.abspath(os.path.expanduser(output_dir))
     _check_output_dir(output_dir)
     records, diverged, errors = find_runs(patterns)
+    if options.units_page:  # named layers and unit indices, before the first pass over the data
+        from tf_selectivity.analysis.units_stage import check_unit_choices
+
+        check_unit_choices(records, options)
     # Created only when there is something to write (the first run's cache
     # entry): an analysis in which no run can be evaluated leaves no trace.
     out = OutputDirectory(output_dir, record={"patterns": list(patterns), "options": dataclasses.asdict(options)})

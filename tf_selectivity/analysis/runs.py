@@ -21,6 +21,7 @@ __all__ = [
     "error_for",
     "load_response_function",
     "load_run_model",
+    "probe_widths",
     "CONFIG_COLUMNS",
 ]
 
@@ -214,6 +215,45 @@ def load_run_model(record: RunRecord):
     except Exception as error:
         raise RunLoadError(
             f"{record.run_dir}: model.keras could not be loaded ({type(error).__name__}: {error})") from None
+
+
+def probe_widths(record: RunRecord) -> dict:
+    """probe name -> its number of units, read from ``model.keras``'s config alone.
+
+    No weights are loaded and no backend is started: the probes' build
+    shapes are in the archive's ``config.json`` (nested models included), so
+    a command can check unit indices before its first pass over the data.
+
+    Returns:
+        The widths found; empty when the run has no readable ``model.keras``
+        (the caller then checks against the responses instead).
+    """
+    import json
+    import zipfile
+
+    path = RunPaths(record.run_dir).keras_model
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
+    widths = {}
+
+    def visit(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "SelectivityProbe":
+                shape = (node.get("build_config") or {}).get("input_shape")
+                name = (node.get("config") or {}).get("name")
+                if name and isinstance(shape, list) and shape and isinstance(shape[-1], int):
+                    widths[name] = shape[-1]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(config)
+    return widths
 
 
 def load_response_function(

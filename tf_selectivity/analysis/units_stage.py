@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity.analysis.options import parse_unit_specs
-from tf_selectivity.analysis.runs import RunLoadError, error_for, load_run_model
+from tf_selectivity.analysis.runs import RunLoadError, error_for, load_run_model, probe_widths
 from tf_selectivity.options import ParameterError
 
 __all__ = ["UNITS_DIR", "GALLERY_DPI", "check_unit_choices", "units_stage", "run_directory_name",
@@ -73,8 +73,10 @@ def check_unit_choices(records, options, units: pd.DataFrame | None = None) -> d
     Args:
         records: the runs (`RunRecord`s; their summaries name the probes).
         options: `AnalysisOptions` (``units``, ``gallery_layers``).
-        units: the analysis' units table (every unit of every run); with it,
-            unit indices are checked against each run's layer widths.
+        units: the analysis' units table (every unit of every run). Without
+            it, unit indices are checked against the widths in each run's
+            ``model.keras`` config (`probe_widths`: before any pass over the
+            data); with it, against the responses.
 
     Returns:
         layer -> named unit indices (``parse_unit_specs``).
@@ -91,14 +93,19 @@ def check_unit_choices(records, options, units: pd.DataFrame | None = None) -> d
         if unknown:
             shown = ", ".join(known[:40]) + (", ..." if len(known) > 40 else "")
             raise ParameterError(parameter, f"names a layer no run has: {unknown[0]} (the runs' probes: {shown})")
-    if units is not None and named:
-        widths = units.groupby(["run_dir", "layer"])["unit"].max() + 1
-        for (run_dir, layer), width in widths.items():
-            for index in named.get(layer, ()):
-                if index >= width:
-                    raise ParameterError(
-                        "units", f"unit {index} of layer {layer} is out of range: it has units 0..{width - 1} "
-                                 f"(in {run_dir})")
+    if not named:
+        return named
+    if units is not None:
+        widths = (units.groupby(["run_dir", "layer"])["unit"].max() + 1).to_dict()
+    else:
+        widths = {(record.run_dir, layer): width for record in records if not record.diverged
+                  for layer, width in probe_widths(record).items()}
+    for (run_dir, layer), width in widths.items():
+        for index in named.get(layer, ()):
+            if index >= width:
+                raise ParameterError(
+                    "units", f"unit {index} of layer {layer} is out of range: it has units 0..{width - 1} "
+                             f"(in {run_dir})")
     return named
 
 
