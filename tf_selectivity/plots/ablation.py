@@ -90,7 +90,9 @@ def plot_ablation_curves(curves: pd.DataFrame, n_resamples: int = DEFAULT_N_RESA
             if column == 0:
                 ax.set_ylabel(ACCURACY_LABEL)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside upper center", ncols=3, fontsize="small", frameon=False)
+    # Right of the panels: an "outside upper" legend and the suptitle share
+    # the top strip under constrained layout and overlap.
+    figure.legend(handles, labels, loc="outside right upper", fontsize="small", frameon=False)
     condition = {k: curves[k].iloc[0] for k in ("model", "activation", "leaky_slope") if k in curves.columns}
     runs = curves.groupby("alpha")["run_dir"].nunique()
     figure.suptitle(f"{condition_label(condition)}: ablation curves")

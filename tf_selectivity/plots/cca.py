@@ -352,4 +352,5 @@ def _draw_cca_ratio(
     set_alpha_axis(ax, all_alphas)
     # PWCCA and SVCCA keep the paper's label; other measures name themselves.
     measure = "CCA" if method_name in ("PWCCA", "SVCCA", "mean CCA") else method_name
-    ax.set_ylabel(measure + r" distance ratio $\rho(\alpha, \alpha_0) : \rho(\alpha, \alpha)$")
+    # Two lines: "debiased CKA distance ratio ..." on one is taller than the panel.
+    ax.set_ylabel(measure + " distance ratio\n" + r"$\rho(\alpha, \alpha_0) : \rho(\alpha, \alpha)$")
