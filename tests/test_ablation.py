@@ -133,6 +133,24 @@ def test_the_suffix_path_equals_the_whole_network(rng):
             keeps = (keep_rng.uniform(size=(5, units)) < 0.5).astype("float32")
             fill = keep_rng.uniform(size=units).astype("float32")
             np.testing.assert_array_equal(suffix.correct(name, keeps, fill), full.correct(name, keeps, fill))
+    # On JAX the cut is kept on the device where it fits (here: the host's
+    # memory); on the host it gives the same right/wrong per image.
+    if keras.backend.backend() == "jax":
+        for model, batch_size in ((resnet, 16), (user, 100)):
+            layers = list(model.probe_names)
+            full = _network(model, layers, images.astype("float32"), labels, batch_size, "full")
+            for on_device in (None, True, False):
+                suffix = _network(model, layers, images.astype("float32"), labels, batch_size, "suffix", on_device)
+                keep_rng = np.random.default_rng(1)
+                for name in (layers[0], layers[-1]):
+                    units = model.get_layer(name).output.shape[-1]
+                    keeps = (keep_rng.uniform(size=(3, units)) < 0.5).astype("float32")
+                    fill = keep_rng.uniform(size=units).astype("float32")
+                    np.testing.assert_array_equal(suffix.correct(name, keeps, fill), full.correct(name, keeps, fill))
+                    assert suffix.resident == (on_device is not False)
+    else:
+        with pytest.raises(ParameterError, match="on_device applies on the jax backend"):
+            _network(resnet, list(resnet.probe_names), images.astype("float32"), labels, 16, "suffix", True)
     # The cut of the user model's probe: the probe's output and the skip (stem's output).
     masked, _, outputs = _masked_model(user, list(user.probe_names))
     from tf_selectivity.compat import graph_cut

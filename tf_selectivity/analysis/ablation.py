@@ -23,6 +23,12 @@ Two ways to run the ablated network (`method`):
   and only the rest is run again, compiled (`tf.function` on TensorFlow,
   `jax.jit` of the stateless call on JAX), with several masks stacked along
   the batch (images x masks) so that a pass stays near `batch_size` rows.
+  On JAX the cut's tensors and the labels are put on the device once where
+  they fit (at most `training.device_loop.DEVICE_MEMORY_FRACTION` of its
+  free memory; `on_device`): a pass then slices its rows there and only
+  the right/wrong of each image comes back, instead of copying every
+  pass's rows from the host (on a GPU the cut of the stem, 655 MB, would
+  cross the bus once per mask).
 * ``"full"``: the whole network again per mask, through a `UnitMask` after
   every probe whose mask is a non-trainable variable set between passes
   (the reference; ``"auto"`` falls back to it when the cut cannot be made).
@@ -166,6 +172,57 @@ def _compiled(model):
     return lambda inputs: ops.argmax(model(inputs, training=False), axis=-1)
 
 
+def _compiled_on_device(model, rows, copies):
+    """(device values, device labels, start, keep, fill) -> (copies, rows) right/wrong, jitted (JAX).
+
+    The pass slices rows ``start:start + rows`` of the resident tensors on
+    the device (`jax.lax.dynamic_slice_in_dim`: one compilation for every
+    start).
+    """
+    import jax
+
+    @jax.jit
+    def function(trainable, non_trainable, values, labels, start, keep, fill):
+        inputs = [jax.lax.dynamic_slice_in_dim(v, start, rows) for v in values]
+        logits, _ = model.stateless_call(trainable, non_trainable, [*inputs, keep, fill], training=False)
+        predicted = ops.reshape(ops.argmax(logits, axis=-1), (copies, rows))
+        return predicted == jax.lax.dynamic_slice_in_dim(labels, start, rows)[None]
+
+    # Variables read at every call, as in `_compiled`.
+    return lambda values, labels, start, keep, fill: function(
+        [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+        values, labels, np.int32(start), keep, fill)
+
+
+def _device_resident(values, labels, rows, on_device):
+    """(device values, device labels) padded to whole passes of `rows`, or None.
+
+    JAX only. With ``on_device=None`` where they fit: at most
+    ``DEVICE_MEMORY_FRACTION`` of the device's free memory (a CPU device's
+    is the host's); True requires it, False keeps them on the host.
+
+    Raises:
+        ParameterError: ``on_device=True`` on another backend.
+    """
+    if on_device is False:
+        return None
+    if keras.backend.backend() != "jax":
+        if on_device:
+            raise ParameterError("on_device", f"applies on the jax backend; this is {keras.backend.backend()!r}")
+        return None
+    import jax
+
+    from tf_selectivity.training.device_loop import DEVICE_MEMORY_FRACTION, free_device_memory
+
+    total = -(-len(labels) // rows) * rows
+    needed = 4 * total * (1 + sum(int(np.prod(v.shape[1:])) for v in values))
+    free = free_device_memory()
+    if on_device is None and (free is None or needed > DEVICE_MEMORY_FRACTION * free):
+        return None
+    return ([jax.device_put(_pad_rows(v, total, 0.0)) for v in values],
+            jax.device_put(_pad_rows(labels.astype(np.int32), total, -1)))
+
+
 class _FullNetwork:
     """Ablated accuracy by re-running the whole network per mask."""
 
@@ -201,9 +258,11 @@ class _Suffix:
 
     method = "suffix"
 
-    def __init__(self, masked, masks, probe_outputs, images, labels, batch_size):
+    def __init__(self, masked, masks, probe_outputs, images, labels, batch_size, on_device=None):
         self.masked, self.masks, self.probe_outputs = masked, masks, probe_outputs
         self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.on_device = on_device
+        self.resident = False  # whether the last prepared layer's cut is on the device
         self._layer = None
 
     def prepare(self, name, num_masks):
@@ -216,7 +275,7 @@ class _Suffix:
         if self._layer is not None and self._layer[0] == (name, copies):
             return self._layer[1]
         if self._layer is not None and self._layer[0][0] == name:
-            values = self._layer[1][0]  # the same cut, another number of stacked masks
+            values, _, _, _, resident = self._layer[1]  # the same cut, another number of stacked masks
         else:
             self._layer = None  # frees the previous layer's cut first
             prefix = keras.Model(self.masked.inputs, cut)
@@ -224,6 +283,7 @@ class _Suffix:
                      for s in range(0, len(self.labels), self.batch_size)]
             values = [np.concatenate([keras.tree.flatten(p)[i] for p in parts]).astype(np.float32)
                       for i in range(len(cut))]
+            resident = _device_resident(values, self.labels, rows, self.on_device)
         rest = keras.Model(cut, self.masked.outputs)
         units = int(self.probe_outputs[name].shape[-1])
         cut_inputs = [keras.Input(t.shape[1:], dtype="float32") for t in cut]
@@ -242,12 +302,14 @@ class _Suffix:
         tiled = [_TileBatch(copies)(x) for x in cut_inputs]
         logits = keras.tree.flatten(run_graph(rest, tiled, call_layer))[0]
         suffix = keras.Model([*cut_inputs, keep, fill], logits)
-        state = (values, _compiled(suffix), rows, copies)
+        function = _compiled(suffix) if resident is None else _compiled_on_device(suffix, rows, copies)
+        state = (values, function, rows, copies, resident)
         self._layer = ((name, copies), state)
+        self.resident = resident is not None
         return state
 
     def correct(self, name, keeps, fill):
-        values, function, rows, copies = self.prepare(name, len(keeps))
+        values, function, rows, copies, resident = self.prepare(name, len(keeps))
         keeps = np.asarray(keeps, np.float32)
         fill = np.asarray(fill, np.float32)[None]
         result = np.zeros((len(keeps), len(self.labels)), bool)
@@ -255,22 +317,30 @@ class _Suffix:
             keep = _pad_rows(keeps[first : first + copies], copies, 1.0)
             count = min(copies, len(keeps) - first)
             for start in range(0, len(self.labels), rows):
-                inputs = [_pad_rows(v[start : start + rows], rows, 0.0) for v in values]
                 labels = self.labels[start : start + rows]
-                predicted = ops.convert_to_numpy(function([*inputs, keep, fill])).reshape(copies, rows)
-                result[first : first + count, start : start + len(labels)] = predicted[:count, : len(labels)] == labels
+                if resident is not None:
+                    right = np.asarray(function(*resident, start, keep, fill))
+                else:
+                    inputs = [_pad_rows(v[start : start + rows], rows, 0.0) for v in values]
+                    predicted = ops.convert_to_numpy(function([*inputs, keep, fill])).reshape(copies, rows)
+                    right = predicted == _pad_rows(labels, rows, -1)
+                result[first : first + count, start : start + len(labels)] = right[:count, : len(labels)]
         return result
 
 
-def _network(model, layers, images, labels, batch_size, method):
+def _network(model, layers, images, labels, batch_size, method, on_device=None):
     if method not in ABLATION_METHODS:
         raise ParameterError("method", f"must be among {', '.join(ABLATION_METHODS)}; got {method!r}")
+    if on_device not in (None, True, False):
+        raise ParameterError("on_device", f"must be None (where the data fit), True or False; got {on_device!r}")
     masked, masks, probe_outputs = _masked_model(model, layers)
     if method != "full":
-        network = _Suffix(masked, masks, probe_outputs, images, labels, batch_size)
+        network = _Suffix(masked, masks, probe_outputs, images, labels, batch_size, on_device)
         try:
             network.prepare(layers[0], 1)
             return network
+        except ParameterError:
+            raise
         except Exception as error:  # noqa: BLE001 - a graph the cut cannot handle
             if method == "suffix":
                 raise
@@ -302,7 +372,7 @@ def probe_layers(model, layers=None) -> list:
     return [name for name in probes if name in layers]
 
 
-def _prepare(model, images, labels, layers, mode, index, batch_size, method):
+def _prepare(model, images, labels, layers, mode, index, batch_size, method, on_device=None):
     """(layers, images, labels, num_classes, statistics, network)."""
     from tf_selectivity.unit_statistics import evaluate_responses
 
@@ -319,7 +389,7 @@ def _prepare(model, images, labels, layers, mode, index, batch_size, method):
         lambda x: respond_model.predict_on_batch(np.asarray(x, np.float32)), batches,
         num_classes=num_classes, layer_names=layers, selectivity_index=index,
     )
-    network = _network(model, layers, images, labels, batch_size, method)
+    network = _network(model, layers, images, labels, batch_size, method, on_device)
     return layers, images, labels, num_classes, statistics, network
 
 
@@ -343,6 +413,7 @@ def ablation_curves(
     index: str = DEFAULT_SELECTIVITY_INDEX,
     batch_size: int = 500,
     method: str = "auto",
+    on_device: bool | None = None,
 ) -> pd.DataFrame:
     """Test accuracy as each probed layer's units are ablated cumulatively.
 
@@ -364,6 +435,9 @@ def ablation_curves(
         batch_size: rows per forward pass (images x stacked masks).
         method: "auto" (the suffix, or the whole network where the cut
             cannot be made), "suffix" or "full" (see the module).
+        on_device: the suffix path on JAX: None keeps the cut's tensors on
+            the device where they fit, True always, False on the host (the
+            results are the same; see the module).
 
     Returns:
         Tidy DataFrame, one row per (layer, order, seed, fraction):
@@ -380,7 +454,8 @@ def ablation_curves(
         raise ParameterError("orders", f"must be among {', '.join(ABLATION_ORDERS)}; got {', '.join(bad_orders) or 'none'}")
     fractions = _check_fractions(fractions)
     probes = list(getattr(model, "probe_names", None) or [])
-    layers, images, labels, _, statistics, network = _prepare(model, images, labels, layers, mode, index, batch_size, method)
+    layers, images, labels, _, statistics, network = _prepare(
+        model, images, labels, layers, mode, index, batch_size, method, on_device)
     rows = []
     for name in layers:
         si, fill = _layer_si_and_fill(statistics, name, mode)
@@ -420,12 +495,13 @@ def unit_importance(
     index: str = DEFAULT_SELECTIVITY_INDEX,
     batch_size: int = 500,
     method: str = "auto",
+    on_device: bool | None = None,
 ) -> pd.DataFrame:
     """Each unit's importance: the accuracy drop when it alone is ablated.
 
     Args:
-        model, images, labels, layers, mode, index, batch_size, method: as
-            `ablation_curves`.
+        model, images, labels, layers, mode, index, batch_size, method,
+            on_device: as `ablation_curves`.
 
     Returns:
         Tidy DataFrame, one row per unit of each layer: ``layer``,
@@ -440,7 +516,7 @@ def unit_importance(
     """
     probes = list(getattr(model, "probe_names", None) or [])
     layers, images, labels, num_classes, statistics, network = _prepare(
-        model, images, labels, layers, mode, index, batch_size, method)
+        model, images, labels, layers, mode, index, batch_size, method, on_device)
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     frames = []
     for name in layers:
