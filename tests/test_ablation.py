@@ -195,3 +195,30 @@ def test_importance_correlations_are_scipy_spearman_with_a_bootstrap_ci():
     assert row["si_column"] == "selectivity" and row["num_units"] == 30 and len(table) == 1
     assert row["spearman"] == pytest.approx(spearmanr(frame["selectivity"], frame["importance"]).statistic, abs=1e-12)
     assert row["ci_low"] < row["spearman"] < row["ci_high"]
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_imagenet_resnets_ablate_by_their_suffix_as_by_the_whole_network(rng, depth):
+    # The Tiny ImageNet networks (basic and bottleneck blocks, 1x1 stride-2
+    # shortcuts): labels are the clean network's own predictions, so the
+    # clean accuracy is 1 and every mask that changes a prediction shows.
+    keras.utils.set_random_seed(0)
+    model = build_model(f"resnet{depth}", num_classes=10, width=16)
+    images = rng.uniform(0, 255, (24, 64, 64, 3)).astype("float32")
+    labels = ops.convert_to_numpy(model(images)).argmax(-1)
+    probes = list(model.probe_names)
+    # ResNet50 (49 probes): one block output (after the residual sum; a
+    # residual branch whose last batch norm starts at zero would hide a mask
+    # inside the block), to keep the whole-network reference (a pass per
+    # mask) short.
+    outputs = [name for name in probes if name.endswith("_out")]
+    layers = [probes[0], probes[len(probes) // 2], probes[-1]] if depth == 18 else [outputs[len(outputs) // 2]]
+    kwargs = dict(layers=layers, fractions=(0.0, 0.5, 1.0), random_seeds=(0,), batch_size=16)
+    suffix = ablation_curves(model, images, labels, method="suffix", **kwargs)
+    full = ablation_curves(model, images, labels, method="full", **kwargs)
+    pd.testing.assert_frame_equal(suffix, full)
+    assert (suffix[suffix["fraction"] == 0.0]["accuracy"] == 1.0).all()
+    assert suffix["accuracy"].min() < 1.0
+    importance = unit_importance(model, images, labels, layers=[probes[0]], method="suffix", batch_size=16)
+    reference = unit_importance(model, images, labels, layers=[probes[0]], method="full", batch_size=16)
+    pd.testing.assert_frame_equal(importance, reference)
