@@ -42,6 +42,8 @@ flags.DEFINE_list("layers", ["0", "6", "12", "18"], "Depth indices of the probes
 flags.DEFINE_integer("masks", 6, "Random masks timed per layer and method.")
 flags.DEFINE_integer("batch_size", 500, "Rows per forward pass (images x stacked masks).")
 flags.DEFINE_integer("target_images", 10_000, "Images of the extrapolation.")
+flags.DEFINE_enum("on_device", "auto", ["auto", "true", "false"],
+                  "JAX: keep the cut on the device (auto: where it fits); the floor is always the host path's.")
 FLAGS = flags.FLAGS
 
 
@@ -66,7 +68,10 @@ def main(argv):
     labels = rng.integers(0, 10, FLAGS.images)
     probes = list(model.probe_names)
     sampled = [int(i) for i in FLAGS.layers]
-    suffix = _network(model, probes, images, labels, FLAGS.batch_size, "suffix")
+    on_device = {"auto": None, "true": True, "false": False}[FLAGS.on_device]
+    suffix = _network(model, probes, images, labels, FLAGS.batch_size, "suffix", on_device)
+    # The floor calls the host path's compiled suffix on pre-sliced inputs.
+    host = _network(model, probes, images, labels, FLAGS.batch_size, "suffix", False)
     full = _network(model, probes, images, labels, FLAGS.batch_size, "full")
     per_layer = {}
     for index in sampled:
@@ -75,7 +80,10 @@ def main(argv):
         keeps = (rng.uniform(size=(FLAGS.masks, units)) < 0.5).astype(np.float32)
         fill = np.zeros(units, np.float32)
         setup = _time(lambda: suffix.prepare(name, FLAGS.masks))
-        values, function, rows, copies = suffix.prepare(name, FLAGS.masks)
+        suffix.prepare(name, FLAGS.masks)
+        values, function, rows, copies, _ = host.prepare(name, FLAGS.masks)
+        warm = [*(v[:rows] for v in values), np.ones((copies, units), np.float32), np.zeros((1, units), np.float32)]
+        ops.convert_to_numpy(function(warm))  # warm-up (tracing) of the floor's function
         # Warm-up (tracing) of the compiled suffix: part of the one-time cost.
         setup += _time(lambda: suffix.correct(name, keeps[:copies], fill))
         fast = _time(lambda: suffix.correct(name, keeps, fill))
@@ -91,6 +99,7 @@ def main(argv):
         full.correct(name, keeps[:1], fill)  # warm-up
         naive = _time(lambda: full.correct(name, keeps, fill))
         per_layer[index] = {"layer": name, "units": units, "copies": copies, "setup_s": setup,
+                            "cut_on_device": suffix.resident,
                             "suffix_per_mask_s": fast / FLAGS.masks, "floor_per_mask_s": floor / FLAGS.masks,
                             "naive_per_mask_s": naive / FLAGS.masks}
         print(json.dumps(per_layer[index]), flush=True)
@@ -113,7 +122,7 @@ def main(argv):
         task["naive_over_suffix"] = task["naive"] / task["suffix"]
     print(json.dumps({
         "backend": keras.backend.backend(), "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(), "images": FLAGS.images, "batch_size": FLAGS.batch_size, "masks": FLAGS.masks,
+        "cpus": os.cpu_count(), "on_device": FLAGS.on_device, "images": FLAGS.images, "batch_size": FLAGS.batch_size, "masks": FLAGS.masks,
         "sampled_layers": sampled, "extrapolated_to_images": FLAGS.target_images,
         "extrapolated_seconds": totals,
     }))

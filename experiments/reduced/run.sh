@@ -14,15 +14,18 @@
 #               measure, the label-permutation null of every unit (B = 1000), SI over training; the
 #               claims table. (~10 min on 2 CPU cores)
 #   ablation    analysis/reduced/ablation: ablation curves and single-unit importance (issue 16), on 4
-#               layers (the stem and each stage's output) and 1,000 test images (100 per class): the full 19
-#               layers x 10k images cost about 3 h per run on 2 CPU cores (BUILD_NOTES, "Ablation").
+#               layers (the stem and each stage's output) and 1,000 test images (100 per class), by zeroing
+#               units (ablation/) and by their mean response (ablation/mean/): 17 min each for the 12 runs on
+#               2 CPU cores; the full 19 layers x 10k images cost about 3 h per run (BUILD_NOTES, "Ablation").
 #   robustness  analysis/reduced/robustness: the generated CIFAR-10-C corruptions at severities 1-5, FGSM
 #               and PGD-10 at epsilon 0-8/255, dimensionality (issue 18), on 1,000 test images (100 per class).
-#   units       analysis/reduced/units: unit galleries and their HTML page (issue 19).
+#   units       analysis/reduced/units: unit galleries and their HTML page (issue 19), on the same 4
+#               layers as the ablation (every layer's would be about 40 MB of images; these are 8.4 MB).
 #
 # Each step copies its report, figures and tables (no models, no caches) into results/reduced/ (main),
 # results/reduced/ablation/, results/reduced/robustness/ or results/reduced/galleries/ (with the page,
-# galleries/units/index.html).
+# galleries/units/index.html). The last three hold only their own tables and figures (publish.sh): the
+# paper's figures and the shared tables are main's, and their reports link to ../figures/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dataset=${1:-cifar10}
@@ -37,15 +40,8 @@ analyze() {  # analyze OUTPUT_DIR FLAGS...
     python -m tf_selectivity.analyze --runs="$sweep" --output_dir="$dir" --dataset="$dataset" "$@"
 }
 
-publish() {  # publish ANALYSIS_DIR DESTINATION: report, tables, figures (and the unit page)
-    local from=$1 to=$2
-    mkdir -p "$to/figures"
-    cp "$from/report.md" "$from"/*.csv "$to/"
-    if compgen -G "$from/figures/*.png" > /dev/null; then
-        cp "$from"/figures/*.png "$to/figures/"
-        cp "$from"/figures/*.pdf "$to/figures/" 2> /dev/null || true
-    fi
-    if [ -d "$from/units" ]; then rm -rf "$to/units" && cp -r "$from/units" "$to/units"; fi
+publish() {  # publish ANALYSIS_DIR DESTINATION [OWN_PREFIX ...]: see publish.sh
+    experiments/reduced/publish.sh "$@"
 }
 
 for step in $steps; do
@@ -69,22 +65,32 @@ for step in $steps; do
         # Keep the committed trained runs and the other steps' folders; replace the rest.
         find "$out" -maxdepth 1 -type f ! -name README.md -delete
         rm -rf "$out/figures"
-        publish analysis/reduced/resnet20 "$out"
+        mkdir -p "$out/figures"
+        cp analysis/reduced/resnet20/report.md analysis/reduced/resnet20/*.csv "$out/"
+        cp analysis/reduced/resnet20/figures/*.png analysis/reduced/resnet20/figures/*.pdf "$out/figures/"
         python experiments/reduced/claims.py analysis/reduced/resnet20 "$out"
         ;;
     ablation)
         analyze analysis/reduced/ablation --cca=false --selectivity_null=1000 --ablation --unit_ablation \
             --ablation_layers=probe_stem,probe_s1b3_out,probe_s2b3_out,probe_s3b3_out --ablation_max_samples=1000
-        rm -rf "$out/ablation" && publish analysis/reduced/ablation "$out/ablation"
+        publish analysis/reduced/ablation "$out/ablation" ablation unit_importance importance_correlations si_vs_importance
+        # Mean-ablation beside zero-ablation: zeroing a unit with a large class-independent mean response
+        # also shifts what the next batch norm sees, which replacing it by its mean does not.
+        analyze analysis/reduced/ablation_mean --cca=false --selectivity_null=1000 --ablation --unit_ablation \
+            --ablation_layers=probe_stem,probe_s1b3_out,probe_s2b3_out,probe_s3b3_out --ablation_max_samples=1000 \
+            --ablation_mode=mean
+        publish analysis/reduced/ablation_mean "$out/ablation/mean" ablation unit_importance importance_correlations \
+            si_vs_importance
         ;;
     robustness)
         analyze analysis/reduced/robustness --cca=false --robustness=corruptions:generated,fgsm,pgd \
             --robustness_max_samples=1000
-        rm -rf "$out/robustness" && publish analysis/reduced/robustness "$out/robustness"
+        publish analysis/reduced/robustness "$out/robustness" robustness dimensionality figR_
         ;;
     units)
-        analyze analysis/reduced/units --cca=false --selectivity_null=1000 --units_page
-        rm -rf "$out/galleries" && publish analysis/reduced/units "$out/galleries"
+        analyze analysis/reduced/units --cca=false --selectivity_null=1000 --units_page \
+            --gallery_layers=probe_stem,probe_s1b3_out,probe_s2b3_out,probe_s3b3_out
+        publish analysis/reduced/units "$out/galleries" unit_gallery
         ;;
     *)
         echo "$0: unknown step '$step' (train, main, ablation, robustness or units)" >&2
