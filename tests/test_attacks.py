@@ -176,6 +176,24 @@ def test_l2_attacks(rng, resnet8):
     assert accuracies["pgd"] <= accuracies["fgsm"] + 2 / len(images)
 
 
+def test_the_device_path_gives_the_host_path_s_images(resnet8):
+    # JAX: the images copied to the device once and sliced there (the
+    # default where they fit) are attacked exactly as batch by batch from
+    # the host, random starts included (the same NumPy stream).
+    model, images, labels = resnet8
+    if keras.backend.backend() != "jax":
+        with pytest.raises(ParameterError, match="on_device applies on the jax backend"):
+            pgd(model, images, labels, 4.0, on_device=True)
+        return
+    for norm in ("linf", "l2"):
+        epsilon = 4.0 if norm == "linf" else 200.0
+        kwargs = dict(steps=3, random_start=True, seed=5, batch_size=20, norm=norm)  # 20: a short last batch
+        on_device = pgd(model, images, labels, epsilon, on_device=True, **kwargs)
+        on_host = pgd(model, images, labels, epsilon, on_device=False, **kwargs)
+        np.testing.assert_array_equal(on_device, on_host)
+        assert not np.array_equal(on_device, images)
+
+
 @pytest.mark.parametrize(
     "kwargs, parameter",
     [
@@ -191,6 +209,7 @@ def test_l2_attacks(rng, resnet8):
         ({"bounds": (1.0, 1.0)}, "bounds"),
         ({"batch_size": 0}, "batch_size"),
         ({"norm": "l1"}, "norm"),
+        ({"on_device": "yes"}, "on_device"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, parameter):

@@ -60,6 +60,7 @@ def perturb(
     bounds=(0.0, 255.0),
     from_logits: bool = True,
     norm: str = "linf",
+    on_device: bool | None = None,
 ) -> np.ndarray:
     """Adversarial versions of `images` under an L-infinity (or L2) budget.
 
@@ -86,6 +87,9 @@ def perturb(
             norm per image, projection by rescaling; `epsilon` is then the L2
             radius in pixel units over all of an image's values, and the
             random start is uniform in the L2 ball).
+        on_device: JAX: None copies the images to the device once where
+            they fit and slices the batches there, True always, False
+            copies batch by batch from the host (the same results).
 
     Returns:
         float32 array of `images`' shape: the perturbed images, with
@@ -105,18 +109,61 @@ def perturb(
         steps, step_size, random_start = 1, epsilon, False
     run = _attack_function(model, bool(from_logits), bounds, norm)
     rng = np.random.default_rng(seed)
+    randomized = bool(random_start and epsilon > 0)
+
+    def start_of(shape):  # drawn batch by batch, in order: the same stream on every path
+        if randomized and norm == "l2":
+            return _l2_ball(rng, shape, epsilon)
+        if randomized:
+            return rng.uniform(-epsilon, epsilon, size=shape).astype("float32")
+        return np.zeros(shape, "float32")
+
+    batches = range(0, len(images), batch_size)
+    if on_device not in (None, True, False):
+        raise ParameterError("on_device", f"must be None (where the images fit), True or False; got {on_device!r}")
+    if on_device and keras.backend.backend() != "jax":
+        raise ParameterError("on_device", f"applies on the jax backend; this is {keras.backend.backend()!r}")
+    device = None if on_device is False else _device_arrays(images, labels, randomized, required=bool(on_device))
+    if device is not None:
+        # JAX, the images fit: one copy to the device, batches sliced there,
+        # one copy of the result back.
+        import jax.numpy as jnp
+
+        x_all, y_all = device
+        starts = (jnp.asarray(np.concatenate([start_of(images[b : b + batch_size].shape) for b in batches]))
+                  if randomized else None)
+        outputs = []
+        for begin in batches:
+            x = x_all[begin : begin + batch_size]
+            start = starts[begin : begin + batch_size] if randomized else jnp.zeros_like(x)
+            outputs.append(run(x, start, y_all[begin : begin + batch_size], epsilon, step_size, steps))
+        return np.asarray(jnp.concatenate(outputs))
     out = np.empty_like(images)
-    for begin in range(0, len(images), batch_size):
+    for begin in batches:
         x = images[begin : begin + batch_size]
-        if random_start and epsilon > 0 and norm == "l2":
-            start = _l2_ball(rng, x.shape, epsilon)
-        elif random_start and epsilon > 0:
-            start = rng.uniform(-epsilon, epsilon, size=x.shape).astype("float32")
-        else:
-            start = np.zeros_like(x)
         y = labels[begin : begin + batch_size]
-        out[begin : begin + len(x)] = ops.convert_to_numpy(run(x, start, y, epsilon, step_size, steps))
+        out[begin : begin + len(x)] = ops.convert_to_numpy(run(x, start_of(x.shape), y, epsilon, step_size, steps))
     return out
+
+
+def _device_arrays(images, labels, randomized, required=False):
+    """(images, labels) on the JAX device when they (and the starts) fit or are `required`, else None.
+
+    At most `training.device_loop.DEVICE_MEMORY_FRACTION` of the device's
+    free memory (a CPU device's is the host's), counting the images, the
+    random starts and the perturbed copy.
+    """
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    from tf_selectivity.training.device_loop import DEVICE_MEMORY_FRACTION, free_device_memory
+
+    needed = images.nbytes * (3 if randomized else 2) + labels.nbytes
+    free = free_device_memory()
+    if not required and (free is None or needed > DEVICE_MEMORY_FRACTION * free):
+        return None
+    return jax.device_put(images), jax.device_put(labels.astype(np.int32))
 
 
 def fgsm(model, images, labels, epsilon: float, **kwargs) -> np.ndarray:
