@@ -197,9 +197,9 @@ def _compiled_on_device(model, rows, copies):
 def _device_resident(values, labels, rows, on_device):
     """(device values, device labels) padded to whole passes of `rows`, or None.
 
-    JAX only. With ``on_device=None`` where they fit: at most
-    ``DEVICE_MEMORY_FRACTION`` of the device's free memory (a CPU device's
-    is the host's); True requires it, False keeps them on the host.
+    JAX only. With ``on_device=None`` where they fit
+    (`training.device_loop.fits_on_device`; a CPU device's memory is the
+    host's); True requires it, False keeps them on the host.
 
     Raises:
         ParameterError: ``on_device=True`` on another backend.
@@ -212,12 +212,11 @@ def _device_resident(values, labels, rows, on_device):
         return None
     import jax
 
-    from tf_selectivity.training.device_loop import DEVICE_MEMORY_FRACTION, free_device_memory
+    from tf_selectivity.training.device_loop import fits_on_device
 
     total = -(-len(labels) // rows) * rows
     needed = 4 * total * (1 + sum(int(np.prod(v.shape[1:])) for v in values))
-    free = free_device_memory()
-    if on_device is None and (free is None or needed > DEVICE_MEMORY_FRACTION * free):
+    if on_device is None and not fits_on_device(needed):
         return None
     return ([jax.device_put(_pad_rows(v, total, 0.0)) for v in values],
             jax.device_put(_pad_rows(labels.astype(np.int32), total, -1)))

@@ -149,19 +149,17 @@ def perturb(
 def _device_arrays(images, labels, randomized, required=False):
     """(images, labels) on the JAX device when they (and the starts) fit or are `required`, else None.
 
-    At most `training.device_loop.DEVICE_MEMORY_FRACTION` of the device's
-    free memory (a CPU device's is the host's), counting the images, the
-    random starts and the perturbed copy.
+    `training.device_loop.fits_on_device` (a CPU device's memory is the
+    host's), counting the images, the random starts and the perturbed copy.
     """
     if keras.backend.backend() != "jax":
         return None
     import jax
 
-    from tf_selectivity.training.device_loop import DEVICE_MEMORY_FRACTION, free_device_memory
+    from tf_selectivity.training.device_loop import fits_on_device
 
     needed = images.nbytes * (3 if randomized else 2) + labels.nbytes
-    free = free_device_memory()
-    if not required and (free is None or needed > DEVICE_MEMORY_FRACTION * free):
+    if not required and not fits_on_device(needed):
         return None
     return jax.device_put(images), jax.device_put(labels.astype(np.int32))
 

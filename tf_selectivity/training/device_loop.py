@@ -51,6 +51,7 @@ __all__ = [
     "EpochFunctions",
     "DeviceTrainer",
     "device_data_bytes",
+    "fits_on_device",
     "free_device_memory",
     "epoch_functions",
     "model_state",
@@ -72,6 +73,17 @@ def device_data_bytes(*arrays) -> int:
         itemsize = 1 if array.ndim > 1 else 4
         total += int(array.size) * itemsize
     return total
+
+
+def fits_on_device(nbytes: int, device=None) -> bool:
+    """Whether `nbytes` of data may be kept on `device` (default: JAX's first).
+
+    At most `DEVICE_MEMORY_FRACTION` of its free memory; a device that does
+    not report its memory is trusted, as `training.placement` does for the
+    splits.
+    """
+    free = free_device_memory(device)
+    return free is None or nbytes <= DEVICE_MEMORY_FRACTION * free
 
 
 def free_device_memory(device=None):
