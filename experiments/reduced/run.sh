@@ -25,7 +25,7 @@
 # Each step copies its report, figures and tables (no models, no caches) into results/reduced/ (main),
 # results/reduced/ablation/, results/reduced/robustness/ or results/reduced/galleries/ (with the page,
 # galleries/units/index.html). The last three hold only their own tables and figures (publish.sh): the
-# paper's figures and the shared tables are main's, and their reports link to ../figures/.
+# paper's figures and the shared tables are main's, and their reports link to results/reduced/figures/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dataset=${1:-cifar10}
@@ -40,9 +40,14 @@ analyze() {  # analyze OUTPUT_DIR FLAGS...
     python -m tf_selectivity.analyze --runs="$sweep" --output_dir="$dir" --dataset="$dataset" "$@"
 }
 
-publish() {  # publish ANALYSIS_DIR DESTINATION [OWN_PREFIX ...]: see publish.sh
+publish() {  # publish ANALYSIS_DIR DESTINATION OWN_PREFIX...: see publish.sh
     experiments/reduced/publish.sh "$@"
 }
+
+# The ablation step's analysis, by zeroing units and (mode=mean) by their mean response.
+ablation_flags=(--cca=false --selectivity_null=1000 --ablation --unit_ablation --ablation_max_samples=1000
+    --ablation_layers=probe_stem,probe_s1b3_out,probe_s2b3_out,probe_s3b3_out)
+ablation_tables=(ablation unit_importance importance_correlations si_vs_importance)
 
 for step in $steps; do
     case $step in
@@ -71,16 +76,12 @@ for step in $steps; do
         python experiments/reduced/claims.py analysis/reduced/resnet20 "$out"
         ;;
     ablation)
-        analyze analysis/reduced/ablation --cca=false --selectivity_null=1000 --ablation --unit_ablation \
-            --ablation_layers=probe_stem,probe_s1b3_out,probe_s2b3_out,probe_s3b3_out --ablation_max_samples=1000
-        publish analysis/reduced/ablation "$out/ablation" ablation unit_importance importance_correlations si_vs_importance
+        analyze analysis/reduced/ablation "${ablation_flags[@]}"
+        publish analysis/reduced/ablation "$out/ablation" "${ablation_tables[@]}"
         # Mean-ablation beside zero-ablation: zeroing a unit with a large class-independent mean response
         # also shifts what the next batch norm sees, which replacing it by its mean does not.
-        analyze analysis/reduced/ablation_mean --cca=false --selectivity_null=1000 --ablation --unit_ablation \
-            --ablation_layers=probe_stem,probe_s1b3_out,probe_s2b3_out,probe_s3b3_out --ablation_max_samples=1000 \
-            --ablation_mode=mean
-        publish analysis/reduced/ablation_mean "$out/ablation/mean" ablation unit_importance importance_correlations \
-            si_vs_importance
+        analyze analysis/reduced/ablation_mean "${ablation_flags[@]}" --ablation_mode=mean
+        publish analysis/reduced/ablation_mean "$out/ablation/mean" "${ablation_tables[@]}"
         ;;
     robustness)
         analyze analysis/reduced/robustness --cca=false --robustness=corruptions:generated,fgsm,pgd \
