@@ -24,8 +24,7 @@ Two ways to run the ablated network (`method`):
   `jax.jit` of the stateless call on JAX), with several masks stacked along
   the batch (images x masks) so that a pass stays near `batch_size` rows.
   On JAX the cut's tensors and the labels are put on the device once where
-  they fit (at most `training.device_loop.DEVICE_MEMORY_FRACTION` of its
-  free memory; `on_device`): a pass then slices its rows there and only
+  they fit (`training.device_loop.fits_on_device`; `on_device`): a pass then slices its rows there and only
   the right/wrong of each image comes back, instead of copying every
   pass's rows from the host (on a GPU the cut of the stem, 655 MB, would
   cross the bus once per mask).
