@@ -1,4 +1,4 @@
-"""Benchmark of `tf_selectivity.cca` PWCCA, optionally against google/svcca.
+"""Benchmark of `tf_selectivity.measures.similarity.cca` PWCCA, optionally against google/svcca.
 
 Measures, on the same random activations in one run:
 
@@ -47,7 +47,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tf_selectivity import cca
+from tf_selectivity.measures.similarity import cca
 from tf_selectivity.analysis import cca_experiment
 
 # ResNet20's 19 convolutional layers: the stem and 3 stages of 6 convolutions.
@@ -236,7 +236,7 @@ def _print_agreement(google, pairs: list, factor_pairs: list) -> None:
     print(
         "agreement: variant 'textbook': similarity google - ours "
         f"min {min(textbook_diffs):+.2e}, max {max(textbook_diffs):+.2e} "
-        "(a different definition, see tf_selectivity/cca.py)"
+        "(a different definition, see tf_selectivity/measures/similarity/cca.py)"
     )
 
 

@@ -1,4 +1,4 @@
-"""Benchmark of the CKA layer maps of `tf_selectivity.similarity`.
+"""Benchmark of the CKA layer maps of `tf_selectivity.measures.similarity`.
 
 The case of issue 17 point 4: all 19 x 19 layer pairs of two ResNet20 runs
 on the 10,000-image test set (layers of 16/32/64 units, one datapoint per
@@ -34,7 +34,8 @@ import time
 
 import numpy as np
 
-from tf_selectivity import cca, similarity
+from tf_selectivity.measures.similarity import cca
+from tf_selectivity.measures import similarity
 
 # ResNet20's 19 convolutional layers: the stem and 3 stages of 6 convolutions.
 RESNET20_LAYER_WIDTHS = (16,) * 7 + (32,) * 6 + (64,) * 6

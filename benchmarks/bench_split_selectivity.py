@@ -40,7 +40,7 @@ def _model(split_selectivity):
     import keras
 
     from tf_selectivity.models import build_model
-    from tf_selectivity.optimizers import TorchSGD
+    from tf_selectivity.training.optimizers import TorchSGD
 
     keras.utils.set_random_seed(0)
     model = build_model(FLAGS.model, num_classes=10, alpha=-1.0, input_shape=(32, 32, 3))

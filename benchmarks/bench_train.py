@@ -46,7 +46,7 @@ import subprocess
 import sys
 import time
 
-# As the command lines set them (tf_selectivity.cli.ENVIRONMENT), before TensorFlow loads.
+# As the command lines set them (tf_selectivity.core.cli.ENVIRONMENT), before TensorFlow loads.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
@@ -91,7 +91,7 @@ def build_trivial_model(alpha, input_shape=(32, 32, 3), num_classes=10):
     """
     import keras
 
-    from tf_selectivity.layers import SelectivityProbe
+    from tf_selectivity.models.probe import SelectivityProbe
     from tf_selectivity.models import SelectivityModel
 
     inputs = keras.Input(input_shape)

@@ -1,4 +1,4 @@
-"""What every unit's label-permutation null costs (`tf_selectivity.unit_null`).
+"""What every unit's label-permutation null costs (`tf_selectivity.measures.unit_null`).
 
 Times `permutation_null` on synthetic per-image responses with ResNet20's
 layer widths (19 probed layers, 688 units: 16, 6 x 16, 6 x 32, 6 x 64) for
@@ -69,7 +69,7 @@ def _dense_class_sums(responses, labels, classes, count, rng):
 
 def main(argv):
     del argv
-    from tf_selectivity.unit_null import permutation_null, permutation_nulls
+    from tf_selectivity.measures.unit_null import permutation_null, permutation_nulls
 
     rng = np.random.default_rng(0)
     labels, layers = _responses(rng, FLAGS.images, FLAGS.classes)

@@ -9,8 +9,8 @@ from keras import ops
 from tf_selectivity import instrument
 from tf_selectivity.analysis.ablation import ablation_curves
 from tf_selectivity.models import build_model
-from tf_selectivity.options import ParameterError
-from tf_selectivity.selectivity import class_selectivity
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.selectivity import class_selectivity
 
 pytestmark = pytest.mark.core
 
@@ -153,7 +153,7 @@ def test_the_suffix_path_equals_the_whole_network(rng):
             _network(resnet, list(resnet.probe_names), images.astype("float32"), labels, 16, "suffix", True)
     # The cut of the user model's probe: the probe's output and the skip (stem's output).
     masked, _, outputs = _masked_model(user, list(user.probe_names))
-    from tf_selectivity.compat import graph_cut
+    from tf_selectivity.core.compat import graph_cut
 
     assert len(graph_cut(masked, outputs[user.probe_names[0]])) == 2
 

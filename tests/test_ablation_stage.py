@@ -78,7 +78,7 @@ def test_auc_and_the_sign_flip_test_have_known_answers():
 
 
 def test_a_layer_no_run_has_is_one_error_naming_the_probes_and_nothing_is_written(tiny_runs, tmp_path):
-    from tf_selectivity.options import ParameterError
+    from tf_selectivity.core.settings import ParameterError
 
     out = tmp_path / "analysis"
     options = AnalysisOptions(cca="false", figures=False, ablation=True, ablation_layers=("probe_stem", "conv9"),

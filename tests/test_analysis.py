@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import error_lines, run_cli
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
 from tf_selectivity.analysis.runs import discover_runs
 

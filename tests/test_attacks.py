@@ -7,7 +7,7 @@ import keras
 
 from tf_selectivity.analysis.attacks import adversarial_accuracy, default_step_size, fgsm, perturb, pgd
 from tf_selectivity.models import AKAMASTER_NORMALIZATION, build_model, load_torch_weights
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 
 import test_torch_weights as reference  # the reference PyTorch ResNet (module import: its tests are not re-collected)
 

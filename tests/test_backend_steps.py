@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from tf_selectivity.layers import SelectivityProbe
+from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import SelectivityModel
 
 pytestmark = pytest.mark.core
@@ -131,7 +131,7 @@ def test_alpha_changes_the_total_loss_and_the_step(policy):
 
 def _with_module_of_older_saves(path):
     """Rewrites a saved model's config as the code before TorchSGD moved to
-    `tf_selectivity.optimizers` wrote it: the optimizer's `module` was
+    `tf_selectivity.training.optimizers` wrote it: the optimizer's `module` was
     `tf_selectivity.training.optimizers` (its registered name is unchanged)."""
     import json
     import zipfile
@@ -141,7 +141,7 @@ def _with_module_of_older_saves(path):
     config = json.loads(members["config.json"])
     optimizer = config["compile_config"]["optimizer"]
     assert optimizer["registered_name"] == "tf_selectivity>TorchSGD"
-    assert optimizer["module"] == "tf_selectivity.optimizers"
+    assert optimizer["module"] == "tf_selectivity.training.optimizers"
     optimizer["module"] = "tf_selectivity.training.optimizers"
     members["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(path, "w") as archive:
@@ -150,7 +150,7 @@ def _with_module_of_older_saves(path):
 
 
 def test_models_saved_with_torch_sgd_load_and_resume(tmp_path):
-    from tf_selectivity.optimizers import TorchSGD
+    from tf_selectivity.training.optimizers import TorchSGD
     from tf_selectivity.training import TorchSGD as ReExported
     from tf_selectivity.training.optimizers import TorchSGD as FromItsOldModule
 

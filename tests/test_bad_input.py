@@ -39,9 +39,9 @@ pytestmark = pytest.mark.core
 TINY = "synthetic:train=60,test=20,size=8,classes=2"
 TRAIN = "tf_selectivity.train"
 ANALYZE = "tf_selectivity.analyze"
-SWEEP = "tf_selectivity.sweep"
+SWEEP = "tf_selectivity.sweeps"
 COMMANDS = {TRAIN: "python -m tf_selectivity.train", ANALYZE: "python -m tf_selectivity.analyze",
-            SWEEP: "python -m tf_selectivity.sweep"}
+            SWEEP: "python -m tf_selectivity.sweeps"}
 
 
 def _train(*args, output="{W}/out"):
@@ -293,7 +293,7 @@ def _write(path, text):
 @pytest.fixture(scope="module")
 def world_template(tmp_path_factory):
     from tf_selectivity.training.config import TrainConfig
-    from tf_selectivity.sweep.settings import settings_record, sweep_settings
+    from tf_selectivity.sweeps.settings import settings_record, sweep_settings
 
     root = str(tmp_path_factory.mktemp("world_template"))
     rng = np.random.default_rng(0)

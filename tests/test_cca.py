@@ -1,4 +1,4 @@
-"""Tests of tf_selectivity.cca (SVCCA, PWCCA, factorization, conv helper)."""
+"""Tests of tf_selectivity.measures.similarity.cca (SVCCA, PWCCA, factorization, conv helper)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from tf_selectivity import cca
+from tf_selectivity.measures.similarity import cca
 
 # Equal to round-off: distances of invariant pairs are a few 1e-15 here.
 TIGHT = 1e-9

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from tf_selectivity import cca, stats
+from tf_selectivity.measures.similarity import cca
+from tf_selectivity.measures import stats
 from tf_selectivity.analysis import cca_experiment
 
 UNITS = 8
@@ -470,8 +471,8 @@ def test_blas_thread_limit_without_threadpoolctl(monkeypatch):
 def test_several_measures_from_one_factorization():
     """CKA and Procrustes beside PWCCA: one load per (run, layer) for all, each
     measure's rows equal to its own single-method call and to the raw-array
-    functions of tf_selectivity.similarity."""
-    from tf_selectivity import similarity
+    functions of tf_selectivity.measures.similarity."""
+    from tf_selectivity.measures import similarity
 
     treated, baseline = _runs("t", 3), _runs("b", 2)
     latent_of_run = {**{run: 0 for run in treated}, **{run: 1 for run in baseline}}
@@ -510,7 +511,7 @@ def test_rotated_replicates_have_cka_ratio_one():
 
 
 def test_similarity_maps_pairs_and_values():
-    from tf_selectivity import similarity
+    from tf_selectivity.measures import similarity
     from tf_selectivity.analysis import similarity_maps
 
     seeds = {"t0": 0, "t1": 1, "t2": 2, "b0": 0, "b1": 1}
@@ -538,7 +539,7 @@ def test_similarity_maps_pairs_and_values():
 
 
 def test_procrustes_alpha_reaches_the_measure():
-    from tf_selectivity import similarity
+    from tf_selectivity.measures import similarity
 
     treated, baseline = _runs("t", 2), _runs("b", 1)
     loader = SyntheticRuns({"t0": 0, "t1": 0, "b0": 1})

@@ -1,4 +1,4 @@
-"""Each private Keras / keras-tuner API of `tf_selectivity.compat` still
+"""Each private Keras / keras-tuner API of `tf_selectivity.core.compat` still
 exists in the installed versions and behaves as we rely on."""
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from tf_selectivity import compat
+from tf_selectivity.core import compat
 
 
 # ------------------------------------------------------------------ Keras
@@ -15,7 +15,7 @@ from tf_selectivity import compat
 def _require(obj, name, needed_by):
     assert hasattr(obj, name), (
         f"{type(obj).__name__}.{name} is gone from Keras {keras.__version__}: "
-        f"tf_selectivity.compat.{needed_by} needs a replacement."
+        f"tf_selectivity.core.compat.{needed_by} needs a replacement."
     )
 
 
@@ -111,7 +111,7 @@ def _require_kt(obj, name, needed_by):
 
     assert hasattr(obj, name), (
         f"{getattr(obj, '__name__', type(obj).__name__)}.{name} is gone from keras-tuner {keras_tuner.__version__}: "
-        f"tf_selectivity.compat.{needed_by} needs a replacement."
+        f"tf_selectivity.core.compat.{needed_by} needs a replacement."
     )
 
 
@@ -163,7 +163,7 @@ def test_oracle_trial_writes_take_keras_tuners_own_trial_writes(tmp_path):
     oracle.update_trial(trial.trial_id, {"score": 0.5})
     assert [(i, status) for i, status, _ in oracle.written] == [(trial.trial_id, "RUNNING")] * 2, (
         "keras-tuner's create_trial/update_trial no longer write trial records through Oracle._save_trial: "
-        "tf_selectivity.compat.OracleTrialWrites needs a replacement."
+        "tf_selectivity.core.compat.OracleTrialWrites needs a replacement."
     )
     assert "score" in oracle.written[-1][2]
     assert not glob.glob(str(tmp_path / "p" / "trial_*" / "trial.json"))  # keras-tuner wrote none itself
@@ -178,7 +178,7 @@ def test_oracle_state_without_retries_keeps_saved_ongoing_trials_from_being_reru
     state = first.oracle.get_state()
     assert {"ongoing_trials", "retry_queue"} <= set(state), (
         f"keras-tuner's oracle state has new keys {sorted(state)}: "
-        "tf_selectivity.compat.oracle_state_without_retries needs a look."
+        "tf_selectivity.core.compat.oracle_state_without_retries needs a look."
     )
     # keras-tuner's own reload queues the cut trial and hands it out again
     # without asking populate_space ...
@@ -186,7 +186,7 @@ def test_oracle_state_without_retries_keeps_saved_ongoing_trials_from_being_reru
     Tuner(plain, directory=str(tmp_path), project_name="p")
     assert plain.create_trial("u").trial_id == cut.trial_id and plain.populated == [], (
         "keras-tuner no longer re-runs a saved oracle's ongoing trials through its retry queue: "
-        "tf_selectivity.compat.oracle_state_without_retries may be unneeded."
+        "tf_selectivity.core.compat.oracle_state_without_retries may be unneeded."
     )
 
     # ... restored through oracle_state_without_retries, populate_space is asked.

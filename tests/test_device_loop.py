@@ -11,7 +11,7 @@ from tf_selectivity.data import make_synthetic
 from tf_selectivity.data.sources import DatasetSplits
 from tf_selectivity.training import ConfigError, TrainConfig, train
 from tf_selectivity.training.placement import choose_input_pipeline
-from tf_selectivity.files import read_json, write_json_atomic
+from tf_selectivity.core.files import read_json, write_json_atomic
 from tf_selectivity.training.run_dir import RunPaths
 
 pytestmark = pytest.mark.core
@@ -35,7 +35,7 @@ def numpy_crop_and_flip(images, offsets, flips, padding):
 
 
 def tiny_model(seed=0, num_classes=4, size=8):
-    from tf_selectivity.layers import SelectivityProbe
+    from tf_selectivity.models.probe import SelectivityProbe
     from tf_selectivity.models import SelectivityModel
     from tf_selectivity.training import TorchSGD
 

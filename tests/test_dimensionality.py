@@ -1,10 +1,10 @@
-"""Participation ratio and variance components (`tf_selectivity.dimensionality`)
+"""Participation ratio and variance components (`tf_selectivity.measures.dimensionality`)
 against known answers and NumPy's covariance."""
 
 import numpy as np
 import pytest
 
-from tf_selectivity.dimensionality import (
+from tf_selectivity.measures.dimensionality import (
     components_for_variance,
     components_of_spectrum,
     covariance_spectrum,
@@ -13,7 +13,7 @@ from tf_selectivity.dimensionality import (
     participation_ratio,
     participation_ratio_of_spectrum,
 )
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 
 pytestmark = pytest.mark.core
 

@@ -9,7 +9,7 @@ import pytest
 
 from training_callbacks import PoisonAWeight
 from tf_selectivity.training import TrainConfig, train
-from tf_selectivity.files import read_json
+from tf_selectivity.core.files import read_json
 from tf_selectivity.training.status import RESULT_KEYS, is_diverged, run_status
 
 # The divergence tests also run on JAX (`core`); the bookkeeping ones, which

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tf_selectivity import files
+from tf_selectivity.core import files
 
 
 def test_replacing_renames_on_success_and_keeps_the_old_file_on_failure(tmp_path):

@@ -12,13 +12,12 @@ pytestmark = pytest.mark.core
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tf_selectivity"
 
-# Floor of each top-level module or package of tf_selectivity, lowest first.
-# A module may import from its own floor and the floors below it.
+# Floor of each folder (or module) of tf_selectivity, lowest first. A module
+# may import from its own floor and the floors below it.
 FLOORS = [
-    {"files", "options", "compat", "selectivity_index"},  # shared mechanisms
-    {"optimizers", "selectivity", "stats", "cca", "similarity", "fdr", "unit_null", "dimensionality"},  # numerics
-    {"layers", "unit_statistics"},
-    {"models"},
+    {"core"},  # plumbing: files, settings, compat, command-line helpers
+    {"measures"},  # numerics: selectivity index, statistics, null, similarity
+    {"models"},  # the probe, builders, SelectivityModel, per-backend steps
     {"data"},
     {"training"},
     {"analysis", "plots"},
@@ -28,9 +27,8 @@ FLOORS = [
     # report sections.
     {"analysis.pipeline", "analysis.units_stage", "analysis.training_curves_stage",
      "analysis.ablation_stage", "analysis.robustness_stage"},
-    {"sweep"},
-    {"cli"},  # flag handling shared by the command lines
-    {"train", "analyze", "sweep.cli", "sweep.__main__", "__init__", "__main__"},  # command lines
+    {"sweeps"},
+    {"train", "analyze", "sweep", "__init__", "__main__"},  # command lines
 ]
 FLOOR_OF = {name: level for level, names in enumerate(FLOORS) for name in names}
 
@@ -95,10 +93,10 @@ def test_the_check_sees_a_violation(tmp_path):
     package.mkdir(parents=True)
     source = package / "bad.py"
     source.write_text(
-        "import tf_selectivity.sweep.cli\n"
+        "import tf_selectivity.sweep\n"
         "from tf_selectivity import analysis\n"
         "def f():\n    from ..training import loop\n    from . import blocks\n"
     )
     found = sorted(name for _, name in _imports(source, root=tmp_path / "tf_selectivity"))
-    assert found == ["analysis", "models.blocks", "sweep.cli", "training.loop"]
+    assert found == ["analysis", "models.blocks", "sweep", "training.loop"]
     assert [floor_of(name) > floor_of("models.bad") for name in found] == [True, False, True, True]

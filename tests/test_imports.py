@@ -23,9 +23,10 @@ def _imported_modules(code, backend):
 def test_library_does_not_import_tensorflow_on_jax():
     code = (
         "import tf_selectivity\n"
-        "from tf_selectivity import selectivity, layers, models, data, training, analysis\n"
+        "from tf_selectivity import models, data, training, analysis\n"
+        "from tf_selectivity.measures import selectivity, unit_statistics\n"
+        "from tf_selectivity.models import probe\n"
         "from tf_selectivity.analysis import pipeline, runs\n"
-        "from tf_selectivity import unit_statistics\n"
         "from tf_selectivity.training import device_loop, placement\n"
         "from tf_selectivity.data import device_pipeline\n"
         "tf_selectivity.build_model('resnet8', input_shape=(16, 16, 3))\n"
@@ -38,9 +39,9 @@ def test_library_does_not_import_tensorflow_on_jax():
 def test_numpy_only_modules_do_not_import_keras():
     # Figures and report too: they redraw from saved tables on any laptop.
     modules = _imported_modules(
-        "import tf_selectivity.cca, tf_selectivity.similarity, tf_selectivity.stats, tf_selectivity.plots, "
+        "import tf_selectivity.measures.similarity.cca, tf_selectivity.measures.similarity, tf_selectivity.measures.stats, tf_selectivity.plots, "
         "tf_selectivity.report, "
-        "tf_selectivity.files, tf_selectivity.fdr",
+        "tf_selectivity.core.files, tf_selectivity.measures.fdr",
         "tensorflow",
     )
     assert "keras" not in modules and "tensorflow" not in modules
@@ -49,13 +50,13 @@ def test_numpy_only_modules_do_not_import_keras():
 def test_command_line_checks_need_no_backend():
     """Usage errors are found before Keras loads: they answer in about a second."""
     code = (
-        "import tf_selectivity.train, tf_selectivity.analyze, tf_selectivity.sweep.cli\n"
+        "import tf_selectivity.train, tf_selectivity.analyze, tf_selectivity.sweep\n"
         "from tf_selectivity import training\n"
         "from tf_selectivity.training import TrainConfig, RunPaths, ConfigError\n"
         "from tf_selectivity.training import run_dir, status, config\n"
         "from tf_selectivity.data import sources\n"
         "from tf_selectivity.analysis import runs, outputs\n"
-        "from tf_selectivity.sweep import runner, plans, settings, layout, hparams, distributed\n"
+        "from tf_selectivity.sweeps import runner, plans, settings, layout, hparams, distributed\n"
     )
     modules = _imported_modules(code, "tensorflow")
     assert "keras" not in modules and "tensorflow" not in modules
@@ -83,7 +84,7 @@ def test_importing_the_library_changes_no_environment():
     code = (
         "import os, json\n"
         "before = dict(os.environ)\n"
-        "import tf_selectivity, tf_selectivity.models, tf_selectivity.training, tf_selectivity.files\n"
+        "import tf_selectivity, tf_selectivity.models, tf_selectivity.training, tf_selectivity.core.files\n"
         "changed = {k: v for k, v in os.environ.items() if before.get(k) != v}\n"
         "tf_selectivity.build_model('resnet8', input_shape=(16, 16, 3))\n"
         "print(json.dumps([changed, 'TF_ENABLE_ONEDNN_OPTS' in os.environ]))\n"

@@ -11,9 +11,9 @@ from keras import ops
 
 from tf_selectivity import instrument
 from tf_selectivity.data.sources import make_synthetic
-from tf_selectivity.layers import SelectivityProbe
+from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import DenseLogits, SelectivityModel
-from tf_selectivity.selectivity import class_selectivity
+from tf_selectivity.measures.selectivity import class_selectivity
 
 pytestmark = pytest.mark.core
 
@@ -220,7 +220,7 @@ def test_negative_alpha_lowers_selectivity_of_probed_layers():
 
 
 def test_probe_without_labels_warns_once(monkeypatch, rng):
-    from tf_selectivity import layers
+    from tf_selectivity.models import probe as layers
 
     monkeypatch.setattr(layers, "_NO_LABELS_WARNED", False)
     inputs = keras.Input((8, 8, 3))

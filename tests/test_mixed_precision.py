@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 from conftest import backend
-from tf_selectivity.selectivity import batch_class_selectivity, class_selectivity
+from tf_selectivity.measures.selectivity import batch_class_selectivity, class_selectivity
 
 pytestmark = pytest.mark.core
 

@@ -26,7 +26,7 @@ def test_unsupported_backend_fails_when_the_model_is_built(backend):
     code = (
         "import keras\n"
         "from tf_selectivity.models import SelectivityModel\n"  # importing works
-        "from tf_selectivity.layers import SelectivityProbe\n"
+        "from tf_selectivity.models.probe import SelectivityProbe\n"
         "inputs = keras.Input((4, 4, 3))\n"
         "x = SelectivityProbe(num_classes=3)(keras.layers.Conv2D(2, 1)(inputs))\n"
         "logits = keras.layers.Dense(3)(keras.layers.Flatten()(x))\n"
@@ -47,12 +47,12 @@ def test_unsupported_backend_fails_when_the_model_is_built(backend):
 
 def test_models_do_not_import_training(tmp_path):
     """Building, compiling with TorchSGD, saving and loading a model: `models`
-    registers the optimizer from the floor below it (`tf_selectivity.optimizers`)."""
+    registers the optimizer from the floor below it (`tf_selectivity.training.optimizers`)."""
     path = str(tmp_path / "model.keras")
     code = (
         "import sys, keras\n"
         "from tf_selectivity.models import build_model\n"
-        "from tf_selectivity.optimizers import TorchSGD\n"
+        "from tf_selectivity.training.optimizers import TorchSGD\n"
         "model = build_model('resnet8', num_classes=3, alpha=-1.0, input_shape=(8, 8, 3))\n"
         "model.compile(optimizer=TorchSGD(0.1, momentum=0.9))\n"
         f"model.save({path!r})\n"

@@ -6,7 +6,7 @@ import pytest
 import keras
 from keras import ops
 
-from tf_selectivity.layers import SelectivityProbe
+from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import SelectivityModel
 from test_selectivity import reference_si
 

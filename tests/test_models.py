@@ -5,7 +5,7 @@ import pytest
 import keras
 from keras import ops
 
-from tf_selectivity.layers import SelectivityProbe
+from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import MODELS, ZeroPadShortcut, build_model
 from tf_selectivity.models.vgg import VGG16_STAGES
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, backend
 from tf_selectivity.models import SelectivityModel
 from tf_selectivity.models.onednn import onednn_gradient_hazards
-from tf_selectivity.layers import SelectivityProbe
+from tf_selectivity.models.probe import SelectivityProbe
 
 
 def small(channels, kernel, strides):

@@ -7,9 +7,9 @@ import pytest
 from absl import flags
 
 from conftest import error_lines, run_cli
-from tf_selectivity import options
+from tf_selectivity.core import settings as options
 from tf_selectivity.analysis.options import AnalysisOptions
-from tf_selectivity.options import ParameterError, message_for_flags, quote
+from tf_selectivity.core.settings import ParameterError, message_for_flags, quote
 from tf_selectivity.training.config import ConfigError, TrainConfig
 
 
@@ -69,7 +69,7 @@ def test_flags_are_derived_from_the_fields():
 
 
 def test_training_flags_cover_every_field_and_sweeps_share_the_identity():
-    from tf_selectivity.sweep.settings import LOCAL_FIELDS, POINT_FIELDS, SETTING_FIELDS
+    from tf_selectivity.sweeps.settings import LOCAL_FIELDS, POINT_FIELDS, SETTING_FIELDS
 
     every = {f.name for f in dataclasses.fields(TrainConfig)}
     with_flags = {f.name for f in options.settings_of(TrainConfig, flags_only=True)}

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from tf_selectivity import plots, stats
+from tf_selectivity import plots
+from tf_selectivity.measures import stats
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODEL = "resnet20"

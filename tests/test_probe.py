@@ -6,9 +6,9 @@ import keras
 from keras import ops
 
 from conftest import value_and_grad
-from tf_selectivity.layers import SelectivityProbe, UnitResponses, find_probes
+from tf_selectivity.models.probe import SelectivityProbe, UnitResponses, find_probes
 from tf_selectivity.models import SelectivityModel, build_model
-from tf_selectivity.selectivity import batch_class_selectivity
+from tf_selectivity.measures.selectivity import batch_class_selectivity
 from test_selectivity import reference_si
 
 pytestmark = pytest.mark.core
@@ -167,7 +167,7 @@ class _ProbeOwner(keras.layers.Layer):
 
 
 def test_find_probes_in_layers_that_own_sublayers(rng):
-    from tf_selectivity.layers import all_layers, child_layers
+    from tf_selectivity.models.probe import all_layers, child_layers
 
     inputs = keras.Input((8, 8, 3))
     owner = _ProbeOwner(num_classes=3, name="owner")

@@ -12,7 +12,7 @@ first), and for a larger first layer the second layer's activations are
 used (google/svcca's master reads `acts1` there and raises IndexError).
 
 Two choices are ours where google's own result is decided by round-off (see
-`tf_selectivity.cca`): a dead unit's inverse square root is an exact zero
+`tf_selectivity.measures.similarity.cca`): a dead unit's inverse square root is an exact zero
 (google's is NaN or a round-off value), and a direction that adds nothing to
 the span of the earlier ones gets weight 0 (google's QR gives it an arbitrary
 column).
@@ -26,7 +26,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tf_selectivity import cca
+from tf_selectivity.measures.similarity import cca
 from tf_selectivity.analysis.cca_experiment import blas_thread_limit
 
 AGREEMENT = 1e-6  # What the issue asks; measured agreement is ~1e-13.

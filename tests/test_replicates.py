@@ -11,7 +11,7 @@ from conftest import backend, error_lines, run_cli
 from training_callbacks import Interrupt, PoisonAWeight
 from tf_selectivity.training import ConfigError, TrainConfig, train
 from tf_selectivity.training.packing import check_replicate_configs, seed_run_dir, split_into_packs
-from tf_selectivity.files import read_json
+from tf_selectivity.core.files import read_json
 
 TINY = "synthetic:train=200,test=60,size=16"
 EPOCHS = 3

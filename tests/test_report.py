@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from tf_selectivity import report, stats
+from tf_selectivity import report
+from tf_selectivity.measures import stats
 
 N_RESAMPLES = 200
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tf_selectivity.analysis.robustness import claims_table, evaluate_robustness, spearman_with_ci
-from tf_selectivity.dimensionality import dimensionality
+from tf_selectivity.measures.dimensionality import dimensionality
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import copy
 
 import pytest
 
-from tf_selectivity.sweep import plans
-from tf_selectivity.sweep import scheduler as s
+from tf_selectivity.sweeps import plans
+from tf_selectivity.sweeps import scheduler as s
 
 # keras-tuner 1.4.8's `synchronized` uses threading's deprecated camelCase names.
 pytestmark = pytest.mark.filterwarnings(
@@ -193,9 +193,9 @@ def test_restored_state_complete_points_and_leases_of_a_restarted_chief():
 
 
 def _oracle(directory, plan, **kwargs):
-    from tf_selectivity.sweep.oracle import SweepOracle
-    from tf_selectivity.sweep.settings import settings_to_values, sweep_settings
-    from tf_selectivity.sweep.tuner import SweepTuner
+    from tf_selectivity.sweeps.oracle import SweepOracle
+    from tf_selectivity.sweeps.settings import settings_to_values, sweep_settings
+    from tf_selectivity.sweeps.tuner import SweepTuner
     from tf_selectivity.training import TrainConfig
 
     settings = sweep_settings(TrainConfig(model="resnet8", epochs=1, output_dir="unused"))

@@ -5,7 +5,7 @@ import pytest
 from keras import ops
 
 from conftest import value_and_grad
-from tf_selectivity.selectivity import (
+from tf_selectivity.measures.selectivity import (
     EQ1_GUARD,
     ClassSelectivityAccumulator,
     batch_class_selectivity,

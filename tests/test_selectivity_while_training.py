@@ -14,7 +14,7 @@ from tf_selectivity.data import ImageBatches
 from tf_selectivity.data.sources import load_config_dataset
 from tf_selectivity.models import build_model
 from tf_selectivity.training import TrainConfig, train
-from tf_selectivity.unit_statistics import evaluate_responses
+from tf_selectivity.measures.unit_statistics import evaluate_responses
 
 pytestmark = pytest.mark.core
 

@@ -1,4 +1,4 @@
-"""Tests of tf_selectivity.similarity: CKA (linear, RBF, debiased, minibatch), Procrustes.
+"""Tests of tf_selectivity.measures.similarity: CKA (linear, RBF, debiased, minibatch), Procrustes.
 
 Known answers are Kornblith et al.'s demo values; references are plain-NumPy
 transcriptions of the published formulas written here (Gram-space CKA with
@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from tf_selectivity import cca, similarity
-from tf_selectivity.options import ParameterError
-from tf_selectivity.similarity import cka
+from tf_selectivity.measures.similarity import cca
+from tf_selectivity.measures import similarity
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.similarity import cka
 
 pytestmark = pytest.mark.core
 

@@ -13,14 +13,14 @@ import pytest
 from keras import ops
 
 from conftest import backend
-from tf_selectivity.layers import SelectivityProbe
+from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import SelectivityModel
-from tf_selectivity.selectivity import (
+from tf_selectivity.measures.selectivity import (
     ClassSelectivityAccumulator,
     selectivity_from_class_means,
     selectivity_from_class_sums,
 )
-from tf_selectivity.unit_statistics import evaluate_responses
+from tf_selectivity.measures.unit_statistics import evaluate_responses
 
 pytestmark = pytest.mark.core
 

@@ -1,4 +1,4 @@
-"""Tests of `tf_selectivity.stats` on data whose answer is known."""
+"""Tests of `tf_selectivity.measures.stats` on data whose answer is known."""
 
 import math
 import subprocess
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 
-STATS_PATH = Path(__file__).resolve().parents[1] / "tf_selectivity" / "stats.py"
+STATS_PATH = Path(__file__).resolve().parents[1] / "tf_selectivity" / "measures" / "stats.py"
 
 
 def _groups(values_by_alpha: dict) -> pd.DataFrame:

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from tf_selectivity.unit_statistics import TopResponses, evaluate_responses
+from tf_selectivity.measures.unit_statistics import TopResponses, evaluate_responses
 
 pytestmark = pytest.mark.core
 

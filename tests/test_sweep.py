@@ -1,6 +1,6 @@
 """Sweeps on keras-tuner: plans, the oracle, flags, resume, tables, TensorBoard.
 
-The end-to-end tests train real (tiny) runs in `python -m tf_selectivity.sweep`
+The end-to-end tests train real (tiny) runs in `python -m tf_selectivity.sweeps`
 subprocesses: resnet8 on the synthetic dataset, 2 alphas x 2 seeds.
 """
 
@@ -21,8 +21,8 @@ import pytest
 
 from conftest import REPO, backend, error_lines
 
-from tf_selectivity.sweep import plans
-from tf_selectivity.sweep.layout import format_float, run_name
+from tf_selectivity.sweeps import plans
+from tf_selectivity.sweeps.layout import format_float, run_name
 
 # keras-tuner 1.4.8's `synchronized` uses threading's deprecated camelCase names.
 pytestmark = pytest.mark.filterwarnings(
@@ -39,7 +39,7 @@ TINY = [
 
 
 def sweep_command(*args):
-    return [sys.executable, "-m", "tf_selectivity.sweep", *TINY, *args]
+    return [sys.executable, "-m", "tf_selectivity.sweeps", *TINY, *args]
 
 
 def run_sweep_cli(*args, timeout=300, env=None):
@@ -168,8 +168,8 @@ def test_margin_search_treats_a_diverged_alpha_as_outside_the_margin():
 
 @pytest.mark.core
 def test_list_flags_reject_non_numbers_repeats_negatives_and_empty_lists():
-    from tf_selectivity.cli import UsageError
-    from tf_selectivity.sweep.cli import parse_alphas, parse_leaky_slopes, parse_seeds
+    from tf_selectivity.core.cli import UsageError
+    from tf_selectivity.sweep import parse_alphas, parse_leaky_slopes, parse_seeds
 
     assert parse_alphas("0,-0.1,-1e1") == [0.0, -0.1, -10.0]
     assert parse_seeds("0,3-5") == [0, 3, 4, 5]
@@ -210,7 +210,7 @@ def test_cli_rejects_bad_input_and_conflicting_directories_in_one_line(resumed_s
         stdout, stderr = proc.communicate(timeout=120)
         lines = error_lines(stderr)
         assert proc.returncode == 2, (name, stderr)
-        assert len(lines) == 1 and lines[0].startswith("python -m tf_selectivity.sweep: error: "), lines
+        assert len(lines) == 1 and lines[0].startswith("python -m tf_selectivity.sweeps: error: "), lines
         assert cases[name][1] in lines[0]
     assert not (tmp_path / "a").exists()
     after = {p: os.stat(p).st_mtime_ns for p in glob.glob(f"{out}/**", recursive=True)}
@@ -222,7 +222,7 @@ def test_experiment_flagfiles_define_the_paper_and_smoke_sweeps():
     script = """
 import glob, json, sys
 from absl import flags
-from tf_selectivity.sweep import cli
+from tf_selectivity.sweeps import cli
 cli.define_flags()
 FLAGS = flags.FLAGS
 out = {}
@@ -284,9 +284,9 @@ print(json.dumps(out))
 
 
 def _tuner(directory, plan, **oracle_kwargs):
-    from tf_selectivity.sweep.oracle import SweepOracle
-    from tf_selectivity.sweep.settings import settings_to_values, sweep_settings
-    from tf_selectivity.sweep.tuner import SweepTuner
+    from tf_selectivity.sweeps.oracle import SweepOracle
+    from tf_selectivity.sweeps.settings import settings_to_values, sweep_settings
+    from tf_selectivity.sweeps.tuner import SweepTuner
     from tf_selectivity.training import TrainConfig
 
     settings = sweep_settings(TrainConfig(model="resnet8", epochs=1, output_dir="unused"))
@@ -444,8 +444,8 @@ def test_oracle_keeps_a_pack_reserved_while_its_worker_beats_and_frees_it_when_s
 
 
 def test_only_one_process_owns_a_sweep_directory(tmp_path):
-    from tf_selectivity.sweep.layout import SweepPaths
-    from tf_selectivity.sweep.runner import SweepLockedError, sweep_lock
+    from tf_selectivity.sweeps.layout import SweepPaths
+    from tf_selectivity.sweeps.runner import SweepLockedError, sweep_lock
 
     paths = SweepPaths(str(tmp_path / "sweep"))
     with sweep_lock(paths):
@@ -458,7 +458,7 @@ def test_only_one_process_owns_a_sweep_directory(tmp_path):
 
 @pytest.mark.core
 def test_settings_travel_through_trial_values_unchanged():
-    from tf_selectivity.sweep.settings import config_from_values, settings_to_values, sweep_settings
+    from tf_selectivity.sweeps.settings import config_from_values, settings_to_values, sweep_settings
     from tf_selectivity.training import TrainConfig
 
     config = TrainConfig(model="vgg16", activation="leaky_relu", leaky_slope=0.3, alpha=-2.0, seed=7,

@@ -10,7 +10,7 @@ from keras import ops
 
 from training_callbacks import Interrupt
 from tf_selectivity.models import build_model
-from tf_selectivity.files import read_json
+from tf_selectivity.core.files import read_json
 from tf_selectivity.training import ConfigError, TorchSGD, TrainConfig, step_schedule, train
 
 pytestmark = pytest.mark.core

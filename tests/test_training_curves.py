@@ -15,7 +15,7 @@ from tf_selectivity.analysis.training_curves import (
     summarize_half_rise,
     summarize_training_curves,
 )
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.plots.style import save_figure
 from tf_selectivity.plots.training_curves import plot_training_curves
 

@@ -11,8 +11,8 @@ from scipy import stats as scipy_stats
 from tf_selectivity import instrument
 from tf_selectivity.analysis.units import RunningTopValues, unit_gallery
 from tf_selectivity.models import build_model
-from tf_selectivity.options import ParameterError
-from tf_selectivity.selectivity import ClassSelectivityAccumulator
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.selectivity import ClassSelectivityAccumulator
 
 pytestmark = pytest.mark.core
 

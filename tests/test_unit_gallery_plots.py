@@ -10,7 +10,7 @@ from PIL import Image
 
 from tf_selectivity import instrument
 from tf_selectivity.analysis.units import unit_gallery
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.plots.gallery import display_image, layer_grid, save_unit_galleries, unit_figure, upsample
 
 

@@ -1,13 +1,13 @@
-"""The label-permutation null of every unit (`tf_selectivity.unit_null`):
+"""The label-permutation null of every unit (`tf_selectivity.measures.unit_null`):
 known answers, a plain-NumPy loop reference, BH/BY against SciPy."""
 
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from tf_selectivity.options import ParameterError
-from tf_selectivity.selectivity import EQ1_GUARD, class_selectivity
-from tf_selectivity.unit_null import (
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.selectivity import EQ1_GUARD, class_selectivity
+from tf_selectivity.measures.unit_null import (
     check_fdr,
     fdr_q_values,
     permutation_null,

@@ -26,7 +26,7 @@ import pytest
 from tf_selectivity.analysis.options import AnalysisOptions
 from tf_selectivity.analysis.pipeline import analyze
 from tf_selectivity.analysis.unit_page import GalleryUnit, LayerPage, RunPage, write_unit_pages
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 
 CHECK_SCRIPT = """
 window.__problems = [];

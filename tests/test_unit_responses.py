@@ -5,7 +5,7 @@ import pytest
 import keras
 from keras import ops
 
-from tf_selectivity.layers import UnitResponses
+from tf_selectivity.models.probe import UnitResponses
 from tf_selectivity.models import build_model
 
 pytestmark = pytest.mark.core

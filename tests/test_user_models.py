@@ -10,9 +10,9 @@ import keras
 
 import user_model_zoo
 from tf_selectivity.models import SelectivityModel, build_model
-from tf_selectivity.sweep.layout import run_name
+from tf_selectivity.sweeps.layout import run_name
 from tf_selectivity.training import ConfigError, TrainConfig, train
-from tf_selectivity.files import read_json
+from tf_selectivity.core.files import read_json
 
 pytestmark = pytest.mark.core
 

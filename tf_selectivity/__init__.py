@@ -6,7 +6,7 @@ index added to the loss (``loss = CE - alpha * mu_SI``), the networks and
 protocol of the paper, and the analyses behind its figures.
 
 Submodules are imported on first use, so that ``import tf_selectivity`` is
-cheap, the NumPy-only modules (`cca`, `similarity`, `stats`) never load Keras, and nothing
+cheap, the NumPy-only modules (`similarity`, `stats`) never load Keras, and nothing
 imports TensorFlow when ``KERAS_BACKEND=jax``. Importing the package
 changes nothing in the environment (the command lines set TensorFlow's
 logging and oneDNN variables, and say so in their ``--help``).
@@ -16,16 +16,29 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = (
-    "selectivity", "layers", "models", "data", "training", "analysis",
-    "cca", "similarity", "stats", "plots", "report", "sweep",
-)
+# What users import, each from the module that defines it, loaded on first use.
+_SUBMODULES = {
+    "measures": "tf_selectivity.measures",
+    "selectivity": "tf_selectivity.measures.selectivity",
+    "similarity": "tf_selectivity.measures.similarity",
+    "stats": "tf_selectivity.measures.stats",
+    "models": "tf_selectivity.models",
+    "data": "tf_selectivity.data",
+    "training": "tf_selectivity.training",
+    "analysis": "tf_selectivity.analysis",
+    "plots": "tf_selectivity.plots",
+    "report": "tf_selectivity.report",
+    "sweeps": "tf_selectivity.sweeps",
+}
 _EXPORTS = {
-    "SelectivityProbe": "tf_selectivity.layers",
+    "SelectivityProbe": "tf_selectivity.models.probe",
+    "UnitResponses": "tf_selectivity.models.probe",
     "SelectivityModel": "tf_selectivity.models",
     "build_model": "tf_selectivity.models",
     "instrument": "tf_selectivity.models",
-    "class_selectivity": "tf_selectivity.selectivity",
+    "class_selectivity": "tf_selectivity.measures.selectivity",
+    "TrainConfig": "tf_selectivity.training",
+    "AnalysisOptions": "tf_selectivity.analysis",
 }
 
 __all__ = list(_SUBMODULES) + list(_EXPORTS)
@@ -33,7 +46,7 @@ __all__ = list(_SUBMODULES) + list(_EXPORTS)
 
 def __getattr__(name):
     if name in _SUBMODULES:
-        return importlib.import_module(f"tf_selectivity.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'tf_selectivity' has no attribute {name!r}")

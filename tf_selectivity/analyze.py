@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import os
 
-from tf_selectivity import cli  # noqa: F401  (quiet TensorFlow logging first)
+from tf_selectivity.core import cli  # noqa: F401  (quiet TensorFlow logging first)
 
 from absl import app, flags
 
 from tf_selectivity.analysis.options import AnalysisOptions
-from tf_selectivity.options import define_flags, flag_names, settings_of, values_from_flags
+from tf_selectivity.core.settings import define_flags, flag_names, settings_of, values_from_flags
 
 COMMAND = "python -m tf_selectivity.analyze"
 

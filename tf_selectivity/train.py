@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import sys
 
-from tf_selectivity import cli  # noqa: F401  (sets quiet TensorFlow logging first)
+from tf_selectivity.core import cli  # noqa: F401  (sets quiet TensorFlow logging first)
 
 from absl import app, flags
 
@@ -48,7 +48,7 @@ _COMMAND_FIELDS = ("alpha", "seed", "output_dir")
 def define_training_flags():
     """Defines the training flags (shared with the sweep command): one per
     `TrainConfig` field, from its definition."""
-    from tf_selectivity.options import define_flags
+    from tf_selectivity.core.settings import define_flags
     from tf_selectivity.training.config import TrainConfig
     from tf_selectivity.training.packing import DEFAULT_PACK_REPLICATES
 
@@ -68,7 +68,7 @@ def config_from_flags(alpha: float, seed: int, output_dir: str):
     Raises:
         ConfigValueError: a flag value that is not of its field's type.
     """
-    from tf_selectivity.options import settings_of, values_from_flags
+    from tf_selectivity.core.settings import settings_of, values_from_flags
     from tf_selectivity.training.config import ConfigValueError, TrainConfig
 
     names = [f.name for f in settings_of(TrainConfig, flags_only=True) if f.name not in _COMMAND_FIELDS]
@@ -78,7 +78,7 @@ def config_from_flags(alpha: float, seed: int, output_dir: str):
 
 def _define_flags():
     define_training_flags()
-    from tf_selectivity.options import define_flags
+    from tf_selectivity.core.settings import define_flags
     from tf_selectivity.training.config import TrainConfig
 
     define_flags(TrainConfig, names=("alpha", "seed"))
@@ -148,7 +148,7 @@ def interrupted_message(FLAGS) -> str:
         return "interrupted; run the same command to resume (each run resumes after its last finished epoch)"
     paths = RunPaths(FLAGS.output_dir)
     try:
-        from tf_selectivity.files import read_json
+        from tf_selectivity.core.files import read_json
 
         done = int(read_json(paths.state)["epochs_done"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -200,7 +200,7 @@ def _main(argv):
         except DatasetUnavailableError as error:
             cli.fail(COMMAND, error)
     cli.start_backend(FLAGS.verbose)
-    from tf_selectivity.files import NoSpaceError
+    from tf_selectivity.core.files import NoSpaceError
     from tf_selectivity.training import train
 
     try:
@@ -267,7 +267,7 @@ def _train_seeds(FLAGS):
                 "Seeds train one after another: on a CPU a packed program is slower than single runs "
                 "(--pack_replicates=N packs them all the same)."
             )
-    from tf_selectivity.files import NoSpaceError
+    from tf_selectivity.core.files import NoSpaceError
 
     summaries = []
     by_seed = dict(zip(seeds, configs))

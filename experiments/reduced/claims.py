@@ -7,7 +7,7 @@ reads the tables of `python -m tf_selectivity.analyze` (`runs.csv`,
 headline claim of Leavitt & Morcos (ResNet20 on CIFAR-10), the paper's number,
 ours with a bootstrapped 95% CI or the test behind it, and a verdict computed
 from those numbers (never edited by hand). The statistics are the library's
-(`tf_selectivity.stats`): Welch t-tests against alpha = 0 with Bonferroni
+(`tf_selectivity.measures.stats`): Welch t-tests against alpha = 0 with Bonferroni
 over the alphas tested, percentile bootstrap CIs.
 """
 
@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 
 N_RESAMPLES = 10_000
 ALPHA_LEVEL = 0.05

@@ -45,8 +45,8 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from tf_selectivity.options import ParameterError
-from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
 
 __all__ = [
     "ABLATION_METHODS", "ABLATION_MODES", "ABLATION_ORDERS", "DEFAULT_FRACTIONS", "UnitMask",
@@ -119,7 +119,7 @@ class _StackedMask(keras.layers.Layer):
 def _masked_model(model, layers):
     """(model with a UnitMask after each probe in `layers`, {name: mask},
     {name: the probe's symbolic output in that model})."""
-    from tf_selectivity.compat import run_graph
+    from tf_selectivity.core.compat import run_graph
 
     masks = {name: UnitMask(name=f"{name}_ablation") for name in layers}
     probe_outputs = {}
@@ -265,7 +265,7 @@ class _Suffix:
 
     def prepare(self, name, num_masks):
         """Computes the cut of layer `name` and compiles its suffix."""
-        from tf_selectivity.compat import graph_cut, run_graph
+        from tf_selectivity.core.compat import graph_cut, run_graph
 
         cut = graph_cut(self.masked, self.probe_outputs[name])
         rows = min(len(self.labels), self.batch_size)
@@ -372,7 +372,7 @@ def probe_layers(model, layers=None) -> list:
 
 def _prepare(model, images, labels, layers, mode, index, batch_size, method, on_device=None):
     """(layers, images, labels, num_classes, statistics, network)."""
-    from tf_selectivity.unit_statistics import evaluate_responses
+    from tf_selectivity.measures.unit_statistics import evaluate_responses
 
     validate_index(index, "index")
     layers = probe_layers(model, layers)
@@ -574,7 +574,7 @@ def importance_correlations(
         ``num_units``, ``spearman``, ``ci_low``, ``ci_high`` (NaN where a
         column is constant).
     """
-    from tf_selectivity.stats import bootstrap_ci
+    from tf_selectivity.measures.stats import bootstrap_ci
 
     group = [g for g in group if g in importance.columns]
     rows = []

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, load_run_model
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.report.formatting import format_number as _number
 
 __all__ = ["ablation_stage", "check_ablation_layers", "selective_vs_random", "sign_flip_test"]
@@ -212,7 +212,7 @@ def ablation_stage(context) -> list[str] | None:
 
 
 def _conditions(frame):
-    from tf_selectivity.stats import split_by_condition
+    from tf_selectivity.measures.stats import split_by_condition
 
     return split_by_condition(frame, ("model", "activation", "leaky_slope"))
 

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["ATTACKS", "NORMS", "perturb", "fgsm", "pgd", "adversarial_accuracy", "default_step_size"]
 

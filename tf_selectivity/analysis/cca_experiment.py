@@ -19,12 +19,12 @@ representation really changed. Figure 3b averages it over layers.
 
 `figure3_distances` computes the pairwise table, `distance_ratios` and
 `mean_ratio` the ratios; the paired t-test over layers, with the other
-statistics of Figure 3b, is `tf_selectivity.stats.cca_ratio_summary`. Memory stays
+statistics of Figure 3b, is `tf_selectivity.measures.stats.cca_ratio_summary`. Memory stays
 bounded by one layer: each (run, layer) is loaded and factored exactly once
-(`tf_selectivity.cca.factorize`), the factors of all runs for that layer are
+(`tf_selectivity.measures.similarity.cca.factorize`), the factors of all runs for that layer are
 compared, and they are released before the next layer is loaded.
 
-PWCCA comes in two variants (see `tf_selectivity.cca.pwcca`): "svcca",
+PWCCA comes in two variants (see `tf_selectivity.measures.similarity.cca.pwcca`): "svcca",
 google/svcca's `compute_pwcca`, which the paper used and which is the default
 here, and "textbook", the definition of Morcos et al.; their distances
 differ by up to about 0.1 (more when unit means are large).
@@ -45,7 +45,7 @@ when that package is installed (otherwise set `OPENBLAS_NUM_THREADS=1` in the
 environment before numpy is imported).
 
 Other measures (issue 17). `method` may also name a measure of
-`tf_selectivity.similarity` computed from the same factors: "linear_cka"
+`tf_selectivity.measures.similarity` computed from the same factors: "linear_cka"
 and "debiased_cka" (distance `1 - CKA`) and "procrustes" (the angular
 Procrustes distance, rotations only, in radians), or be a sequence of
 methods: each (run, layer) is then loaded and factored once for all of
@@ -65,7 +65,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import cca, similarity
+from tf_selectivity.measures.similarity import cca
+from tf_selectivity.measures import similarity
 
 WITHIN = "within"
 TO_BASELINE = "to_baseline"
@@ -90,7 +91,7 @@ DISTANCE_FUNCTIONS: dict[str, Callable[..., float]] = {
     "svcca": cca.svcca_distance,
     "mean_cca": cca.mean_cca_distance,
 }
-# Measures of `tf_selectivity.similarity` computed from the CCA factors, as
+# Measures of `tf_selectivity.measures.similarity` computed from the CCA factors, as
 # distances (`similarity.distances_from_factors`).
 FACTORED_METHODS = similarity.FACTORED_MEASURES
 # Every method `figure3_distances` accepts.
@@ -152,7 +153,7 @@ def figure3_distances(
             None leaves the BLAS settings alone.
         procrustes_alpha: Partial whitening of "procrustes", in [0, 1] (1:
             rotations only, 0: CCA-like; see
-            `tf_selectivity.similarity.procrustes_distance`).
+            `tf_selectivity.measures.similarity.procrustes_distance`).
 
     Returns:
         DataFrame with columns `layer, layer_index, comparison, run_a, run_b,

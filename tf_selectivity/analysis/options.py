@@ -1,7 +1,7 @@
 """`AnalysisOptions`: the settings of one analysis, each defined once.
 
 The flags of ``python -m tf_selectivity.analyze`` are derived from these
-fields (`tf_selectivity.options.define_flags`); a bad value raises a
+fields (`tf_selectivity.core.settings.define_flags`); a bad value raises a
 `ParameterError` naming the field, which the command reports as its flag.
 Imports neither Keras nor pandas.
 """
@@ -12,14 +12,14 @@ import dataclasses
 import math
 from typing import Optional
 
-from tf_selectivity.fdr import DEFAULT_FDR, FDR_METHODS
-from tf_selectivity.options import check_settings, finite, in_unit_interval, positive, setting
-from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
+from tf_selectivity.measures.fdr import DEFAULT_FDR, FDR_METHODS
+from tf_selectivity.core.settings import check_settings, finite, in_unit_interval, positive, setting
+from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
 
 __all__ = ["AnalysisOptions", "SIMILARITY_MEASURES", "CCA_PWCCA_VARIANTS", "parse_unit_specs"]
 
-# Measures of Figure 3 (`--similarity`): CCA (tf_selectivity.cca) and the
-# measures of tf_selectivity.similarity computed from the same factors.
+# Measures of Figure 3 (`--similarity`): CCA (tf_selectivity.measures.similarity.cca) and the
+# measures of tf_selectivity.measures.similarity computed from the same factors.
 SIMILARITY_MEASURES = ("pwcca", "svcca", "linear_cka", "debiased_cka", "procrustes")
 # google/svcca's compute_pwcca (the paper's), the textbook PWCCA, or both.
 CCA_PWCCA_VARIANTS = ("svcca", "textbook", "both")
@@ -49,7 +49,7 @@ def parse_unit_specs(specs) -> dict:
         ParameterError: (for ``units``) an index before any layer, an empty
             layer name, or an index that is not an integer >= 0.
     """
-    from tf_selectivity.options import ParameterError
+    from tf_selectivity.core.settings import ParameterError
 
     chosen, layer = {}, None
     tokens = [token.strip() for spec in (specs or ()) for token in str(spec).split(",") if token.strip()]
@@ -347,7 +347,7 @@ class AnalysisOptions:
         if self.similarity_maps and self.similarity_map_measure == "debiased_cka":
             unbiased.append("--similarity_map_measure=debiased_cka")
         if unbiased and self.max_test_samples is not None and self.max_test_samples < 4:
-            from tf_selectivity.options import ParameterError
+            from tf_selectivity.core.settings import ParameterError
 
             raise ParameterError(
                 "max_test_samples",
@@ -356,7 +356,7 @@ class AnalysisOptions:
         if not self.units_page:
             for name in ("units", "gallery_layers"):
                 if getattr(self, name) is not None:
-                    from tf_selectivity.options import ParameterError
+                    from tf_selectivity.core.settings import ParameterError
 
                     raise ParameterError(name, "applies only with --units_page (the unit galleries)")
         self._validate_robustness()
@@ -373,7 +373,7 @@ class AnalysisOptions:
     def _validate_robustness(self) -> None:
         # Issue 18: the corruption source and names, checked before anything
         # is written (reads only .npy headers and folder names).
-        from tf_selectivity.options import ParameterError
+        from tf_selectivity.core.settings import ParameterError
 
         if self.corruptions and self.corruption_source is None:
             raise ParameterError("corruptions", "only applies with --robustness=corruptions:SOURCE")

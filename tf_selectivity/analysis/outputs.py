@@ -23,8 +23,8 @@ import shutil
 import tempfile
 import time
 
-from tf_selectivity.files import PROBE_PREFIX, read_json, replacing, write_json_atomic
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.files import PROBE_PREFIX, read_json, replacing, write_json_atomic
+from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["MARKER", "CACHE_DIR", "OutputDirectory", "output_dir_problem", "write_table"]
 
@@ -45,7 +45,7 @@ def output_dir_problem(output_dir: str):
     It may be missing (and creatable), empty, or hold an earlier analysis
     (``analysis.json``); anything else is someone's files.
     """
-    from tf_selectivity.files import writable_dir_problem
+    from tf_selectivity.core.files import writable_dir_problem
 
     problem = writable_dir_problem(output_dir)
     if problem:

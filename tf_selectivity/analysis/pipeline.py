@@ -32,8 +32,8 @@ from tf_selectivity.analysis.runs import (
     error_for,
     load_response_function,
 )
-from tf_selectivity.files import read_json, temporary_path, write_json_atomic
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.files import read_json, temporary_path, write_json_atomic
+from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "evaluate_run", "find_runs", "write_table"]
 
@@ -159,7 +159,7 @@ def evaluate_run(
         (run_row, layer_rows, units_frame): the run's row of the runs table,
         its rows of the layers table, and its per-unit DataFrame.
     """
-    from tf_selectivity.unit_statistics import evaluate_responses  # imports Keras
+    from tf_selectivity.measures.unit_statistics import evaluate_responses  # imports Keras
 
     respond = load_response_function(record, "unit_responses")
     layer_names = record.probe_names
@@ -287,7 +287,7 @@ def _cca_groups(records: Sequence[RunRecord], options: AnalysisOptions, errors: 
 
 
 def _run_cca(records, options, response_dirs, errors, verbose):
-    from tf_selectivity import stats
+    from tf_selectivity.measures import stats
     from tf_selectivity.analysis.cca_experiment import distance_ratios, figure3_distances
 
     groups = list(_cca_groups(records, options, errors))

@@ -5,7 +5,7 @@ perturbation robustness via class selectivity and dimensionality", arXiv
 2010.07693). One pass of the model's unit-response model over each input
 kind -- the clean test images, every corruption at every severity, FGSM and
 PGD at every epsilon -- gives both the accuracy (from the logits) and the
-dimensionality of every probed layer (`tf_selectivity.dimensionality` of
+dimensionality of every probed layer (`tf_selectivity.measures.dimensionality` of
 the spatially averaged unit responses, one column per channel), so each
 input kind's dimensionality is measured at no extra forward pass.
 
@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import stats
-from tf_selectivity.dimensionality import layer_dimensionality
+from tf_selectivity.measures import stats
+from tf_selectivity.measures.dimensionality import layer_dimensionality
 
 __all__ = [
     "ROBUSTNESS_COLUMNS",

@@ -108,7 +108,7 @@ def robustness_stage(context):
 
 def _evaluate_runs(context, attacks, sets, tables, dims):
     from tf_selectivity.data.corruptions import CorruptedSetError
-    from tf_selectivity.options import ParameterError
+    from tf_selectivity.core.settings import ParameterError
 
     options = context.options
     for record in context.records:
@@ -193,7 +193,7 @@ def _figures(context, model_name, robustness, dimensionality, summary, n_resampl
 
 
 def _section(robustness, summary, claims, options) -> list:
-    from tf_selectivity.stats import format_p_value
+    from tf_selectivity.measures.stats import format_p_value
 
     source = options.corruption_source
     lines = [

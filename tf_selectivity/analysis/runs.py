@@ -10,7 +10,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from tf_selectivity.files import read_json
+from tf_selectivity.core.files import read_json
 from tf_selectivity.training.run_dir import RunPaths
 from tf_selectivity.training.status import is_diverged
 
@@ -203,7 +203,7 @@ def load_run_model(record: RunRecord):
 
         import keras
 
-        from tf_selectivity.models import register_serializables
+        from tf_selectivity.training.serializables import register_serializables
 
         register_serializables()
         if not zipfile.is_zipfile(paths.keras_model):

@@ -1,6 +1,6 @@
 """Selectivity above chance, per unit, layer and run (the analysis' tables).
 
-`tf_selectivity.unit_null` gives each unit's label-permutation null from
+`tf_selectivity.measures.unit_null` gives each unit's label-permutation null from
 its per-image responses. This module turns that into table columns:
 
 * ``units``: ``si_null_mean`` (the null's mean), ``si_p`` (the permutation
@@ -29,9 +29,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.fdr import DEFAULT_FDR, check_fdr, check_fdr_method, fdr_q_values
-from tf_selectivity.options import ParameterError
-from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
+from tf_selectivity.measures.fdr import DEFAULT_FDR, check_fdr, check_fdr_method, fdr_q_values
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
 
 __all__ = [
     "NULL_UNIT_COLUMNS",
@@ -71,7 +71,7 @@ def layer_null_columns(
     Returns:
         layer name -> {"si_null_mean": (units,), "si_p": (units,)} float64.
     """
-    from tf_selectivity.unit_null import permutation_nulls
+    from tf_selectivity.measures.unit_null import permutation_nulls
 
     nulls = permutation_nulls(
         responses, labels, num_classes, num_permutations=num_permutations, seed=seed, index=index
@@ -192,8 +192,8 @@ def selectivity_null(
             or index, a model without probes, unknown layer names, or
             labels that do not match the images.
     """
-    from tf_selectivity.unit_null import check_num_permutations
-    from tf_selectivity.unit_statistics import evaluate_responses
+    from tf_selectivity.measures.unit_null import check_num_permutations
+    from tf_selectivity.measures.unit_statistics import evaluate_responses
 
     num_permutations = check_num_permutations(num_permutations)
     fdr = check_fdr(fdr)

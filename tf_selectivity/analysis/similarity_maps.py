@@ -10,7 +10,7 @@ to-baseline map's diagonal is lower.
 
 `layer_similarity_map` loads each layer of the two runs once (the layers of
 both runs are in memory together: a few tens of MB for a ResNet20 on 10,000
-images) and calls `tf_selectivity.similarity.cka_map`. numpy and pandas only.
+images) and calls `tf_selectivity.measures.similarity.cka_map`. numpy and pandas only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import similarity
+from tf_selectivity.measures import similarity
 from tf_selectivity.analysis.cca_experiment import blas_thread_limit
 
 # Measures of the maps, all similarities (1 on the diagonal of a run with itself).

@@ -25,8 +25,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.files import DamagedFileError, read_json
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.files import DamagedFileError, read_json
+from tf_selectivity.core.settings import ParameterError
 
 __all__ = [
     "MEAN_LAYER",
@@ -126,7 +126,7 @@ def summarize_training_curves(curves: pd.DataFrame, confidence: float = 0.95, n_
         ``selectivity_ci_low``, ``selectivity_ci_high``, and the same three
         for ``val_accuracy`` (``accuracy_mean``, ...).
     """
-    from tf_selectivity.stats import summarize_by_group
+    from tf_selectivity.measures.stats import summarize_by_group
 
     keys = ["model", "alpha", "layer", "layer_index", "epoch"]
     parts = []
@@ -189,7 +189,7 @@ def summarize_half_rise(half_rise: pd.DataFrame, confidence: float = 0.95, n_res
         whose SI rose), ``mean``, ``std``, ``ci_low``, ``ci_high``, in network
         order per (model, alpha), the mean over layers last.
     """
-    from tf_selectivity.stats import summarize_by_group
+    from tf_selectivity.measures.stats import summarize_by_group
 
     keys = ["model", "alpha", "layer", "layer_index"]
     summary = summarize_by_group(half_rise, "half_rise_epoch", keys, confidence=confidence,

@@ -35,8 +35,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.options import ParameterError
-from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
 
 __all__ = [
     "RANKINGS",
@@ -317,8 +317,8 @@ def unit_gallery(
     """
     import keras
 
-    from tf_selectivity.unit_statistics import TopResponses
-    from tf_selectivity.selectivity import ClassSelectivityAccumulator
+    from tf_selectivity.measures.unit_statistics import TopResponses
+    from tf_selectivity.measures.selectivity import ClassSelectivityAccumulator
 
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ParameterError("k", f"must be an integer >= 1; got {k!r}")

@@ -35,7 +35,7 @@ import pandas as pd
 
 from tf_selectivity.analysis.options import parse_unit_specs
 from tf_selectivity.analysis.runs import RunLoadError, error_for, load_run_model, probe_widths
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["UNITS_DIR", "GALLERY_DPI", "check_unit_choices", "units_stage", "run_directory_name",
            "save_compact_png"]

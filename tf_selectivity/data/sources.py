@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tf_selectivity.files import read_json, replacing, write_json_atomic
+from tf_selectivity.core.files import read_json, replacing, write_json_atomic
 
 __all__ = [
     "DatasetSplits",

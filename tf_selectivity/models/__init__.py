@@ -25,30 +25,7 @@ _LAZY = {
     "build_vgg16": "vgg",
 }
 
-# The modules that register our Keras-serializable classes (layers, models,
-# the optimizer): what `keras.saving.load_model` must have imported.
-_SERIALIZABLE_MODULES = (
-    "tf_selectivity.layers",
-    "tf_selectivity.optimizers",
-    "tf_selectivity.models.blocks",
-    "tf_selectivity.models.instrumentation",
-    "tf_selectivity.models.selectivity_model",
-)
-
-
-def register_serializables() -> None:
-    """Imports every module that registers a Keras-serializable class of ours.
-
-    This package imports them lazily, so call this before
-    `keras.saving.load_model` reads a model file that names them
-    (``tf_selectivity>SelectivityModel``, ``tf_selectivity>SelectivityProbe``, ...).
-    """
-    for module in _SERIALIZABLE_MODULES:
-        importlib.import_module(module)
-
-
 __all__ = [
-    "register_serializables",
     "MODELS",
     "ACTIVATIONS",
     "build_model",
@@ -97,7 +74,7 @@ def build_model(
         leaky_slope: negative slope for "leaky_relu" (0 for "relu").
         selectivity_index: the index every probe regularizes: "eq1" (the
             paper's eq. 1, default) or "bounded" (see
-            `tf_selectivity.selectivity`).
+            `tf_selectivity.measures.selectivity`).
         **kwargs: builder options (`input_shape`, `pixel_mean`, `pixel_std`;
             the ImageNet ResNets also `width`, `stem`).
 

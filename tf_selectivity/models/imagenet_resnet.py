@@ -28,7 +28,7 @@ import math
 
 import keras
 
-from tf_selectivity.layers import SelectivityProbe
+from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models.blocks import (
     FusedBatchNormalization,
     activation_layer,

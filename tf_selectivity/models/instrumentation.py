@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional, Sequence, Union
 import keras
 from keras import ops
 
-from tf_selectivity.layers import SelectivityProbe, all_layers, find_probes
+from tf_selectivity.models.probe import SelectivityProbe, all_layers, find_probes
 from tf_selectivity.models.selectivity_model import SelectivityModel
 
 __all__ = ["instrument", "DenseLogits", "CONV_LAYERS", "UNIT_ACTIVATION_LAYERS"]
@@ -201,7 +201,7 @@ class _GraphRewriter:
             return outputs
         # The walk of Keras' `clone_model`, without its model: nested models
         # are flattened into this graph instead of cloned (`compat.run_graph`).
-        from tf_selectivity.compat import run_graph
+        from tf_selectivity.core.compat import run_graph
 
         return run_graph(model, inputs, self._call)
 
@@ -376,7 +376,7 @@ def instrument(
         epsilon: the probes' SI denominator stabilizer (in the loss only).
         selectivity_index: the index the probes regularize and record: "eq1"
             (the paper's eq. 1, default) or "bounded" (see
-            `tf_selectivity.selectivity`).
+            `tf_selectivity.measures.selectivity`).
         name: name of the result (default: the model's name).
 
     Returns:

@@ -18,7 +18,7 @@ import os
 
 import keras
 
-from tf_selectivity.layers import all_layers
+from tf_selectivity.models.probe import all_layers
 
 __all__ = ["onednn_gradient_hazards", "onednn_may_be_on", "check_onednn_gradients"]
 

@@ -7,11 +7,8 @@ import contextlib
 import keras
 from keras import ops
 
-# Imported for its registration: a loaded model's compile config may name
-# TorchSGD ("tf_selectivity>TorchSGD").
-import tf_selectivity.optimizers  # noqa: F401
-from tf_selectivity.compat import register_call_context_args
-from tf_selectivity.layers import (
+from tf_selectivity.core.compat import register_call_context_args
+from tf_selectivity.models.probe import (
     LABELS_ARG,
     UnitResponses,
     find_probes,
@@ -20,7 +17,7 @@ from tf_selectivity.layers import (
 )
 from tf_selectivity.models.split_selectivity import SplitSelectivity
 from tf_selectivity.models.steps import BackendSteps
-from tf_selectivity.selectivity import DEFAULT_SELECTIVITY_INDEX, validate_index
+from tf_selectivity.measures.selectivity import DEFAULT_SELECTIVITY_INDEX, validate_index
 
 __all__ = ["SelectivityModel", "VectorMean"]
 
@@ -391,7 +388,7 @@ class SelectivityModel(BackendSteps, keras.Model):
 
     def recording_split_responses(self):
         """The context the steps run the forward pass in: records the probes'
-        unit responses (`tf_selectivity.layers.recording_unit_responses`)
+        unit responses (`tf_selectivity.models.probe.recording_unit_responses`)
         when split selectivity is on, else records nothing (yields None)."""
         if self.split_selectivity:
             return recording_unit_responses()

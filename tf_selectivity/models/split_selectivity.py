@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tf_selectivity.selectivity import (
+from tf_selectivity.measures.selectivity import (
     DEFAULT_SELECTIVITY_INDEX,
     selectivity_from_class_sums,
     validate_index,

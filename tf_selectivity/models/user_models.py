@@ -185,7 +185,7 @@ def build_user_model(
     """
     import keras
 
-    from tf_selectivity.layers import find_probes
+    from tf_selectivity.models.probe import find_probes
     from tf_selectivity.models.instrumentation import instrument
     from tf_selectivity.models.selectivity_model import SelectivityModel
 

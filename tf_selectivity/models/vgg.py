@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from tf_selectivity.layers import SelectivityProbe
+from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models.blocks import (
     FusedBatchNormalization,
     CIFAR10_PIXEL_MEAN,

@@ -1,7 +1,7 @@
 """The paper's figures, drawn from the analysis tables.
 
 Every figure function takes the plain tables written by the analysis command
-(`runs`, `layers`, `cca`, `cca_ratio`, see `tf_selectivity.stats`), draws
+(`runs`, `layers`, `cca`, `cca_ratio`, see `tf_selectivity.measures.stats`), draws
 one figure of "Selectivity considered harmful" (Leavitt & Morcos) for one
 model, and returns a `matplotlib.figure.Figure`, or `None` when the tables
 hold nothing to draw it from (e.g. no positive alphas, no leaky-ReLU runs,
@@ -12,7 +12,7 @@ One module per figure family:
 
     selectivity.py   Figures 1, A1     class selectivity per layer and vs alpha
     accuracy.py      Figures 2, 4      test accuracy vs alpha and vs selectivity
-    cca.py           Figure 3          CCA distance to alpha = 0 vs between replicates
+    replicate_distance.py  Figure 3          CCA distance to alpha = 0 vs between replicates
     comparison.py    Figures 5, A6, A11, A12   promoting vs suppressing; models side by side
     precision.py     Figures A7, A8    the precision metric (Appendix A.5)
     dead_units.py    Figure A9         dead units and the selectivity of live units
@@ -52,7 +52,7 @@ directly, so nothing here touches the caller's pyplot state or backend.
 
 from tf_selectivity.plots.accuracy import plot_accuracy
 from tf_selectivity.plots.catalog import draw_all
-from tf_selectivity.plots.cca import DEFAULT_CCA_EXAMPLE_ALPHA, plot_cca
+from tf_selectivity.plots.replicate_distance import DEFAULT_CCA_EXAMPLE_ALPHA, plot_cca
 from tf_selectivity.plots.comparison import plot_model_comparison, plot_promote_vs_suppress
 from tf_selectivity.plots.dead_units import plot_dead_units
 from tf_selectivity.plots.leaky_relu import DEFAULT_LEAKY_SLOPE, plot_leaky_relu

@@ -19,14 +19,14 @@ from matplotlib.figure import Figure
 
 from tf_selectivity.plots import (
     accuracy,
-    cca,
+    replicate_distance,
     comparison,
     dead_units,
     leaky_relu,
     precision,
     selectivity,
 )
-from tf_selectivity.plots.cca import plot_cca as _plot_cca  # `cca` is draw_all's table
+from tf_selectivity.plots.replicate_distance import plot_cca as _plot_cca  # `cca` is draw_all's table
 from tf_selectivity.plots.similarity_maps import plot_similarity_maps
 from tf_selectivity.plots.style import (
     DEFAULT_DPI,
@@ -52,7 +52,7 @@ def _figure_builders(
         f"fig1_selectivity_{suffix}": lambda: selectivity.plot_selectivity(runs, layers, model, "suppress", **kwargs),
         f"figA1_selectivity_promote_{suffix}": lambda: selectivity.plot_selectivity(runs, layers, model, "promote", **kwargs),
         f"fig2_accuracy_suppress_{suffix}": lambda: accuracy.plot_accuracy(runs, model, "suppress", **kwargs),
-        f"fig3_cca_{suffix}": lambda: cca.plot_cca(cca_distances, cca_ratio, model, **kwargs),
+        f"fig3_cca_{suffix}": lambda: replicate_distance.plot_cca(cca_distances, cca_ratio, model, **kwargs),
         f"fig4_accuracy_promote_{suffix}": lambda: accuracy.plot_accuracy(runs, model, "promote", **kwargs),
         f"fig5_promote_vs_suppress_{suffix}": lambda: comparison.plot_promote_vs_suppress(runs, model, **kwargs),
         f"figA7_precision_suppress_{suffix}": lambda: precision.plot_precision(runs, layers, model, "suppress", **kwargs),

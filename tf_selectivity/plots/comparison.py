@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 from tf_selectivity.plots.drawing import (
     alpha_legend,
     draw_marks_at_points,

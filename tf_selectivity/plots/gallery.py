@@ -29,7 +29,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.plots.style import FIGURE_STYLE, file_safe, save_figure
 
 __all__ = [

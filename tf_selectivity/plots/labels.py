@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.path import Path
 from matplotlib.transforms import Bbox
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 
 HIGHER_MARK = "▲"
 LOWER_MARK = "▼"

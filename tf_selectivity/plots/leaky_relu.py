@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 from tf_selectivity.plots.drawing import draw_points_vs_alpha, errorbar_curve
 from tf_selectivity.plots.labels import marks_legend
 from tf_selectivity.plots.style import (

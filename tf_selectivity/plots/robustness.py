@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 from tf_selectivity.plots.drawing import alpha_legend
 from tf_selectivity.plots.style import (
     ACCURACY_LABEL,

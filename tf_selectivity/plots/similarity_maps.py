@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tf_selectivity.plots.cca import MEASURE_NAMES
+from tf_selectivity.plots.replicate_distance import MEASURE_NAMES
 from tf_selectivity.plots.style import condition_label, display_model_name, format_alpha
 
 _COMPARISON_TITLES = {"within": "two replicates at α", "to_baseline": "α vs. α = 0"}

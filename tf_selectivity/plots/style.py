@@ -25,7 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 from tf_selectivity.plots.labels import keep_labels_clear
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 
 
 def has_values(df: pd.DataFrame | None, column: str) -> bool:

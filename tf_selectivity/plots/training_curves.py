@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.plots.style import (
     add_footnote,
     alpha_colors,

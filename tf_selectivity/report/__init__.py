@@ -9,7 +9,7 @@ Bonferroni-corrected tests, the CCA distance ratios, the figures drawn by
 `tf_selectivity.plots.draw_all` linked with relative paths, the runs that
 could not be analysed, and finally the table of every run.
 
-All numbers come from `tf_selectivity.stats`, so the report and the figures
+All numbers come from `tf_selectivity.measures.stats`, so the report and the figures
 agree. Runs are analysed per condition: one model with one activation (and
 one leaky-ReLU slope); the headline comparison is always against the
 `alpha = 0` runs of the same condition, and is omitted (with a sentence
@@ -22,7 +22,7 @@ One module per part of the report:
     effects.py              per-alpha summary and sentences vs alpha = 0 (selectivity,
                             accuracy, precision, dead units; Figures 1, 2, 4, A7-A9)
     promote_vs_suppress.py  rank-sum sentence and table (Figure 5)
-    cca.py                  CCA distance ratio sentence and table (Figure 3)
+    distance_ratio.py       CCA distance ratio sentence and table (Figure 3)
     figures.py              captions and links of the figures
     runs.py                 the table of all runs, runs that could not be analysed
     formatting.py           numbers, p-values and Markdown tables

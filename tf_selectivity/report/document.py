@@ -8,8 +8,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from tf_selectivity import stats
-from tf_selectivity.report.cca import cca_section
+from tf_selectivity.measures import stats
+from tf_selectivity.report.distance_ratio import cca_section
 from tf_selectivity.report.conditions import condition_key, condition_title, has_baseline
 from tf_selectivity.report.effects import (
     baseline_sentence,

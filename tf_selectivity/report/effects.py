@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 from tf_selectivity.plots.style import format_alpha
 from tf_selectivity.report.conditions import float_cell, row_at_alpha
 from tf_selectivity.report.formatting import (

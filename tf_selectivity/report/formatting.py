@@ -6,7 +6,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 
 
 def format_selectivity(value: float) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 from tf_selectivity.plots.style import format_alpha
 from tf_selectivity.report.formatting import format_p_cell, format_percent, markdown_table
 

@@ -11,7 +11,7 @@ import sys
 
 import keras
 
-from tf_selectivity.files import NoSpaceError, replacing
+from tf_selectivity.core.files import NoSpaceError, replacing
 from tf_selectivity.training.run_dir import DamagedCheckpointError, RunPaths, read_checkpoint_state
 from tf_selectivity.training.status import non_finite_reason
 from tf_selectivity.training.weights_file import WeightsFile

@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from typing import Optional
 
-from tf_selectivity.options import (
+from tf_selectivity.core.settings import (
     ParameterError,
     check_settings,
     finite,
@@ -16,7 +16,7 @@ from tf_selectivity.options import (
     setting,
     settings_of,
 )
-from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
+from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
 
 __all__ = [
     "TrainConfig",
@@ -96,7 +96,7 @@ class TrainConfig:
 
     Each field is defined once here, with its help text and check: the
     command lines derive their flags from these definitions
-    (`tf_selectivity.options.define_flags`), sweeps their shared settings
+    (`tf_selectivity.core.settings.define_flags`), sweeps their shared settings
     (`identity` fields), and `validate` checks every value.
     """
 

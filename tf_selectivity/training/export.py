@@ -6,7 +6,7 @@ import os
 
 import keras
 
-from tf_selectivity.files import replacing
+from tf_selectivity.core.files import replacing
 
 __all__ = ["export_saved_model", "save_keras_model", "tensorflow_available", "export_run_models"]
 

@@ -15,8 +15,8 @@ import os
 
 import keras
 
-from tf_selectivity.files import write_json_atomic
-from tf_selectivity.layers import all_layers
+from tf_selectivity.core.files import write_json_atomic
+from tf_selectivity.models.probe import all_layers
 from tf_selectivity.training.export import export_run_models
 from tf_selectivity.training.run_dir import RunPaths
 

@@ -9,7 +9,7 @@ import time
 import keras
 import numpy as np
 
-from tf_selectivity.unit_statistics import evaluate_responses
+from tf_selectivity.measures.unit_statistics import evaluate_responses
 from tf_selectivity.data import ImageBatches
 from tf_selectivity.data.sources import load_config_dataset
 from tf_selectivity.models import build_model
@@ -24,7 +24,7 @@ from tf_selectivity.training.export import (
 from tf_selectivity.training.host_epochs import host_runner
 from tf_selectivity.training.optimizers import make_optimizer
 from tf_selectivity.training.placement import choose_input_pipeline
-from tf_selectivity.files import read_json, write_json_atomic
+from tf_selectivity.core.files import read_json, write_json_atomic
 from tf_selectivity.training.run_dir import (
     RunLockedError,
     RunPaths,

@@ -45,7 +45,7 @@ def parse_pack_replicates(text) -> "int | None":
     Raises:
         ParameterError: (a ValueError) naming what is wrong with the value.
     """
-    from tf_selectivity.options import ParameterError
+    from tf_selectivity.core.settings import ParameterError
 
     text = str(text).strip().lower()
     if text == AUTO:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 
 from tf_selectivity.training.config import ConfigError
-from tf_selectivity.files import read_json
+from tf_selectivity.core.files import read_json
 from tf_selectivity.training.run_dir import RunPaths
 
 __all__ = ["PIPELINES", "choose_input_pipeline", "recorded_input_pipeline"]

@@ -19,7 +19,7 @@ import glob
 import os
 import shutil
 
-from tf_selectivity.files import (
+from tf_selectivity.core.files import (
     PROBE_PREFIX,
     TEMPORARY_PATTERNS,
     DamagedFileError,

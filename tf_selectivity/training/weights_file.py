@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_selectivity.files import replacing
+from tf_selectivity.core.files import replacing
 
 __all__ = ["WeightsFile"]
 

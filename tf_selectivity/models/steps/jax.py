@@ -8,7 +8,7 @@ import jax
 import keras
 from keras import ops
 
-from tf_selectivity.layers import LABELS_ARG
+from tf_selectivity.models.probe import LABELS_ARG
 
 __all__ = ["JAXSteps"]
 

@@ -7,7 +7,7 @@ import warnings
 import keras
 import tensorflow as tf
 
-from tf_selectivity.layers import LABELS_ARG
+from tf_selectivity.models.probe import LABELS_ARG
 
 __all__ = ["TensorFlowSteps"]
 

@@ -23,7 +23,7 @@ from typing import Mapping
 
 import numpy as np
 
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 
 __all__ = [
     "covariance_spectrum",

@@ -12,8 +12,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from tf_selectivity.compat import register_call_context_args
-from tf_selectivity.selectivity import (
+from tf_selectivity.core.compat import register_call_context_args
+from tf_selectivity.measures.selectivity import (
     DEFAULT_SELECTIVITY_INDEX,
     batch_class_selectivity,
     unit_responses,
@@ -77,10 +77,10 @@ class SelectivityProbe(keras.layers.Layer):
         share: this layer's weight in the mean over layers (``1 / L``). `None`
             lets `SelectivityModel` set it; a probe used alone counts as 1.
         epsilon: stabilizer added to the SI denominator in the loss (see
-            `tf_selectivity.selectivity.batch_class_selectivity`).
+            `tf_selectivity.measures.selectivity.batch_class_selectivity`).
         index: the selectivity index regularized and recorded: "eq1" (the
             paper's eq. 1 with its guard, default) or "bounded" (see
-            `tf_selectivity.selectivity`).
+            `tf_selectivity.measures.selectivity`).
         **kwargs: base layer keyword arguments (e.g. `name`).
 
     Input shape:

@@ -70,11 +70,11 @@ from typing import Optional
 import keras_tuner
 from keras_tuner.engine.trial import Trial, TrialStatus
 
-from tf_selectivity import compat
-from tf_selectivity.files import read_json, write_json_atomic
-from tf_selectivity.sweep import plans
-from tf_selectivity.sweep import scheduler as scheduling
-from tf_selectivity.sweep.layout import format_float, run_name
+from tf_selectivity.core import compat
+from tf_selectivity.core.files import read_json, write_json_atomic
+from tf_selectivity.sweeps import plans
+from tf_selectivity.sweeps import scheduler as scheduling
+from tf_selectivity.sweeps.layout import format_float, run_name
 
 __all__ = ["SweepOracle", "trial_point", "trial_diverged", "trial_pack_seeds", "PACK_VALUE"]
 

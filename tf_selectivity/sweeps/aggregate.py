@@ -21,9 +21,9 @@ import os
 
 import pandas as pd
 
-from tf_selectivity.files import read_json, replacing
-from tf_selectivity.sweep.layout import SweepPaths, run_name
-from tf_selectivity.sweep.settings import SETTING_FIELDS, values_to_settings
+from tf_selectivity.core.files import read_json, replacing
+from tf_selectivity.sweeps.layout import SweepPaths, run_name
+from tf_selectivity.sweeps.settings import SETTING_FIELDS, values_to_settings
 from tf_selectivity.training.status import is_diverged
 
 __all__ = ["collect_trials", "write_trials_table", "LEADING_COLUMNS"]

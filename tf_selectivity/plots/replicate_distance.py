@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from tf_selectivity import stats
+from tf_selectivity.measures import stats
 from tf_selectivity.plots.drawing import draw_marks_at_points, draw_points_vs_alpha, errorbar_curve
 from tf_selectivity.plots.labels import REFERENCE_LABEL_GID, marks_legend
 from tf_selectivity.plots.style import (

@@ -15,7 +15,7 @@ for independent ones. A distance for the Figure 3 ratios is `1 - CKA`.
   `tr(H K H L) / (n - 1)^2`) lies in [0, 1] and is invariant to orthogonal
   transforms of either representation's units, to isotropic scaling and to
   adding a constant to a unit; it is *not* invariant to other invertible
-  linear maps (that is CCA's invariance, `tf_selectivity.cca`). It is RV
+  linear maps (that is CCA's invariance, `tf_selectivity.measures.similarity.cca`). It is RV
   coefficient of the centred representations.
 * `rbf_cka` (Gaussian kernel of width `threshold x median distance`) has
   the same invariances (the median makes it scale-free), but is not a
@@ -32,12 +32,12 @@ for independent ones. A distance for the Figure 3 ratios is `1 - CKA`.
   equals `debiased_cka`. `MinibatchCKAMap` does the same for every pair of
   two lists of layers, the layer-by-layer map of Nguyen et al.'s Figure 1.
 
-Conventions, as in `tf_selectivity.cca`: activations are `(units,
+Conventions, as in `tf_selectivity.measures.similarity.cca`: activations are `(units,
 datapoints)` arrays (transpose the `(examples, features)` arrays of other
 CKA code), computed in float64; the two representations share the
 datapoints (same inputs, same order) and may differ in their number of
 units, in either direction (more units than datapoints is fine). Convolutional
-activations are flattened by `tf_selectivity.cca.conv_activations_to_matrix`
+activations are flattened by `tf_selectivity.measures.similarity.cca.conv_activations_to_matrix`
 (one datapoint per image with the positions averaged, or one per position).
 
 Feature space or Gram space. The linear and debiased linear HSIC have two
@@ -49,7 +49,7 @@ formula whenever the layers have fewer units than there are datapoints: the
 layer of a few hundred units. Both give the same numbers to round-off
 (tested).
 
-Guards (`tf_selectivity.options.ParameterError`, naming the parameter): NaN
+Guards (`tf_selectivity.core.settings.ParameterError`, naming the parameter): NaN
 or infinite inputs; different numbers of datapoints; fewer than 4 datapoints
 for the unbiased HSIC (it divides by `n (n - 3)`; libraries that do not check
 return NaN); a representation with no variance (a constant layer), whose CKA
@@ -75,8 +75,8 @@ from typing import Literal
 
 import numpy as np
 
-from tf_selectivity.options import ParameterError
-from tf_selectivity.similarity import _inputs
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.similarity import _inputs
 
 Space = Literal["auto", "features", "gram"]
 SPACES = ("auto", "features", "gram")

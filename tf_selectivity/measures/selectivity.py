@@ -60,7 +60,7 @@ written once for NumPy and `keras.ops`) serves every version:
 * `selectivity_from_class_sums`: the same index from per-class sums and counts
   held in backend tensors (accumulated on the device while validating).
 * `batch_class_selectivity`: the differentiable per-batch index in `keras.ops`,
-  used in the loss by `tf_selectivity.layers.SelectivityProbe`.
+  used in the loss by `tf_selectivity.models.probe.SelectivityProbe`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, SELECTIVITY_INDICES, validate_index
+from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, SELECTIVITY_INDICES, validate_index
 
 __all__ = [
     "SELECTIVITY_INDICES",

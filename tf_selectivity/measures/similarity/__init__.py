@@ -1,9 +1,9 @@
 """Representational similarity beyond CCA: CKA and Procrustes shape metrics.
 
-NumPy only (never imports Keras or TensorFlow), beside `tf_selectivity.cca`
+NumPy only (never imports Keras or TensorFlow), beside `tf_selectivity.measures.similarity.cca`
 (SVCCA, PWCCA), with the same conventions: activations are `(units,
 datapoints)` arrays, two representations share their datapoints and may
-differ in width, inputs are checked (`tf_selectivity.options.ParameterError`
+differ in width, inputs are checked (`tf_selectivity.core.settings.ParameterError`
 names the bad parameter), and a self-comparison gives exactly 1 (a
 similarity) or 0 (a distance).
 
@@ -25,13 +25,13 @@ Distances (`shape`):
 
 From CCA's factors (`factored`): `cka_from_factors` and
 `distances_from_factors` compute linear and debiased CKA and Procrustes from
-`tf_selectivity.cca.factorize`, so one factorization of a layer serves CCA
+`tf_selectivity.measures.similarity.cca.factorize`, so one factorization of a layer serves CCA
 and these measures alike (the Figure 3 analysis does so).
 
 Example::
 
     import numpy as np
-    from tf_selectivity import similarity
+    from tf_selectivity.measures import similarity
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 1000))            # 64 units, 1000 inputs
@@ -41,7 +41,7 @@ Example::
     similarity.procrustes_distance(x, y, alpha=1.0)  # 0.846 (radians)
 """
 
-from tf_selectivity.similarity.cka import (
+from tf_selectivity.measures.similarity.cka import (
     MinibatchCKA,
     MinibatchCKAMap,
     center_gram,
@@ -55,12 +55,12 @@ from tf_selectivity.similarity.cka import (
     rbf_cka,
     rbf_gram,
 )
-from tf_selectivity.similarity.factored import (
+from tf_selectivity.measures.similarity.factored import (
     FACTORED_MEASURES,
     cka_from_factors,
     distances_from_factors,
 )
-from tf_selectivity.similarity.shape import (
+from tf_selectivity.measures.similarity.shape import (
     SHAPE_METRICS,
     procrustes_distance,
     procrustes_similarity,

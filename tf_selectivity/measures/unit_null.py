@@ -23,10 +23,10 @@ The one-hot matrix has one non-zero per image, so it is held sparse: the
 products for a batch of permutations cost ``permutations x images x units``
 multiply-adds (not ``classes`` times that), in float64, with memory bounded
 by ``max_chunk_bytes`` whatever ``B``. The index is the one the analysis
-reports (`tf_selectivity.selectivity`, "eq1" or "bounded"), computed by the
+reports (`tf_selectivity.measures.selectivity`, "eq1" or "bounded"), computed by the
 same code from the class means.
 
-NumPy and SciPy only on its own (it imports `tf_selectivity.selectivity`,
+NumPy and SciPy only on its own (it imports `tf_selectivity.measures.selectivity`,
 the index's one implementation, which imports Keras without starting a
 model); nothing of the analysis or training.
 """
@@ -37,10 +37,10 @@ import dataclasses
 
 import numpy as np
 
-from tf_selectivity.fdr import DEFAULT_FDR, FDR_METHODS, check_fdr, fdr_q_values, selective_units
-from tf_selectivity.options import ParameterError
-from tf_selectivity.selectivity import selectivity_from_class_means
-from tf_selectivity.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
+from tf_selectivity.measures.fdr import DEFAULT_FDR, FDR_METHODS, check_fdr, fdr_q_values, selective_units
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.selectivity import selectivity_from_class_means
+from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
 
 __all__ = [
     "FDR_METHODS",

@@ -8,7 +8,7 @@ when the inputs are equal), a metric in the mathematical sense (symmetric,
 triangle inequality) between the equivalence classes of representations.
 
 The computation, for `(units, datapoints)` activations `X` (as in
-`tf_selectivity.cca`):
+`tf_selectivity.measures.similarity.cca`):
 
 1. Centre each unit over the datapoints (invariance to translation).
 2. Partial whitening with `alpha` in [0, 1]: with the thin SVD `X = U S V^T`
@@ -39,7 +39,7 @@ Invariances: translation, isotropic scaling and orthogonal transforms of
 either representation's units, for every alpha; any invertible linear map at
 alpha = 0. The cost is two thin SVDs (`n d^2`) and one `d1 x d2` product; no
 `n x n` matrix is formed. Both functions also accept the factors of
-`tf_selectivity.cca.factorize` (its basis and singular values are the `V`
+`tf_selectivity.measures.similarity.cca.factorize` (its basis and singular values are the `V`
 and `S` above), so a layer factored once for CCA serves Procrustes too.
 """
 
@@ -49,9 +49,9 @@ from typing import Literal
 
 import numpy as np
 
-from tf_selectivity import cca
-from tf_selectivity.options import ParameterError
-from tf_selectivity.similarity import _inputs
+from tf_selectivity.measures.similarity import cca
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.similarity import _inputs
 
 ShapeMetric = Literal["angular", "euclidean"]
 SHAPE_METRICS = ("angular", "euclidean")

@@ -13,29 +13,29 @@ package runs one as a keras-tuner search whose trials are `train()` runs:
   worker, from keras-tuner's environment variables);
 * `collect_trials` / `write_trials_table`: ``trials.csv`` and Parquet.
 
-Command line: ``python -m tf_selectivity.sweep`` (`tf_selectivity.sweep.cli`).
+Command line: ``python -m tf_selectivity.sweeps`` (`tf_selectivity.sweep`).
 Modules load on first use: importing this package does not import Keras.
 """
 
 import importlib
 
 _EXPORTS = {
-    "GridPlan": "tf_selectivity.sweep.plans",
-    "MarginSearchPlan": "tf_selectivity.sweep.plans",
-    "Point": "tf_selectivity.sweep.plans",
-    "Scheduler": "tf_selectivity.sweep.scheduler",
-    "SweepOracle": "tf_selectivity.sweep.oracle",
-    "SweepTuner": "tf_selectivity.sweep.tuner",
-    "SweepSpec": "tf_selectivity.sweep.runner",
-    "SweepReport": "tf_selectivity.sweep.runner",
-    "SweepConflictError": "tf_selectivity.sweep.runner",
-    "SweepLockedError": "tf_selectivity.sweep.runner",
-    "run_sweep": "tf_selectivity.sweep.runner",
-    "collect_trials": "tf_selectivity.sweep.aggregate",
-    "write_trials_table": "tf_selectivity.sweep.aggregate",
-    "SweepPaths": "tf_selectivity.sweep.layout",
-    "run_name": "tf_selectivity.sweep.layout",
-    "format_float": "tf_selectivity.sweep.layout",
+    "GridPlan": "tf_selectivity.sweeps.plans",
+    "MarginSearchPlan": "tf_selectivity.sweeps.plans",
+    "Point": "tf_selectivity.sweeps.plans",
+    "Scheduler": "tf_selectivity.sweeps.scheduler",
+    "SweepOracle": "tf_selectivity.sweeps.oracle",
+    "SweepTuner": "tf_selectivity.sweeps.tuner",
+    "SweepSpec": "tf_selectivity.sweeps.runner",
+    "SweepReport": "tf_selectivity.sweeps.runner",
+    "SweepConflictError": "tf_selectivity.sweeps.runner",
+    "SweepLockedError": "tf_selectivity.sweeps.runner",
+    "run_sweep": "tf_selectivity.sweeps.runner",
+    "collect_trials": "tf_selectivity.sweeps.aggregate",
+    "write_trials_table": "tf_selectivity.sweeps.aggregate",
+    "SweepPaths": "tf_selectivity.sweeps.layout",
+    "run_name": "tf_selectivity.sweeps.layout",
+    "format_float": "tf_selectivity.sweeps.layout",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -44,4 +44,4 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tf_selectivity.sweep' has no attribute {name!r}")
+    raise AttributeError(f"module 'tf_selectivity.sweeps' has no attribute {name!r}")

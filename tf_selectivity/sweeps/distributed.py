@@ -100,7 +100,7 @@ def set_client_timeout(seconds: float) -> None:
     (`wait_for_chief`), so a chief that disappears later is reported after
     `--chief_timeout` instead of an hour.
     """
-    from tf_selectivity import compat
+    from tf_selectivity.core import compat
 
     compat.set_oracle_client_timeout(seconds)
 
@@ -113,7 +113,7 @@ def serve(oracle, address: str, poll_seconds: float = 0.5) -> None:
     """
     import grpc
 
-    from tf_selectivity import compat
+    from tf_selectivity.core import compat
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     compat.add_oracle_service(server, oracle)

@@ -86,7 +86,7 @@ def error_message(error, flag_names=None) -> str:
     are named as the command's flags (`options.message_for_flags`)."""
     from absl import flags
 
-    from tf_selectivity.options import ParameterError, message_for_flags
+    from tf_selectivity.core.settings import ParameterError, message_for_flags
 
     flag_names = dict(flag_names or {})
     # The parameters with a flag: flags named as their parameter, and the renamed ones.
@@ -149,7 +149,7 @@ def _our_flag_modules(flag_values):
 
 
 def _module_label(module: str) -> str:
-    """"/x/tf_selectivity/sweep/cli.py" -> "tf_selectivity.sweep.cli"."""
+    """"/x/tf_selectivity/sweep.py" -> "tf_selectivity.sweep"."""
     if module.endswith(".py"):
         parts = os.path.normpath(module[:-3]).split(os.sep)
         if "tf_selectivity" in parts:

@@ -3,7 +3,7 @@
 Benjamini-Hochberg q-values (valid for independent or positively dependent
 tests) and Benjamini-Yekutieli's (valid under any dependence, more
 conservative by ``sum_{i=1}^m 1 / i``), e.g. over the permutation p-values
-of every unit of a run (`tf_selectivity.unit_null`). Imports nothing of
+of every unit of a run (`tf_selectivity.measures.unit_null`). Imports nothing of
 ours but `options`: command lines read `FDR_METHODS` before a backend starts.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["FDR_METHODS", "DEFAULT_FDR", "check_fdr", "check_fdr_method", "fdr_q_values", "selective_units"]
 

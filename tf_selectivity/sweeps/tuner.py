@@ -30,14 +30,14 @@ import keras
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
-from tf_selectivity import compat
-from tf_selectivity.sweep import hparams
-from tf_selectivity.sweep.distributed import Heartbeat
-from tf_selectivity.sweep.layout import SweepPaths, run_name
-from tf_selectivity.sweep.oracle import trial_pack_seeds
-from tf_selectivity.sweep.settings import config_from_values
+from tf_selectivity.core import compat
+from tf_selectivity.sweeps import hparams
+from tf_selectivity.sweeps.distributed import Heartbeat
+from tf_selectivity.sweeps.layout import SweepPaths, run_name
+from tf_selectivity.sweeps.oracle import trial_pack_seeds
+from tf_selectivity.sweeps.settings import config_from_values
 from tf_selectivity.training import ConfigError, RunLockedError, RunPaths, train
-from tf_selectivity.files import write_json_atomic
+from tf_selectivity.core.files import write_json_atomic
 from tf_selectivity.training.status import is_diverged
 
 __all__ = ["SweepTuner", "REPORTED_METRICS"]
@@ -231,7 +231,7 @@ class SweepTuner(keras_tuner.Tuner):
         pass
 
     def load_model(self, trial):
-        from tf_selectivity.models import register_serializables
+        from tf_selectivity.training.serializables import register_serializables
 
         register_serializables()
         values = trial.hyperparameters.values

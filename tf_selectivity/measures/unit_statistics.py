@@ -11,7 +11,7 @@ grow with the number of samples:
 * the top-N responses with their labels -> precision (Appendix A.5),
 * optionally, every response written to a memory-mapped file on disk (for CCA),
 * optionally, every response kept in memory (for the label-permutation null
-  of `tf_selectivity.unit_null`, which needs them all).
+  of `tf_selectivity.measures.unit_null`, which needs them all).
 
 Training (`tf_selectivity.training.loop`: the test metrics of `summary.json`)
 and the analysis (`tf_selectivity.analysis.pipeline`) both evaluate through
@@ -26,8 +26,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tf_selectivity.files import temporary_path
-from tf_selectivity.selectivity import DEFAULT_SELECTIVITY_INDEX, ClassSelectivityAccumulator
+from tf_selectivity.core.files import temporary_path
+from tf_selectivity.measures.selectivity import DEFAULT_SELECTIVITY_INDEX, ClassSelectivityAccumulator
 
 __all__ = [
     "TopResponses",
@@ -179,7 +179,7 @@ def evaluate_responses(
             (the layout CCA takes), through a memory map.
         progress: called with the number of samples of each processed batch.
         selectivity_index: the index reported: "eq1" (the paper's, default)
-            or "bounded" (see `tf_selectivity.selectivity`).
+            or "bounded" (see `tf_selectivity.measures.selectivity`).
         keep_responses: also return every layer's (num_samples, units)
             responses in memory (float32), in sample order.
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tf_selectivity import stats
-from tf_selectivity.plots.cca import DEFAULT_CCA_EXAMPLE_ALPHA, MEASURE_NAMES
+from tf_selectivity.measures import stats
+from tf_selectivity.plots.replicate_distance import DEFAULT_CCA_EXAMPLE_ALPHA, MEASURE_NAMES
 from tf_selectivity.plots.style import format_alpha
 from tf_selectivity.report.conditions import condition_key, condition_title, row_at_alpha
 from tf_selectivity.report.formatting import format_p_cell, format_with_ci, markdown_table

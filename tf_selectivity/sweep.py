@@ -1,9 +1,9 @@
 """Train a sweep: alpha values x seeds (x leaky slopes), on keras-tuner.
 
-    python -m tf_selectivity.sweep --model=resnet20 --alphas=0,-0.1,-1,-10 \\
+    python -m tf_selectivity.sweeps --model=resnet20 --alphas=0,-0.1,-1,-10 \\
         --seeds=0-19 --output_dir=sweeps/resnet20_suppress
 
-    python -m tf_selectivity.sweep --flagfile=experiments/smoke/resnet20_suppress.flags
+    python -m tf_selectivity.sweeps --flagfile=experiments/smoke/resnet20_suppress.flags
 
 Each trial is one training run (the flags of ``python -m tf_selectivity.train``
 apply to every run) in ``OUTPUT_DIR/runs/<run name>``. On JAX, a worker
@@ -39,11 +39,11 @@ from __future__ import annotations
 import os
 import sys
 
-from tf_selectivity import cli  # noqa: F401  (sets quiet TensorFlow logging first)
+from tf_selectivity.core import cli  # noqa: F401  (sets quiet TensorFlow logging first)
 
 from absl import app, flags
 
-COMMAND = "python -m tf_selectivity.sweep"
+COMMAND = "python -m tf_selectivity.sweeps"
 RUNTIME_ERROR = 1
 INTERRUPTED = 130  # the shell's code for Ctrl-C
 
@@ -141,8 +141,8 @@ def build_spec(FLAGS):
     """
     from tf_selectivity import train as train_cli
     from tf_selectivity.data.sources import DatasetUnavailableError
-    from tf_selectivity.sweep import plans
-    from tf_selectivity.sweep.runner import SweepSpec
+    from tf_selectivity.sweeps import plans
+    from tf_selectivity.sweeps.runner import SweepSpec
     from tf_selectivity.training.config import ConfigError
 
     if not FLAGS.output_dir:
@@ -230,8 +230,8 @@ def check_before_writing(spec, role, load_data: bool = True) -> None:
     """
     from tf_selectivity import train as train_cli
     from tf_selectivity.data.sources import DatasetUnavailableError, needs_tensorflow
-    from tf_selectivity.sweep.runner import SweepConflictError, check_sweep_dir
-    from tf_selectivity.files import writable_dir_problem
+    from tf_selectivity.sweeps.runner import SweepConflictError, check_sweep_dir
+    from tf_selectivity.core.files import writable_dir_problem
     from tf_selectivity.models.user_models import is_model_spec
 
     if role.kind != "worker":
@@ -300,17 +300,17 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(COMMAND, f"unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
-    from tf_selectivity.sweep import distributed
+    from tf_selectivity.sweeps import distributed
 
     if FLAGS.aggregate_only:
-        from tf_selectivity.sweep.layout import SweepPaths
+        from tf_selectivity.sweeps.layout import SweepPaths
 
         if not FLAGS.output_dir:
             cli.fail(COMMAND, "--output_dir is required")
         if not os.path.isdir(SweepPaths(FLAGS.output_dir).project):
             cli.fail(COMMAND, f"{FLAGS.output_dir} holds no sweep (no {SweepPaths(FLAGS.output_dir).project})")
         cli.start_backend(FLAGS.verbose)
-        from tf_selectivity.sweep.aggregate import write_trials_table
+        from tf_selectivity.sweeps.aggregate import write_trials_table
 
         for path in write_trials_table(FLAGS.output_dir):
             print(f"[sweep] wrote {path}")
@@ -325,7 +325,7 @@ def main(argv):
         check_before_writing(spec, role, load_data=not FLAGS.dry_run)
     except (cli.UsageError, ValueError) as error:
         cli.fail(COMMAND, error)
-    from tf_selectivity.sweep import runner
+    from tf_selectivity.sweeps import runner
 
     if FLAGS.dry_run:
         print(runner.describe_spec(spec))

@@ -1,4 +1,4 @@
-"""CKA and Procrustes from the factors that `tf_selectivity.cca.factorize` caches.
+"""CKA and Procrustes from the factors that `tf_selectivity.measures.similarity.cca.factorize` caches.
 
 A layer factored once for CCA (`cca.factorize`: the centred live units as
 `X = U S V^T`, with `V` the orthonormal `basis` and `S` the singular values,
@@ -11,7 +11,7 @@ over the data:
 * debiased CKA: Kornblith et al.'s feature-space formula also needs each
   datapoint's squared norm, the rows of `V S` (`n x rank`);
 * Procrustes: the nuclear norm of `W1 P W2` for the whitened singular values
-  `W` (`tf_selectivity.similarity.shape`).
+  `W` (`tf_selectivity.measures.similarity.shape`).
 
 `distances_from_factors` computes `P` once per pair for all of them. The
 results equal those on the raw activations to round-off (tested); dead
@@ -25,9 +25,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tf_selectivity import cca
-from tf_selectivity.options import ParameterError
-from tf_selectivity.similarity import _inputs, cka, shape
+from tf_selectivity.measures.similarity import cca
+from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.measures.similarity import _inputs, cka, shape
 
 # Measures computed from CCA factors, each as a distance: 1 - CKA for the
 # CKA similarities, the angular Procrustes distance (radians) for Procrustes.
@@ -48,7 +48,7 @@ def cka_from_factors(first: cca.FactoredActivations, second: cca.FactoredActivat
             it.
 
     Returns:
-        As `tf_selectivity.similarity.linear_cka` on the raw activations;
+        As `tf_selectivity.measures.similarity.linear_cka` on the raw activations;
         exactly 1.0 when `first is second`.
 
     Raises:
@@ -98,7 +98,7 @@ def distances_from_factors(first: cca.FactoredActivations, second: cca.FactoredA
 
     Raises:
         ParameterError: On an unknown measure, or as `cka_from_factors` and
-            `tf_selectivity.similarity.procrustes_distance`.
+            `tf_selectivity.measures.similarity.procrustes_distance`.
     """
     unknown = [m for m in measures if m not in FACTORED_MEASURES]
     if unknown:
@@ -130,7 +130,7 @@ def _procrustes_angular(first, second, product, alpha) -> float:
 def _check_pair(first, second, debiased: bool) -> None:
     for name, factors in (("first", first), ("second", second)):
         if not isinstance(factors, cca.FactoredActivations):
-            raise ParameterError(name, f"must be tf_selectivity.cca.factorize(...) factors; got "
+            raise ParameterError(name, f"must be tf_selectivity.measures.similarity.cca.factorize(...) factors; got "
                                  f"{type(factors).__name__}")
     if first.num_datapoints != second.num_datapoints:
         raise ParameterError(

@@ -15,10 +15,10 @@ import json
 import os
 from typing import Optional
 
-from tf_selectivity.sweep import hparams, plans
-from tf_selectivity.sweep.distributed import Role
-from tf_selectivity.sweep.layout import SweepPaths, format_float
-from tf_selectivity.sweep.settings import (
+from tf_selectivity.sweeps import hparams, plans
+from tf_selectivity.sweeps.distributed import Role
+from tf_selectivity.sweeps.layout import SweepPaths, format_float
+from tf_selectivity.sweeps.settings import (
     LOCAL_FIELDS,
     settings_differences,
     settings_record,
@@ -27,7 +27,7 @@ from tf_selectivity.sweep.settings import (
     values_to_settings,
 )
 from tf_selectivity.training.config import TrainConfig
-from tf_selectivity.files import PROBE_PREFIX, LockedError, exclusive_lock, read_json, write_json_atomic
+from tf_selectivity.core.files import PROBE_PREFIX, LockedError, exclusive_lock, read_json, write_json_atomic
 
 __all__ = [
     "SweepSpec", "SweepReport", "SweepConflictError", "SweepLockedError", "check_sweep_dir", "run_sweep",
@@ -210,7 +210,7 @@ def pack_size(spec: SweepSpec, role: Role) -> int:
 
 
 def _make_oracle(spec: SweepSpec, role: Role):
-    from tf_selectivity.sweep.oracle import SweepOracle
+    from tf_selectivity.sweeps.oracle import SweepOracle
 
     paths = spec.paths
     return SweepOracle(
@@ -225,7 +225,7 @@ def _make_oracle(spec: SweepSpec, role: Role):
 
 
 def _make_tuner(spec: SweepSpec, role: Role):
-    from tf_selectivity.sweep.tuner import SweepTuner
+    from tf_selectivity.sweeps.tuner import SweepTuner
 
     return SweepTuner(
         _make_oracle(spec, role),
@@ -238,7 +238,7 @@ def _make_tuner(spec: SweepSpec, role: Role):
 
 
 def _write_hparams_experiment(spec: SweepSpec, oracle) -> None:
-    from tf_selectivity.sweep.oracle import trial_point
+    from tf_selectivity.sweeps.oracle import trial_point
 
     known = [trial_point(t) for t in oracle.trials.values()]
     alphas = list(spec.plan.alpha_range()) + [p.alpha for p in known]
@@ -268,8 +268,8 @@ def _describe_plan(plan) -> str:
 
 
 def _own_oracle_run(spec: SweepSpec, role: Role, report: SweepReport) -> None:
-    from tf_selectivity.sweep import aggregate
-    from tf_selectivity.sweep.distributed import serve
+    from tf_selectivity.sweeps import aggregate
+    from tf_selectivity.sweeps.distributed import serve
 
     paths = spec.paths
     tuner = _make_tuner(spec, role)
@@ -321,7 +321,7 @@ def _check_worker_settings(spec: SweepSpec, tuner) -> None:
 
 
 def _worker_run(spec: SweepSpec, role: Role, report: SweepReport) -> None:
-    from tf_selectivity.sweep.distributed import set_client_timeout, wait_for_chief
+    from tf_selectivity.sweeps.distributed import set_client_timeout, wait_for_chief
 
     set_client_timeout(spec.chief_timeout)
     print(f"[worker {role.tuner_id}] waiting for the chief at {role.address}", flush=True)
@@ -349,7 +349,7 @@ def run_sweep(spec: SweepSpec, role: Optional[Role] = None) -> SweepReport:
         SweepLockedError: another local runner or chief owns the directory.
         distributed.ChiefUnreachableError: (worker) no chief answered.
     """
-    from tf_selectivity.sweep.distributed import role_from_environment
+    from tf_selectivity.sweeps.distributed import role_from_environment
 
     role = role or role_from_environment()
     report = SweepReport(role=role.kind)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 
 
 def activations(name: str, array) -> np.ndarray:
@@ -27,7 +27,7 @@ def activations(name: str, array) -> np.ndarray:
             name,
             "must be a 2-D (units, datapoints) array; got shape "
             f"{array.shape} (flatten convolutional activations with "
-            "tf_selectivity.cca.conv_activations_to_matrix)",
+            "tf_selectivity.measures.similarity.cca.conv_activations_to_matrix)",
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ParameterError(name, f"has no units or no datapoints; got shape {array.shape}")

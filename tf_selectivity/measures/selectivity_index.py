@@ -1,16 +1,16 @@
 """The names of the class-selectivity indices, readable without Keras.
 
-`tf_selectivity.selectivity` computes them; configurations and command
+`tf_selectivity.measures.selectivity` computes them; configurations and command
 lines only need their names, before a backend starts.
 """
 
 from __future__ import annotations
 
-from tf_selectivity.options import ParameterError
+from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["SELECTIVITY_INDICES", "DEFAULT_SELECTIVITY_INDEX", "INDEX_HELP", "validate_index"]
 
-# The two indices (see `tf_selectivity.selectivity`); "eq1" is the paper's.
+# The two indices (see `tf_selectivity.measures.selectivity`); "eq1" is the paper's.
 SELECTIVITY_INDICES = ("eq1", "bounded")
 DEFAULT_SELECTIVITY_INDEX = "eq1"
 INDEX_HELP = (
