@@ -1,9 +1,9 @@
 """Train a sweep: alpha values x seeds (x leaky slopes), on keras-tuner.
 
-    python -m tf_selectivity.sweeps --model=resnet20 --alphas=0,-0.1,-1,-10 \\
+    python -m tf_selectivity.sweep --model=resnet20 --alphas=0,-0.1,-1,-10 \\
         --seeds=0-19 --output_dir=sweeps/resnet20_suppress
 
-    python -m tf_selectivity.sweeps --flagfile=experiments/smoke/resnet20_suppress.flags
+    python -m tf_selectivity.sweep --flagfile=experiments/smoke/resnet20_suppress.flags
 
 Each trial is one training run (the flags of ``python -m tf_selectivity.train``
 apply to every run) in ``OUTPUT_DIR/runs/<run name>``. On JAX, a worker
@@ -43,7 +43,7 @@ from tf_selectivity.core import cli  # noqa: F401  (sets quiet TensorFlow loggin
 
 from absl import app, flags
 
-COMMAND = "python -m tf_selectivity.sweeps"
+COMMAND = "python -m tf_selectivity.sweep"
 RUNTIME_ERROR = 1
 INTERRUPTED = 130  # the shell's code for Ctrl-C
 
@@ -141,7 +141,7 @@ def build_spec(FLAGS):
     """
     from tf_selectivity import train as train_cli
     from tf_selectivity.data.sources import DatasetUnavailableError
-    from tf_selectivity.sweeps import plans
+    from tf_selectivity.sweep import plans
     from tf_selectivity.sweeps.runner import SweepSpec
     from tf_selectivity.training.config import ConfigError
 
@@ -300,7 +300,7 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(COMMAND, f"unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
-    from tf_selectivity.sweeps import distributed
+    from tf_selectivity.sweep import distributed
 
     if FLAGS.aggregate_only:
         from tf_selectivity.sweeps.layout import SweepPaths
@@ -325,7 +325,7 @@ def main(argv):
         check_before_writing(spec, role, load_data=not FLAGS.dry_run)
     except (cli.UsageError, ValueError) as error:
         cli.fail(COMMAND, error)
-    from tf_selectivity.sweeps import runner
+    from tf_selectivity.sweep import runner
 
     if FLAGS.dry_run:
         print(runner.describe_spec(spec))
