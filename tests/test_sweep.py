@@ -21,7 +21,7 @@ import pytest
 
 from conftest import REPO, backend, error_lines
 
-from tf_selectivity.sweep import plans
+from tf_selectivity.sweeps import plans
 from tf_selectivity.sweeps.layout import format_float, run_name
 
 # keras-tuner 1.4.8's `synchronized` uses threading's deprecated camelCase names.
@@ -222,7 +222,7 @@ def test_experiment_flagfiles_define_the_paper_and_smoke_sweeps():
     script = """
 import glob, json, sys
 from absl import flags
-from tf_selectivity.sweep import cli
+from tf_selectivity import sweep as cli
 cli.define_flags()
 FLAGS = flags.FLAGS
 out = {}

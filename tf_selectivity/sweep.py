@@ -141,7 +141,7 @@ def build_spec(FLAGS):
     """
     from tf_selectivity import train as train_cli
     from tf_selectivity.data.sources import DatasetUnavailableError
-    from tf_selectivity.sweep import plans
+    from tf_selectivity.sweeps import plans
     from tf_selectivity.sweeps.runner import SweepSpec
     from tf_selectivity.training.config import ConfigError
 
@@ -300,7 +300,7 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(COMMAND, f"unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
-    from tf_selectivity.sweep import distributed
+    from tf_selectivity.sweeps import distributed
 
     if FLAGS.aggregate_only:
         from tf_selectivity.sweeps.layout import SweepPaths
@@ -325,7 +325,7 @@ def main(argv):
         check_before_writing(spec, role, load_data=not FLAGS.dry_run)
     except (cli.UsageError, ValueError) as error:
         cli.fail(COMMAND, error)
-    from tf_selectivity.sweep import runner
+    from tf_selectivity.sweeps import runner
 
     if FLAGS.dry_run:
         print(runner.describe_spec(spec))
