@@ -7,14 +7,31 @@ protocol of the paper, and the analyses behind its figures.
 
 Submodules are imported on first use, so that ``import tf_selectivity`` is
 cheap, the NumPy-only modules (`similarity`, `stats`) never load Keras, and nothing
-imports TensorFlow when ``KERAS_BACKEND=jax``. Importing the package
+imports TensorFlow when ``KERAS_BACKEND=jax``. A model file written by the
+package loads with ``keras.saving.load_model`` after ``import tf_selectivity``
+alone (`core.lazy_registration`). Importing the package
 changes nothing in the environment (the command lines set TensorFlow's
 logging and oneDNN variables, and say so in their ``--help``).
 """
 
 import importlib
 
+from tf_selectivity.core.lazy_registration import register_lazily
+
 __version__ = "0.1.0"
+
+# Our Keras-serializable classes, by the name they are saved under: a model
+# file loads after a plain `import tf_selectivity` (see `register_lazily`).
+register_lazily({
+    "tf_selectivity>SelectivityProbe": "tf_selectivity.models.probe",
+    "tf_selectivity>UnitResponses": "tf_selectivity.models.probe",
+    "tf_selectivity>ZeroPadShortcut": "tf_selectivity.models.blocks",
+    "tf_selectivity>FusedBatchNormalization": "tf_selectivity.models.blocks",
+    "tf_selectivity>DenseLogits": "tf_selectivity.models.instrumentation",
+    "tf_selectivity>SelectivityModel": "tf_selectivity.models.selectivity_model",
+    "tf_selectivity>VectorMean": "tf_selectivity.models.selectivity_model",
+    "tf_selectivity>TorchSGD": "tf_selectivity.training.optimizers",
+})
 
 # What users import, each from the module that defines it, loaded on first use.
 _SUBMODULES = {

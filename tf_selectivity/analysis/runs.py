@@ -203,9 +203,6 @@ def load_run_model(record: RunRecord):
 
         import keras
 
-        from tf_selectivity.training.serializables import register_serializables
-
-        register_serializables()
         if not zipfile.is_zipfile(paths.keras_model):
             # Keras says "File not found" for a file that exists but is not a
             # zip archive.

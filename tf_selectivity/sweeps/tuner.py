@@ -231,9 +231,6 @@ class SweepTuner(keras_tuner.Tuner):
         pass
 
     def load_model(self, trial):
-        from tf_selectivity.training.serializables import register_serializables
-
-        register_serializables()
         values = trial.hyperparameters.values
         name = run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"], values["seed"])
         return keras.saving.load_model(RunPaths(self.paths.run_dir(name)).keras_model)
