@@ -39,9 +39,9 @@ pytestmark = pytest.mark.core
 TINY = "synthetic:train=60,test=20,size=8,classes=2"
 TRAIN = "tf_selectivity.train"
 ANALYZE = "tf_selectivity.analyze"
-SWEEP = "tf_selectivity.sweeps"
+SWEEP = "tf_selectivity.sweep"
 COMMANDS = {TRAIN: "python -m tf_selectivity.train", ANALYZE: "python -m tf_selectivity.analyze",
-            SWEEP: "python -m tf_selectivity.sweeps"}
+            SWEEP: "python -m tf_selectivity.sweep"}
 
 
 def _train(*args, output="{W}/out"):

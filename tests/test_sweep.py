@@ -1,6 +1,6 @@
 """Sweeps on keras-tuner: plans, the oracle, flags, resume, tables, TensorBoard.
 
-The end-to-end tests train real (tiny) runs in `python -m tf_selectivity.sweeps`
+The end-to-end tests train real (tiny) runs in `python -m tf_selectivity.sweep`
 subprocesses: resnet8 on the synthetic dataset, 2 alphas x 2 seeds.
 """
 
@@ -39,7 +39,7 @@ TINY = [
 
 
 def sweep_command(*args):
-    return [sys.executable, "-m", "tf_selectivity.sweeps", *TINY, *args]
+    return [sys.executable, "-m", "tf_selectivity.sweep", *TINY, *args]
 
 
 def run_sweep_cli(*args, timeout=300, env=None):
@@ -210,7 +210,7 @@ def test_cli_rejects_bad_input_and_conflicting_directories_in_one_line(resumed_s
         stdout, stderr = proc.communicate(timeout=120)
         lines = error_lines(stderr)
         assert proc.returncode == 2, (name, stderr)
-        assert len(lines) == 1 and lines[0].startswith("python -m tf_selectivity.sweeps: error: "), lines
+        assert len(lines) == 1 and lines[0].startswith("python -m tf_selectivity.sweep: error: "), lines
         assert cases[name][1] in lines[0]
     assert not (tmp_path / "a").exists()
     after = {p: os.stat(p).st_mtime_ns for p in glob.glob(f"{out}/**", recursive=True)}
@@ -222,7 +222,7 @@ def test_experiment_flagfiles_define_the_paper_and_smoke_sweeps():
     script = """
 import glob, json, sys
 from absl import flags
-from tf_selectivity.sweeps import cli
+from tf_selectivity import sweep as cli
 cli.define_flags()
 FLAGS = flags.FLAGS
 out = {}

@@ -1,6 +1,6 @@
 """keras-tuner's distributed mode, for real: a chief and workers on 127.0.0.1.
 
-Every process is a `python -m tf_selectivity.sweeps` subprocess with
+Every process is a `python -m tf_selectivity.sweep` subprocess with
 keras-tuner's environment variables; every test kills what it started.
 """
 
@@ -181,6 +181,6 @@ def test_a_worker_reports_an_unreachable_chief_and_writes_nothing(tmp_path):
     )
     assert completed.returncode == 1
     lines = error_lines(completed.stderr)
-    assert lines[-1].startswith("python -m tf_selectivity.sweeps: error: cannot reach the chief at 127.0.0.1:")
+    assert lines[-1].startswith("python -m tf_selectivity.sweep: error: cannot reach the chief at 127.0.0.1:")
     assert "within 3 s" in lines[-1]
     assert not out.exists()

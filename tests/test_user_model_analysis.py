@@ -105,13 +105,13 @@ def test_train_cli_takes_a_model_spec(tmp_path):
 
 def test_sweep_takes_a_model_spec(tmp_path):
     result = run_cli(
-        "tf_selectivity.sweeps", f"--model={SPEC}", "--alphas=0,-1", "--seeds=0,1", f"--dataset={TINY}",
+        "tf_selectivity.sweep", f"--model={SPEC}", "--alphas=0,-1", "--seeds=0,1", f"--dataset={TINY}",
         "--dry_run", f"--output_dir={tmp_path / 'sweep'}", env=ENV, cwd=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f'"model": "{SPEC}"' in result.stdout
     bad = run_cli(
-        "tf_selectivity.sweeps", "--model=user_model_zoo:missing", "--alphas=0", "--dry_run",
+        "tf_selectivity.sweep", "--model=user_model_zoo:missing", "--alphas=0", "--dry_run",
         f"--output_dir={tmp_path / 'bad'}", env=ENV, cwd=str(tmp_path),
     )
     assert bad.returncode == 2 and "has no function 'missing'" in bad.stderr

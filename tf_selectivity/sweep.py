@@ -1,9 +1,9 @@
 """Train a sweep: alpha values x seeds (x leaky slopes), on keras-tuner.
 
-    python -m tf_selectivity.sweeps --model=resnet20 --alphas=0,-0.1,-1,-10 \\
+    python -m tf_selectivity.sweep --model=resnet20 --alphas=0,-0.1,-1,-10 \\
         --seeds=0-19 --output_dir=sweeps/resnet20_suppress
 
-    python -m tf_selectivity.sweeps --flagfile=experiments/smoke/resnet20_suppress.flags
+    python -m tf_selectivity.sweep --flagfile=experiments/smoke/resnet20_suppress.flags
 
 Each trial is one training run (the flags of ``python -m tf_selectivity.train``
 apply to every run) in ``OUTPUT_DIR/runs/<run name>``. On JAX, a worker
@@ -43,7 +43,7 @@ from tf_selectivity.core import cli  # noqa: F401  (sets quiet TensorFlow loggin
 
 from absl import app, flags
 
-COMMAND = "python -m tf_selectivity.sweeps"
+COMMAND = "python -m tf_selectivity.sweep"
 RUNTIME_ERROR = 1
 INTERRUPTED = 130  # the shell's code for Ctrl-C
 
@@ -376,3 +376,7 @@ def _runtime_failure(message: str) -> None:
 def run():
     define_flags()
     app.run(main, flags_parser=cli.flags_parser(COMMAND, __doc__))
+
+
+if __name__ == "__main__":
+    run()

@@ -61,7 +61,7 @@ for step in $steps; do
                 [ -e "$sweep/runs/$name/summary.json" ] || { rm -rf "$sweep/runs/$name"; cp -r "$run" "$sweep/runs/$name"; }
             done
         fi
-        python -m tf_selectivity.sweeps --flagfile=experiments/reduced/resnet20.flags --dataset="$dataset"
+        python -m tf_selectivity.sweep --flagfile=experiments/reduced/resnet20.flags --dataset="$dataset"
         ;;
     main)
         analyze analysis/reduced/resnet20 --cca_pwcca_variant=both \

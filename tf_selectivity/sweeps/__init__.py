@@ -13,7 +13,7 @@ package runs one as a keras-tuner search whose trials are `train()` runs:
   worker, from keras-tuner's environment variables);
 * `collect_trials` / `write_trials_table`: ``trials.csv`` and Parquet.
 
-Command line: ``python -m tf_selectivity.sweeps`` (`tf_selectivity.sweep`).
+Command line: ``python -m tf_selectivity.sweep`` (`tf_selectivity.sweep`).
 Modules load on first use: importing this package does not import Keras.
 """
 
