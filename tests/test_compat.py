@@ -121,10 +121,10 @@ def _kt_classes():
     class Oracle(keras_tuner.Oracle):
         """A one-value space; counts `populate_space` calls."""
 
-        def __init__(self):
+        def __init__(self, **kwargs):
             space = keras_tuner.HyperParameters()
             space.Fixed("x", 1)
-            super().__init__(objective=keras_tuner.Objective("score", "max"), hyperparameters=space)
+            super().__init__(objective=keras_tuner.Objective("score", "max"), hyperparameters=space, **kwargs)
             self.populated = []
 
         def populate_space(self, trial_id):
@@ -170,34 +170,25 @@ def test_oracle_trial_writes_take_keras_tuners_own_trial_writes(tmp_path):
 
 
 @_KT_WARNINGS
-def test_oracle_state_without_retries_keeps_saved_ongoing_trials_from_being_rerun(tmp_path):
+def test_keras_tuners_own_retries_and_failure_stop_are_off_with_its_public_parameters(tmp_path):
+    """`SweepOracle` leaves retries and the failure stop to the sweep's scheduler
+    and switches keras-tuner's off with ``max_retries_per_trial=0`` and
+    ``max_consecutive_failed_trials=None``: then keras-tuner's own `end_trial`
+    queues nothing to re-run and never stops the search."""
     Oracle, Tuner = _kt_classes()
-    first = Tuner(Oracle(), directory=str(tmp_path), project_name="p")
-    cut = first.oracle.create_trial("t")  # the process dies while running it
-    first.save()
-    state = first.oracle.get_state()
-    assert {"ongoing_trials", "retry_queue"} <= set(state), (
-        f"keras-tuner's oracle state has new keys {sorted(state)}: "
-        "tf_selectivity.core.compat.oracle_state_without_retries needs a look."
+    oracle = Oracle(max_retries_per_trial=0, max_consecutive_failed_trials=None)
+    Tuner(oracle, directory=str(tmp_path), project_name="p")
+    for _ in range(5):  # more failures in a row than keras-tuner's default limit (3)
+        trial = oracle.create_trial("t")
+        trial.status, trial.message = "INVALID", "boom"
+        oracle.end_trial(trial)
+        assert oracle.trials[trial.trial_id].status == "FAILED", (
+            "keras-tuner retries a trial with max_retries_per_trial=0: the sweep's SweepOracle must switch "
+            "its retries off another way"
+        )
+    assert oracle.get_state()["retry_queue"] == [] and len(oracle.populated) == 5, (
+        "keras-tuner re-ran a failed trial instead of asking populate_space"
     )
-    # keras-tuner's own reload queues the cut trial and hands it out again
-    # without asking populate_space ...
-    plain = Oracle()
-    Tuner(plain, directory=str(tmp_path), project_name="p")
-    assert plain.create_trial("u").trial_id == cut.trial_id and plain.populated == [], (
-        "keras-tuner no longer re-runs a saved oracle's ongoing trials through its retry queue: "
-        "tf_selectivity.core.compat.oracle_state_without_retries may be unneeded."
-    )
-
-    # ... restored through oracle_state_without_retries, populate_space is asked.
-    class Deciding(Oracle):
-        def set_state(self, state):
-            super().set_state(compat.oracle_state_without_retries(state))
-
-    deciding = Deciding()
-    Tuner(deciding, directory=str(tmp_path), project_name="p")
-    new = deciding.create_trial("u")
-    assert new.trial_id != cut.trial_id and deciding.populated == [new.trial_id]
 
 
 @_KT_WARNINGS

@@ -1,5 +1,6 @@
 """The sweep's `Scheduler` (leases, packs, retries, the failure stop) on a
-fake clock, and `SweepOracle`'s reload of finished and running trials."""
+fake clock, `SweepOracle`'s reload of finished and running trials, and the
+scheduler as the one owner of retries inside keras-tuner's own search loop."""
 
 import copy
 
@@ -7,6 +8,7 @@ import pytest
 
 from tf_selectivity.sweeps import plans
 from tf_selectivity.sweeps import scheduler as s
+from tf_selectivity.sweeps.options import SweepOptions
 
 # keras-tuner 1.4.8's `synchronized` uses threading's deprecated camelCase names.
 pytestmark = pytest.mark.filterwarnings(
@@ -29,8 +31,11 @@ def P(alpha, seed, slope=0.0):
     return plans.Point.make(slope, alpha, seed)
 
 
-def make(clock=None, **kwargs):
-    return s.Scheduler(clock=clock or FakeClock(), **kwargs)
+def make(clock=None, max_retries=None, max_consecutive_failures=None, **kwargs):
+    """A scheduler on a fake clock; retry limits given here, others left at their defaults."""
+    limits = {"max_retries": max_retries, "max_consecutive_failures": max_consecutive_failures}
+    options = SweepOptions(**{name: value for name, value in limits.items() if value is not None})
+    return s.Scheduler(options, clock=clock or FakeClock(), **kwargs)
 
 
 @pytest.mark.core
@@ -192,14 +197,14 @@ def test_restored_state_complete_points_and_leases_of_a_restarted_chief():
 # ------------------------------------------------------- the oracle's reload
 
 
-def _oracle(directory, plan, **kwargs):
+def _oracle(directory, plan, tuner_class=None, **kwargs):
     from tf_selectivity.sweeps.oracle import SweepOracle
     from tf_selectivity.sweeps.settings import settings_to_values, sweep_settings
     from tf_selectivity.sweeps.tuner import SweepTuner
     from tf_selectivity.training import TrainConfig
 
     settings = sweep_settings(TrainConfig(model="resnet8", epochs=1, output_dir="unused"))
-    return SweepTuner(SweepOracle(plan, settings_to_values(settings), **kwargs), str(directory))
+    return (tuner_class or SweepTuner)(SweepOracle(plan, settings_to_values(settings), **kwargs), str(directory))
 
 
 def test_a_restarted_chief_reloads_finished_trials_and_lets_workers_keep_running_ones(tmp_path):
@@ -231,3 +236,93 @@ def test_a_restarted_chief_reloads_finished_trials_and_lets_workers_keep_running
     assert again.trials[done.trial_id].status == "COMPLETED" and again.progress() == (1, 3)
     # keras-tuner's retry queue stays out of it: nothing is re-run through it.
     assert again.get_state()["retry_queue"] == []
+
+
+# ------------------------------------------- retries in keras-tuner's loop
+
+
+class Killed(BaseException):
+    """Ends a search the way a kill does: no `end_trial`, nothing saved after."""
+
+
+def _scripted_tuner(failures):
+    """A `SweepTuner` class whose trials train nothing and follow a script.
+
+    Args:
+        failures: {alpha: [exception or None, ...]}: attempt i of that
+            alpha's trial raises ``failures[alpha][i]`` (None or past the
+            end: it succeeds). Attempts are counted in ``attempts``.
+    """
+    from tf_selectivity.sweeps.tuner import SweepTuner
+
+    class Scripted(SweepTuner):
+        attempts = []  # alpha of each attempt, in order, over every session
+
+        def run_trial(self, trial, *args, **kwargs):
+            alpha = trial.hyperparameters.values["alpha"]
+            script = failures.get(alpha, [])
+            attempt = self.attempts.count(alpha)
+            self.attempts.append(alpha)
+            if attempt < len(script) and script[attempt] is not None:
+                raise script[attempt]
+            return {"val_accuracy": 0.5}
+
+    return Scripted
+
+
+def test_a_failed_trial_is_retried_under_its_id_up_to_max_retries_by_the_scheduler_alone(tmp_path):
+    """keras-tuner's `search` marks an attempt that raises INVALID; the
+    scheduler runs the trial again (same id) until `max_retries` more
+    attempts failed, then FAILED; keras-tuner's own retry machinery is off."""
+    import keras_tuner
+
+    Scripted = _scripted_tuner({
+        0.0: [RuntimeError("flaky")],  # fails once, then succeeds
+        -1.0: [RuntimeError("broken")] * 5,  # never succeeds
+        -2.0: [keras_tuner.errors.FailedTrialError("bad input")],  # not worth retrying
+    })
+    plan = plans.GridPlan([0, -1, -2, -3], [0])
+    tuner = _oracle(tmp_path, plan, Scripted, options=SweepOptions(max_retries=2, max_consecutive_failures=3))
+    oracle = tuner.oracle
+    assert (oracle.max_retries_per_trial, oracle.max_consecutive_failed_trials) == (0, None)
+    tuner.search()
+    assert Scripted.attempts == [0.0, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0]
+    assert [trial_id for trial_id, _ in tuner.trials_run] == ["0000", "0000", "0001", "0001", "0001", "0002", "0003"]
+    assert {t.trial_id: t.status for t in oracle.trials.values()} == {
+        "0000": "COMPLETED", "0001": "FAILED", "0002": "FAILED", "0003": "COMPLETED",
+    }
+    assert oracle.get_state()["retry_queue"] == [] and oracle.stop_reason is None
+
+
+def test_failures_in_a_row_end_keras_tuners_search_loop_with_a_reason(tmp_path):
+    Scripted = _scripted_tuner({alpha: [RuntimeError(f"alpha {alpha} failed")] * 9 for alpha in (0.0, -1.0)})
+    plan = plans.GridPlan([0, -1, -2], [0])
+    tuner = _oracle(tmp_path, plan, Scripted, options=SweepOptions(max_retries=1, max_consecutive_failures=2))
+    tuner.search()  # returns: the oracle answered STOPPED instead of raising
+    assert Scripted.attempts == [0.0, 0.0, -1.0, -1.0]  # alpha -2 never ran
+    assert "2 trials failed in a row" in tuner.oracle.stop_reason
+    assert "RuntimeError: alpha -1.0 failed" in tuner.oracle.stop_reason
+    assert tuner.oracle.finished()
+
+
+def test_a_search_killed_mid_trial_resumes_only_unfinished_trials_under_their_ids(tmp_path):
+    """Session 1: alpha 0 completes, alpha -1 fails for the session (retries
+    spent), the process dies while training alpha -2. Session 2 (the command
+    run again) reruns alpha -2 and gives alpha -1 fresh retries; alpha 0 is
+    not run again and no trial is duplicated."""
+    Scripted = _scripted_tuner({-1.0: [RuntimeError("first session")] * 2, -2.0: [Killed()]})
+    plan = plans.GridPlan([0, -1, -2, -3], [0])
+    options = SweepOptions(max_retries=1, max_consecutive_failures=3)
+    first = _oracle(tmp_path, plan, Scripted, options=options)
+    with pytest.raises(Killed):
+        first.search()
+    assert Scripted.attempts == [0.0, -1.0, -1.0, -2.0]
+
+    again = _oracle(tmp_path, plan, Scripted, options=options)
+    oracle = again.oracle
+    assert oracle.reloaded and oracle.progress() == (1, 4)
+    again.search()
+    assert Scripted.attempts[4:] == [-1.0, -2.0, -3.0]
+    assert [trial_id for trial_id, _ in again.trials_run] == ["0001", "0002", "0003"]
+    assert sorted(oracle.trials) == ["0000", "0001", "0002", "0003"]  # one trial per point
+    assert {t.status for t in oracle.trials.values()} == {"COMPLETED"} and oracle.progress() == (4, 4)

@@ -23,6 +23,7 @@ from conftest import REPO, backend, error_lines
 
 from tf_selectivity.sweeps import plans
 from tf_selectivity.sweeps.layout import format_float, run_name
+from tf_selectivity.sweeps.options import SweepOptions
 
 # keras-tuner 1.4.8's `synchronized` uses threading's deprecated camelCase names.
 pytestmark = pytest.mark.filterwarnings(
@@ -124,15 +125,15 @@ def test_margin_search_bisects_log_alpha_to_the_resolution():
 
 @pytest.mark.core
 def test_margin_search_stops_at_the_bounds():
-    free = plans.MarginSearchPlan([0], -0.1, -100, margin=0.5)
+    free = plans.MarginSearchPlan([0], -0.1, -100, margin=0.5, resolution=2.0)
     result, ran = _search_until_done(free, lambda alpha, seed: 0.9 - 0.001 * abs(alpha))
     assert result["strongest_alpha_within_margin"] == -100 and len(ran) == 2
-    costly = plans.MarginSearchPlan([0], 0.1, 5, margin=0.01)
+    costly = plans.MarginSearchPlan([0], 0.1, 5, margin=0.01, resolution=2.0)
     result, _ = _search_until_done(costly, lambda alpha, seed: 0.9 - abs(alpha))
     assert result["strongest_alpha_within_margin"] is None
     assert result["weakest_alpha_outside_margin"] == 0.1
     with pytest.raises(ValueError):
-        plans.MarginSearchPlan([0], -0.1, 100, margin=0.01)
+        plans.MarginSearchPlan([0], -0.1, 100, margin=0.01, resolution=2.0)
 
 
 @pytest.mark.core
@@ -157,7 +158,7 @@ def test_margin_search_treats_a_diverged_alpha_as_outside_the_margin():
     assert diverged_rows and all(not row["within_margin"] and row["mean_val_accuracy"] is None for row in diverged_rows)
     assert plans.Outcome(plans.DIVERGED).finished and not plans.Outcome(plans.DIVERGED).completed
     # A diverged baseline: no answer, and it says why.
-    base = plans.MarginSearchPlan([0], -0.1, -100, margin=0.05)
+    base = plans.MarginSearchPlan([0], -0.1, -100, margin=0.05, resolution=2.0)
     step = base.step({plans.Point.make(0, 0, 0): plans.Outcome(plans.DIVERGED),
                       plans.Point.make(0, -100, 0): plans.Outcome(plans.COMPLETED, {"val_accuracy": 0.9})})
     assert step.finished and "alpha = 0 diverged" in step.result["message"]
@@ -215,6 +216,38 @@ def test_cli_rejects_bad_input_and_conflicting_directories_in_one_line(resumed_s
     assert not (tmp_path / "a").exists()
     after = {p: os.stat(p).st_mtime_ns for p in glob.glob(f"{out}/**", recursive=True)}
     assert after == before  # nothing written in the refused directory
+
+
+def test_the_sweeps_own_flags_are_its_settings_each_defined_once():
+    """Every flag of PlanOptions and SweepOptions has its field's default and
+    help; the spec, the oracle's scheduler and the command share them."""
+    script = """
+import dataclasses, json
+from absl import flags
+from tf_selectivity import sweep as cli
+from tf_selectivity.sweeps.options import PlanOptions, SweepOptions
+cli.define_flags()
+FLAGS = flags.FLAGS
+FLAGS(["sweep", "--output_dir=/nonexistent/sweep", "--alphas=0"])
+out = {}
+for cls in (PlanOptions, SweepOptions):
+    for field in dataclasses.fields(cls):
+        out[field.name] = [FLAGS[field.name].default == field.default, FLAGS[field.name].help.endswith(field.metadata["help"])]
+out["spec"] = dataclasses.asdict(cli.build_spec(FLAGS).options) == dataclasses.asdict(SweepOptions())
+print(json.dumps(out))
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    checks = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert checks.pop("spec") is True
+    assert set(checks) == {"alphas", "seeds", "leaky_slopes", "mode", "search_bounds", "search_margin",
+                           "search_resolution", "max_retries", "max_consecutive_failures", "worker_timeout",
+                           "chief_timeout"}
+    assert all(same_default and same_help for same_default, same_help in checks.values()), checks
+    from tf_selectivity.sweeps.runner import SweepSpec
+    from tf_selectivity.sweeps.scheduler import Scheduler
+
+    assert Scheduler().options == SweepOptions() == SweepSpec(base_config=None, output_dir="x", plan=None).options
 
 
 def test_experiment_flagfiles_define_the_paper_and_smoke_sweeps():
@@ -375,7 +408,7 @@ def test_oracle_reclaims_the_trial_of_a_silent_worker(tmp_path):
 
 def test_oracle_retries_failed_trials_stops_after_consecutive_failures_and_retries_on_restart(tmp_path):
     plan = plans.GridPlan([0, -1, -2], [0])
-    tuner = _tuner(tmp_path, plan, max_retries_per_trial=1, max_consecutive_failed_trials=2)
+    tuner = _tuner(tmp_path, plan, options=SweepOptions(max_retries=1, max_consecutive_failures=2))
     oracle = tuner.oracle
     first = oracle.create_trial("w")
     _report(oracle, first, status="INVALID")
@@ -389,7 +422,7 @@ def test_oracle_retries_failed_trials_stops_after_consecutive_failures_and_retri
     assert oracle.create_trial("w").status == "STOPPED" and oracle.finished()
     tuner.save()
     # A new session (the command run again) retries what failed before.
-    oracle = _tuner(tmp_path, plan, max_retries_per_trial=1, max_consecutive_failed_trials=2).oracle
+    oracle = _tuner(tmp_path, plan, options=SweepOptions(max_retries=1, max_consecutive_failures=2)).oracle
     assert oracle.stop_reason is None
     assert oracle.create_trial("w").trial_id == first.trial_id
 

@@ -51,47 +51,16 @@ __all__ = ["define_flags", "parse_alphas", "parse_seeds", "parse_leaky_slopes", 
 
 
 def define_flags():
-    """Defines the sweep's flags: the training flags and the grid/search ones."""
+    """Defines the sweep's flags: the training flags, those of `PlanOptions`
+    and `SweepOptions`, and the command's own."""
     from tf_selectivity import train as train_cli
+    from tf_selectivity.core.settings import define_flags as define_setting_flags
+    from tf_selectivity.sweeps.options import PlanOptions, SweepOptions
 
     train_cli.define_training_flags()
-    flags.DEFINE_string(
-        "alphas", None,
-        "Grid of regularization scales, comma-separated (e.g. 0,-0.1,-1,-10); include 0 as the baseline.",
-    )
-    flags.DEFINE_string("seeds", "0", "Replicate seeds: comma-separated and/or ranges (e.g. 0-19).")
-    flags.DEFINE_string(
-        "leaky_slopes", None,
-        "Several leaky-ReLU negative slopes as one more grid axis (with --activation=leaky_relu).",
-    )
+    define_setting_flags(PlanOptions)
+    define_setting_flags(SweepOptions)
     flags.DEFINE_string("output_dir", None, "Sweep directory (created; rerun the command to resume).")
-    flags.DEFINE_enum(
-        "mode", "grid", ["grid", "search"],
-        "grid: every alpha x seed; search: strongest alpha within --search_margin of alpha = 0.",
-    )
-    flags.DEFINE_string(
-        "search_bounds", "-0.1,-100",
-        "Search mode: weakest,strongest alpha searched (same sign; negative suppresses selectivity).",
-    )
-    flags.DEFINE_float(
-        "search_margin", 0.01,
-        "Search mode: allowed drop of mean validation accuracy from alpha = 0 (0.01 = 1 point).",
-    )
-    flags.DEFINE_float(
-        "search_resolution", 2.0,
-        "Search mode: stop when the failing and the passing |alpha| are at most this factor apart.",
-    )
-    flags.DEFINE_integer("max_retries", 2, "Further attempts of a trial that fails or loses its worker.")
-    flags.DEFINE_integer(
-        "max_consecutive_failures", 3, "Stop the sweep after this many failed trials in a row."
-    )
-    flags.DEFINE_float(
-        "worker_timeout", 300.0,
-        "Chief: seconds without a heartbeat after which a worker's trial goes to another worker.",
-    )
-    flags.DEFINE_float(
-        "chief_timeout", 600.0, "Worker: seconds to wait for an unreachable chief before giving up."
-    )
     flags.DEFINE_integer(
         "verbose", 2,
         "Training output per run: 2 one line per epoch, 1 progress bar (one line per epoch when not on a "
@@ -128,10 +97,22 @@ def parse_leaky_slopes(text: str) -> list:
     return _unique([v + 0.0 for v in values], "leaky_slopes")
 
 
-def _list_flag(FLAGS, name):
+def _list_text(text):
     """A list flag's text, or None when unset or cleared (``--name=``)."""
-    text = FLAGS[name].value
     return text if text and text.strip() else None
+
+
+def _options(cls, FLAGS):
+    """`cls` (`PlanOptions`, `SweepOptions`) from its flags, checked; raises `cli.UsageError`."""
+    from tf_selectivity.core.settings import ParameterError, check_settings, flag_names, settings_of, values_from_flags
+
+    names = [f.name for f in settings_of(cls, flags_only=True)]
+    try:
+        options = cls(**values_from_flags(cls, FLAGS, names))
+        check_settings(options)
+    except ParameterError as error:
+        raise cli.UsageError(error.for_flags(flag_names(cls))) from None
+    return options
 
 
 def build_spec(FLAGS):
@@ -142,22 +123,24 @@ def build_spec(FLAGS):
     from tf_selectivity import train as train_cli
     from tf_selectivity.data.sources import DatasetUnavailableError
     from tf_selectivity.sweeps import plans
+    from tf_selectivity.sweeps.options import PlanOptions, SweepOptions
     from tf_selectivity.sweeps.runner import SweepSpec
     from tf_selectivity.training.config import ConfigError
 
     if not FLAGS.output_dir:
         raise cli.UsageError("--output_dir is required (the sweep directory)")
     cli.check_verbose(FLAGS.verbose)
-    seeds = parse_seeds(FLAGS.seeds)
-    slopes_text = _list_flag(FLAGS, "leaky_slopes")
+    wanted = _options(PlanOptions, FLAGS)
+    seeds = parse_seeds(wanted.seeds)
+    slopes_text = _list_text(wanted.leaky_slopes)
     if slopes_text is not None:
         slopes = parse_leaky_slopes(slopes_text)
         if "leaky_slope" in cli.EXPLICIT_FLAGS and [FLAGS.leaky_slope] != slopes:
             raise cli.UsageError("give either --leaky_slope or --leaky_slopes, not both")
     else:
         slopes = [FLAGS.leaky_slope + 0.0]
-    alphas_text = _list_flag(FLAGS, "alphas")
-    if FLAGS.mode == "grid":
+    alphas_text = _list_text(wanted.alphas)
+    if wanted.mode == "grid":
         if alphas_text is None:
             raise cli.UsageError("--alphas is required in grid mode (e.g. --alphas=0,-0.1,-1,-10)")
         plan = plans.GridPlan(parse_alphas(alphas_text), seeds, slopes)
@@ -177,23 +160,17 @@ def build_spec(FLAGS):
                 f"--mode=search takes one leaky slope, got --leaky_slopes={slopes_text}; clear the list "
                 "with --leaky_slopes= and give --leaky_slope=S"
             )
-        bounds = cli.parse_float_list(FLAGS.search_bounds, "search_bounds")
+        bounds = cli.parse_float_list(wanted.search_bounds, "search_bounds")
         if len(bounds) != 2:
             raise cli.UsageError("--search_bounds takes two alphas: weakest,strongest (e.g. -0.1,-100)")
         try:
             plan = plans.MarginSearchPlan(
-                seeds, bounds[0], bounds[1], FLAGS.search_margin, FLAGS.search_resolution, slopes[0]
+                seeds, bounds[0], bounds[1], wanted.search_margin, wanted.search_resolution, slopes[0]
             )
         except ValueError as error:
             raise cli.UsageError(f"--search_*: {error}") from None
     pack_replicates = train_cli.pack_replicates_setting(FLAGS)
-    if FLAGS.max_retries < 0:
-        raise cli.UsageError(f"--max_retries must be >= 0; got {FLAGS.max_retries}")
-    if FLAGS.max_consecutive_failures < 1:
-        raise cli.UsageError(f"--max_consecutive_failures must be >= 1; got {FLAGS.max_consecutive_failures}")
-    for name in ("worker_timeout", "chief_timeout"):
-        if not FLAGS[name].value > 0 or FLAGS[name].value == float("inf"):
-            raise cli.UsageError(f"--{name} must be a positive number of seconds; got {FLAGS[name].value}")
+    options = _options(SweepOptions, FLAGS)
     try:
         base = train_cli.config_from_flags(0.0, seeds[0], FLAGS.output_dir)
         for slope in slopes:
@@ -207,10 +184,7 @@ def build_spec(FLAGS):
         base_config=base,
         output_dir=FLAGS.output_dir,
         plan=plan,
-        max_retries=FLAGS.max_retries,
-        max_consecutive_failures=FLAGS.max_consecutive_failures,
-        worker_timeout=FLAGS.worker_timeout,
-        chief_timeout=FLAGS.chief_timeout,
+        options=options,
         verbose=min(FLAGS.verbose, 2),
         pack_replicates=pack_replicates,
     )
@@ -376,3 +350,7 @@ def _runtime_failure(message: str) -> None:
 def run():
     define_flags()
     app.run(main, flags_parser=cli.flags_parser(COMMAND, __doc__))
+
+
+if __name__ == "__main__":
+    run()

@@ -18,7 +18,6 @@ __all__ = [
     "run_graph",
     "graph_cut",
     "OracleTrialWrites",
-    "oracle_state_without_retries",
     "tuner_state_file",
     "set_oracle_client_timeout",
     "add_oracle_service",
@@ -151,20 +150,6 @@ class OracleTrialWrites:
 
     def _save_trial(self, trial):
         self.write_trial(trial)
-
-
-def oracle_state_without_retries(state: dict) -> dict:
-    """`state` (from `keras_tuner.Oracle.get_state`) with nothing queued to re-run.
-
-    keras-tuner's `Oracle.set_state`/`reload` put the trials a saved oracle
-    had running (``"ongoing_trials"``) and its queued retries
-    (``"retry_queue"``) into the private retry queue, which `create_trial`
-    hands out before asking `populate_space`. An oracle that decides retries
-    itself (the sweep's scheduler) restores its state through this, so that
-    `populate_space` is always asked. The keys are keras-tuner's state format
-    (1.4.8), not a public API.
-    """
-    return {**state, "ongoing_trials": {}, "retry_queue": []}
 
 
 def tuner_state_file(tuner) -> str:

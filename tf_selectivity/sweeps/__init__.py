@@ -4,10 +4,13 @@ The paper's results are sweeps: alpha values x 20 seeds x networks. This
 package runs one as a keras-tuner search whose trials are `train()` runs:
 
 * `GridPlan` / `MarginSearchPlan`: which (leaky slope, alpha, seed) points;
-* `Scheduler`: who trains which point (leases for workers that die, packs,
-  retries, the failure stop), a plain class;
+* `Scheduler`: the one owner of the trials: who trains which point (leases
+  for workers that die, packs), retries and the failure stop; a plain class;
 * `SweepOracle`: keras-tuner `Oracle` handing those points out as trials,
-  once each, over restarts, as the scheduler decides;
+  once each, over restarts, as the scheduler decides (keras-tuner's own
+  retries are off: it is the transport);
+* `SweepOptions` / `PlanOptions`: the sweep's settings (retry limits,
+  timeouts; the plan's flags), from which the command makes its flags;
 * `SweepTuner`: keras-tuner `Tuner` whose `run_trial` trains one run;
 * `run_sweep(SweepSpec)`: the whole sweep in this process (local, chief or
   worker, from keras-tuner's environment variables);
@@ -24,6 +27,8 @@ _EXPORTS = {
     "MarginSearchPlan": "tf_selectivity.sweeps.plans",
     "Point": "tf_selectivity.sweeps.plans",
     "Scheduler": "tf_selectivity.sweeps.scheduler",
+    "SweepOptions": "tf_selectivity.sweeps.options",
+    "PlanOptions": "tf_selectivity.sweeps.options",
     "SweepOracle": "tf_selectivity.sweeps.oracle",
     "SweepTuner": "tf_selectivity.sweeps.tuner",
     "SweepSpec": "tf_selectivity.sweeps.runner",

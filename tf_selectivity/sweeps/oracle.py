@@ -1,21 +1,24 @@
-"""`SweepOracle`: keras-tuner's oracle for a sweep's plan, leases included.
+"""`SweepOracle`: keras-tuner's oracle for a sweep's plan, as transport.
 
-The rules (leases, packs, idle-vs-stop, retries, the failure stop) are the
-`scheduler.Scheduler`'s; this oracle asks it and keeps keras-tuner's
-records. It uses keras-tuner's hooks: `populate_space` gives the values of
-a new trial, `score_trial` scores it, `end_trial` records how it ended and
-`create_trial` hands a trial that exists again (a retry, a reserved pack
-seed, a trial a restarted worker held) before asking keras-tuner's own
-`create_trial` for a new one.
+The sweep's `scheduler.Scheduler` is the one owner of its trials: who
+trains which point (leases, packs, idle-vs-stop), which failed attempt runs
+again, and when the sweep gives up. keras-tuner carries its answers: trial
+records (``tuner/trial_*/trial.json``), ``oracle.json``, the gRPC
+chief/worker protocol and the `Tuner`'s search loop. keras-tuner's own
+retries and failure stop are switched off by its public parameters
+(``max_retries_per_trial=0``, ``max_consecutive_failed_trials=None``), and
+the two methods where they live are replaced:
 
-keras-tuner's oracles search a space; a sweep instead has to train a fixed
-set of points (or a search decided by earlier results), each exactly once,
-over restarts and over many workers. This oracle hands out the points of a
-`GridPlan` or `MarginSearchPlan` as trials and keeps keras-tuner's
-machinery: trial records (``tuner/trial_*/trial.json``), ``oracle.json``
-and the gRPC chief/worker protocol.
+* `create_trial` asks the scheduler, whose answer depends on the asking
+  worker (its lease, the seeds reserved for its pack). keras-tuner's would
+  first hand out its retry queue, then ask `populate_space(trial_id)`,
+  which is not told which worker asks.
+* `end_trial` records the scheduler's verdict. keras-tuner's raises once
+  trials fail in a row (on a chief: inside the gRPC handler, leaving the
+  oracle half-updated), marks a diverged run's NaN score INVALID and queues
+  retries.
 
-Differences from keras-tuner's `Oracle` (1.4.8), and why:
+What the sweep needs beyond keras-tuner's oracles, and why:
 
 * **One trial per point**, found again on reload: a restarted sweep runs
   the points not finished and none that finished (`GridSearch` has a resume
@@ -35,10 +38,9 @@ Differences from keras-tuner's `Oracle` (1.4.8), and why:
   elsewhere, a worker that asks gets `IDLE` and asks again later, so it can
   still take over a trial whose worker dies. `STOPPED` only comes when the
   plan is finished.
-* **Failures stop, they do not crash**: after `max_consecutive_failed_trials`
-  failed trials in a row the oracle stops handing out trials and records
-  why, instead of raising inside `end_trial` (which, on a chief, raises in
-  the gRPC handler and leaves the oracle half-updated).
+* **Failures stop, they do not crash**: after
+  `SweepOptions.max_consecutive_failures` failed trials in a row the oracle
+  stops handing out trials and records why.
 * **Its own files**, written atomically (`write_trial`, `save`, `reload`;
   keras-tuner writes them in place), in keras-tuner's formats.
 * A result reported for a trial that was meanwhile given to another worker
@@ -75,6 +77,7 @@ from tf_selectivity.core.files import read_json, write_json_atomic
 from tf_selectivity.sweeps import plans
 from tf_selectivity.sweeps import scheduler as scheduling
 from tf_selectivity.sweeps.layout import format_float, run_name
+from tf_selectivity.sweeps.options import SweepOptions
 
 __all__ = ["SweepOracle", "trial_point", "trial_diverged", "trial_pack_seeds", "PACK_VALUE"]
 
@@ -84,6 +87,10 @@ FAILED = TrialStatus.FAILED
 INVALID = TrialStatus.INVALID
 IDLE = TrialStatus.IDLE
 STOPPED = TrialStatus.STOPPED
+
+# keras-tuner's trial ids: the number of trials so far, zero-padded to the
+# width of `str(max_trials)`, "None" (4) for an oracle without a limit.
+_TRIAL_ID_DIGITS = 4
 
 
 def trial_diverged(trial) -> bool:
@@ -184,10 +191,8 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
         plan: a `GridPlan` or `MarginSearchPlan`.
         settings_values: the sweep's shared settings as keras-tuner values
             (`settings.settings_to_values`); every trial carries them.
-        max_retries_per_trial: further attempts after a trial fails (or
-            its worker stops responding) in one session.
-        max_consecutive_failed_trials: stop handing out trials after this
-            many failed trials in a row.
+        options: a `SweepOptions`: the retry limits, for the scheduler
+            (default: their defaults).
         worker_timeout: seconds without a sign of life after which a
             worker's trial goes back to the queue; None (local mode): never.
         error_file: function trial_id -> path of the file where tuners write
@@ -201,8 +206,7 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
         plan,
         settings_values: dict,
         *,
-        max_retries_per_trial: int = 2,
-        max_consecutive_failed_trials: int = 3,
+        options: Optional[SweepOptions] = None,
         worker_timeout: Optional[float] = None,
         error_file=None,
         pack_replicates: int = 1,
@@ -224,8 +228,10 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
         super().__init__(
             objective=keras_tuner.Objective("val_accuracy", direction="max"),
             hyperparameters=space,
-            max_retries_per_trial=max_retries_per_trial,
-            max_consecutive_failed_trials=max_consecutive_failed_trials,
+            # The scheduler owns retries and the failure stop: keras-tuner's
+            # own are off.
+            max_retries_per_trial=0,
+            max_consecutive_failed_trials=None,
         )
         self.plan = plan
         self.settings_values = dict(settings_values)
@@ -233,18 +239,13 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
         self.error_file = error_file
         self.pack_replicates = int(pack_replicates)
         self.scheduler = scheduling.Scheduler(
-            pack_size=self.pack_replicates,
-            max_retries=max_retries_per_trial,
-            max_consecutive_failures=max_consecutive_failed_trials,
-            worker_timeout=worker_timeout,
+            options, pack_size=self.pack_replicates, worker_timeout=worker_timeout
         )
         self.paths = None
         self.verbose = 0  # keras-tuner's table per trial; `display` prints instead
         self.display = SweepDisplay(self)
         self.reloaded = False
         self._space = space
-        self._assignment = None  # create_trial's answer, for populate_space
-        self._saved_ongoing = {}
         self._stop_told = False
 
     def use_paths(self, paths) -> None:
@@ -341,75 +342,37 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
 
     @keras_tuner.synchronized
     def create_trial(self, tuner_id):
-        """The scheduler's answer for `tuner_id` as a trial.
+        """The scheduler's answer for `tuner_id`, as a trial.
 
-        A trial that exists (a retry, a reserved pack seed, the trial of a
-        restarted worker) is handed out here; for a new point, keras-tuner's
-        `create_trial` numbers and records the trial and asks
-        `populate_space` for its values; IDLE and STOPPED go through it too.
+        A point that has a trial (a retry, a reserved pack seed, the trial
+        of a restarted worker, a trial cut short in an earlier session) is
+        run again under its id; a new point gets a new trial, numbered as
+        keras-tuner numbers them. IDLE and STOPPED are trials of that
+        status that are not recorded.
         """
         self._expire()
         step = self.plan_step()
         assignment = self.scheduler.assign(tuner_id, None if step.finished else step.needed)
+        if assignment.kind in (scheduling.IDLE, scheduling.STOP):
+            self._sync()
+            status = IDLE if assignment.kind == scheduling.IDLE else STOPPED
+            hyperparameters = self._space.copy()
+            hyperparameters.values = {}
+            return Trial(hyperparameters=hyperparameters, trial_id=self._next_trial_id(), status=status)
         by_point = self.trials_by_point()
-        trial = by_point.get(assignment.point)
         if assignment.kind == scheduling.HELD:
+            trial = by_point[assignment.point]
             self._sync()
             self.display.on_trial_begin(trial)
             return trial
-        if assignment.kind == scheduling.RUN and trial is not None:
-            mates = self._mate_trials(assignment.mates, by_point, len(self.trials), 4)
-            self._record_start(mates)
-            return self._hand_out(trial, mates)
-        self._assignment = (assignment, by_point, [])
-        try:
-            trial = super().create_trial(tuner_id)
-            # The pack's new trials start after the one keras-tuner recorded.
-            self._record_start(self._assignment[2])
-        finally:
-            self._assignment = None
-        self._sync()
-        if trial.status == RUNNING:
-            self.display.on_trial_begin(trial)
-        return trial
+        trials = [by_point.get(point) or self._new_trial(point) for point in (assignment.point, *assignment.mates)]
+        return self._hand_out(trials[0], trials[1:])
 
-    def populate_space(self, trial_id):
-        """keras-tuner's hook for a new trial's values: the scheduler's point
-        (with its pack's seeds), or IDLE / STOPPED."""
-        if self._assignment is None:
-            raise RuntimeError("SweepOracle.populate_space answers create_trial only")
-        assignment, by_point, mates = self._assignment
-        if assignment.kind == scheduling.IDLE:
-            return {"status": IDLE}
-        if assignment.kind == scheduling.STOP:
-            return {"status": STOPPED}
-        # The pack's new trials take the ids after this one (keras-tuner's
-        # numbering: the count of trials, zero-padded).
-        mates.extend(self._mate_trials(assignment.mates, by_point, int(trial_id) + 1, len(trial_id)))
-        point = assignment.point
-        values = {
-            **self.settings_values,
-            "leaky_slope": point.leaky_slope,
-            "alpha": point.alpha,
-            "seed": point.seed,
-            PACK_VALUE: _pack_value(point, mates),
-        }
-        return {"status": RUNNING, "values": values}
+    def _next_trial_id(self) -> str:
+        return str(len(self.trials)).zfill(_TRIAL_ID_DIGITS)
 
-    def _mate_trials(self, points, by_point, first_number, width) -> list:
-        """The trials of a pack's reserved `points`, new ones numbered from `first_number`."""
-        mates = []
-        for point in points:
-            trial = by_point.get(point)
-            if trial is None:
-                trial = self._new_trial(point, str(first_number).zfill(width))
-                first_number += 1
-                by_point[point] = trial
-            self.write_trial(trial)
-            mates.append(trial)
-        return mates
-
-    def _new_trial(self, point, trial_id) -> Trial:
+    def _new_trial(self, point) -> Trial:
+        """A new trial of `point`, recorded under the next id."""
         hyperparameters = self._space.copy()
         hyperparameters.values = {
             **self.settings_values,
@@ -417,22 +380,20 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
             "alpha": point.alpha,
             "seed": point.seed,
         }
-        trial = Trial(hyperparameters=hyperparameters, trial_id=trial_id, status=RUNNING)
-        self.trials[trial_id] = trial
+        trial = Trial(hyperparameters=hyperparameters, trial_id=self._next_trial_id(), status=RUNNING)
+        self.trials[trial.trial_id] = trial
         return trial
 
-    def _record_start(self, trials) -> None:
-        """Adds the trials new to `start_order` (keras-tuner's record)."""
-        for trial in trials:
-            if trial.trial_id not in self.start_order:
-                self.start_order.append(trial.trial_id)
-
     def _hand_out(self, trial, mates):
-        """Runs an existing `trial` again, on the worker the scheduler chose."""
+        """Runs `trial` on the worker the scheduler chose, with `mates` (the
+        trials of its pack's reserved seeds) recorded for that worker."""
         trial.status = RUNNING
         trial.hyperparameters.values[PACK_VALUE] = _pack_value(trial_point(trial), mates)
+        for started in (trial, *mates):
+            if started.trial_id not in self.start_order:
+                self.start_order.append(started.trial_id)
+            self.write_trial(started)
         self._sync()
-        self.write_trial(trial)
         self.save()
         self.display.on_trial_begin(trial)
         return trial
@@ -564,9 +525,7 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
         write_json_atomic(paths.oracle_state, self.get_state())
 
     def set_state(self, state):
-        self._saved_ongoing = dict(state.get("ongoing_trials", {}))
-        # The scheduler, not keras-tuner's retry queue, decides what runs again.
-        super().set_state(compat.oracle_state_without_retries(state))
+        super().set_state(state)
         # The current command's space (its grid) describes new trials; old
         # trials keep theirs in their own trial.json.
         self.hyperparameters = self._space.copy()
@@ -583,15 +542,17 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
         for path in sorted(glob.glob(os.path.join(paths.project, "trial_*", "trial.json"))):
             trial = Trial.load(path)
             self.trials[trial.trial_id] = trial
-        self.set_state(read_json(paths.oracle_state))
+        state = read_json(paths.oracle_state)
+        self.set_state(state)
         self.reloaded = True
         self.scheduler.mark_complete(trial_point(t) for t in self.trials.values() if t.status == COMPLETED)
         if self.distributed:
-            for tuner_id, trial_id in self._saved_ongoing.items():
+            for tuner_id, trial_id in state["ongoing_trials"].items():
                 trial = self.trials.get(trial_id)
                 if trial is not None and trial.status == RUNNING:
                     self.scheduler.resume(trial_point(trial), tuner_id)
-        self._saved_ongoing = {}
+        # Who runs what is the scheduler's: a local sweep's cut trial is
+        # handed out again when the plan needs it.
         self._sync()
 
     def _require_paths(self):

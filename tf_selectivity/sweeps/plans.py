@@ -165,7 +165,7 @@ class MarginSearchPlan:
         weakest: float,
         strongest: float,
         margin: float,
-        resolution: float = 2.0,
+        resolution: float,
         leaky_slope: float = 0.0,
     ):
         if weakest == 0 or strongest == 0 or (weakest > 0) != (strongest > 0):

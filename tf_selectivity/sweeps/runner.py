@@ -18,6 +18,7 @@ from typing import Optional
 from tf_selectivity.sweeps import hparams, plans
 from tf_selectivity.sweeps.distributed import Role
 from tf_selectivity.sweeps.layout import SweepPaths, format_float
+from tf_selectivity.sweeps.options import SweepOptions
 from tf_selectivity.sweeps.settings import (
     LOCAL_FIELDS,
     settings_differences,
@@ -56,14 +57,11 @@ class SweepSpec:
             output_dir are ignored.
         output_dir: the sweep directory.
         plan: `plans.GridPlan` or `plans.MarginSearchPlan`.
-        max_retries: further attempts of a failed trial in one session.
-        max_consecutive_failures: stop after this many failures in a row.
-        worker_timeout: seconds of silence after which a worker's trial is
-            reclaimed (chief only).
-        chief_timeout: seconds a worker waits for an absent chief.
+        options: `SweepOptions`: retries, the failure stop, the chief's
+            `worker_timeout` and the workers' `chief_timeout`.
         verbose: `train`'s verbosity (0, 1 or 2).
         heartbeat_interval: seconds between a worker's heartbeats; default
-            a fifth of `worker_timeout`, at most 30 s.
+            a fifth of `options.worker_timeout`, at most 30 s.
         pack_replicates: the most seeds of one (leaky slope, alpha) a worker
             trains together (on JAX as one program; `SweepOracle`); 1: one
             run per trial; None: auto (`pack_size`).
@@ -72,10 +70,7 @@ class SweepSpec:
     base_config: TrainConfig
     output_dir: str
     plan: object
-    max_retries: int = 2
-    max_consecutive_failures: int = 3
-    worker_timeout: float = 300.0
-    chief_timeout: float = 600.0
+    options: SweepOptions = dataclasses.field(default_factory=SweepOptions)
     verbose: int = 2
     heartbeat_interval: Optional[float] = None
     pack_replicates: Optional[int] = 1
@@ -95,7 +90,7 @@ class SweepSpec:
     def heartbeat_seconds(self) -> float:
         if self.heartbeat_interval is not None:
             return self.heartbeat_interval
-        return min(30.0, self.worker_timeout / 5.0)
+        return min(30.0, self.options.worker_timeout / 5.0)
 
 
 @dataclasses.dataclass
@@ -216,9 +211,8 @@ def _make_oracle(spec: SweepSpec, role: Role):
     return SweepOracle(
         spec.plan,
         settings_to_values(spec.settings),
-        max_retries_per_trial=spec.max_retries,
-        max_consecutive_failed_trials=spec.max_consecutive_failures,
-        worker_timeout=spec.worker_timeout if role.kind == "chief" else None,
+        options=spec.options,
+        worker_timeout=spec.options.worker_timeout if role.kind == "chief" else None,
         error_file=paths.trial_error,
         pack_replicates=pack_size(spec, role),
     )
@@ -282,7 +276,7 @@ def _own_oracle_run(spec: SweepSpec, role: Role, report: SweepReport) -> None:
         print(
             f"[sweep] chief serving trials at {role.address}; start workers with the same command and "
             f"KERASTUNER_TUNER_ID=<unique id> (they take over trials of workers silent for "
-            f"{spec.worker_timeout:g} s)",
+            f"{spec.options.worker_timeout:g} s)",
             flush=True,
         )
         tuner.save()
@@ -323,9 +317,9 @@ def _check_worker_settings(spec: SweepSpec, tuner) -> None:
 def _worker_run(spec: SweepSpec, role: Role, report: SweepReport) -> None:
     from tf_selectivity.sweeps.distributed import set_client_timeout, wait_for_chief
 
-    set_client_timeout(spec.chief_timeout)
+    set_client_timeout(spec.options.chief_timeout)
     print(f"[worker {role.tuner_id}] waiting for the chief at {role.address}", flush=True)
-    wait_for_chief(role.address, spec.chief_timeout)
+    wait_for_chief(role.address, spec.options.chief_timeout)
     tuner = _make_tuner(spec, role)
     _check_worker_settings(spec, tuner)
     print(f"[worker {role.tuner_id}] connected; the chief's settings match this worker's", flush=True)

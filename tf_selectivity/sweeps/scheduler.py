@@ -1,8 +1,10 @@
 """`Scheduler`: who trains which point of a sweep, and when to give up.
 
-The rules a sweep needs beyond keras-tuner's oracle, in a plain class (no
+The one owner of a sweep's trials: which worker trains which point, which
+failed attempt runs again and when the sweep gives up. A plain class (no
 keras-tuner, no files, a clock that tests can replace); `SweepOracle` asks
-it and records its answers in keras-tuner's trials:
+it and records its answers in keras-tuner's trials, with keras-tuner's own
+retries and failure stop switched off:
 
 * **Leases.** A worker holds the point it was given while it shows signs
   of life (`assign`, `renew`, `end`); one silent for `worker_timeout`
@@ -20,12 +22,14 @@ it and records its answers in keras-tuner's trials:
 * **Idle instead of stop.** While every needed point is leased, a worker
   that asks is told to wait (`IDLE`): it may still have to take over the
   point of a worker that dies. `STOP` only when nothing is needed, or after
-  `max_consecutive_failures` points failed in a row this session.
-* **Retries.** A failed attempt (`INVALID`) is retried up to `max_retries`
-  times in this session; then, or at once for `FAILED` (an error retrying
-  cannot fix), the point fails for this session. A point already reported
-  complete stays complete: a second report (a worker that was thought dead)
-  is a duplicate.
+  `SweepOptions.max_consecutive_failures` points failed in a row this
+  session.
+* **Retries.** A failed attempt (`INVALID`) is retried up to
+  `SweepOptions.max_retries` times in this session; then, or at once for
+  `FAILED` (an error retrying cannot fix), the point fails for this
+  session. A later session (the command run again) tries it afresh. A
+  point already reported complete stays complete: a second report (a
+  worker that was thought dead) is a duplicate.
 
 Points are `plans.Point`s; which points are needed, and in which order, is
 the plan's answer (`plans.PlanStep.needed`), passed to `assign`.
@@ -36,6 +40,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from typing import Callable, NamedTuple, Optional
+
+from tf_selectivity.sweeps.options import SweepOptions
 
 __all__ = [
     "Scheduler", "Assignment", "Reclaim", "Stop", "RUN", "HELD", "IDLE", "STOP",
@@ -106,30 +112,27 @@ class Scheduler:
     """Leases, packs, retries and the failure stop of one sweep session.
 
     Args:
+        options: a `SweepOptions`: its `max_retries` and
+            `max_consecutive_failures` (default: their defaults).
         pack_size: the most points of one (leaky slope, alpha) given to a
             worker together; 1: one at a time.
-        max_retries: further attempts of a point after a failed one.
-        max_consecutive_failures: stop after this many points failed in a
-            row (this session).
         worker_timeout: seconds without a sign of life after which a
-            worker's lease expires; None: never.
+            worker's lease expires; None: never (one local process).
         clock: monotonic seconds (tests pass a fake one).
     """
 
     def __init__(
         self,
+        options: Optional[SweepOptions] = None,
         *,
         pack_size: int = 1,
-        max_retries: int = 2,
-        max_consecutive_failures: int = 3,
         worker_timeout: Optional[float] = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         if int(pack_size) < 1:
             raise ValueError(f"pack_size must be at least 1; got {pack_size}")
+        self.options = (options or SweepOptions()).validate()
         self.pack_size = int(pack_size)
-        self.max_retries = max_retries
-        self.max_consecutive_failures = max_consecutive_failures
         self.worker_timeout = worker_timeout
         self.clock = clock
         self._leases = {}  # point -> _Lease
@@ -329,7 +332,7 @@ class Scheduler:
 
     def _fail(self, point, status, message) -> str:
         self._attempts[point] = self._attempts.get(point, 0) + 1
-        if status == INVALID and self._attempts[point] <= self.max_retries:
+        if status == INVALID and self._attempts[point] <= self.options.max_retries:
             return INVALID
         self._failed.add(point)
         self._ends.append(point)
@@ -338,7 +341,7 @@ class Scheduler:
         consecutive = 0
         for ended in self._ends:
             consecutive = 0 if ended in self._complete else consecutive + 1
-        if consecutive >= self.max_consecutive_failures and self._stop is None:
+        if consecutive >= self.options.max_consecutive_failures and self._stop is None:
             self._stop = Stop(consecutive, point, message)
         return FAILED
 
