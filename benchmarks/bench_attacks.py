@@ -16,7 +16,7 @@ work::
     python benchmarks/bench_attacks.py --images=1024
     KERAS_BACKEND=jax python benchmarks/bench_attacks.py --images=1024
 
-Prints one JSON line; BUILD_NOTES.md records the results with machine and date.
+Prints one JSON line; benchmarks/RESULTS.md records the results with machine and date.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark of the CKA layer maps of `tf_selectivity.measures.similarity`.
 
-The case of issue 17 point 4: all 19 x 19 layer pairs of two ResNet20 runs
+The case the analysis meets: all 19 x 19 layer pairs of two ResNet20 runs
 on the 10,000-image test set (layers of 16/32/64 units, one datapoint per
 image with the positions averaged), debiased CKA. Synthetic ReLU-like
 layers that share a latent, so the map has structure. Measured side by side

@@ -12,7 +12,7 @@ them, extrapolated to B)::
     python benchmarks/bench_unit_null.py
     python benchmarks/bench_unit_null.py --images=10000 --permutations=1000 --repeats=3
 
-Prints one JSON line; BUILD_NOTES.md records the results with machine and date.
+Prints one JSON line; benchmarks/RESULTS.md records the results with machine and date.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def measure_host(alpha, precision):
 
 
 def measure_packed(replicates, alpha, precision):
-    """Aggregate img/s of `replicates` seeds packed in one program (issue 8, point 4).
+    """Aggregate img/s of `replicates` seeds packed in one program.
 
     `bench_train.benchmark_packed`: the epoch functions `jax.vmap`-ed over
     the replicates, as `train --seeds` and the sweep run them (a compiled

@@ -13,7 +13,7 @@
 # (alpha 0 and -1, float32 and mixed_bfloat16; 8 and 20 packed replicates at
 # alpha -1), the streaming host path, and the PyTorch reference (eager and
 # torch.compile) on the same device; PGD-10 on ResNet20 over 10,000 images beside
-# the same attack in PyTorch eager (issue 18 point 5); then trains ResNet20 for 30 epochs on
+# the same attack in PyTorch eager; then trains ResNet20 for 30 epochs on
 # the CIFAR-10 image folder (.data/cifar10-jpeg) and prints its test accuracy
 # and mean selectivity. The last lines are one table. Environment variables:
 # see benchmarks/gpu_check.py; method: benchmarks/METHOD.md.

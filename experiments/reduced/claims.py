@@ -199,7 +199,7 @@ def build_claims(runs: pd.DataFrame, cca_tests: pd.DataFrame | None) -> pd.DataF
                 "3 replicates per alpha: 3 within-alpha and 6 to-baseline pairs (same-seed pairs left out), "
                 "against the paper's 190 and 400; PWCCA as the paper computed it (google/svcca).",
             )
-        # Issue 17: does "suppressed, not rotated" hold under today's measures?
+        # Does "suppressed, not rotated" hold under the other similarity measures?
         for method, name in OTHER_MEASURES.items():
             measured = resnet.loc[(resnet["method"] == method) & (resnet["alpha"].astype(float) < 0)]
             for _, row in measured.sort_values("alpha", key=abs).iterrows():

@@ -6,7 +6,7 @@
 # For the steps after main: DESTINATION (replaced) gets the report, runs.csv, errors.csv and the tables
 # and figures whose names start with an OWN prefix. The paper's figures and the shared tables (layers,
 # units, SI over training) are the main step's, already in results/reduced/, so they are not copied
-# twice (about 6 MB per step); the report's links to them are rewritten to point at
+# twice (several MB per step); the report's links to them are rewritten to point at
 # results/reduced/figures/ (relative). The unit page (ANALYSIS_DIR/units) is copied whole. Run from the
 # repository root.
 set -euo pipefail

@@ -12,15 +12,17 @@
 #               finished runs.
 #   main        analysis/reduced/resnet20: the paper's tables and figures, Figure 3 under every similarity
 #               measure, the label-permutation null of every unit (B = 1000), SI over training; the
-#               claims table. (~10 min on 2 CPU cores)
-#   ablation    analysis/reduced/ablation: ablation curves and single-unit importance (issue 16), on 4
-#               layers (the stem and each stage's output) and 1,000 test images (100 per class), by zeroing
-#               units (ablation/) and by their mean response (ablation/mean/): 17 min each for the 12 runs on
-#               2 CPU cores; the full 19 layers x 10k images cost about 3 h per run (BUILD_NOTES, "Ablation").
+#               claims table.
+#   ablation    analysis/reduced/ablation: ablation curves and single-unit importance, on 4 layers (the
+#               stem and each stage's output) and 1,000 test images (100 per class), by zeroing units
+#               (ablation/) and by their mean response (ablation/mean/): the full 19 layers x 10k images
+#               would take hours per run on a 2-core CPU.
 #   robustness  analysis/reduced/robustness: the generated CIFAR-10-C corruptions at severities 1-5, FGSM
-#               and PGD-10 at epsilon 0-8/255, dimensionality (issue 18), on 1,000 test images (100 per class).
-#   units       analysis/reduced/units: unit galleries and their HTML page (issue 19), on the same 4
-#               layers as the ablation (every layer's would be about 40 MB of images; these are 8.4 MB).
+#               and PGD-10 at epsilon 0-8/255, dimensionality, on 1,000 test images (100 per class).
+#   units       analysis/reduced/units: unit galleries and their HTML page, on the same 4 layers as the
+#               ablation (every layer's galleries would take several times the space).
+#
+# How long each step took on a 2-core CPU, and the sizes: benchmarks/RESULTS.md, "Reduced reproduction".
 #
 # Each step copies its report, figures and tables (no models, no caches) into results/reduced/ (main),
 # results/reduced/ablation/, results/reduced/robustness/ or results/reduced/galleries/ (with the page,

@@ -4,7 +4,7 @@ Every command exits with status 2 and a one-line ``<command>: error: ...``
 message on bad input (unknown flag values, missing paths, conflicting output
 directories, unreadable data), before anything is written. Checks that need
 no deep-learning backend run before one is imported, so that a usage error
-answers in about a second instead of after TensorFlow's start-up.
+answers at once instead of after TensorFlow's start-up.
 
 `start_backend` imports Keras (and TensorFlow where installed) with the
 process' standard error captured at the file-descriptor level: TensorFlow's
@@ -21,11 +21,13 @@ import re
 import sys
 
 # What the command lines set in their own process, before TensorFlow loads
-# (a value already set is respected; `--help` lists them):
-# TensorFlow's C++ start-up messages (CUDA probing, CPU features) drown the
-# useful output of a command: keep warnings and errors; and TensorFlow's
-# oneDNN CPU kernels, off by default on CPUs without AVX-512 (AMD EPYC, most
-# laptops), made training 1.3x faster on an AVX2 CPU (BUILD_NOTES.md).
+# (a value already set is respected; `--help` lists them). Only the command
+# lines import this module, so importing the package itself changes nothing
+# in the environment. TensorFlow's C++ start-up messages (CUDA probing, CPU
+# features) drown the useful output of a command: keep warnings and errors.
+# TensorFlow's oneDNN CPU kernels are off by default on CPUs without AVX-512
+# (AMD EPYC, most laptops), where they train markedly faster
+# (benchmarks/RESULTS.md).
 ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
 for _name, _value in ENVIRONMENT.items():
     os.environ.setdefault(_name, _value)

@@ -120,8 +120,8 @@ def crop_and_flip(images, offsets, flips, padding: int = PADDING):
 
     Pixel for pixel what `tf_selectivity.data.pipeline.augment_images` does
     with the same offsets and flips. One batched dynamic slice (an XLA
-    gather of whole crops) and one select: on a 2-core CPU 4x faster than the
-    element-wise index gather of the NumPy version.
+    gather of whole crops) and one select: on a CPU several times faster than
+    the element-wise index gather of the NumPy version (benchmarks/RESULTS.md).
 
     Args:
         images: (B, H, W, C) array of any dtype.
@@ -167,7 +167,7 @@ def training_batch(images, labels, plan: EpochPlan, step, batch_size: int, strid
     if augment:
         # Drawn here from the step's key rather than read from an array drawn
         # per epoch: XLA:CPU fuses such a read into the crop and repeats it
-        # for every pixel (10 ms against 2 ms per batch of 256 on 2 cores).
+        # for every pixel, several times slower (benchmarks/RESULTS.md).
         offsets, flips = draw_augmentation(step_key(plan.key, plan.epoch, step), batch_size)
         batch = crop_and_flip(batch, offsets, flips)
     return batch.astype(jnp.float32), jnp.take(labels, indices, axis=0)

@@ -407,7 +407,7 @@ def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"
     class_names = _image_folder_layout(root, splits)
     loaded = {"train": None, "test": None}
     bad_found, skipped = [], []
-    # Decoding 60k JPEGs takes ~30 s on 2 cores; the decoded arrays are
+    # Decoding 60k JPEGs takes tens of seconds; the decoded arrays are
     # cached, keyed by every file's path, size and modification time. Cache
     # entries are written only once every split decoded (or its unreadable
     # files were skipped on request: they are listed beside the entry) and

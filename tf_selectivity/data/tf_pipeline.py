@@ -3,10 +3,10 @@
 Same contract as `tf_selectivity.data.pipeline.ImageBatches` (pad-crop-flip
 augmentation; order and augmentation pure functions of (seed, epoch, batch)),
 but built from TensorFlow ops so that batches are prepared by tf.data's C++
-threads. On a 2-core CPU the Python `PyDataset` path (a generator feeding
-`tf.data.Dataset.from_generator`) cost TensorFlow 40-60% of its training
-throughput; this pipeline runs beside the train step instead of in front of
-it. JAX uses the NumPy `ImageBatches` (the JAX machines may have no
+threads. On a CPU the Python `PyDataset` path (a generator feeding
+`tf.data.Dataset.from_generator`) cost TensorFlow a large share of its
+training throughput (benchmarks/RESULTS.md); this pipeline runs beside the
+train step instead of in front of it. JAX uses the NumPy `ImageBatches` (the JAX machines may have no
 TensorFlow). The two draw different random numbers: a run is reproducible
 and resumable on one backend, not bit-identical across backends. The
 transformation is the same: `crop_and_flip_tf` equals the NumPy

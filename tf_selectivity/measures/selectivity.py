@@ -35,8 +35,8 @@ single class only. Two indices are available (``index=``):
   eq. 1 gives 1.5 with a non-zero gradient, so alpha can move it.
   `eq1_guard_active` says which units the guard touched; the analysis reports
   their share per layer.
-* ``"bounded"``: ``(mu_max - mu_-max) / (|mu_max| + |mu_-max|)``, the index of
-  this library before 2026-11-26. Equal to eq. 1 for non-negative responses and
+* ``"bounded"``: ``(mu_max - mu_-max) / (|mu_max| + |mu_-max|)``, the index
+  runs recorded without an index field were trained with. Equal to eq. 1 for non-negative responses and
   in [0, 1] always, but for a unit with ``mu_max > 0 > mu_-max`` it is exactly 1
   with a zero gradient (class means 1 and -0.2 give 1.0, eq. 1 gives 1.5): such
   units cannot be moved by alpha, so a leaky-ReLU sweep regularized with it
@@ -333,7 +333,8 @@ class ClassSelectivityAccumulator:
                 f"Batch has {responses.shape[1]} units, earlier batches had "
                 f"{self.class_sums.shape[1]}."
             )
-        # One-hot product instead of np.add.at (unbuffered, ~10x slower).
+        # One-hot product instead of np.add.at, which is unbuffered and far
+        # slower (benchmarks/RESULTS.md).
         one_hot = np.zeros((self.num_classes, labels.shape[0]), dtype=np.float64)
         one_hot[labels, np.arange(labels.shape[0])] = 1.0
         self.class_sums += one_hot @ responses

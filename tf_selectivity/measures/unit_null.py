@@ -197,8 +197,8 @@ def permutation_nulls(
     """`permutation_null` of several response arrays (e.g. a run's layers) at once.
 
     The same permutations for every array, each permutation's one-hot
-    matrix built once for all of them: for ResNet20's 19 layers 4x faster
-    than one call per layer (BUILD_NOTES.md), with the same numbers.
+    matrix built once for all of them: faster than one call per layer
+    (benchmarks/RESULTS.md), with the same numbers.
 
     Args:
         layers: mapping name -> (images, units) responses, the same images

@@ -123,8 +123,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     under JAX, but TensorFlow's default CPU executor runs them as separate
     passes over the feature map; its fused kernel (`FusedBatchNormV3`, one
     pass forward and backward, oneDNN on CPU, which also averages the
-    unbiased variance) made a whole ResNet20 train step about 1.3x faster on a
-    2-core CPU (BUILD_NOTES.md). So on the TensorFlow backend, for 4-D
+    unbiased variance) makes a whole ResNet20 train step markedly faster on
+    a CPU (benchmarks/RESULTS.md). So on the TensorFlow backend, for 4-D
     channels-last inputs without mask, renorm or cross-replica statistics,
     this layer calls that kernel; elsewhere a training step runs the same
     computation in `keras.ops`.

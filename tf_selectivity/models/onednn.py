@@ -1,15 +1,18 @@
 """A guard against a TensorFlow/oneDNN bug that breaks some convolutions' gradients.
 
-TensorFlow's oneDNN CPU kernels (on by default where the CPU supports them,
-and turned on by `import tf_selectivity` for speed, BUILD_NOTES.md) compute
-the weight gradient of a 1x1 convolution with a stride above 1 and fewer than
-16 input channels wrongly: on the development machine (TensorFlow 2.21) the
-process dies ("double free or corruption") for such a convolution on a 64x64
-input; oneDNN issue #6035 reports silently wrong gradients on other CPUs. The
-networks of this package never have such a layer; a user's network can. So a
-`SelectivityModel` that has one refuses to compile on TensorFlow while oneDNN
-is on, with the way out in the message, instead of crashing or training on
-wrong gradients.
+TensorFlow's oneDNN CPU kernels compute the weight gradient of a 1x1
+convolution with a stride above 1 and fewer than 16 input channels wrongly:
+with TensorFlow 2.21 on an AVX-512 CPU the process dies ("double free or
+corruption") for such a convolution on a 64x64 input; oneDNN issue #6035
+reports silently wrong gradients on other CPUs. TensorFlow turns these
+kernels on by default on some CPUs; the command lines (`python -m
+tf_selectivity.train` and the others) turn them on everywhere for speed,
+unless TF_ENABLE_ONEDNN_OPTS is already set (`tf_selectivity.core.cli.
+ENVIRONMENT`); importing the package changes nothing. The networks of this
+package never have such a layer; a user's network can. So a
+`SelectivityModel` that has one refuses to compile on TensorFlow while
+oneDNN may be on, with the way out in the message, instead of crashing or
+training on wrong gradients.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ _MIN_SAFE_INPUT_CHANNELS = 16
 
 
 def onednn_may_be_on() -> bool:
-    """True on the TensorFlow backend unless TF_ENABLE_ONEDNN_OPTS=0."""
+    """True on the TensorFlow backend unless TF_ENABLE_ONEDNN_OPTS=0.
+
+    Unset counts as on: TensorFlow's own default depends on the CPU.
+    """
     return (
         keras.backend.backend() == "tensorflow"
         and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip() != "0"

@@ -87,7 +87,7 @@ correlation and can only weight the set with no more units than the other.
 
 Relation to google/svcca (`cca_core.get_cca_similarity`,
 `pwcca.compute_pwcca`); how closely each point was measured to hold, and
-on what, is in BUILD_NOTES.md, *CCA*:
+on what, is in benchmarks/RESULTS.md, *CCA*:
 
 * The canonical correlations, SVCCA and mean CCA are google's on
   full-rank inputs, and PWCCA `variant="svcca"` is `compute_pwcca`'s
