@@ -273,14 +273,14 @@ def training_section():
     summary = train(config, callbacks=[timer], verbose=2)
     wall = time.time() - started
     # The first epoch includes compilation; the others are the steady state.
-    first = summary["train_seconds_this_session"] - (timer.ends[-1] - timer.ends[0])
+    first = summary.train_seconds_this_session - (timer.ends[-1] - timer.ends[0])
     per_epoch = float(np.median(np.diff(timer.ends))) if len(timer.ends) > 1 else first
     label = (
-        f"{config.model} alpha=0 {config.epochs} epochs, {summary['num_train']} images: "
-        f"test acc {summary['test_accuracy']:.4f}, mean SI {summary['test_mean_selectivity']:.3f}"
+        f"{config.model} alpha=0 {config.epochs} epochs, {summary.num_train} images: "
+        f"test acc {summary.test_accuracy:.4f}, mean SI {summary.test_mean_selectivity:.3f}"
     )
     note = (
-        f"{summary['train_seconds_this_session']:.0f} s training ({first:.0f} s first epoch with "
+        f"{summary.train_seconds_this_session:.0f} s training ({first:.0f} s first epoch with "
         f"compilation, then {per_epoch:.2f} s/epoch), {wall:.0f} s in all; "
         f"200 epochs ~ {first + 199 * per_epoch:.0f} s"
     )

@@ -189,7 +189,7 @@ def test_foreign_output_dir_is_refused(tiny_runs, tmp_path):
 def test_discover_runs_handles_globs_and_duplicates(tiny_runs):
     records, errors = discover_runs([str(tiny_runs), str(tiny_runs / "runs" / "a0_*")])
     assert len(records) == 4 and errors == []
-    assert [r.summary["alpha"] for r in records] == [-10.0, -10.0, 0.0, 0.0]
+    assert [r.summary.alpha for r in records] == [-10.0, -10.0, 0.0, 0.0]
 
 
 def test_cca_pwcca_variant_option_is_checked():
@@ -201,12 +201,12 @@ def test_cca_pwcca_variant_option_is_checked():
 
 
 def test_diverged_runs_are_listed_apart_and_left_out_of_every_table(tiny_runs, tmp_path):
-    from tf_selectivity.training.status import diverged_summary
+    from tf_selectivity.training.summary import RunSummary
 
     diverged = tmp_path / "diverged_run"
     shutil.copytree(tiny_runs / "runs" / "a0_s0", diverged)
     summary = json.load(open(diverged / "summary.json"))
-    json.dump(diverged_summary({**summary, "alpha": -100.0}, 3, "loss is nan"), open(diverged / "summary.json", "w"))
+    RunSummary.from_dict({**summary, "alpha": -100.0}).as_diverged(3, "loss is nan").write(str(diverged / "summary.json"))
     options = AnalysisOptions(n_resamples=100, cca="false", figures=False)
     result = analyze([str(tiny_runs), str(diverged)], str(tmp_path / "out"), options, verbose=0)
     assert len(result.runs) == 4 and str(diverged) not in set(result.runs["run_dir"])

@@ -122,7 +122,7 @@ CASES = [
     ("analyze-no-output-flag", _analyze(output=None), "--output_dir is required"),
     ("analyze-runs-missing", _analyze(runs="{W}/nothing_here"), "{W}/nothing_here: no such file or directory"),
     ("analyze-glob-matches-nothing", _analyze(runs="{W}/none_*"), "the pattern matched nothing"),
-    ("analyze-damaged-summary", _analyze(runs="{W}/damaged_summary_run"), "summary.json is not valid JSON"),
+    ("analyze-damaged-summary", _analyze(runs="{W}/damaged_summary_run"), "summary.json is damaged (not valid JSON"),
     ("analyze-unfinished-run", _analyze(runs="{W}/unfinished_run"), "the run is not complete"),
     ("analyze-only-diverged", _analyze(runs="{W}/diverged_run"), "all 1 run(s) found diverged"),
     ("analyze-output-not-analysis", _analyze(output="{W}/someones_dir"), "holds no earlier analysis"),
@@ -333,10 +333,10 @@ def world_template(tmp_path_factory):
     _write(os.path.join(root, "damaged_config_run", "config.json"), '{"identity": {"model": "resn')
     _write(os.path.join(root, "damaged_summary_run", "summary.json"), '{"model": "resnet8", "alp')
     _write(os.path.join(root, "unfinished_run", "config.json"), json.dumps({"identity": config.identity()}))
-    from tf_selectivity.training.status import diverged_summary
+    from tf_selectivity.training.summary import RunSummary
 
     _write(os.path.join(root, "diverged_run", "summary.json"),
-           json.dumps(diverged_summary(_summary(alpha=1e300), 1, "loss is nan")))
+           json.dumps(RunSummary.from_dict(_summary(alpha=1e300)).as_diverged(1, "loss is nan").to_dict()))
     _write(os.path.join(root, "damaged_model_run", "summary.json"), json.dumps(_summary()))
     _write(os.path.join(root, "damaged_model_run", "model.keras"), "PK but not really a zip archive")
     _write(os.path.join(root, "bad_models.py"), BAD_MODELS)

@@ -255,7 +255,7 @@ def test_resumed_run_on_the_device_equals_uninterrupted(tmp_path):
         return TrainConfig(**values)
 
     straight = train(config("straight"), verbose=0)
-    assert straight["input_pipeline"] == "device"
+    assert straight.input_pipeline == "device"
     resumed_config = config("resumed")
     with pytest.raises(KeyboardInterrupt):
         train(resumed_config, callbacks=[Interrupt(2)], verbose=0)
@@ -265,7 +265,7 @@ def test_resumed_run_on_the_device_equals_uninterrupted(tmp_path):
         train(config("resumed", data_on_device="false"), verbose=0)
     resumed = train(config("resumed", data_on_device="auto"), verbose=0)
     for key in ("best_epoch", "val_accuracy", "test_accuracy", "test_layer_selectivity", "test_mean_selectivity"):
-        assert resumed[key] == pytest.approx(straight[key], rel=1e-6, abs=1e-7), key
+        assert getattr(resumed, key) == pytest.approx(getattr(straight, key), rel=1e-6, abs=1e-7), key
     history = lambda run: read_json(os.path.join(str(tmp_path / run), "checkpoint", "state.json"))["history"]
     assert history("resumed") == history("straight")
 

@@ -53,7 +53,7 @@ def test_command_line_checks_need_no_backend():
         "import tf_selectivity.train, tf_selectivity.analyze, tf_selectivity.sweep\n"
         "from tf_selectivity import training\n"
         "from tf_selectivity.training import TrainConfig, RunPaths, ConfigError\n"
-        "from tf_selectivity.training import run_dir, status, config\n"
+        "from tf_selectivity.training import run_dir, status, config, summary, prepare\n"
         "from tf_selectivity.data import sources\n"
         "from tf_selectivity.analysis import runs, outputs\n"
         "from tf_selectivity.sweeps import runner, plans, settings, layout, hparams, distributed\n"

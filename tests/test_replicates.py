@@ -106,18 +106,19 @@ def packed_and_single(tmp_path_factory):
 def test_a_packed_replicate_equals_the_single_run_of_its_seed(packed_and_single):
     root, packed, single = packed_and_single
     packed_dir, single_dir = str(root / "packed" / "seed1"), str(root / "single" / "seed1")
-    assert [s["status"] for s in packed] == ["completed", "completed"]
-    assert packed[1]["packed_replicates"] == 2 and "packed_replicates" not in single
+    assert [s.status for s in packed] == ["completed", "completed"]
+    assert packed[1].packed_replicates == 2 and single.packed_replicates is None
     # Same files, same summary (but the time and the packing), same config but the directory.
     assert tree(packed_dir) == tree(single_dir)
     different = {"train_seconds_this_session", "packed_replicates"}
-    assert set(packed[1]) - different == set(single) - different
-    for key in set(single) - different:
-        if isinstance(single[key], float) or (isinstance(single[key], list) and single[key]
-                                              and isinstance(single[key][0], float)):
-            np.testing.assert_allclose(packed[1][key], single[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    ours, theirs = packed[1].to_dict(), single.to_dict()
+    assert set(ours) - different == set(theirs) - different
+    for key in set(theirs) - different:
+        if isinstance(theirs[key], float) or (isinstance(theirs[key], list) and theirs[key]
+                                              and isinstance(theirs[key][0], float)):
+            np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-5, err_msg=key)
         else:
-            assert packed[1][key] == single[key], key
+            assert ours[key] == theirs[key], key
     recorded = read_json(os.path.join(packed_dir, "config.json"))
     alone = read_json(os.path.join(single_dir, "config.json"))
     assert recorded["identity"] == alone["identity"]
@@ -139,7 +140,7 @@ def test_a_packed_replicate_equals_the_single_run_of_its_seed(packed_and_single)
         assert a.keys() == b.keys()
         np.testing.assert_allclose([float(a[k]) for k in a], [float(b[k]) for k in a], rtol=1e-4, atol=1e-5)
     # The replicates differ (their own seeds), and a single run of a packed seed is finished.
-    assert packed[0]["val_accuracy"] != packed[1]["val_accuracy"] or packed[0]["test_layer_selectivity"] != packed[1]["test_layer_selectivity"]
+    assert packed[0].val_accuracy != packed[1].val_accuracy or packed[0].test_layer_selectivity != packed[1].test_layer_selectivity
     mtime = os.stat(os.path.join(packed_dir, "summary.json")).st_mtime_ns
     assert train(config(root / "packed", 1), verbose=0) == packed[1]
     assert os.stat(os.path.join(packed_dir, "summary.json")).st_mtime_ns == mtime
@@ -176,7 +177,7 @@ def test_a_killed_pack_resumes_each_replicate_from_its_own_checkpoint(packed_and
     assert done == [2, 1, 1]
     for seed in (0, 1):
         for key in ("best_epoch", "val_accuracy", "test_accuracy", "test_mean_selectivity"):
-            assert resumed[seed][key] == pytest.approx(straight[seed][key], rel=1e-4, abs=1e-5), (seed, key)
+            assert getattr(resumed[seed], key) == pytest.approx(getattr(straight[seed], key), rel=1e-4, abs=1e-5), (seed, key)
         ours = history(configs[seed].output_dir)
         theirs = history(str(root / "packed" / f"seed{seed}"))
         assert [row["epoch"] for row in ours] == ["1", "2", "3"]
@@ -191,17 +192,18 @@ def test_a_diverging_replicate_is_reported_alone_and_the_others_go_on(packed_and
     _, straight, _ = packed_and_single
     configs, _, summaries = killed_and_resumed
     diverged = summaries[2]
-    assert diverged == read_json(os.path.join(configs[2].output_dir, "summary.json"))
-    assert (diverged["status"], diverged["diverged_epoch"], diverged["epochs_completed"]) == ("diverged", 2, 1)
+    recorded = read_json(os.path.join(configs[2].output_dir, "summary.json"))
+    assert diverged.to_dict() == recorded
+    assert (diverged.status, diverged.diverged_epoch, diverged.epochs_completed) == ("diverged", 2, 1)
     # The loss, or (where NaN activations are mapped to finite values) the weight check.
-    assert diverged["reason"] in ("loss is nan", "weight stem_conv/kernel is not finite"), diverged["reason"]
-    assert "test_accuracy" not in diverged and not os.path.exists(os.path.join(configs[2].output_dir, "model.keras"))
+    assert diverged.reason in ("loss is nan", "weight stem_conv/kernel is not finite"), diverged.reason
+    assert "test_accuracy" not in recorded and not os.path.exists(os.path.join(configs[2].output_dir, "model.keras"))
     assert read_json(os.path.join(configs[2].output_dir, "checkpoint", "state.json"))["epochs_done"] == 1
     assert [row["epoch"] for row in history(configs[2].output_dir)] == ["1", "2"]
     # NaN did not reach the other replicates of the program: they trained as
     # in the pack without a NaN (previous test).
-    assert [s["status"] for s in summaries[:2]] == ["completed", "completed"]
-    assert summaries[0]["test_accuracy"] == pytest.approx(straight[0]["test_accuracy"], rel=1e-4)
+    assert [s.status for s in summaries[:2]] == ["completed", "completed"]
+    assert summaries[0].test_accuracy == pytest.approx(straight[0].test_accuracy, rel=1e-4)
 
 
 # -------------------------------------------------------------- command line

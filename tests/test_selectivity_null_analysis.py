@@ -141,7 +141,7 @@ def test_analyze_null_equals_the_null_of_the_runs_responses(null_analysis):
 
     result, _ = null_analysis
     record = discover_runs([result.runs["run_dir"].iloc[0]])[0][0]
-    images, labels, names = load_test_split(record.summary["dataset"])
+    images, labels, names = load_test_split(record.summary.dataset)
     outputs = load_response_function(record)(images.astype(np.float32))
     units = result.units[result.units["run_dir"] == record.run_dir]
     for name in record.probe_names:

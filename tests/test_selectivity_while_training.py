@@ -37,7 +37,7 @@ def test_recorded_every_n_epochs_and_equal_to_the_analysis_of_the_final_weights(
     run = config(tmp_path, "run")
     summary = train(run, verbose=0)
     rows = history(run.output_dir)
-    probes = summary["probe_names"]
+    probes = summary.probe_names
     columns = [f"val_split_selectivity/{name}" for name in probes] + ["val_split_mean_selectivity"]
     # Epochs 2 (every 2) and 3 (the last); nothing at epoch 1.
     assert [bool(rows[i][columns[-1]]) for i in range(3)] == [False, True, True]

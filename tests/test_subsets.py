@@ -47,6 +47,7 @@ def test_the_analysis_takes_every_class_of_an_image_folder_stored_by_class(tmp_p
 
     from tf_selectivity.analysis.pipeline import AnalysisOptions, _TestData
     from tf_selectivity.analysis.runs import RunRecord
+    from tf_selectivity.training.summary import RunSummary
 
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
@@ -56,6 +57,8 @@ def test_the_analysis_takes_every_class_of_an_image_folder_stored_by_class(tmp_p
                 Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(
                     tmp_path / "images" / split / name / f"{i}.png")
     spec = f"imagefolder:{tmp_path / 'images'}"
-    record = RunRecord("run", {"dataset": spec, "image_shape": [6, 6, 3], "num_classes": 3}, {})
+    summary = RunSummary(model="resnet8", alpha=0.0, seed=0, activation="relu", leaky_slope=0.0,
+                         dataset=spec, image_shape=[6, 6, 3], num_classes=3)
+    record = RunRecord("run", summary, {})
     _, images, labels, _ = _TestData(AnalysisOptions(max_test_samples=6)).for_run(record)
     assert sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2] and images.shape == (6, 6, 6, 3)

@@ -632,7 +632,7 @@ def test_the_analysis_command_finds_every_run_of_the_sweep(resumed_sweep):
 
     records, errors = discover_runs([resumed_sweep["out"]])
     assert errors == []
-    assert sorted((r.summary["alpha"], r.summary["seed"]) for r in records) == [(-1.0, 0), (-1.0, 1), (0.0, 0), (0.0, 1)]
+    assert sorted((r.summary.alpha, r.summary.seed) for r in records) == [(-1.0, 0), (-1.0, 1), (0.0, 0), (0.0, 1)]
 
 
 def test_search_mode_reuses_finished_runs_and_records_its_answer(resumed_sweep, tmp_path):

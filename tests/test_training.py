@@ -130,7 +130,7 @@ def test_regularizer_moves_test_selectivity_in_the_sign_of_alpha(tmp_path):
     results = {}
     for alpha in (-10.0, 0.0, 10.0):
         config = tiny_config(tmp_path, f"a{alpha}", alpha=alpha, epochs=3)
-        results[alpha] = train(config, verbose=0)["test_mean_selectivity"]
+        results[alpha] = train(config, verbose=0).test_mean_selectivity
     assert results[-10.0] < 0.75 * results[0.0]
     assert results[10.0] > 1.5 * results[0.0]
 
@@ -145,7 +145,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert not os.path.exists(os.path.join(config.output_dir, "summary.json"))
     resumed = train(config, verbose=0)
     for key in ("best_epoch", "val_accuracy", "test_accuracy", "test_layer_selectivity", "test_mean_selectivity"):
-        assert resumed[key] == pytest.approx(straight[key], rel=1e-5, abs=1e-6), key
+        assert getattr(resumed, key) == pytest.approx(getattr(straight, key), rel=1e-5, abs=1e-6), key
     history = lambda d: [row["loss"] for row in read_json(os.path.join(d, "checkpoint", "state.json"))["history"]]
     np.testing.assert_allclose(history(config.output_dir), history(str(tmp_path / "straight")), rtol=1e-5)
 
@@ -170,7 +170,7 @@ def test_output_dir_of_another_configuration_is_refused(tmp_path):
 def test_selectivity_index_is_recorded_and_runs_without_it_count_as_bounded(tmp_path):
     config = tiny_config(tmp_path, "run", epochs=1)
     summary = train(config, verbose=0)
-    assert summary["selectivity_index"] == "eq1"
+    assert summary.selectivity_index == "eq1"
     config_path = os.path.join(config.output_dir, "config.json")
     assert read_json(config_path)["identity"]["selectivity_index"] == "eq1"
     # A run directory written before the field existed was trained with the
@@ -225,7 +225,7 @@ def test_skipped_images_are_listed_in_the_run_config(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, "run", dataset=f"imagefolder:{root}", epochs=1, batch_size=16,
                          skip_bad_images=True)
     summary = train(config, verbose=0)
-    assert summary["status"] == "completed" and summary["num_classes"] == 2
+    assert summary.status == "completed" and summary.num_classes == 2
     recorded = read_json(os.path.join(config.output_dir, "config.json"))
     assert recorded["skipped_images"] == [str(root / "train" / "bee" / "broken.png")]
     assert recorded["identity"]["skip_bad_images"] is True

@@ -81,9 +81,9 @@ def test_train_a_user_model_with_extra_metrics(tmp_path):
         lr_milestones=(), learning_rate=0.05, output_dir=str(tmp_path / "run"),
     )
     summary = train(config, verbose=0, metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
-    assert summary["model"] == "user_model_zoo:small_cnn"
-    assert summary["probe_names"] == ["probe_conv1", "probe_conv2"]
-    assert len(summary["test_layer_selectivity"]) == 2
+    assert summary.model == "user_model_zoo:small_cnn"
+    assert summary.probe_names == ["probe_conv1", "probe_conv2"]
+    assert len(summary.test_layer_selectivity) == 2
     recorded = read_json(os.path.join(config.output_dir, "config.json"))
     assert recorded["identity"]["model"] == "user_model_zoo:small_cnn"
     with open(os.path.join(config.output_dir, "history.csv")) as f:
@@ -106,9 +106,9 @@ def test_train_reduced_resnet18_on_64x64_with_200_classes(tmp_path):
         lr_milestones=(), output_dir=str(tmp_path / "run"),
     )
     summary = train(config, verbose=0)
-    assert summary["num_classes"] == 200 and summary["image_shape"] == [64, 64, 3]
-    assert len(summary["probe_names"]) == 17
-    assert np.all(np.isfinite(summary["test_layer_selectivity"]))
+    assert summary.num_classes == 200 and summary.image_shape == [64, 64, 3]
+    assert len(summary.probe_names) == 17
+    assert np.all(np.isfinite(summary.test_layer_selectivity))
     # The analysis of a 200-class run: precision's N capped at 1 image per
     # class of this test set.
     from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze

@@ -69,7 +69,7 @@ def _check_corruption_shapes(options, records) -> None:
         return
     from tf_selectivity.data.corruptions import check_source
 
-    for shape in sorted({tuple(r.summary["image_shape"]) for r in records if r.summary.get("image_shape")}):
+    for shape in sorted({tuple(r.summary.image_shape) for r in records if r.summary.image_shape}):
         try:
             check_source(options.corruption_source, options.corruptions, shape)
         except ValueError as error:

@@ -177,7 +177,7 @@ def build_spec(FLAGS):
             base.leaky_slope = slope
             base.validate()
         base.leaky_slope = slopes[0]
-        train_cli.check_training_config(base)
+        train_cli.check_data_settings(base)
     except (ConfigError, DatasetUnavailableError) as error:
         raise cli.UsageError(cli.error_message(error)) from None
     return SweepSpec(

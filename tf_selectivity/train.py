@@ -99,19 +99,18 @@ def _define_flags():
     )
 
 
-def check_training_config(config) -> None:
-    """The checks of a training configuration that need no backend.
+def check_data_settings(config) -> None:
+    """The checks of a training configuration's data that need no backend.
 
-    Field values (`TrainConfig.validate` with the known model names), the
-    dataset spec and an image folder's layout, and `--data_dir`. Creates
+    The dataset spec and an image folder's layout, and `--data_dir`. The
+    field values are `TrainConfig.validate`'s (`prepare_runs`). Creates
     nothing.
 
     Raises:
-        ConfigError, DatasetUnavailableError, cli.UsageError: naming the problem.
+        DatasetUnavailableError, cli.UsageError: naming the problem.
     """
     from tf_selectivity.data.sources import check_dataset, needs_tensorflow
 
-    config.validate()
     if config.data_dir is not None and not needs_tensorflow(config.dataset):
         raise cli.UsageError(
             f"--data_dir only applies to --dataset=cifar10 (a tensorflow-datasets directory); "
@@ -165,9 +164,11 @@ def _main(argv):
     if len(argv) > 1:
         cli.fail(COMMAND, f"unexpected arguments: {' '.join(argv[1:])}")
     FLAGS = flags.FLAGS
+    from tf_selectivity.core.files import DamagedFileError
     from tf_selectivity.data.sources import DatasetUnavailableError, needs_tensorflow
     from tf_selectivity.training.config import ConfigError
-    from tf_selectivity.training.run_dir import RunLockedError, RunPaths, check_run_dir
+    from tf_selectivity.training.prepare import prepare_runs, refuse_locked
+    from tf_selectivity.training.run_dir import RunLockedError
 
     # Everything that can be refused is checked before a backend starts and
     # before anything is written: flags, the run directory, then the data.
@@ -184,15 +185,13 @@ def _main(argv):
         if FLAGS.seeds is not None:
             return _train_seeds(FLAGS)
         config = config_from_flags(FLAGS.alpha, FLAGS.seed, FLAGS.output_dir)
-        check_training_config(config)
-        check_run_dir(config)
-    except (cli.UsageError, ConfigError, DatasetUnavailableError) as error:
+        (prepared,) = prepare_runs([config])
+        check_data_settings(config)
+        refuse_locked([prepared])
+    except (cli.UsageError, ConfigError, DamagedFileError, DatasetUnavailableError, RunLockedError) as error:
         cli.fail(COMMAND, error)
-    paths = RunPaths(config.output_dir)
     data = None
-    if not paths.is_complete():
-        if paths.is_locked():
-            cli.fail(COMMAND, f"another process is training in {paths.root}; wait for it or use another --output_dir")
+    if not prepared.finished:
         if needs_tensorflow(config.dataset):
             cli.start_backend(FLAGS.verbose)
         try:
@@ -204,8 +203,9 @@ def _main(argv):
     from tf_selectivity.training import train
 
     try:
-        train(config, verbose=cli.progress_verbosity(FLAGS.verbose), data=data)
-    except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError, NoSpaceError) as error:
+        train(prepared, verbose=cli.progress_verbosity(FLAGS.verbose), data=data)
+    except (cli.UsageError, ConfigError, DamagedFileError, DatasetUnavailableError, RunLockedError,
+            NoSpaceError) as error:
         cli.fail(COMMAND, error)
     return 0
 
@@ -224,30 +224,25 @@ def _train_seeds(FLAGS):
     """`--seeds`: one run directory per seed, trained in packs on JAX.
 
     Raises:
-        cli.UsageError, ConfigError, DatasetUnavailableError: bad input,
-            found before anything is written.
+        cli.UsageError, ConfigError, DamagedFileError, DatasetUnavailableError,
+            RunLockedError: bad input, found before anything is written.
     """
+    from tf_selectivity.core.files import DamagedFileError
     from tf_selectivity.data.sources import DatasetUnavailableError, needs_tensorflow
     from tf_selectivity.training.config import ConfigError
     from tf_selectivity.training.packing import check_replicate_configs, seed_run_dir, split_into_packs
-    from tf_selectivity.training.run_dir import RunLockedError, RunPaths, check_run_dir
+    from tf_selectivity.training.prepare import prepare_runs, refuse_locked
+    from tf_selectivity.training.run_dir import RunLockedError
 
     if "seed" in cli.EXPLICIT_FLAGS:
         raise cli.UsageError("give either --seed or --seeds, not both")
     seeds = cli.parse_seeds(FLAGS.seeds)
     configs = [config_from_flags(FLAGS.alpha, seed, seed_run_dir(FLAGS.output_dir, seed)) for seed in seeds]
-    check_training_config(configs[0])
+    runs = prepare_runs(configs)
     check_replicate_configs(configs)
-    for config in configs:
-        config.validate()
-        check_run_dir(config)
-    unfinished = [config for config in configs if not RunPaths(config.output_dir).is_complete()]
-    for config in unfinished:
-        if RunPaths(config.output_dir).is_locked():
-            raise cli.UsageError(
-                f"another process is training in {RunPaths(config.output_dir).root}; wait for it or use "
-                "another --output_dir"
-            )
+    check_data_settings(configs[0])
+    refuse_locked(runs)
+    unfinished = [run for run in runs if not run.finished]
     data = None
     if unfinished:
         if needs_tensorflow(configs[0].dataset):
@@ -270,15 +265,15 @@ def _train_seeds(FLAGS):
     from tf_selectivity.core.files import NoSpaceError
 
     summaries = []
-    by_seed = dict(zip(seeds, configs))
+    by_seed = dict(zip(seeds, runs))
     try:
         for pack in split_into_packs(seeds, limit):
             summaries += train_replicates([by_seed[seed] for seed in pack], verbose=verbose, data=data)
-    except (cli.UsageError, ConfigError, DatasetUnavailableError, RunLockedError, PackTooLargeError,
-            NoSpaceError) as error:
+    except (cli.UsageError, ConfigError, DamagedFileError, DatasetUnavailableError, RunLockedError,
+            PackTooLargeError, NoSpaceError) as error:
         cli.fail(COMMAND, error)
     if verbose:
-        diverged = [s["seed"] for s in summaries if s.get("status") == "diverged"]
+        diverged = [summary.seed for summary in summaries if summary.diverged]
         note = f"; diverged: seed{'s' if len(diverged) > 1 else ''} {', '.join(map(str, diverged))}" if diverged else ""
         print(f"{len(summaries)} runs finished ({len(summaries) - len(diverged)} completed{note}).")
     return 0

@@ -80,7 +80,7 @@ class _TestData:
     def for_run(self, record: RunRecord):
         from tf_selectivity.data import describe_classes, load_test_split
 
-        spec = self.options.dataset or record.summary.get("dataset") or record.config.get("dataset")
+        spec = self.options.dataset or record.summary.dataset or record.config.get("dataset")
         if not spec:
             raise RunLoadError(f"{record.run_dir}: summary.json names no dataset; pass `dataset`")
         data_dir = self.options.data_dir or record.config.get("data_dir")
@@ -97,13 +97,13 @@ class _TestData:
                 images, labels = images[chosen], labels[chosen]
             self._cache[key] = (spec, images, labels, class_names)
         spec, images, labels, class_names = self._cache[key]
-        expected = record.summary.get("image_shape")
+        expected = record.summary.image_shape
         if expected and list(images.shape[1:]) != list(expected):
             raise RunLoadError(
                 f"{record.run_dir}: the model takes images of shape {tuple(expected)} but "
                 f"{spec} has {images.shape[1:]}; pass the run's own `dataset`"
             )
-        if int(record.summary.get("num_classes", len(class_names))) != len(class_names):
+        if record.summary.num_classes is not None and int(record.summary.num_classes) != len(class_names):
             raise RunLoadError(f"{record.run_dir}: the model has a different number of classes than {spec}")
         return spec, images, labels, len(class_names)
 
@@ -228,9 +228,9 @@ def evaluate_run(
     summary = record.summary
     run_row = {
         **condition,
-        "epochs": summary.get("epochs"),
-        "best_epoch": summary.get("best_epoch"),
-        "val_accuracy": summary.get("val_accuracy"),
+        "epochs": summary.epochs,
+        "best_epoch": summary.best_epoch,
+        "val_accuracy": summary.val_accuracy,
         "test_accuracy": result.accuracy,
         # Eq. 3: mean over layers of each layer's mean over units.
         "test_mean_selectivity": float(layers["mean_selectivity"].mean()),
@@ -245,9 +245,9 @@ def evaluate_run(
         "num_test_samples": result.num_samples,
         "precision_top_n": precision_top_n,
         "selectivity_index": selectivity_index,
-        # What the run's loss regularized; runs recorded before the field
-        # existed were trained with the bounded index.
-        "trained_selectivity_index": summary.get("selectivity_index", "bounded"),
+        # What the run's loss regularized (`RunSummary.selectivity_index`
+        # gives runs recorded before the field existed theirs).
+        "trained_selectivity_index": summary.selectivity_index,
     }
     return run_row, layer_rows, pd.concat(unit_frames, ignore_index=True)
 
@@ -265,17 +265,17 @@ def _cca_groups(records: Sequence[RunRecord], options: AnalysisOptions, errors: 
     groups = {}
     for record in records:
         s = record.summary
-        groups.setdefault((s["model"], s["activation"], float(s["leaky_slope"])), []).append(record)
+        groups.setdefault((s.model, s.activation, s.leaky_slope), []).append(record)
     for key, members in groups.items():
         architecture = members[0].architecture()
         same = [r for r in members if r.architecture() == architecture]
         for record in members:
             if record.architecture() != architecture:
                 errors.append((record.run_dir, f"left out of the CCA of {key[0]}: its layers differ from {members[0].run_dir}"))
-        baseline = [r for r in same if float(r.summary["alpha"]) == options.baseline_alpha]
+        baseline = [r for r in same if r.summary.alpha == options.baseline_alpha]
         treated = {}
         for record in same:
-            alpha = float(record.summary["alpha"])
+            alpha = record.summary.alpha
             if alpha == options.baseline_alpha:
                 continue
             if options.cca_alphas is not None and not any(np.isclose(alpha, a) for a in options.cca_alphas):
@@ -318,7 +318,7 @@ def _run_cca(records, options, response_dirs, errors, verbose):
                     procrustes_alpha=options.procrustes_alpha,
                     progress=_progress_bar(verbose),
                     run_seeds=None if options.cca_same_seed_pairs else {
-                        r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]
+                        r.run_dir: r.summary.seed for r in [*runs, *baseline]
                     },
                 )
             except ValueError as error:  # e.g. no pair of different seeds, unusable activations
@@ -353,7 +353,7 @@ def _run_similarity_maps(records, options, response_dirs, errors):
         layers = baseline[0].probe_names
         for alpha, runs in treated.items():
             seeds = None if options.cca_same_seed_pairs else {
-                r.run_dir: int(r.summary["seed"]) for r in [*runs, *baseline]}
+                r.run_dir: r.summary.seed for r in [*runs, *baseline]}
             pairs = map_pairs([r.run_dir for r in runs], [r.run_dir for r in baseline], seeds)
             try:
                 table = map_table(pairs, layers, load, options.similarity_map_measure)
@@ -447,7 +447,7 @@ def find_runs(patterns):
     if not records:
         raise ValueError(
             f"all {len(diverged)} run(s) found diverged (non-finite loss; e.g. {diverged[0].run_dir}, in epoch "
-            f"{diverged[0].summary.get('diverged_epoch')}): nothing to analyse"
+            f"{diverged[0].summary.diverged_epoch}): nothing to analyse"
         )
     return records, diverged, list(errors)
 
@@ -457,9 +457,9 @@ def _diverged_table(diverged) -> pd.DataFrame:
         {
             "run_dir": r.run_dir,
             **r.condition(),
-            "epochs": r.summary.get("epochs"),
-            "diverged_epoch": r.summary.get("diverged_epoch"),
-            "reason": r.summary.get("reason"),
+            "epochs": r.summary.epochs,
+            "diverged_epoch": r.summary.diverged_epoch,
+            "reason": r.summary.reason,
         }
         for r in diverged
     ]

@@ -129,8 +129,8 @@ def _evaluate_runs(context, attacks, sets, tables, dims):
                 epsilons=options.attack_epsilons, pgd_steps=options.pgd_steps,
                 pgd_step_size=options.pgd_step_size, pgd_random_start=options.pgd_random_start,
                 seed=options.attack_seed, batch_size=min(options.batch_size, 256),
-                data_dir=options.data_dir, class_names=record.summary.get("class_names"),
-                load_set=sets.loader(spec, images, labels, record.summary.get("class_names"), chosen),
+                data_dir=options.data_dir, class_names=None,
+                load_set=sets.loader(spec, images, labels, None, chosen),
             )
         except (RunLoadError, CorruptedSetError, ParameterError) as error:
             context.errors.append((record.run_dir, f"robustness: {error}"))

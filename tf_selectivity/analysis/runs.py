@@ -10,9 +10,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from tf_selectivity.core.files import read_json
+from tf_selectivity.core.files import DamagedFileError, read_json
 from tf_selectivity.training.run_dir import RunPaths
-from tf_selectivity.training.status import is_diverged
+from tf_selectivity.training.summary import RunSummary
 
 __all__ = [
     "RunRecord",
@@ -42,34 +42,46 @@ def error_for(path: str, error: BaseException) -> str:
 
 @dataclasses.dataclass
 class RunRecord:
-    """A finished run directory (completed or diverged) and what its files say about it."""
+    """A finished run directory (completed or diverged) and what its files say about it.
+
+    Attributes:
+        run_dir: the run directory (absolute).
+        summary: its `RunSummary`.
+        config: its ``config.json``'s configuration (empty if it has none).
+    """
 
     run_dir: str
-    summary: dict
+    summary: RunSummary
     config: dict
 
     @property
     def run_id(self) -> str:
-        """Stable short id (cache key): the path and the summary's contents."""
+        """Stable short id (cache key): the path and the summary's contents
+        (its recorded values: the same whichever schema version the file has)."""
         digest = hashlib.sha256(self.run_dir.encode())
-        digest.update(repr(sorted(self.summary.items())).encode())
+        digest.update(repr(sorted(self.summary.to_dict(schema_version=False).items())).encode())
         return digest.hexdigest()[:16]
 
     @property
     def diverged(self) -> bool:
-        """The run stopped at a non-finite loss (`training.status`): no results."""
-        return is_diverged(self.summary)
+        """The run stopped at a non-finite loss: no results."""
+        return self.summary.diverged
 
     @property
     def probe_names(self) -> list:
-        return list(self.summary["probe_names"])
+        return list(self.summary.probe_names)
 
     def condition(self) -> dict:
-        return {column: self.summary[column] for column in CONFIG_COLUMNS}
+        """The run's `CONFIG_COLUMNS`."""
+        summary = self.summary
+        return {
+            "model": summary.model, "alpha": summary.alpha, "seed": summary.seed,
+            "activation": summary.activation, "leaky_slope": summary.leaky_slope,
+        }
 
     def architecture(self) -> tuple:
         """What must match for two runs' layers to be compared by CCA."""
-        return (self.summary["model"], tuple(self.probe_names))
+        return (self.summary.model, tuple(self.probe_names))
 
 
 def _read_json_file(path: str, what: str) -> dict:
@@ -92,15 +104,17 @@ def _read_json_file(path: str, what: str) -> dict:
 
 def _load_record(run_dir: str) -> RunRecord:
     paths = RunPaths(run_dir)
-    summary = _read_json_file(paths.summary, "summary.json")
-    required = CONFIG_COLUMNS if is_diverged(summary) else (*CONFIG_COLUMNS, "probe_names")
-    missing = [k for k in required if k not in summary]
-    if missing:
-        raise RunLoadError(f"{paths.root}: summary.json lacks {', '.join(missing)}")
     try:
-        float(summary["alpha"]), float(summary["leaky_slope"]), int(summary["seed"])
-    except (TypeError, ValueError):
-        raise RunLoadError(f"{paths.root}: summary.json has a non-numeric alpha, leaky_slope or seed") from None
+        summary = RunSummary.read(paths.summary)
+    except FileNotFoundError:
+        raise RunLoadError(f"{paths.root}: summary.json is missing") from None
+    except DamagedFileError as error:
+        raise RunLoadError(
+            f"{paths.root}: summary.json is damaged ({error.reason}; an interrupted copy?): copy the run "
+            "again or retrain it"
+        ) from None
+    except OSError as error:
+        raise RunLoadError(f"{paths.root}: cannot read summary.json ({error.strerror or error})") from None
     config = {}
     if os.path.exists(paths.config):
         config = _read_json_file(paths.config, "config.json").get("config", {})
@@ -150,7 +164,7 @@ def discover_runs(patterns) -> tuple[list, list]:
                     errors.append((match, "the run is not complete (no summary.json): finish training it first"))
         if not found_here and not any(p == pattern for p, _ in errors):
             errors.append((pattern, "holds no completed run (no summary.json found)"))
-    records.sort(key=lambda r: (r.summary["model"], r.summary["activation"], float(r.summary["leaky_slope"]), float(r.summary["alpha"]), int(r.summary["seed"]), r.run_dir))
+    records.sort(key=lambda r: (r.summary.model, r.summary.activation, r.summary.leaky_slope, r.summary.alpha, r.summary.seed, r.run_dir))
     return records, errors
 
 
@@ -207,7 +221,7 @@ def load_run_model(record: RunRecord):
             # Keras says "File not found" for a file that exists but is not a
             # zip archive.
             raise ValueError("it is not a Keras model file (not a zip archive: damaged, truncated or overwritten)")
-        _import_user_model_module(record.summary.get("model", ""))
+        _import_user_model_module(record.summary.model)
         return keras.saving.load_model(paths.keras_model)
     except Exception as error:
         raise RunLoadError(

@@ -24,7 +24,8 @@ import pandas as pd
 from tf_selectivity.core.files import read_json, replacing
 from tf_selectivity.sweeps.layout import SweepPaths, run_name
 from tf_selectivity.sweeps.settings import SETTING_FIELDS, values_to_settings
-from tf_selectivity.training.status import is_diverged
+from tf_selectivity.training.run_dir import RunPaths
+from tf_selectivity.training.summary import RunSummary
 
 __all__ = ["collect_trials", "write_trials_table", "LEADING_COLUMNS"]
 
@@ -70,22 +71,22 @@ def collect_trials(sweep_dir: str) -> pd.DataFrame:
         settings = values_to_settings(values)
         row.update({k: v for k, v in settings.items() if k not in row})
         row["lr_milestones"] = ",".join(str(m) for m in settings["lr_milestones"])
-        summary_file = os.path.join(run_dir, "summary.json")
-        row["complete"] = os.path.exists(summary_file)
+        run_paths = RunPaths(run_dir)
+        row["complete"] = run_paths.is_complete()
         if row["complete"]:
-            summary = read_json(summary_file)
-            if is_diverged(summary):
+            summary = RunSummary.read(run_paths.summary)
+            if summary.diverged:
                 row["status"] = "DIVERGED"
-                row["diverged_epoch"] = summary.get("diverged_epoch")
-                row["error"] = f"diverged: {summary.get('reason', 'non-finite loss')}"
-                row["train_seconds_last_session"] = summary.get("train_seconds_this_session")
+                row["diverged_epoch"] = summary.diverged_epoch
+                row["error"] = f"diverged: {'non-finite loss' if summary.reason is None else summary.reason}"
+                row["train_seconds_last_session"] = summary.train_seconds_this_session
                 rows.append(row)
                 continue
             for key in ("best_epoch", "val_accuracy", "test_accuracy", "test_mean_selectivity"):
-                row[key] = summary.get(key)
-            for layer, value in zip(summary.get("probe_names", []), summary.get("test_layer_selectivity", [])):
+                row[key] = getattr(summary, key)
+            for layer, value in zip(summary.probe_names or [], summary.test_layer_selectivity or []):
                 row[f"test_selectivity/{layer}"] = value
-            row["train_seconds_last_session"] = summary.get("train_seconds_this_session")
+            row["train_seconds_last_session"] = summary.train_seconds_this_session
         row["error"] = "" if record["status"] == "COMPLETED" else _error_line(paths, record)
         rows.append(row)
     columns = list(LEADING_COLUMNS) + [f for f in SETTING_FIELDS if f not in LEADING_COLUMNS]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Mapping, Sequence
+from typing import Sequence
 
 __all__ = ["HPARAM_NAMES", "METRICS", "write_experiment", "write_session", "session_written"]
 
@@ -92,14 +92,14 @@ def session_written(run_logs: str) -> bool:
     return bool(glob.glob(os.path.join(run_logs, f"events.out.tfevents.*{_SESSION_SUFFIX}")))
 
 
-def write_session(run_logs: str, session_name: str, summary: Mapping) -> bool:
+def write_session(run_logs: str, session_name: str, summary) -> bool:
     """Writes one run's HParams session (hyperparameters and final metrics).
 
     Args:
         run_logs: the run's ``logs/`` directory.
         session_name: name of the session in the dashboard (the run name).
-        summary: the run's summary dict (``summary.json``); a diverged run's
-            session has its hyperparameters and no metrics.
+        summary: the run's `RunSummary`; a diverged run's session has its
+            hyperparameters and no metrics.
 
     Returns:
         Whether it was written (False without TensorFlow or if it exists).
@@ -110,20 +110,20 @@ def write_session(run_logs: str, session_name: str, summary: Mapping) -> bool:
     from tensorboard.plugins.hparams import api as hp
 
     values = {
-        "alpha": float(summary["alpha"]),
-        "seed": int(summary["seed"]),
-        "model": str(summary["model"]),
-        "activation": str(summary["activation"]),
-        "leaky_slope": float(summary["leaky_slope"]),
+        "alpha": float(summary.alpha),
+        "seed": int(summary.seed),
+        "model": str(summary.model),
+        "activation": str(summary.activation),
+        "leaky_slope": float(summary.leaky_slope),
     }
-    step = int(summary.get("best_epoch") or 0)
+    step = int(summary.best_epoch or 0)
     os.makedirs(run_logs, exist_ok=True)
     writer = tf.summary.create_file_writer(run_logs, filename_suffix=_SESSION_SUFFIX)
     with writer.as_default():
         hp.hparams(values, trial_id=session_name)
-        # A diverged run (training.status) has no metrics: its row stays empty.
+        # A diverged run has no metrics: its row stays empty.
         for tag, _, _ in METRICS:
-            if summary.get(tag) is not None:
-                tf.summary.scalar(tag, float(summary[tag]), step=step)
+            if getattr(summary, tag) is not None:
+                tf.summary.scalar(tag, float(getattr(summary, tag)), step=step)
     writer.close()
     return True

@@ -38,7 +38,6 @@ from tf_selectivity.sweeps.oracle import trial_pack_seeds
 from tf_selectivity.sweeps.settings import config_from_values
 from tf_selectivity.training import ConfigError, RunLockedError, RunPaths, train
 from tf_selectivity.core.files import write_json_atomic
-from tf_selectivity.training.status import is_diverged
 
 __all__ = ["SweepTuner", "REPORTED_METRICS"]
 
@@ -134,14 +133,14 @@ class SweepTuner(keras_tuner.Tuner):
         else:
             summary = self._train_trial(config, values, seeds)
         hparams.write_session(RunPaths(config.output_dir).logs, name, summary)
-        if is_diverged(summary):
+        if summary.diverged:
             # A result, not a failure: the trial completes (no retry), its
             # objective is NaN and `diverged_epoch` marks it (`trial_diverged`).
-            return {"val_accuracy": float("nan"), "diverged_epoch": float(summary["diverged_epoch"])}
-        return {metric: float(summary[metric]) for metric in REPORTED_METRICS}
+            return {"val_accuracy": float("nan"), "diverged_epoch": float(summary.diverged_epoch)}
+        return {metric: float(getattr(summary, metric)) for metric in REPORTED_METRICS}
 
     def _train_trial(self, config, values, seeds):
-        """The trial's run summary, after training its pack if it has one."""
+        """The trial's `RunSummary`, after training its pack if it has one."""
         if len(seeds) > 1:
             summary = self._train_pack(values, seeds)
             if summary is not None:
@@ -152,7 +151,7 @@ class SweepTuner(keras_tuner.Tuner):
         """Trains the runs of `seeds` (the trial's own first) together.
 
         Returns:
-            The trial's own summary, or None when its run was left out
+            The trial's own `RunSummary`, or None when its run was left out
             (locked by another process) or the pack failed.
         """
         from tf_selectivity.data import DatasetUnavailableError

@@ -62,16 +62,20 @@ def save_keras_model(model, path: str) -> None:
         model.save(tmp)
 
 
-def export_run_models(model, paths, summary: dict) -> None:
-    """Writes a finished run's models and records them in its summary.
+def export_run_models(model, paths) -> tuple:
+    """Writes a finished run's models.
 
     The SavedModel (when TensorFlow is installed) and ``model.keras``, under
-    the run's `RunPaths`; `summary` gains their paths relative to the run
-    directory (``saved_model``, ``keras_model``). The caller writes the
-    summary afterwards: its presence marks the run complete.
+    the run's `RunPaths`. The caller records them in the run's summary and
+    writes it afterwards: its presence marks the run complete.
+
+    Returns:
+        (saved_model, keras_model): their paths relative to the run
+        directory; saved_model is None without TensorFlow.
     """
+    saved_model = None
     if tensorflow_available():
         export_saved_model(model, paths.saved_model)
-        summary["saved_model"] = os.path.relpath(paths.saved_model, paths.root)
+        saved_model = os.path.relpath(paths.saved_model, paths.root)
     save_keras_model(model, paths.keras_model)
-    summary["keras_model"] = os.path.relpath(paths.keras_model, paths.root)
+    return saved_model, os.path.relpath(paths.keras_model, paths.root)

@@ -15,10 +15,10 @@ import os
 
 import keras
 
-from tf_selectivity.core.files import write_json_atomic
 from tf_selectivity.models.probe import all_layers
 from tf_selectivity.training.export import export_run_models
 from tf_selectivity.training.run_dir import RunPaths
+from tf_selectivity.training.summary import RunSummary
 
 __all__ = ["save_as_run"]
 
@@ -56,21 +56,23 @@ def save_as_run(model, output_dir: str, *, dataset: str, seed: int = 0, source: 
         raise FileExistsError(f"{paths.root} already holds a run; choose another directory.")
     activation, leaky_slope = _activation(model)
     os.makedirs(paths.root, exist_ok=True)
-    summary = {
-        "model": model.name,
-        "alpha": model.alpha,
-        "seed": int(seed),
-        "activation": activation,
-        "leaky_slope": leaky_slope,
-        "probe_names": model.probe_names,
-        "dataset": dataset,
-        "num_classes": int(model.outputs[0].shape[-1]),
-        "image_shape": list(model.inputs[0].shape[1:]),
-        "imported": True,
-        "source": source,
-    }
-    export_run_models(model, paths, summary)
-    write_json_atomic(paths.summary, summary)  # last: the run is complete
+    saved_model, keras_model = export_run_models(model, paths)
+    summary = RunSummary(
+        model=model.name,
+        alpha=model.alpha,
+        seed=int(seed),
+        activation=activation,
+        leaky_slope=leaky_slope,
+        probe_names=model.probe_names,
+        dataset=dataset,
+        num_classes=int(model.outputs[0].shape[-1]),
+        image_shape=list(model.inputs[0].shape[1:]),
+        imported=True,
+        source=source,
+        saved_model=saved_model,
+        keras_model=keras_model,
+    )
+    summary.write(paths.summary)  # last: the run is complete
     return paths.root
 
 

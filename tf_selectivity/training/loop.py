@@ -24,18 +24,17 @@ from tf_selectivity.training.export import (
 from tf_selectivity.training.host_epochs import host_runner
 from tf_selectivity.training.optimizers import make_optimizer
 from tf_selectivity.training.placement import choose_input_pipeline
-from tf_selectivity.core.files import read_json, write_json_atomic
+from tf_selectivity.core.files import write_json_atomic
+from tf_selectivity.training.prepare import PreparedRun, prepare_runs, refuse_locked
 from tf_selectivity.training.run_dir import (
-    RunLockedError,
     RunPaths,
     check_checkpoint,
-    check_run_dir,
     remove_partial_files,
 )
-from tf_selectivity.training.status import COMPLETED, diverged_summary, run_status
+from tf_selectivity.training.summary import RunSummary
 
 __all__ = [
-    "train", "Run", "build_run", "finished_summary", "run_lane", "resolve_jit_compile", "prepare_run_dir", "load_run_data",
+    "train", "Run", "build_run", "finished_summary", "announce_finished", "run_lane", "resolve_jit_compile", "load_run_data",
     "start_run", "build_compiled_model", "check_model", "run_callbacks", "finish_run",
 ]
 
@@ -58,33 +57,11 @@ def resolve_jit_compile(setting: str) -> bool:
     return False
 
 
-def prepare_run_dir(config: TrainConfig) -> RunPaths:
-    """Checks that `config.output_dir` is empty or holds this same run.
-
-    Writes nothing (see `run_dir.check_run_dir`).
-
-    Returns:
-        The run's `RunPaths`.
-
-    Raises:
-        ConfigError: the directory holds a run of another configuration, or
-            is a file, or holds files that are not a run, or cannot be written.
-    """
-    return check_run_dir(config)
-
-
-def _backend_info() -> dict:
-    return {
-        "backend": keras.backend.backend(),
-        "keras_version": keras.__version__,
-    }
-
-
 def _set_precision(precision: str) -> None:
     keras.mixed_precision.set_dtype_policy(precision)
 
 
-def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, metrics=None) -> dict:
+def train(run, *, callbacks=(), verbose: int = 1, data=None, metrics=None) -> RunSummary:
     """Trains one network at one alpha and writes its run directory.
 
     Follows the paper's protocol (defaults of `TrainConfig`): SGD with
@@ -97,16 +74,19 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
     `training/device_loop.py`).
 
     Everything that can be refused is checked before the run directory is
-    created or its lock taken: the configuration, the directory, the data
-    (loaded first), the checkpoint of an interrupted run, and the model
-    (built first: a user's model function that fails stops here).
+    created or its lock taken: the configuration and the directory
+    (`prepare_runs`), the data (loaded first), the checkpoint of an
+    interrupted run, and the model (built first: a user's model function
+    that fails stops here).
 
     A run whose loss becomes non-finite stops at the end of that epoch and
-    is finished as *diverged* (`training.status`): its summary says so and
+    is finished as *diverged* (`RunSummary.as_diverged`): its summary says so and
     in which epoch, with no test metrics, and no model is exported.
 
     Args:
-        config: the run's `TrainConfig`.
+        run: the run's `TrainConfig`, or its `PreparedRun` (from
+            `prepare_runs`, which a command line calls before a backend
+            starts: its checks are not repeated).
         callbacks: extra Keras callbacks (e.g. keras-tuner's).
         verbose: 1 progress bar, 2 one line per epoch, 0 silent.
         data: the run's `DatasetSplits`, if the caller loaded them already
@@ -115,24 +95,22 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
             logged per epoch (``history.csv``, TensorBoard, ``val_<name>``).
 
     Returns:
-        The summary dict (also written to ``summary.json``).
+        The run's `RunSummary` (also written to ``summary.json``).
 
     Raises:
         ConfigError: invalid configuration or conflicting output directory,
             a user's model function that fails.
         DamagedCheckpointError: the checkpoint of an interrupted run cannot
             be read (a `ConfigError`; nothing is changed).
+        DamagedFileError: a finished run's ``summary.json`` cannot be read.
         DatasetUnavailableError: the dataset cannot be loaded.
         RunLockedError: another process is training in the directory.
     """
-    config.validate()
-    paths = prepare_run_dir(config)
-    if paths.is_complete():
-        return finished_summary(paths, verbose)
-    if paths.is_locked():
-        raise RunLockedError(
-            f"another process is training in {paths.root}; wait for it or use another `output_dir`"
-        )
+    prepared = run if isinstance(run, PreparedRun) else prepare_runs([run])[0]
+    config, paths = prepared.config, prepared.paths
+    if prepared.finished:
+        return announce_finished(paths, prepared.summary, verbose)
+    refuse_locked([prepared])
     # Before the lock and config.json: a checkpoint that cannot be read, ...
     check_checkpoint(paths)
     if data is None:
@@ -144,13 +122,13 @@ def train(config: TrainConfig, *, callbacks=(), verbose: int = 1, data=None, met
     if verbose:
         print(data.summary_line(), flush=True)
     # ... and the model (a user's function that fails is found here).
-    run = build_run(config, paths, data, pipeline, metrics, restore=False)
+    built = build_run(config, paths, data, pipeline, metrics, restore=False)
     with paths.locked():
         if paths.is_complete():  # another process finished it meanwhile
             return finished_summary(paths, verbose)
-        run.checkpoint.restore()
+        built.checkpoint.restore()
         start_run(config, paths, data)
-        return _train_locked(run, callbacks, verbose)
+        return _train_locked(built, callbacks, verbose)
 
 
 def load_run_data(config: TrainConfig):
@@ -172,12 +150,19 @@ def start_run(config: TrainConfig, paths: RunPaths, data) -> None:
     write_json_atomic(paths.config, record)
 
 
-def finished_summary(paths: RunPaths, verbose: int) -> dict:
-    """The summary of a finished run (completed or diverged), said in one line."""
-    summary = read_json(paths.summary)
+def finished_summary(paths: RunPaths, verbose: int) -> RunSummary:
+    """The summary of a finished run (completed or diverged), said in one line.
+
+    Raises:
+        DamagedFileError: its ``summary.json`` cannot be read.
+    """
+    return announce_finished(paths, RunSummary.read(paths.summary), verbose)
+
+
+def announce_finished(paths: RunPaths, summary: RunSummary, verbose: int) -> RunSummary:
+    """`summary`, the finished run's in `paths`, said in one line (`verbose`)."""
     if verbose:
-        status = run_status(summary)
-        what = "complete" if status == COMPLETED else f"finished ({status} in epoch {summary.get('diverged_epoch')})"
+        what = "complete" if summary.completed else f"finished ({summary.status} in epoch {summary.diverged_epoch})"
         print(f"Run in {paths.root} is already {what}; nothing to do.")
     return summary
 
@@ -371,7 +356,7 @@ def _train_locked(run: Run, extra_callbacks, verbose):
     return finish_run(run, time.time() - start, verbose)
 
 
-def finish_run(run: Run, train_seconds: float, verbose: int, extra_summary=None) -> dict:
+def finish_run(run: Run, train_seconds: float, verbose: int, packed_replicates=None) -> RunSummary:
     """Ends a trained run: its summary, written last.
 
     A diverged run (``run.checkpoint.diverged_epoch``) gets the diverged
@@ -384,16 +369,16 @@ def finish_run(run: Run, train_seconds: float, verbose: int, extra_summary=None)
         run: the `Run`.
         train_seconds: the time this session trained it.
         verbose: print the closing lines.
-        extra_summary: further keys for ``summary.json`` (e.g. how the run
-            was packed with others).
+        packed_replicates: the number of runs it was trained with in one
+            program, if it was packed (recorded in its summary).
 
     Returns:
-        The summary dict.
+        The run's `RunSummary`.
     """
     config, paths, data, model, checkpoint = run.config, run.paths, run.data, run.model, run.checkpoint
-    extra_summary = dict(extra_summary or {})
+    recorded = _run_record(run, train_seconds, packed_replicates)
     if checkpoint.diverged_epoch is not None:
-        return _write_diverged(run, train_seconds, verbose, extra_summary)
+        return _write_diverged(run, recorded, verbose)
 
     model.load_weights(paths.best_weights)
     test = evaluate_responses(
@@ -406,62 +391,60 @@ def finish_run(run: Run, train_seconds: float, verbose: int, extra_summary=None)
     layer_si = test.layer_selectivity()
     dead = [float(np.mean(s.selectivity.dead_units())) for s in test.layers.values()]
     best = checkpoint.history[checkpoint.best_epoch - 1]
-    summary = {
-        "status": COMPLETED,
-        **_run_settings(config),
-        "selectivity_index": config.selectivity_index,
-        "best_epoch": checkpoint.best_epoch,
-        "val_accuracy": best["val_accuracy"],
-        "test_accuracy": test.accuracy,
-        "test_layer_selectivity": layer_si,
-        "test_mean_selectivity": float(np.mean(layer_si)),
-        "test_layer_dead_fraction": dead,
-        "probe_names": model.probe_names,
-        "train_seconds_this_session": train_seconds,
-        "jit_compile": run.jit_compile,
-        "input_pipeline": run.pipeline,
-        **data.describe(),
-        **_backend_info(),
-        **extra_summary,
-    }
-    export_run_models(model, paths, summary)
-    write_json_atomic(paths.summary, summary)
+    saved_model, keras_model = export_run_models(model, paths)
+    summary = dataclasses.replace(
+        recorded,
+        best_epoch=checkpoint.best_epoch,
+        val_accuracy=best["val_accuracy"],
+        test_accuracy=test.accuracy,
+        test_layer_selectivity=layer_si,
+        test_mean_selectivity=float(np.mean(layer_si)),
+        test_layer_dead_fraction=dead,
+        probe_names=model.probe_names,
+        jit_compile=run.jit_compile,
+        input_pipeline=run.pipeline,
+        saved_model=saved_model,
+        keras_model=keras_model,
+    )
+    summary.write(paths.summary)
     if verbose:
         print(
-            f"Best epoch {summary['best_epoch']}: val accuracy {summary['val_accuracy']:.4f}, "
-            f"test accuracy {summary['test_accuracy']:.4f}, "
-            f"test mean selectivity {summary['test_mean_selectivity']:.4f}\n"
+            f"Best epoch {summary.best_epoch}: val accuracy {summary.val_accuracy:.4f}, "
+            f"test accuracy {summary.test_accuracy:.4f}, "
+            f"test mean selectivity {summary.test_mean_selectivity:.4f}\n"
             f"Wrote {paths.root}"
         )
     return summary
 
 
-def _run_settings(config: TrainConfig) -> dict:
-    """The settings every summary records (completed or diverged)."""
-    return {
-        "model": config.model,
-        "alpha": config.alpha,
-        "seed": config.seed,
-        "activation": config.activation,
-        "leaky_slope": config.leaky_slope,
-        "epochs": config.epochs,
-    }
+def _run_record(run: Run, train_seconds: float, packed_replicates=None) -> RunSummary:
+    """What every summary of the run records (completed or diverged): its
+    settings, data, backend and training time."""
+    config = run.config
+    return RunSummary(
+        model=config.model,
+        alpha=config.alpha,
+        seed=config.seed,
+        activation=config.activation,
+        leaky_slope=config.leaky_slope,
+        epochs=config.epochs,
+        selectivity_index=config.selectivity_index,
+        **run.data.describe(),
+        backend=keras.backend.backend(),
+        keras_version=keras.__version__,
+        train_seconds_this_session=train_seconds,
+        packed_replicates=packed_replicates,
+    )
 
 
-def _write_diverged(run: Run, train_seconds, verbose, extra_summary=None) -> dict:
+def _write_diverged(run: Run, recorded: RunSummary, verbose) -> RunSummary:
     """Finishes a diverged run: its summary, no evaluation and no export."""
     checkpoint = run.checkpoint
-    summary = diverged_summary(
-        {**_run_settings(run.config), **run.data.describe(), **_backend_info()},
-        checkpoint.diverged_epoch,
-        checkpoint.diverged_reason,
-        train_seconds_this_session=train_seconds,
-        **dict(extra_summary or {}),
-    )
-    write_json_atomic(run.paths.summary, summary)
+    summary = recorded.as_diverged(checkpoint.diverged_epoch, checkpoint.diverged_reason)
+    summary.write(run.paths.summary)
     if verbose:
         print(
-            f"Diverged in epoch {summary['diverged_epoch']}/{run.config.epochs} ({summary['reason']}); "
+            f"Diverged in epoch {summary.diverged_epoch}/{run.config.epochs} ({summary.reason}); "
             f"training stopped. The run is finished as diverged: no test metrics, no exported model.\n"
             f"Wrote {run.paths.root}"
         )

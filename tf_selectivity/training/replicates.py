@@ -46,11 +46,11 @@ import keras
 
 from tf_selectivity.training.epochs import run_epochs
 from tf_selectivity.training.loop import (
+    announce_finished,
     finished_summary,
     build_run,
     finish_run,
     load_run_data,
-    prepare_run_dir,
     run_callbacks,
     run_lane,
     start_run,
@@ -58,8 +58,8 @@ from tf_selectivity.training.loop import (
 )
 from tf_selectivity.training.packing import DEFAULT_PACK_REPLICATES, check_replicate_configs
 from tf_selectivity.training.placement import choose_input_pipeline
-from tf_selectivity.training.run_dir import check_checkpoint
-from tf_selectivity.training.run_dir import RunLockedError
+from tf_selectivity.training.prepare import PreparedRun, prepare_runs, refuse_locked
+from tf_selectivity.training.run_dir import RunLockedError, check_checkpoint
 
 __all__ = ["train_replicates", "resolve_pack_replicates", "PackTooLargeError"]
 
@@ -87,7 +87,7 @@ def resolve_pack_replicates(setting) -> int:
     return 1 if jax.devices()[0].platform == "cpu" else DEFAULT_PACK_REPLICATES
 
 
-def train_replicates(configs, *, verbose: int = 1, data=None, metrics=None, callbacks_for=None,
+def train_replicates(runs, *, verbose: int = 1, data=None, metrics=None, callbacks_for=None,
                      skip_locked: bool = False) -> list:
     """Trains replicates of one configuration, packed in one program on JAX.
 
@@ -98,8 +98,9 @@ def train_replicates(configs, *, verbose: int = 1, data=None, metrics=None, call
     ``summary.json`` (completed or diverged).
 
     Args:
-        configs: `TrainConfig`s that differ only in ``seed`` and
-            ``output_dir`` (`packing.check_replicate_configs`).
+        runs: `TrainConfig`s that differ only in ``seed`` and
+            ``output_dir`` (`packing.check_replicate_configs`), or their
+            `PreparedRun`s (`prepare_runs`: their checks are not repeated).
         verbose: 0 silent; 1 or 2: one line per epoch for the whole pack
             (a progress bar per replicate would be unreadable), and each
             run's closing lines.
@@ -111,7 +112,7 @@ def train_replicates(configs, *, verbose: int = 1, data=None, metrics=None, call
             summary is None) instead of raising `RunLockedError`.
 
     Returns:
-        The summaries, in the order of `configs` (None for a run skipped
+        The `RunSummary`s, in the order of `runs` (None for a run skipped
         because it was locked).
 
     Raises:
@@ -123,23 +124,20 @@ def train_replicates(configs, *, verbose: int = 1, data=None, metrics=None, call
         PackTooLargeError: the packed program does not fit in the device's
             memory (pack fewer replicates).
     """
-    configs = list(configs)
+    prepared = [run if isinstance(run, PreparedRun) else prepare_runs([run])[0] for run in runs]
+    configs = [run.config for run in prepared]
     check_replicate_configs(configs)
-    for config in configs:
-        config.validate()
-    all_paths = [prepare_run_dir(config) for config in configs]
+    all_paths = [run.paths for run in prepared]
+    if not skip_locked:
+        refuse_locked(prepared)
     summaries = [None] * len(configs)
     pending = []
-    for index, paths in enumerate(all_paths):
-        if paths.is_complete():
-            summaries[index] = finished_summary(paths, verbose)
-        elif paths.is_locked():
-            if not skip_locked:
-                raise RunLockedError(
-                    f"another process is training in {paths.root}; wait for it or use another `output_dir`"
-                )
+    for index, run in enumerate(prepared):
+        if run.finished:
+            summaries[index] = announce_finished(run.paths, run.summary, verbose)
+        elif run.locked:
             if verbose:
-                print(f"{paths.root} is being trained by another process; left to it.", flush=True)
+                print(f"{run.paths.root} is being trained by another process; left to it.", flush=True)
         else:
             pending.append(index)
     if not pending:
@@ -177,7 +175,7 @@ def train_replicates(configs, *, verbose: int = 1, data=None, metrics=None, call
         keras.backend.clear_session()  # each run as in a process of its own
         callbacks = list(callbacks_for(configs[index])) if callbacks_for else []
         try:
-            summaries[index] = train(configs[index], callbacks=callbacks, verbose=verbose, data=data, metrics=metrics)
+            summaries[index] = train(prepared[index], callbacks=callbacks, verbose=verbose, data=data, metrics=metrics)
         except RunLockedError:
             if not skip_locked:
                 raise
@@ -274,8 +272,7 @@ def _train_locked_pack(runs, data, verbose, callbacks_for) -> list:
                 ) from error
             raise
     train_seconds = time.time() - start
-    extra_summary = {"packed_replicates": len(configs)}
-    return [finish_run(run, train_seconds, verbose, extra_summary) for run in runs]
+    return [finish_run(run, train_seconds, verbose, packed_replicates=len(configs)) for run in runs]
 
 
 def _describe_seeds(seeds) -> str:

@@ -8,8 +8,8 @@
       saved_model/          SavedModel: serve, unit_responses, activations
       model.keras           the best-epoch model in Keras' native format
       summary.json          written last: the run is finished when it exists
-                            ("status": "completed", or "diverged": see
-                            `training.status`)
+                            (`training.summary.RunSummary`: completed or
+                            diverged)
 """
 
 from __future__ import annotations
@@ -44,7 +44,25 @@ __all__ = [
 
 
 class RunLockedError(LockedError):
-    """Another process is training in this run directory."""
+    """Another process is training in this run directory.
+
+    Its message is the one every command gives for a locked run; it quotes
+    `output_dir`, which a command line names as its flag
+    (`core.settings.message_for_flags`).
+
+    Args:
+        root: the run directory.
+        owner: the pid of the process holding the lock, if known.
+    """
+
+    def __init__(self, root: str, owner: str = ""):
+        super().__init__(
+            f"another process is training in {root}; wait for it or use another `output_dir`", owner
+        )
+        self.root = root
+
+    def __reduce__(self):
+        return type(self), (self.root, self.owner)
 
 
 class DamagedCheckpointError(ConfigError):
@@ -106,10 +124,7 @@ class RunPaths:
                 os.makedirs(self.root, exist_ok=True)
                 stack.enter_context(exclusive_lock(self.lock, describe=self.root))
             except LockedError as error:
-                raise RunLockedError(
-                    f"another process is training in {self.root}; wait for it or use another `output_dir`",
-                    error.owner,
-                ) from None
+                raise RunLockedError(self.root, error.owner) from None
             except OSError as error:
                 from tf_selectivity.training.config import ConfigError
 
