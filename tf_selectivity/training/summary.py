@@ -1,9 +1,9 @@
 """`RunSummary`: a finished run's record, its ``summary.json``.
 
 A run directory is finished when its ``summary.json`` exists (it is written
-last). Every reader and writer of that file goes through `RunSummary`: the
-fields, their types, the schema version and the values that runs recorded
-before a field existed are read with are defined here, once.
+last). Every reader and writer of that file goes through `RunSummary`, which
+defines once its fields and their types, its schema version, and the values
+a summary written before a field existed is read with.
 
 A finished run has a ``status``:
 
