@@ -12,6 +12,13 @@ checked. From that single definition:
   (`values_from_flags`) and reports the same error in terms of its own
   flags (`ParameterError.for_flags`: ``--alpha must be ...``).
 
+A configuration may nest groups of settings (`group`: a field holding
+another such dataclass, e.g. each analysis stage's settings in
+`AnalysisOptions`). A setting of a group is named by its path in the
+library (``ablation.layers must ...``); its flag keeps one flat namespace
+with the others: the field's `flag_name` or, without one, its own name
+(``--ablation_layers``, ``--pgd_steps``).
+
 This module imports nothing of ours and absl only inside the flag functions.
 """
 
@@ -29,7 +36,10 @@ __all__ = [
     "quote",
     "message_for_flags",
     "setting",
+    "group",
     "settings_of",
+    "groups_of",
+    "setting_paths",
     "check_settings",
     "flag_names",
     "define_flags",
@@ -74,8 +84,9 @@ class ParameterError(ValueError):
 
 
 # A parameter quoted in a message, with an optional value: `name` or
-# `name=value` (the value may be quoted: `data_on_device='auto'`).
-_QUOTED_PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`")
+# `name=value` (the value may be quoted: `data_on_device='auto'`); a
+# setting of a group is quoted by its path (`ablation.layers`).
+_QUOTED_PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:=([^`]*))?`")
 
 
 def quote(parameter: str, value=None) -> str:
@@ -191,8 +202,24 @@ def setting(default, help: str, *, choices: Sequence | None = None, check: Calla
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def group(cls):
+    """A dataclass field holding a nested group of settings (a dataclass of `setting` fields).
+
+    The group's settings are checked with the others (`check_settings`) and
+    get flags like them (`define_flags`, named by each field's `flag_name`
+    or name); its default is ``cls()``.
+
+    Args:
+        cls: the group's dataclass.
+
+    Returns:
+        A `dataclasses.field`.
+    """
+    return dataclasses.field(default_factory=cls, metadata={"group": cls})
+
+
 def settings_of(cls, role: str | None = None, flags_only: bool = False) -> list:
-    """The `setting` fields of a dataclass (optionally of one role), in order."""
+    """The `setting` fields of a dataclass (optionally of one role), in order; groups not included."""
     fields = [f for f in dataclasses.fields(cls) if "help" in f.metadata]
     if role is not None:
         fields = [f for f in fields if f.metadata["role"] == role]
@@ -201,14 +228,40 @@ def settings_of(cls, role: str | None = None, flags_only: bool = False) -> list:
     return fields
 
 
+def groups_of(cls) -> list:
+    """The `group` fields of a dataclass, in order."""
+    return [f for f in dataclasses.fields(cls) if "group" in f.metadata]
+
+
+def setting_paths(cls, flags_only: bool = False, prefix: str = "") -> list:
+    """(path, field, owner dataclass) of every setting, groups expanded where they stand.
+
+    A top-level setting's path is its name, a group's setting's path is
+    ``group.name`` (``ablation.layers``).
+    """
+    paths = []
+    for field in dataclasses.fields(cls):
+        if "group" in field.metadata:
+            paths += setting_paths(field.metadata["group"], flags_only, f"{prefix}{field.name}.")
+        elif "help" in field.metadata and (field.metadata["flag"] or not flags_only):
+            paths.append((prefix + field.name, field, cls))
+    return paths
+
+
+def _flag_of(field) -> str:
+    return field.metadata["flag_name"] or field.name
+
+
 def flag_names(cls) -> dict:
-    """Field -> flag name, for the `setting` fields whose flag is named otherwise
-    (the mapping `ParameterError.for_flags` takes)."""
-    return {f.name: f.metadata["flag_name"] for f in settings_of(cls) if f.metadata["flag_name"]}
+    """Parameter -> flag name, for the settings whose flag is named otherwise than
+    their parameter (the mapping `ParameterError.for_flags` takes): renamed
+    flags, and every setting of a group (path ``ablation.layers`` -> flag
+    ``ablation_layers``)."""
+    return {path: _flag_of(field) for path, field, _ in setting_paths(cls) if _flag_of(field) != path}
 
 
 def check_settings(instance, names: Sequence[str] | None = None, error=None) -> None:
-    """Checks every `setting` field of `instance` (choices and check).
+    """Checks every `setting` field of `instance` (choices and check), groups included.
 
     Args:
         instance: a dataclass instance.
@@ -216,14 +269,20 @@ def check_settings(instance, names: Sequence[str] | None = None, error=None) -> 
         error: the `ParameterError` subclass to raise (default: ParameterError).
 
     Raises:
-        ParameterError: naming the first bad field.
+        ParameterError: naming the first bad field (a group's by its path).
     """
     error = error or ParameterError
-    for field in settings_of(type(instance)):
+    for field in dataclasses.fields(type(instance)):
         if names is not None and field.name not in names:
             continue
         value = getattr(instance, field.name)
-        if value is None:
+        if "group" in field.metadata:
+            try:
+                check_settings(value, error=error)
+            except ParameterError as bad:
+                raise error(f"{field.name}.{bad.parameter}", bad.problem) from None
+            continue
+        if "help" not in field.metadata or value is None:
             continue
         choices = field.metadata["choices"]
         if choices is not None and value not in choices:
@@ -256,17 +315,18 @@ def _flag_default(value):
 def define_flags(cls, names: Sequence[str] | None = None, *, exclude: Sequence[str] = (),
                  help_overrides: Mapping[str, str] | None = None, flag_values=None,
                  module_name: str | None = None) -> list:
-    """Defines one absl flag per `setting` field of `cls` (with ``flag=True``).
+    """Defines one absl flag per `setting` field of `cls` (with ``flag=True``), groups included.
 
-    The flag has the field's name, default, help and type (boolean, enum
-    for choices, integer, float, string, or a comma-separated list for
-    tuples).
+    The flag has the field's name (or `flag_name`), default, help and type
+    (boolean, enum for choices, integer, float, string, or a comma-separated
+    list for tuples).
 
     Args:
         cls: the dataclass.
-        names: only these fields (default: all with ``flag=True``).
+        names: only these fields (default: all with ``flag=True``); a
+            group's name stands for all its settings.
         exclude: fields to leave out (a command defines them itself).
-        help_overrides: field -> help text to use instead.
+        help_overrides: field (path) -> help text to use instead.
         flag_values: absl `FlagValues` (default: `absl.flags.FLAGS`).
         module_name: the module the flags belong to in ``--help`` (default:
             the caller's, as absl attributes flags defined there).
@@ -287,13 +347,16 @@ def define_flags(cls, names: Sequence[str] | None = None, *, exclude: Sequence[s
     where = {"flag_values": flag_values, "module_name": module_name}
     overrides = dict(help_overrides or {})
     defined = []
-    for field in settings_of(cls, flags_only=True):
-        if (names is not None and field.name not in names) or field.name in exclude:
+    for path, field, owner in setting_paths(cls, flags_only=True):
+        top = path.split(".", 1)[0]
+        if (names is not None and path not in names and top not in names) or path in exclude or top in exclude:
             continue
-        name = field.metadata["flag_name"] or field.name
-        kind = _base_type(cls, field)
+        name = _flag_of(field)
+        if name in defined:
+            raise ValueError(f"{path}: flag --{name} is defined twice in {cls.__name__}")
+        kind = _base_type(owner, field)
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        text = overrides.get(field.name, field.metadata["help"])
+        text = overrides.get(path, field.metadata["help"])
         choices = field.metadata["choices"]
         if kind is bool:
             flags.DEFINE_boolean(name, default, text, **where)
@@ -317,18 +380,28 @@ def values_from_flags(cls, flag_values, names: Sequence[str], error=None) -> dic
     Args:
         cls: the dataclass.
         flag_values: parsed absl `FlagValues`.
-        names: the fields to read.
+        names: the fields to read; a group's name gives the group, made
+            from the flags of all its settings.
         error: the `ParameterError` subclass to raise (default: ParameterError).
 
     Raises:
-        ParameterError: a list item that is not of the field's item type.
+        ParameterError: a list item that is not of the field's item type
+            (a group's setting named by its path).
     """
     error = error or ParameterError
     values = {}
-    fields = {f.name: f for f in settings_of(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in names:
         field = fields[name]
-        value = flag_values[field.metadata["flag_name"] or name].value
+        if "group" in field.metadata:
+            group_cls = field.metadata["group"]
+            inner = [f.name for f in settings_of(group_cls, flags_only=True)] + [f.name for f in groups_of(group_cls)]
+            try:
+                values[name] = group_cls(**values_from_flags(group_cls, flag_values, inner, error))
+            except ParameterError as bad:
+                raise error(f"{name}.{bad.parameter}", bad.problem) from None
+            continue
+        value = flag_values[_flag_of(field)].value
         if isinstance(value, list):
             item = field.metadata["item"] or str
             parsed = []
