@@ -1,4 +1,4 @@
-"""What PGD costs (`tf_selectivity.analysis.attacks`), beside the same attack in PyTorch.
+"""What PGD costs (`tf_selectivity.analysis.stages.robustness.attacks`), beside the same attack in PyTorch.
 
 Builds the reference CIFAR ResNet20 in PyTorch (the layout of
 `../shared/bench/torch_resnet20_reference.py` and Idelbayev's code: option-A
@@ -111,7 +111,7 @@ def main(_):
     import keras
     import torch
 
-    from tf_selectivity.analysis.attacks import perturb
+    from tf_selectivity.analysis.stages.robustness.attacks import perturb
     from tf_selectivity.models import build_model, load_torch_weights
 
     net = torch_resnet20(torch)

@@ -314,7 +314,7 @@ def attack_section():
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     from bench_attacks import MEAN, STD, torch_pgd, torch_resnet20
 
-    from tf_selectivity.analysis.attacks import perturb
+    from tf_selectivity.analysis.stages.robustness.attacks import perturb
     from tf_selectivity.models import load_torch_weights
 
     keras.mixed_precision.set_dtype_policy("float32")

@@ -7,22 +7,24 @@ import pandas as pd
 import pytest
 
 from tf_selectivity.analysis.ablation_stage import ablation_auc, selective_vs_random, sign_flip_test
-from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+from tf_selectivity.analysis.options import AblationOptions, AnalysisOptions, SelectivityOptions, SimilarityOptions
+from tf_selectivity.analysis.pipeline import analyze
 
 pytestmark = pytest.mark.tensorflow_only
 
 # Three of resnet8's 7 probes (16, 16 and 64 units): the stem, a block's
 # first ReLU (a skip around it) and the last block's output.
 LAYERS = ("probe_stem", "probe_s2b1_relu1", "probe_s3b1_out")
+NO_CCA = SimilarityOptions(enabled="false")
 
 
 @pytest.fixture(scope="module")
 def ablated(tiny_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("ablation")
     options = AnalysisOptions(
-        n_resamples=200, cca="false", selectivity_null=20, ablation=True, unit_ablation=True,
-        ablation_max_samples=48, ablation_random_orders=2, ablation_fractions=(0.0, 0.5, 1.0),
-        ablation_layers=LAYERS,
+        n_resamples=200, similarity=NO_CCA, selectivity=SelectivityOptions(null_permutations=20),
+        ablation=AblationOptions(curves=True, unit_importance=True, max_samples=48, random_orders=2,
+                                 fractions=(0.0, 0.5, 1.0), layers=LAYERS),
     )
     return analyze([str(tiny_runs)], str(out), options, verbose=0), out
 
@@ -81,9 +83,9 @@ def test_a_layer_no_run_has_is_one_error_naming_the_probes_and_nothing_is_writte
     from tf_selectivity.core.settings import ParameterError
 
     out = tmp_path / "analysis"
-    options = AnalysisOptions(cca="false", figures=False, ablation=True, ablation_layers=("probe_stem", "conv9"),
-                              max_test_samples=20)
-    with pytest.raises(ParameterError, match=r"^ablation_layers must name probes of the analysed runs "
+    options = AnalysisOptions(similarity=NO_CCA, figures=False, max_test_samples=20,
+                              ablation=AblationOptions(curves=True, layers=("probe_stem", "conv9")))
+    with pytest.raises(ParameterError, match=r"^ablation.layers must name probes of the analysed runs "
                                              r"\(probe_stem, probe_s1b1_relu1, .*\); no run has conv9$"):
         analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), options, verbose=0)
     assert not out.exists()
@@ -96,8 +98,8 @@ def test_a_run_whose_model_cannot_be_loaded_gets_an_error_row_and_the_others_go_
     shutil.copytree(tiny_runs / "runs" / "a0_s0", runs / "good")
     shutil.copytree(tiny_runs / "runs" / "a0_s1", runs / "damaged")
     (runs / "damaged" / "model.keras").write_text("PK but not really a zip archive")
-    options = AnalysisOptions(cca="false", figures=False, ablation=True, ablation_layers=("probe_s3b1_out",),
-                              ablation_fractions=(0.0, 1.0), ablation_random_orders=1, max_test_samples=24)
+    options = AnalysisOptions(similarity=NO_CCA, figures=False, max_test_samples=24, ablation=AblationOptions(
+        curves=True, layers=("probe_s3b1_out",), fractions=(0.0, 1.0), random_orders=1))
     result = analyze([str(runs)], str(tmp_path / "analysis"), options, verbose=0)
     curves = pd.read_csv(tmp_path / "analysis" / "ablation_curves.csv")
     assert set(curves["run_dir"]) == {str(runs / "good")} and len(curves) == 3 * 2

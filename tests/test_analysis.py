@@ -10,7 +10,8 @@ import pytest
 
 from conftest import error_lines, run_cli
 from tf_selectivity.measures import stats
-from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions
+from tf_selectivity.analysis.pipeline import analyze
 from tf_selectivity.analysis.runs import discover_runs
 
 pytestmark = pytest.mark.tensorflow_only
@@ -19,8 +20,8 @@ pytestmark = pytest.mark.tensorflow_only
 @pytest.fixture(scope="module")
 def analysis(tiny_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("analysis")
-    options = AnalysisOptions(n_resamples=500, similarity=("pwcca", "svcca", "debiased_cka", "procrustes"),
-                              cca_pwcca_variant="both", similarity_maps=True)
+    options = AnalysisOptions(n_resamples=500, similarity=SimilarityOptions(
+        measures=("pwcca", "svcca", "debiased_cka", "procrustes"), pwcca_variant="both", maps=True))
     return analyze([str(tiny_runs)], str(out), options, verbose=0), out
 
 
@@ -122,17 +123,24 @@ def test_figures_and_report(analysis):
         assert os.path.getsize(out / "figures" / f"fig3_{measure}_resnet8.png") > 1000
 
 
+def _cache_entries(out):
+    return sorted(str(path.relative_to(out)) for path in (out / "cache").glob("*/*"))
+
+
 def test_second_analysis_reuses_cached_runs(analysis, tiny_runs):
     result, out = analysis
-    cached = sorted(os.listdir(out / "cache"))
-    again = analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=200, similarity=("pwcca", "svcca", "debiased_cka", "procrustes"), figures=False), verbose=0)
-    assert sorted(os.listdir(out / "cache")) == cached
+    cached = _cache_entries(out)
+    assert len(cached) == 4  # one selectivity entry per run (with its responses)
+    options = AnalysisOptions(n_resamples=200, figures=False, similarity=SimilarityOptions(
+        measures=("pwcca", "svcca", "debiased_cka", "procrustes")))
+    again = analyze([str(tiny_runs)], str(out), options, verbose=0)
+    assert _cache_entries(out) == cached
     pd.testing.assert_frame_equal(again.runs, result.runs)
 
 
 def test_positions_as_datapoints(tiny_runs, tmp_path):
-    options = AnalysisOptions(cca_spatial="positions", cca_max_datapoints=1500, figures=False, n_resamples=100,
-                              cca_same_seed_pairs=True)
+    options = AnalysisOptions(figures=False, n_resamples=100, similarity=SimilarityOptions(
+        spatial="positions", max_datapoints=1500, same_seed_pairs=True))
     result = analyze([str(tiny_runs)], str(tmp_path / "out"), options, verbose=0)
     # All pairs, same seeds included (the paper's count), under each default
     # measure (PWCCA and debiased CKA).
@@ -193,11 +201,11 @@ def test_discover_runs_handles_globs_and_duplicates(tiny_runs):
 
 
 def test_cca_pwcca_variant_option_is_checked():
-    assert AnalysisOptions().cca_pwcca_variant == "svcca"  # The paper's.
+    assert AnalysisOptions().similarity.pwcca_variant == "svcca"  # The paper's.
     for variant in ("svcca", "textbook", "both"):
-        AnalysisOptions(cca_pwcca_variant=variant).validate()
-    with pytest.raises(ValueError, match="^cca_pwcca_variant must be one of svcca, textbook, both"):
-        AnalysisOptions(cca_pwcca_variant="google").validate()
+        AnalysisOptions(similarity=SimilarityOptions(pwcca_variant=variant)).validate()
+    with pytest.raises(ValueError, match="^similarity.pwcca_variant must be one of svcca, textbook, both"):
+        AnalysisOptions(similarity=SimilarityOptions(pwcca_variant="google")).validate()
 
 
 def test_diverged_runs_are_listed_apart_and_left_out_of_every_table(tiny_runs, tmp_path):
@@ -207,7 +215,7 @@ def test_diverged_runs_are_listed_apart_and_left_out_of_every_table(tiny_runs, t
     shutil.copytree(tiny_runs / "runs" / "a0_s0", diverged)
     summary = json.load(open(diverged / "summary.json"))
     RunSummary.from_dict({**summary, "alpha": -100.0}).as_diverged(3, "loss is nan").write(str(diverged / "summary.json"))
-    options = AnalysisOptions(n_resamples=100, cca="false", figures=False)
+    options = AnalysisOptions(n_resamples=100, figures=False, similarity=SimilarityOptions(enabled="false"))
     result = analyze([str(tiny_runs), str(diverged)], str(tmp_path / "out"), options, verbose=0)
     assert len(result.runs) == 4 and str(diverged) not in set(result.runs["run_dir"])
     assert -100.0 not in set(result.layers["alpha"]) and -100.0 not in set(result.units["alpha"])
@@ -228,7 +236,8 @@ def test_reanalysis_replaces_every_output_and_a_failed_one_changes_nothing(tiny_
     first = analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=100, figures=False), verbose=0)
     assert first.cca is not None and (out / "cca_ratios.csv").exists()
     # Again without CCA: its tables of the first analysis must not survive.
-    analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=100, figures=False, cca="false"), verbose=0)
+    analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=100, figures=False,
+                                                         similarity=SimilarityOptions(enabled="false")), verbose=0)
     manifest = json.load(open(out / "analysis.json"))["outputs"]
     present = sorted(n for n in os.listdir(out) if n not in ("analysis.json", "cache"))
     assert present == sorted(manifest) and not any(n.startswith("cca_") for n in present)

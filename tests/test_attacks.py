@@ -1,11 +1,11 @@
-"""FGSM and PGD (`tf_selectivity.analysis.attacks`) against hand-computed
+"""FGSM and PGD (`tf_selectivity.analysis.stages.robustness.attacks`) against hand-computed
 answers and an independent PyTorch attack on the same weights."""
 
 import numpy as np
 import pytest
 import keras
 
-from tf_selectivity.analysis.attacks import adversarial_accuracy, default_step_size, fgsm, perturb, pgd
+from tf_selectivity.analysis.stages.robustness.attacks import adversarial_accuracy, default_step_size, fgsm, perturb, pgd
 from tf_selectivity.models import AKAMASTER_NORMALIZATION, build_model, load_torch_weights
 from tf_selectivity.core.settings import ParameterError
 

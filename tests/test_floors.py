@@ -20,13 +20,11 @@ FLOORS = [
     {"models"},  # the probe, builders, SelectivityModel, per-backend steps
     {"data"},
     {"training"},
-    {"analysis", "plots"},
-    {"report"},
-    # The analyze command's engine (analysis, figures, report) and the
-    # optional stages it runs (`pipeline.optional_stages`), which write
-    # report sections.
-    {"analysis.pipeline", "analysis.units_stage", "analysis.training_curves_stage",
-     "analysis.ablation_stage", "analysis.robustness_stage"},
+    {"plots"},  # drawing primitives and the paper's figures, from tables
+    {"report"},  # report.md: assembly and formatting
+    # The analyze command: its engine, the stage protocol and every stage
+    # (analysis/stages/<name>/: compute, figures, report section).
+    {"analysis"},
     {"sweeps"},
     {"train", "analyze", "sweep", "__init__", "__main__"},  # command lines
 ]

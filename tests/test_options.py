@@ -8,7 +8,7 @@ from absl import flags
 
 from conftest import error_lines, run_cli
 from tf_selectivity.core import settings as options
-from tf_selectivity.analysis.options import AnalysisOptions
+from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions
 from tf_selectivity.core.settings import ParameterError, message_for_flags, quote
 from tf_selectivity.training.config import ConfigError, TrainConfig
 
@@ -50,22 +50,45 @@ def test_quoted_parameters_become_the_commands_flags():
     assert renamed == "raise --bootstrap_resamples=100"
 
 
+def _flat(instance, prefix=""):
+    """path -> value of every setting of a (nested) options instance."""
+    values = {}
+    for field in dataclasses.fields(instance):
+        value = getattr(instance, field.name)
+        if dataclasses.is_dataclass(value):
+            values.update(_flat(value, f"{prefix}{field.name}."))
+        else:
+            values[prefix + field.name] = value
+    return values
+
+
 def test_flags_are_derived_from_the_fields():
     flag_values = flags.FlagValues()
     defined = options.define_flags(AnalysisOptions, flag_values=flag_values, module_name="test")
-    fields = [f.name for f in options.settings_of(AnalysisOptions, flags_only=True)]
-    assert defined == [options.flag_names(AnalysisOptions).get(name, name) for name in fields]
-    flag_values(["prog", "--cca_alphas=-1,-10", "--bootstrap_resamples=7", "--nofigures", "--cca_spatial=positions"])
+    paths = [path for path, _, _ in options.setting_paths(AnalysisOptions, flags_only=True)]
+    renamed = options.flag_names(AnalysisOptions)
+    assert defined == [renamed.get(path, path) for path in paths]
+    # A group's settings keep the flags users know.
+    assert renamed["ablation.layers"] == "ablation_layers" and renamed["similarity.alphas"] == "cca_alphas"
+    assert renamed["robustness.perturbations"] == "robustness" and renamed["n_resamples"] == "bootstrap_resamples"
+    flag_values(["prog", "--cca_alphas=-1,-10", "--bootstrap_resamples=7", "--nofigures", "--cca_spatial=positions",
+                 "--ablation_layers=probe_stem", "--robustness_max_samples=5"])
+    fields = [f.name for f in options.settings_of(AnalysisOptions, flags_only=True) + options.groups_of(AnalysisOptions)]
     values = options.values_from_flags(AnalysisOptions, flag_values, fields)
     parsed = AnalysisOptions(**values).validate()
-    assert parsed.cca_alphas == (-1.0, -10.0) and parsed.n_resamples == 7
-    assert parsed.figures is False and parsed.cca_spatial == "positions"
+    assert parsed.similarity.alphas == (-1.0, -10.0) and parsed.n_resamples == 7
+    assert parsed.figures is False and parsed.similarity.spatial == "positions"
+    assert parsed.ablation.layers == ("probe_stem",) and parsed.robustness.max_samples == 5
     # Everything else keeps the dataclass' defaults, which are the flags' defaults.
-    defaults = AnalysisOptions()
-    for field in dataclasses.fields(AnalysisOptions):
-        if field.name not in ("cca_alphas", "n_resamples", "figures", "cca_spatial"):
-            assert getattr(parsed, field.name) == getattr(defaults, field.name), field.name
-    assert flag_values["cca_spatial"].help == "<average|positions>: " + AnalysisOptions.__dataclass_fields__["cca_spatial"].metadata["help"]
+    given = {"similarity.alphas", "n_resamples", "figures", "similarity.spatial", "ablation.layers",
+             "robustness.max_samples"}
+    defaults = _flat(AnalysisOptions())
+    for path, value in _flat(parsed).items():
+        if path not in given:
+            assert value == defaults[path], path
+    help_text = dataclasses.fields(SimilarityOptions)[[f.name for f in dataclasses.fields(SimilarityOptions)].index(
+        "spatial")].metadata["help"]
+    assert flag_values["cca_spatial"].help == "<average|positions>: " + help_text
 
 
 def test_training_flags_cover_every_field_and_sweeps_share_the_identity():

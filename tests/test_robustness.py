@@ -1,4 +1,4 @@
-"""Robustness analysis (issue 18 point 4): `analysis.robustness`, the stage.
+"""Robustness analysis: `stages.robustness` (evaluation, claims) and the stage through `analyze`.
 
 Every number of `evaluate_robustness` against an independent computation on
 the same model (predictions of the corrupted / attacked images, the
@@ -7,13 +7,16 @@ permutation p-value against the exact count; claim verdicts on summaries
 whose answer is known; and the stage through `analyze` on the tiny sweep.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tf_selectivity.analysis.robustness import claims_table, evaluate_robustness, spearman_with_ci
+from tf_selectivity.analysis.stages.robustness.claims import claims_table
+from tf_selectivity.analysis.stages.robustness.evaluate import evaluate_robustness
+from tf_selectivity.measures.stats import spearman_with_ci
 from tf_selectivity.measures.dimensionality import dimensionality
 
 
@@ -37,7 +40,7 @@ def _accuracy(model, images, labels):
 
 
 def test_every_row_equals_an_independent_computation(model_and_data):
-    from tf_selectivity.analysis.attacks import perturb
+    from tf_selectivity.analysis.stages.robustness.attacks import perturb
     from tf_selectivity.data.corruptions import corrupt
 
     model, images, labels = model_and_data
@@ -131,13 +134,15 @@ def test_claim_verdicts_follow_the_numbers():
     assert table["statistic"].iloc[4] == pytest.approx(0.85)
 
 
-def test_analyze_robustness_writes_tables_figures_and_the_claims_section(tiny_runs, tmp_path):
-    from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+def test_analyze_robustness_writes_tables_figures_and_the_claims_section(tiny_runs, tmp_path, monkeypatch):
+    from tf_selectivity.analysis.options import AnalysisOptions, RobustnessOptions, SimilarityOptions
+    from tf_selectivity.analysis.pipeline import analyze
 
     options = AnalysisOptions(
-        n_resamples=200, cca="false", robustness=("corruptions:generated", "fgsm", "pgd"),
-        corruptions=("gaussian_noise", "pixelate"), severities=(1, 5), attack_epsilons=(0.0, 8.0), pgd_steps=2,
-        robustness_max_samples=20, similarity=("pwcca",),
+        n_resamples=200, similarity=SimilarityOptions(enabled="false", measures=("pwcca",)),
+        robustness=RobustnessOptions(
+            perturbations=("corruptions:generated", "fgsm", "pgd"), corruptions=("gaussian_noise", "pixelate"),
+            severities=(1, 5), attack_epsilons=(0.0, 8.0), pgd_steps=2, max_samples=20),
     )
     result = analyze([str(tiny_runs)], str(tmp_path), options)
     robustness = pd.read_csv(tmp_path / "robustness.csv")
@@ -157,3 +162,13 @@ def test_analyze_robustness_writes_tables_figures_and_the_claims_section(tiny_ru
     report = (tmp_path / "report.md").read_text()
     assert "## Robustness: corruptions, attacks and dimensionality" in report
     assert "Early-layer dimensionality falls as selectivity rises" in report
+    # Each run's perturbations are cached: analysing again perturbs nothing and gives the same tables.
+    assert len(list((tmp_path / "cache" / "robustness").iterdir())) == len(runs)
+    before = (tmp_path / "robustness.csv").read_bytes()
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("robustness computed again")
+
+    monkeypatch.setattr("tf_selectivity.analysis.stages.robustness.evaluate.evaluate_robustness", not_again)
+    analyze([str(tiny_runs)], str(tmp_path), dataclasses.replace(options, figures=False), verbose=0)
+    assert (tmp_path / "robustness.csv").read_bytes() == before

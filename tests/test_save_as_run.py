@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import keras
 
-from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions
+from tf_selectivity.analysis.pipeline import analyze
 from tf_selectivity.models import build_model, load_torch_weights
 from tf_selectivity.training import save_as_run
 
@@ -41,7 +42,7 @@ def test_a_model_with_loaded_weights_is_analysed_from_its_run_directory(tmp_path
     with pytest.raises(FileExistsError, match="already holds a run"):
         save_as_run(model, run, dataset=DATASET)
 
-    result = analyze([str(tmp_path / "runs")], str(tmp_path / "analysis"), AnalysisOptions(cca="false", figures=False), verbose=0)
+    result = analyze([str(tmp_path / "runs")], str(tmp_path / "analysis"), AnalysisOptions(similarity=SimilarityOptions(enabled="false"), figures=False), verbose=0)
     assert not result.errors
     row = result.runs.iloc[0]
     assert row["run_dir"] == run and row["num_test_samples"] == 120

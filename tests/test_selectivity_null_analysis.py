@@ -102,10 +102,12 @@ def test_selectivity_null_of_chosen_layers_and_bad_arguments(rng):
 # ------------------------------------------------------------ analyze
 @pytest.fixture(scope="module")
 def null_analysis(tiny_runs, tmp_path_factory):
-    from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+    from tf_selectivity.analysis.options import AnalysisOptions, SelectivityOptions, SimilarityOptions
+    from tf_selectivity.analysis.pipeline import analyze
 
     out = tmp_path_factory.mktemp("null_analysis")
-    options = AnalysisOptions(selectivity_null=99, cca="false", figures=False, n_resamples=100)
+    options = AnalysisOptions(selectivity=SelectivityOptions(null_permutations=99),
+                              similarity=SimilarityOptions(enabled="false"), figures=False, n_resamples=100)
     return analyze([str(tiny_runs)], str(out), options, verbose=0), out
 
 
@@ -153,14 +155,15 @@ def test_analyze_null_equals_the_null_of_the_runs_responses(null_analysis):
 
 @pytest.mark.tensorflow_only
 def test_fdr_changes_reuse_the_cached_null(null_analysis, tiny_runs):
-    from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+    from tf_selectivity.analysis.options import AnalysisOptions, SelectivityOptions, SimilarityOptions
+    from tf_selectivity.analysis.pipeline import analyze
 
     result, out = null_analysis
-    cached = sorted(os.listdir(out / "cache"))
-    options = AnalysisOptions(selectivity_null=99, fdr=0.3, fdr_method="by", cca="false", figures=False,
-                              n_resamples=100)
+    cached = sorted(os.listdir(out / "cache" / "selectivity"))
+    options = AnalysisOptions(selectivity=SelectivityOptions(null_permutations=99, fdr=0.3, fdr_method="by"),
+                              similarity=SimilarityOptions(enabled="false"), figures=False, n_resamples=100)
     again = analyze([str(tiny_runs)], str(out), options, verbose=0)
-    assert sorted(os.listdir(out / "cache")) == cached  # no run evaluated again
+    assert sorted(os.listdir(out / "cache" / "selectivity")) == cached  # no run evaluated again
     np.testing.assert_array_equal(again.units["si_p"], result.units["si_p"])
     for _, group in again.units.groupby("run_dir"):
         np.testing.assert_allclose(

@@ -65,11 +65,14 @@ def test_recorded_every_n_epochs_and_equal_to_the_analysis_of_the_final_weights(
 
     # The analysis draws the curve and reports the half-rise epochs (issue 19
     # point 3): its table is `half_rise_epochs` of the history, per layer.
-    from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
-    from tf_selectivity.analysis.training_curves import half_rise_epochs, read_training_curves
+    from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions
+    from tf_selectivity.analysis.pipeline import analyze
+    from tf_selectivity.analysis.stages.training_curves.curves import half_rise_epochs, read_training_curves
 
     out = tmp_path / "analysis"
-    analyze([run.output_dir], str(out), AnalysisOptions(n_resamples=100, cca="false", figures=False), verbose=0)
+    # With figures (the training curves are figures like the others: --nofigures leaves them out too).
+    options = AnalysisOptions(n_resamples=100, similarity=SimilarityOptions(enabled="false"))
+    analyze([run.output_dir], str(out), options, verbose=0)
     table = pd.read_csv(out / "half_rise_epochs.csv")
     expected = half_rise_epochs(read_training_curves([run.output_dir]))
     assert list(table["layer"]) == probes + ["mean"] and set(table["model"]) == {"resnet8"}

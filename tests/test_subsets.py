@@ -45,7 +45,8 @@ def test_the_analysis_takes_every_class_of_an_image_folder_stored_by_class(tmp_p
 
     from PIL import Image
 
-    from tf_selectivity.analysis.pipeline import AnalysisOptions, _TestData
+    from tf_selectivity.analysis.context import TestDataLoader
+    from tf_selectivity.analysis.options import AnalysisOptions
     from tf_selectivity.analysis.runs import RunRecord
     from tf_selectivity.training.summary import RunSummary
 
@@ -60,5 +61,6 @@ def test_the_analysis_takes_every_class_of_an_image_folder_stored_by_class(tmp_p
     summary = RunSummary(model="resnet8", alpha=0.0, seed=0, activation="relu", leaky_slope=0.0,
                          dataset=spec, image_shape=[6, 6, 3], num_classes=3)
     record = RunRecord("run", summary, {})
-    _, images, labels, _ = _TestData(AnalysisOptions(max_test_samples=6)).for_run(record)
+    data = TestDataLoader(AnalysisOptions(max_test_samples=6)).for_run(record)
+    images, labels = data.images, data.labels
     assert sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2] and images.shape == (6, 6, 6, 3)

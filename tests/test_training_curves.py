@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tf_selectivity.analysis.training_curves import (
+from tf_selectivity.analysis.stages.training_curves.curves import (
     MEAN_LAYER,
     half_rise_epochs,
     read_training_curves,
@@ -17,7 +17,7 @@ from tf_selectivity.analysis.training_curves import (
 )
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.plots.style import save_figure
-from tf_selectivity.plots.training_curves import plot_training_curves
+from tf_selectivity.analysis.stages.training_curves.figures import plot_training_curves
 
 pytestmark = pytest.mark.core
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tf_selectivity.analysis.options import AnalysisOptions
+from tf_selectivity.analysis.options import AnalysisOptions, SelectivityOptions, SimilarityOptions, TrainingCurvesOptions, UnitsOptions
 from tf_selectivity.analysis.pipeline import analyze
 from tf_selectivity.analysis.unit_page import GalleryUnit, LayerPage, RunPage, write_unit_pages
 from tf_selectivity.core.settings import ParameterError
@@ -134,8 +134,10 @@ LAYERS = ("probe_stem", "probe_s3b1_out")
 @pytest.fixture(scope="module")
 def unit_pages(tiny_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("unit_pages")
-    options = AnalysisOptions(units_page=True, gallery_k=3, gallery_layers=LAYERS, units=("probe_stem:0,2",),
-                              selectivity_null=20, n_resamples=200, cca="false", figures=False)
+    options = AnalysisOptions(
+        units=UnitsOptions(page=True, gallery_k=3, gallery_layers=LAYERS, named_units=("probe_stem:0,2",)),
+        selectivity=SelectivityOptions(null_permutations=20), n_resamples=200,
+        similarity=SimilarityOptions(enabled="false"), figures=False)
     result = analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), options, verbose=0)
     return result, out
 
@@ -210,9 +212,10 @@ def test_galleries_show_the_most_and_least_selective_and_named_units_with_the_an
 
 def test_a_unit_out_of_range_fails_before_anything_is_written(tiny_runs, tmp_path):
     out = tmp_path / "analysis"
-    options = AnalysisOptions(units_page=True, units=("probe_stem:16",), n_resamples=100, cca="false",
-                              figures=False, training_curves=False)
-    message = r"units unit 16 of layer probe_stem is out of range: it has units 0\.\.15"
+    options = AnalysisOptions(units=UnitsOptions(page=True, named_units=("probe_stem:16",)), n_resamples=100,
+                              similarity=SimilarityOptions(enabled="false"), figures=False,
+                              training_curves=TrainingCurvesOptions(enabled=False))
+    message = r"units.named_units unit 16 of layer probe_stem is out of range: it has units 0\.\.15"
     with pytest.raises(ParameterError, match=message):
         analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), options, verbose=0)
     assert not out.exists()
@@ -229,9 +232,9 @@ def test_unit_indices_are_checked_from_the_model_file_before_any_data_pass(tiny_
     expected = {name: int(model.get_layer(name).output.shape[-1]) for name in records[0].probe_names}
     assert probe_widths(records[0]) == expected
     last = expected["probe_stem"] - 1
-    options = AnalysisOptions(units_page=True, units=(f"probe_stem:{last}",))
+    options = AnalysisOptions(units=UnitsOptions(page=True, named_units=(f"probe_stem:{last}",)))
     assert check_unit_choices(records, options) == {"probe_stem": [last]}
-    options = AnalysisOptions(units_page=True, units=(f"probe_stem:{last + 1}",))
+    options = AnalysisOptions(units=UnitsOptions(page=True, named_units=(f"probe_stem:{last + 1}",)))
     with pytest.raises(ParameterError, match=f"unit {last + 1} of layer probe_stem is out of range"):
         check_unit_choices(records, options)
 

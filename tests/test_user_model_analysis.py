@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, error_lines, run_cli
-from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+from tf_selectivity.analysis.options import AnalysisOptions
+from tf_selectivity.analysis.pipeline import analyze
 from tf_selectivity.training import TrainConfig, train
 
 pytestmark = pytest.mark.tensorflow_only

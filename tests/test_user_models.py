@@ -111,7 +111,8 @@ def test_train_reduced_resnet18_on_64x64_with_200_classes(tmp_path):
     assert np.all(np.isfinite(summary.test_layer_selectivity))
     # The analysis of a 200-class run: precision's N capped at 1 image per
     # class of this test set.
-    from tf_selectivity.analysis.pipeline import AnalysisOptions, analyze
+    from tf_selectivity.analysis.options import AnalysisOptions
+    from tf_selectivity.analysis.pipeline import analyze
 
     options = AnalysisOptions(n_resamples=100, figures=False)  # figures: test_user_model_analysis
     result = analyze([config.output_dir], str(tmp_path / "analysis"), options, verbose=0)

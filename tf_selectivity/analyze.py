@@ -26,7 +26,7 @@ from tf_selectivity.core import cli  # noqa: F401  (quiet TensorFlow logging fir
 from absl import app, flags
 
 from tf_selectivity.analysis.options import AnalysisOptions
-from tf_selectivity.core.settings import define_flags, flag_names, settings_of, values_from_flags
+from tf_selectivity.core.settings import define_flags, flag_names, groups_of, settings_of, values_from_flags
 
 COMMAND = "python -m tf_selectivity.analyze"
 
@@ -45,7 +45,7 @@ FLAG_NAMES = flag_names(AnalysisOptions)
 
 def _options() -> AnalysisOptions:
     """`AnalysisOptions` from the flags, validated; raises ParameterError."""
-    names = [f.name for f in settings_of(AnalysisOptions, flags_only=True)]
+    names = [f.name for f in settings_of(AnalysisOptions, flags_only=True) + groups_of(AnalysisOptions)]
     return AnalysisOptions(**values_from_flags(AnalysisOptions, FLAGS, names)).validate()
 
 
@@ -61,19 +61,6 @@ def _check_data_flags() -> None:
         check_dataset(FLAGS.dataset, FLAGS.data_dir)
     elif FLAGS.data_dir is not None:
         check_dataset("cifar10", FLAGS.data_dir)
-
-
-def _check_corruption_shapes(options, records) -> None:
-    """A published corrupted set must have the runs' image shape (issue 18)."""
-    if options.corruption_source is None:
-        return
-    from tf_selectivity.data.corruptions import check_source
-
-    for shape in sorted({tuple(r.summary.image_shape) for r in records if r.summary.image_shape}):
-        try:
-            check_source(options.corruption_source, options.corruptions, shape)
-        except ValueError as error:
-            raise cli.UsageError(f"--robustness corruption source: {error}") from None
 
 
 def main(argv):
@@ -93,17 +80,13 @@ def main(argv):
         options = _options()
         _check_data_flags()
         from tf_selectivity.analysis.outputs import output_dir_problem
-        from tf_selectivity.analysis.pipeline import find_runs
+        from tf_selectivity.analysis.pipeline import check_stages, find_runs
 
         problem = output_dir_problem(FLAGS.output_dir)
         if problem:
             raise cli.UsageError(f"--output_dir {problem}")
         records, _, _ = find_runs(FLAGS.runs)
-        if options.units_page:  # layers and unit indices named by --units / --gallery_layers
-            from tf_selectivity.analysis.units_stage import check_unit_choices
-
-            check_unit_choices(records, options)
-        _check_corruption_shapes(options, records)
+        check_stages(records, options)  # layers, units, corrupted sets: every stage's check
     except (cli.UsageError, ValueError, DatasetUnavailableError) as error:
         cli.fail(COMMAND, error, FLAG_NAMES)
     cli.start_backend(FLAGS.verbose)

@@ -1,12 +1,11 @@
-"""`analyze --ablation / --unit_ablation`: the ablation stage (issue 16 points 2-5).
+"""`analyze --ablation / --unit_ablation`: what the ablation stage (`stages.ablation`) computes and reports.
 
-Per analysed run, its ``model.keras`` is loaded (`runs.load_run_model`) and
-ablated on the run's test set (`analysis.ablation`, the suffix path); a run
-that cannot be loaded or ablated gets an error row and the others go on.
-Writes the tables ``ablation_curves``, ``ablation_auc`` (per run and
+Per analysed run, its Keras model is ablated on the run's test set
+(`ablate_run`: `analysis.ablation`, the suffix path). Across runs
+(`combine_ablation`), the tables ``ablation_curves``, ``ablation_auc`` (per run and
 layer), ``unit_importance`` and ``importance_correlations``, the figures
 ``ablation_curves_<model>_<activation>`` and
-``si_vs_importance_<model>_<activation>``, and returns the report section:
+``si_vs_importance_<model>_<activation>`` (`ablation_figures`), and the report section (`ablation_section`):
 the units selective above chance per layer and alpha (from the null of
 ``--selectivity_null``), the ablation curves and the test of whether
 selective-first ablation hurts more than random ablation, beside the
@@ -17,35 +16,34 @@ SI with single-unit importance.
 from __future__ import annotations
 
 import itertools
-import os
 
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.analysis.runs import CONFIG_COLUMNS, load_run_model
+from tf_selectivity.analysis.runs import CONFIG_COLUMNS
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.report.formatting import format_number as _number
 
-__all__ = ["ablation_stage", "check_ablation_layers", "selective_vs_random", "sign_flip_test"]
+__all__ = ["ablate_run", "ablation_figures", "ablation_section", "check_ablation_layers", "combine_ablation",
+           "selective_vs_random", "sign_flip_test"]
 
 _EXACT_SIGN_FLIPS = 16  # up to 2**16 sign patterns enumerated; more: sampled
 
 
-def check_ablation_layers(requested, layers: pd.DataFrame) -> None:
-    """Raises ParameterError when a name of --ablation_layers is a probe of no analysed run.
+def check_ablation_layers(requested, probes) -> None:
+    """Raises ParameterError when a name of ``ablation.layers`` is a probe of no analysed run.
 
     Args:
         requested: the names (None: all probes, always fine).
-        layers: the analysis' ``layers`` table (its ``layer`` column names
-            every analysed run's probes).
+        probes: every analysed run's probe names, in order (repeats allowed).
     """
     if requested is None:
         return
-    known = list(dict.fromkeys(layers["layer"].astype(str)))
+    known = list(dict.fromkeys(str(name) for name in probes))
     unknown = [name for name in requested if name not in known]
     if unknown:
         raise ParameterError(
-            "ablation_layers",
+            "ablation.layers",
             f"must name probes of the analysed runs ({', '.join(known)}); no run has {', '.join(unknown)}")
 
 
@@ -134,81 +132,56 @@ def selective_vs_random(auc: pd.DataFrame, n_resamples: int = 10_000) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def _with_condition(frame: pd.DataFrame, run: pd.Series) -> pd.DataFrame:
-    columns = {c: run[c] for c in ("run_dir", *CONFIG_COLUMNS) if c in run.index}
-    return frame.assign(**columns)[[*columns, *frame.columns]]
-
-
-def _ablate_run(context, record, run):
-    """(curves or None, importance or None) of one run."""
+def ablate_run(run):
+    """One run's ablation (a `RunContext`): ``{"curves": ..., "importance": ...}``, each table
+    present when asked for, with the run's condition columns first."""
     from tf_selectivity.analysis.ablation import ablation_curves, probe_layers, unit_importance
 
-    options = context.options
-    model = load_run_model(record)
+    options = run.options
+    settings = options.ablation
+    model = run.model
     probes = probe_layers(model)
-    layers = probes if options.ablation_layers is None else [n for n in options.ablation_layers if n in probes]
+    layers = probes if settings.layers is None else [n for n in settings.layers if n in probes]
     if not layers:
         raise ValueError(f"none of --ablation_layers is a probe of this run (its probes: {', '.join(probes)})")
-    _, images, labels, _ = context.test_data.for_run(record)
-    if options.ablation_max_samples:
-        from tf_selectivity.data.subsets import balanced_subset
-
-        chosen = balanced_subset(labels, options.ablation_max_samples)
-        images, labels = images[chosen], labels[chosen]
-    common = dict(layers=layers, mode=options.ablation_mode, index=options.selectivity_index,
+    data = run.subset(settings.max_samples)
+    common = dict(layers=layers, mode=settings.mode, index=options.selectivity_index,
                   batch_size=options.batch_size)
-    curves = importance = None
-    if options.ablation:
-        curves = ablation_curves(model, images, labels, fractions=options.ablation_fractions,
-                                 random_seeds=tuple(range(options.ablation_random_orders)), **common)
-        curves = _with_condition(curves, run)
-    if options.unit_ablation:
-        importance = _with_condition(unit_importance(model, images, labels, **common), run)
-        units = context.units
-        if "si_null_mean" in units.columns:
-            null = units.loc[units["run_dir"] == record.run_dir, ["layer", "unit", "si_null_mean"]]
+    tables = {}
+    if settings.curves:
+        tables["curves"] = run.with_condition(ablation_curves(
+            model, data.images, data.labels, fractions=settings.fractions,
+            random_seeds=tuple(range(settings.random_orders)), **common))
+    if settings.unit_importance:
+        tables["importance"] = run.with_condition(unit_importance(model, data.images, data.labels, **common))
+    return tables
+
+
+def combine_ablation(curve_frames, importance_frames, units: pd.DataFrame, n_resamples: int) -> dict:
+    """The ablation tables across runs (the null's mean of each unit joined where `units` has it)."""
+    from tf_selectivity.analysis.ablation import importance_correlations
+
+    if "si_null_mean" in units.columns:
+        joined = []
+        for importance in importance_frames:
+            run_dir = importance["run_dir"].iloc[0] if len(importance) else None
+            null = units.loc[units["run_dir"] == run_dir, ["layer", "unit", "si_null_mean"]]
             importance = importance.merge(null, on=["layer", "unit"], how="left")
             importance["si_chance_corrected"] = importance["selectivity"] - importance["si_null_mean"]
-    return curves, importance
-
-
-def ablation_stage(context) -> list[str] | None:
-    """The stage (`pipeline.StageContext` -> report lines); see the module."""
-    from tf_selectivity.analysis.ablation import importance_correlations
-    from tf_selectivity.analysis.outputs import write_table
-
-    options = context.options
-    check_ablation_layers(options.ablation_layers, context.layers)
-    curve_frames, importance_frames = [], []
-    runs = context.runs.set_index("run_dir", drop=False)
-    for number, record in enumerate(context.records, start=1):
-        if context.verbose:
-            print(f"[ablation {number}/{len(context.records)}] {record.run_dir}", flush=True)
-        try:
-            curves, importance = _ablate_run(context, record, runs.loc[record.run_dir])
-        except Exception as error:  # noqa: BLE001 - one run's model must not stop the others
-            context.errors.append((record.run_dir, f"ablation: {type(error).__name__}: {error}"))
-            continue
-        if curves is not None:
-            curve_frames.append(curves)
-        if importance is not None:
-            importance_frames.append(importance)
-    curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else None
-    importance = pd.concat(importance_frames, ignore_index=True) if importance_frames else None
-    auc = tests = correlations = None
-    if curves is not None:
-        write_table(curves, context.staging, "ablation_curves")
+            joined.append(importance)
+        importance_frames = joined
+    tables = {}
+    if curve_frames:
+        curves = pd.concat(curve_frames, ignore_index=True)
         auc = ablation_auc(curves)
-        write_table(auc, context.staging, "ablation_auc")
-        tests = selective_vs_random(auc, n_resamples=options.n_resamples)
-    if importance is not None:
-        write_table(importance, context.staging, "unit_importance")
+        tables.update(ablation_curves=curves, ablation_auc=auc,
+                      _tests=selective_vs_random(auc, n_resamples=n_resamples))
+    if importance_frames:
+        importance = pd.concat(importance_frames, ignore_index=True)
         group = [c for c in ("run_dir", *CONFIG_COLUMNS, "layer", "layer_index") if c in importance.columns]
-        correlations = importance_correlations(importance, group=group, n_resamples=min(options.n_resamples, 2000))
-        write_table(correlations, context.staging, "importance_correlations")
-    if options.figures:
-        _draw(context, curves, importance, options.n_resamples)
-    return _section(context, tests, auc, importance, correlations)
+        tables.update(unit_importance=importance, importance_correlations=importance_correlations(
+            importance, group=group, n_resamples=min(n_resamples, 2000)))
+    return tables
 
 
 def _conditions(frame):
@@ -217,19 +190,15 @@ def _conditions(frame):
     return split_by_condition(frame, ("model", "activation", "leaky_slope"))
 
 
-def _draw(context, curves, importance, n_resamples):
+def ablation_figures(curves, importance, n_resamples):
+    """Yields ``(name, figure)``: per condition, the ablation curves and SI vs importance."""
     from tf_selectivity.plots.ablation import plot_ablation_curves, plot_si_vs_importance
-    from tf_selectivity.plots.style import condition_slug, file_safe, save_figure
+    from tf_selectivity.plots.style import condition_slug, file_safe
 
-    directory = os.path.join(context.staging, "figures")
     for frame, prefix, plot in ((curves, "ablation_curves", lambda f: plot_ablation_curves(f, n_resamples)),
                                 (importance, "si_vs_importance", plot_si_vs_importance)):
         for condition, rows in _conditions(frame) if frame is not None else []:
-            figure = plot(rows)
-            if figure is None:
-                continue
-            name = file_safe(f"{prefix}_{condition.get('model', 'model')}_{condition_slug(condition)}")
-            context.figures[name] = save_figure(figure, os.path.join(directory, name))
+            yield file_safe(f"{prefix}_{condition.get('model', 'model')}_{condition_slug(condition)}"), plot(rows)
 
 
 def _percent(value) -> str:
@@ -246,13 +215,12 @@ def _alpha_text(alpha) -> str:
     return f"{float(alpha):g}"
 
 
-def _section(context, tests, auc, importance, correlations) -> list[str]:
-    options = context.options
+def ablation_section(options, runs, layers, tests, importance, correlations) -> list[str]:
+    """The report section (Markdown lines), beside the runs and layers tables of the selectivity stage."""
     lines = ["## Ablation: do selective units matter?", ""]
-    if options.ablation_max_samples:
-        lines += [f"Ablation accuracies are on {options.ablation_max_samples:,} test images, the classes in turn "
+    if options.ablation.max_samples:
+        lines += [f"Ablation accuracies are on {options.ablation.max_samples:,} test images, the classes in turn "
                   "(--ablation_max_samples); the test accuracy and SI columns on the analysis' test set.", ""]
-    layers, runs = context.layers, context.runs
     for condition, rows in _conditions(runs):
         from tf_selectivity.plots.style import condition_label
 
@@ -262,8 +230,9 @@ def _section(context, tests, auc, importance, correlations) -> list[str]:
         # Selectivity above chance.
         if "selective_fraction" in layer_rows.columns:
             means = layer_rows.groupby(["layer_index", "layer", "alpha"])["selective_fraction"].mean().unstack("alpha")
-            lines += [f"Units selective above chance (q < {options.fdr:g}, {options.fdr_method.upper()} over each "
-                      f"run's units, B = {options.selectivity_null} label permutations), mean over runs:", ""]
+            lines += [f"Units selective above chance (q < {options.selectivity.fdr:g}, "
+                      f"{options.selectivity.fdr_method.upper()} over each run's units, "
+                      f"B = {options.selectivity.null_permutations} label permutations), mean over runs:", ""]
             lines += _table(["layer", *[f"α = {_alpha_text(a)}" for a in alphas]],
                             [[name, *[_percent(values.get(a, np.nan)) for a in alphas]]
                              for (_, name), values in means.iterrows()])
@@ -299,7 +268,7 @@ def _section(context, tests, auc, importance, correlations) -> list[str]:
             lines += [
                 "AUC: the area under test accuracy vs the fraction of a layer's units ablated (normalized to the "
                 "fractions' span), most selective units first minus random orders (mean of "
-                f"{options.ablation_random_orders} seeds), averaged over the run's layers; negative: ablating "
+                f"{options.ablation.random_orders} seeds), averaged over the run's layers; negative: ablating "
                 "selective units first hurts more. d_z: mean over runs / its SD; p: two-sided sign-flip "
                 "permutation test over runs (exact for up to 16 runs).", ""]
             strongest = test_rows.sort_values("mean_difference").iloc[0]

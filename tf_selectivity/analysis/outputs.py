@@ -9,7 +9,7 @@ The per-run cache (``cache/``) is shared between analyses and kept.
 
     OUTPUT_DIR/
       analysis.json           marker and manifest: patterns, options, outputs
-      cache/<run id>/         per-run results (reused by the next analysis)
+      cache/<stage>/<run id>-<key>/  per-run results of each stage (reused by the next analysis)
       runs.csv ... report.md  outputs of the last finished analysis
       .analysis-*.partial/    staging of an analysis in progress (or killed)
 """
@@ -145,10 +145,15 @@ class OutputDirectory:
         return names
 
     def abort(self) -> None:
-        """Drops the staged outputs; removes the directory if this analysis created it."""
+        """Drops the staged outputs; removes the directory if this analysis created it.
+
+        A directory this analysis created is kept when its cache holds a
+        finished per-run result (`analysis.cache`): an interrupted analysis
+        started again then computes only what is missing.
+        """
         if self.staging:
             shutil.rmtree(self.staging, ignore_errors=True)
-        if self.created:
+        if self.created and not glob.glob(os.path.join(glob.escape(self.cache), "*", "*", "result.json")):
             shutil.rmtree(self.path, ignore_errors=True)
 
 

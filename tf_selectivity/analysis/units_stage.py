@@ -1,7 +1,6 @@
 """`--units_page`: unit galleries of every analysed run and the page to browse them.
 
-An optional stage of the analysis (`analysis.pipeline.optional_stages`).
-For each run it loads the run's Keras model, streams the test set once
+What the units stage (`stages.units`) draws. For each run it loads the run's Keras model, streams the test set once
 through `analysis.units.unit_gallery` for the chosen units, and writes
 under ``OUTPUT_DIR/units/``:
 
@@ -14,9 +13,9 @@ under ``OUTPUT_DIR/units/``:
   apart with the null);
 * the HTML pages (`analysis.unit_page`): ``index.html`` -> runs -> layers.
 
-Units: per layer of ``gallery_layers`` (default: every probe), its most and
+Units: per layer of ``units.gallery_layers`` (default: every probe), its most and
 least selective live unit by the analysis' units table, plus those named by
-``units`` (``LAYER:3,17,...``). Tables ``unit_gallery`` (one row per
+``units.named_units`` (``--units=LAYER:3,17,...``). Tables ``unit_gallery`` (one row per
 shown unit), ``unit_gallery_images`` (its top images) and
 ``unit_gallery_tuning`` (its tuning curve) go beside the analysis' others.
 
@@ -33,11 +32,11 @@ import os
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.analysis.options import parse_unit_specs
-from tf_selectivity.analysis.runs import RunLoadError, error_for, load_run_model, probe_widths
+from tf_selectivity.analysis.stages.units.options import parse_unit_specs
+from tf_selectivity.analysis.runs import RunLoadError, error_for, probe_widths
 from tf_selectivity.core.settings import ParameterError
 
-__all__ = ["UNITS_DIR", "GALLERY_DPI", "check_unit_choices", "units_stage", "run_directory_name",
+__all__ = ["UNITS_DIR", "GALLERY_DPI", "check_unit_choices", "unit_pages", "run_directory_name",
            "save_compact_png"]
 
 # The pages' directory in the analysis' output.
@@ -72,7 +71,7 @@ def check_unit_choices(records, options, units: pd.DataFrame | None = None) -> d
 
     Args:
         records: the runs (`RunRecord`s; their summaries name the probes).
-        options: `AnalysisOptions` (``units``, ``gallery_layers``).
+        options: `AnalysisOptions` (``units.named_units``, ``units.gallery_layers``).
         units: the analysis' units table (every unit of every run). Without
             it, unit indices are checked against the widths in each run's
             ``model.keras`` config (`probe_widths`: before any pass over the
@@ -82,13 +81,15 @@ def check_unit_choices(records, options, units: pd.DataFrame | None = None) -> d
         layer -> named unit indices (``parse_unit_specs``).
 
     Raises:
-        ParameterError: a layer of ``units`` or ``gallery_layers`` that no run
-            has, or a unit index beyond a layer's units in a run that has it.
+        ParameterError: a layer of ``units.named_units`` or
+            ``units.gallery_layers`` that no run has, or a unit index beyond a
+            layer's units in a run that has it.
     """
-    named = parse_unit_specs(options.units)
+    named = parse_unit_specs(options.units.named_units)
     probes = [name for record in records for name in record.probe_names]
     known = list(dict.fromkeys(probes))
-    for parameter, layers in (("units", list(named)), ("gallery_layers", list(options.gallery_layers or ()))):
+    for parameter, layers in (("units.named_units", list(named)),
+                              ("units.gallery_layers", list(options.units.gallery_layers or ()))):
         unknown = [layer for layer in layers if layer not in known]
         if unknown:
             shown = ", ".join(known[:40]) + (", ..." if len(known) > 40 else "")
@@ -104,7 +105,7 @@ def check_unit_choices(records, options, units: pd.DataFrame | None = None) -> d
         for index in named.get(layer, ()):
             if index >= width:
                 raise ParameterError(
-                    "units", f"unit {index} of layer {layer} is out of range: it has units 0..{width - 1} "
+                    "units.named_units", f"unit {index} of layer {layer} is out of range: it has units 0..{width - 1} "
                              f"(in {run_dir})")
     return named
 
@@ -153,24 +154,26 @@ def _layer_table(rows: pd.DataFrame, class_names) -> pd.DataFrame:
     return table.sort_values(["selectivity", "unit"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
-def _draw_run(record, context, named, root):
-    """The run's galleries and figures under `root`; returns its `RunPage` and gallery tables."""
+def _draw_run(run, context, named, root):
+    """The run's galleries and figures under `root` (`run`: its `RunContext`); returns its `RunPage` and gallery tables."""
     from tf_selectivity.analysis.unit_page import GalleryUnit, LayerPage, RunPage
     from tf_selectivity.analysis.units import unit_gallery
     from tf_selectivity.plots.gallery import layer_grid, selectivity_histogram, unit_figure
     from tf_selectivity.plots.style import file_safe
 
     options = context.options
-    spec, images, labels, num_classes = context.test_data.for_run(record)
-    class_names = context.test_data.class_names(record)
-    run_units = context.units[context.units["run_dir"] == record.run_dir]
+    record = run.record
+    data = run.test_data
+    spec, images, labels, num_classes, class_names = data.spec, data.images, data.labels, data.num_classes, data.class_names
+    units = context.tables["selectivity"]["units"]
+    run_units = units[units["run_dir"] == record.run_dir]
     layers = [name for name in record.probe_names
-              if options.gallery_layers is None or name in options.gallery_layers or name in named]
-    model = load_run_model(record)
+              if options.units.gallery_layers is None or name in options.units.gallery_layers or name in named]
+    model = run.model
     per_class = int(np.bincount(labels, minlength=num_classes).min()) or 1
     gallery = unit_gallery(
-        model, images, labels, units=_chosen(run_units, layers, named), k=options.gallery_k,
-        index=options.selectivity_index, precision_top_n=min(options.precision_top_n, per_class),
+        model, images, labels, units=_chosen(run_units, layers, named), k=options.units.gallery_k,
+        index=options.selectivity_index, precision_top_n=min(options.selectivity.precision_top_n, per_class),
         batch_size=options.batch_size,
     )
     run_name = run_directory_name(record)
@@ -204,7 +207,7 @@ def _draw_run(record, context, named, root):
             numbers["selective above chance (null, FDR)"] = f"{selective.mean():.1%}"
         layer_pages.append(LayerPage(layer, layer_dir, _layer_table(rows, class_names), "histogram.png",
                                      "grid.png", entries, numbers))
-    run_row = context.runs[context.runs["run_dir"] == record.run_dir].iloc[0]
+    run_row = context.run_row(record.run_dir)
     facts = {
         "model": str(run_row["model"]), "alpha": f"{float(run_row['alpha']):g}", "seed": str(run_row["seed"]),
         "test accuracy": _format(float(run_row["test_accuracy"]), 4),
@@ -218,57 +221,64 @@ def _draw_run(record, context, named, root):
     return RunPage(title, run_name, facts, layer_pages), tables
 
 
-def units_stage(context) -> list:
-    """Draws every run's unit galleries and writes ``units/index.html``; returns the report section.
+def unit_pages(context) -> tuple:
+    """Draws every run's unit galleries under ``units/`` and writes ``units/index.html``.
 
     Args:
-        context: the analysis' `StageContext`.
+        context: the analysis' `AnalysisContext` (the selectivity stage's
+            tables combined).
 
     Returns:
-        Markdown lines of the report's "Unit pages" section.
+        (tables, section): the gallery tables (``{name: DataFrame}``, empty
+        when no run's galleries could be drawn) and the Markdown lines of the
+        report's "Unit pages" section.
 
     Raises:
         ParameterError: a named layer that no run has or a unit out of a
             layer's range (checked before anything is drawn).
     """
-    from tf_selectivity.analysis.outputs import write_table
+    from tf_selectivity.analysis.context import RunContext
     from tf_selectivity.analysis.unit_page import write_unit_pages
 
     options = context.options
-    named = check_unit_choices(context.records, options, context.units)
-    root = os.path.join(context.staging, UNITS_DIR)
+    named = check_unit_choices(context.records, options, context.tables["selectivity"]["units"])
+    root = context.output_path(UNITS_DIR)
     pages, tables = [], {}
     for number, record in enumerate(context.records, start=1):
         if context.verbose:
             print(f"Unit galleries [{number}/{len(context.records)}] {record.run_dir}", flush=True)
+        run = RunContext(record, context)
         try:
-            page, run_tables = _draw_run(record, context, named, root)
+            page, run_tables = _draw_run(run, context, named, root)
         except ParameterError:  # the user's choice of units: the whole analysis fails
             raise
         except (RunLoadError, OSError, ValueError, KeyError) as error:
-            context.errors.append((record.run_dir, f"unit galleries: {error_for(record.run_dir, error)}"))
+            context.add_error(record.run_dir, f"unit galleries: {error_for(record.run_dir, error)}")
             continue
+        finally:
+            run.close()
         pages.append(page)
         for name, frame in run_tables.items():
             tables.setdefault(name, []).append(frame)
     if not pages:
-        return ["## Unit pages", "", "No run's unit galleries could be drawn (see the errors below)."]
+        return {}, ["## Unit pages", "", "No run's unit galleries could be drawn (see the errors below)."]
+    written = {}
     for name, frames in tables.items():
         frame = pd.concat(frames, ignore_index=True)
-        write_table(frame[["run_dir"] + [c for c in frame.columns if c != "run_dir"]], context.staging, name)
+        written[name] = frame[["run_dir"] + [c for c in frame.columns if c != "run_dir"]]
     notes = [
         f"Per layer its most and least selective live unit{' and the units named by --units' if named else ''}: "
-        f"the top {options.gallery_k} test images by the spatial maximum and by the spatial mean of the unit's "
+        f"the top {options.units.gallery_k} test images by the spatial maximum and by the spatial mean of the unit's "
         "feature map, outlined where the map exceeds the unit's top 0.5% over the test set, and its class tuning "
         "curve with 95% confidence intervals.",
     ]
     write_unit_pages(root, pages, notes=notes)
     galleries = sum(len(layer.gallery) for page in pages for layer in page.layers)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
-    return [
+    return written, [
         "## Unit pages", "",
         f"[{UNITS_DIR}/index.html]({UNITS_DIR}/index.html): {len(pages)} run(s), "
-        f"{sum(len(page.layers) for page in pages)} layers, {galleries} unit galleries (top {options.gallery_k} "
+        f"{sum(len(page.layers) for page in pages)} layers, {galleries} unit galleries (top {options.units.gallery_k} "
         f"images by spatial max and mean, outlined maps, tuning curves); {size / 1e6:.1f} MB. Open it from disk in "
         "a browser; tables `unit_gallery`, `unit_gallery_images` and `unit_gallery_tuning` hold the numbers.",
     ]

@@ -14,7 +14,7 @@ grow with the number of samples:
   of `tf_selectivity.measures.unit_null`, which needs them all).
 
 Training (`tf_selectivity.training.loop`: the test metrics of `summary.json`)
-and the analysis (`tf_selectivity.analysis.pipeline`) both evaluate through
+and the analysis (`tf_selectivity.analysis.stages.selectivity`) both evaluate through
 this module, so the two report the same numbers.
 """
 

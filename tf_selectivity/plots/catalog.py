@@ -1,4 +1,4 @@
-"""Every figure by file name, and `draw_all`, which draws and saves them.
+"""Every figure by file name; `iter_figures` draws them, `draw_all` draws and saves them.
 
 `_figure_builders` is the list of the paper's per-model figures: its keys
 are the file stems (`fig1_selectivity_<model>`, ...), each value builds one
@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -62,6 +62,46 @@ def _figure_builders(
     }
 
 
+def iter_figures(
+    runs: pd.DataFrame,
+    layers: pd.DataFrame,
+    cca: pd.DataFrame | None = None,
+    cca_ratio: pd.DataFrame | None = None,
+    n_resamples: int = DEFAULT_N_RESAMPLES,
+    raise_errors: bool = False,
+    other_measures: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+    similarity_maps: pd.DataFrame | None = None,
+) -> Iterator[tuple[str, Figure]]:
+    """Yields ``(name, figure)`` for every figure the tables allow, one set per model, in `draw_all`'s order.
+
+    Figures whose inputs are missing are skipped; one that fails for another
+    reason is reported with a `RuntimeWarning` and skipped (or raised with
+    `raise_errors`). The arguments are `draw_all`'s.
+    """
+    models = sorted(runs["model"].astype(str).unique()) if runs is not None and not runs.empty else []
+    builders: dict[str, Callable[[], Figure | None]] = {}
+    for model in models:
+        builders.update(_figure_builders(runs, layers, cca, cca_ratio, model, n_resamples))
+        for measure, (measure_cca, measure_ratio) in (other_measures or {}).items():
+            builders[f"fig3_{file_safe(measure)}_{file_safe(model)}"] = functools.partial(
+                _plot_cca, measure_cca, measure_ratio, model, method=measure, n_resamples=n_resamples)
+        if similarity_maps is not None and not similarity_maps.empty:
+            builders[f"figS_similarity_maps_{file_safe(model)}"] = functools.partial(
+                plot_similarity_maps, similarity_maps, model)
+    builders["figA12_model_comparison"] = lambda: comparison.plot_model_comparison(runs, n_resamples=n_resamples)
+
+    for name, build in builders.items():
+        try:
+            figure = build()
+        except Exception as error:  # noqa: BLE001 - reported, see docstring.
+            if raise_errors:
+                raise
+            warnings.warn(f"Figure {name} could not be drawn: {error!r}", RuntimeWarning)
+            continue
+        if figure is not None:
+            yield name, figure
+
+
 def draw_all(
     runs: pd.DataFrame,
     layers: pd.DataFrame,
@@ -104,24 +144,12 @@ def draw_all(
         to the written paths, in drawing order.
     """
     output_dir = Path(output_dir)
-    models = sorted(runs["model"].astype(str).unique()) if runs is not None and not runs.empty else []
-    builders: dict[str, Callable[[], Figure | None]] = {}
-    for model in models:
-        builders.update(_figure_builders(runs, layers, cca, cca_ratio, model, n_resamples))
-        for measure, (measure_cca, measure_ratio) in (other_measures or {}).items():
-            builders[f"fig3_{file_safe(measure)}_{file_safe(model)}"] = functools.partial(
-                _plot_cca, measure_cca, measure_ratio, model, method=measure, n_resamples=n_resamples)
-        if similarity_maps is not None and not similarity_maps.empty:
-            builders[f"figS_similarity_maps_{file_safe(model)}"] = functools.partial(
-                plot_similarity_maps, similarity_maps, model)
-    builders["figA12_model_comparison"] = lambda: comparison.plot_model_comparison(runs, n_resamples=n_resamples)
-
     written: dict[str, list[str]] = {}
-    for name, build in builders.items():
+    figures = iter_figures(runs, layers, cca, cca_ratio, n_resamples=n_resamples, raise_errors=raise_errors,
+                           other_measures=other_measures, similarity_maps=similarity_maps)
+    for name, figure in figures:
         try:
-            figure = build()
-            if figure is not None:
-                written[name] = save_figure(figure, output_dir / name, formats, dpi)
+            written[name] = save_figure(figure, output_dir / name, formats, dpi)
         except Exception as error:  # noqa: BLE001 - reported, see docstring.
             if raise_errors:
                 raise

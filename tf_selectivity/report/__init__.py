@@ -17,7 +17,10 @@ saying why) when there are none.
 
 One module per part of the report:
 
-    document.py             `write_report`: the sections in order, statistics used
+    document.py             `assemble_report`: the report's own parts (overview, headline
+                            results, figures, errors, statistics used, all runs) around the
+                            sections of the analysis stages; `write_report`: the paper's report
+                            from its tables
     conditions.py           runs split by condition, condition titles
     effects.py              per-alpha summary and sentences vs alpha = 0 (selectivity,
                             accuracy, precision, dead units; Figures 1, 2, 4, A7-A9)
@@ -29,7 +32,7 @@ One module per part of the report:
 """
 
 from tf_selectivity.report.conditions import condition_title
-from tf_selectivity.report.document import REPORT_FILENAME, write_report
+from tf_selectivity.report.document import REPORT_FILENAME, assemble_report, write_report
 from tf_selectivity.report.effects import TTEST_NAME, effect_sentence, summarize_condition
 from tf_selectivity.report.figures import FIGURE_CAPTIONS
 from tf_selectivity.report.formatting import markdown_table
@@ -42,6 +45,7 @@ __all__ = [
     "REPORT_FILENAME",
     "RUN_COLUMNS",
     "TTEST_NAME",
+    "assemble_report",
     "condition_title",
     "effect_sentence",
     "markdown_table",

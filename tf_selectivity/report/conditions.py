@@ -25,6 +25,12 @@ def condition_key(condition: dict) -> tuple[str, str, float]:
     )
 
 
+def condition_from_key(key: tuple) -> dict:
+    """The condition of a `condition_key`."""
+    model, activation, slope = key
+    return {"model": model, "activation": activation, "leaky_slope": slope}
+
+
 def has_baseline(runs: pd.DataFrame) -> bool:
     return bool(np.isclose(runs["alpha"].astype(float), 0.0).any())
 

@@ -1,4 +1,4 @@
-"""`write_report`: the sections of `report.md`, in order."""
+"""`report.md`: `assemble_report` puts its parts in order; `write_report` makes the paper's report from its tables."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 
 from tf_selectivity.measures import stats
 from tf_selectivity.report.distance_ratio import cca_section
-from tf_selectivity.report.conditions import condition_key, condition_title, has_baseline
+from tf_selectivity.report.conditions import condition_from_key, condition_key, condition_title, has_baseline
 from tf_selectivity.report.effects import (
     baseline_sentence,
     promotion_sentences,
@@ -78,44 +78,78 @@ def _methods_section() -> list[str]:
     ]
 
 
-def write_report(
+SUMMARY_INTRO = (
+    "Accuracy in percent; SI = class selectivity index (eq. 1, test set, mean over "
+    "units then layers), with dead units counted as 0 as in eq. 3 and, in the next "
+    "column, left out; precision (appendix A.5) is over live units only: a dead unit "
+    "has no most-activating images. p-values are Bonferroni-corrected."
+)
+
+
+def condition_sections(runs: pd.DataFrame, n_resamples: int) -> list:
+    """Per condition of `runs` (model, activation, leaky slope): its headline
+    sentences and its per-alpha summary block.
+
+    Returns:
+        ``[(condition, headline sentences, summary-table lines), ...]``.
+    """
+    if "alpha" in runs.columns:
+        runs = runs.assign(alpha=runs["alpha"].astype(float))
+    return [(condition, *_condition_section(condition, condition_runs, n_resamples))
+            for condition, condition_runs in stats.split_by_condition(runs)]
+
+
+def _without_last_blank(lines: Sequence[str]) -> list:
+    """`lines` less one trailing blank line: `assemble_report` puts one after every section."""
+    lines = list(lines)
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def summary_section(tables: Sequence[str]) -> list:
+    """The "Summary per α" section: the summary blocks of `condition_sections`, joined."""
+    return _without_last_blank(["## Summary per α", "", SUMMARY_INTRO, "", *tables])
+
+
+def similarity_section(cca_tables: Sequence[str]) -> list | None:
+    """The CCA section around the table block of `distance_ratio.cca_section` (None without one)."""
+    if not cca_tables:
+        return None
+    return _without_last_blank(["## Representational similarity (CCA)", "", *cca_tables])
+
+
+def assemble_report(
     output_dir: str | Path,
     runs: pd.DataFrame,
     layers: pd.DataFrame | None = None,
-    cca: pd.DataFrame | None = None,
-    cca_ratio: pd.DataFrame | None = None,
+    *,
+    headlines: Sequence[tuple] = (),
+    sections: Sequence[Sequence[str]] = (),
     figures: dict[str, Sequence[str]] | None = None,
     errors: Sequence[tuple[str, str]] | None = None,
-    n_resamples: int = stats.DEFAULT_N_RESAMPLES,
     diverged: pd.DataFrame | None = None,
-    sections: Sequence[Sequence[str]] | None = None,
 ) -> Path:
-    """Writes `report.md` into `output_dir`.
+    """Writes `report.md` into `output_dir` from its parts, in order.
 
-    Sections: overview; headline results in sentences (per model and
-    activation: baseline, suppression, promotion, promote-vs-suppress, CCA);
-    per-alpha summary tables; figures (relative links to the files from
-    `plots.draw_all`); runs that could not be analysed; statistics used;
-    the table of all runs (sorted by model, activation, slope, alpha, seed).
+    The report's own parts: the overview (from `runs` and `layers`), the
+    headline results (each condition's sentences of every part, under the
+    condition's title), then `sections` in the order given, the figures
+    (relative links), the runs that diverged, the runs that could not be
+    analysed, the statistics used and the table of all runs.
 
     Args:
         output_dir: Folder of the report (created if needed); figure links
             are relative to it.
         runs: The `runs` table.
-        layers: The `layers` table (per-layer results are in the figures;
-            used here only for the overview).
-        cca: The pairwise `cca` table, if computed.
-        cca_ratio: The `cca_ratio` table, if computed (derived from `cca`
-            otherwise).
-        figures: `{name: [paths]}` as returned by `plots.draw_all`.
+        layers: The `layers` table (for the overview).
+        headlines: ``(condition, [sentence, ...])`` pairs; a condition is a
+            dict with ``model``, ``activation`` and ``leaky_slope``. The
+            sentences of one condition are joined in the order given.
+        sections: Sections (each a list of Markdown lines, its ``## ``
+            heading first), each followed by a blank line.
+        figures: `{name: [paths]}` of the figures drawn.
         errors: `(path, message)` for each run that could not be analysed.
-        n_resamples: Bootstrap resamples per confidence interval.
-        diverged: The runs whose training diverged (the analysis'
-            `diverged` table), listed in a section of their own.
-        sections: Further sections (each a list of Markdown lines, its
-            ``## `` heading first) from the analysis' optional stages
-            (ablation, robustness, unit pages), placed after the
-            similarity section, in the order given.
+        diverged: The runs whose training diverged, listed in a section of
+            their own.
 
     Returns:
         Path of the written report.
@@ -126,21 +160,10 @@ def write_report(
     if "alpha" in runs.columns:
         runs = runs.assign(alpha=runs["alpha"].astype(float))
     conditions = stats.split_by_condition(runs)
-
-    cca_headlines, cca_tables = cca_section(cca, cca_ratio, n_resamples)
-    headline_blocks, tables = [], []
-    for condition, condition_runs in conditions:
-        condition_headlines, condition_tables = _condition_section(
-            condition, condition_runs, n_resamples
-        )
-        # Each condition's CCA sentence joins that condition's headlines.
-        if condition_key(condition) in cca_headlines:
-            condition_headlines.append(cca_headlines.pop(condition_key(condition)))
-        headline_blocks.append((condition_title(condition), condition_headlines))
-        tables += condition_tables
-    for (model, activation, slope), sentence in cca_headlines.items():
-        condition = {"model": model, "activation": activation, "leaky_slope": slope}
-        headline_blocks.append((f"{condition_title(condition)}: CCA", [sentence]))
+    blocks = {}
+    for condition, sentences in headlines:
+        block = blocks.setdefault(condition_key(condition), (condition_title(condition), []))
+        block[1].extend(sentences)
 
     n_errors = len(errors) if errors else 0
     lines = [
@@ -160,19 +183,11 @@ def write_report(
         "## Headline results",
         "",
     ]
-    for title, sentences in headline_blocks:
+    for title, sentences in blocks.values():
         lines += [f"### {title}", ""] + [f"- {sentence}" for sentence in sentences] + [""]
-    if not headline_blocks:
+    if not blocks:
         lines += ["No runs to summarise.", ""]
-    lines += ["## Summary per α", "",
-              "Accuracy in percent; SI = class selectivity index (eq. 1, test set, mean over "
-              "units then layers), with dead units counted as 0 as in eq. 3 and, in the next "
-              "column, left out; precision (appendix A.5) is over live units only: a dead unit "
-              "has no most-activating images. p-values are Bonferroni-corrected.", ""]
-    lines += tables
-    if cca_tables:
-        lines += ["## Representational similarity (CCA)", ""] + cca_tables
-    for section in sections or ():
+    for section in sections:
         lines += [*section, ""]
     lines += figures_section(figures, output_dir)
     lines += diverged_section(diverged)
@@ -184,3 +199,61 @@ def write_report(
     path = output_dir / REPORT_FILENAME
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def write_report(
+    output_dir: str | Path,
+    runs: pd.DataFrame,
+    layers: pd.DataFrame | None = None,
+    cca: pd.DataFrame | None = None,
+    cca_ratio: pd.DataFrame | None = None,
+    figures: dict[str, Sequence[str]] | None = None,
+    errors: Sequence[tuple[str, str]] | None = None,
+    n_resamples: int = stats.DEFAULT_N_RESAMPLES,
+    diverged: pd.DataFrame | None = None,
+    sections: Sequence[Sequence[str]] | None = None,
+) -> Path:
+    """Writes the paper's `report.md` from its tables into `output_dir`.
+
+    The report the analysis command writes for the same tables (its
+    selectivity and similarity stages give these parts to
+    `assemble_report`): overview; headline results in sentences (per model
+    and activation: baseline, suppression, promotion, promote-vs-suppress,
+    CCA); per-alpha summary tables; the CCA section; `sections`; figures
+    (relative links to the files from `plots.draw_all`); runs that could not
+    be analysed; statistics used; the table of all runs (sorted by model,
+    activation, slope, alpha, seed).
+
+    Args:
+        output_dir: Folder of the report (created if needed); figure links
+            are relative to it.
+        runs: The `runs` table.
+        layers: The `layers` table (per-layer results are in the figures;
+            used here only for the overview).
+        cca: The pairwise `cca` table, if computed.
+        cca_ratio: The `cca_ratio` table, if computed (derived from `cca`
+            otherwise).
+        figures: `{name: [paths]}` as returned by `plots.draw_all`.
+        errors: `(path, message)` for each run that could not be analysed.
+        n_resamples: Bootstrap resamples per confidence interval.
+        diverged: The runs whose training diverged (the analysis'
+            `diverged` table), listed in a section of their own.
+        sections: Further sections (each a list of Markdown lines, its
+            ``## `` heading first), placed after the similarity section, in
+            the order given.
+
+    Returns:
+        Path of the written report.
+    """
+    runs = runs if runs is not None else pd.DataFrame()
+    parts = condition_sections(runs, n_resamples)
+    cca_headlines, cca_tables = cca_section(cca, cca_ratio, n_resamples)
+    headlines = [(condition, sentences) for condition, sentences, _ in parts]
+    headlines += [(condition_from_key(key), [sentence]) for key, sentence in cca_headlines.items()]
+    similarity = similarity_section(cca_tables)
+    return assemble_report(
+        output_dir, runs, layers, headlines=headlines,
+        sections=[summary_section([line for _, _, table in parts for line in table]),
+                  *([similarity] if similarity else []), *(sections or ())],
+        figures=figures, errors=errors, diverged=diverged,
+    )

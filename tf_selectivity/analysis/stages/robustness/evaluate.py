@@ -1,15 +1,12 @@
 """Accuracy and per-layer dimensionality of one model under perturbations.
 
-Issue 18 point 4 (Leavitt & Morcos, "Linking average- and worst-case
-perturbation robustness via class selectivity and dimensionality", arXiv
-2010.07693). One pass of the model's unit-response model over each input
+Leavitt & Morcos, "Linking average- and worst-case perturbation robustness
+via class selectivity and dimensionality" (arXiv 2010.07693). One pass of the model's unit-response model over each input
 kind -- the clean test images, every corruption at every severity, FGSM and
 PGD at every epsilon -- gives both the accuracy (from the logits) and the
 dimensionality of every probed layer (`tf_selectivity.measures.dimensionality` of
 the spatially averaged unit responses, one column per channel), so each
 input kind's dimensionality is measured at no extra forward pass.
-
-`claims_table` tests the follow-up paper's three claims across runs.
 """
 
 from __future__ import annotations
@@ -20,18 +17,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.measures import stats
 from tf_selectivity.measures.dimensionality import layer_dimensionality
 
-__all__ = [
-    "ROBUSTNESS_COLUMNS",
-    "DIMENSIONALITY_COLUMNS",
-    "evaluate_robustness",
-    "spearman_with_ci",
-    "claims_table",
-    "early_layers",
-    "per_run_summary",
-]
+__all__ = ["ROBUSTNESS_COLUMNS", "DIMENSIONALITY_COLUMNS", "evaluate_robustness"]
 
 ROBUSTNESS_COLUMNS = ("kind", "name", "severity", "epsilon", "accuracy", "num_samples")
 DIMENSIONALITY_COLUMNS = (
@@ -80,7 +68,7 @@ def evaluate_robustness(
         corruption_source: `data.corruptions` source spec (None: no corruptions).
         corruptions: their names (default: all the source has).
         severities: 1-5.
-        attacks: any of "fgsm", "pgd" (L-infinity, `analysis.attacks`).
+        attacks: any of "fgsm", "pgd" (L-infinity, `stages.robustness.attacks`).
         epsilons: attack budgets in pixel units.
         pgd_steps, pgd_step_size, pgd_random_start: PGD's settings
             (step size None: `attacks.default_step_size`).
@@ -108,7 +96,7 @@ def evaluate_robustness(
         CorruptedSetError: a corrupted set that is missing or does not match.
         ParameterError: bad attack settings.
     """
-    from tf_selectivity.analysis import attacks as attack_functions
+    from tf_selectivity.analysis.stages.robustness import attacks as attack_functions
     from tf_selectivity.data.corruptions import check_source, load_corrupted
 
     images = np.asarray(images)
@@ -166,163 +154,3 @@ def evaluate_robustness(
     dimensionality["participation_ratio_change"] = (
         dimensionality["participation_ratio"] - dimensionality["layer"].map(clean))
     return robustness, dimensionality[list(DIMENSIONALITY_COLUMNS)]
-
-
-# ------------------------------------------------------------------ claims
-def spearman_with_ci(x, y, n_resamples: int = 10_000, seed: int = 0, confidence: float = 0.95) -> dict:
-    """Spearman's rank correlation of paired samples with a bootstrap CI.
-
-    Args:
-        x, y: 1-D paired observations (pairs with a NaN are dropped).
-        n_resamples: bootstrap resamples of the pairs (percentile interval).
-        seed: of the resampling.
-        confidence: of the interval.
-
-    Returns:
-        {"rho", "low", "high", "p", "n"}: p is the two-sided permutation
-        p-value of rho (exact over all n! orders for n <= 8, else
-        (1 + #{|rho*| >= |rho|}) / (1 + n_resamples) over random orders):
-        with few runs the t approximation of `scipy.stats.spearmanr` (and a
-        bootstrap CI) claim far more than the runs show (n = 4 and a perfect
-        rank order give p ~ 0 there, 1/12 here). NaN where fewer than 3
-        pairs or a constant variable leave rho undefined.
-    """
-    from scipy import stats as scipy_stats
-
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    n = int(len(x))
-    result = {"rho": math.nan, "low": math.nan, "high": math.nan, "p": math.nan, "n": n}
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return result
-    rho = float(scipy_stats.spearmanr(x, y)[0])
-    rng = np.random.default_rng(seed)
-    p = _permutation_p(scipy_stats.rankdata(x), scipy_stats.rankdata(y), rho, n_resamples, rng)
-    picks = rng.integers(0, n, size=(n_resamples, n))
-    rx = scipy_stats.rankdata(x[picks], axis=1)
-    ry = scipy_stats.rankdata(y[picks], axis=1)
-    rx -= rx.mean(axis=1, keepdims=True)
-    ry -= ry.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot = (rx * ry).sum(1) / np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
-    boot = boot[np.isfinite(boot)]
-    tail = (1 - confidence) / 2
-    low, high = (np.quantile(boot, [tail, 1 - tail]) if len(boot) else (math.nan, math.nan))
-    result.update(rho=float(rho), p=float(p), low=float(low), high=float(high))
-    return result
-
-
-def _rank_correlations(rx, ry_rows):
-    rx = rx - rx.mean()
-    ry = ry_rows - ry_rows.mean(axis=1, keepdims=True)
-    return (ry @ rx) / np.sqrt((rx**2).sum() * (ry**2).sum(axis=1))
-
-
-def _permutation_p(rx, ry, rho, n_resamples, rng):
-    import itertools
-
-    n = len(rx)
-    if n <= 8:
-        orders = np.array(list(itertools.permutations(range(n))))
-        null = _rank_correlations(rx, ry[orders])
-        return float(np.mean(np.abs(null) >= abs(rho) - 1e-12))
-    orders = np.argsort(rng.random((n_resamples, n)), axis=1)
-    null = _rank_correlations(rx, ry[orders])
-    return float((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + n_resamples))
-
-
-def early_layers(dimensionality: pd.DataFrame) -> list:
-    """The early layers: the first third of the probed layers (at least one)."""
-    indices = sorted(set(int(i) for i in dimensionality["layer_index"] if i >= 0))
-    return indices[: max(1, len(indices) // 3)]
-
-
-def per_run_summary(robustness: pd.DataFrame, dimensionality: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: mean SI, clean accuracy, mean corruption accuracy,
-    mean adversarial accuracy over epsilon > 0 per attack, the early layers'
-    participation ratio (clean) and its mean change under corruptions and
-    under each attack at its largest epsilon."""
-    rows = []
-    for run_dir, group in robustness.groupby("run_dir", sort=False):
-        run = runs.loc[runs["run_dir"] == run_dir].iloc[0]
-        row = {"run_dir": run_dir, "model": run["model"], "alpha": float(run["alpha"]), "seed": run["seed"],
-               "mean_selectivity": float(run["test_mean_selectivity"])}
-        row["clean_accuracy"] = float(group.loc[group["kind"] == "clean", "accuracy"].iloc[0])
-        mean = group[(group["name"] == "mean") & group["severity"].isna()]
-        row["mean_corruption_accuracy"] = float(mean["accuracy"].iloc[0]) if len(mean) else math.nan
-        for attack in ("fgsm", "pgd"):
-            adv = group[(group["kind"] == attack) & (group["epsilon"] > 0)]
-            row[f"{attack}_accuracy"] = float(adv["accuracy"].mean()) if len(adv) else math.nan
-        dims = dimensionality[dimensionality["run_dir"] == run_dir]
-        early = dims[dims["layer_index"].isin(early_layers(dims))] if len(dims) else dims
-        row["early_participation_ratio"] = float(early.loc[early["kind"] == "clean", "participation_ratio"].mean())
-        row["early_pr_change_corruption"] = float(
-            early.loc[early["kind"] == "corruption", "participation_ratio_change"].mean())
-        adversarial = []
-        for attack in ("fgsm", "pgd"):
-            adv = early[early["kind"] == attack]
-            if len(adv):
-                adversarial.append(adv.loc[adv["epsilon"] == adv["epsilon"].max(), "participation_ratio_change"].mean())
-        row["early_pr_change_adversarial"] = float(np.mean(adversarial)) if adversarial else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def claims_table(summary: pd.DataFrame, n_resamples: int = 10_000) -> pd.DataFrame:
-    """The follow-up paper's three claims (four tests) across runs.
-
-    Args:
-        summary: `per_run_summary`'s table (one model).
-        n_resamples: bootstrap resamples of each CI.
-
-    Returns:
-        One row per test: claim, test, expected direction, statistic (a
-        Spearman rho over runs, or the mean paired difference), its 95% CI,
-        p, n and a verdict computed from them: "supported" (CI excludes 0
-        on the claimed side and p < 0.05), "contradicted" (both on the
-        other side), "not shown" (otherwise) or "not testable" (n < 3 or
-        an undefined statistic).
-    """
-    si = summary["mean_selectivity"]
-    tests = [
-        ("Lower class selectivity -> more robust to corruptions",
-         "Spearman(mean SI, mean corruption accuracy) over runs", "negative", si, summary["mean_corruption_accuracy"]),
-        ("Higher class selectivity -> more robust to white-box attacks (FGSM)",
-         "Spearman(mean SI, FGSM accuracy averaged over epsilon > 0)", "positive", si, summary["fgsm_accuracy"]),
-        ("Higher class selectivity -> more robust to white-box attacks (PGD)",
-         "Spearman(mean SI, PGD accuracy averaged over epsilon > 0)", "positive", si, summary["pgd_accuracy"]),
-        ("Early-layer dimensionality falls as selectivity rises",
-         "Spearman(mean SI, early layers' participation ratio on clean images)", "negative", si,
-         summary["early_participation_ratio"]),
-    ]
-    rows = []
-    for claim, test, direction, x, y in tests:
-        r = spearman_with_ci(x, y, n_resamples=n_resamples)
-        rows.append({"claim": claim, "test": test, "expected": direction, "statistic": r["rho"],
-                     "low": r["low"], "high": r["high"], "p": r["p"], "n": r["n"]})
-    a = summary["early_pr_change_adversarial"].to_numpy(float)
-    b = summary["early_pr_change_corruption"].to_numpy(float)
-    paired = stats.paired_ttest(a, b)
-    keep = np.isfinite(a) & np.isfinite(b)
-    low, high = stats.bootstrap_ci(a[keep] - b[keep], n_resamples=n_resamples) if keep.sum() else (math.nan, math.nan)
-    rows.append({"claim": "Adversarial inputs raise early-layer dimensionality more than corruptions",
-                 "test": "paired t-test over runs: early PR change under attack (largest epsilon) minus under "
-                         "corruptions",
-                 "expected": "positive", "statistic": paired.mean_difference, "low": low, "high": high,
-                 "p": paired.p_value, "n": paired.n})
-    table = pd.DataFrame(rows)
-    table["verdict"] = [_verdict(r) for r in table.itertuples()]
-    return table
-
-
-def _verdict(row) -> str:
-    if not (np.isfinite(row.low) and np.isfinite(row.high) and np.isfinite(row.p)) or row.n < 3:
-        return "not testable"
-    if row.p >= 0.05:
-        return "not shown"
-    if row.low > 0:
-        return "supported" if row.expected == "positive" else "contradicted"
-    if row.high < 0:
-        return "supported" if row.expected == "negative" else "contradicted"
-    return "not shown"

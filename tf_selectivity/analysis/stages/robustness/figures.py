@@ -1,7 +1,7 @@
-"""Robustness figures (issue 18): accuracy under corruptions and attacks and
+"""Robustness figures: accuracy under corruptions and attacks and
 early-layer dimensionality, against alpha and against class selectivity.
 
-Each function takes one model's tables of `analysis.robustness_stage` --
+Each function takes one model's tables of the robustness stage --
 `robustness` (one row per run and input kind, with the run's condition
 columns) or its per-run summary -- and returns a Figure, or None when there
 is nothing to draw. Means over replicate networks (seeds) with percentile-
@@ -15,19 +15,21 @@ import pandas as pd
 
 from tf_selectivity.measures import stats
 from tf_selectivity.plots.drawing import alpha_legend
+from tf_selectivity.analysis.stages.robustness.claims import early_layers
 from tf_selectivity.plots.style import (
     ACCURACY_LABEL,
     SELECTIVITY_LABEL,
     add_footnote,
     alpha_colors,
     display_model_name,
+    file_safe,
     new_figure,
     replicates_text,
     set_alpha_axis,
     styled,
 )
 
-__all__ = ["robustness_vs_alpha", "robustness_vs_selectivity", "dimensionality_vs_alpha"]
+__all__ = ["group_figures", "robustness_vs_alpha", "robustness_vs_selectivity", "dimensionality_vs_alpha"]
 
 
 def _mean_ci(values, n_resamples):
@@ -90,15 +92,13 @@ def robustness_vs_selectivity(summary: pd.DataFrame, claims: pd.DataFrame | None
                                    ("pgd_accuracy", "PGD")) if summary[c].notna().any()]
     if not columns:
         return None
-    from tf_selectivity.analysis.robustness import spearman_with_ci
-
     figure, axes = new_figure(len(columns))
     alphas = sorted(summary["alpha"].astype(float).unique())
     colors = alpha_colors(alphas)
     for ax, (column, title) in zip(axes, columns):
         ax.scatter(summary["mean_selectivity"], summary[column] * 100,
                    color=[colors[float(a)] for a in summary["alpha"]], s=14)
-        r = spearman_with_ci(summary["mean_selectivity"], summary[column])
+        r = stats.spearman_with_ci(summary["mean_selectivity"], summary[column])
         ax.set_title(f"{title}: ρ = {r['rho']:.2f} [{r['low']:.2f}, {r['high']:.2f}]", loc="right", fontsize=7)
         ax.set_xlabel(SELECTIVITY_LABEL)
         ax.set_ylabel(ACCURACY_LABEL)
@@ -135,3 +135,16 @@ def dimensionality_vs_alpha(dimensionality: pd.DataFrame, early: list, n_resampl
     add_footnote(figure, f"Early layers: probe indices {', '.join(map(str, early))} (the first third); mean over "
                          "those layers per network, then over networks with bootstrapped 95% CIs.")
     return figure
+
+
+def group_figures(name: str, robustness: pd.DataFrame, dimensionality: pd.DataFrame, summary: pd.DataFrame,
+                  n_resamples: int):
+    """Yields ``(figure name, figure or None)`` of one model group (``figR_<kind>_<name>``)."""
+    drawn = {
+        "figR_robustness_vs_alpha": lambda: robustness_vs_alpha(robustness, n_resamples=n_resamples),
+        "figR_robustness_vs_selectivity": lambda: robustness_vs_selectivity(summary),
+        "figR_dimensionality_vs_alpha": lambda: dimensionality_vs_alpha(
+            dimensionality, early_layers(dimensionality), n_resamples=n_resamples),
+    }
+    for kind, draw in drawn.items():
+        yield f"{kind}_{file_safe(name)}", draw()

@@ -32,7 +32,9 @@ __all__ = [
     "MEAN_LAYER",
     "LAYER_COLUMN_PREFIX",
     "MEAN_COLUMN",
+    "has_training_curves",
     "read_training_curves",
+    "read_run_curves",
     "summarize_training_curves",
     "half_rise_epochs",
     "summarize_half_rise",
@@ -45,7 +47,23 @@ ACCURACY_COLUMN = "val_accuracy"
 MEAN_LAYER = "mean"
 
 
-def _read_run(run_dir: str) -> pd.DataFrame:
+def has_training_curves(run_dir: str) -> bool:
+    """Whether the run's history.csv recorded the SI while training (reads its header only)."""
+    path = os.path.join(run_dir, "history.csv")
+    if not os.path.exists(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().strip().split(",")
+    return MEAN_COLUMN in header or any(column.startswith(LAYER_COLUMN_PREFIX) for column in header)
+
+
+def read_run_curves(run_dir: str) -> pd.DataFrame:
+    """One run's rows of `read_training_curves`.
+
+    Raises:
+        ParameterError: no history.csv, one without the selectivity
+            columns, or a damaged config.json.
+    """
     history_path = os.path.join(run_dir, "history.csv")
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(history_path):
@@ -107,7 +125,7 @@ def read_training_curves(run_dirs: Iterable[str]) -> pd.DataFrame:
     run_dirs = [str(path) for path in run_dirs]
     if not run_dirs:
         raise ParameterError("run_dirs", "must name at least one run directory")
-    return pd.concat([_read_run(path) for path in run_dirs], ignore_index=True)
+    return pd.concat([read_run_curves(path) for path in run_dirs], ignore_index=True)
 
 
 def summarize_training_curves(curves: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 1000,

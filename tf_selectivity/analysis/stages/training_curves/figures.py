@@ -1,6 +1,6 @@
 """Selectivity while training: SI vs epoch per alpha beside validation accuracy vs epoch.
 
-Drawn from `tf_selectivity.analysis.training_curves.summarize_training_curves`
+Drawn from `curves.summarize_training_curves`
 (the mean over seeds with a percentile-bootstrap 95% CI per alpha and
 epoch). Panel (a): the class selectivity index on the validation split of
 one layer, or eq. 3's mean over layers (``layer="mean"``), with the epoch at

@@ -1,0 +1,243 @@
+"""`Stage`: the one protocol of every analysis that `analyze` runs.
+
+A stage is one question asked of the runs (selectivity, similarity,
+ablation, robustness, ...). It lives in one folder, ``analysis/stages/<name>/``
+(its settings, its per-run computation, its figures and its report section),
+and is listed once in the registry (`tf_selectivity.analysis.stages.REGISTRY`).
+The engine (`tf_selectivity.analysis.pipeline`) runs every registered stage
+the same way:
+
+1. ``enabled(options)``: whether the settings ask for the stage at all.
+2. ``check(runs, options)``, for every enabled stage, before any pass over
+   the data and before anything is written: names of layers and units,
+   whether the stage can be computed with these runs. A request that cannot
+   be met raises `ParameterError` (the analysis stops, nothing written); a
+   stage that has nothing to do with these runs raises `StageSkipped` (it is
+   left out, with its reason in `AnalysisResult.skipped`).
+3. Per run, ``compute(run)`` -> `RunResult`: the run's tables and values.
+   The engine caches each result under ``cache/<name>/`` in the output
+   directory, keyed by the run (its id), its test data and
+   ``cache_key(options)``: an analysis that is repeated, or interrupted and
+   started again, computes no result twice. A run whose computation fails
+   gets an error row (``run_error``) and is left out of this stage only
+   (of the whole analysis for an `essential` stage).
+4. ``combine(results, context)`` -> ``{table name: DataFrame}``: the
+   cross-run tables, written as CSV and Parquet.
+5. ``figures(tables, context)`` -> ``(name, Figure)`` pairs, saved as PNG
+   and PDF under ``figures/`` (only with ``options.figures``).
+6. ``headlines(tables, context)`` and ``section(tables, context)``: the
+   stage's sentences in the report's headline results (per condition) and
+   its section of ``report.md``; `tf_selectivity.report` only assembles them.
+
+A stage reads another stage's tables (``context.tables[name]``) or per-run
+results (``run.result(name)``, ``context.results[name]``) only when it names
+that stage in `requires` (its per-run results are needed: a run the other
+stage could not compute is left out of this one) or `reads` (its tables
+are read when present). The engine runs stages in registry order, so
+a stage names only stages registered before it, except in `reads`, whose
+tables are read by `figures`, `headlines` and `section` (which run after
+every `combine`).
+
+Example (a complete stage: one folder, one registry line)::
+
+    class MeanResponseStage(Stage):
+        name = "mean_response"
+        requires = ("selectivity",)
+
+        def cache_key(self, options):
+            return (options.batch_size,)
+
+        def compute(self, run):
+            respond = run.response_function()
+            means = {name: float(np.mean(values)) for name, values in
+                     respond(run.test_data.images[:256].astype("float32")).items() if name != "logits"}
+            frame = pd.DataFrame({"layer": list(means), "mean_response": list(means.values())})
+            return RunResult(tables={"mean_response": run.with_condition(frame)})
+
+        def combine(self, results, context):
+            return {"mean_response": pd.concat([r.tables["mean_response"] for r in results.values()])}
+
+        def section(self, tables, context):
+            return ["## Mean responses", "", f"{len(tables['mean_response'])} layer rows."]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+
+from tf_selectivity.analysis.runs import RunLoadError, error_for
+from tf_selectivity.core.settings import ParameterError
+
+if TYPE_CHECKING:  # annotations only: the engine's types
+    import pandas as pd
+
+    from tf_selectivity.analysis.context import AnalysisContext, RunContext
+    from tf_selectivity.analysis.options import AnalysisOptions
+    from tf_selectivity.analysis.runs import RunRecord
+
+__all__ = ["Stage", "RunResult", "StageSkipped", "settings_key"]
+
+
+def settings_key(settings) -> tuple:
+    """A group of settings (a dataclass) as ``((name, value), ...)``: a `Stage.cache_key` of all of them."""
+    return tuple((field.name, getattr(settings, field.name)) for field in dataclasses.fields(settings))
+
+
+class StageSkipped(Exception):
+    """Raised by `Stage.check`: the stage has nothing to do with these runs (the message says why)."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What `Stage.compute` returns for one run, and what the cache keeps of it.
+
+    Attributes:
+        tables: ``{name: DataFrame}``, stored as Parquet.
+        values: JSON-serializable values (numbers, strings, lists, dicts),
+            stored as JSON.
+        directory: the cache entry's folder, where the stage's files lie
+            (those `compute` wrote under ``run.directory``); set by the
+            engine, None for a result that is not cached.
+    """
+
+    tables: dict = dataclasses.field(default_factory=dict)
+    values: dict = dataclasses.field(default_factory=dict)
+    directory: str | None = None
+
+
+class Stage:
+    """Base class of the analyses of `analyze` (see the module docstring for the protocol).
+
+    Class attributes:
+        name: the stage's name: its folder under ``analysis/stages/``, its
+            group of settings in `AnalysisOptions` (``options.<name>``, if
+            it has settings), its cache folder (``cache/<name>/``) and the key
+            of its tables and results in the `AnalysisContext`.
+        options_class: the dataclass of its settings (`setting` fields), or
+            None. `AnalysisOptions` holds it as ``options.<name>``.
+        requires: stages whose per-run results this one needs (runs they
+            could not compute are left out of this stage).
+        reads: stages whose tables this one reads when they are present.
+        essential: a run that this stage cannot compute is left out of the
+            whole analysis (the stage of the runs table).
+    """
+
+    name: str = ""
+    options_class: type | None = None
+    requires: Sequence[str] = ()
+    reads: Sequence[str] = ()
+    essential: bool = False
+
+    # ------------------------------------------------------------ before the data
+    def enabled(self, options: "AnalysisOptions") -> bool:
+        """Whether `options` ask for this stage (by default always)."""
+        return True
+
+    def check(self, runs: Sequence["RunRecord"], options: "AnalysisOptions") -> None:
+        """Every check that needs no pass over the data.
+
+        Reads only the runs' JSON and model configuration files (no weights,
+        no test data, no backend): e.g. that named layers and units exist,
+        that the runs allow the stage at all.
+
+        Args:
+            runs: every run to analyse (`RunRecord`s; diverged runs excluded).
+            options: the `AnalysisOptions`.
+
+        Raises:
+            ParameterError: a request that cannot be met with these runs.
+            StageSkipped: the stage has nothing to do with these runs.
+        """
+
+    def cache_key(self, options: "AnalysisOptions"):
+        """The settings that change this stage's per-run results (a repr-able value).
+
+        The engine adds the run's id and its test data (dataset, the
+        number of test images). Return None when `compute` is not worth
+        caching (e.g. it only reads a small file of the run).
+        """
+        return ()
+
+    # ------------------------------------------------------------------- per run
+    def compute(self, run: "RunContext") -> RunResult | None:
+        """The stage's results for one run.
+
+        Args:
+            run: the run's `RunContext` (its record, model, test data,
+                class-balanced subsets, condition columns, earlier stages'
+                results); files the stage writes go under ``run.directory``.
+
+        Returns:
+            A `RunResult`, or None when the run has nothing for this stage
+            (it is left out of it without an error).
+
+        Raises:
+            Whatever `run_error` turns into one run's error row; anything
+            else stops the analysis.
+
+        A stage without per-run work does not override this method.
+        """
+        raise NotImplementedError
+
+    def accepts(self, cached: RunResult, run: "RunContext") -> bool:
+        """Whether a cached result serves this analysis (by default: always).
+
+        For a result whose files depend on what the other stages need (e.g.
+        unit responses written only when similarity is computed).
+        """
+        return True
+
+    def run_error(self, run: "RunContext", error: BaseException) -> str | None:
+        """The error row of a run whose `compute` raised `error`, or None to stop the analysis.
+
+        By default a run that cannot be loaded or read (`RunLoadError`,
+        `OSError`, `ValueError`, `KeyError`) gets the row
+        ``"<name>: <message>"``; a `ParameterError` (a bad request) and any
+        other error stop the analysis.
+        """
+        if isinstance(error, ParameterError) or not isinstance(error, (RunLoadError, OSError, ValueError, KeyError)):
+            return None
+        return f"{self.name}: {error_for(run.run_dir, error)}"
+
+    # --------------------------------------------------------------- across runs
+    def combine(self, results: Mapping[str, RunResult], context: "AnalysisContext") -> dict:
+        """The stage's tables across runs.
+
+        Args:
+            results: run directory -> `RunResult`, in the order of the
+                analysed runs, for the runs this stage computed.
+            context: the `AnalysisContext` (options, analysed runs, earlier
+                stages' tables, ``add_error``).
+
+        Returns:
+            ``{table name: DataFrame}``, written as ``<name>.csv`` and
+            ``<name>.parquet`` in that order; empty when there is nothing to
+            write.
+        """
+        return {}
+
+    def figures(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> Iterable:
+        """``(figure name, matplotlib Figure or None)`` pairs, saved as ``figures/<name>.png/.pdf``."""
+        return ()
+
+    def headlines(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> list:
+        """The stage's headline sentences: ``[(condition, [sentence, ...]), ...]``.
+
+        A condition is ``{"model", "activation", "leaky_slope"}``; the
+        report joins each condition's sentences of every stage, in registry
+        order, under that condition's title.
+        """
+        return []
+
+    def section(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> list | None:
+        """The stage's section of ``report.md`` (Markdown lines, its ``## `` heading first), or None."""
+        return None
+
+    # ------------------------------------------------------------------ helpers
+    def implements_compute(self) -> bool:
+        """Whether the stage has per-run work (overrides `compute`)."""
+        return type(self).compute is not Stage.compute
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

@@ -1,0 +1,1 @@
+"""The selectivity stage: every run's test-set SI, precision, dead units and label-permutation null."""

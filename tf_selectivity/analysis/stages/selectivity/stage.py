@@ -1,0 +1,144 @@
+"""The selectivity stage: every run's test-set accuracy, SI, precision and dead units, and the null.
+
+Per run, one streaming pass over the test set (`evaluate.evaluate_run`):
+the run's row of the ``runs`` table, its rows of ``layers`` and ``units``,
+and with ``selectivity.null_permutations=B`` every unit's
+label-permutation null (p-values; q-values and the selective units are
+added across the run's units when combining, so that changing the FDR
+settings reuses the cached null). When the similarity stage runs, the same
+pass writes every unit's responses into the run's cache entry
+(``responses/<layer>.npy``), which that stage compares.
+
+Essential: a run this stage cannot evaluate is left out of the analysis.
+Its figures are the paper's (`plots.draw_all`; Figure 3 and the similarity
+maps from the similarity stage's tables, drawn in the same catalogue), its
+headlines and section the per-condition effects of alpha (`report`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from tf_selectivity.analysis.runs import RunLoadError, error_for
+from tf_selectivity.analysis.stage import RunResult, Stage
+from tf_selectivity.analysis.stages.selectivity.options import SelectivityOptions
+
+__all__ = ["SelectivityStage", "RESPONSES"]
+
+# The folder of a cache entry holding the run's unit responses for the similarity stage.
+RESPONSES = "responses"
+
+
+class SelectivityStage(Stage):
+    """See the module docstring."""
+
+    name = "selectivity"
+    options_class = SelectivityOptions
+    essential = True
+    # Figure 3, its other measures and the similarity maps are drawn with the paper's figures.
+    reads = ("similarity",)
+
+    def cache_key(self, options):
+        settings, similarity = options.selectivity, options.similarity
+        key = (settings.precision_top_n, similarity.spatial, similarity.max_datapoints, options.selectivity_index)
+        if settings.null_permutations:
+            key += (settings.null_permutations, settings.null_seed)
+        return key
+
+    @staticmethod
+    def writes_responses(run) -> bool:
+        """Whether this analysis compares the runs' responses (the similarity stage runs)."""
+        return "similarity" in run.analysis.active
+
+    def compute(self, run):
+        from tf_selectivity.analysis.stages.selectivity.evaluate import (
+            evaluate_run,
+            sample_progress,
+            write_position_responses,
+        )
+
+        options = run.options
+        data = run.test_data
+        response_dir = os.path.join(run.directory, RESPONSES) if self.writes_responses(run) else None
+        # Averaged responses come with the streaming pass; CCA with positions
+        # as datapoints needs the feature maps.
+        positions = response_dir is not None and options.similarity.spatial == "positions"
+        run_row, layers, units = evaluate_run(
+            run.record, data.images, data.labels, data.num_classes,
+            batch_size=options.batch_size,
+            precision_top_n=options.selectivity.precision_top_n,
+            selectivity_index=options.selectivity_index,
+            selectivity_null=options.selectivity.null_permutations,
+            selectivity_null_seed=options.selectivity.null_seed,
+            response_dir=None if positions else response_dir,
+            progress=sample_progress(len(data.labels)) if run.analysis.verbose else None,
+        )
+        if positions:
+            write_position_responses(run.record, data.images, options.batch_size,
+                                     options.similarity.max_datapoints, response_dir)
+        run_row["dataset"] = data.spec
+        return RunResult(tables={"units": units}, values={"run": run_row, "layers": layers})
+
+    def accepts(self, cached, run):
+        """A result without responses does not serve an analysis that compares them."""
+        if not self.writes_responses(run):
+            return True
+        folder = os.path.join(cached.directory, RESPONSES)
+        return all(os.path.exists(os.path.join(folder, f"{name}.npy")) for name in run.record.probe_names)
+
+    def run_error(self, run, error):
+        if isinstance(error, (RunLoadError, OSError, ValueError, KeyError)):
+            return error_for(run.run_dir, error)
+        if isinstance(error, Exception):  # a broken model must not stop the others
+            return f"{type(error).__name__}: {error}"
+        return None
+
+    def combine(self, results, context):
+        from tf_selectivity.analysis.selectivity_null import NULL_LAYER_COLUMNS, NULL_RUN_COLUMNS, add_fdr
+        from tf_selectivity.analysis.stages.selectivity.evaluate import LAYER_COLUMNS, RUN_COLUMNS
+        from tf_selectivity.report.document import condition_sections
+
+        settings = context.options.selectivity
+        run_rows, layer_rows, unit_frames = [], [], []
+        for result in results.values():
+            run_row, layers, units = result.values["run"], result.values["layers"], result.tables["units"]
+            if settings.null_permutations:
+                run_row, layers, units = add_fdr(
+                    run_row, layers, units, num_permutations=settings.null_permutations,
+                    fdr=settings.fdr, method=settings.fdr_method,
+                )
+            run_rows.append(run_row)
+            layer_rows.extend(layers)
+            unit_frames.append(units)
+        run_columns, layer_columns = list(RUN_COLUMNS), list(LAYER_COLUMNS)
+        if settings.null_permutations:
+            run_columns += NULL_RUN_COLUMNS
+            layer_columns += NULL_LAYER_COLUMNS
+        runs = pd.DataFrame(run_rows, columns=run_columns)
+        return {
+            "runs": runs,
+            "layers": pd.DataFrame(layer_rows, columns=layer_columns),
+            "units": pd.concat(unit_frames, ignore_index=True),
+            # (condition, headline sentences, summary block) of the report, per condition.
+            "_conditions": condition_sections(runs, context.options.n_resamples),
+        }
+
+    def figures(self, tables, context):
+        from tf_selectivity.plots.catalog import iter_figures
+
+        similarity = context.tables.get("similarity", {})
+        cca, cca_ratio = similarity.get("_cca_shown"), similarity.get("_cca_ratio_shown")
+        return iter_figures(
+            tables["runs"], tables["layers"], cca, cca_ratio, n_resamples=context.options.n_resamples,
+            other_measures=similarity.get("_other_measures"), similarity_maps=similarity.get("similarity_maps"),
+        )
+
+    def headlines(self, tables, context):
+        return [(condition, sentences) for condition, sentences, _ in tables["_conditions"]]
+
+    def section(self, tables, context):
+        from tf_selectivity.report.document import summary_section
+
+        return summary_section([line for _, _, block in tables["_conditions"] for line in block])

@@ -1,0 +1,1 @@
+"""The similarity stage: Figure 3 (CCA, CKA, Procrustes) and layer-by-layer similarity maps."""

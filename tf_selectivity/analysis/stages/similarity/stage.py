@@ -1,0 +1,96 @@
+"""The similarity stage: Figure 3 (CCA and the other measures) and the layer-by-layer maps.
+
+Compares the responses of every treated run with the baseline runs and with
+its replicates (`compare.run_cca`), under every measure of
+``similarity.measures``, and with ``similarity.maps`` draws each layer
+against each layer for one pair per treated alpha. The responses come from
+the selectivity stage's pass (written into its cache entries while this
+stage runs), so this stage has no per-run work of its own.
+
+Tables ``cca_distances``, ``cca_ratios``, ``cca_tests`` and
+``similarity_maps``; the report's CCA sentences (per condition, among the
+headline results) and its CCA section. Figure 3 and the maps are drawn with
+the paper's figures by the selectivity stage, from the rows shown here
+(``_cca_shown``: one method and one PWCCA variant).
+"""
+
+from __future__ import annotations
+
+import os
+
+from tf_selectivity.analysis.stage import Stage, StageSkipped
+from tf_selectivity.analysis.stages.similarity.options import SimilarityOptions
+
+__all__ = ["SimilarityStage"]
+
+
+class SimilarityStage(Stage):
+    """See the module docstring."""
+
+    name = "similarity"
+    options_class = SimilarityOptions
+    requires = ("selectivity",)
+
+    def enabled(self, options):
+        return options.similarity.enabled != "false"
+
+    def check(self, runs, options):
+        from tf_selectivity.analysis.stages.similarity.compare import cca_groups
+
+        if not any(True for _ in cca_groups(runs, options, [])):
+            raise StageSkipped("no model has alpha = 0 runs and >= 2 replicates at another alpha")
+
+    def combine(self, results, context):
+        from tf_selectivity.analysis.stages.selectivity.stage import RESPONSES
+        from tf_selectivity.analysis.stages.similarity.compare import run_cca, run_similarity_maps
+        from tf_selectivity.report.distance_ratio import cca_section
+
+        options = context.options
+        response_dirs = {run_dir: os.path.join(result.directory, RESPONSES)
+                         for run_dir, result in context.results.get("selectivity", {}).items()}
+        errors = []
+        cca, cca_ratio, cca_tests = run_cca(context.records, options, response_dirs, errors, context.verbose)
+        maps = None
+        if options.similarity.maps:
+            maps = run_similarity_maps(context.records, options, response_dirs, errors)
+        for path, message in errors:
+            context.add_error(path, message)
+        tables = {}
+        if cca is not None:
+            tables.update(cca_distances=cca, cca_ratios=cca_ratio, cca_tests=cca_tests)
+        if maps is not None:
+            tables["similarity_maps"] = maps
+        if cca is not None:
+            # Figures and report show one CCA method (PWCCA, the paper's, if
+            # computed) and one PWCCA variant (google/svcca's, the paper's,
+            # unless only the textbook one was computed).
+            measures = options.similarity.measures
+            method = "pwcca" if "pwcca" in measures else measures[0]
+            variant = ""
+            if method == "pwcca":
+                variant = "textbook" if options.similarity.pwcca_variant == "textbook" else "svcca"
+            shown = cca.loc[(cca["method"] == method) & (cca["pwcca_variant"] == variant)]
+            tables["_cca_shown"] = shown
+            tables["_cca_ratio_shown"] = cca_ratio.loc[
+                (cca_ratio["method"] == method) & (cca_ratio["pwcca_variant"] == variant)]
+            # Figure 3 once more for each other measure (fig3_<measure>_<model>).
+            tables["_other_measures"] = {
+                measure: (cca.loc[cca["method"] == measure], cca_ratio.loc[cca_ratio["method"] == measure])
+                for measure in measures if measure not in ("pwcca", method)
+            }
+            # The report's CCA section shows one measure (its _one_method rule),
+            # and beside it the ratio under every measure.
+            tables["_cca_section"] = cca_section(shown, cca_ratio, options.n_resamples)
+        return tables
+
+    def headlines(self, tables, context):
+        from tf_selectivity.report.conditions import condition_from_key
+
+        sentences, _ = tables.get("_cca_section", ({}, []))
+        return [(condition_from_key(key), [sentence]) for key, sentence in sentences.items()]
+
+    def section(self, tables, context):
+        from tf_selectivity.report.document import similarity_section
+
+        _, lines = tables.get("_cca_section", ({}, []))
+        return similarity_section(lines)

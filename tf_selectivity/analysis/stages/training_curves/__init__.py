@@ -1,0 +1,7 @@
+"""The training-curves stage: selectivity while training (runs trained with ``--selectivity_every``).
+
+    options.py   `TrainingCurvesOptions` (``--training_curves``)
+    stage.py     `TrainingCurvesStage`: per-run curves, tables, figures, section
+    curves.py    reading history.csv into tidy tables; means over seeds; half-rise epochs
+    figures.py   SI vs epoch per alpha beside validation accuracy vs epoch
+"""
