@@ -87,7 +87,13 @@ def test_compute_runs_once_per_run_and_is_read_from_the_cache_after(tiny_runs, t
     again = analyze([str(tiny_runs)], str(out), OPTIONS, verbose=0, stages=_stages(MeanLabelStage()))
     assert MeanLabelStage.computed == []  # every result read back
     pd.testing.assert_frame_equal(again.tables["mean_label"], first.tables["mean_label"])
+    # A damaged entry is computed again, and only it.
+    entries = _entries(out, "mean_label")
+    (out / "cache" / "mean_label" / entries[0] / "result.json").write_text("{damaged")
+    analyze([str(tiny_runs)], str(out), OPTIONS, verbose=0, stages=_stages(MeanLabelStage()))
+    assert len(MeanLabelStage.computed) == 1 and _entries(out, "mean_label") == entries
     # A setting in the stage's cache key gives new entries; the old ones stay for later.
+    MeanLabelStage.computed = []
     analyze([str(tiny_runs)], str(out), OPTIONS, verbose=0, stages=_stages(MeanLabelStage(images=4)))
     assert MeanLabelStage.computed == runs and len(_entries(out, "mean_label")) == 2 * len(runs)
 

@@ -54,17 +54,23 @@ class ResultCache:
         return os.path.join(self.root, stage.name, f"{run.record.run_id}-{digest}")
 
     def load(self, entry: str):
-        """The result in `entry`: a `RunResult`, None (the run had nothing for the stage), or `MISSING`."""
+        """The result in `entry`: a `RunResult`, None (the run had nothing for the stage), or `MISSING`.
+
+        An entry that cannot be read (damaged on disk) is `MISSING`: computed again.
+        """
         path = os.path.join(entry, RESULT_FILE)
         if not os.path.exists(path):
             return MISSING
         import pandas as pd
 
-        content = read_json(path)
-        if content.get("nothing"):
-            return None
-        tables = {name: pd.read_parquet(os.path.join(entry, f"{name}.parquet")) for name in content["tables"]}
-        return RunResult(tables=tables, values=content["values"], directory=entry)
+        try:
+            content = read_json(path)
+            if content.get("nothing"):
+                return None
+            tables = {name: pd.read_parquet(os.path.join(entry, f"{name}.parquet")) for name in content["tables"]}
+            return RunResult(tables=tables, values=content["values"], directory=entry)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return MISSING
 
     @contextlib.contextmanager
     def writing(self, entry: str):

@@ -38,27 +38,31 @@ a stage names only stages registered before it, except in `reads`, whose
 tables are read by `figures`, `headlines` and `section` (which run after
 every `combine`).
 
-Example (a complete stage: one folder, one registry line)::
+Example (a complete stage: the folder ``stages/mean_response/`` with this
+class in its ``stage.py``, and ``"mean_response:MeanResponseStage"`` in the
+registry)::
 
     class MeanResponseStage(Stage):
         name = "mean_response"
         requires = ("selectivity",)
 
         def cache_key(self, options):
-            return (options.batch_size,)
+            return (options.batch_size,)  # the engine adds the run and its test data
 
-        def compute(self, run):
-            respond = run.response_function()
-            means = {name: float(np.mean(values)) for name, values in
-                     respond(run.test_data.images[:256].astype("float32")).items() if name != "logits"}
-            frame = pd.DataFrame({"layer": list(means), "mean_response": list(means.values())})
+        def compute(self, run):  # once per run; read from the cache afterwards
+            data = run.subset(1000)
+            outputs = run.response_function()(data.images.astype(np.float32))
+            probes = run.record.probe_names
+            frame = pd.DataFrame({"layer": probes,
+                                  "mean_response": [float(np.mean(outputs[p])) for p in probes]})
             return RunResult(tables={"mean_response": run.with_condition(frame)})
 
         def combine(self, results, context):
             return {"mean_response": pd.concat([r.tables["mean_response"] for r in results.values()])}
 
         def section(self, tables, context):
-            return ["## Mean responses", "", f"{len(tables['mean_response'])} layer rows."]
+            means = tables["mean_response"].groupby("alpha")["mean_response"].mean()
+            return ["## Mean responses", "", *(f"- alpha = {a:g}: {m:.3f}" for a, m in means.items())]
 """
 
 from __future__ import annotations
