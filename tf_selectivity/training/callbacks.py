@@ -212,7 +212,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     def _non_finite_weight(self):
         # One host copy of all weights (what the checkpoint writes anyway)
         # and NumPy checks: several times cheaper than one backend
-        # `isfinite` reduction per variable (BUILD_NOTES.md).
+        # `isfinite` reduction per variable (benchmarks/RESULTS.md).
         import numpy as np
 
         for variable, value in zip(self.model.weights, self.model.get_weights()):

@@ -34,8 +34,8 @@ _DEFAULT_LEARNING_RATE = 0.1
 
 # Identity fields added after runs were already recorded without them, with
 # the value those runs were trained with: before the paper's eq. 1 became the
-# default (2026-11-26), every run regularized the bounded index; before
-# --skip_bad_images existed, no image was skipped.
+# default, every run regularized the bounded index; before --skip_bad_images
+# existed, no image was skipped.
 LEGACY_IDENTITY_DEFAULTS = {"selectivity_index": "bounded", "skip_bad_images": False}
 
 

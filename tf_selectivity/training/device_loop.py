@@ -2,7 +2,7 @@
 
 `model.fit` on JAX hands the compiled step one host batch at a time; with a
 small network on a GPU, the Python that cuts, augments and copies each batch
-is the bottleneck (BUILD_NOTES.md, *Accelerator path*). Here the training and
+is the bottleneck (BUILD_NOTES.md, *Accelerator path*; benchmarks/RESULTS.md). Here the training and
 validation splits live on the device (uint8 images, int32 labels) and many
 steps run as one call of a `jax.lax.fori_loop` whose body is the model's own
 stateless `train_step` (`tf_selectivity.data.device_pipeline` cuts, shuffles
@@ -336,8 +336,8 @@ class DeviceTrainer:
         compiled_loop: run many steps per call in a `fori_loop` (True), or
             one compiled step per call, dispatched asynchronously from Python
             (False). "auto": the loop except on CPUs, where XLA runs the
-            convolution gradients of a loop body 10-25x slower than the same
-            ops outside a loop (jax-ml/jax#12868; BUILD_NOTES.md). The data
+            convolution gradients of a loop body many times slower than the
+            same ops outside a loop (jax-ml/jax#12868; benchmarks/RESULTS.md). The data
             stay on the device either way.
         progress: report batches to the callbacks of a single lane (steps
             in chunks of `seconds_per_call`); False: one call per epoch.
@@ -435,9 +435,8 @@ class DeviceTrainer:
     # -------------------------------------------------------------- epochs
     def epoch_plan(self, epoch):
         """The `EpochPlan` of `epoch` (one epoch per lane when packed; device arrays)."""
-        # NumPy scalars: a jnp scalar costs a dispatch of its own (~0.5 ms
-        # per step on a 2-core CPU), and mixing Python ints with int32
-        # arrays would compile twice.
+        # NumPy scalars: a jnp scalar costs a dispatch of its own per step,
+        # and mixing Python ints with int32 arrays would compile twice.
         return self._plan(self.keys, np.asarray(epoch, dtype=np.int32))
 
     def run_steps(self, state, plan, start, stop):

@@ -42,8 +42,8 @@ __all__ = [
 def resolve_jit_compile(setting: str) -> bool:
     """The `--jit_compile` flag: "auto" uses XLA where it wins.
 
-    On TensorFlow, XLA is about 2x slower than the default graph executor on
-    CPU but faster on GPU/TPU, so "auto" enables it only when an accelerator is
+    On TensorFlow, XLA is slower than the default graph executor on CPU but
+    faster on GPU/TPU (benchmarks/RESULTS.md), so "auto" enables it only when an accelerator is
     visible. On JAX every step is XLA-compiled anyway (`jax.jit`).
     """
     if setting in ("true", "false"):

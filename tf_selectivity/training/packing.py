@@ -26,16 +26,16 @@ __all__ = [
     "check_replicate_configs",
 ]
 
-# Seeds trained together by "auto" on an accelerator. Eight ResNet20
-# replicates at batch 256 keep about 4 GB of activations for the backward
-# pass (XLA's own estimate, BUILD_NOTES.md), which any training GPU holds.
-# Not measured on a GPU yet: `benchmarks/gpu_check.sh` measures 8 and 20.
+# Seeds trained together by "auto" on an accelerator: eight ResNet20
+# replicates at batch 256 keep a few GB of activations for the backward pass
+# (XLA's own estimate, benchmarks/RESULTS.md), which any training GPU holds;
+# `benchmarks/gpu_check.sh` measures 8 and 20 on a GPU.
 DEFAULT_PACK_REPLICATES = 8
 
 # `--pack_replicates=auto`: DEFAULT_PACK_REPLICATES on JAX with an
 # accelerator; 1 (one run at a time) on a CPU, where XLA runs the grouped
-# convolutions of a packed program 5-9x slower than the same convolutions
-# run one replicate at a time, and on TensorFlow, which does not pack.
+# convolutions of a packed program several times slower than the same
+# convolutions run one replicate at a time, and on TensorFlow, which does not pack.
 AUTO = "auto"
 
 

@@ -75,8 +75,8 @@ def resolve_pack_replicates(setting) -> int:
         setting: a number of seeds (used as given, also on a CPU), or None
             for "auto": `DEFAULT_PACK_REPLICATES` on JAX with an
             accelerator, 1 on a CPU (XLA's grouped convolutions make a
-            packed step there 4x slower than the same replicates one after
-            another; BUILD_NOTES.md) and on TensorFlow (no packing).
+            packed step there slower than the same replicates one after
+            another; benchmarks/RESULTS.md) and on TensorFlow (no packing).
     """
     if setting is not None:
         return max(1, int(setting))

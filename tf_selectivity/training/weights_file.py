@@ -11,7 +11,7 @@ bytes at its dataset's offset in the file (HDF5's `get_offset`): a save is
 one copy of the file in memory and one write; where offsets are not
 available, h5py's dataset writes are the fallback. The result is the file
 Keras would write, dataset for dataset (tested), and `load_weights` reads
-it as such. Measured costs: BUILD_NOTES.md, *Accelerator path*.
+it as such. Measured costs: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
