@@ -250,67 +250,93 @@ print(json.dumps(out))
     assert Scheduler().options == SweepOptions() == SweepSpec(base_config=None, output_dir="x", plan=None).options
 
 
-def test_experiment_flagfiles_define_the_paper_and_smoke_sweeps():
-    """Parses every experiments/*/*.flags (in a subprocess: absl's global flags)."""
+def test_presets_define_the_paper_and_smoke_sweeps():
+    """Parses every preset (in a subprocess: absl's global flags)."""
     script = """
-import glob, json, sys
+import json
 from absl import flags
 from tf_selectivity import sweep as cli
+from tf_selectivity.core.cli import presets
 cli.define_flags()
 FLAGS = flags.FLAGS
 out = {}
-for path in sorted(glob.glob("experiments/*/*.flags")):
+paths = {name: path for name, (path, _) in presets().items()}
+for name, path in paths.items():
     FLAGS.unparse_flags()
     FLAGS(["sweep", "--flagfile=" + path])
     spec = cli.build_spec(FLAGS)
-    out[path] = {"plan": spec.plan.describe(), "settings": spec.settings, "output_dir": FLAGS.output_dir}
+    out[name] = {"plan": spec.plan.describe(), "settings": spec.settings, "output_dir": FLAGS.output_dir}
 FLAGS.unparse_flags()
-FLAGS(["sweep", "--flagfile=experiments/paper/resnet20_suppress.flags", "--dataset=cifar10_sample"])
+FLAGS(["sweep", "--flagfile=" + paths["paper_resnet20_suppress"], "--dataset=cifar10_sample"])
 out["override"] = cli.build_spec(FLAGS).settings["dataset"]
-# Search mode with an experiment's flagfile: its --alphas list is ignored, or cleared by a later --alphas=.
+# Search mode with a preset: its --alphas list is ignored, or cleared by a later --alphas=.
 for extra in ([], ["--alphas="]):
     FLAGS.unparse_flags()
-    FLAGS(["sweep", "--flagfile=experiments/smoke/resnet20_suppress.flags", "--mode=search", *extra])
+    FLAGS(["sweep", "--flagfile=" + paths["smoke_resnet20_suppress"], "--mode=search", *extra])
     out["search" + "".join(extra)] = cli.build_spec(FLAGS).plan.describe()
 FLAGS.unparse_flags()
-FLAGS(["sweep", "--flagfile=experiments/smoke/resnet20_leaky.flags", "--leaky_slopes=", "--leaky_slope=0.1"])
+FLAGS(["sweep", "--flagfile=" + paths["smoke_resnet20_leaky"], "--leaky_slopes=", "--leaky_slope=0.1"])
 out["cleared_slopes"] = cli.build_spec(FLAGS).plan.describe()["leaky_slopes"]
 print(json.dumps(out))
 """
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert completed.returncode == 0, completed.stderr
     specs = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert specs.pop("override") == "cifar10_sample"  # flags after --flagfile win
+    assert specs.pop("override") == "cifar10_sample"  # flags after the preset win
     for key in ("search", "search--alphas="):
         search = specs.pop(key)
         assert search["mode"] == "search" and search["seeds"] == [0, 1], search
     assert specs.pop("cleared_slopes") == [0.1]  # an empty value clears the file's list
-    reduced = specs.pop("experiments/reduced/resnet20.flags")
+    reduced = specs.pop("reduced_resnet20")
     assert sorted(reduced["plan"]["alphas"]) == [-10.0, -1.0, 0.0, 5.0] and reduced["plan"]["seeds"] == [0, 1, 2]
     assert reduced["settings"]["epochs"] == 12 and reduced["settings"]["lr_milestones"] == [6, 9]
     assert reduced["settings"]["max_train_samples"] == 10000 and reduced["settings"]["batch_size"] == 256
     assert reduced["output_dir"] == "sweeps/reduced/resnet20"
-    names = {os.path.basename(p) for p in specs}
-    assert names == {"resnet20_suppress.flags", "resnet20_promote.flags", "vgg16.flags",
-                     "resnet20_leaky.flags", "resnet20_cca.flags"}
-    for path, spec in specs.items():
-        profile = path.split("/")[1]
+    experiments = {"resnet20_suppress", "resnet20_promote", "vgg16", "resnet20_leaky", "resnet20_cca"}
+    assert set(specs) == {f"{profile}_{name}" for profile in ("paper", "smoke") for name in experiments}
+    for name, spec in specs.items():
         plan, settings = spec["plan"], spec["settings"]
-        assert 0.0 in plan["alphas"], path
-        if profile == "paper":
+        assert 0.0 in plan["alphas"], name
+        if name.startswith("paper_"):
             assert settings["epochs"] == 200 and settings["dataset"] == "cifar10"
             assert plan["seeds"] == list(range(20))
             assert settings["max_train_samples"] is None
         else:
             assert settings["epochs"] <= 2 and settings["max_train_samples"] is not None
             assert spec["output_dir"].startswith("sweeps/smoke/")
-    paper = {os.path.basename(p): s["plan"] for p, s in specs.items() if "/paper/" in p}
-    suppress = set(paper["resnet20_suppress.flags"]["alphas"])
-    promote = set(paper["resnet20_promote.flags"]["alphas"])
+    paper = {name[len("paper_"):]: s["plan"] for name, s in specs.items() if name.startswith("paper_")}
+    suppress = set(paper["resnet20_suppress"]["alphas"])
+    promote = set(paper["resnet20_promote"]["alphas"])
     assert {-0.1, -1, -2, -10, -30} <= suppress and min(suppress) == -30
     assert {0.1, 0.2, 2, 5} <= promote and max(promote) == 5
-    assert set(paper["vgg16.flags"]["alphas"]) == suppress | promote
-    assert paper["resnet20_leaky.flags"]["leaky_slopes"] == [0.01, 0.1, 0.3, 0.5]
+    assert set(paper["vgg16"]["alphas"]) == suppress | promote
+    assert paper["resnet20_leaky"]["leaky_slopes"] == [0.01, 0.1, 0.3, 0.5]
+
+
+def test_tf_selectivity_command_and_presets(tmp_path):
+    """`tf-selectivity COMMAND` runs the commands; `--preset=NAME` reads a shipped flagfile,
+    from any directory (the presets are package data, not files of the checkout)."""
+    def command(*args):
+        return subprocess.run([sys.executable, "-m", "tf_selectivity", *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=300, env={**os.environ, "PYTHONPATH": REPO})
+
+    listed = command("--help")
+    assert listed.returncode == 0 and all(f"  {name} " in listed.stdout for name in ("train", "sweep", "analyze"))
+    unknown = command("fit")
+    assert unknown.returncode == 2 and unknown.stderr.strip().splitlines() == [
+        "tf-selectivity: error: unknown command 'fit'; choose one of train, sweep, analyze "
+        "('tf-selectivity --help' says what each does)"]
+    helped = command("sweep", "--help")
+    assert helped.returncode == 0 and "  smoke_resnet20_suppress: Smoke test" in helped.stdout
+    planned = command("sweep", "--preset=smoke_resnet20_suppress", "--output_dir=out", "--dry_run")
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)["plan"]
+    assert plan["alphas"] == [0.0, -1.0] and plan["seeds"] == [0, 1] and plan["trials"] == 4, plan
+    wrong = command("sweep", "--preset=smoke", "--output_dir=out", "--dry_run")
+    lines = error_lines(wrong.stderr)
+    assert wrong.returncode == 2 and len(lines) == 1, wrong.stderr
+    assert lines[0].startswith("tf-selectivity sweep: error: --preset must be one of paper_resnet20_cca, ")
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------ oracle

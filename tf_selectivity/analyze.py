@@ -107,5 +107,12 @@ def main(argv):
     return 0
 
 
+def run(command: str = COMMAND):
+    """Runs the command on `sys.argv`; `command` names it in its messages."""
+    global COMMAND
+    COMMAND = command
+    app.run(main, flags_parser=cli.flags_parser(command, __doc__))
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.flags_parser(COMMAND, __doc__))
+    run()

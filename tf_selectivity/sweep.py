@@ -3,7 +3,7 @@
     python -m tf_selectivity.sweep --model=resnet20 --alphas=0,-0.1,-1,-10 \\
         --seeds=0-19 --output_dir=sweeps/resnet20_suppress
 
-    python -m tf_selectivity.sweep --flagfile=experiments/smoke/resnet20_suppress.flags
+    python -m tf_selectivity.sweep --preset=smoke_resnet20_suppress
 
 Each trial is one training run (the flags of ``python -m tf_selectivity.train``
 apply to every run) in ``OUTPUT_DIR/runs/<run name>``. On JAX, a worker
@@ -347,9 +347,12 @@ def _runtime_failure(message: str) -> None:
     sys.exit(RUNTIME_ERROR)
 
 
-def run():
+def run(command: str = COMMAND):
+    """Runs the command on `sys.argv`; `command` names it in its messages."""
+    global COMMAND
+    COMMAND = command
     define_flags()
-    app.run(main, flags_parser=cli.flags_parser(COMMAND, __doc__))
+    app.run(main, flags_parser=cli.flags_parser(command, __doc__, with_presets=True))
 
 
 if __name__ == "__main__":

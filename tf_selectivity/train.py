@@ -279,9 +279,12 @@ def _train_seeds(FLAGS):
     return 0
 
 
-def run():
+def run(command: str = COMMAND):
+    """Runs the command on `sys.argv`; `command` names it in its messages."""
+    global COMMAND
+    COMMAND = command
     _define_flags()
-    app.run(main, flags_parser=cli.flags_parser(COMMAND, __doc__))
+    app.run(main, flags_parser=cli.flags_parser(command, __doc__))
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ def write_claims(claims: pd.DataFrame, output_dir: str, source: str) -> str:
         "*direction only* (right direction, not significant at this scale), *does not hold*.",
         "",
         "**Scale caveat.** The paper trained 20 replicates per alpha for 200 epochs on 45,000 images. This run: "
-        "3 replicates, 12 epochs, 10,000 images (see `experiments/reduced/resnet20.flags`). Absolute accuracies "
+        "3 replicates, 12 epochs, 10,000 images (see the `reduced_resnet20` preset). Absolute accuracies "
         "and selectivities are not comparable with the paper's; directions and rough sizes are what can be "
         "checked here, with little statistical power.",
         "",

@@ -6,7 +6,7 @@
 # DATASET defaults to cifar10 (tensorflow-datasets, downloads once); offline, pass a folder copy,
 # e.g. imagefolder:/data/cifar10-jpeg. STEPs (default: all, in this order):
 #
-#   train       the 12 runs of resnet20.flags into sweeps/reduced/resnet20 (resumable: rerun after an
+#   train       the 12 runs of the reduced_resnet20 preset into sweeps/reduced/resnet20 (resumable: rerun after an
 #               interruption). The runs committed in results/reduced/trained/ (model.keras, summary, config,
 #               history; no checkpoints) and the sweep's sweep.json are copied in first; the sweep skips
 #               finished runs.
@@ -63,7 +63,7 @@ for step in $steps; do
                 [ -e "$sweep/runs/$name/summary.json" ] || { rm -rf "$sweep/runs/$name"; cp -r "$run" "$sweep/runs/$name"; }
             done
         fi
-        python -m tf_selectivity.sweep --flagfile=experiments/reduced/resnet20.flags --dataset="$dataset"
+        python -m tf_selectivity.sweep --preset=reduced_resnet20 --dataset="$dataset"
         ;;
     main)
         analyze analysis/reduced/resnet20 --cca_pwcca_variant=both \

@@ -121,6 +121,64 @@ def _flag_name(token: str):
     return name or None
 
 
+PRESETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "presets")
+
+
+def presets() -> dict:
+    """``{name: (path, description)}`` of the flagfiles shipped with the package.
+
+    A preset is ``tf_selectivity/presets/<name>.flags``; its description is
+    its first comment line.
+    """
+    found = {}
+    if not os.path.isdir(PRESETS_DIR):
+        return found
+    for entry in sorted(os.listdir(PRESETS_DIR)):
+        if not entry.endswith(".flags"):
+            continue
+        path = os.path.join(PRESETS_DIR, entry)
+        description = ""
+        with open(path, encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("#"):
+                    description = line.lstrip("#").strip()
+                    break
+        found[entry[: -len(".flags")]] = (path, description)
+    return found
+
+
+def expand_presets(argv) -> list:
+    """``--preset=NAME`` (or ``--preset NAME``) -> ``--flagfile=<the preset's file>``, in place.
+
+    Flags after it on the command line override the preset's, as for any
+    flagfile.
+
+    Raises:
+        UsageError: a preset name that is not shipped (the message lists them).
+    """
+    expanded, tokens = [], list(argv)
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if _flag_name(token) == "preset":
+            if "=" in token:
+                name = token.split("=", 1)[1]
+            elif index + 1 < len(tokens):
+                index += 1
+                name = tokens[index]
+            else:
+                name = ""
+            known = presets()
+            if name not in known:
+                choices = ", ".join(known) or "none"
+                got = f"got {name!r}" if name else "none named (--preset=NAME)"
+                raise UsageError(f"--preset must be one of {choices}; {got}")
+            token = f"--flagfile={known[name][0]}"
+        expanded.append(token)
+        index += 1
+    return expanded
+
+
 def _check_flagfiles(argv) -> None:
     """Refuses a --flagfile that cannot be read, in one line (absl's own error is two)."""
     for index, token in enumerate(argv):
@@ -160,7 +218,7 @@ def _module_label(module: str) -> str:
     return module
 
 
-def print_help(doc: str | None, full: bool = False) -> None:
+def print_help(doc: str | None, full: bool = False, with_presets: bool = False) -> None:
     """Writes the command's help (its docstring and flags) to stdout."""
     from absl import flags
 
@@ -181,13 +239,16 @@ def print_help(doc: str | None, full: bool = False) -> None:
         f"\n\nEnvironment: the command sets {environment} for its own process (TensorFlow's start-up "
         "logging and its oneDNN CPU kernels) unless they are already set."
     )
+    if with_presets:
+        listed = "\n".join(f"  {name}: {description}" for name, (_, description) in presets().items())
+        text += f"\n\nPresets (--preset=NAME reads the flags of one; flags after it override them):\n{listed}"
     sys.stdout.write(f"{text}\n\nflags:\n{flag_text}\n")
     if not full:
         sys.stdout.write("\nTry --helpfull for every flag, absl's included.\n")
     sys.stdout.flush()
 
 
-def flags_parser(command: str, doc: str | None = None):
+def flags_parser(command: str, doc: str | None = None, with_presets: bool = False):
     """An absl `flags_parser` for `app.run`.
 
     * ``--help`` (``-h``, ``--helpshort``) prints the command's docstring and
@@ -196,6 +257,8 @@ def flags_parser(command: str, doc: str | None = None):
       status 2 and one line.
     * Records which flags the command line names itself (`EXPLICIT_FLAGS`),
       as opposed to those read from a ``--flagfile``.
+    * With `with_presets`, ``--preset=NAME`` reads a flagfile shipped with the
+      package (`presets`), listed by ``--help``.
     """
     from absl import flags
 
@@ -206,9 +269,12 @@ def flags_parser(command: str, doc: str | None = None):
         wants_full = any(t in _HELPFULL_TOKENS for t in tokens)
         if wants_full or any(t in _HELP_TOKENS for t in tokens):
             # Before parsing: help must work whatever else the line holds.
-            print_help(doc, full=wants_full)
+            print_help(doc, full=wants_full, with_presets=with_presets)
             sys.exit(0)
         try:
+            if with_presets:
+                tokens = expand_presets(tokens)
+                argv = [argv[0], *expand_presets(argv[1:])]
             _check_flagfiles(tokens)
         except UsageError as error:
             fail(command, str(error))
