@@ -218,7 +218,7 @@ def check_before_writing(spec, role, load_data: bool = True) -> None:
             raise cli.UsageError(cli.error_message(error)) from None
     if load_data and role.kind != "chief" and not needs_tensorflow(spec.base_config.dataset):
         try:
-            data = train_cli.load_data(spec.base_config)
+            data = train_cli.load_data(spec.base_config, flags.FLAGS.verbose)
         except DatasetUnavailableError as error:
             raise cli.UsageError(cli.error_message(error)) from None
         if is_model_spec(spec.base_config.model):

@@ -119,11 +119,14 @@ def check_data_settings(config) -> None:
     check_dataset(config.dataset, config.data_dir)
 
 
-def load_data(config):
-    """The run's `DatasetSplits` (decoded images; names an unreadable file)."""
+def load_data(config, verbose: int = 1):
+    """The run's `DatasetSplits` (decoded images; names an unreadable file).
+
+    `verbose` > 0 shows the progress of decoding an image folder.
+    """
     from tf_selectivity.data.sources import load_config_dataset
 
-    return load_config_dataset(config)
+    return load_config_dataset(config, verbose=verbose)
 
 
 INTERRUPTED = 130  # the shell's code for Ctrl-C
@@ -195,7 +198,7 @@ def _main(argv):
         if needs_tensorflow(config.dataset):
             cli.start_backend(FLAGS.verbose)
         try:
-            data = load_data(config)
+            data = load_data(config, FLAGS.verbose)
         except DatasetUnavailableError as error:
             cli.fail(COMMAND, error)
     cli.start_backend(FLAGS.verbose)
@@ -247,7 +250,7 @@ def _train_seeds(FLAGS):
     if unfinished:
         if needs_tensorflow(configs[0].dataset):
             cli.start_backend(FLAGS.verbose)
-        data = load_data(configs[0])
+        data = load_data(configs[0], FLAGS.verbose)
     cli.start_backend(FLAGS.verbose)
     from tf_selectivity.training.replicates import PackTooLargeError, resolve_pack_replicates, train_replicates
 

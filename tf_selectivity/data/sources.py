@@ -240,8 +240,10 @@ def _bad_images_error(bad) -> DatasetUnavailableError:
     )
 
 
-def _decode_images(paths: Sequence[str], skip_bad: bool = False):
+def _decode_images(paths: Sequence[str], skip_bad: bool = False, description: str | None = None):
     """Decodes image files to one uint8 array (N, H, W, 3).
+
+    `description`: show the decoding's progress under this name (None: quiet).
 
     Returns:
         (images, bad): the decoded images of the good files, in order, and
@@ -264,8 +266,11 @@ def _decode_images(paths: Sequence[str], skip_bad: bool = False):
         except Exception as error:  # PIL raises OSError, ValueError, SyntaxError... per format
             return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
+    from tf_selectivity.core.progress import progress
+
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        decoded = list(pool.map(decode, paths))
+        decoded = list(progress(pool.map(decode, paths), description or "", total=len(paths), unit="image",
+                                enabled=description is not None))
     bad = [i for i, image in enumerate(decoded) if isinstance(image, str)]
     if bad and not skip_bad:
         raise _BadImages([(paths[i], decoded[i]) for i in bad])
@@ -401,8 +406,12 @@ def _folder_cache_key(paths: Sequence[str]) -> str:
     return digest.hexdigest()[:24]
 
 
-def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"), skip_bad: bool = False):
-    """(class names, {split: (images, labels)}, skipped paths) of an image folder."""
+def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"), skip_bad: bool = False,
+                       verbose: int = 0):
+    """(class names, {split: (images, labels)}, skipped paths) of an image folder.
+
+    `verbose` > 0 shows the progress of decoding (not of a cached split).
+    """
     root = os.path.expanduser(root)
     class_names = _image_folder_layout(root, splits)
     loaded = {"train": None, "test": None}
@@ -427,7 +436,8 @@ def _load_image_folder(root: str, cache_dir: str | None, splits=("train", "test"
                 bad = [int(i) for i in read_json(skipped_path)["indices"]]
         else:
             try:
-                images, bad = _decode_images(paths, skip_bad)
+                description = f"Decoding {root} {split}/" if verbose else None
+                images, bad = _decode_images(paths, skip_bad, description)
             except _BadImages as error:
                 bad_found.extend(error.bad)
                 continue
@@ -576,7 +586,7 @@ def check_dataset(spec: str, data_dir: str | None = None) -> None:
     raise DatasetUnavailableError(f"unknown dataset {spec!r}; choose one of: {DATASET_HELP}")
 
 
-def _load_splits(spec: str, data_dir, cache_dir, splits=("train", "test"), skip_bad: bool = False):
+def _load_splits(spec: str, data_dir, cache_dir, splits=("train", "test"), skip_bad: bool = False, verbose: int = 0):
     """(class_names, {split: (images, labels)}, skipped image paths)."""
     if cache_dir == "default":
         cache_dir = _default_cache_dir()
@@ -588,7 +598,7 @@ def _load_splits(spec: str, data_dir, cache_dir, splits=("train", "test"), skip_
         class_names, train, test = _load_cifar10_sample()
         return class_names, {"train": train, "test": test}, []
     if kind == "imagefolder":
-        return _load_image_folder(argument, cache_dir, splits, skip_bad)
+        return _load_image_folder(argument, cache_dir, splits, skip_bad, verbose)
     if kind == "synthetic":
         try:
             options = _parse_options(argument)
@@ -611,13 +621,16 @@ def load_test_split(
     data_dir: str | None = None,
     cache_dir: str | None = "default",
     skip_bad_images: bool = False,
+    verbose: int = 0,
 ):
     """Only the test split of a dataset (what the analyses use).
+
+    Arguments as for `load_dataset`.
 
     Returns:
         (images uint8 (N, H, W, C), labels int64 (N,), class_names).
     """
-    class_names, loaded, _ = _load_splits(spec, data_dir, cache_dir, ("test",), skip_bad_images)
+    class_names, loaded, _ = _load_splits(spec, data_dir, cache_dir, ("test",), skip_bad_images, verbose)
     images, labels = loaded["test"]
     return images, labels, list(class_names)
 
@@ -631,6 +644,7 @@ def load_dataset(
     max_train_samples: int | None = None,
     cache_dir: str | None = "default",
     skip_bad_images: bool = False,
+    verbose: int = 0,
 ) -> DatasetSplits:
     """Loads a dataset and splits its training part into train and validation.
 
@@ -647,6 +661,8 @@ def load_dataset(
             ~/.cache/tf_selectivity, None disables the cache.
         skip_bad_images: leave out image-folder files that cannot be decoded
             (listed in the result's `skipped_images`) instead of raising.
+        verbose: 1 shows the progress of decoding an image folder (a bar on
+            a terminal, one line otherwise); 0 is quiet.
 
     Returns:
         A `DatasetSplits`.
@@ -656,7 +672,8 @@ def load_dataset(
             empty class folder, an image that cannot be decoded (naming it),
             no network, too few images for a validation split.
     """
-    class_names, loaded, skipped = _load_splits(spec, data_dir, cache_dir, ("train", "test"), skip_bad_images)
+    class_names, loaded, skipped = _load_splits(spec, data_dir, cache_dir, ("train", "test"), skip_bad_images,
+                                                verbose)
     train, test = loaded["train"], loaded["test"]
     try:
         train_images, train_labels, val_images, val_labels = split_train_validation(
@@ -682,12 +699,13 @@ def load_dataset(
     )
 
 
-def load_config_dataset(config) -> DatasetSplits:
+def load_config_dataset(config, verbose: int = 0) -> DatasetSplits:
     """The `DatasetSplits` of a run: `load_dataset` with `config`'s data settings.
 
     Args:
         config: a `TrainConfig` (its dataset, data_dir, validation_fraction,
             split_seed, max_train_samples and skip_bad_images are read).
+        verbose: as for `load_dataset`.
     """
     return load_dataset(
         config.dataset,
@@ -696,4 +714,5 @@ def load_config_dataset(config) -> DatasetSplits:
         split_seed=config.split_seed,
         max_train_samples=config.max_train_samples,
         skip_bad_images=config.skip_bad_images,
+        verbose=verbose,
     )
