@@ -48,7 +48,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tf_selectivity.measures.similarity import cca
-from tf_selectivity.analysis import cca_experiment
+from tf_selectivity.analysis.stages.similarity import distances as similarity_distances
 
 # ResNet20's 19 convolutional layers: the stem and 3 stages of 6 convolutions.
 RESNET20_LAYER_WIDTHS = (16,) * 7 + (32,) * 6 + (64,) * 6
@@ -62,7 +62,7 @@ def main() -> None:
         f"--blas-threads={args.blas_threads} numpy={np.__version__} "
         f"threadpoolctl={'yes' if _has_threadpoolctl() else 'no'}"
     )
-    with cca_experiment.blas_thread_limit(args.blas_threads):
+    with similarity_distances.blas_thread_limit(args.blas_threads):
         _benchmark(args)
 
 
@@ -343,12 +343,12 @@ def _run_figure3(args: argparse.Namespace) -> None:
         return acts
 
     start = time.perf_counter()
-    distances = cca_experiment.figure3_distances(
+    distances = similarity_distances.figure3_distances(
         treated, baseline, layers, load, pwcca_variant="both"
     )
     total = time.perf_counter() - start
     ratios = {
-        variant: cca_experiment.mean_ratio(cca_experiment.distance_ratios(rows))
+        variant: similarity_distances.mean_ratio(similarity_distances.distance_ratios(rows))
         for variant, rows in distances.groupby("pwcca_variant")
     }
     print(

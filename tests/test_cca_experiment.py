@@ -1,4 +1,4 @@
-"""Tests of tf_selectivity.analysis.cca_experiment (the Figure 3 analysis)."""
+"""Tests of tf_selectivity.analysis.stages.similarity.distances and .maps (the Figure 3 analysis)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from scipy import stats as scipy_stats
 
 from tf_selectivity.measures.similarity import cca
 from tf_selectivity.measures import stats
-from tf_selectivity.analysis import cca_experiment
+from tf_selectivity.analysis.stages.similarity import distances as similarity_distances
 
 UNITS = 8
 DATAPOINTS = 400
@@ -75,7 +75,7 @@ def _runs(prefix: str, count: int) -> list[str]:
 def test_pair_counts_and_columns():
     treated, baseline = _runs("t", 4), _runs("b", 3)
     loader = SyntheticRuns({run: 0 for run in treated + baseline})
-    distances = cca_experiment.figure3_distances(treated, baseline, LAYERS, loader)
+    distances = similarity_distances.figure3_distances(treated, baseline, LAYERS, loader)
     assert list(distances.columns) == [
         "layer",
         "layer_index",
@@ -112,14 +112,14 @@ def test_run_seeds_leave_out_pairs_that_share_a_seed():
     treated, baseline = _runs("t", 4), _runs("b", 3)
     loader = SyntheticRuns({run: 0 for run in treated + baseline})
     seeds = {f"t{i}": i for i in range(4)} | {f"b{i}": i for i in range(3)}
-    distances = cca_experiment.figure3_distances(treated, baseline, LAYERS, loader, run_seeds=seeds)
+    distances = similarity_distances.figure3_distances(treated, baseline, LAYERS, loader, run_seeds=seeds)
     counts = distances.groupby(["layer", "comparison"]).size()
     for layer in LAYERS:
         assert counts[(layer, "within")] == 6
         assert counts[(layer, "to_baseline")] == 12 - 3  # t0-b0, t1-b1, t2-b2 left out.
     assert (distances["run_a"].map(seeds) != distances["run_b"].map(seeds)).all()
     with pytest.raises(ValueError, match="different seeds"):
-        cca_experiment.figure3_distances(
+        similarity_distances.figure3_distances(
             ["t0", "t1"], ["b0"], LAYERS, SyntheticRuns({"t0": 0, "t1": 0, "b0": 0}),
             run_seeds={"t0": 0, "t1": 0, "b0": 0},
         )
@@ -128,7 +128,7 @@ def test_run_seeds_leave_out_pairs_that_share_a_seed():
 def test_distances_match_direct_computation():
     treated, baseline = _runs("t", 3), _runs("b", 2)
     loader = SyntheticRuns({run: i % 2 for i, run in enumerate(treated + baseline)})
-    distances = cca_experiment.figure3_distances(
+    distances = similarity_distances.figure3_distances(
         treated, baseline, LAYERS, loader, method="svcca"
     )
     row = distances[
@@ -160,7 +160,7 @@ def test_pwcca_variants_match_direct_computation():
     }
     assert abs(expected["svcca"] - expected["textbook"]) > 1e-3
     for variant in ("svcca", "textbook", "both"):
-        distances = cca_experiment.figure3_distances(
+        distances = similarity_distances.figure3_distances(
             treated, baseline, LAYERS, loader, pwcca_variant=variant
         )
         rows = distances[
@@ -188,7 +188,7 @@ def test_both_pwcca_variants_load_and_factor_each_layer_once(monkeypatch):
 
     monkeypatch.setattr(cca, "factorize", counting_factorize)
     calls = []
-    distances = cca_experiment.figure3_distances(
+    distances = similarity_distances.figure3_distances(
         treated,
         baseline,
         LAYERS,
@@ -207,15 +207,15 @@ def test_both_pwcca_variants_load_and_factor_each_layer_once(monkeypatch):
     total = len(LAYERS) * (3 + 6)  # Progress counts pairs, not variants.
     assert calls == [(done, total) for done in range(1, total + 1)]
     with pytest.raises(ValueError, match="several PWCCA variants"):
-        cca_experiment.distance_ratios(distances)
+        similarity_distances.distance_ratios(distances)
     for _, one_variant in distances.groupby("pwcca_variant"):
-        assert len(cca_experiment.distance_ratios(one_variant)) == len(LAYERS)
+        assert len(similarity_distances.distance_ratios(one_variant)) == len(LAYERS)
 
 
 def test_other_methods_have_no_pwcca_variant():
     treated, baseline = _runs("t", 2), _runs("b", 1)
     loader = SyntheticRuns({run: 0 for run in treated + baseline})
-    distances = cca_experiment.figure3_distances(
+    distances = similarity_distances.figure3_distances(
         treated, baseline, LAYERS, loader, method="svcca", pwcca_variant="both"
     )
     assert set(distances["pwcca_variant"]) == {""}
@@ -225,7 +225,7 @@ def test_other_methods_have_no_pwcca_variant():
 def test_each_run_and_layer_loaded_once_layer_by_layer():
     treated, baseline = _runs("t", 4), _runs("b", 3)
     loader = SyntheticRuns({run: 0 for run in treated + baseline})
-    cca_experiment.figure3_distances(treated, baseline, LAYERS, loader)
+    similarity_distances.figure3_distances(treated, baseline, LAYERS, loader)
     assert set(loader.loads) == {
         (run, layer) for run in treated + baseline for layer in LAYERS
     }
@@ -259,7 +259,7 @@ def test_previous_layer_factors_are_released_before_next_layer(monkeypatch):
         return synthetic(run, layer)
 
     monkeypatch.setattr(cca, "factorize", tracking_factorize)
-    cca_experiment.figure3_distances(treated, baseline, LAYERS, loader)
+    similarity_distances.figure3_distances(treated, baseline, LAYERS, loader)
     assert alive_at_layer_start == {"conv_a": 0, "conv_b": 0}
     assert len(alive_by_layer["conv_b"]) == len(runs)
 
@@ -267,10 +267,10 @@ def test_previous_layer_factors_are_released_before_next_layer(monkeypatch):
 def test_rotated_representation_gives_ratio_near_one():
     treated, baseline = _runs("t", 5), _runs("b", 5)
     loader = SyntheticRuns({run: 0 for run in treated + baseline})
-    distances = cca_experiment.figure3_distances(treated, baseline, LAYERS, loader)
-    ratios = cca_experiment.distance_ratios(distances)
+    distances = similarity_distances.figure3_distances(treated, baseline, LAYERS, loader)
+    ratios = similarity_distances.distance_ratios(distances)
     assert ratios["ratio"].between(0.8, 1.25).all()
-    assert cca_experiment.mean_ratio(ratios) == pytest.approx(1.0, abs=0.2)
+    assert similarity_distances.mean_ratio(ratios) == pytest.approx(1.0, abs=0.2)
 
 
 @pytest.mark.parametrize("method", ["pwcca", "svcca", "mean_cca"])
@@ -278,10 +278,10 @@ def test_changed_representation_gives_large_ratio(method):
     treated, baseline = _runs("t", 5), _runs("b", 5)
     latent_of_run = {**{run: 1 for run in treated}, **{run: 0 for run in baseline}}
     loader = SyntheticRuns(latent_of_run)
-    distances = cca_experiment.figure3_distances(
+    distances = similarity_distances.figure3_distances(
         treated, baseline, LAYERS, loader, method
     )
-    ratios = cca_experiment.distance_ratios(distances)
+    ratios = similarity_distances.distance_ratios(distances)
     assert (ratios["ratio"] > 3.0).all()
     test = stats.cca_ratio_summary(ratios.assign(model="m", alpha=-1.0), n_resamples=100).iloc[0]
     assert test["mean_difference"] > 0 and test["t_statistic"] > 0
@@ -292,7 +292,7 @@ def test_progress_reports_every_pair():
     treated, baseline = _runs("t", 3), _runs("b", 2)
     loader = SyntheticRuns({run: 0 for run in treated + baseline})
     calls = []
-    cca_experiment.figure3_distances(
+    similarity_distances.figure3_distances(
         treated,
         baseline,
         LAYERS,
@@ -319,7 +319,7 @@ def test_progress_reports_every_pair():
 def test_invalid_arguments_raise(treated, baseline, kwargs, message):
     loader = SyntheticRuns({run: 0 for run in ["t0", "t1", "b0", "b1"]})
     with pytest.raises(ValueError, match=message):
-        cca_experiment.figure3_distances(treated, baseline, LAYERS, loader, **kwargs)
+        similarity_distances.figure3_distances(treated, baseline, LAYERS, loader, **kwargs)
     assert not loader.loads  # Rejected before any activation is loaded.
 
 
@@ -327,7 +327,7 @@ def test_invalid_layers_raise():
     loader = SyntheticRuns({run: 0 for run in ["t0", "t1", "b0"]})
     for layers in ([], ["conv_a", "conv_a"]):
         with pytest.raises(ValueError):
-            cca_experiment.figure3_distances(["t0", "t1"], ["b0"], layers, loader)
+            similarity_distances.figure3_distances(["t0", "t1"], ["b0"], layers, loader)
 
 
 def test_unusable_activations_name_run_and_layer():
@@ -338,7 +338,7 @@ def test_unusable_activations_name_run_and_layer():
         return acts
 
     with pytest.raises(ValueError, match="'b0', layer 'conv_b'.*no live unit"):
-        cca_experiment.figure3_distances(["t0", "t1"], ["b0"], LAYERS, loader)
+        similarity_distances.figure3_distances(["t0", "t1"], ["b0"], LAYERS, loader)
 
 
 def _hand_made_distances() -> pd.DataFrame:
@@ -369,7 +369,7 @@ def _hand_made_distances() -> pd.DataFrame:
 
 
 def test_distance_ratios_and_mean_on_known_numbers():
-    ratios = cca_experiment.distance_ratios(_hand_made_distances())
+    ratios = similarity_distances.distance_ratios(_hand_made_distances())
     assert list(ratios.columns) == [
         "layer",
         "layer_index",
@@ -381,14 +381,14 @@ def test_distance_ratios_and_mean_on_known_numbers():
     np.testing.assert_allclose(ratios["within_mean"], [2.0, 1.0, 2.0])
     np.testing.assert_allclose(ratios["to_baseline_mean"], [6.0, 2.0, 2.5])
     np.testing.assert_allclose(ratios["ratio"], [3.0, 2.0, 1.25])
-    assert cca_experiment.mean_ratio(ratios) == pytest.approx(6.25 / 3)
+    assert similarity_distances.mean_ratio(ratios) == pytest.approx(6.25 / 3)
 
 
 def test_ratio_test_of_stats_on_known_numbers():
     # The paired t-test of Figure 3b lives in `stats` (one implementation for
     # the cca_tests table, the report and the figure); checked here by hand
     # on this module's ratios.
-    ratios = cca_experiment.distance_ratios(_hand_made_distances())
+    ratios = similarity_distances.distance_ratios(_hand_made_distances())
     result = stats.cca_ratio_summary(ratios.assign(model="m", alpha=-1.0), n_resamples=100).iloc[0]
     differences = np.array([4.0, 1.0, 0.5])  # to_baseline_mean - within_mean.
     expected_t = differences.mean() / (differences.std(ddof=1) / math.sqrt(3))
@@ -396,22 +396,22 @@ def test_ratio_test_of_stats_on_known_numbers():
     assert result["p_value"] == pytest.approx(2 * scipy_stats.t.sf(expected_t, df=2))
     assert result["p_bonferroni"] == pytest.approx(result["p_value"])  # One alpha.
     assert result["n_layers"] == 3
-    assert result["mean_ratio"] == pytest.approx(cca_experiment.mean_ratio(ratios))
+    assert result["mean_ratio"] == pytest.approx(similarity_distances.mean_ratio(ratios))
 
 
 def test_ratio_functions_reject_bad_tables():
     distances = _hand_made_distances()
     with pytest.raises(ValueError, match="within"):
-        cca_experiment.distance_ratios(
+        similarity_distances.distance_ratios(
             distances[distances["comparison"] == "to_baseline"]
         )
     with pytest.raises(ValueError, match="lacks columns"):
-        cca_experiment.distance_ratios(distances.drop(columns="method"))
+        similarity_distances.distance_ratios(distances.drop(columns="method"))
     mixed = distances.assign(method=["pwcca", "svcca"] * 4)
     with pytest.raises(ValueError, match="several methods"):
-        cca_experiment.distance_ratios(mixed)
+        similarity_distances.distance_ratios(mixed)
     with pytest.raises(ValueError):
-        cca_experiment.mean_ratio(cca_experiment.distance_ratios(distances).iloc[:0])
+        similarity_distances.mean_ratio(similarity_distances.distance_ratios(distances).iloc[:0])
 
 
 class FakeThreadpoolctl(types.ModuleType):
@@ -443,13 +443,13 @@ def test_blas_threads_limited_while_computing(monkeypatch):
         limits_seen.add(fake.active)
         return synthetic(run, layer)
 
-    cca_experiment.figure3_distances(treated, baseline, LAYERS, loader)
+    similarity_distances.figure3_distances(treated, baseline, LAYERS, loader)
     assert fake.calls == [(1, "blas")]
     assert limits_seen == {1}
     assert fake.active is None  # Restored afterwards.
 
     fake.calls.clear()
-    cca_experiment.figure3_distances(
+    similarity_distances.figure3_distances(
         treated, baseline, LAYERS, synthetic, blas_threads=None
     )
     assert fake.calls == []
@@ -459,13 +459,13 @@ def test_blas_thread_limit_without_threadpoolctl(monkeypatch):
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # Import fails.
     # Without the optional dependency the limit is a no-op context, not an
     # ImportError, and it leaves BLAS results untouched.
-    limit = cca_experiment.blas_thread_limit(1)
+    limit = similarity_distances.blas_thread_limit(1)
     assert isinstance(limit, contextlib.nullcontext)
     a = np.random.default_rng(0).normal(size=(50, 40))
     with limit:
         inside = a @ a.T
     np.testing.assert_array_equal(inside, a @ a.T)
-    assert isinstance(cca_experiment.blas_thread_limit(None), contextlib.nullcontext)
+    assert isinstance(similarity_distances.blas_thread_limit(None), contextlib.nullcontext)
 
 
 def test_several_measures_from_one_factorization():
@@ -478,7 +478,7 @@ def test_several_measures_from_one_factorization():
     latent_of_run = {**{run: 0 for run in treated}, **{run: 1 for run in baseline}}
     loader = SyntheticRuns(latent_of_run)
     methods = ("pwcca", "debiased_cka", "linear_cka", "procrustes", "svcca")
-    distances = cca_experiment.figure3_distances(
+    distances = similarity_distances.figure3_distances(
         treated, baseline, LAYERS, loader, method=methods, pwcca_variant="both")
     assert set(loader.loads.values()) == {1}
     assert sorted(distances["method"].unique()) == sorted(methods)
@@ -487,32 +487,32 @@ def test_several_measures_from_one_factorization():
     assert counts["pwcca"] == 2 * pairs * len(LAYERS)
     assert counts["debiased_cka"] == pairs * len(LAYERS)
     for method in ("debiased_cka", "procrustes"):
-        alone = cca_experiment.figure3_distances(
+        alone = similarity_distances.figure3_distances(
             treated, baseline, LAYERS, SyntheticRuns(latent_of_run), method=method)
         mine = distances[distances["method"] == method].reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, alone)
-        ratios = cca_experiment.distance_ratios(mine)
+        ratios = similarity_distances.distance_ratios(mine)
         assert (ratios["ratio"] > 1.5).all()  # different latents: not a rotation
     row = distances[(distances["method"] == "debiased_cka") & (distances["layer"] == "conv_b")].iloc[0]
     expected = 1 - similarity.debiased_cka(loader(row["run_a"], "conv_b"), loader(row["run_b"], "conv_b"))
     assert row["distance"] == pytest.approx(expected, abs=1e-12)
     with pytest.raises(ValueError, match="Unknown CCA method 'rbf_cka'"):
-        cca_experiment.figure3_distances(treated, baseline, LAYERS, loader, method=("pwcca", "rbf_cka"))
+        similarity_distances.figure3_distances(treated, baseline, LAYERS, loader, method=("pwcca", "rbf_cka"))
 
 
 def test_rotated_replicates_have_cka_ratio_one():
     treated, baseline = _runs("t", 3), _runs("b", 3)
     loader = SyntheticRuns({run: 0 for run in treated + baseline}, noise=0.3)
-    distances = cca_experiment.figure3_distances(
+    distances = similarity_distances.figure3_distances(
         treated, baseline, LAYERS, loader, method=("linear_cka", "debiased_cka", "procrustes"))
     for method, part in distances.groupby("method"):
-        ratios = cca_experiment.distance_ratios(part)
+        ratios = similarity_distances.distance_ratios(part)
         assert ratios["ratio"].to_numpy() == pytest.approx(1.0, abs=0.2), method
 
 
 def test_similarity_maps_pairs_and_values():
     from tf_selectivity.measures import similarity
-    from tf_selectivity.analysis import similarity_maps
+    from tf_selectivity.analysis.stages.similarity import maps as similarity_maps
 
     seeds = {"t0": 0, "t1": 1, "t2": 2, "b0": 0, "b1": 1}
     assert similarity_maps.map_pairs(["t0", "t1", "t2"], ["b0", "b1"], seeds) == [
@@ -543,7 +543,7 @@ def test_procrustes_alpha_reaches_the_measure():
 
     treated, baseline = _runs("t", 2), _runs("b", 1)
     loader = SyntheticRuns({"t0": 0, "t1": 0, "b0": 1})
-    distances = cca_experiment.figure3_distances(
+    distances = similarity_distances.figure3_distances(
         treated, baseline, LAYERS, loader, method="procrustes", procrustes_alpha=0.0)
     row = distances.iloc[0]
     expected = similarity.procrustes_distance(

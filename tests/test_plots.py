@@ -12,6 +12,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from tf_selectivity import plots
+from tf_selectivity.analysis.stages.similarity.figure3 import plot_cca
+from tf_selectivity.analysis.stages.similarity.figures import similarity_figures
 from tf_selectivity.measures import stats
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -87,7 +89,6 @@ def expected_names(model=MODEL):
         f"fig1_selectivity_{model}",
         f"figA1_selectivity_promote_{model}",
         f"fig2_accuracy_suppress_{model}",
-        f"fig3_cca_{model}",
         f"fig4_accuracy_promote_{model}",
         f"fig5_promote_vs_suppress_{model}",
         f"figA7_precision_suppress_{model}",
@@ -127,8 +128,10 @@ def full_output(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("figures")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Any warning during drawing fails the test.
-        written = plots.draw_all(runs, layers, cca, None, output_dir, dpi=DPI,
-                                 n_resamples=N_RESAMPLES, raise_errors=True)
+        written = plots.draw_all(runs, layers, output_dir, dpi=DPI, n_resamples=N_RESAMPLES, raise_errors=True)
+        # Figure 3 is the similarity stage's, saved as the engine saves it.
+        for name, figure in similarity_figures(cca, None, n_resamples=N_RESAMPLES, raise_errors=True):
+            written[name] = plots.save_figure(figure, output_dir / name, dpi=DPI)
     return written, output_dir
 
 
@@ -137,7 +140,7 @@ def full_output(tmp_path_factory):
 
 def test_draw_all_writes_every_figure_as_png_and_pdf(full_output):
     written, output_dir = full_output
-    assert set(written) == expected_names()
+    assert set(written) == expected_names() | {f"fig3_cca_{MODEL}"}
     for name, paths in written.items():
         assert paths == [str(output_dir / f"{name}.png"), str(output_dir / f"{name}.pdf")]
         assert_valid_png(paths[0])
@@ -168,7 +171,7 @@ def test_figures_without_their_inputs_return_none():
     assert plots.plot_selectivity(runs, layers, MODEL, "promote") is None
     assert plots.plot_accuracy(runs, MODEL, "promote") is None
     assert plots.plot_promote_vs_suppress(runs, MODEL) is None
-    assert plots.plot_cca(None, None, MODEL) is None
+    assert plot_cca(None, None, MODEL) is None
     assert plots.plot_leaky_relu(runs, MODEL) is None
     assert plots.plot_model_comparison(runs) is None
     assert plots.plot_selectivity(runs, layers, "no_such_model") is None
@@ -281,7 +284,7 @@ def test_single_seed_per_alpha_draws_points_without_intervals():
 
 def test_cca_figure_panels_follow_available_tables():
     runs, _, cca = make_tables(alphas=(-10.0, -1.0, 0.0), with_cca=True)
-    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    figure = plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
     assert len(figure.axes) == 2
     profile_ax, ratio_ax = figure.axes
     at_example = cca.loc[cca["alpha"] == -10.0]  # The paper's example alpha.
@@ -292,11 +295,11 @@ def test_cca_figure_panels_follow_available_tables():
     np.testing.assert_allclose(line_by_gid(ratio_ax, "cca_ratio_mean_relu").get_ydata(),
                                ratio.groupby("alpha")["ratio"].mean())
 
-    only_ratio = plots.plot_cca(None, ratio, MODEL, n_resamples=N_RESAMPLES)
+    only_ratio = plot_cca(None, ratio, MODEL, n_resamples=N_RESAMPLES)
     assert len(only_ratio.axes) == 1
-    chosen = plots.plot_cca(cca, None, MODEL, alpha=-1.0, n_resamples=N_RESAMPLES)
+    chosen = plot_cca(cca, None, MODEL, alpha=-1.0, n_resamples=N_RESAMPLES)
     assert "-1" in chosen.axes[0].get_legend().get_texts()[0].get_text()
-    assert plots.plot_cca(cca, None, "vgg16") is None
+    assert plot_cca(cca, None, "vgg16") is None
 
 
 def test_cca_figure_draws_one_series_per_condition():
@@ -313,7 +316,7 @@ def test_cca_figure_draws_one_series_per_condition():
                                          comparison=comparison, run_a=f"a{pair}", run_b=f"b{pair}",
                                          distance=distance * (1 + index), method="pwcca"))
     cca = pd.DataFrame(rows)
-    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    figure = plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
     profile_ax, ratio_ax = figure.axes
     np.testing.assert_allclose(line_by_gid(ratio_ax, "cca_ratio_mean_relu").get_ydata(), [1.5, 1.5])
     np.testing.assert_allclose(
@@ -327,6 +330,46 @@ def test_cca_figure_draws_one_series_per_condition():
     # The same numbers as the statistics (one implementation).
     summary = stats.cca_ratio_summary(stats.cca_distance_ratio(cca), n_resamples=N_RESAMPLES)
     assert sorted(summary["mean_ratio"].round(12)) == [1.0, 1.0, 1.5, 1.5]
+
+
+def test_similarity_figures_are_drawn_per_model_then_per_measure_and_map(monkeypatch):
+    # Figure 3 of each model, again for each further measure, then its maps;
+    # a figure that fails is reported and the others still drawn.
+    _, _, cca = make_tables(alphas=(-10.0, -1.0, 0.0), models=(MODEL, "vgg16"), with_cca=True)
+    cka = cca.assign(method="debiased_cka")
+    maps = pd.DataFrame([
+        dict(model=model, activation="relu", leaky_slope=0.0, alpha=-10.0, comparison=comparison,
+             run_a="runs/a", run_b="runs/b", measure="debiased_cka", layer_a=f"conv{i}", layer_index_a=i,
+             layer_b=f"conv{j}", layer_index_b=j, similarity=1.0 - 0.1 * abs(i - j))
+        for model in (MODEL, "vgg16") for comparison in ("within", "to_baseline")
+        for i in range(3) for j in range(3)
+    ])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        drawn = dict(similarity_figures(cca, None, {"debiased_cka": (cka, None)}, maps,
+                                        n_resamples=N_RESAMPLES, raise_errors=True))
+    assert list(drawn) == [
+        f"fig3_cca_{MODEL}", f"fig3_debiased_cka_{MODEL}", f"figS_similarity_maps_{MODEL}",
+        "fig3_cca_vgg16", "fig3_debiased_cka_vgg16", "figS_similarity_maps_vgg16",
+    ]
+    assert "debiased CKA" in drawn[f"fig3_debiased_cka_{MODEL}"].axes[1].get_ylabel()
+    assert len(drawn["figS_similarity_maps_vgg16"].axes[0].images) == 1
+    assert list(similarity_figures(None, None)) == []
+
+    from tf_selectivity.analysis.stages.similarity import map_figure
+
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(map_figure, "plot_similarity_maps", broken)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = [name for name, _ in similarity_figures(cca, None, similarity_maps=maps, n_resamples=N_RESAMPLES)]
+    assert names == [f"fig3_cca_{MODEL}", "fig3_cca_vgg16"]
+    messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert len(messages) == 2 and "figS_similarity_maps_resnet20" in messages[0] and "boom" in messages[0]
+    with pytest.raises(KeyError):
+        list(similarity_figures(cca, None, similarity_maps=maps, n_resamples=N_RESAMPLES, raise_errors=True))
 
 
 def test_leaky_figure_uses_leaky_runs_per_slope():
@@ -715,7 +758,7 @@ def cca_rows(ratios, layers=4, pairs=3, jitter=0.01, seed=0):
 
 def test_cca_ratio_marks_show_larger_or_smaller_distance_to_baseline():
     cca = cca_rows({-10.0: 1.5, -1.0: 0.8, 1.0: 1.0})
-    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    figure = plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
     marks = marks_by_x(figure.axes[1])
     assert marks[-10.0].get_gid() == "significance_higher"
     assert marks[-1.0].get_gid() == "significance_lower"
@@ -728,7 +771,7 @@ def test_labels_never_sit_on_error_bars_markers_or_each_other():
     # significant neighbours.
     cca = cca_rows({-100.0: 1.6, -30.0: 1.55, -10.0: 1.5, -5.0: 1.45, -1.0: 1.2,
                     0.5: 1.01, 1.0: 1.0, 5.0: 0.99}, jitter=0.04)
-    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    figure = plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
     ratio_ax = figure.axes[1]
     reference = [text for text in ratio_ax.texts if "ratio = 1" in text.get_text()]
     assert len(reference) == 1
@@ -744,7 +787,7 @@ def test_labels_never_sit_on_error_bars_markers_or_each_other():
         plots.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES),
         plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES),
         plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES),
-        plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES),
+        plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES),
     ]
     assert sum(assert_labels_clear(figure) for figure in drawn) >= 20
 
@@ -775,7 +818,7 @@ def test_every_plotted_alpha_has_a_tick_and_tick_labels_do_not_overlap():
 
 def test_figure_3b_has_a_zero_tick_without_a_zero_point():
     cca = cca_rows({-10.0: 1.5, -1.0: 1.2, 1.0: 1.1})
-    figure = plots.plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
+    figure = plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES)
     assert 0.0 in [float(t) for t in figure.axes[1].get_xticks()]
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from tf_selectivity.measures.similarity import cca
-from tf_selectivity.analysis.cca_experiment import blas_thread_limit
+from tf_selectivity.analysis.stages.similarity.distances import blas_thread_limit
 
 AGREEMENT = 1e-6  # What the issue asks; measured agreement is ~1e-13.
 

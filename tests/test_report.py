@@ -60,7 +60,13 @@ def make_layers(runs):
     return pd.DataFrame(rows)
 
 
-def write(tmp_path, runs, **kwargs):
+def write(tmp_path, runs, cca_ratio=None, **kwargs):
+    if cca_ratio is not None:
+        # The similarity stage's sentences and section, as the analysis gives them.
+        from tf_selectivity.analysis.stages.similarity.section import report_parts
+
+        headlines, section = report_parts(None, cca_ratio, N_RESAMPLES)
+        kwargs.update(headlines=headlines, sections=[section] if section else [])
     path = report.write_report(tmp_path, runs, make_layers(runs), n_resamples=N_RESAMPLES, **kwargs)
     assert Path(path) == tmp_path / "report.md"
     return Path(path).read_text(encoding="utf-8")

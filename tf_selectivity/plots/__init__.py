@@ -1,18 +1,19 @@
 """The paper's figures, drawn from the analysis tables.
 
 Every figure function takes the plain tables written by the analysis command
-(`runs`, `layers`, `cca`, `cca_ratio`, see `tf_selectivity.measures.stats`), draws
+(`runs`, `layers`, see `tf_selectivity.measures.stats`), draws
 one figure of "Selectivity considered harmful" (Leavitt & Morcos) for one
 model, and returns a `matplotlib.figure.Figure`, or `None` when the tables
-hold nothing to draw it from (e.g. no positive alphas, no leaky-ReLU runs,
-no CCA table). `draw_all` draws everything drawable and saves each figure as
-PNG and PDF.
+hold nothing to draw it from (e.g. no positive alphas, no leaky-ReLU
+runs). `draw_all` draws everything drawable and saves each figure as PNG
+and PDF. Figure 3 and the similarity maps are drawn by the
+similarity stage (`tf_selectivity.analysis.stages.similarity.figures`) with
+the primitives here.
 
 One module per figure family:
 
     selectivity.py   Figures 1, A1     class selectivity per layer and vs alpha
     accuracy.py      Figures 2, 4      test accuracy vs alpha and vs selectivity
-    replicate_distance.py  Figure 3          CCA distance to alpha = 0 vs between replicates
     comparison.py    Figures 5, A6, A11, A12   promoting vs suppressing; models side by side
     precision.py     Figures A7, A8    the precision metric (Appendix A.5)
     dead_units.py    Figure A9         dead units and the selectivity of live units
@@ -52,7 +53,6 @@ directly, so nothing here touches the caller's pyplot state or backend.
 
 from tf_selectivity.plots.accuracy import plot_accuracy
 from tf_selectivity.plots.catalog import draw_all
-from tf_selectivity.plots.replicate_distance import DEFAULT_CCA_EXAMPLE_ALPHA, plot_cca
 from tf_selectivity.plots.comparison import plot_model_comparison, plot_promote_vs_suppress
 from tf_selectivity.plots.dead_units import plot_dead_units
 from tf_selectivity.plots.leaky_relu import DEFAULT_LEAKY_SLOPE, plot_leaky_relu
@@ -72,7 +72,6 @@ from tf_selectivity.plots.style import (
 from tf_selectivity.plots.tables import select_runs
 
 __all__ = [
-    "DEFAULT_CCA_EXAMPLE_ALPHA",
     "DEFAULT_DPI",
     "DEFAULT_FORMATS",
     "DEFAULT_LEAKY_SLOPE",
@@ -83,7 +82,6 @@ __all__ = [
     "draw_all",
     "format_alpha",
     "plot_accuracy",
-    "plot_cca",
     "plot_dead_units",
     "plot_leaky_relu",
     "plot_model_comparison",

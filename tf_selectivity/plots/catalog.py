@@ -4,30 +4,27 @@
 are the file stems (`fig1_selectivity_<model>`, ...), each value builds one
 figure with the function of its family module. Builders look their function
 up on the family module at call time, so a replaced function (e.g. in a
-test) is the one drawn.
+test) is the one drawn. Figure 3 and the similarity maps are the similarity
+stage's (`analysis.stages.similarity.figures`).
 """
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from tf_selectivity.plots import (
     accuracy,
-    replicate_distance,
     comparison,
     dead_units,
     leaky_relu,
     precision,
     selectivity,
 )
-from tf_selectivity.plots.replicate_distance import plot_cca as _plot_cca  # `cca` is draw_all's table
-from tf_selectivity.plots.similarity_maps import plot_similarity_maps
 from tf_selectivity.plots.style import (
     DEFAULT_DPI,
     DEFAULT_FORMATS,
@@ -40,8 +37,6 @@ from tf_selectivity.plots.style import (
 def _figure_builders(
     runs: pd.DataFrame,
     layers: pd.DataFrame,
-    cca_distances: pd.DataFrame | None,
-    cca_ratio: pd.DataFrame | None,
     model: str,
     n_resamples: int,
 ) -> dict[str, Callable[[], Figure | None]]:
@@ -52,7 +47,6 @@ def _figure_builders(
         f"fig1_selectivity_{suffix}": lambda: selectivity.plot_selectivity(runs, layers, model, "suppress", **kwargs),
         f"figA1_selectivity_promote_{suffix}": lambda: selectivity.plot_selectivity(runs, layers, model, "promote", **kwargs),
         f"fig2_accuracy_suppress_{suffix}": lambda: accuracy.plot_accuracy(runs, model, "suppress", **kwargs),
-        f"fig3_cca_{suffix}": lambda: replicate_distance.plot_cca(cca_distances, cca_ratio, model, **kwargs),
         f"fig4_accuracy_promote_{suffix}": lambda: accuracy.plot_accuracy(runs, model, "promote", **kwargs),
         f"fig5_promote_vs_suppress_{suffix}": lambda: comparison.plot_promote_vs_suppress(runs, model, **kwargs),
         f"figA7_precision_suppress_{suffix}": lambda: precision.plot_precision(runs, layers, model, "suppress", **kwargs),
@@ -65,12 +59,8 @@ def _figure_builders(
 def iter_figures(
     runs: pd.DataFrame,
     layers: pd.DataFrame,
-    cca: pd.DataFrame | None = None,
-    cca_ratio: pd.DataFrame | None = None,
     n_resamples: int = DEFAULT_N_RESAMPLES,
     raise_errors: bool = False,
-    other_measures: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
-    similarity_maps: pd.DataFrame | None = None,
 ) -> Iterator[tuple[str, Figure]]:
     """Yields ``(name, figure)`` for every figure the tables allow, one set per model, in `draw_all`'s order.
 
@@ -81,13 +71,7 @@ def iter_figures(
     models = sorted(runs["model"].astype(str).unique()) if runs is not None and not runs.empty else []
     builders: dict[str, Callable[[], Figure | None]] = {}
     for model in models:
-        builders.update(_figure_builders(runs, layers, cca, cca_ratio, model, n_resamples))
-        for measure, (measure_cca, measure_ratio) in (other_measures or {}).items():
-            builders[f"fig3_{file_safe(measure)}_{file_safe(model)}"] = functools.partial(
-                _plot_cca, measure_cca, measure_ratio, model, method=measure, n_resamples=n_resamples)
-        if similarity_maps is not None and not similarity_maps.empty:
-            builders[f"figS_similarity_maps_{file_safe(model)}"] = functools.partial(
-                plot_similarity_maps, similarity_maps, model)
+        builders.update(_figure_builders(runs, layers, model, n_resamples))
     builders["figA12_model_comparison"] = lambda: comparison.plot_model_comparison(runs, n_resamples=n_resamples)
 
     for name, build in builders.items():
@@ -105,20 +89,16 @@ def iter_figures(
 def draw_all(
     runs: pd.DataFrame,
     layers: pd.DataFrame,
-    cca: pd.DataFrame | None = None,
-    cca_ratio: pd.DataFrame | None = None,
     output_dir: str | Path = ".",
     formats: Sequence[str] = DEFAULT_FORMATS,
     dpi: int = DEFAULT_DPI,
     n_resamples: int = DEFAULT_N_RESAMPLES,
     raise_errors: bool = False,
-    other_measures: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
-    similarity_maps: pd.DataFrame | None = None,
 ) -> dict[str, list[str]]:
     """Draws and saves every figure the tables allow, one set per model.
 
     Figures whose inputs are missing (no positive alphas, no leaky-ReLU
-    runs, no CCA table, ...) are skipped. A figure that fails for another
+    runs, ...) are skipped. A figure that fails for another
     reason is reported with a `RuntimeWarning` and skipped too, so that one
     bad figure does not cost the others after a long sweep (set
     `raise_errors=True` to raise instead).
@@ -126,18 +106,11 @@ def draw_all(
     Args:
         runs: The `runs` table.
         layers: The `layers` table.
-        cca: The pairwise `cca` table, if computed.
-        cca_ratio: The `cca_ratio` table, if computed.
         output_dir: Folder for the figure files (created if needed).
         formats: File formats written per figure.
         dpi: Resolution of raster formats.
         n_resamples: Bootstrap resamples per confidence interval.
         raise_errors: Raise instead of warning when a figure fails.
-        other_measures: Optional `{measure: (cca rows, cca_ratio rows)}` of
-            further similarity measures (`analyze --similarity`): each gets
-            its own Figure 3, `fig3_<measure>_<model>`.
-        similarity_maps: Optional `similarity_maps` table (`analyze
-            --similarity_maps`): `figS_similarity_maps_<model>`.
 
     Returns:
         Dict from figure name (file stem, e.g. "fig1_selectivity_resnet20")
@@ -145,8 +118,7 @@ def draw_all(
     """
     output_dir = Path(output_dir)
     written: dict[str, list[str]] = {}
-    figures = iter_figures(runs, layers, cca, cca_ratio, n_resamples=n_resamples, raise_errors=raise_errors,
-                           other_measures=other_measures, similarity_maps=similarity_maps)
+    figures = iter_figures(runs, layers, n_resamples=n_resamples, raise_errors=raise_errors)
     for name, figure in figures:
         try:
             written[name] = save_figure(figure, output_dir / name, formats, dpi)

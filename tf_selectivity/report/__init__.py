@@ -1,11 +1,12 @@
 """The Markdown report a researcher opens first after a sweep.
 
-`write_report` turns the analysis tables (`runs`, `layers`, `cca`,
-`cca_ratio`) into one `report.md`: the headline numbers in sentences (as the
-paper states them: "mean class selectivity fell from 0.22 at alpha = 0 to
-0.07 at alpha = -1 (3.1x lower); test accuracy changed by -0.30 points
-(p = 0.03, ...)"), per-alpha summary tables with bootstrapped 95% CIs and
-Bonferroni-corrected tests, the CCA distance ratios, the figures drawn by
+`write_report` turns the analysis tables (`runs`, `layers`) into one
+`report.md`: the headline numbers in sentences (as the paper states them:
+"mean class selectivity fell from 0.22 at alpha = 0 to 0.07 at alpha = -1
+(3.1x lower); test accuracy changed by -0.30 points (p = 0.03, ...)"),
+per-alpha summary tables with bootstrapped 95% CIs and Bonferroni-corrected
+tests, the sections of other analyses (the CCA distance ratios come from the
+similarity stage, `analysis.stages.similarity.section`), the figures drawn by
 `tf_selectivity.plots.draw_all` linked with relative paths, the runs that
 could not be analysed, and finally the table of every run.
 
@@ -25,7 +26,6 @@ One module per part of the report:
     effects.py              per-alpha summary and sentences vs alpha = 0 (selectivity,
                             accuracy, precision, dead units; Figures 1, 2, 4, A7-A9)
     promote_vs_suppress.py  rank-sum sentence and table (Figure 5)
-    distance_ratio.py       CCA distance ratio sentence and table (Figure 3)
     figures.py              captions and links of the figures
     runs.py                 the table of all runs, runs that could not be analysed
     formatting.py           numbers, p-values and Markdown tables

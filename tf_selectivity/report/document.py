@@ -9,8 +9,7 @@ from typing import Sequence
 import pandas as pd
 
 from tf_selectivity.measures import stats
-from tf_selectivity.report.distance_ratio import cca_section
-from tf_selectivity.report.conditions import condition_from_key, condition_key, condition_title, has_baseline
+from tf_selectivity.report.conditions import condition_key, condition_title, has_baseline
 from tf_selectivity.report.effects import (
     baseline_sentence,
     promotion_sentences,
@@ -110,13 +109,6 @@ def summary_section(tables: Sequence[str]) -> list:
     return _without_last_blank(["## Summary per α", "", SUMMARY_INTRO, "", *tables])
 
 
-def similarity_section(cca_tables: Sequence[str]) -> list | None:
-    """The CCA section around the table block of `distance_ratio.cca_section` (None without one)."""
-    if not cca_tables:
-        return None
-    return _without_last_blank(["## Representational similarity (CCA)", "", *cca_tables])
-
-
 def assemble_report(
     output_dir: str | Path,
     runs: pd.DataFrame,
@@ -205,23 +197,24 @@ def write_report(
     output_dir: str | Path,
     runs: pd.DataFrame,
     layers: pd.DataFrame | None = None,
-    cca: pd.DataFrame | None = None,
-    cca_ratio: pd.DataFrame | None = None,
     figures: dict[str, Sequence[str]] | None = None,
     errors: Sequence[tuple[str, str]] | None = None,
     n_resamples: int = stats.DEFAULT_N_RESAMPLES,
     diverged: pd.DataFrame | None = None,
     sections: Sequence[Sequence[str]] | None = None,
+    headlines: Sequence[tuple] = (),
 ) -> Path:
     """Writes the paper's `report.md` from its tables into `output_dir`.
 
     The report the analysis command writes for the same tables (its
-    selectivity and similarity stages give these parts to
-    `assemble_report`): overview; headline results in sentences (per model
-    and activation: baseline, suppression, promotion, promote-vs-suppress,
-    CCA); per-alpha summary tables; the CCA section; `sections`; figures
-    (relative links to the files from `plots.draw_all`); runs that could not
-    be analysed; statistics used; the table of all runs (sorted by model,
+    selectivity stage gives these parts to `assemble_report`; the
+    similarity stage's CCA sentences and section come as `headlines` and
+    `sections`, `analysis.stages.similarity.section.report_parts`):
+    overview; headline results in sentences (per model and activation:
+    baseline, suppression, promotion, promote-vs-suppress, then
+    `headlines`); per-alpha summary tables; `sections`; figures (relative
+    links to the files from `plots.draw_all`); runs that could not be
+    analysed; statistics used; the table of all runs (sorted by model,
     activation, slope, alpha, seed).
 
     Args:
@@ -230,30 +223,25 @@ def write_report(
         runs: The `runs` table.
         layers: The `layers` table (per-layer results are in the figures;
             used here only for the overview).
-        cca: The pairwise `cca` table, if computed.
-        cca_ratio: The `cca_ratio` table, if computed (derived from `cca`
-            otherwise).
         figures: `{name: [paths]}` as returned by `plots.draw_all`.
         errors: `(path, message)` for each run that could not be analysed.
         n_resamples: Bootstrap resamples per confidence interval.
         diverged: The runs whose training diverged (the analysis'
             `diverged` table), listed in a section of their own.
         sections: Further sections (each a list of Markdown lines, its
-            ``## `` heading first), placed after the similarity section, in
-            the order given.
+            ``## `` heading first), placed after the summary, in the order
+            given.
+        headlines: Further ``(condition, [sentence, ...])`` pairs, each
+            joined after that condition's own sentences.
 
     Returns:
         Path of the written report.
     """
     runs = runs if runs is not None else pd.DataFrame()
     parts = condition_sections(runs, n_resamples)
-    cca_headlines, cca_tables = cca_section(cca, cca_ratio, n_resamples)
-    headlines = [(condition, sentences) for condition, sentences, _ in parts]
-    headlines += [(condition_from_key(key), [sentence]) for key, sentence in cca_headlines.items()]
-    similarity = similarity_section(cca_tables)
     return assemble_report(
-        output_dir, runs, layers, headlines=headlines,
-        sections=[summary_section([line for _, _, table in parts for line in table]),
-                  *([similarity] if similarity else []), *(sections or ())],
+        output_dir, runs, layers,
+        headlines=[*((condition, sentences) for condition, sentences, _ in parts), *headlines],
+        sections=[summary_section([line for _, _, table in parts for line in table]), *(sections or ())],
         figures=figures, errors=errors, diverged=diverged,
     )

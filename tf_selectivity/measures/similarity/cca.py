@@ -400,8 +400,8 @@ def pwcca(
     most published numbers but depends on the SVD's arbitrary sign choices,
     "textbook" is a function of the activations alone but matches no
     published number; neither is a safe silent default. (The Figure 3
-    analysis, `tf_selectivity.analysis.cca_experiment`, uses "svcca" by
-    default, the paper's.)
+    analysis, `tf_selectivity.analysis.stages.similarity.distances`, uses
+    "svcca" by default, the paper's.)
 
     * "svcca": google/svcca's `pwcca.compute_pwcca` (`epsilon=0`), the code
       behind the published PWCCA results, including "Selectivity considered

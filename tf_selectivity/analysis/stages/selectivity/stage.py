@@ -11,8 +11,8 @@ pass writes every unit's responses into the run's cache entry
 
 Essential: a run this stage cannot evaluate is left out of the analysis.
 Its figures are the paper's (`plots.draw_all`; Figure 3 and the similarity
-maps from the similarity stage's tables, drawn in the same catalogue), its
-headlines and section the per-condition effects of alpha (`report`).
+maps are the similarity stage's), its headlines and section the
+per-condition effects of alpha (`report`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ class SelectivityStage(Stage):
     name = "selectivity"
     options_class = SelectivityOptions
     essential = True
-    # Figure 3, its other measures and the similarity maps are drawn with the paper's figures.
-    reads = ("similarity",)
 
     def cache_key(self, options):
         settings, similarity = options.selectivity, options.similarity
@@ -128,12 +126,7 @@ class SelectivityStage(Stage):
     def figures(self, tables, context):
         from tf_selectivity.plots.catalog import iter_figures
 
-        similarity = context.tables.get("similarity", {})
-        cca, cca_ratio = similarity.get("_cca_shown"), similarity.get("_cca_ratio_shown")
-        return iter_figures(
-            tables["runs"], tables["layers"], cca, cca_ratio, n_resamples=context.options.n_resamples,
-            other_measures=similarity.get("_other_measures"), similarity_maps=similarity.get("similarity_maps"),
-        )
+        return iter_figures(tables["runs"], tables["layers"], n_resamples=context.options.n_resamples)
 
     def headlines(self, tables, context):
         return [(condition, sentences) for condition, sentences, _ in tables["_conditions"]]

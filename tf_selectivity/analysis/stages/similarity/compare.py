@@ -53,7 +53,7 @@ def cca_groups(records: Sequence[RunRecord], options, errors: list):
 def run_cca(records, options, response_dirs, errors, verbose):
     """Figure 3's tables (distances, ratios, tests) of every group (`cca_groups`), or (None, None, None)."""
     from tf_selectivity.measures import stats
-    from tf_selectivity.analysis.cca_experiment import distance_ratios, figure3_distances
+    from tf_selectivity.analysis.stages.similarity.distances import distance_ratios, figure3_distances
 
     groups = list(cca_groups(records, options, errors))
     if not groups:
@@ -108,7 +108,7 @@ def run_cca(records, options, response_dirs, errors, verbose):
 def run_similarity_maps(records, options, response_dirs, errors):
     """The `similarity_maps` table: per condition and treated alpha, the layer
     map of one within-alpha and one to-baseline pair (or None)."""
-    from tf_selectivity.analysis.similarity_maps import map_pairs, map_table
+    from tf_selectivity.analysis.stages.similarity.maps import map_pairs, map_table
 
     def load(run_dir, layer):
         return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))

@@ -1,17 +1,18 @@
 """The similarity stage: Figure 3 (CCA and the other measures) and the layer-by-layer maps.
 
 Compares the responses of every treated run with the baseline runs and with
-its replicates (`compare.run_cca`), under every measure of
-``similarity.measures``, and with ``similarity.maps`` draws each layer
-against each layer for one pair per treated alpha. The responses come from
-the selectivity stage's pass (written into its cache entries while this
-stage runs), so this stage has no per-run work of its own.
+its replicates (`compare.run_cca`, `distances`), under every measure of
+``similarity.measures``, and with ``similarity.maps`` each layer with each
+layer for one pair per treated alpha (`compare.run_similarity_maps`,
+`maps`). The responses come from the selectivity stage's pass (written into
+its cache entries while this stage runs, see BUILD_NOTES' *Analysis
+stages*), so this stage has no per-run work of its own.
 
 Tables ``cca_distances``, ``cca_ratios``, ``cca_tests`` and
-``similarity_maps``; the report's CCA sentences (per condition, among the
-headline results) and its CCA section. Figure 3 and the maps are drawn with
-the paper's figures by the selectivity stage, from the rows shown here
-(``_cca_shown``: one method and one PWCCA variant).
+``similarity_maps``; Figure 3 of each model, once per measure, and the maps
+(`figures`); the report's CCA sentence per condition (among the headline
+results) and its CCA section (`section`). Figures and report show one
+method and one PWCCA variant (``_cca_shown``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class SimilarityStage(Stage):
     def combine(self, results, context):
         from tf_selectivity.analysis.stages.selectivity.stage import RESPONSES
         from tf_selectivity.analysis.stages.similarity.compare import run_cca, run_similarity_maps
-        from tf_selectivity.report.distance_ratio import cca_section
+        from tf_selectivity.analysis.stages.similarity.section import report_parts
 
         options = context.options
         response_dirs = {run_dir: os.path.join(result.directory, RESPONSES)
@@ -78,19 +79,23 @@ class SimilarityStage(Stage):
                 measure: (cca.loc[cca["method"] == measure], cca_ratio.loc[cca_ratio["method"] == measure])
                 for measure in measures if measure not in ("pwcca", method)
             }
-            # The report's CCA section shows one measure (its _one_method rule),
-            # and beside it the ratio under every measure.
-            tables["_cca_section"] = cca_section(shown, cca_ratio, options.n_resamples)
+            # The report's CCA section shows one measure (`section._one_method`'s
+            # rule), and beside it the ratio under every measure.
+            tables["_report"] = report_parts(shown, cca_ratio, options.n_resamples)
         return tables
 
-    def headlines(self, tables, context):
-        from tf_selectivity.report.conditions import condition_from_key
+    def figures(self, tables, context):
+        from tf_selectivity.analysis.stages.similarity.figures import similarity_figures
 
-        sentences, _ = tables.get("_cca_section", ({}, []))
-        return [(condition_from_key(key), [sentence]) for key, sentence in sentences.items()]
+        return similarity_figures(
+            tables.get("_cca_shown"), tables.get("_cca_ratio_shown"), tables.get("_other_measures"),
+            tables.get("similarity_maps"), n_resamples=context.options.n_resamples,
+        )
+
+    def headlines(self, tables, context):
+        headlines, _ = tables.get("_report", ([], None))
+        return headlines
 
     def section(self, tables, context):
-        from tf_selectivity.report.document import similarity_section
-
-        _, lines = tables.get("_cca_section", ({}, []))
-        return similarity_section(lines)
+        _, section = tables.get("_report", ([], None))
+        return section

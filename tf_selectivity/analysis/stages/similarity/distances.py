@@ -1,4 +1,4 @@
-"""The CCA experiment of Figure 3 of "Selectivity considered harmful".
+"""Figure 3's distances: every treated run against its replicates and against the alpha = 0 runs.
 
 Does regularizing against class selectivity merely rotate selectivity off the
 unit axes? Section 4.2 and Appendix A.2 of the paper answer with CCA, which is
@@ -35,16 +35,15 @@ for "textbook"), and the first network of the pair (`run_a`) on ties, i.e.
 the treated network for to-baseline pairs and the earlier one in
 `treated_runs` for within pairs.
 
-Speed: with each layer factored once, a 64-unit, 10,000-datapoint pair costs
-a few milliseconds and one alpha of the paper (20 + 20 runs, 590 pairs x 19
-layers) about a minute on 2 cores. The many mid-sized BLAS calls run best on
-one thread: multi-threaded OpenBLAS slows them down many times over as soon
-as another process competes for the cores. `figure3_distances` therefore
-limits BLAS to `blas_threads=1` thread while it runs, through `threadpoolctl`
-when that package is installed (otherwise set `OPENBLAS_NUM_THREADS=1` in the
-environment before numpy is imported).
+Speed: with each layer factored once, a pair costs one product of the two
+bases and a small SVD (`benchmarks/bench_cca.py`). These many mid-sized BLAS
+calls run best on one thread: multi-threaded OpenBLAS slows them down many
+times over as soon as another process competes for the cores.
+`figure3_distances` therefore limits BLAS to `blas_threads=1` thread while it
+runs, through `threadpoolctl` when that package is installed (otherwise set
+`OPENBLAS_NUM_THREADS=1` in the environment before numpy is imported).
 
-Other measures (issue 17). `method` may also name a measure of
+Other measures. `method` may also name a measure of
 `tf_selectivity.measures.similarity` computed from the same factors: "linear_cka"
 and "debiased_cka" (distance `1 - CKA`) and "procrustes" (the angular
 Procrustes distance, rotations only, in radians), or be a sequence of

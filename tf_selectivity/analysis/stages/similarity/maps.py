@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity.measures import similarity
-from tf_selectivity.analysis.cca_experiment import blas_thread_limit
+from tf_selectivity.analysis.stages.similarity.distances import blas_thread_limit
 
 # Measures of the maps, all similarities (1 on the diagonal of a run with itself).
 MAP_MEASURES = ("debiased_cka", "linear_cka")
@@ -109,8 +109,8 @@ def map_table(
     """The maps of several pairs as one long table (`MAP_COLUMNS`, one row per entry).
 
     `blas_threads` limits BLAS while computing, as `figure3_distances` does
-    (many small products: multi-threaded BLAS beside other processes was 50x
-    slower, BUILD_NOTES.md); None leaves BLAS alone.
+    (many small products, which multi-threaded BLAS beside other processes
+    slows down many times over); None leaves BLAS alone.
     """
     rows = []
     for comparison, run_a, run_b in pairs:

@@ -1,19 +1,22 @@
-"""The CCA distance ratio (Figure 3): headline sentence and table per condition.
+"""The similarity stage's part of the report: the CCA sentence of each condition and the CCA section.
 
 The numbers are those of `stats.cca_ratio_summary`, as in the analysis
 command's `cca_tests` table and in Figure 3b: one row per condition (model,
 activation, leaky slope) and alpha, never pooled across conditions.
+`report_parts` gives both parts in the form `report.assemble_report` takes.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pandas as pd
 
+from tf_selectivity.analysis.stages.similarity.figure3 import DEFAULT_CCA_EXAMPLE_ALPHA, MEASURE_NAMES
 from tf_selectivity.measures import stats
-from tf_selectivity.plots.replicate_distance import DEFAULT_CCA_EXAMPLE_ALPHA, MEASURE_NAMES
 from tf_selectivity.plots.style import format_alpha
-from tf_selectivity.report.conditions import condition_key, condition_title, row_at_alpha
+from tf_selectivity.report.conditions import condition_from_key, condition_key, condition_title, row_at_alpha
 from tf_selectivity.report.formatting import format_p_cell, format_with_ci, markdown_table
 
 
@@ -223,3 +226,32 @@ def cca_section(
         tables += [f"### {title}: CCA distance ratio", "", _cca_table(condition_summary), ""]
     tables += measures_section(all_measures, n_resamples)
     return headlines, tables
+
+
+def similarity_section(cca_tables: Sequence[str]) -> list | None:
+    """The CCA section around the table block of `cca_section` (None without one)."""
+    if not cca_tables:
+        return None
+    lines = ["## Representational similarity (CCA)", "", *cca_tables]
+    # `report.assemble_report` puts one blank line after every section.
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def report_parts(
+    cca: pd.DataFrame | None, cca_ratio: pd.DataFrame | None, n_resamples: int
+) -> tuple[list, list | None]:
+    """The stage's headline sentences and report section, in the form `report.assemble_report` takes.
+
+    Args:
+        cca: The pairwise table of the measure the report states (one
+            method and PWCCA variant), or None.
+        cca_ratio: The `cca_ratios` table of every measure (derived from
+            `cca` when None).
+        n_resamples: Bootstrap resamples per confidence interval.
+
+    Returns:
+        ``([(condition, [sentence]), ...], section lines or None)``.
+    """
+    sentences, tables = cca_section(cca, cca_ratio, n_resamples)
+    headlines = [(condition_from_key(key), [sentence]) for key, sentence in sentences.items()]
+    return headlines, similarity_section(tables)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tf_selectivity.plots.replicate_distance import MEASURE_NAMES
+from tf_selectivity.analysis.stages.similarity.figure3 import MEASURE_NAMES
 from tf_selectivity.plots.style import condition_label, display_model_name, format_alpha
 
 _COMPARISON_TITLES = {"within": "two replicates at α", "to_baseline": "α vs. α = 0"}
@@ -22,7 +22,7 @@ def plot_similarity_maps(maps: pd.DataFrame | None, model: str) -> Figure | None
     """The maps of one model.
 
     Args:
-        maps: The `similarity_maps` table (`analysis.similarity_maps.MAP_COLUMNS`
+        maps: The `similarity_maps` table (`maps.MAP_COLUMNS`
             plus model, activation, leaky_slope, alpha).
         model: The model to draw.
 
