@@ -1,4 +1,4 @@
-"""What ablation costs (`tf_selectivity.analysis.ablation`): suffix path vs naive, beside the floor.
+"""What ablation costs (`tf_selectivity.analysis.stages.ablation`): suffix path vs naive, beside the floor.
 
 One ResNet20 (random weights; the cost does not depend on them) on
 `--images` random 32x32 images. For a sample of its 19 probes
@@ -58,7 +58,7 @@ def main(argv):
     import keras
     from keras import ops
 
-    from tf_selectivity.analysis.ablation import _network
+    from tf_selectivity.analysis.stages.ablation.network import ablated_network
     from tf_selectivity.models import build_model
 
     keras.utils.set_random_seed(0)
@@ -69,10 +69,10 @@ def main(argv):
     probes = list(model.probe_names)
     sampled = [int(i) for i in FLAGS.layers]
     on_device = {"auto": None, "true": True, "false": False}[FLAGS.on_device]
-    suffix = _network(model, probes, images, labels, FLAGS.batch_size, "suffix", on_device)
+    suffix = ablated_network(model, probes, images, labels, FLAGS.batch_size, "suffix", on_device)
     # The floor calls the host path's compiled suffix on pre-sliced inputs.
-    host = _network(model, probes, images, labels, FLAGS.batch_size, "suffix", False)
-    full = _network(model, probes, images, labels, FLAGS.batch_size, "full")
+    host = ablated_network(model, probes, images, labels, FLAGS.batch_size, "suffix", False)
+    full = ablated_network(model, probes, images, labels, FLAGS.batch_size, "full")
     per_layer = {}
     for index in sampled:
         name = probes[index]

@@ -1,4 +1,4 @@
-"""Ablation curves (`analysis.ablation.ablation_curves`): known answers."""
+"""Ablation curves (`analysis.stages.ablation.ablate.ablation_curves`): known answers."""
 
 import keras
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from keras import ops
 
 from tf_selectivity import instrument
-from tf_selectivity.analysis.ablation import ablation_curves
+from tf_selectivity.analysis.stages.ablation.ablate import ablation_curves
 from tf_selectivity.models import build_model
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.selectivity import class_selectivity
@@ -97,9 +97,8 @@ def test_bad_arguments_are_named(rng):
 
 
 # -- Issue 16 points 3-4: the suffix path, single-unit importance, the correlation.
-from tf_selectivity.analysis.ablation import (  # noqa: E402
-    _masked_model, _network, importance_correlations, unit_importance,
-)
+from tf_selectivity.analysis.stages.ablation.ablate import importance_correlations, unit_importance  # noqa: E402
+from tf_selectivity.analysis.stages.ablation.network import ablated_network, masked_model  # noqa: E402
 
 
 def _skip_model(classes=4):
@@ -123,8 +122,8 @@ def test_the_suffix_path_equals_the_whole_network(rng):
     # 100: 40 images x 2 stacked masks per pass (the last pass padded with a mask).
     for model, batch_size in ((resnet, 16), (resnet, 100), (user, 16), (user, 100)):
         layers = list(model.probe_names)
-        full = _network(model, layers, images.astype("float32"), labels, batch_size, "full")
-        suffix = _network(model, layers, images.astype("float32"), labels, batch_size, "suffix")
+        full = ablated_network(model, layers, images.astype("float32"), labels, batch_size, "full")
+        suffix = ablated_network(model, layers, images.astype("float32"), labels, batch_size, "suffix")
         assert suffix.method == "suffix" and full.method == "full"
         keep_rng = np.random.default_rng(0)
         for name in layers if batch_size == 16 else [layers[0], layers[-1]]:
@@ -138,9 +137,9 @@ def test_the_suffix_path_equals_the_whole_network(rng):
     if keras.backend.backend() == "jax":
         for model, batch_size in ((resnet, 16), (user, 100)):
             layers = list(model.probe_names)
-            full = _network(model, layers, images.astype("float32"), labels, batch_size, "full")
+            full = ablated_network(model, layers, images.astype("float32"), labels, batch_size, "full")
             for on_device in (None, True, False):
-                suffix = _network(model, layers, images.astype("float32"), labels, batch_size, "suffix", on_device)
+                suffix = ablated_network(model, layers, images.astype("float32"), labels, batch_size, "suffix", on_device)
                 keep_rng = np.random.default_rng(1)
                 for name in (layers[0], layers[-1]):
                     units = model.get_layer(name).output.shape[-1]
@@ -150,9 +149,9 @@ def test_the_suffix_path_equals_the_whole_network(rng):
                     assert suffix.resident == (on_device is not False)
     else:
         with pytest.raises(ParameterError, match="on_device applies on the jax backend"):
-            _network(resnet, list(resnet.probe_names), images.astype("float32"), labels, 16, "suffix", True)
+            ablated_network(resnet, list(resnet.probe_names), images.astype("float32"), labels, 16, "suffix", True)
     # The cut of the user model's probe: the probe's output and the skip (stem's output).
-    masked, _, outputs = _masked_model(user, list(user.probe_names))
+    masked, _, outputs = masked_model(user, list(user.probe_names))
     from tf_selectivity.core.compat import graph_cut
 
     assert len(graph_cut(masked, outputs[user.probe_names[0]])) == 2

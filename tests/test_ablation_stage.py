@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tf_selectivity.analysis.ablation_stage import ablation_auc, selective_vs_random, sign_flip_test
+from tf_selectivity.analysis.stages.ablation.tables import ablation_auc, selective_vs_random, sign_flip_test
 from tf_selectivity.analysis.options import AblationOptions, AnalysisOptions, SelectivityOptions, SimilarityOptions
 from tf_selectivity.analysis.pipeline import analyze
 

@@ -9,7 +9,7 @@ from keras import ops
 from scipy import stats as scipy_stats
 
 from tf_selectivity import instrument
-from tf_selectivity.analysis.units import RunningTopValues, unit_gallery
+from tf_selectivity.analysis.stages.units.gallery import RunningTopValues, unit_gallery
 from tf_selectivity.models import build_model
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.selectivity import ClassSelectivityAccumulator

@@ -1,4 +1,4 @@
-"""Unit gallery figures (`tf_selectivity.plots.gallery`): upsampling against
+"""Unit gallery figures (`tf_selectivity.analysis.stages.units.figures`): upsampling against
 hand-computed values, the figure's parts, and PNG files that decode."""
 
 import os
@@ -9,9 +9,15 @@ import pytest
 from PIL import Image
 
 from tf_selectivity import instrument
-from tf_selectivity.analysis.units import unit_gallery
+from tf_selectivity.analysis.stages.units.figures import (
+    display_image,
+    layer_grid,
+    save_unit_galleries,
+    unit_figure,
+    upsample,
+)
+from tf_selectivity.analysis.stages.units.gallery import unit_gallery
 from tf_selectivity.core.settings import ParameterError
-from tf_selectivity.plots.gallery import display_image, layer_grid, save_unit_galleries, unit_figure, upsample
 
 
 def _gallery(rng, classes=4, count=40, k=3):

@@ -25,7 +25,7 @@ import pytest
 
 from tf_selectivity.analysis.options import AnalysisOptions, SelectivityOptions, SimilarityOptions, TrainingCurvesOptions, UnitsOptions
 from tf_selectivity.analysis.pipeline import analyze
-from tf_selectivity.analysis.unit_page import GalleryUnit, LayerPage, RunPage, write_unit_pages
+from tf_selectivity.analysis.stages.units.pages import GalleryUnit, LayerPage, RunPage, write_unit_pages
 from tf_selectivity.core.settings import ParameterError
 
 CHECK_SCRIPT = """
@@ -131,14 +131,16 @@ def screenshot(page: str, path: str) -> None:
 LAYERS = ("probe_stem", "probe_s3b1_out")
 
 
+PAGE_OPTIONS = AnalysisOptions(
+    units=UnitsOptions(page=True, gallery_k=3, gallery_layers=LAYERS, named_units=("probe_stem:0,2",)),
+    selectivity=SelectivityOptions(null_permutations=20), n_resamples=200,
+    similarity=SimilarityOptions(enabled="false"), figures=False)
+
+
 @pytest.fixture(scope="module")
 def unit_pages(tiny_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("unit_pages")
-    options = AnalysisOptions(
-        units=UnitsOptions(page=True, gallery_k=3, gallery_layers=LAYERS, named_units=("probe_stem:0,2",)),
-        selectivity=SelectivityOptions(null_permutations=20), n_resamples=200,
-        similarity=SimilarityOptions(enabled="false"), figures=False)
-    result = analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), options, verbose=0)
+    result = analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), PAGE_OPTIONS, verbose=0)
     return result, out
 
 
@@ -210,6 +212,23 @@ def test_galleries_show_the_most_and_least_selective_and_named_units_with_the_an
     assert len(pd.read_csv(out / "unit_gallery_images.csv")) == len(gallery) * 2 * 3  # 2 rankings x k = 3
 
 
+def test_a_repeated_analysis_draws_no_gallery_again_and_writes_the_same_pages(unit_pages, tiny_runs, monkeypatch):
+    from tf_selectivity.analysis.stages.units import run_galleries
+
+    result, out = unit_pages
+    files = lambda: {p.relative_to(out): p.read_bytes() for p in sorted((out / "units").rglob("*")) if p.is_file()}
+    before = files()
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("the galleries were drawn again")
+
+    monkeypatch.setattr(run_galleries, "draw_run_galleries", no_drawing)
+    again = analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), PAGE_OPTIONS, verbose=0)
+    assert files() == before  # copied from the cache entry, pages from the cached tables
+    for name in ("unit_gallery", "unit_gallery_images", "unit_gallery_tuning"):
+        pd.testing.assert_frame_equal(again.tables[name], result.tables[name])
+
+
 def test_a_unit_out_of_range_fails_before_anything_is_written(tiny_runs, tmp_path):
     out = tmp_path / "analysis"
     options = AnalysisOptions(units=UnitsOptions(page=True, named_units=("probe_stem:16",)), n_resamples=100,
@@ -225,7 +244,7 @@ def test_unit_indices_are_checked_from_the_model_file_before_any_data_pass(tiny_
     # The widths come from model.keras's config alone (no weights, no responses).
     from tf_selectivity.analysis.pipeline import find_runs
     from tf_selectivity.analysis.runs import load_run_model, probe_widths
-    from tf_selectivity.analysis.units_stage import check_unit_choices
+    from tf_selectivity.analysis.stages.units.selection import check_unit_choices
 
     records, _, _ = find_runs([str(tiny_runs / "runs" / "a0_s0")])
     model = load_run_model(records[0])

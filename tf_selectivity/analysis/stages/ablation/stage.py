@@ -1,22 +1,41 @@
 """The ablation stage (``--ablation``, ``--unit_ablation``): do selective units matter?
 
 Per analysed run, its Keras model (`RunContext.model`) is ablated on the
-run's test set (`analysis.ablation`, the suffix path), cached per run; a run
-that cannot be loaded or ablated gets an error row and the others go on.
-The tables ``ablation_curves``, ``ablation_auc`` (per run and layer),
+class-balanced subset of ``ablation.max_samples`` test images (`ablate`, run
+by the suffix after each probe, `network`), cached per run; a run that
+cannot be loaded or ablated gets an error row and the others go on. Across
+runs (`tables`): ``ablation_curves``, ``ablation_auc`` (per run and layer),
 ``unit_importance`` (with the null's mean per unit from the selectivity
-stage, when computed) and ``importance_correlations``, the figures
+stage, when computed) and ``importance_correlations``; the figures
 ``ablation_curves_<model>_<activation>`` and
-``si_vs_importance_<model>_<activation>``, and the report section
-(`analysis.ablation_stage`).
+``si_vs_importance_<model>_<activation>`` (`figures`); and the report
+section (`section`).
 """
 
 from __future__ import annotations
 
 from tf_selectivity.analysis.stage import RunResult, Stage, settings_key
 from tf_selectivity.analysis.stages.ablation.options import AblationOptions
+from tf_selectivity.core.settings import ParameterError
 
-__all__ = ["AblationStage"]
+__all__ = ["AblationStage", "check_ablation_layers"]
+
+
+def check_ablation_layers(requested, probes) -> None:
+    """Raises ParameterError when a name of ``ablation.layers`` is a probe of no analysed run.
+
+    Args:
+        requested: the names (None: all probes, always fine).
+        probes: every analysed run's probe names, in order (repeats allowed).
+    """
+    if requested is None:
+        return
+    known = list(dict.fromkeys(str(name) for name in probes))
+    unknown = [name for name in requested if name not in known]
+    if unknown:
+        raise ParameterError(
+            "ablation.layers",
+            f"must name probes of the analysed runs ({', '.join(known)}); no run has {', '.join(unknown)}")
 
 
 class AblationStage(Stage):
@@ -31,17 +50,33 @@ class AblationStage(Stage):
         return options.ablation.curves or options.ablation.unit_importance
 
     def check(self, runs, options):
-        from tf_selectivity.analysis.ablation_stage import check_ablation_layers
-
         check_ablation_layers(options.ablation.layers, [name for record in runs for name in record.probe_names])
 
     def cache_key(self, options):
         return (settings_key(options.ablation), options.selectivity_index, options.batch_size)
 
     def compute(self, run):
-        from tf_selectivity.analysis.ablation_stage import ablate_run
+        """The run's ``curves`` and ``importance`` tables (those asked for), its condition columns first."""
+        from tf_selectivity.analysis.stages.ablation.ablate import ablation_curves, probe_layers, unit_importance
 
-        return RunResult(tables=ablate_run(run))
+        options = run.options
+        settings = options.ablation
+        model = run.model
+        probes = probe_layers(model)
+        layers = probes if settings.layers is None else [n for n in settings.layers if n in probes]
+        if not layers:
+            raise ValueError(f"none of --ablation_layers is a probe of this run (its probes: {', '.join(probes)})")
+        data = run.subset(settings.max_samples)
+        common = dict(layers=layers, mode=settings.mode, index=options.selectivity_index,
+                      batch_size=options.batch_size)
+        tables = {}
+        if settings.curves:
+            tables["curves"] = run.with_condition(ablation_curves(
+                model, data.images, data.labels, fractions=settings.fractions,
+                random_seeds=tuple(range(settings.random_orders)), **common))
+        if settings.unit_importance:
+            tables["importance"] = run.with_condition(unit_importance(model, data.images, data.labels, **common))
+        return RunResult(tables=tables)
 
     def run_error(self, run, error):
         if isinstance(error, Exception):  # one run's model must not stop the others
@@ -49,21 +84,21 @@ class AblationStage(Stage):
         return None
 
     def combine(self, results, context):
-        from tf_selectivity.analysis.ablation_stage import combine_ablation
+        from tf_selectivity.analysis.stages.ablation.tables import ablation_tables
 
         curves = [r.tables["curves"] for r in results.values() if "curves" in r.tables]
         importance = [r.tables["importance"] for r in results.values() if "importance" in r.tables]
-        return combine_ablation(curves, importance, context.tables["selectivity"]["units"],
-                                context.options.n_resamples)
+        return ablation_tables(curves, importance, context.tables["selectivity"]["units"],
+                               context.options.n_resamples)
 
     def figures(self, tables, context):
-        from tf_selectivity.analysis.ablation_stage import ablation_figures
+        from tf_selectivity.analysis.stages.ablation.figures import ablation_figures
 
         return ablation_figures(tables.get("ablation_curves"), tables.get("unit_importance"),
                                 context.options.n_resamples)
 
     def section(self, tables, context):
-        from tf_selectivity.analysis.ablation_stage import ablation_section
+        from tf_selectivity.analysis.stages.ablation.section import ablation_section
 
         selectivity = context.tables["selectivity"]
         return ablation_section(context.options, selectivity["runs"], selectivity["layers"], tables.get("_tests"),

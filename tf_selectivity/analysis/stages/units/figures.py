@@ -17,10 +17,12 @@ One figure per unit (`unit_figure`, saved by `save_unit_galleries`):
 `layer_grid` draws a layer's chosen units together: one row per unit, its
 top images by the spatial maximum. `selectivity_histogram` draws the SI of
 every unit of a layer (the unit pages' per-layer overview).
+`save_compact_png` saves a figure as a 256-colour palette PNG (the pages').
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -37,6 +39,7 @@ __all__ = [
     "display_image",
     "unit_figure",
     "layer_grid",
+    "save_compact_png",
     "save_unit_galleries",
     "selectivity_histogram",
 ]
@@ -191,7 +194,7 @@ def unit_figure(
     """One unit's gallery: top images by max and by mean with outlined maps, and its tuning curve.
 
     Args:
-        gallery: a `tf_selectivity.analysis.units.UnitGallery`.
+        gallery: a `gallery.UnitGallery`.
         layer: a probe name of the gallery.
         unit: a unit index of the gallery's `layer`.
         images: the (N, H, W, C) test images the gallery was computed on.
@@ -359,3 +362,15 @@ def selectivity_histogram(selectivity, *, layer: str, selective=None, dead=None,
         ax.set_ylabel("units", fontsize=7)
         ax.tick_params(labelsize=6)
     return figure
+
+
+def save_compact_png(figure, path: str, dpi: int) -> str:
+    """Saves `figure` as a palette PNG (256 colours, Pillow's median cut); returns `path`."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path

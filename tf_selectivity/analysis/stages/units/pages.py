@@ -15,7 +15,7 @@
 The pages open from disk without a server: every link and image is a
 relative path, nothing is loaded from elsewhere, and every string from the
 runs (paths, layer and class names) is HTML-escaped. The figures themselves
-are drawn by the caller (`analysis.units_stage`); this module only writes
+are drawn by the caller (`run_galleries`); this module only writes
 HTML and imports no Keras.
 """
 

@@ -1,4 +1,9 @@
-"""Ablation figures (issue 16): accuracy vs fraction ablated, SI vs importance."""
+"""The ablation stage's figures: accuracy vs the fraction of a layer's units ablated, and SI vs importance.
+
+`ablation_figures` yields, per condition (model, activation, leaky slope),
+``ablation_curves_<model>_<activation>`` (`plot_ablation_curves`) and
+``si_vs_importance_<model>_<activation>`` (`plot_si_vs_importance`).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,14 @@ from tf_selectivity.plots.style import (
     add_footnote,
     alpha_colors,
     condition_label,
+    condition_slug,
+    file_safe,
     format_alpha,
     new_figure,
     styled,
 )
 
-__all__ = ["ORDER_STYLES", "layer_groups", "plot_ablation_curves", "plot_si_vs_importance"]
+__all__ = ["ORDER_STYLES", "ablation_figures", "layer_groups", "plot_ablation_curves", "plot_si_vs_importance"]
 
 # order -> (label, colour, line style)
 ORDER_STYLES = {
@@ -141,3 +148,17 @@ def plot_si_vs_importance(importance: pd.DataFrame, max_panels: int = 20) -> Fig
     figure.suptitle(f"{condition_label(condition)}: selectivity vs single-unit importance")
     add_footnote(figure, "Each point a unit of one run, ablated alone (the drop of overall test accuracy).")
     return figure
+
+
+def ablation_figures(curves, importance, n_resamples):
+    """Yields ``(name, figure)``: per condition, the ablation curves and SI vs importance.
+
+    Args:
+        curves: the ``ablation_curves`` table, or None.
+        importance: the ``unit_importance`` table, or None.
+        n_resamples: bootstrap resamples per CI of the curves.
+    """
+    for frame, prefix, plot in ((curves, "ablation_curves", lambda f: plot_ablation_curves(f, n_resamples)),
+                                (importance, "si_vs_importance", plot_si_vs_importance)):
+        for condition, rows in stats.split_by_condition(frame) if frame is not None else []:
+            yield file_safe(f"{prefix}_{condition.get('model', 'model')}_{condition_slug(condition)}"), plot(rows)
