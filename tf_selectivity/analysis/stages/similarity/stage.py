@@ -43,7 +43,6 @@ class SimilarityStage(Stage):
     def combine(self, results, context):
         from tf_selectivity.analysis.stages.selectivity.stage import RESPONSES
         from tf_selectivity.analysis.stages.similarity.compare import run_cca, run_similarity_maps
-        from tf_selectivity.report.distance_ratio import cca_section
 
         options = context.options
         response_dirs = {run_dir: os.path.join(result.directory, RESPONSES)
@@ -60,22 +59,33 @@ class SimilarityStage(Stage):
             tables.update(cca_distances=cca, cca_ratios=cca_ratio, cca_tests=cca_tests)
         if maps is not None:
             tables["similarity_maps"] = maps
-        if cca is not None:
+        return self.restore(tables, context) or {}
+
+    def restore(self, tables, context):
+        """The CCA tables and maps (those present), and the rows and report parts of the measure shown."""
+        from tf_selectivity.report.distance_ratio import cca_section
+
+        tables = {name: tables[name] for name in ("cca_distances", "cca_ratios", "cca_tests", "similarity_maps")
+                  if tables.get(name) is not None}
+        if not tables:
+            return None
+        cca, cca_ratio = tables.get("cca_distances"), tables.get("cca_ratios")
+        if cca is not None or cca_ratio is not None:
             # Figures and report show one CCA method (PWCCA, the paper's, if
             # computed) and one PWCCA variant (google/svcca's, the paper's,
             # unless only the textbook one was computed).
+            options = context.options
             measures = options.similarity.measures
             method = "pwcca" if "pwcca" in measures else measures[0]
             variant = ""
             if method == "pwcca":
                 variant = "textbook" if options.similarity.pwcca_variant == "textbook" else "svcca"
-            shown = cca.loc[(cca["method"] == method) & (cca["pwcca_variant"] == variant)]
+            shown = _rows_of(cca, method, variant)
             tables["_cca_shown"] = shown
-            tables["_cca_ratio_shown"] = cca_ratio.loc[
-                (cca_ratio["method"] == method) & (cca_ratio["pwcca_variant"] == variant)]
+            tables["_cca_ratio_shown"] = _rows_of(cca_ratio, method, variant)
             # Figure 3 once more for each other measure (fig3_<measure>_<model>).
             tables["_other_measures"] = {
-                measure: (cca.loc[cca["method"] == measure], cca_ratio.loc[cca_ratio["method"] == measure])
+                measure: (_rows_of(cca, measure), _rows_of(cca_ratio, measure))
                 for measure in measures if measure not in ("pwcca", method)
             }
             # The report's CCA section shows one measure (its _one_method rule),
@@ -94,3 +104,17 @@ class SimilarityStage(Stage):
 
         _, lines = tables.get("_cca_section", ({}, []))
         return similarity_section(lines)
+
+
+def _rows_of(frame, method, variant=None):
+    """`frame`'s rows of one method (and PWCCA variant); None without `frame`.
+
+    A table written before a column existed holds one method (or variant)
+    and is kept whole.
+    """
+    if frame is None:
+        return None
+    chosen = frame["method"] == method if "method" in frame else True
+    if variant is not None and "pwcca_variant" in frame:
+        chosen = chosen & (frame["pwcca_variant"] == variant)
+    return frame if chosen is True else frame.loc[chosen]

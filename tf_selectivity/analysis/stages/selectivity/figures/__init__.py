@@ -1,4 +1,22 @@
-"""Every figure by file name; `iter_figures` draws them, `draw_all` draws and saves them.
+"""The selectivity stage's figures: the paper's, drawn from the runs and layers tables.
+
+One module per figure family; `iter_figures` draws every figure the tables
+allow, by file name (the stage's `figures`):
+
+    selectivity.py   Figures 1, A1     class selectivity per layer and vs alpha
+    accuracy.py      Figures 2, 4      test accuracy vs alpha and vs selectivity
+    comparison.py    Figures 5, A12    promoting vs suppressing; models side by side
+    precision.py     Figures A7, A8    the precision metric (Appendix A.5)
+    dead_units.py    Figure A9         dead units and the selectivity of live units
+    leaky_relu.py    Figure A10        leaky-ReLU networks
+
+Figure 3 and the similarity maps (`plots.replicate_distance`,
+`plots.similarity_maps`) are drawn in the same list, from the similarity
+stage's tables. Each function takes the plain tables and returns a
+`matplotlib.figure.Figure`, or None when the tables hold nothing to draw it
+from (no positive alphas, no leaky-ReLU runs, ...). Drawing follows the
+conventions of `tf_selectivity.plots`, whose primitives it uses; nothing
+here imports Keras.
 
 `_figure_builders` is the list of the paper's per-model figures: its keys
 are the file stems (`fig1_selectivity_<model>`, ...), each value builds one
@@ -11,30 +29,44 @@ from __future__ import annotations
 
 import functools
 import warnings
-from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping
 
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tf_selectivity.plots import (
+from tf_selectivity.analysis.stages.selectivity.figures import (
     accuracy,
-    replicate_distance,
     comparison,
     dead_units,
     leaky_relu,
     precision,
     selectivity,
 )
-from tf_selectivity.plots.replicate_distance import plot_cca as _plot_cca  # `cca` is draw_all's table
-from tf_selectivity.plots.similarity_maps import plot_similarity_maps
-from tf_selectivity.plots.style import (
-    DEFAULT_DPI,
-    DEFAULT_FORMATS,
-    DEFAULT_N_RESAMPLES,
-    file_safe,
-    save_figure,
+from tf_selectivity.analysis.stages.selectivity.figures.accuracy import plot_accuracy
+from tf_selectivity.analysis.stages.selectivity.figures.comparison import (
+    plot_model_comparison,
+    plot_promote_vs_suppress,
 )
+from tf_selectivity.analysis.stages.selectivity.figures.dead_units import plot_dead_units
+from tf_selectivity.analysis.stages.selectivity.figures.leaky_relu import DEFAULT_LEAKY_SLOPE, plot_leaky_relu
+from tf_selectivity.analysis.stages.selectivity.figures.precision import plot_precision
+from tf_selectivity.analysis.stages.selectivity.figures.selectivity import plot_selectivity
+from tf_selectivity.plots import replicate_distance
+from tf_selectivity.plots.replicate_distance import plot_cca as _plot_cca  # `cca` is iter_figures' table
+from tf_selectivity.plots.similarity_maps import plot_similarity_maps
+from tf_selectivity.plots.style import DEFAULT_N_RESAMPLES, file_safe
+
+__all__ = [
+    "DEFAULT_LEAKY_SLOPE",
+    "iter_figures",
+    "plot_accuracy",
+    "plot_dead_units",
+    "plot_leaky_relu",
+    "plot_model_comparison",
+    "plot_precision",
+    "plot_promote_vs_suppress",
+    "plot_selectivity",
+]
 
 
 def _figure_builders(
@@ -72,11 +104,33 @@ def iter_figures(
     other_measures: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
     similarity_maps: pd.DataFrame | None = None,
 ) -> Iterator[tuple[str, Figure]]:
-    """Yields ``(name, figure)`` for every figure the tables allow, one set per model, in `draw_all`'s order.
+    """Yields ``(name, figure)`` for every figure the tables allow, one set per model.
 
-    Figures whose inputs are missing are skipped; one that fails for another
-    reason is reported with a `RuntimeWarning` and skipped (or raised with
-    `raise_errors`). The arguments are `draw_all`'s.
+    Figures whose inputs are missing (no positive alphas, no leaky-ReLU runs,
+    no CCA table, ...) are skipped. A figure that fails for another reason is
+    reported with a `RuntimeWarning` and skipped, so that one bad figure does
+    not cost the others after a long sweep (set `raise_errors` to raise
+    instead).
+
+    Args:
+        runs: The `runs` table.
+        layers: The `layers` table.
+        cca: The pairwise CCA distances (`cca_distances` rows of one
+            method), if computed.
+        cca_ratio: The `cca_ratios` rows of the same method, if computed
+            (derived from `cca` otherwise).
+        n_resamples: Bootstrap resamples per confidence interval.
+        raise_errors: Raise instead of warning when a figure fails.
+        other_measures: Optional `{measure: (cca rows, cca_ratio rows)}` of
+            further similarity measures: each gets its own Figure 3,
+            `fig3_<measure>_<model>`.
+        similarity_maps: Optional `similarity_maps` table:
+            `figS_similarity_maps_<model>`.
+
+    Yields:
+        (figure name, the file stem, e.g. "fig1_selectivity_resnet20"; the
+        `Figure`), per model in the order of `_figure_builders`, then
+        Figure A12.
     """
     models = sorted(runs["model"].astype(str).unique()) if runs is not None and not runs.empty else []
     builders: dict[str, Callable[[], Figure | None]] = {}
@@ -100,58 +154,3 @@ def iter_figures(
             continue
         if figure is not None:
             yield name, figure
-
-
-def draw_all(
-    runs: pd.DataFrame,
-    layers: pd.DataFrame,
-    cca: pd.DataFrame | None = None,
-    cca_ratio: pd.DataFrame | None = None,
-    output_dir: str | Path = ".",
-    formats: Sequence[str] = DEFAULT_FORMATS,
-    dpi: int = DEFAULT_DPI,
-    n_resamples: int = DEFAULT_N_RESAMPLES,
-    raise_errors: bool = False,
-    other_measures: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
-    similarity_maps: pd.DataFrame | None = None,
-) -> dict[str, list[str]]:
-    """Draws and saves every figure the tables allow, one set per model.
-
-    Figures whose inputs are missing (no positive alphas, no leaky-ReLU
-    runs, no CCA table, ...) are skipped. A figure that fails for another
-    reason is reported with a `RuntimeWarning` and skipped too, so that one
-    bad figure does not cost the others after a long sweep (set
-    `raise_errors=True` to raise instead).
-
-    Args:
-        runs: The `runs` table.
-        layers: The `layers` table.
-        cca: The pairwise `cca` table, if computed.
-        cca_ratio: The `cca_ratio` table, if computed.
-        output_dir: Folder for the figure files (created if needed).
-        formats: File formats written per figure.
-        dpi: Resolution of raster formats.
-        n_resamples: Bootstrap resamples per confidence interval.
-        raise_errors: Raise instead of warning when a figure fails.
-        other_measures: Optional `{measure: (cca rows, cca_ratio rows)}` of
-            further similarity measures (`analyze --similarity`): each gets
-            its own Figure 3, `fig3_<measure>_<model>`.
-        similarity_maps: Optional `similarity_maps` table (`analyze
-            --similarity_maps`): `figS_similarity_maps_<model>`.
-
-    Returns:
-        Dict from figure name (file stem, e.g. "fig1_selectivity_resnet20")
-        to the written paths, in drawing order.
-    """
-    output_dir = Path(output_dir)
-    written: dict[str, list[str]] = {}
-    figures = iter_figures(runs, layers, cca, cca_ratio, n_resamples=n_resamples, raise_errors=raise_errors,
-                           other_measures=other_measures, similarity_maps=similarity_maps)
-    for name, figure in figures:
-        try:
-            written[name] = save_figure(figure, output_dir / name, formats, dpi)
-        except Exception as error:  # noqa: BLE001 - reported, see docstring.
-            if raise_errors:
-                raise
-            warnings.warn(f"Figure {name} could not be drawn: {error!r}", RuntimeWarning)
-    return written
