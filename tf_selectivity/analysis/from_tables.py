@@ -66,13 +66,13 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
 
     figures = {}
     if context.options.figures:
-        from tf_selectivity.plots.style import save_figure
+        from tf_selectivity.plots.style import DEFAULT_DPI, DEFAULT_FORMATS, save_figure
 
-        files = {key: value for key, value in (("formats", formats), ("dpi", dpi)) if value is not None}
+        formats, dpi = formats or DEFAULT_FORMATS, dpi or DEFAULT_DPI
         for stage in stages:
             for name, figure in stage.figures(context.tables[stage.name], context.for_stage(stage.name)):
                 if figure is not None:
-                    figures[name] = save_figure(figure, os.path.join(folder, "figures", name), **files)
+                    figures[name] = save_figure(figure, os.path.join(folder, "figures", name), formats, dpi)
     headlines, sections, captions = [], [], {}
     for stage in stages:
         view = context.for_stage(stage.name)

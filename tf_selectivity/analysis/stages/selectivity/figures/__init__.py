@@ -5,7 +5,7 @@ allow, by file name (the stage's `figures`):
 
     selectivity.py   Figures 1, A1     class selectivity per layer and vs alpha
     accuracy.py      Figures 2, 4      test accuracy vs alpha and vs selectivity
-    comparison.py    Figures 5, A12    promoting vs suppressing; models side by side
+    comparison.py    Figures 5, A6, A11, A12  promoting vs suppressing; models side by side
     precision.py     Figures A7, A8    the precision metric (Appendix A.5)
     dead_units.py    Figure A9         dead units and the selectivity of live units
     leaky_relu.py    Figure A10        leaky-ReLU networks
