@@ -123,6 +123,24 @@ def test_figures_and_report(analysis):
         assert os.path.getsize(out / "figures" / f"fig3_{measure}_resnet8.png") > 1000
 
 
+def test_the_saved_tables_redraw_the_same_figures_and_report(analysis, tmp_path):
+    # Before the next test, which analyses into the same folder again.
+    from tf_selectivity.analysis import read_tables, redraw
+
+    result, out = analysis
+    options = AnalysisOptions(n_resamples=500, similarity=SimilarityOptions(
+        measures=("pwcca", "svcca", "debiased_cka", "procrustes"), pwcca_variant="both", maps=True))
+    drawn = redraw(read_tables(str(out)), tmp_path, options)
+
+    def without_date(path):
+        return [line for line in open(path, encoding="utf-8").read().splitlines() if not line.startswith("_Generated")]
+
+    assert without_date(drawn.report) == without_date(out / "report.md")
+    assert list(drawn.figures) == list(result.figures)
+    for name, paths in drawn.figures.items():
+        assert open(paths[0], "rb").read() == open(result.figures[name][0], "rb").read(), name  # the PNGs
+
+
 def _cache_entries(out):
     return sorted(str(path.relative_to(out)) for path in (out / "cache").glob("*/*"))
 

@@ -41,9 +41,29 @@ def test_numpy_only_modules_do_not_import_keras():
     modules = _imported_modules(
         "import tf_selectivity.measures.similarity.cca, tf_selectivity.measures.similarity, tf_selectivity.measures.stats, tf_selectivity.plots, "
         "tf_selectivity.report, "
+        "tf_selectivity.analysis.stages.selectivity.figures, tf_selectivity.analysis.stages.selectivity.section, "
+        "tf_selectivity.analysis.stages.selectivity.null, tf_selectivity.analysis.from_tables, "
         "tf_selectivity.core.files, tf_selectivity.measures.fdr",
         "tensorflow",
     )
+    assert "keras" not in modules and "tensorflow" not in modules
+
+
+def test_redrawing_from_saved_tables_needs_no_backend():
+    """Every stage's figures and report from an analysis' tables, on a laptop without Keras."""
+    code = (
+        "import tempfile\n"
+        "import pandas as pd\n"
+        "from tf_selectivity.analysis import AnalysisOptions, redraw\n"
+        "runs = pd.DataFrame([dict(run_dir=f'r{a}_{s}', model='resnet8', alpha=a, seed=s, activation='relu',\n"
+        "    leaky_slope=0.0, test_accuracy=0.9 - 0.01 * abs(a) + 0.001 * s,\n"
+        "    test_mean_selectivity=0.2 + 0.05 * a + 0.001 * s) for a in (-1.0, 0.0) for s in (0, 1)])\n"
+        "layers = runs[['run_dir', 'model', 'alpha', 'seed', 'activation', 'leaky_slope']].assign(\n"
+        "    layer='conv0', layer_index=0, num_units=8, mean_selectivity=runs['test_mean_selectivity'])\n"
+        "drawn = redraw({'runs': runs, 'layers': layers}, tempfile.mkdtemp(), AnalysisOptions(n_resamples=50))\n"
+        "assert 'fig1_selectivity_resnet8' in drawn.figures, drawn.figures\n"
+    )
+    modules = _imported_modules(code, "tensorflow")
     assert "keras" not in modules and "tensorflow" not in modules
 
 

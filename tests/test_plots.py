@@ -1,5 +1,6 @@
-"""Tests of `tf_selectivity.plots` on small synthetic analysis tables."""
+"""The paper's figures (`tf_selectivity.plots`, the selectivity stage's `figures`, the similarity stage's Figure 3) on small synthetic tables."""
 
+import itertools
 import sys
 import warnings
 
@@ -12,6 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from tf_selectivity import plots
+from tf_selectivity.analysis.stages.selectivity import figures as selectivity_figures
 from tf_selectivity.analysis.stages.similarity.figure3 import plot_cca
 from tf_selectivity.analysis.stages.similarity.figures import similarity_figures
 from tf_selectivity.measures import stats
@@ -120,6 +122,14 @@ def line_by_gid(ax, gid):
     return lines[0]
 
 
+def draw_and_save(runs, layers, cca=None, output_dir=".", formats=plots.DEFAULT_FORMATS, **kwargs):
+    """{name: [paths]} of every figure of the selectivity stage (`selectivity_figures.iter_figures`), then
+    of the similarity stage's Figure 3 (`similarity_figures`), saved as the analysis saves them."""
+    figures = itertools.chain(selectivity_figures.iter_figures(runs, layers, n_resamples=N_RESAMPLES, **kwargs),
+                              similarity_figures(cca, None, n_resamples=N_RESAMPLES, **kwargs))
+    return {name: plots.save_figure(figure, output_dir / name, formats, DPI) for name, figure in figures}
+
+
 @pytest.fixture(scope="module")
 def full_output(tmp_path_factory):
     runs, layers, cca = make_tables(
@@ -128,17 +138,14 @@ def full_output(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("figures")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Any warning during drawing fails the test.
-        written = plots.draw_all(runs, layers, output_dir, dpi=DPI, n_resamples=N_RESAMPLES, raise_errors=True)
-        # Figure 3 is the similarity stage's, saved as the engine saves it.
-        for name, figure in similarity_figures(cca, None, n_resamples=N_RESAMPLES, raise_errors=True):
-            written[name] = plots.save_figure(figure, output_dir / name, dpi=DPI)
+        written = draw_and_save(runs, layers, cca, output_dir, raise_errors=True)
     return written, output_dir
 
 
-# ---------------------------------------------------------------- draw_all
+# ------------------------------------------------------------ iter_figures
 
 
-def test_draw_all_writes_every_figure_as_png_and_pdf(full_output):
+def test_every_figure_is_drawn_and_saved_as_png_and_pdf(full_output):
     written, output_dir = full_output
     assert set(written) == expected_names() | {f"fig3_cca_{MODEL}"}
     for name, paths in written.items():
@@ -147,13 +154,12 @@ def test_draw_all_writes_every_figure_as_png_and_pdf(full_output):
         assert_valid_pdf(paths[1])
 
 
-def test_draw_all_two_alphas_two_seeds_and_missing_inputs(tmp_path):
+def test_two_alphas_two_seeds_and_missing_inputs(tmp_path):
     # No positive alphas, no leaky runs, no CCA: those figures are skipped.
     runs, layers, _ = make_tables(alphas=(-1.0, 0.0), seeds=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        written = plots.draw_all(runs, layers, output_dir=tmp_path, formats=("png",),
-                                 dpi=DPI, n_resamples=N_RESAMPLES, raise_errors=True)
+        written = draw_and_save(runs, layers, output_dir=tmp_path, formats=("png",), raise_errors=True)
     assert set(written) == {
         f"fig1_selectivity_{MODEL}",
         f"fig2_accuracy_suppress_{MODEL}",
@@ -168,37 +174,36 @@ def test_draw_all_two_alphas_two_seeds_and_missing_inputs(tmp_path):
 
 def test_figures_without_their_inputs_return_none():
     runs, layers, _ = make_tables(alphas=(-1.0, 0.0))
-    assert plots.plot_selectivity(runs, layers, MODEL, "promote") is None
-    assert plots.plot_accuracy(runs, MODEL, "promote") is None
-    assert plots.plot_promote_vs_suppress(runs, MODEL) is None
+    assert selectivity_figures.plot_selectivity(runs, layers, MODEL, "promote") is None
+    assert selectivity_figures.plot_accuracy(runs, MODEL, "promote") is None
+    assert selectivity_figures.plot_promote_vs_suppress(runs, MODEL) is None
     assert plot_cca(None, None, MODEL) is None
-    assert plots.plot_leaky_relu(runs, MODEL) is None
-    assert plots.plot_model_comparison(runs) is None
-    assert plots.plot_selectivity(runs, layers, "no_such_model") is None
+    assert selectivity_figures.plot_leaky_relu(runs, MODEL) is None
+    assert selectivity_figures.plot_model_comparison(runs) is None
+    assert selectivity_figures.plot_selectivity(runs, layers, "no_such_model") is None
     # Only the baseline: nothing regularized to show.
     baseline_only = runs.loc[runs["alpha"] == 0]
-    assert plots.plot_accuracy(baseline_only, MODEL) is None
-    assert plots.plot_dead_units(baseline_only, layers, MODEL) is None
+    assert selectivity_figures.plot_accuracy(baseline_only, MODEL) is None
+    assert selectivity_figures.plot_dead_units(baseline_only, layers, MODEL) is None
     # Tables without the precision columns skip Figure A7.
-    assert plots.plot_precision(runs.drop(columns="mean_precision"),
-                                layers.drop(columns="mean_precision"), MODEL) is None
+    assert selectivity_figures.plot_precision(runs.drop(columns="mean_precision"),
+                                              layers.drop(columns="mean_precision"), MODEL) is None
 
 
-def test_draw_all_reports_a_failing_figure_and_keeps_the_others(tmp_path, monkeypatch):
+def test_a_failing_figure_is_reported_and_the_others_kept(tmp_path, monkeypatch):
     runs, layers, _ = make_tables(alphas=(-1.0, 0.0), seeds=2)
 
     def broken(*args, **kwargs):
         raise KeyError("boom")
 
-    # Only Figure 2 draws for real; Figure 1 fails. `draw_all` calls each
+    # Only Figure 2 draws for real; Figure 1 fails. `iter_figures` calls each
     # figure through its family module.
-    monkeypatch.setattr(plots.precision, "plot_precision", lambda *args, **kwargs: None)
-    monkeypatch.setattr(plots.dead_units, "plot_dead_units", lambda *args, **kwargs: None)
-    monkeypatch.setattr(plots.selectivity, "plot_selectivity", broken)
+    monkeypatch.setattr(selectivity_figures.precision, "plot_precision", lambda *args, **kwargs: None)
+    monkeypatch.setattr(selectivity_figures.dead_units, "plot_dead_units", lambda *args, **kwargs: None)
+    monkeypatch.setattr(selectivity_figures.selectivity, "plot_selectivity", broken)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        written = plots.draw_all(runs, layers, output_dir=tmp_path, formats=("png",),
-                                 dpi=DPI, n_resamples=N_RESAMPLES)
+        written = draw_and_save(runs, layers, output_dir=tmp_path, formats=("png",))
     messages = sorted(str(w.message) for w in caught if w.category is RuntimeWarning)
     # plot_selectivity draws Figures 1 and A1.
     assert len(messages) == 2
@@ -206,8 +211,7 @@ def test_draw_all_reports_a_failing_figure_and_keeps_the_others(tmp_path, monkey
     assert "figA1_selectivity_promote_resnet20" in messages[1]
     assert set(written) == {f"fig2_accuracy_suppress_{MODEL}"}
     with pytest.raises(KeyError):
-        plots.draw_all(runs, layers, output_dir=tmp_path, formats=("png",),
-                       n_resamples=N_RESAMPLES, raise_errors=True)
+        draw_and_save(runs, layers, output_dir=tmp_path, formats=("png",), raise_errors=True)
 
 
 # ---------------------------------------------------------------- values
@@ -215,7 +219,7 @@ def test_draw_all_reports_a_failing_figure_and_keeps_the_others(tmp_path, monkey
 
 def test_figure_1b_line_is_per_alpha_mean_selectivity_of_relu_runs():
     runs, layers, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3, leaky_slopes=(0.5,))
-    figure = plots.plot_selectivity(runs, layers, MODEL, "suppress", n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_selectivity(runs, layers, MODEL, "suppress", n_resamples=N_RESAMPLES)
     assert isinstance(figure, Figure)
     network_ax = figure.axes[1]
     line = line_by_gid(network_ax, "network_mean")
@@ -242,9 +246,9 @@ def test_selectivity_and_precision_figures_say_how_dead_units_count():
         return " ".join(text.get_text() for text in figure.texts).replace("\n", " ")
 
     assert "Dead units count as selectivity 0" in footnote(
-        plots.plot_selectivity(runs, layers, MODEL, n_resamples=N_RESAMPLES))
+        selectivity_figures.plot_selectivity(runs, layers, MODEL, n_resamples=N_RESAMPLES))
     assert "averaged over live units" in footnote(
-        plots.plot_precision(runs, layers, MODEL, n_resamples=N_RESAMPLES))
+        selectivity_figures.plot_precision(runs, layers, MODEL, n_resamples=N_RESAMPLES))
 
 
 def test_figure_2_points_intervals_and_asterisks():
@@ -252,7 +256,7 @@ def test_figure_2_points_intervals_and_asterisks():
     # alpha = -10 collapses, alpha = -1 is the baseline distribution.
     runs.loc[runs["alpha"] == -10.0, "test_accuracy"] -= 0.2
     runs.loc[runs["alpha"] == -1.0, "test_accuracy"] = runs.loc[runs["alpha"] == 0.0, "test_accuracy"].to_numpy()
-    figure = plots.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES)
     accuracy_ax = figure.axes[0]
     line = line_by_gid(accuracy_ax, "accuracy_mean")
     np.testing.assert_allclose(line.get_ydata(),
@@ -268,7 +272,7 @@ def test_figure_2_points_intervals_and_asterisks():
 
 def test_single_seed_per_alpha_draws_points_without_intervals():
     runs, layers, _ = make_tables(alphas=(-1.0, 0.0, 1.0), seeds=1)
-    figure = plots.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES)
     assert isinstance(figure, Figure)
     containers = figure.axes[0].containers
     assert containers
@@ -278,8 +282,8 @@ def test_single_seed_per_alpha_draws_points_without_intervals():
             for segment in collection.get_segments():
                 # No visible error bar: the segment is empty or undefined.
                 assert segment.size == 0 or np.isnan(segment).any()
-    assert isinstance(plots.plot_selectivity(runs, layers, MODEL, n_resamples=N_RESAMPLES), Figure)
-    assert isinstance(plots.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES), Figure)
+    assert isinstance(selectivity_figures.plot_selectivity(runs, layers, MODEL, n_resamples=N_RESAMPLES), Figure)
+    assert isinstance(selectivity_figures.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES), Figure)
 
 
 def test_cca_figure_panels_follow_available_tables():
@@ -374,7 +378,7 @@ def test_similarity_figures_are_drawn_per_model_then_per_measure_and_map(monkeyp
 
 def test_leaky_figure_uses_leaky_runs_per_slope():
     runs, _, _ = make_tables(alphas=(-1.0, 0.0, 1.0), leaky_slopes=(0.1, 0.5))
-    figure = plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
     accuracy_ax, selectivity_ax = figure.axes
     for slope in (0.1, 0.5):
         subset = runs.loc[(runs["activation"] == "leaky_relu") & (runs["leaky_slope"] == slope)]
@@ -395,7 +399,7 @@ def test_leaky_figure_uses_leaky_runs_per_slope():
 
 def test_promote_vs_suppress_plots_against_abs_alpha():
     runs, _, _ = make_tables(alphas=(-1.0, -0.5, 0.0, 0.5, 1.0), seeds=3)
-    figure = plots.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES)
     ax = figure.axes[0]
     for name, sign in (("negative", -1), ("positive", 1)):
         line = line_by_gid(ax, f"accuracy_{name}")
@@ -407,7 +411,7 @@ def test_promote_vs_suppress_plots_against_abs_alpha():
 
 def test_model_comparison_needs_two_models():
     runs, _, _ = make_tables(models=("resnet20", "vgg16"))
-    figure = plots.plot_model_comparison(runs, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_model_comparison(runs, n_resamples=N_RESAMPLES)
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert labels == ["ResNet20", "VGG16"]
 
@@ -445,8 +449,8 @@ def test_drawing_leaves_callers_matplotlib_state_alone():
     before = dict(matplotlib.rcParams)
     pyplot_loaded = "matplotlib.pyplot" in sys.modules
     runs, layers, _ = make_tables()
-    plots.plot_accuracy(runs, MODEL, n_resamples=N_RESAMPLES)
-    plots.plot_selectivity(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+    selectivity_figures.plot_accuracy(runs, MODEL, n_resamples=N_RESAMPLES)
+    selectivity_figures.plot_selectivity(runs, layers, MODEL, n_resamples=N_RESAMPLES)
     after = dict(matplotlib.rcParams)
     assert {k: v for k, v in after.items() if before.get(k) != v} == {}
     # Figures are built on their own canvas, never through pyplot.
@@ -594,7 +598,7 @@ def test_dead_unit_panel_without_dead_units_starts_at_zero_and_says_so():
     runs, layers, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3)
     layers["dead_fraction"] = 0.0
     runs["dead_unit_fraction"] = 0.0
-    figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
     layer_ax = figure.axes[0]
     bottom, top = layer_ax.get_ylim()
     # Not autoscaled around 0 (a -0.05 .. 0.05 % axis of negative dead units).
@@ -611,7 +615,7 @@ def test_dead_unit_panel_without_dead_units_starts_at_zero_and_says_so():
 
     # With dead units the axis starts at 0 too, and no such note is drawn.
     runs, layers, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3)
-    figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
     layer_ax = figure.axes[0]
     assert layer_ax.get_ylim()[0] == 0.0
     assert layer_ax.get_ylim()[1] >= 100 * layers.loc[layers["alpha"] == 1.0, "dead_fraction"].max()
@@ -621,7 +625,7 @@ def test_dead_unit_panel_without_dead_units_starts_at_zero_and_says_so():
 def test_dead_unit_figure_names_alphas_without_dead_units():
     runs, layers, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3)
     layers.loc[layers["alpha"] < 0, "dead_fraction"] = 0.0
-    figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
     footnote = " ".join(text.get_text() for text in figure.texts).replace("\n", " ")
     assert "No dead units at α = -10, -1" in footnote
 
@@ -640,13 +644,13 @@ def assert_increasing(values, what):
 def test_alphas_are_in_increasing_order_in_every_panel():
     runs, layers, _ = make_tables(alphas=ORDER_ALPHAS, seeds=2)
     figures = {
-        "fig1": plots.plot_selectivity(runs, layers, MODEL, "suppress", n_resamples=N_RESAMPLES),
-        "figA1": plots.plot_selectivity(runs, layers, MODEL, "promote", n_resamples=N_RESAMPLES),
-        "fig2": plots.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES),
-        "fig4": plots.plot_accuracy(runs, MODEL, "promote", n_resamples=N_RESAMPLES),
-        "fig5": plots.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES),
-        "figA7": plots.plot_precision(runs, layers, MODEL, "suppress", n_resamples=N_RESAMPLES),
-        "figA9": plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES),
+        "fig1": selectivity_figures.plot_selectivity(runs, layers, MODEL, "suppress", n_resamples=N_RESAMPLES),
+        "figA1": selectivity_figures.plot_selectivity(runs, layers, MODEL, "promote", n_resamples=N_RESAMPLES),
+        "fig2": selectivity_figures.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES),
+        "fig4": selectivity_figures.plot_accuracy(runs, MODEL, "promote", n_resamples=N_RESAMPLES),
+        "fig5": selectivity_figures.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES),
+        "figA7": selectivity_figures.plot_precision(runs, layers, MODEL, "suppress", n_resamples=N_RESAMPLES),
+        "figA9": selectivity_figures.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES),
     }
     for name, figure in figures.items():
         # The shared legend of alpha colours reads like the alpha axes, left to right.
@@ -679,7 +683,7 @@ def test_significance_marks_show_the_direction_of_the_effect():
     runs.loc[runs["alpha"] == -10.0, "test_accuracy"] = baseline - 0.05
     tests = stats.ttests_vs_baseline(runs.loc[runs["activation"] == "relu"]).set_index("alpha")
     assert tests.loc[-1.0, "p_bonferroni"] < 0.05 and tests.loc[-10.0, "p_bonferroni"] < 0.05
-    figure = plots.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES)
     accuracy_ax, _, scatter_ax = figure.axes
     for ax in (accuracy_ax, scatter_ax):
         marks = significance_marks(ax)
@@ -707,7 +711,7 @@ def test_significance_marks_show_the_direction_of_the_effect():
     assert_labels_clear(figure)
 
     # Figure A9 (c) draws the same tests (x: selectivity of live units).
-    figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
     live_si = runs.loc[runs["activation"] == "relu"].groupby("alpha")["test_mean_selectivity_alive"].mean()
     marks = {round(x, 9): mark.get_gid() for x, mark in marks_by_x(figure.axes[2]).items()}
     assert marks[round(live_si[-1.0], 9)] == "significance_higher"
@@ -716,7 +720,7 @@ def test_significance_marks_show_the_direction_of_the_effect():
 
 def test_leaky_figure_marks_selectivity_up_and_down():
     runs, _, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3, leaky_slopes=(0.5,))
-    figure = plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
     marks = marks_by_x(figure.axes[1])
     # Selectivity falls for alpha < 0 and rises for alpha > 0 (see make_tables).
     assert marks[-10.0].get_gid() == "significance_lower"
@@ -732,7 +736,7 @@ def test_rank_sum_marks_say_whether_promoting_is_higher_or_lower():
         runs.loc[relu & (runs["alpha"] == -1.0), "test_accuracy"].to_numpy() + 0.03)
     tests = stats.ranksum_promote_vs_suppress(runs.loc[relu]).set_index("abs_alpha")
     assert tests["significant"].all()
-    figure = plots.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES)
     marks = marks_by_x(figure.axes[0])
     assert marks[1.0].get_gid() == "significance_higher"
     assert marks[5.0].get_gid() == "significance_lower"
@@ -782,11 +786,11 @@ def test_labels_never_sit_on_error_bars_markers_or_each_other():
         alphas=(-100.0, -30.0, -10.0, -5.0, -1.0, -0.5, -0.1, 0.0, 0.1, 0.5, 1.0, 5.0),
         seeds=3, leaky_slopes=(0.5,), with_cca=True)
     drawn = [
-        plots.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES),
-        plots.plot_accuracy(runs, MODEL, "promote", n_resamples=N_RESAMPLES),
-        plots.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES),
-        plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES),
-        plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES),
+        selectivity_figures.plot_accuracy(runs, MODEL, "suppress", n_resamples=N_RESAMPLES),
+        selectivity_figures.plot_accuracy(runs, MODEL, "promote", n_resamples=N_RESAMPLES),
+        selectivity_figures.plot_promote_vs_suppress(runs, MODEL, n_resamples=N_RESAMPLES),
+        selectivity_figures.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES),
+        selectivity_figures.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES),
         plot_cca(cca, None, MODEL, n_resamples=N_RESAMPLES),
     ]
     assert sum(assert_labels_clear(figure) for figure in drawn) >= 20
@@ -797,7 +801,7 @@ def test_every_plotted_alpha_has_a_tick_and_tick_labels_do_not_overlap():
                     -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0, 5.0)
     for alphas in (paper_alphas, (-0.5, -0.3, -0.2, -0.1, 0.0), (-10.0, -1.0, 0.0, 1.0)):
         runs, layers, _ = make_tables(alphas=alphas, seeds=2)
-        figure = plots.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
+        figure = selectivity_figures.plot_dead_units(runs, layers, MODEL, n_resamples=N_RESAMPLES)
         alpha_ax = figure.axes[1]
         figure.draw_without_rendering()
         renderer = figure.canvas.get_renderer()
@@ -824,7 +828,7 @@ def test_figure_3b_has_a_zero_tick_without_a_zero_point():
 
 def test_leaky_slopes_are_green_not_the_red_of_positive_alphas():
     runs, _, _ = make_tables(alphas=(-1.0, 0.0, 1.0), leaky_slopes=(0.1, 0.5))
-    figure = plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
     for slope in (0.1, 0.5):
         red, green, blue, _ = matplotlib.colors.to_rgba(
             line_by_gid(figure.axes[0], f"accuracy_slope_{slope:g}").get_color())
@@ -833,7 +837,7 @@ def test_leaky_slopes_are_green_not_the_red_of_positive_alphas():
 
 def test_footnotes_do_not_break_inside_a_comparison():
     runs, _, _ = make_tables(alphas=(-10.0, -1.0, 0.0, 1.0), seeds=3, leaky_slopes=(0.5,))
-    figure = plots.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
+    figure = selectivity_figures.plot_leaky_relu(runs, MODEL, n_resamples=N_RESAMPLES)
     (footnote,) = [text.get_text() for text in figure.texts if "Welch" in text.get_text()]
     assert "\n" in footnote  # Long enough to wrap.
     for line in footnote.splitlines():

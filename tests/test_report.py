@@ -1,4 +1,7 @@
-"""Tests of `tf_selectivity.report` on tables with known means."""
+"""The report (`tf_selectivity.report`, the selectivity and similarity stages' parts) on tables with known means.
+
+Written by `analysis.from_tables.redraw`, as from an analysis' saved tables.
+"""
 
 import re
 import urllib.parse
@@ -10,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from tf_selectivity import report
+from tf_selectivity.analysis import AnalysisOptions, redraw
 from tf_selectivity.measures import stats
 
 N_RESAMPLES = 200
@@ -60,16 +63,16 @@ def make_layers(runs):
     return pd.DataFrame(rows)
 
 
-def write(tmp_path, runs, cca_ratio=None, **kwargs):
+def write(tmp_path, runs, cca_ratio=None, errors=(), figures=False):
+    """report.md of these tables (and the figures with `figures`)."""
+    tables = {"runs": runs, "layers": make_layers(runs)}
     if cca_ratio is not None:
-        # The similarity stage's sentences and section, as the analysis gives them.
-        from tf_selectivity.analysis.stages.similarity.section import report_parts
-
-        headlines, section = report_parts(None, cca_ratio, N_RESAMPLES)
-        kwargs.update(headlines=headlines, sections=[section] if section else [])
-    path = report.write_report(tmp_path, runs, make_layers(runs), n_resamples=N_RESAMPLES, **kwargs)
-    assert Path(path) == tmp_path / "report.md"
-    return Path(path).read_text(encoding="utf-8")
+        tables["cca_ratios"] = cca_ratio
+    if errors:
+        tables["errors"] = pd.DataFrame(errors, columns=["path", "error"])
+    drawn = redraw(tables, tmp_path, AnalysisOptions(n_resamples=N_RESAMPLES, figures=figures))
+    assert Path(drawn.report) == tmp_path / "report.md"
+    return Path(drawn.report).read_text(encoding="utf-8")
 
 
 def expected_effect(alpha):
@@ -151,26 +154,21 @@ def test_runs_table_is_sorted_by_model_alpha_seed(tmp_path):
 
 
 def test_figures_are_linked_with_existing_relative_paths(tmp_path):
-    figure_dir = tmp_path / "figures"
-    figure_dir.mkdir()
-    figures = {}
-    for name in ("fig1_selectivity_resnet20", "fig2_accuracy_suppress_resnet20"):
-        png, pdf = figure_dir / f"{name}.png", figure_dir / f"{name}.pdf"
-        matplotlib.image.imsave(png, np.random.default_rng(0).random((8, 8)))
-        pdf.write_bytes(b"%PDF-1.4\n%%EOF\n")
-        figures[name] = [str(png), str(pdf)]
-    text = write(tmp_path, make_runs(), figures=figures)
+    text = write(tmp_path, make_runs(), figures=True)
 
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(images) == 2
+    assert len(images) >= 2
     links = re.findall(r"(?<!!)\[(?:PNG|PDF)\]\(([^)]+)\)", text)
-    assert len(links) == 4
+    assert len(links) == 2 * len(images)
     for link in images + links:
         relative = urllib.parse.unquote(link)
         assert not Path(relative).is_absolute()
         assert (tmp_path / relative).is_file()
+    for image in images:
+        assert matplotlib.image.imread(tmp_path / urllib.parse.unquote(image)).ndim == 3
     assert "figures/fig1_selectivity_resnet20.png" in images
-    assert "Figure 1." in text
+    # Each figure is captioned by its stage (`Stage.captions`).
+    assert "### fig1_selectivity_resnet20\n\nFigure 1. Mean class selectivity index per layer" in text
 
 
 def test_missing_baseline_is_reported_not_invented(tmp_path):

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 from conftest import error_lines, run_cli
 from tf_selectivity import instrument
-from tf_selectivity.analysis.selectivity_null import NULL_LAYER_COLUMNS, NULL_RUN_COLUMNS, selectivity_null
+from tf_selectivity.analysis.stages.selectivity.null import NULL_LAYER_COLUMNS, NULL_RUN_COLUMNS, selectivity_null
 from tf_selectivity.models import build_model
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.unit_null import permutation_null

@@ -56,9 +56,9 @@ def test_analysis_uses_the_users_layer_names(user_runs, tmp_path):
     runs_csv = pd.read_csv(tmp_path / "analysis" / "runs.csv")
     assert set(runs_csv["model"]) == {SPEC}
     # Figures name the (few) layers on their layer axes.
-    from tf_selectivity import plots
+    from tf_selectivity.analysis.stages.selectivity.figures import plot_selectivity
 
-    figure = plots.plot_selectivity(result.runs, result.layers, SPEC, n_resamples=200)
+    figure = plot_selectivity(result.runs, result.layers, SPEC, n_resamples=200)
     layer_axis = figure.axes[0]
     assert [t.get_text() for t in layer_axis.get_xticklabels()] == ["conv1", "conv2"]
 

@@ -6,11 +6,14 @@
                   columns) and `AnalysisContext` (what spans the runs)
     cache.py      per-run results kept between analyses
     pipeline.py   `analyze`: the engine
+    from_tables.py  figures and report.md from the stages' tables (`redraw`
+                  from saved tables, `read_tables`)
     stages/       the registry and one folder per stage
     outputs.py    the output directory (staged, swapped in at the end)
     runs.py       finding runs and loading their models
 
-`analyze` and the protocol's classes are imported on first use.
+`analyze`, `redraw`, the protocol's classes and `selectivity_null` (the
+label-permutation null of a model in memory) are imported on first use.
 """
 
 import importlib
@@ -25,6 +28,10 @@ _LAZY = {
     "StageSkipped": "tf_selectivity.analysis.stage",
     "RunContext": "tf_selectivity.analysis.context",
     "AnalysisContext": "tf_selectivity.analysis.context",
+    "redraw": "tf_selectivity.analysis.from_tables",
+    "read_tables": "tf_selectivity.analysis.from_tables",
+    "selectivity_null": "tf_selectivity.analysis.stages.selectivity.null",
+    "null_layer_summary": "tf_selectivity.analysis.stages.selectivity.null",
 }
 
 __all__ = ["AnalysisOptions", *_LAZY]

@@ -12,7 +12,9 @@ in `tf_selectivity.analysis.stages.REGISTRY`); this module only runs them:
    resumes where it stopped. One `RunContext` per run gives every stage the
    same model, test data and subsets;
 4. combine each stage's results across runs into tables, draw its figures,
-   and assemble the report from the stages' headlines and sections.
+   and assemble the report from the stages' headlines, sections and
+   captions (`from_tables.draw_and_report`, which also redraws them from
+   saved tables).
 
 Tables, figures and the report of one analysis replace those of the
 previous one as a whole (`analysis.outputs`).
@@ -28,6 +30,7 @@ import pandas as pd
 
 from tf_selectivity.analysis.cache import MISSING, ResultCache
 from tf_selectivity.analysis.context import AnalysisContext, RunContext, TestDataLoader
+from tf_selectivity.analysis.from_tables import draw_and_report
 from tf_selectivity.analysis.options import AnalysisOptions
 from tf_selectivity.analysis.outputs import OutputDirectory, output_dir_problem, write_table
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, discover_runs
@@ -187,7 +190,7 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                 context.active)])
             raise ValueError(f"no run could be analysed ({details})")
         context.staging = out.begin().staging
-        written, figures, headlines, sections = {}, {}, [], []
+        written = {}
         for stage in stages:
             view = context.for_stage(stage.name)
             results = context.results.get(stage.name, {})
@@ -200,35 +203,18 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                     written[name] = table
         if diverged:
             _diverged_table(diverged).to_csv(os.path.join(context.staging, "diverged.csv"), index=False)
-        if options.figures:
-            from tf_selectivity.plots.style import save_figure
-
-            for stage in stages:
-                for name, figure in stage.figures(context.tables[stage.name], context.for_stage(stage.name)):
-                    if figure is not None:
-                        figures[name] = save_figure(figure, os.path.join(context.staging, "figures", name))
-        for stage in stages:
-            view = context.for_stage(stage.name)
-            headlines += stage.headlines(context.tables[stage.name], view)
-            section = stage.section(context.tables[stage.name], view)
-            if section:
-                sections.append(section)
+        errors = [*errors, *context.errors_in(context.active)]
+        pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(context.staging, "errors.csv"),
+                                                               index=False)
+        figures, report_path = draw_and_report(context, stages, context.staging, errors=errors,
+                                               diverged=_diverged_table(diverged) if diverged else None)
     finally:
         context.close()
 
-    errors = [*errors, *context.errors_in(context.active)]
-    pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(context.staging, "errors.csv"), index=False)
-    from tf_selectivity.report.document import assemble_report
-
-    runs, layers = written.get("runs"), written.get("layers")
-    report_path = assemble_report(
-        context.staging, runs, layers, headlines=headlines, sections=sections, figures=figures, errors=errors,
-        diverged=_diverged_table(diverged) if diverged else None,
-    )
     return AnalysisResult(
-        runs, layers, written.get("units"), written.get("cca_distances"), written.get("cca_ratios"),
-        written.get("cca_tests"), errors, str(report_path), figures, diverged=_diverged_table(diverged),
-        tables=written,
+        written.get("runs"), written.get("layers"), written.get("units"), written.get("cca_distances"),
+        written.get("cca_ratios"), written.get("cca_tests"), errors, report_path, figures,
+        diverged=_diverged_table(diverged), tables=written,
     )
 
 

@@ -24,10 +24,16 @@ the same way:
 4. ``combine(results, context)`` -> ``{table name: DataFrame}``: the
    cross-run tables, written as CSV and Parquet.
 5. ``figures(tables, context)`` -> ``(name, Figure)`` pairs, saved as PNG
-   and PDF under ``figures/`` (only with ``options.figures``).
+   and PDF under ``figures/`` (only with ``options.figures``), each
+   captioned in the report by the stage's `captions`.
 6. ``headlines(tables, context)`` and ``section(tables, context)``: the
    stage's sentences in the report's headline results (per condition) and
    its section of ``report.md``; `tf_selectivity.report` only assembles them.
+
+``restore(tables, context)`` rebuilds what ``combine`` returned from the
+tables as written (read back from their files), so that figures and report
+can be drawn again from a finished analysis without its runs or a backend
+(`tf_selectivity.analysis.from_tables.redraw`).
 
 A stage reads another stage's tables (``context.tables[name]``) or per-run
 results (``run.result(name)``, ``context.results[name]``) only when it names
@@ -125,6 +131,9 @@ class Stage:
         reads: stages whose tables this one reads when they are present.
         essential: a run that this stage cannot compute is left out of the
             whole analysis (the stage of the runs table).
+        captions: ``{start of a figure name: caption}`` of the stage's
+            figures in the report (a figure gets the caption of the longest
+            start of its name; none when no start matches).
     """
 
     name: str = ""
@@ -132,6 +141,7 @@ class Stage:
     requires: Sequence[str] = ()
     reads: Sequence[str] = ()
     essential: bool = False
+    captions: Mapping[str, str] = {}
 
     # ------------------------------------------------------------ before the data
     def enabled(self, options: "AnalysisOptions") -> bool:
@@ -220,6 +230,22 @@ class Stage:
             write.
         """
         return {}
+
+    def restore(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> dict | None:
+        """What `combine` returned, rebuilt from the tables an analysis wrote.
+
+        Args:
+            tables: ``{table name: DataFrame}`` of every stage, as written
+                (read back from CSV or Parquet); the stage takes its own.
+            context: the `AnalysisContext` (its options; no runs).
+
+        Returns:
+            The stage's tables as `combine` returns them (``_name`` entries
+            included), for `figures`, `headlines` and `section`; None when
+            `tables` hold none of the stage's or it cannot be rebuilt from
+            them (by default: the stage is left out of a redrawn report).
+        """
+        return None
 
     def figures(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> Iterable:
         """``(figure name, matplotlib Figure or None)`` pairs, saved as ``figures/<name>.png/.pdf``."""

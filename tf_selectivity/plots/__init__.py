@@ -1,24 +1,14 @@
-"""The paper's figures, drawn from the analysis tables.
+"""Drawing the paper's figures from the analysis tables: style, primitives, labels.
 
-Every figure function takes the plain tables written by the analysis command
-(`runs`, `layers`, see `tf_selectivity.measures.stats`), draws
-one figure of "Selectivity considered harmful" (Leavitt & Morcos) for one
-model, and returns a `matplotlib.figure.Figure`, or `None` when the tables
-hold nothing to draw it from (e.g. no positive alphas, no leaky-ReLU
-runs). `draw_all` draws everything drawable and saves each figure as PNG
-and PDF. Figure 3 and the similarity maps are drawn by the
-similarity stage (`tf_selectivity.analysis.stages.similarity.figures`) with
-the primitives here.
+The figures themselves belong to the analysis stages that compute their
+tables (e.g. the selectivity stage's Figures 1, 2, 4, 5 and A7-A12 in
+`tf_selectivity.analysis.stages.selectivity.figures`, the similarity
+stage's Figure 3 and maps in `tf_selectivity.analysis.stages.similarity.figures`);
+this package holds what they share. Every figure function takes plain
+tables (`runs`, `layers`, ...), draws one figure of "Selectivity considered
+harmful" (Leavitt & Morcos) and returns a `matplotlib.figure.Figure`, or
+`None` when the tables hold nothing to draw it from.
 
-One module per figure family:
-
-    selectivity.py   Figures 1, A1     class selectivity per layer and vs alpha
-    accuracy.py      Figures 2, 4      test accuracy vs alpha and vs selectivity
-    comparison.py    Figures 5, A6, A11, A12   promoting vs suppressing; models side by side
-    precision.py     Figures A7, A8    the precision metric (Appendix A.5)
-    dead_units.py    Figure A9         dead units and the selectivity of live units
-    leaky_relu.py    Figure A10        leaky-ReLU networks
-    catalog.py       `draw_all`: every figure by file name
     style.py         style, colours, alpha axis, `save_figure`
     tables.py        rows and per-alpha summaries the figures draw
     drawing.py       drawing primitives shared by the figures
@@ -51,13 +41,6 @@ Figures are built with `matplotlib.figure.Figure` and the Agg canvas
 directly, so nothing here touches the caller's pyplot state or backend.
 """
 
-from tf_selectivity.plots.accuracy import plot_accuracy
-from tf_selectivity.plots.catalog import draw_all
-from tf_selectivity.plots.comparison import plot_model_comparison, plot_promote_vs_suppress
-from tf_selectivity.plots.dead_units import plot_dead_units
-from tf_selectivity.plots.leaky_relu import DEFAULT_LEAKY_SLOPE, plot_leaky_relu
-from tf_selectivity.plots.precision import plot_precision
-from tf_selectivity.plots.selectivity import plot_selectivity
 from tf_selectivity.plots.style import (
     DEFAULT_DPI,
     DEFAULT_FORMATS,
@@ -74,20 +57,11 @@ from tf_selectivity.plots.tables import select_runs
 __all__ = [
     "DEFAULT_DPI",
     "DEFAULT_FORMATS",
-    "DEFAULT_LEAKY_SLOPE",
     "DEFAULT_N_RESAMPLES",
     "FIGURE_STYLE",
     "alpha_colors",
     "display_model_name",
-    "draw_all",
     "format_alpha",
-    "plot_accuracy",
-    "plot_dead_units",
-    "plot_leaky_relu",
-    "plot_model_comparison",
-    "plot_precision",
-    "plot_promote_vs_suppress",
-    "plot_selectivity",
     "save_figure",
     "select_runs",
     "set_alpha_axis",

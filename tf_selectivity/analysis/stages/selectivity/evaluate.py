@@ -5,7 +5,7 @@ by batch (`measures.unit_statistics.evaluate_responses`), and the unit
 responses that the similarity stage compares are written to memory-mapped
 files during the same pass. With ``selectivity_null=B`` the responses are
 also kept in memory (float32, every layer's during the run's pass) for every
-unit's label-permutation null (`analysis.selectivity_null`).
+unit's label-permutation null (`null.layer_null_columns`).
 """
 
 from __future__ import annotations
@@ -70,9 +70,9 @@ def evaluate_run(
         selectivity_index: the index reported, "eq1" (the paper's) or
             "bounded", whatever index the run was trained with.
         selectivity_null: B > 0: every unit's label-permutation null from
-            the responses of this pass (`analysis.selectivity_null`): the
+            the responses of this pass (`null.layer_null_columns`): the
             units frame gains ``si_null_mean`` and ``si_p`` (q-values come
-            later, `selectivity_null.add_fdr`). 0: none.
+            later, `null.add_fdr`). 0: none.
         selectivity_null_seed: seed of the permutations.
 
     Returns:
@@ -98,7 +98,7 @@ def evaluate_run(
     )
     nulls = {}
     if selectivity_null > 0:
-        from tf_selectivity.analysis.selectivity_null import layer_null_columns
+        from tf_selectivity.analysis.stages.selectivity.null import layer_null_columns
 
         nulls = layer_null_columns(
             result.responses, labels, num_classes,

@@ -10,9 +10,20 @@ pass writes every unit's responses into the run's cache entry
 (``responses/<layer>.npy``), which that stage compares.
 
 Essential: a run this stage cannot evaluate is left out of the analysis.
-Its figures are the paper's (`plots.draw_all`; Figure 3 and the similarity
-maps are the similarity stage's), its headlines and section the
-per-condition effects of alpha (`report`).
+Its figures are the paper's (`figures.iter_figures`, captioned by
+`captions.FIGURE_CAPTIONS`; Figure 3 and the similarity maps are the
+similarity stage's), its headlines and section the per-condition effects
+of alpha against alpha = 0 (`section.condition_sections`: `effects`,
+`promote_vs_suppress`).
+
+    options.py              the stage's settings (precision N, the null, FDR)
+    evaluate.py             the per-run streaming pass over the test set
+    null.py                 the label-permutation null's columns; `selectivity_null` for a model in memory
+    effects.py              per-alpha summary, tests against alpha = 0, their table and sentences
+    promote_vs_suppress.py  rank-sum sentence and table (Figure 5)
+    section.py              headline sentences per condition, the "Summary per α" section
+    figures/                the paper's figures, one module per family
+    captions.py             the figures' captions in the report
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import pandas as pd
 
 from tf_selectivity.analysis.runs import RunLoadError, error_for
 from tf_selectivity.analysis.stage import RunResult, Stage
+from tf_selectivity.analysis.stages.selectivity.captions import FIGURE_CAPTIONS
 from tf_selectivity.analysis.stages.selectivity.options import SelectivityOptions
 
 __all__ = ["SelectivityStage", "RESPONSES"]
@@ -37,6 +49,7 @@ class SelectivityStage(Stage):
     name = "selectivity"
     options_class = SelectivityOptions
     essential = True
+    captions = FIGURE_CAPTIONS
 
     def cache_key(self, options):
         settings, similarity = options.selectivity, options.similarity
@@ -94,9 +107,8 @@ class SelectivityStage(Stage):
         return None
 
     def combine(self, results, context):
-        from tf_selectivity.analysis.selectivity_null import NULL_LAYER_COLUMNS, NULL_RUN_COLUMNS, add_fdr
         from tf_selectivity.analysis.stages.selectivity.evaluate import LAYER_COLUMNS, RUN_COLUMNS
-        from tf_selectivity.report.document import condition_sections
+        from tf_selectivity.analysis.stages.selectivity.null import NULL_LAYER_COLUMNS, NULL_RUN_COLUMNS, add_fdr
 
         settings = context.options.selectivity
         run_rows, layer_rows, unit_frames = [], [], []
@@ -114,24 +126,31 @@ class SelectivityStage(Stage):
         if settings.null_permutations:
             run_columns += NULL_RUN_COLUMNS
             layer_columns += NULL_LAYER_COLUMNS
-        runs = pd.DataFrame(run_rows, columns=run_columns)
-        return {
-            "runs": runs,
+        return self.restore({
+            "runs": pd.DataFrame(run_rows, columns=run_columns),
             "layers": pd.DataFrame(layer_rows, columns=layer_columns),
             "units": pd.concat(unit_frames, ignore_index=True),
-            # (condition, headline sentences, summary block) of the report, per condition.
-            "_conditions": condition_sections(runs, context.options.n_resamples),
-        }
+        }, context)
+
+    def restore(self, tables, context):
+        """``runs``, ``layers`` and ``units`` (those present), and the report's per-condition parts."""
+        from tf_selectivity.analysis.stages.selectivity.section import condition_sections
+
+        if tables.get("runs") is None:
+            return None
+        own = {name: tables[name] for name in ("runs", "layers", "units") if tables.get(name) is not None}
+        # (condition, headline sentences, summary block) of the report, per condition.
+        return {**own, "_conditions": condition_sections(own["runs"], context.options.n_resamples)}
 
     def figures(self, tables, context):
-        from tf_selectivity.plots.catalog import iter_figures
+        from tf_selectivity.analysis.stages.selectivity.figures import iter_figures
 
-        return iter_figures(tables["runs"], tables["layers"], n_resamples=context.options.n_resamples)
+        return iter_figures(tables["runs"], tables.get("layers"), n_resamples=context.options.n_resamples)
 
     def headlines(self, tables, context):
         return [(condition, sentences) for condition, sentences, _ in tables["_conditions"]]
 
     def section(self, tables, context):
-        from tf_selectivity.report.document import summary_section
+        from tf_selectivity.analysis.stages.selectivity.section import summary_section
 
         return summary_section([line for _, _, block in tables["_conditions"] for line in block])

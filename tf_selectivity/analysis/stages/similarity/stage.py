@@ -10,9 +10,11 @@ stages*), so this stage has no per-run work of its own.
 
 Tables ``cca_distances``, ``cca_ratios``, ``cca_tests`` and
 ``similarity_maps``; Figure 3 of each model, once per measure, and the maps
-(`figures`); the report's CCA sentence per condition (among the headline
-results) and its CCA section (`section`). Figures and report show one
-method and one PWCCA variant (``_cca_shown``).
+(`figures`, captioned by `captions.FIGURE_CAPTIONS`); the report's CCA
+sentence per condition (among the headline results) and its CCA section
+(`section`). Figures and report show one method and one PWCCA variant
+(``_cca_shown``). `restore` rebuilds all of it from the written tables, so
+`combine` ends in it and a redraw gives the same figures and report.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 
 from tf_selectivity.analysis.stage import Stage, StageSkipped
+from tf_selectivity.analysis.stages.similarity.captions import FIGURE_CAPTIONS
 from tf_selectivity.analysis.stages.similarity.options import SimilarityOptions
 
 __all__ = ["SimilarityStage"]
@@ -31,6 +34,7 @@ class SimilarityStage(Stage):
     name = "similarity"
     options_class = SimilarityOptions
     requires = ("selectivity",)
+    captions = FIGURE_CAPTIONS
 
     def enabled(self, options):
         return options.similarity.enabled != "false"
@@ -44,7 +48,6 @@ class SimilarityStage(Stage):
     def combine(self, results, context):
         from tf_selectivity.analysis.stages.selectivity.stage import RESPONSES
         from tf_selectivity.analysis.stages.similarity.compare import run_cca, run_similarity_maps
-        from tf_selectivity.analysis.stages.similarity.section import report_parts
 
         options = context.options
         response_dirs = {run_dir: os.path.join(result.directory, RESPONSES)
@@ -61,22 +64,33 @@ class SimilarityStage(Stage):
             tables.update(cca_distances=cca, cca_ratios=cca_ratio, cca_tests=cca_tests)
         if maps is not None:
             tables["similarity_maps"] = maps
-        if cca is not None:
+        return self.restore(tables, context) or {}
+
+    def restore(self, tables, context):
+        """The CCA tables and maps (those present), and the rows and report parts of the measure shown."""
+        from tf_selectivity.analysis.stages.similarity.section import report_parts
+
+        tables = {name: tables[name] for name in ("cca_distances", "cca_ratios", "cca_tests", "similarity_maps")
+                  if tables.get(name) is not None}
+        if not tables:
+            return None
+        cca, cca_ratio = tables.get("cca_distances"), tables.get("cca_ratios")
+        if cca is not None or cca_ratio is not None:
             # Figures and report show one CCA method (PWCCA, the paper's, if
             # computed) and one PWCCA variant (google/svcca's, the paper's,
             # unless only the textbook one was computed).
+            options = context.options
             measures = options.similarity.measures
             method = "pwcca" if "pwcca" in measures else measures[0]
             variant = ""
             if method == "pwcca":
                 variant = "textbook" if options.similarity.pwcca_variant == "textbook" else "svcca"
-            shown = cca.loc[(cca["method"] == method) & (cca["pwcca_variant"] == variant)]
+            shown = _rows_of(cca, method, variant)
             tables["_cca_shown"] = shown
-            tables["_cca_ratio_shown"] = cca_ratio.loc[
-                (cca_ratio["method"] == method) & (cca_ratio["pwcca_variant"] == variant)]
+            tables["_cca_ratio_shown"] = _rows_of(cca_ratio, method, variant)
             # Figure 3 once more for each other measure (fig3_<measure>_<model>).
             tables["_other_measures"] = {
-                measure: (cca.loc[cca["method"] == measure], cca_ratio.loc[cca_ratio["method"] == measure])
+                measure: (_rows_of(cca, measure), _rows_of(cca_ratio, measure))
                 for measure in measures if measure not in ("pwcca", method)
             }
             # The report's CCA section shows one measure (`section._one_method`'s
@@ -99,3 +113,17 @@ class SimilarityStage(Stage):
     def section(self, tables, context):
         _, section = tables.get("_report", ([], None))
         return section
+
+
+def _rows_of(frame, method, variant=None):
+    """`frame`'s rows of one method (and PWCCA variant); None without `frame`.
+
+    A table written before a column existed holds one method (or variant)
+    and is kept whole.
+    """
+    if frame is None:
+        return None
+    chosen = frame["method"] == method if "method" in frame else True
+    if variant is not None and "pwcca_variant" in frame:
+        chosen = chosen & (frame["pwcca_variant"] == variant)
+    return frame if chosen is True else frame.loc[chosen]

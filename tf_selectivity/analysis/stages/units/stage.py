@@ -127,7 +127,7 @@ class UnitsStage(Stage):
 
 def _run_units(run):
     """The run's rows of the units table as the selectivity stage combines them (q-values with the null)."""
-    from tf_selectivity.analysis.selectivity_null import add_fdr
+    from tf_selectivity.analysis.stages.selectivity.null import add_fdr
 
     result = run.result("selectivity")
     units = result.tables["units"]

@@ -1,4 +1,20 @@
-"""Every figure by file name; `iter_figures` draws them, `draw_all` draws and saves them.
+"""The selectivity stage's figures: the paper's, drawn from the runs and layers tables.
+
+One module per figure family; `iter_figures` draws every figure the tables
+allow, by file name (the stage's `figures`):
+
+    selectivity.py   Figures 1, A1     class selectivity per layer and vs alpha
+    accuracy.py      Figures 2, 4      test accuracy vs alpha and vs selectivity
+    comparison.py    Figures 5, A6, A11, A12  promoting vs suppressing; models side by side
+    precision.py     Figures A7, A8    the precision metric (Appendix A.5)
+    dead_units.py    Figure A9         dead units and the selectivity of live units
+    leaky_relu.py    Figure A10        leaky-ReLU networks
+
+Each function takes the plain tables and returns a
+`matplotlib.figure.Figure`, or None when the tables hold nothing to draw it
+from (no positive alphas, no leaky-ReLU runs, ...). Drawing follows the
+conventions of `tf_selectivity.plots`, whose primitives it uses; nothing
+here imports Keras.
 
 `_figure_builders` is the list of the paper's per-model figures: its keys
 are the file stems (`fig1_selectivity_<model>`, ...), each value builds one
@@ -11,13 +27,12 @@ stage's (`analysis.stages.similarity.figures`).
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tf_selectivity.plots import (
+from tf_selectivity.analysis.stages.selectivity.figures import (
     accuracy,
     comparison,
     dead_units,
@@ -25,13 +40,28 @@ from tf_selectivity.plots import (
     precision,
     selectivity,
 )
-from tf_selectivity.plots.style import (
-    DEFAULT_DPI,
-    DEFAULT_FORMATS,
-    DEFAULT_N_RESAMPLES,
-    file_safe,
-    save_figure,
+from tf_selectivity.analysis.stages.selectivity.figures.accuracy import plot_accuracy
+from tf_selectivity.analysis.stages.selectivity.figures.comparison import (
+    plot_model_comparison,
+    plot_promote_vs_suppress,
 )
+from tf_selectivity.analysis.stages.selectivity.figures.dead_units import plot_dead_units
+from tf_selectivity.analysis.stages.selectivity.figures.leaky_relu import DEFAULT_LEAKY_SLOPE, plot_leaky_relu
+from tf_selectivity.analysis.stages.selectivity.figures.precision import plot_precision
+from tf_selectivity.analysis.stages.selectivity.figures.selectivity import plot_selectivity
+from tf_selectivity.plots.style import DEFAULT_N_RESAMPLES, file_safe
+
+__all__ = [
+    "DEFAULT_LEAKY_SLOPE",
+    "iter_figures",
+    "plot_accuracy",
+    "plot_dead_units",
+    "plot_leaky_relu",
+    "plot_model_comparison",
+    "plot_precision",
+    "plot_promote_vs_suppress",
+    "plot_selectivity",
+]
 
 
 def _figure_builders(
@@ -62,11 +92,24 @@ def iter_figures(
     n_resamples: int = DEFAULT_N_RESAMPLES,
     raise_errors: bool = False,
 ) -> Iterator[tuple[str, Figure]]:
-    """Yields ``(name, figure)`` for every figure the tables allow, one set per model, in `draw_all`'s order.
+    """Yields ``(name, figure)`` for every figure the tables allow, one set per model.
 
-    Figures whose inputs are missing are skipped; one that fails for another
-    reason is reported with a `RuntimeWarning` and skipped (or raised with
-    `raise_errors`). The arguments are `draw_all`'s.
+    Figures whose inputs are missing (no positive alphas, no leaky-ReLU runs,
+    ...) are skipped. A figure that fails for another reason is
+    reported with a `RuntimeWarning` and skipped, so that one bad figure does
+    not cost the others after a long sweep (set `raise_errors` to raise
+    instead).
+
+    Args:
+        runs: The `runs` table.
+        layers: The `layers` table.
+        n_resamples: Bootstrap resamples per confidence interval.
+        raise_errors: Raise instead of warning when a figure fails.
+
+    Yields:
+        (figure name, the file stem, e.g. "fig1_selectivity_resnet20"; the
+        `Figure`), per model in the order of `_figure_builders`, then
+        Figure A12.
     """
     models = sorted(runs["model"].astype(str).unique()) if runs is not None and not runs.empty else []
     builders: dict[str, Callable[[], Figure | None]] = {}
@@ -84,46 +127,3 @@ def iter_figures(
             continue
         if figure is not None:
             yield name, figure
-
-
-def draw_all(
-    runs: pd.DataFrame,
-    layers: pd.DataFrame,
-    output_dir: str | Path = ".",
-    formats: Sequence[str] = DEFAULT_FORMATS,
-    dpi: int = DEFAULT_DPI,
-    n_resamples: int = DEFAULT_N_RESAMPLES,
-    raise_errors: bool = False,
-) -> dict[str, list[str]]:
-    """Draws and saves every figure the tables allow, one set per model.
-
-    Figures whose inputs are missing (no positive alphas, no leaky-ReLU
-    runs, ...) are skipped. A figure that fails for another
-    reason is reported with a `RuntimeWarning` and skipped too, so that one
-    bad figure does not cost the others after a long sweep (set
-    `raise_errors=True` to raise instead).
-
-    Args:
-        runs: The `runs` table.
-        layers: The `layers` table.
-        output_dir: Folder for the figure files (created if needed).
-        formats: File formats written per figure.
-        dpi: Resolution of raster formats.
-        n_resamples: Bootstrap resamples per confidence interval.
-        raise_errors: Raise instead of warning when a figure fails.
-
-    Returns:
-        Dict from figure name (file stem, e.g. "fig1_selectivity_resnet20")
-        to the written paths, in drawing order.
-    """
-    output_dir = Path(output_dir)
-    written: dict[str, list[str]] = {}
-    figures = iter_figures(runs, layers, n_resamples=n_resamples, raise_errors=raise_errors)
-    for name, figure in figures:
-        try:
-            written[name] = save_figure(figure, output_dir / name, formats, dpi)
-        except Exception as error:  # noqa: BLE001 - reported, see docstring.
-            if raise_errors:
-                raise
-            warnings.warn(f"Figure {name} could not be drawn: {error!r}", RuntimeWarning)
-    return written

@@ -1,0 +1,159 @@
+"""Figures and ``report.md`` from the stages' tables: the engine's last step, and the same again from saved tables.
+
+`draw_and_report` is how `analyze` ends: every stage's figures (with
+``options.figures``), headline sentences, section and captions, assembled by
+`tf_selectivity.report.assemble_report`. `redraw` does the same from the
+tables of a finished analysis (`read_tables`), through each stage's
+`Stage.restore`: a researcher redraws figures and report on a laptop from
+the CSV or Parquet files alone, without the runs, their models or a Keras
+backend (nothing here imports Keras). Stages that cannot be rebuilt from
+their tables (`restore` returns None) are left out of a redrawn report.
+
+Example::
+
+    from tf_selectivity.analysis import AnalysisOptions, read_tables, redraw
+
+    tables = read_tables("analysis/resnet20")
+    redraw(tables, "analysis/resnet20_again", AnalysisOptions(n_resamples=10_000))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+from tf_selectivity.analysis.context import AnalysisContext
+from tf_selectivity.analysis.options import AnalysisOptions
+
+__all__ = ["Redrawn", "draw_and_report", "read_tables", "redraw"]
+
+# Tables every analysis writes that belong to no stage.
+ERRORS_TABLE = "errors"
+DIVERGED_TABLE = "diverged"
+
+
+@dataclasses.dataclass
+class Redrawn:
+    """What `redraw` wrote: the report's path and ``{figure name: [paths]}``."""
+
+    report: str
+    figures: dict
+
+
+def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
+                    errors: Sequence[tuple] = (), diverged: pd.DataFrame | None = None,
+                    formats: Sequence[str] | None = None, dpi: int | None = None) -> tuple:
+    """Every stage's figures and the report, from ``context.tables``, into `folder`.
+
+    Args:
+        context: the `AnalysisContext`, ``tables`` filled for every stage of
+            `stages` (by their `combine` or `restore`).
+        stages: the stages, in report order.
+        folder: where ``figures/`` and ``report.md`` go.
+        errors: ``(path, message)`` of every run that could not be analysed.
+        diverged: the runs whose training diverged, or None.
+        formats, dpi: the figure files (default `plots.save_figure`'s).
+
+    Returns:
+        (figures, report path): ``{figure name: [paths]}`` in drawing order,
+        and the path of ``report.md``.
+    """
+    from tf_selectivity.report.document import assemble_report
+
+    figures = {}
+    if context.options.figures:
+        from tf_selectivity.plots.style import DEFAULT_DPI, DEFAULT_FORMATS, save_figure
+
+        formats, dpi = formats or DEFAULT_FORMATS, dpi or DEFAULT_DPI
+        for stage in stages:
+            for name, figure in stage.figures(context.tables[stage.name], context.for_stage(stage.name)):
+                if figure is not None:
+                    figures[name] = save_figure(figure, os.path.join(folder, "figures", name), formats, dpi)
+    headlines, sections, captions = [], [], {}
+    for stage in stages:
+        view = context.for_stage(stage.name)
+        headlines += stage.headlines(context.tables[stage.name], view)
+        section = stage.section(context.tables[stage.name], view)
+        if section:
+            sections.append(section)
+        captions.update(stage.captions)
+    selectivity = context.tables.get("selectivity", {})
+    report = assemble_report(
+        folder, selectivity.get("runs"), selectivity.get("layers"), headlines=headlines, sections=sections,
+        figures=figures, errors=list(errors), diverged=diverged, captions=captions,
+    )
+    return figures, str(report)
+
+
+def read_tables(directory: str) -> dict:
+    """Every table an analysis wrote into `directory`: ``{name: DataFrame}``.
+
+    Each ``<name>.parquet``, else ``<name>.csv`` (``errors.csv`` and
+    ``diverged.csv`` included).
+
+    Raises:
+        FileNotFoundError: `directory` holds no table.
+    """
+    names = {}
+    for entry in sorted(os.listdir(directory)):
+        stem, suffix = os.path.splitext(entry)
+        if suffix in (".parquet", ".csv") and (suffix == ".parquet" or stem not in names):
+            names[stem] = os.path.join(directory, entry)
+    if not names:
+        raise FileNotFoundError(f"{directory} holds no table of an analysis (*.csv, *.parquet)")
+    return {name: pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+            for name, path in names.items()}
+
+
+def redraw(tables: Mapping[str, pd.DataFrame], output_dir: str | Path, options: AnalysisOptions | None = None, *,
+           formats: Sequence[str] | None = None, dpi: int | None = None, stages: Sequence | None = None) -> Redrawn:
+    """Draws the figures and writes ``report.md`` again from an analysis' tables.
+
+    The same figures and report text as `analyze` wrote for these tables and
+    options (but the date line), for every stage that can be rebuilt from its
+    tables (`Stage.restore`).
+
+    Args:
+        tables: ``{name: DataFrame}`` as the analysis wrote them
+            (`read_tables`): ``runs`` and ``layers`` at least; ``errors``
+            (columns ``path``, ``error``) and ``diverged`` when present.
+        output_dir: folder of ``report.md`` and ``figures/`` (created).
+        options: the analysis' `AnalysisOptions` (e.g. ``n_resamples``,
+            ``figures``); default `AnalysisOptions()`.
+        formats, dpi: the figure files (default `plots.save_figure`'s).
+        stages: the stages, in report order (default: the registry's).
+
+    Returns:
+        A `Redrawn`.
+
+    Raises:
+        ValueError: no ``runs`` table.
+    """
+    options = (options or AnalysisOptions()).validate()
+    if tables.get("runs") is None:
+        raise ValueError("redraw needs the analysis' runs table")
+    if stages is None:
+        from tf_selectivity.analysis.stages import registered_stages
+
+        stages = registered_stages()
+    output_dir = os.path.abspath(os.path.expanduser(str(output_dir)))
+    os.makedirs(output_dir, exist_ok=True)
+    context = AnalysisContext(options=options, records=[], test_data=None, staging=output_dir)
+    restored = []
+    for stage in stages:
+        view = stage.restore(tables, context.for_stage(stage.name))
+        if view is not None:
+            context.tables[stage.name] = view
+            restored.append(stage)
+    context.active = [stage.name for stage in restored]
+    errors = tables.get(ERRORS_TABLE)
+    errors = [] if errors is None else [(row.path, row.error) for row in errors.itertuples(index=False)]
+    diverged = tables.get(DIVERGED_TABLE)
+    diverged = diverged if diverged is not None and not diverged.empty else None
+    figures, report = draw_and_report(context, restored, output_dir, errors=errors, diverged=diverged,
+                                      formats=formats, dpi=dpi)
+    return Redrawn(report, figures)
