@@ -54,6 +54,26 @@ def error_lines(stderr: str) -> list:
     return [line for line in stderr.splitlines() if line.strip() and not any(n in line for n in noise)]
 
 
+def assert_redraw_matches(out, figures, options, redraw_dir) -> str:
+    """Redraws the analysis in `out` from its saved tables into `redraw_dir` and
+    asserts the same report (but its date line) and the same figures, byte for
+    byte, as the analysis drew (`figures`: its ``{name: [paths]}``); returns the
+    redrawn report's text."""
+    from tf_selectivity.analysis import read_tables, redraw
+
+    drawn = redraw(read_tables(str(out)), redraw_dir, options)
+
+    def without_date(path):
+        return [line for line in open(path, encoding="utf-8").read().splitlines() if not line.startswith("_Generated")]
+
+    assert without_date(drawn.report) == without_date(os.path.join(out, "report.md"))
+    assert list(drawn.figures) == list(figures)
+    for name, paths in drawn.figures.items():
+        for path, original in zip(paths, figures[name]):
+            assert open(path, "rb").read() == open(original, "rb").read(), path
+    return open(drawn.report, encoding="utf-8").read()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import assert_redraw_matches
 from tf_selectivity.analysis.stages.ablation.tables import ablation_auc, selective_vs_random, sign_flip_test
 from tf_selectivity.analysis.options import AblationOptions, AnalysisOptions, SelectivityOptions, SimilarityOptions
 from tf_selectivity.analysis.pipeline import analyze
@@ -18,15 +19,17 @@ LAYERS = ("probe_stem", "probe_s2b1_relu1", "probe_s3b1_out")
 NO_CCA = SimilarityOptions(enabled="false")
 
 
+OPTIONS = AnalysisOptions(
+    n_resamples=200, similarity=NO_CCA, selectivity=SelectivityOptions(null_permutations=20),
+    ablation=AblationOptions(curves=True, unit_importance=True, max_samples=48, random_orders=2,
+                             fractions=(0.0, 0.5, 1.0), layers=LAYERS),
+)
+
+
 @pytest.fixture(scope="module")
 def ablated(tiny_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("ablation")
-    options = AnalysisOptions(
-        n_resamples=200, similarity=NO_CCA, selectivity=SelectivityOptions(null_permutations=20),
-        ablation=AblationOptions(curves=True, unit_importance=True, max_samples=48, random_orders=2,
-                                 fractions=(0.0, 0.5, 1.0), layers=LAYERS),
-    )
-    return analyze([str(tiny_runs)], str(out), options, verbose=0), out
+    return analyze([str(tiny_runs)], str(out), OPTIONS, verbose=0), out
 
 
 def test_the_stage_writes_its_tables_figures_and_section(ablated):
@@ -54,6 +57,12 @@ def test_the_stage_writes_its_tables_figures_and_section(ablated):
     assert "## Ablation: do selective units matter?" in report and "on 48 test images, the classes in turn" in report
     assert "Units selective above chance" in report and "AUC selective-first" in report
     assert "ρ(SI, importance)" in report
+
+
+def test_the_saved_tables_redraw_the_same_section_and_figures(ablated, tmp_path):
+    result, out = ablated
+    report = assert_redraw_matches(out, result.figures, OPTIONS, tmp_path)
+    assert "## Ablation: do selective units matter?" in report and "AUC selective-first" in report
 
 
 def test_auc_and_the_sign_flip_test_have_known_answers():

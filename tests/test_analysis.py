@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import error_lines, run_cli
+from conftest import assert_redraw_matches, error_lines, run_cli
 from tf_selectivity.measures import stats
 from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions
 from tf_selectivity.analysis.pipeline import analyze
@@ -125,20 +125,10 @@ def test_figures_and_report(analysis):
 
 def test_the_saved_tables_redraw_the_same_figures_and_report(analysis, tmp_path):
     # Before the next test, which analyses into the same folder again.
-    from tf_selectivity.analysis import read_tables, redraw
-
     result, out = analysis
     options = AnalysisOptions(n_resamples=500, similarity=SimilarityOptions(
         measures=("pwcca", "svcca", "debiased_cka", "procrustes"), pwcca_variant="both", maps=True))
-    drawn = redraw(read_tables(str(out)), tmp_path, options)
-
-    def without_date(path):
-        return [line for line in open(path, encoding="utf-8").read().splitlines() if not line.startswith("_Generated")]
-
-    assert without_date(drawn.report) == without_date(out / "report.md")
-    assert list(drawn.figures) == list(result.figures)
-    for name, paths in drawn.figures.items():
-        assert open(paths[0], "rb").read() == open(result.figures[name][0], "rb").read(), name  # the PNGs
+    assert_redraw_matches(out, result.figures, options, tmp_path)
 
 
 def _cache_entries(out):

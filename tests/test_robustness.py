@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import assert_redraw_matches
 from tf_selectivity.analysis.stages.robustness.claims import claims_table
 from tf_selectivity.analysis.stages.robustness.evaluate import evaluate_robustness
 from tf_selectivity.measures.stats import spearman_with_ci
@@ -134,7 +135,8 @@ def test_claim_verdicts_follow_the_numbers():
     assert table["statistic"].iloc[4] == pytest.approx(0.85)
 
 
-def test_analyze_robustness_writes_tables_figures_and_the_claims_section(tiny_runs, tmp_path, monkeypatch):
+def test_analyze_robustness_writes_tables_figures_and_the_claims_section(tiny_runs, tmp_path, tmp_path_factory,
+                                                                       monkeypatch):
     from tf_selectivity.analysis.options import AnalysisOptions, RobustnessOptions, SimilarityOptions
     from tf_selectivity.analysis.pipeline import analyze
 
@@ -162,6 +164,8 @@ def test_analyze_robustness_writes_tables_figures_and_the_claims_section(tiny_ru
     report = (tmp_path / "report.md").read_text()
     assert "## Robustness: corruptions, attacks and dimensionality" in report
     assert "Early-layer dimensionality falls as selectivity rises" in report
+    # The saved tables give the same figures and report again.
+    assert_redraw_matches(tmp_path, result.figures, options, tmp_path_factory.mktemp("redrawn"))
     # Each run's perturbations are cached: analysing again perturbs nothing and gives the same tables.
     assert len(list((tmp_path / "cache" / "robustness").iterdir())) == len(runs)
     before = (tmp_path / "robustness.csv").read_bytes()

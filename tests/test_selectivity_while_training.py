@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import assert_redraw_matches
 from training_callbacks import Interrupt
 from tf_selectivity.data import ImageBatches
 from tf_selectivity.data.sources import load_config_dataset
@@ -72,7 +73,7 @@ def test_recorded_every_n_epochs_and_equal_to_the_analysis_of_the_final_weights(
     out = tmp_path / "analysis"
     # With figures (the training curves are figures like the others: --nofigures leaves them out too).
     options = AnalysisOptions(n_resamples=100, similarity=SimilarityOptions(enabled="false"))
-    analyze([run.output_dir], str(out), options, verbose=0)
+    result = analyze([run.output_dir], str(out), options, verbose=0)
     table = pd.read_csv(out / "half_rise_epochs.csv")
     expected = half_rise_epochs(read_training_curves([run.output_dir]))
     assert list(table["layer"]) == probes + ["mean"] and set(table["model"]) == {"resnet8"}
@@ -85,6 +86,8 @@ def test_recorded_every_n_epochs_and_equal_to_the_analysis_of_the_final_weights(
     section = report[report.index("## Selectivity while training"):]
     epoch = expected.set_index("layer").loc["mean", "half_rise_epoch"]
     assert f"| eq. 3 mean | {epoch:.1f} (n = 1) |" in section
+    # The saved tables give the same figures and report again.
+    assert_redraw_matches(out, result.figures, options, tmp_path / "redrawn")
 
 
 def test_resume_after_a_kill_gives_the_same_curve(tmp_path):

@@ -7,7 +7,8 @@ tables of a finished analysis (`read_tables`), through each stage's
 `Stage.restore`: a researcher redraws figures and report on a laptop from
 the CSV or Parquet files alone, without the runs, their models or a Keras
 backend (nothing here imports Keras). Stages that cannot be rebuilt from
-their tables (`restore` returns None) are left out of a redrawn report.
+their tables (`restore` returns None: the units stage, whose pages are
+drawn from the test images) are left out of a redrawn report.
 
 Example::
 

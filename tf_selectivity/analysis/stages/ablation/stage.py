@@ -9,7 +9,8 @@ runs (`tables`): ``ablation_curves``, ``ablation_auc`` (per run and layer),
 stage, when computed) and ``importance_correlations``; the figures
 ``ablation_curves_<model>_<activation>`` and
 ``si_vs_importance_<model>_<activation>`` (`figures`); and the report
-section (`section`).
+section (`section`). `restore` rebuilds the figures' and section's inputs
+from the written tables (`combine` ends in it), so a redraw gives the same.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from tf_selectivity.analysis.stages.ablation.options import AblationOptions
 from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["AblationStage", "check_ablation_layers"]
+
+# The stage's tables, as `combine` writes them and `restore` reads them back.
+TABLES = ("ablation_curves", "ablation_auc", "unit_importance", "importance_correlations")
 
 
 def check_ablation_layers(requested, probes) -> None:
@@ -88,8 +92,19 @@ class AblationStage(Stage):
 
         curves = [r.tables["curves"] for r in results.values() if "curves" in r.tables]
         importance = [r.tables["importance"] for r in results.values() if "importance" in r.tables]
-        return ablation_tables(curves, importance, context.tables["selectivity"]["units"],
-                               context.options.n_resamples)
+        return self.restore(ablation_tables(curves, importance, context.tables["selectivity"]["units"],
+                                            context.options.n_resamples), context) or {}
+
+    def restore(self, tables, context):
+        """The ablation tables (those present) and the test of selective-first ablation the section reports."""
+        from tf_selectivity.analysis.stages.ablation.tables import selective_vs_random
+
+        tables = {name: tables[name] for name in TABLES if tables.get(name) is not None}
+        if not tables:
+            return None
+        if "ablation_auc" in tables:
+            tables["_tests"] = selective_vs_random(tables["ablation_auc"], n_resamples=context.options.n_resamples)
+        return tables
 
     def figures(self, tables, context):
         from tf_selectivity.analysis.stages.ablation.figures import ablation_figures

@@ -3,9 +3,10 @@
 `ablation_tables` joins every run's ablation results: the tables
 ``ablation_curves``, ``ablation_auc`` (per run and layer, `ablation_auc`),
 ``unit_importance`` (with each unit's chance-corrected SI where the
-selectivity stage computed the null) and ``importance_correlations``, and
-the test of whether ablating the most selective units first hurts more
-than random orders (`selective_vs_random`, read by the report section).
+selectivity stage computed the null) and ``importance_correlations``.
+`selective_vs_random` tests, from ``ablation_auc``, whether ablating the
+most selective units first hurts more than random orders (read by the
+report section).
 """
 
 from __future__ import annotations
@@ -123,9 +124,7 @@ def ablation_tables(curve_frames, importance_frames, units: pd.DataFrame, n_resa
     tables = {}
     if curve_frames:
         curves = pd.concat(curve_frames, ignore_index=True)
-        auc = ablation_auc(curves)
-        tables.update(ablation_curves=curves, ablation_auc=auc,
-                      _tests=selective_vs_random(auc, n_resamples=n_resamples))
+        tables.update(ablation_curves=curves, ablation_auc=ablation_auc(curves))
     if importance_frames:
         importance = pd.concat(importance_frames, ignore_index=True)
         group = [c for c in ("run_dir", *CONFIG_COLUMNS, "layer", "layer_index") if c in importance.columns]

@@ -10,7 +10,9 @@ columns and mean SI, from the selectivity stage's runs table),
 (`claims.claims_table`); the figures ``figR_robustness_vs_alpha_<model>``,
 ``figR_robustness_vs_selectivity_<model>`` and
 ``figR_dimensionality_vs_alpha_<model>``; and the report section that sets
-the follow-up paper's claims beside what these runs show.
+the follow-up paper's claims beside what these runs show. `restore`
+rebuilds the figures' and section's inputs from the written tables
+(`combine` ends in it), so a redraw gives the same.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from tf_selectivity.analysis.stages.robustness.options import RobustnessOptions
 from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["RobustnessStage"]
+
+# The stage's tables, as `combine` writes them and `restore` reads them back.
+TABLES = ("robustness", "dimensionality", "robustness_runs", "robustness_claims")
 
 
 class CorruptedSets:
@@ -143,7 +148,7 @@ class RobustnessStage(Stage):
         dimensionality = pd.concat([with_condition(r.tables["dimensionality"], _run_columns(context, run_dir))
                                     for run_dir, r in results.items()], ignore_index=True)
         runs = context.tables["selectivity"]["runs"]
-        summaries, claims, groups = [], [], []
+        summaries, claims = [], []
         for name, members in _model_groups(runs):
             in_group = robustness["run_dir"].isin(members["run_dir"])
             if not in_group.any():
@@ -152,14 +157,29 @@ class RobustnessStage(Stage):
             summary = per_run_summary(robustness[in_group], group_dims, members).assign(group=name)
             summaries.append(summary)
             claims.append(claims_table(summary, n_resamples=context.options.n_resamples).assign(model=name))
-            groups.append((name, robustness[in_group], group_dims, summary))
-        return {
+        return self.restore({
             "robustness": robustness,
             "dimensionality": dimensionality,
             "robustness_runs": pd.concat(summaries, ignore_index=True),
             "robustness_claims": pd.concat(claims, ignore_index=True),
-            "_groups": groups,
-        }
+        }, context)
+
+    def restore(self, tables, context):
+        """The four tables and, per model group, the rows its figures draw (None without the tables)."""
+        if any(tables.get(name) is None for name in TABLES):
+            return None
+        tables = {name: tables[name] for name in TABLES}
+        robustness, dimensionality = tables["robustness"], tables["dimensionality"]
+        summaries = tables["robustness_runs"]
+        groups = []
+        for name, members in _model_groups(context.tables["selectivity"]["runs"]):
+            in_group = robustness["run_dir"].isin(members["run_dir"])
+            if not in_group.any():
+                continue
+            group_dims = dimensionality[dimensionality["run_dir"].isin(members["run_dir"])]
+            summary = summaries[summaries["group"] == name].reset_index(drop=True)
+            groups.append((name, robustness[in_group], group_dims, summary))
+        return {**tables, "_groups": groups}
 
     def figures(self, tables, context):
         from tf_selectivity.analysis.stages.robustness.figures import group_figures

@@ -17,7 +17,9 @@ On by default (``training_curves``). Among the analysed runs, those whose
 
 Runs without such a history are left out of this stage only; if no run has
 one, the stage is skipped. A run whose history cannot be read gets an
-error row. Reading a history is cheap: results are not cached.
+error row. Reading a history is cheap: results are not cached. `restore`
+rebuilds the figures' and section's inputs from the written tables
+(`combine` ends in it), so a redraw gives the same.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from tf_selectivity.analysis.stage import RunResult, Stage, StageSkipped
 from tf_selectivity.analysis.stages.training_curves.options import TrainingCurvesOptions
 
 __all__ = ["TrainingCurvesStage"]
+
+# The stage's tables, as `combine` writes them and `restore` reads them back.
+TABLES = ("training_curves", "training_curves_summary", "half_rise_epochs")
 
 
 class TrainingCurvesStage(Stage):
@@ -61,23 +66,29 @@ class TrainingCurvesStage(Stage):
         return None
 
     def combine(self, results, context):
-        from tf_selectivity.analysis.stages.training_curves.curves import (
-            half_rise_epochs,
-            summarize_half_rise,
-            summarize_training_curves,
-        )
+        from tf_selectivity.analysis.stages.training_curves.curves import half_rise_epochs, summarize_training_curves
 
         if not results:
             return {}
-        n_resamples = context.options.n_resamples
         curves = pd.concat([result.tables["curves"] for result in results.values()], ignore_index=True)
-        half_rise = half_rise_epochs(curves)
-        return {
+        return self.restore({
             "training_curves": curves,
-            "training_curves_summary": summarize_training_curves(curves, n_resamples=n_resamples),
-            "half_rise_epochs": half_rise,
-            "_half_rise_summary": summarize_half_rise(half_rise, n_resamples=n_resamples),
-            "_runs": len(results),
+            "training_curves_summary": summarize_training_curves(curves, n_resamples=context.options.n_resamples),
+            "half_rise_epochs": half_rise_epochs(curves),
+        }, context)
+
+    def restore(self, tables, context):
+        """The three tables and the report's per-model summary of the half-rise epochs (None without them)."""
+        from tf_selectivity.analysis.stages.training_curves.curves import summarize_half_rise
+
+        if any(tables.get(name) is None for name in TABLES):
+            return None
+        tables = {name: tables[name] for name in TABLES}
+        return {
+            **tables,
+            "_half_rise_summary": summarize_half_rise(tables["half_rise_epochs"],
+                                                      n_resamples=context.options.n_resamples),
+            "_runs": tables["training_curves"]["run_dir"].nunique(),
         }
 
     def figures(self, tables, context):
