@@ -114,3 +114,16 @@ def test_importing_the_library_changes_no_environment():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     changed, onednn_set = json.loads(completed.stdout.strip().splitlines()[-1])
     assert changed == {} and onednn_set is False
+
+
+def test_every_top_level_name_resolves():
+    """What `tf_selectivity.__all__` promises, each loaded on first use."""
+    code = (
+        "import tf_selectivity as t\n"
+        "missing = [name for name in t.__all__ if getattr(t, name, None) is None]\n"
+        "assert not missing, missing\n"
+        "print(len(t.__all__))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -39,6 +39,7 @@ _SUBMODULES = {
     "selectivity": "tf_selectivity.measures.selectivity",
     "similarity": "tf_selectivity.measures.similarity",
     "stats": "tf_selectivity.measures.stats",
+    "dimensionality": "tf_selectivity.measures.dimensionality",
     "models": "tf_selectivity.models",
     "data": "tf_selectivity.data",
     "training": "tf_selectivity.training",
@@ -48,14 +49,38 @@ _SUBMODULES = {
     "sweeps": "tf_selectivity.sweeps",
 }
 _EXPORTS = {
+    # The probe and the networks.
     "SelectivityProbe": "tf_selectivity.models.probe",
     "UnitResponses": "tf_selectivity.models.probe",
+    "find_probes": "tf_selectivity.models.probe",
     "SelectivityModel": "tf_selectivity.models",
     "build_model": "tf_selectivity.models",
     "instrument": "tf_selectivity.models",
+    "load_torch_weights": "tf_selectivity.models",
+    # The index.
     "class_selectivity": "tf_selectivity.measures.selectivity",
+    "ClassSelectivityAccumulator": "tf_selectivity.measures.selectivity",
+    "batch_class_selectivity": "tf_selectivity.measures.selectivity",
+    "layer_dimensionality": "tf_selectivity.measures.dimensionality",
+    # Data and training.
+    "load_dataset": "tf_selectivity.data",
     "TrainConfig": "tf_selectivity.training",
+    "TorchSGD": "tf_selectivity.training",
+    "save_as_run": "tf_selectivity.training",
+    "RunSummary": "tf_selectivity.training",
+    # Analysis of saved runs and of models in memory.
     "AnalysisOptions": "tf_selectivity.analysis",
+    "redraw": "tf_selectivity.analysis",
+    "read_tables": "tf_selectivity.analysis",
+    "selectivity_null": "tf_selectivity.analysis.stages.selectivity.null",
+    "ablation_curves": "tf_selectivity.analysis.stages.ablation.ablate",
+    "unit_importance": "tf_selectivity.analysis.stages.ablation.ablate",
+    "unit_gallery": "tf_selectivity.analysis.stages.units.gallery",
+    "save_unit_galleries": "tf_selectivity.analysis.stages.units.figures",
+    "fgsm": "tf_selectivity.analysis.stages.robustness.attacks",
+    "pgd": "tf_selectivity.analysis.stages.robustness.attacks",
+    "adversarial_accuracy": "tf_selectivity.analysis.stages.robustness.attacks",
+    "read_training_curves": "tf_selectivity.analysis.stages.training_curves.curves",
 }
 
 __all__ = list(_SUBMODULES) + list(_EXPORTS)
