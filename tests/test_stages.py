@@ -209,3 +209,53 @@ def test_analysis_groups_name_their_settings_and_the_command_names_the_flag(tmp_
                         "--baseline_alpha=1")
     assert completed.returncode == 2 and "baseline_alpha" in error_lines(completed.stderr)[0]
     assert not (tmp_path / "out").exists()
+
+
+class WarningStage(MeanLabelStage):
+    """Warns about one run while computing and about the whole analysis from its table."""
+
+    name = "warning_stage"
+
+    def compute(self, run):
+        result = super().compute(run)
+        if run.run_dir.endswith("a0_s0"):
+            result.warnings.append(f"{run.run_dir}: a per-run warning")
+        return result
+
+    def combine(self, results, context):
+        return {"warned": pd.concat([r.tables["mean_label"] for r in results.values()], ignore_index=True)}
+
+    def restore(self, tables, context):
+        return {"warned": tables["warned"]} if "warned" in tables else None
+
+    def warnings(self, tables, context):
+        return [f"{len(tables['warned'])} runs: a warning from the tables"]
+
+    def section(self, tables, context):
+        return None
+
+
+def test_warnings_open_the_report_survive_the_cache_and_a_redraw(tiny_runs, tmp_path):
+    from tf_selectivity.analysis.from_tables import read_tables, redraw
+    from tf_selectivity.analysis.pipeline import analyze
+
+    out = tmp_path / "out"
+    for attempt in range(2):  # the second analysis reads every result from the cache
+        analyze([str(tiny_runs)], str(out), OPTIONS, verbose=0, stages=_stages(WarningStage()))
+        report = (out / "report.md").read_text()
+        block = report.split("## Warnings", 1)[1].split("## Headline results", 1)[0]
+        assert "a0_s0: a per-run warning" in block and "4 runs: a warning from the tables" in block, block
+        assert report.index("## Warnings") < report.index("## Headline results")
+        table = pd.read_csv(out / "warnings.csv")
+        assert list(table["stage"]) == ["warning_stage", "warning_stage"]
+    assert len(WarningStage.computed) == 4  # computed once per run, then cached with its warning
+    redrawn = redraw(read_tables(str(out)), tmp_path / "redrawn", OPTIONS, stages=_stages(WarningStage()))
+    assert open(redrawn.report).read().split("## Warnings", 1)[1].split("##", 1)[0] == block.split("##", 1)[0]
+
+
+def test_no_warnings_no_block(tiny_runs, tmp_path):
+    from tf_selectivity.analysis.pipeline import analyze
+
+    analyze([str(tiny_runs)], str(tmp_path / "out"), OPTIONS, verbose=0, stages=_stages(MeanLabelStage()))
+    assert "## Warnings" not in (tmp_path / "out" / "report.md").read_text()
+    assert pd.read_csv(tmp_path / "out" / "warnings.csv").empty

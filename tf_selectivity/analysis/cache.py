@@ -68,7 +68,8 @@ class ResultCache:
             if content.get("nothing"):
                 return None
             tables = {name: pd.read_parquet(os.path.join(entry, f"{name}.parquet")) for name in content["tables"]}
-            return RunResult(tables=tables, values=content["values"], directory=entry)
+            return RunResult(tables=tables, values=content["values"], directory=entry,
+                             warnings=list(content.get("warnings", [])))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return MISSING
 
@@ -104,8 +105,10 @@ class ResultCache:
             for name, table in result.tables.items():
                 table.to_parquet(os.path.join(folder, f"{name}.parquet"), index=False)
             write_json_atomic(os.path.join(folder, RESULT_FILE),
-                              {"tables": list(result.tables), "values": result.values})
-            return RunResult(tables=result.tables, values=result.values, directory=entry)
+                              {"tables": list(result.tables), "values": result.values,
+                               "warnings": list(result.warnings)})
+            return RunResult(tables=result.tables, values=result.values, directory=entry,
+                             warnings=list(result.warnings))
 
         try:
             yield make_folder, store

@@ -159,6 +159,7 @@ class AnalysisContext:
     verbose: int = 0
     stage: str | None = None
     _errors: dict = dataclasses.field(default_factory=dict)
+    _warnings: dict = dataclasses.field(default_factory=dict)
     _shared: dict = dataclasses.field(default_factory=dict)
 
     def for_stage(self, name: str) -> "AnalysisContext":
@@ -172,6 +173,19 @@ class AnalysisContext:
     def errors_in(self, order: Sequence[str]) -> list:
         """Every stage's error rows, stage by stage in `order`."""
         return [row for name in order for row in self._errors.get(name, [])]
+
+    def add_warning(self, message: str) -> None:
+        """A warning of this view's stage: something a reader must know before trusting the
+        results (a run whose weights are not finite, a request capped, a test that cannot be
+        done). The report opens with every warning; ``warnings.csv`` lists them. Said once:
+        a repeated message is kept once."""
+        found = self._warnings.setdefault(self.stage, [])
+        if message not in found:
+            found.append(message)
+
+    def warnings_in(self, order: Sequence[str]) -> list:
+        """``(stage, message)`` of every warning, stage by stage in `order`."""
+        return [(name, message) for name in order for message in self._warnings.get(name, [])]
 
     def shared(self, key: str, make: Callable):
         """A resource shared by all runs (made by ``make()`` on first use; closed at the end if it has ``close``)."""

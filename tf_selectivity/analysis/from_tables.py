@@ -35,6 +35,7 @@ __all__ = ["Redrawn", "draw_and_report", "read_tables", "redraw"]
 # Tables every analysis writes that belong to no stage.
 ERRORS_TABLE = "errors"
 DIVERGED_TABLE = "diverged"
+WARNINGS_TABLE = "warnings"
 
 
 @dataclasses.dataclass
@@ -77,6 +78,8 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
     headlines, sections, captions = [], [], {}
     for stage in stages:
         view = context.for_stage(stage.name)
+        for message in stage.warnings(context.tables[stage.name], view):
+            view.add_warning(message)
         headlines += stage.headlines(context.tables[stage.name], view)
         section = stage.section(context.tables[stage.name], view)
         if section:
@@ -86,6 +89,7 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
     report = assemble_report(
         folder, selectivity.get("runs"), selectivity.get("layers"), headlines=headlines, sections=sections,
         figures=figures, errors=list(errors), diverged=diverged, captions=captions,
+        warnings=[message for _, message in context.warnings_in([stage.name for stage in stages])],
     )
     return figures, str(report)
 
@@ -155,6 +159,9 @@ def redraw(tables: Mapping[str, pd.DataFrame], output_dir: str | Path, options: 
     errors = [] if errors is None else [(row.path, row.error) for row in errors.itertuples(index=False)]
     diverged = tables.get(DIVERGED_TABLE)
     diverged = diverged if diverged is not None and not diverged.empty else None
+    warnings = tables.get(WARNINGS_TABLE)
+    for row in ([] if warnings is None else warnings.itertuples(index=False)):
+        context.for_stage(row.stage).add_warning(row.warning)
     figures, report = draw_and_report(context, restored, output_dir, errors=errors, diverged=diverged,
                                       formats=formats, dpi=dpi)
     return Redrawn(report, figures)

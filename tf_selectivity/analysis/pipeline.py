@@ -30,7 +30,7 @@ import pandas as pd
 
 from tf_selectivity.analysis.cache import MISSING, ResultCache
 from tf_selectivity.analysis.context import AnalysisContext, RunContext, TestDataLoader
-from tf_selectivity.analysis.from_tables import draw_and_report
+from tf_selectivity.analysis.from_tables import WARNINGS_TABLE, draw_and_report
 from tf_selectivity.analysis.options import AnalysisOptions
 from tf_selectivity.analysis.outputs import OutputDirectory, output_dir_problem, write_table
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, discover_runs
@@ -208,6 +208,8 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                                                                index=False)
         figures, report_path = draw_and_report(context, stages, context.staging, errors=errors,
                                                diverged=_diverged_table(diverged) if diverged else None)
+        warnings = pd.DataFrame(context.warnings_in(context.active), columns=["stage", "warning"])
+        warnings.to_csv(os.path.join(context.staging, f"{WARNINGS_TABLE}.csv"), index=False)
     finally:
         context.close()
 
@@ -252,6 +254,8 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
                     continue
                 if result is not None:
                     context.results.setdefault(stage.name, {})[record.run_dir] = result
+                    for message in result.warnings:
+                        context.for_stage(stage.name).add_warning(message)
                 elif stage.essential:
                     break
             else:

@@ -109,11 +109,15 @@ class RunResult:
         directory: the cache entry's folder, where the stage's files lie
             (those `compute` wrote under ``run.directory``); set by the
             engine, None for a result that is not cached.
+        warnings: sentences a reader must see about this run's result (e.g.
+            its weights are not finite); cached with it, and given to the
+            report by every analysis that uses the result.
     """
 
     tables: dict = dataclasses.field(default_factory=dict)
     values: dict = dataclasses.field(default_factory=dict)
     directory: str | None = None
+    warnings: list = dataclasses.field(default_factory=list)
 
 
 class Stage:
@@ -258,6 +262,12 @@ class Stage:
         report joins each condition's sentences of every stage, in registry
         order, under that condition's title.
         """
+        return []
+
+    def warnings(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> list:
+        """Warnings that follow from the stage's tables (each a sentence), e.g. a test
+        whose premise fails. They open the report, after those the stage gave while
+        computing (`AnalysisContext.add_warning`), and go to ``warnings.csv``."""
         return []
 
     def section(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> list | None:

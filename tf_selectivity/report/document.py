@@ -52,6 +52,7 @@ def assemble_report(
     errors: Sequence[tuple[str, str]] | None = None,
     diverged: pd.DataFrame | None = None,
     captions: Mapping[str, str] | None = None,
+    warnings: Sequence[str] = (),
 ) -> Path:
     """Writes `report.md` into `output_dir` from its parts, in order.
 
@@ -78,6 +79,8 @@ def assemble_report(
         errors: `(path, message)` for each run that could not be analysed.
         diverged: The runs whose training diverged, listed in a section of
             their own.
+        warnings: What a reader must know before trusting the results; the
+            report opens with them, right after its overview line.
 
     Returns:
         Path of the written report.
@@ -108,9 +111,11 @@ def assemble_report(
            and not diverged.empty else "")
         + ".",
         "",
-        "## Headline results",
-        "",
     ]
+    if warnings:
+        lines += ["## Warnings", "", "Read these before the results:", ""]
+        lines += [f"- **{message}**" for message in warnings] + [""]
+    lines += ["## Headline results", ""]
     for title, sentences in blocks.values():
         lines += [f"### {title}", ""] + [f"- {sentence}" for sentence in sentences] + [""]
     if not blocks:
