@@ -194,9 +194,10 @@ class Stage:
             Whatever `run_error` turns into one run's error row; anything
             else stops the analysis.
 
-        A stage without per-run work does not override this method.
+        A stage without per-run work does not override this method: the
+        engine then never calls it (`implements_compute`).
         """
-        raise NotImplementedError
+        return None
 
     def accepts(self, cached: RunResult, run: "RunContext") -> bool:
         """Whether a cached result serves this analysis (by default: always).
