@@ -69,6 +69,9 @@ _EXPORTS = {
     "save_as_run": "tf_selectivity.training",
     "RunSummary": "tf_selectivity.training",
     # Analysis of saved runs and of models in memory.
+    "load_run": "tf_selectivity.analysis.run",
+    "Run": "tf_selectivity.analysis.run",
+    "RunLoadError": "tf_selectivity.analysis.runs",
     "AnalysisOptions": "tf_selectivity.analysis",
     "redraw": "tf_selectivity.analysis",
     "read_tables": "tf_selectivity.analysis",
