@@ -143,3 +143,6 @@ def test_the_site_builds_strictly(tmp_path):
     for flag in ("--alpha", "--preset", "--runs", "--units_page", "--ablation_max_samples", "--alphas"):
         assert flag in cli, flag
     assert "load_run" in (site / "reference" / "api" / "index.html").read_text()
+    # Included documents (build notes, benchmarks, experiments) name no machine's paths either.
+    for page in site.rglob("*.html"):
+        assert "/work/" not in page.read_text(), page.relative_to(site)
