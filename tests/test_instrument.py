@@ -19,7 +19,7 @@ pytestmark = pytest.mark.core
 
 
 def readme_model(size=32, classes=10, seed=0):
-    """The small model of the README, as a plain keras.Model."""
+    """A small model of two fused conv-ReLUs, as a plain keras.Model."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((size, size, 3))
     x = keras.layers.Conv2D(16, 3, activation="relu", name="conv1")(inputs)

@@ -1,7 +1,7 @@
 """`instrument` on keras.applications networks (weights=None: no downloads).
 
 Built at 32x32 with 5 classes and checked with one forward pass of two
-images. MobileNetV2 (the README's example) is a core test; ResNet50 and
+images. MobileNetV2 (the example of docs/guides/own-model.md) is a core test; ResNet50 and
 EfficientNetB0 are not (the TensorFlow suite runs them): building them on
 the JAX backend takes 20-60 s each on a 2-core CPU (JAX compiles every
 weight initializer), more than the core suite under JAX can afford.

@@ -67,6 +67,16 @@ class TestData:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def subset(self, size: int | None) -> "TestData":
+        """The class-balanced subset of `size` of these images (`data.subsets.balanced_subset`),
+        ``chosen`` holding their positions here; None: these images themselves."""
+        if not size:
+            return self
+        from tf_selectivity.data.subsets import balanced_subset
+
+        chosen = balanced_subset(self.labels, size)
+        return dataclasses.replace(self, images=self.images[chosen], labels=self.labels[chosen], chosen=chosen)
+
 
 class TestDataLoader:
     """Loads each dataset's test split once, whatever the number of runs.
@@ -315,15 +325,10 @@ class RunContext:
     def subset(self, size: int | None) -> TestData:
         """The class-balanced subset of `size` test images (`data.subsets.balanced_subset`;
         None: the whole test set), made once per size; ``chosen`` holds its positions."""
-        data = self.test_data
         if not size:
-            return data
+            return self.test_data
         if size not in self._subsets:
-            from tf_selectivity.data.subsets import balanced_subset
-
-            chosen = balanced_subset(data.labels, size)
-            self._subsets[size] = dataclasses.replace(
-                data, images=data.images[chosen], labels=data.labels[chosen], chosen=chosen)
+            self._subsets[size] = self.test_data.subset(size)
         return self._subsets[size]
 
     def close(self) -> None:

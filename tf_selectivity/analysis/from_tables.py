@@ -58,7 +58,8 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
         folder: where ``figures/`` and ``report.md`` go.
         errors: ``(path, message)`` of every run that could not be analysed.
         diverged: the runs whose training diverged, or None.
-        formats, dpi: the figure files (default `plots.save_figure`'s).
+        formats: the figure files' formats (default `plots.save_figure`'s).
+        dpi: their resolution (default `plots.save_figure`'s).
 
     Returns:
         (figures, report path): ``{figure name: [paths]}`` in drawing order,
@@ -129,7 +130,8 @@ def redraw(tables: Mapping[str, pd.DataFrame], output_dir: str | Path, options: 
         output_dir: folder of ``report.md`` and ``figures/`` (created).
         options: the analysis' `AnalysisOptions` (e.g. ``n_resamples``,
             ``figures``); default `AnalysisOptions()`.
-        formats, dpi: the figure files (default `plots.save_figure`'s).
+        formats: the figure files' formats (default `plots.save_figure`'s).
+        dpi: their resolution (default `plots.save_figure`'s).
         stages: the stages, in report order (default: the registry's).
 
     Returns:

@@ -519,10 +519,12 @@ def load_corrupted(
 
     Args:
         spec: the source (`parse_source`).
-        corruption, severity: which set (severity 1-5).
-        clean_images, clean_labels: the clean test set (for ``generated``:
+        corruption: which corruption.
+        severity: its severity (1-5).
+        clean_images: the clean test set's images (for ``generated``:
             corrupted with `seed`; for the others: the shape the images must
             have).
+        clean_labels: the clean test set's labels.
         data_dir: tensorflow-datasets' directory (``tfds:``).
         class_names: Tiny ImageNet-C: the model's classes (wnids) in label
             order (default: the sorted folders).

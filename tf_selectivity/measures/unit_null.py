@@ -203,7 +203,12 @@ def permutation_nulls(
     Args:
         layers: mapping name -> (images, units) responses, the same images
             in the same order.
-        labels, num_classes, num_permutations, seed, index, keep_null,
+        labels: as for `permutation_null`.
+        num_classes: as for `permutation_null`.
+        num_permutations: as for `permutation_null`.
+        seed: as for `permutation_null`.
+        index: as for `permutation_null`.
+        keep_null: as for `permutation_null`.
         max_chunk_bytes: as for `permutation_null`.
 
     Returns:

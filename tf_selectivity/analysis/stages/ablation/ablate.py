@@ -190,8 +190,15 @@ def unit_importance(
     """Each unit's importance: the accuracy drop when it alone is ablated.
 
     Args:
-        model, images, labels, layers, mode, index, batch_size, method,
-            on_device: as `ablation_curves`.
+        model: as `ablation_curves`.
+        images: as `ablation_curves`.
+        labels: as `ablation_curves`.
+        layers: as `ablation_curves`.
+        mode: as `ablation_curves`.
+        index: as `ablation_curves`.
+        batch_size: as `ablation_curves`.
+        method: as `ablation_curves`.
+        on_device: as `ablation_curves`.
 
     Returns:
         Tidy DataFrame, one row per unit of each layer: ``layer``,
@@ -258,7 +265,8 @@ def importance_correlations(
             e.g. ``si_chance_corrected``, and a ``run_dir``).
         columns: the SI columns correlated (those absent are skipped).
         target: the importance column.
-        n_resamples, seed: of the bootstrap.
+        n_resamples: bootstrap resamples.
+        seed: the bootstrap's seed.
         group: the columns one correlation is computed per.
 
     Returns:

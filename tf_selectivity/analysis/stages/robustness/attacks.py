@@ -178,7 +178,11 @@ def adversarial_accuracy(model, images, labels, epsilon: float, *, batch_size: i
     """Fraction of `images` the model still classifies as `labels` after the attack.
 
     Args:
-        model, images, labels, epsilon, batch_size: as for `perturb`.
+        model: as for `perturb`.
+        images: as for `perturb`.
+        labels: as for `perturb`.
+        epsilon: as for `perturb`.
+        batch_size: as for `perturb`.
         **kwargs: the other arguments of `perturb` (attack, steps, step_size,
             random_start, seed, bounds, from_logits, norm).
 
