@@ -54,6 +54,13 @@ def error_lines(stderr: str) -> list:
     return [line for line in stderr.splitlines() if line.strip() and not any(n in line for n in noise)]
 
 
+def log_lines(text: str) -> list:
+    """The lines of progress output written off a terminal (a log file, a pipe), after checking
+    that it is plain text: no carriage return redrawing a bar, no ANSI code."""
+    assert "\r" not in text and "\x1b" not in text, repr(text[:500])
+    return text.splitlines()
+
+
 def assert_redraw_matches(out, figures, options, redraw_dir) -> str:
     """Redraws the analysis in `out` from its saved tables into `redraw_dir` and
     asserts the same report (but its date line) and the same figures, byte for

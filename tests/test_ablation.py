@@ -221,3 +221,21 @@ def test_imagenet_resnets_ablate_by_their_suffix_as_by_the_whole_network(rng, de
     importance = unit_importance(model, images, labels, layers=[probes[0]], method="suffix", batch_size=16)
     reference = unit_importance(model, images, labels, layers=[probes[0]], method="full", batch_size=16)
     pd.testing.assert_frame_equal(importance, reference)
+
+
+def test_progress_is_one_line_per_pass_off_a_terminal_and_nothing_at_verbose_0(rng, capsys):
+    from conftest import log_lines
+
+    model = instrument(_plain(), alpha=0.0)
+    images, labels = _data(rng, count=24)
+    quiet = ablation_curves(model, images, labels, fractions=(0.0, 1.0), random_seeds=(0,))
+    quiet_importance = unit_importance(model, images, labels)
+    assert capsys.readouterr().out == ""
+    shown = ablation_curves(model, images, labels, fractions=(0.0, 1.0), random_seeds=(0,), verbose=1)
+    shown_importance = unit_importance(model, images, labels, verbose=1)
+    ablation_curves(model, images, labels, fractions=(0.0, 1.0), random_seeds=(0,), method="full", verbose=1)
+    # Every mask of every layer is an item: 2 probes x 3 orders x 2 fractions; each unit and each layer intact.
+    assert [line.split(", ")[0] for line in log_lines(capsys.readouterr().out)] == [
+        "Ablation curves: 12/12 ablations", "Unit importance: 16/16 ablations", "Ablation curves: 12/12 ablations"]
+    pd.testing.assert_frame_equal(shown, quiet)
+    pd.testing.assert_frame_equal(shown_importance, quiet_importance)

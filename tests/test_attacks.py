@@ -194,6 +194,24 @@ def test_the_device_path_gives_the_host_path_s_images(resnet8):
         assert not np.array_equal(on_device, images)
 
 
+def test_progress_over_the_images_when_verbose(resnet8, capsys):
+    from conftest import log_lines
+
+    model, images, labels = resnet8
+    quiet = fgsm(model, images, labels, 4.0, batch_size=20)
+    accuracy = adversarial_accuracy(model, images, labels, 4.0, attack="pgd", steps=2, batch_size=20)
+    assert capsys.readouterr().out == ""
+    shown = fgsm(model, images, labels, 4.0, batch_size=20, verbose=1)
+    assert adversarial_accuracy(model, images, labels, 4.0, attack="pgd", steps=2, batch_size=20,
+                                verbose=1) == accuracy
+    # Both paths of JAX (the device's, the host's) show the same line.
+    on_host = pgd(model, images, labels, 4.0, steps=2, batch_size=20, on_device=False, verbose=1)
+    assert [line.split(", ")[0] for line in log_lines(capsys.readouterr().out)] == [
+        "FGSM at epsilon 4: 48/48 images", "PGD at epsilon 4: 48/48 images", "PGD at epsilon 4: 48/48 images"]
+    np.testing.assert_array_equal(shown, quiet)
+    assert on_host.shape == images.shape
+
+
 @pytest.mark.parametrize(
     "kwargs, parameter",
     [

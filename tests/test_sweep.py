@@ -600,6 +600,51 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials(resumed_sweep
     assert [r["status"] for r in records] == ["COMPLETED"] * 4
     assert len({(r["hyperparameters"]["values"]["alpha"], r["hyperparameters"]["values"]["seed"]) for r in records}) == 4
     assert "[sweep 4/4]" in second.stdout and "1/4 already complete" in second.stdout
+    # The time left, from the trials this session ran (the one done before takes none).
+    ended = [line for line in second.stdout.splitlines() if line.startswith("[sweep ") and " done: " in line]
+    assert ended[0].startswith("[sweep 2/4]") and ended[0].endswith(" left)") and ended[-1].endswith(" elapsed)")
+
+
+def test_trials_lines_tell_the_time_left_from_this_session_s_trials(monkeypatch, capsys):
+    import types
+
+    from keras_tuner.engine.trial import Trial
+
+    from tf_selectivity.sweeps import oracle as oracle_module
+
+    class Oracle:  # the display asks the oracle for the counts and the descriptions only
+        distributed = False
+        finished = 1  # one trial completed by an earlier session
+
+        def progress(self):
+            return self.finished, 4
+
+        def trial_holder(self, trial_id):
+            return None
+
+        def describe_trial(self, trial):
+            return f"seed {trial.hyperparameters.values['seed']}"
+
+    clock = types.SimpleNamespace(now=100.0)
+    monkeypatch.setattr("tf_selectivity.core.progress.time.monotonic", lambda: clock.now)
+    oracle = Oracle()
+    display = oracle_module.SweepDisplay(oracle)
+    for number, seed in enumerate((1, 2, 3), start=2):
+        trial = Trial(hyperparameters=None, trial_id=f"000{number}")
+        trial.hyperparameters = types.SimpleNamespace(values={"seed": seed})
+        display.on_trial_begin(trial)
+        clock.now += 60  # a minute per trial
+        trial.status = oracle_module.COMPLETED
+        trial.metrics.register("val_accuracy")
+        trial.metrics.update("val_accuracy", 0.5)
+        oracle.finished += 1
+        display.on_trial_end(trial)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[sweep ")]
+    # The earlier session's trial takes no time: 1 minute per trial run here, times the trials left.
+    assert lines[0].startswith("[sweep 2/4] trial 0002 done: seed 1: val_accuracy 0.5000")
+    assert lines[0].endswith(" (1:00 elapsed, 2:00 left)")
+    assert lines[1].endswith(" (2:00 elapsed, 1:00 left)")
+    assert lines[2].startswith("[sweep 4/4] trial 0004 done") and lines[2].endswith(" (3:00 elapsed)")
 
 
 def test_trials_table_has_one_row_per_trial_with_config_and_metrics(resumed_sweep):

@@ -184,3 +184,15 @@ def test_a_probe_after_a_dense_layer_has_one_by_one_maps(rng):
             top = gallery.top_images[(gallery.top_images["unit"] == row.unit) & (gallery.top_images["ranking"] == ranking)]
             np.testing.assert_array_equal(top.sort_values("rank")["image"], expected)
         assert row.threshold == pytest.approx(np.quantile(responses[:, row.unit].astype(np.float64), 0.995), rel=1e-6)
+
+
+def test_the_pass_over_the_images_shows_its_progress_when_verbose(rng, capsys):
+    from conftest import log_lines
+
+    model = _user_model()
+    images, labels = _data(rng, count=30)
+    quiet = unit_gallery(model, images, labels, k=2, batch_size=8)
+    assert capsys.readouterr().out == ""
+    shown = unit_gallery(model, images, labels, k=2, batch_size=8, verbose=1)
+    assert [line.split(", ")[0] for line in log_lines(capsys.readouterr().out)] == ["Unit galleries: 30/30 images"]
+    pd.testing.assert_frame_equal(shown.units, quiet.units)

@@ -12,7 +12,9 @@ a deliberately broken page. Chromium missing is a failure, not a skip: CI
 installs Debian's package (`.ci/run`).
 """
 
+import contextlib
 import html
+import io
 import json
 import os
 import re
@@ -138,10 +140,29 @@ PAGE_OPTIONS = AnalysisOptions(
 
 
 @pytest.fixture(scope="module")
-def unit_pages(tiny_runs, tmp_path_factory):
+def unit_pages_log():
+    """What `unit_pages` printed (not on a terminal: a log file's lines)."""
+    return io.StringIO()
+
+
+@pytest.fixture(scope="module")
+def unit_pages(tiny_runs, tmp_path_factory, unit_pages_log):
     out = tmp_path_factory.mktemp("unit_pages")
-    result = analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), PAGE_OPTIONS, verbose=0)
+    with contextlib.redirect_stdout(unit_pages_log):
+        result = analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), PAGE_OPTIONS, verbose=1)
     return result, out
+
+
+def test_the_galleries_show_one_line_per_pass(unit_pages, unit_pages_log):
+    from conftest import log_lines
+
+    result, _ = unit_pages
+    figures = len(result.tables["unit_gallery"])
+    lines = [line.split(", ")[0] for line in log_lines(unit_pages_log.getvalue())]
+    # The pass over the test images, then every figure drawn: per layer its histogram, grid and unit figures.
+    assert lines[-4:] == ["Selectivity null: 20/20 permutations", "Unit galleries: 200/200 images",
+                          f"Drawing unit galleries: {figures + 2 * len(LAYERS)}/{figures + 2 * len(LAYERS)} figures",
+                          "Per-run analysis: 1/1 runs"]
 
 
 def _html_pages(root):

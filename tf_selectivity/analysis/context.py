@@ -25,14 +25,7 @@ if TYPE_CHECKING:  # annotations only
     from tf_selectivity.analysis.options import AnalysisOptions
     from tf_selectivity.analysis.stage import RunResult
 
-__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition", "progress_verbosity"]
-
-
-def progress_verbosity() -> int:
-    """Keras' live progress bar on a terminal, one plain line per bar otherwise (logs)."""
-    import sys
-
-    return 1 if hasattr(sys.stdout, "isatty") and sys.stdout.isatty() else 2
+__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition"]
 
 
 def with_condition(frame: "pd.DataFrame", columns: Mapping) -> "pd.DataFrame":
@@ -117,7 +110,8 @@ class TestDataLoader:
         key = (spec, data_dir)
         if key not in self._cache:
             skip_bad = self.options.skip_bad_images or bool(record.config.get("skip_bad_images"))
-            images, labels, class_names = load_test_split(spec, data_dir=data_dir, skip_bad_images=skip_bad)
+            images, labels, class_names = load_test_split(spec, data_dir=data_dir, skip_bad_images=skip_bad,
+                                                           verbose=self.verbose)
             if self.verbose:
                 print(f"Test data {spec}: {describe_classes(class_names)}; {len(labels):,} images", flush=True)
             if self.options.max_test_samples:

@@ -35,6 +35,7 @@ from tf_selectivity.analysis.options import AnalysisOptions
 from tf_selectivity.analysis.outputs import OutputDirectory, output_dir_problem, write_table
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, discover_runs
 from tf_selectivity.analysis.stage import StageSkipped
+from tf_selectivity.core.progress import Progress
 from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "check_stages", "find_runs", "write_table"]
@@ -229,8 +230,9 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
     """
     computing = [stage for stage in stages if stage.implements_compute()]
     analysed = []
-    total = len(context.records)
-    for number, record in enumerate(context.records, start=1):
+    # Each computed run is announced with the time left; its passes show their own progress below.
+    runs = Progress("Per-run analysis", len(context.records), unit="run", enabled=bool(context.verbose), nested=True)
+    for record in context.records:
         run = RunContext(record, context)
         announced = False
         try:
@@ -240,8 +242,8 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
                 try:
                     found, result = _cached(stage, run, cache)
                     if not found:
-                        if context.verbose and not announced:
-                            print(f"[{number}/{total}] {record.run_dir}", flush=True)
+                        if not announced:
+                            runs.announce(record.run_dir)
                             announced = True
                         result = _compute(stage, run, cache)
                 except Exception as error:
@@ -262,6 +264,12 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
                 analysed.append(record)
         finally:
             run.close()
+            if announced:
+                runs.update()
+            else:
+                runs.skip()
+    if runs.worked:
+        runs.close()
     return analysed
 
 

@@ -34,6 +34,7 @@ model); nothing of the analysis or training.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -193,6 +194,7 @@ def permutation_nulls(
     index: str = DEFAULT_SELECTIVITY_INDEX,
     keep_null: bool = False,
     max_chunk_bytes: int = 64 * 2**20,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """`permutation_null` of several response arrays (e.g. a run's layers) at once.
 
@@ -210,6 +212,7 @@ def permutation_nulls(
         index: as for `permutation_null`.
         keep_null: as for `permutation_null`.
         max_chunk_bytes: as for `permutation_null`.
+        progress: called with the number of permutations of each chunk done.
 
     Returns:
         dict name -> `UnitNull`, in the order of `layers`.
@@ -253,6 +256,8 @@ def permutation_nulls(
             entry["reached"] += (null >= entry["threshold"]).sum(axis=0)
             if entry["kept"] is not None:
                 entry["kept"][start : start + count] = null
+        if progress is not None:
+            progress(count)
     results = {}
     for name, entry in state.items():
         mean = entry["total"] / num_permutations

@@ -72,7 +72,7 @@ class AblationStage(Stage):
             raise ValueError(f"none of --ablation_layers is a probe of this run (its probes: {', '.join(probes)})")
         data = run.subset(settings.max_samples)
         common = dict(layers=layers, mode=settings.mode, index=options.selectivity_index,
-                      batch_size=options.batch_size)
+                      batch_size=options.batch_size, verbose=run.analysis.verbose)
         tables = {}
         if settings.curves:
             tables["curves"] = run.with_condition(ablation_curves(

@@ -116,8 +116,6 @@ class RobustnessStage(Stage):
         settings = options.robustness
         data = run.subset(settings.max_samples)
         model = run.model
-        if run.analysis.verbose:
-            print(f"Robustness of {run.run_dir} on {len(data.labels):,} images", flush=True)
         class_names = None  # runs record none: Tiny ImageNet-C names its classes by its sorted folders
         sets = run.analysis.shared("robustness.corrupted_sets", lambda: CorruptedSets(options))
         robustness, dimensionality = evaluate_robustness(
@@ -127,7 +125,7 @@ class RobustnessStage(Stage):
             pgd_step_size=settings.pgd_step_size, pgd_random_start=settings.pgd_random_start,
             seed=settings.attack_seed, batch_size=min(options.batch_size, 256),
             data_dir=options.data_dir, class_names=class_names,
-            load_set=sets.loader(data, class_names),
+            load_set=sets.loader(data, class_names), verbose=run.analysis.verbose,
         )
         return RunResult(tables={"robustness": robustness, "dimensionality": dimensionality})
 

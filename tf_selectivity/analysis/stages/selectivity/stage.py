@@ -66,7 +66,6 @@ class SelectivityStage(Stage):
     def compute(self, run):
         from tf_selectivity.analysis.stages.selectivity.evaluate import (
             evaluate_run,
-            sample_progress,
             write_position_responses,
         )
 
@@ -84,11 +83,11 @@ class SelectivityStage(Stage):
             selectivity_null=options.selectivity.null_permutations,
             selectivity_null_seed=options.selectivity.null_seed,
             response_dir=None if positions else response_dir,
-            progress=sample_progress(len(data.labels)) if run.analysis.verbose else None,
+            verbose=run.analysis.verbose,
         )
         if positions:
             write_position_responses(run.record, data.images, options.batch_size,
-                                     options.similarity.max_datapoints, response_dir)
+                                     options.similarity.max_datapoints, response_dir, verbose=run.analysis.verbose)
         run_row["dataset"] = data.spec
         return RunResult(tables={"units": units}, values={"run": run_row, "layers": layers})
 

@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.analysis.context import progress_verbosity
 from tf_selectivity.analysis.runs import RunRecord
+from tf_selectivity.core.progress import Progress
 
 __all__ = ["BASELINE_ALPHA", "cca_groups", "run_cca", "run_similarity_maps"]
 
@@ -66,26 +66,27 @@ def run_cca(records, options, response_dirs, errors, verbose):
         for alpha, runs in treated.items():
             # One pass over the responses for every measure.
             methods = options.similarity.measures
-            if verbose:
-                print(f"Similarity ({', '.join(methods)}) {model} {activation}: alpha={alpha:g} ({len(runs)} runs) vs alpha={BASELINE_ALPHA:g} ({len(baseline)} runs)")
+            description = (f"Similarity ({', '.join(methods)}) {model} {activation}: "
+                           f"alpha={alpha:g} ({len(runs)} runs) vs alpha={BASELINE_ALPHA:g} ({len(baseline)} runs)")
 
             def load(run_dir, layer):
                 return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
 
             try:
-                frame = figure3_distances(
-                    [r.run_dir for r in runs],
-                    [r.run_dir for r in baseline],
-                    layers,
-                    load,
-                    method=methods,
-                    pwcca_variant=options.similarity.pwcca_variant,
-                    procrustes_alpha=options.similarity.procrustes_alpha,
-                    progress=_progress_bar(verbose),
-                    run_seeds=None if options.similarity.same_seed_pairs else {
-                        r.run_dir: r.summary.seed for r in [*runs, *baseline]
-                    },
-                )
+                with Progress(description, unit="comparison", enabled=bool(verbose)) as bar:
+                    frame = figure3_distances(
+                        [r.run_dir for r in runs],
+                        [r.run_dir for r in baseline],
+                        layers,
+                        load,
+                        method=methods,
+                        pwcca_variant=options.similarity.pwcca_variant,
+                        procrustes_alpha=options.similarity.procrustes_alpha,
+                        progress=bar.update_to,
+                        run_seeds=None if options.similarity.same_seed_pairs else {
+                            r.run_dir: r.summary.seed for r in [*runs, *baseline]
+                        },
+                    )
             except ValueError as error:  # e.g. no pair of different seeds, unusable activations
                 errors.append((f"CCA of {model} {activation} alpha={alpha:g}", str(error)))
                 continue
@@ -105,9 +106,10 @@ def run_cca(records, options, response_dirs, errors, verbose):
     return pd.concat(distances, ignore_index=True), ratios, tests
 
 
-def run_similarity_maps(records, options, response_dirs, errors):
+def run_similarity_maps(records, options, response_dirs, errors, verbose=0):
     """The `similarity_maps` table: per condition and treated alpha, the layer
-    map of one within-alpha and one to-baseline pair (or None)."""
+    map of one within-alpha and one to-baseline pair (or None). `verbose` 1
+    shows the progress of each alpha's pairs."""
     from tf_selectivity.analysis.stages.similarity.maps import map_pairs, map_table
 
     def load(run_dir, layer):
@@ -120,8 +122,10 @@ def run_similarity_maps(records, options, response_dirs, errors):
             seeds = None if options.similarity.same_seed_pairs else {
                 r.run_dir: r.summary.seed for r in [*runs, *baseline]}
             pairs = map_pairs([r.run_dir for r in runs], [r.run_dir for r in baseline], seeds)
+            description = f"Similarity maps ({options.similarity.map_measure}) {model} {activation}: alpha={alpha:g}"
             try:
-                table = map_table(pairs, layers, load, options.similarity.map_measure)
+                with Progress(description, len(pairs), unit="pair", enabled=bool(verbose)) as bar:
+                    table = map_table(pairs, layers, load, options.similarity.map_measure, progress=bar.update)
             except ValueError as error:
                 errors.append((f"Similarity maps of {model} {activation} alpha={alpha:g}", str(error)))
                 continue
@@ -129,18 +133,3 @@ def run_similarity_maps(records, options, response_dirs, errors):
     if not tables:
         return None
     return pd.concat(tables, ignore_index=True)
-
-
-def _progress_bar(verbose):
-    if not verbose:
-        return None
-    import keras
-
-    state = {}
-
-    def update(done, total):
-        if "bar" not in state:
-            state["bar"] = keras.utils.Progbar(total, unit_name="comparison", verbose=progress_verbosity())
-        state["bar"].update(done)
-
-    return update

@@ -56,7 +56,7 @@ class SimilarityStage(Stage):
         cca, cca_ratio, cca_tests = run_cca(context.records, options, response_dirs, errors, context.verbose)
         maps = None
         if options.similarity.maps:
-            maps = run_similarity_maps(context.records, options, response_dirs, errors)
+            maps = run_similarity_maps(context.records, options, response_dirs, errors, context.verbose)
         for path, message in errors:
             context.add_error(path, message)
         tables = {}

@@ -60,11 +60,9 @@ class UnitsStage(Stage):
         from tf_selectivity.analysis.stages.units.options import parse_unit_specs
         from tf_selectivity.analysis.stages.units.run_galleries import draw_run_galleries
 
-        if run.analysis.verbose:
-            print(f"Unit galleries of {run.run_dir}", flush=True)
         data = run.test_data
         layers, tables = draw_run_galleries(run, _run_units(run), parse_unit_specs(run.options.units.named_units),
-                                            os.path.join(run.directory, GALLERIES))
+                                            os.path.join(run.directory, GALLERIES), run.analysis.verbose)
         return RunResult(tables=tables, values={"layers": layers, "class_names": list(data.class_names),
                                                 "test_data": data.spec})
 
