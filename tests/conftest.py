@@ -1,4 +1,4 @@
-"""Shared test helpers. Tests marked `core` also run under KERAS_BACKEND=jax in CI."""
+"""Shared test helpers. Tests marked `backends` also run under KERAS_BACKEND=jax (setup.cfg, `.ci/run`)."""
 
 import os
 import subprocess

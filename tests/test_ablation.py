@@ -12,8 +12,6 @@ from tf_selectivity.models import build_model
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.selectivity import class_selectivity
 
-pytestmark = pytest.mark.core
-
 
 def _plain(classes=4):
     keras.utils.set_random_seed(0)
@@ -33,6 +31,7 @@ def _accuracy(model, images, labels):
     return float((ops.convert_to_numpy(model(images)).argmax(-1) == labels).mean())
 
 
+@pytest.mark.backends
 def test_fraction_zero_is_the_clean_accuracy_and_curves_equal_a_hand_built_masking(rng):
     plain = _plain()
     model = instrument(plain, alpha=0.0)
@@ -59,6 +58,7 @@ def test_fraction_zero_is_the_clean_accuracy_and_curves_equal_a_hand_built_maski
         assert row["units_ablated"].item() == int(round(fraction * 8))
 
 
+@pytest.mark.backends
 def test_random_orders_are_reproducible_and_a_whole_layer_gives_one_class(rng):
     keras.utils.set_random_seed(0)
     model = build_model("resnet8", num_classes=4, input_shape=(12, 12, 3))
@@ -80,6 +80,7 @@ def test_random_orders_are_reproducible_and_a_whole_layer_gives_one_class(rng):
     assert list(mean["accuracy"]) == [pytest.approx(_accuracy(plain, images, labels)), pytest.approx(0.25)]
 
 
+@pytest.mark.backends
 def test_bad_arguments_are_named(rng):
     model = instrument(_plain(), alpha=0.0)
     images, labels = _data(rng, count=8)
@@ -113,6 +114,7 @@ def _skip_model(classes=4):
     return keras.Model(inputs, keras.layers.Dense(classes, name="logits")(x))
 
 
+@pytest.mark.backends
 def test_the_suffix_path_equals_the_whole_network(rng):
     images, labels = _data(rng, count=40)
     keras.utils.set_random_seed(0)
@@ -157,6 +159,7 @@ def test_the_suffix_path_equals_the_whole_network(rng):
     assert len(graph_cut(masked, outputs[user.probe_names[0]])) == 2
 
 
+@pytest.mark.backends
 def test_unit_importance_equals_one_unit_hand_masked(rng):
     plain = _plain()
     model = instrument(plain, alpha=0.0)
@@ -196,6 +199,7 @@ def test_importance_correlations_are_scipy_spearman_with_a_bootstrap_ci():
     assert row["ci_low"] < row["spearman"] < row["ci_high"]
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("depth", [18, 50])
 def test_imagenet_resnets_ablate_by_their_suffix_as_by_the_whole_network(rng, depth):
     # The Tiny ImageNet networks (basic and bottleneck blocks, 1x1 stride-2
