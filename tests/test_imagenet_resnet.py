@@ -73,7 +73,8 @@ def test_reduced_width_resnet18_trains_on_64x64_200_classes(rng):
 
 def test_resnet50_forward_and_one_train_step(rng):
     keras.utils.set_random_seed(0)
-    model = build_model("resnet50", num_classes=200, alpha=-1.0)
+    # Width 16: the layout of ResNet-50 (its full width is counted above) at a fraction of the compute.
+    model = build_model("resnet50", num_classes=200, alpha=-1.0, width=16)
     model.compile(optimizer=TorchSGD(0.01, momentum=0.9))
     x = rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     y = np.array([3, 150])
