@@ -154,7 +154,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     np.testing.assert_allclose(history(config.output_dir), history(str(tmp_path / "straight")), rtol=1e-5)
 
 
-@pytest.mark.backends
+# Bookkeeping around a trained run (reruns, refusals, what config.json
+# records): the same Python on every backend, so these run once.
 def test_completed_run_is_not_trained_again(tmp_path):
     config = tiny_config(tmp_path, "done", epochs=1)
     first = train(config, verbose=0)
@@ -163,7 +164,6 @@ def test_completed_run_is_not_trained_again(tmp_path):
     assert os.path.getmtime(os.path.join(config.output_dir, "summary.json")) == mtime
 
 
-@pytest.mark.backends
 def test_output_dir_of_another_configuration_is_refused(tmp_path):
     config = tiny_config(tmp_path, "run", epochs=1)
     train(config, verbose=0)
@@ -173,7 +173,6 @@ def test_output_dir_of_another_configuration_is_refused(tmp_path):
     assert read_json(os.path.join(config.output_dir, "config.json")) == before
 
 
-@pytest.mark.backends
 def test_selectivity_index_is_recorded_and_runs_without_it_count_as_bounded(tmp_path):
     config = tiny_config(tmp_path, "run", epochs=1)
     summary = train(config, verbose=0)
@@ -218,7 +217,6 @@ def test_train_step_compiles_with_xla(rng):
     assert logs["selectivity_term"][0] == pytest.approx(logs["batch_selectivity"][0], rel=1e-5)
 
 
-@pytest.mark.backends
 def test_skipped_images_are_listed_in_the_run_config(tmp_path, monkeypatch):
     from PIL import Image
 
