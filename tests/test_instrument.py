@@ -15,7 +15,7 @@ from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import DenseLogits, SelectivityModel
 from tf_selectivity.measures.selectivity import class_selectivity
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 
 def readme_model(size=32, classes=10, seed=0):

@@ -13,7 +13,7 @@ import tf_selectivity
 from conftest import REPO, TINY_DATASET
 from tf_selectivity import RunLoadError, load_run
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 PREDICT_ON_OTHER_BACKEND = """
 import sys

@@ -107,7 +107,6 @@ def test_a_published_set_that_does_not_fit_the_model_is_refused(model_and_data, 
         evaluate_robustness(model, images, labels, corruption_source=f"cifar10c:{tmp_path}")
 
 
-@pytest.mark.core
 def test_spearman_matches_scipy_and_its_permutation_p_is_exact():
     from scipy import stats
 
@@ -127,7 +126,6 @@ def test_spearman_matches_scipy_and_its_permutation_p_is_exact():
     assert math.isnan(spearman_with_ci([1, 2, np.nan], [1, 2, 3])["rho"])  # 2 pairs left
 
 
-@pytest.mark.core
 def test_claim_verdicts_follow_the_numbers():
     n = 12
     si = np.linspace(0.1, 0.6, n)

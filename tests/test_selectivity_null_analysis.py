@@ -51,7 +51,7 @@ def _reference(model, images, labels, num_permutations, seed, fdr, method="bh"):
     return frame
 
 
-@pytest.mark.core
+@pytest.mark.backends
 @pytest.mark.parametrize("kind", ["resnet8", "user", "resnet18"])
 def test_selectivity_null_of_a_model_in_memory(kind, rng):
     keras.utils.set_random_seed(0)
@@ -76,7 +76,7 @@ def test_selectivity_null_of_a_model_in_memory(kind, rng):
     np.testing.assert_allclose(units["si_chance_corrected"], units["selectivity"] - units["si_null_mean"])
 
 
-@pytest.mark.core
+@pytest.mark.backends
 def test_selectivity_null_of_chosen_layers_and_bad_arguments(rng):
     model = _user_model()
     images, labels = _data(rng, count=40)
@@ -101,7 +101,6 @@ def test_selectivity_null_of_chosen_layers_and_bad_arguments(rng):
         selectivity_null(plain, images, labels)
 
 
-@pytest.mark.core
 def test_selectivity_null_shows_its_two_passes_when_verbose(rng, capsys):
     model = _user_model()
     images, labels = _data(rng, count=40)

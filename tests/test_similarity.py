@@ -20,8 +20,6 @@ from tf_selectivity.measures import similarity
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.similarity import cka
 
-pytestmark = pytest.mark.core
-
 TIGHT = 1e-10
 
 

@@ -16,8 +16,6 @@ from tf_selectivity.measures.unit_null import (
     selective_units,
 )
 
-pytestmark = pytest.mark.core
-
 
 def _noise_unit():
     """The issue's pure-noise unit: 10 classes x 100 images, max(normal, 0)."""
