@@ -23,7 +23,7 @@ import shutil
 from typing import Callable
 
 from tf_selectivity.analysis.stage import RunResult
-from tf_selectivity.core.files import read_json, temporary_path, write_json_atomic
+from tf_selectivity.core.files import naming_full_disk, read_json, temporary_path, write_json_atomic
 
 __all__ = ["ResultCache", "MISSING"]
 
@@ -81,7 +81,8 @@ class ResultCache:
         the stage writes its files while computing; ``store(result)`` writes
         the result beside them and returns it with its final ``directory``.
         When the block ends, the folder is renamed onto `entry`; if the
-        block raises, nothing of the entry is left.
+        block raises, nothing of the entry is left. A full file system
+        while the block writes raises `NoSpaceError` naming the entry.
         """
         folder = temporary_path(entry)
         made = []
@@ -111,7 +112,8 @@ class ResultCache:
                              warnings=list(result.warnings))
 
         try:
-            yield make_folder, store
+            with naming_full_disk(entry):
+                yield make_folder, store
         except BaseException:
             if made:
                 shutil.rmtree(folder, ignore_errors=True)
