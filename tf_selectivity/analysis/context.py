@@ -51,8 +51,10 @@ def with_condition(frame: "pd.DataFrame", columns: Mapping) -> "pd.DataFrame":
 class TestData:
     """A run's test images (uint8, N x H x W x C), their integer labels and the class names.
 
-    ``chosen``: positions of these images in the analysis' test set when
-    they are a subset of it (`RunContext.subset`), else None.
+    ``chosen``: positions of these images in the dataset's test split when
+    they are a part of it (``max_test_samples``, `RunContext.subset`), else
+    None: a published corrupted set, which holds the whole split in its
+    order, is indexed by them.
     """
 
     __test__ = False  # not a pytest test class
@@ -114,8 +116,13 @@ class TestDataLoader:
                 from tf_selectivity.data.subsets import balanced_subset
 
                 chosen = balanced_subset(labels, self.options.max_test_samples)
-                images, labels = images[chosen], labels[chosen]
-            self._cache[key] = TestData(spec, images, labels, [str(name) for name in class_names])
+                if len(chosen) == len(labels):
+                    chosen = None  # the whole split, in order
+                else:
+                    images, labels = images[chosen], labels[chosen]
+            else:
+                chosen = None
+            self._cache[key] = TestData(spec, images, labels, [str(name) for name in class_names], chosen)
         data = self._cache[key]
         expected = record.summary.image_shape
         if expected and list(data.images.shape[1:]) != list(expected):
@@ -323,7 +330,8 @@ class RunContext:
 
             chosen = balanced_subset(data.labels, size)
             self._subsets[size] = dataclasses.replace(
-                data, images=data.images[chosen], labels=data.labels[chosen], chosen=chosen)
+                data, images=data.images[chosen], labels=data.labels[chosen],
+                chosen=chosen if data.chosen is None else data.chosen[chosen])
         return self._subsets[size]
 
     def close(self) -> None:
