@@ -53,6 +53,7 @@ def evaluate_run(
     selectivity_index: str = "eq1",
     selectivity_null: int = 0,
     selectivity_null_seed: int = 0,
+    respond: Callable | None = None,
 ):
     """Test-set statistics of one run.
 
@@ -74,6 +75,8 @@ def evaluate_run(
             units frame gains ``si_null_mean`` and ``si_p`` (q-values come
             later, `null.add_fdr`). 0: none.
         selectivity_null_seed: seed of the permutations.
+        respond: the run's response function (default: loaded,
+            `runs.load_response_function`).
 
     Returns:
         (run_row, layer_rows, units_frame): the run's row of the runs table,
@@ -81,7 +84,8 @@ def evaluate_run(
     """
     from tf_selectivity.measures.unit_statistics import evaluate_responses  # imports Keras
 
-    respond = load_response_function(record, "unit_responses")
+    if respond is None:
+        respond = load_response_function(record, "unit_responses")
     layer_names = record.probe_names
     precision_top_n = max(1, min(precision_top_n, len(labels) // num_classes))
     result = evaluate_responses(
