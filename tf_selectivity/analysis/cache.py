@@ -23,7 +23,7 @@ import shutil
 from typing import Callable
 
 from tf_selectivity.analysis.stage import RunResult
-from tf_selectivity.core.files import naming_full_disk, read_json, temporary_path, write_json_atomic
+from tf_selectivity.core.files import NoSpaceError, free_bytes, is_no_space, read_json, temporary_path, write_json_atomic
 
 __all__ = ["ResultCache", "MISSING"]
 
@@ -112,11 +112,12 @@ class ResultCache:
                              warnings=list(result.warnings))
 
         try:
-            with naming_full_disk(entry):
-                yield make_folder, store
-        except BaseException:
+            yield make_folder, store
+        except BaseException as error:
             if made:
                 shutil.rmtree(folder, ignore_errors=True)
+            if is_no_space(error):  # named as the entry, not its temporary folder
+                raise NoSpaceError(entry, free_bytes(entry)) from None
             raise
         if made:
             if os.path.isdir(entry):
