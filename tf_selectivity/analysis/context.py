@@ -44,8 +44,10 @@ def with_condition(frame: "pd.DataFrame", columns: Mapping) -> "pd.DataFrame":
 class TestData:
     """A run's test images (uint8, N x H x W x C), their integer labels and the class names.
 
-    ``chosen``: positions of these images in the analysis' test set when
-    they are a subset of it (`RunContext.subset`), else None.
+    ``chosen``: positions of these images in the dataset's test split when
+    they are a part of it (``max_test_samples``, `RunContext.subset`), else
+    None: a published corrupted set, which holds the whole split in its
+    order, is indexed by them.
     """
 
     __test__ = False  # not a pytest test class
@@ -62,13 +64,14 @@ class TestData:
 
     def subset(self, size: int | None) -> "TestData":
         """The class-balanced subset of `size` of these images (`data.subsets.balanced_subset`),
-        ``chosen`` holding their positions here; None: these images themselves."""
+        ``chosen`` holding their positions in the test split; None: these images themselves."""
         if not size:
             return self
         from tf_selectivity.data.subsets import balanced_subset
 
         chosen = balanced_subset(self.labels, size)
-        return dataclasses.replace(self, images=self.images[chosen], labels=self.labels[chosen], chosen=chosen)
+        return dataclasses.replace(self, images=self.images[chosen], labels=self.labels[chosen],
+                                   chosen=chosen if self.chosen is None else self.chosen[chosen])
 
 
 class TestDataLoader:
@@ -118,8 +121,13 @@ class TestDataLoader:
                 from tf_selectivity.data.subsets import balanced_subset
 
                 chosen = balanced_subset(labels, self.options.max_test_samples)
-                images, labels = images[chosen], labels[chosen]
-            self._cache[key] = TestData(spec, images, labels, [str(name) for name in class_names])
+                if len(chosen) == len(labels):
+                    chosen = None  # the whole split, in order
+                else:
+                    images, labels = images[chosen], labels[chosen]
+            else:
+                chosen = None
+            self._cache[key] = TestData(spec, images, labels, [str(name) for name in class_names], chosen)
         data = self._cache[key]
         expected = record.summary.image_shape
         if expected and list(data.images.shape[1:]) != list(expected):

@@ -29,6 +29,7 @@ import pandas as pd
 
 from tf_selectivity.analysis.context import AnalysisContext
 from tf_selectivity.analysis.options import AnalysisOptions
+from tf_selectivity.core.files import naming_full_disk
 
 __all__ = ["Redrawn", "draw_and_report", "read_tables", "redraw"]
 
@@ -75,7 +76,9 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
         for stage in stages:
             for name, figure in stage.figures(context.tables[stage.name], context.for_stage(stage.name)):
                 if figure is not None:
-                    figures[name] = save_figure(figure, os.path.join(folder, "figures", name), formats, dpi)
+                    path = os.path.join(folder, "figures", name)
+                    with naming_full_disk(path):
+                        figures[name] = save_figure(figure, path, formats, dpi)
     headlines, sections, captions = [], [], {}
     for stage in stages:
         view = context.for_stage(stage.name)
@@ -87,11 +90,12 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
             sections.append(section)
         captions.update(stage.captions)
     selectivity = context.tables.get("selectivity", {})
-    report = assemble_report(
-        folder, selectivity.get("runs"), selectivity.get("layers"), headlines=headlines, sections=sections,
-        figures=figures, errors=list(errors), diverged=diverged, captions=captions,
-        warnings=[message for _, message in context.warnings_in([stage.name for stage in stages])],
-    )
+    with naming_full_disk(os.path.join(folder, "report.md")):
+        report = assemble_report(
+            folder, selectivity.get("runs"), selectivity.get("layers"), headlines=headlines, sections=sections,
+            figures=figures, errors=list(errors), diverged=diverged, captions=captions,
+            warnings=[message for _, message in context.warnings_in([stage.name for stage in stages])],
+        )
     return figures, str(report)
 
 

@@ -11,6 +11,7 @@ unit's label-permutation null (`null.layer_null_columns`).
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,7 @@ def evaluate_run(
     selectivity_null: int = 0,
     selectivity_null_seed: int = 0,
     verbose: int = 0,
+    respond: Callable | None = None,
 ):
     """Test-set statistics of one run.
 
@@ -74,6 +76,8 @@ def evaluate_run(
         selectivity_null_seed: seed of the permutations.
         verbose: 1 shows the progress of the pass over the images and of
             the null's permutations (`core.progress`), 0 nothing.
+        respond: the run's response function (default: loaded,
+            `runs.load_response_function`).
 
     Returns:
         (run_row, layer_rows, units_frame): the run's row of the runs table,
@@ -81,7 +85,8 @@ def evaluate_run(
     """
     from tf_selectivity.measures.unit_statistics import evaluate_responses  # imports Keras
 
-    respond = load_response_function(record, "unit_responses")
+    if respond is None:
+        respond = load_response_function(record, "unit_responses")
     layer_names = record.probe_names
     precision_top_n = max(1, min(precision_top_n, len(labels) // num_classes))
     with Progress("Selectivity", len(labels), unit="image", enabled=verbose > 0) as bar:
