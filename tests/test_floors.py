@@ -18,7 +18,7 @@ FLOORS = [
     {"models"},  # the probe, builders, SelectivityModel, per-backend steps
     {"data"},
     {"training"},
-    {"plots"},  # drawing primitives and the paper's figures, from tables
+    {"plots"},  # drawing primitives: style, axes, labels, tables (each figure lives with its stage)
     {"report"},  # report.md: assembly and formatting
     # The analyze command: its engine, the stage protocol and every stage
     # (analysis/stages/<name>/: compute, figures, report section).

@@ -35,7 +35,7 @@ AGREEMENT = 1e-6  # What the issue asks; measured agreement is ~1e-13.
 @pytest.fixture(autouse=True)
 def _one_blas_thread():
     # Small BLAS calls slow down many times over with threads competing for
-    # 2 shared cores (BUILD_NOTES, CCA): 30 s against 3 s for this file.
+    # 2 shared cores (benchmarks/RESULTS.md, CCA).
     with blas_thread_limit(1):
         yield
 
@@ -296,7 +296,7 @@ def test_variants_differ_measurably():
         x, y = _layers(rng, units1, units2, datapoints, relu)
         both = cca.pwcca_variants(x, y)
         differences.append(both["svcca"].distance - both["textbook"].distance)
-    # Measured here: up to a few 1e-2 on ReLU-like layers (see BUILD_NOTES).
+    # On ReLU-like layers the two variants differ by more than rounding.
     assert max(abs(d) for d in differences) > 0.01
 
 
