@@ -30,10 +30,10 @@ import pandas as pd
 
 from tf_selectivity.analysis.cache import MISSING, ResultCache
 from tf_selectivity.analysis.context import AnalysisContext, RunContext, TestDataLoader
-from tf_selectivity.analysis.from_tables import WARNINGS_TABLE, draw_and_report
+from tf_selectivity.analysis.from_tables import CLAIMS_TABLE, CONDITIONS_TABLE, WARNINGS_TABLE, draw_and_report
 from tf_selectivity.analysis.options import AnalysisOptions
 from tf_selectivity.analysis.outputs import OutputDirectory, output_dir_problem, write_table
-from tf_selectivity.analysis.runs import CONFIG_COLUMNS, discover_runs
+from tf_selectivity.analysis.runs import CONFIG_COLUMNS, discover_runs, run_conditions
 from tf_selectivity.analysis.stage import StageSkipped
 from tf_selectivity.core.settings import ParameterError
 
@@ -190,7 +190,10 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                 context.active)])
             raise ValueError(f"no run could be analysed ({details})")
         context.staging = out.begin().staging
-        written = {}
+        # Conditions span the analysed runs: the stages name each run's when they combine.
+        context.conditions = run_conditions(context.records, options.pool_over)
+        written = {CONDITIONS_TABLE: context.conditions.table()}
+        write_table(written[CONDITIONS_TABLE], context.staging, CONDITIONS_TABLE)
         for stage in stages:
             view = context.for_stage(stage.name)
             results = context.results.get(stage.name, {})
@@ -208,7 +211,8 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                                                                index=False)
         figures, report_path = draw_and_report(context, stages, context.staging, errors=errors,
                                                diverged=_diverged_table(diverged) if diverged else None)
-        warnings = pd.DataFrame(context.warnings_in(context.active), columns=["stage", "warning"])
+        written[CLAIMS_TABLE] = context.claims
+        warnings = pd.DataFrame(context.warnings_in([*context.active, CLAIMS_TABLE]), columns=["stage", "warning"])
         warnings.to_csv(os.path.join(context.staging, f"{WARNINGS_TABLE}.csv"), index=False)
     finally:
         context.close()
