@@ -138,7 +138,11 @@ def _cache_entries(out):
 def test_second_analysis_reuses_cached_runs(analysis, tiny_runs):
     result, out = analysis
     cached = _cache_entries(out)
-    assert len(cached) == 4  # one selectivity entry per run (with its responses)
+    # One entry per run of each stage with per-run work: selectivity (with its responses), chance and
+    # the network at initialization.
+    assert [entry for entry in cached if entry.startswith("cache/selectivity/")] == cached[-4:]
+    assert len(cached) == 12 and {entry.split("/")[1] for entry in cached} == {"selectivity", "chance",
+                                                                               "initialization"}
     options = AnalysisOptions(n_resamples=200, figures=False, similarity=SimilarityOptions(
         measures=("pwcca", "svcca", "debiased_cka", "procrustes")))
     again = analyze([str(tiny_runs)], str(out), options, verbose=0)

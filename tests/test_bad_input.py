@@ -143,6 +143,8 @@ CASES = [
     ("analyze-ablation-unknown-mode", _analyze("--ablation", "--ablation_mode=noise"), "--ablation_mode"),
     ("analyze-ablation-zero-samples", _analyze("--unit_ablation", "--ablation_max_samples=0"), "--ablation_max_samples must be a positive integer; got 0"),
     ("analyze-null-negative-permutations", _analyze("--selectivity_null=-1"), "--selectivity_null must be a number of permutations B >= 1 (0: off); got -1"),
+    ("analyze-pool-over-unknown", _analyze("--pool_over=epochs,epoch"), "--pool_over names no identity field of the runs that can be pooled: epoch; the fields are selectivity_index, dataset, epochs"),
+    ("analyze-run-data-moved", _analyze(runs="{W}/moved_data_run"), "/nonexistent/cifar10-jpeg does not exist. The run's data are no longer at /nonexistent/cifar10-jpeg: if they moved, analyse them where they are now with --dataset=imagefolder:NEW_PATH"),
     # Issue 19 (unit galleries, selectivity while training): refused before anything is read or written.
     ("analyze-units-unknown-layer", _analyze("--units_page", "--units=probe_nope:3"), "--units names a layer no run has: probe_nope (the runs' probes: probe_stem)"),
     ("analyze-gallery-layers-unknown", _analyze("--units_page", "--gallery_layers=probe_stem,conv9"), "--gallery_layers names a layer no run has: conv9"),
@@ -339,6 +341,8 @@ def world_template(tmp_path_factory):
            json.dumps(RunSummary.from_dict(_summary(alpha=1e300)).as_diverged(1, "loss is nan").to_dict()))
     _write(os.path.join(root, "damaged_model_run", "summary.json"), json.dumps(_summary()))
     _write(os.path.join(root, "damaged_model_run", "model.keras"), "PK but not really a zip archive")
+    _write(os.path.join(root, "moved_data_run", "summary.json"),
+           json.dumps(_summary(dataset="imagefolder:/nonexistent/cifar10-jpeg")))
     _write(os.path.join(root, "bad_models.py"), BAD_MODELS)
     # Interrupted runs of the table's training command, their checkpoints damaged.
     this = TrainConfig(model="resnet8", dataset=TINY, epochs=1, output_dir="x")

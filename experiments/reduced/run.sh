@@ -4,7 +4,7 @@
 #   experiments/reduced/run.sh [DATASET] [STEP ...]
 #
 # DATASET defaults to cifar10 (tensorflow-datasets, downloads once); offline, pass a folder copy,
-# e.g. imagefolder:/data/cifar10-jpeg. STEPs (default: all, in this order):
+# e.g. imagefolder:/path/to/cifar10-jpeg. STEPs (default: all, in this order):
 #
 #   train       the 12 runs of the reduced_resnet20 preset into sweeps/reduced/resnet20 (resumable: rerun after an
 #               interruption). The runs committed in results/reduced/trained/ (model.keras, summary, config,
