@@ -1,11 +1,24 @@
-"""Shared test helpers. Tests marked `core` also run under KERAS_BACKEND=jax in CI."""
+"""Shared test helpers. Tests marked `backends` also run under KERAS_BACKEND=jax (setup.cfg, `.ci/run`)."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the command lines set it (cli.ENVIRONMENT)
+
+# On JAX the tests compile the same small programs again and again: a new
+# model per test, a new process per command line. JAX's persistent
+# compilation cache, in a directory of this session that the commands the
+# tests start inherit, compiles each program once. Nothing else changes: a
+# hit is the executable XLA would build again.
+_JAX_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _JAX_CACHE = tempfile.mkdtemp(prefix="tf_selectivity-tests-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _JAX_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the many small ones too
 
 import numpy as np
 import pytest
@@ -54,6 +67,13 @@ def error_lines(stderr: str) -> list:
     return [line for line in stderr.splitlines() if line.strip() and not any(n in line for n in noise)]
 
 
+def log_lines(text: str) -> list:
+    """The lines of progress output written off a terminal (a log file, a pipe), after checking
+    that it is plain text: no carriage return redrawing a bar, no ANSI code."""
+    assert "\r" not in text and "\x1b" not in text, repr(text[:500])
+    return text.splitlines()
+
+
 def assert_redraw_matches(out, figures, options, redraw_dir) -> str:
     """Redraws the analysis in `out` from its saved tables into `redraw_dir` and
     asserts the same report (but its date line) and the same figures, byte for
@@ -72,6 +92,11 @@ def assert_redraw_matches(out, figures, options, redraw_dir) -> str:
         for path, original in zip(paths, figures[name]):
             assert open(path, "rb").read() == open(original, "rb").read(), path
     return open(drawn.report, encoding="utf-8").read()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _JAX_CACHE:
+        shutil.rmtree(_JAX_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

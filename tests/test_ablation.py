@@ -9,10 +9,9 @@ from keras import ops
 from tf_selectivity import instrument
 from tf_selectivity.analysis.stages.ablation.ablate import ablation_curves
 from tf_selectivity.models import build_model
+from tf_selectivity.models.imagenet_resnet import IMAGENET_RESNET_BLOCKS
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.selectivity import class_selectivity
-
-pytestmark = pytest.mark.core
 
 
 def _plain(classes=4):
@@ -33,6 +32,7 @@ def _accuracy(model, images, labels):
     return float((ops.convert_to_numpy(model(images)).argmax(-1) == labels).mean())
 
 
+@pytest.mark.backends
 def test_fraction_zero_is_the_clean_accuracy_and_curves_equal_a_hand_built_masking(rng):
     plain = _plain()
     model = instrument(plain, alpha=0.0)
@@ -59,6 +59,7 @@ def test_fraction_zero_is_the_clean_accuracy_and_curves_equal_a_hand_built_maski
         assert row["units_ablated"].item() == int(round(fraction * 8))
 
 
+@pytest.mark.backends
 def test_random_orders_are_reproducible_and_a_whole_layer_gives_one_class(rng):
     keras.utils.set_random_seed(0)
     model = build_model("resnet8", num_classes=4, input_shape=(12, 12, 3))
@@ -80,6 +81,7 @@ def test_random_orders_are_reproducible_and_a_whole_layer_gives_one_class(rng):
     assert list(mean["accuracy"]) == [pytest.approx(_accuracy(plain, images, labels)), pytest.approx(0.25)]
 
 
+@pytest.mark.backends
 def test_bad_arguments_are_named(rng):
     model = instrument(_plain(), alpha=0.0)
     images, labels = _data(rng, count=8)
@@ -113,6 +115,7 @@ def _skip_model(classes=4):
     return keras.Model(inputs, keras.layers.Dense(classes, name="logits")(x))
 
 
+@pytest.mark.backends
 def test_the_suffix_path_equals_the_whole_network(rng):
     images, labels = _data(rng, count=40)
     keras.utils.set_random_seed(0)
@@ -157,6 +160,7 @@ def test_the_suffix_path_equals_the_whole_network(rng):
     assert len(graph_cut(masked, outputs[user.probe_names[0]])) == 2
 
 
+@pytest.mark.backends
 def test_unit_importance_equals_one_unit_hand_masked(rng):
     plain = _plain()
     model = instrument(plain, alpha=0.0)
@@ -196,17 +200,25 @@ def test_importance_correlations_are_scipy_spearman_with_a_bootstrap_ci():
     assert row["ci_low"] < row["spearman"] < row["ci_high"]
 
 
+# ResNet-18's and ResNet-50's blocks, one, two and one per stage: every kind
+# of block the full networks have (identity shortcuts, 1x1 projections of
+# stride 1 and 2) in a network small enough to ablate by the whole network.
+FEW_BLOCKS = {18: ("basic", (1, 2, 1)), 50: ("bottleneck", (1, 2, 1))}
+
+
+@pytest.mark.backends
 @pytest.mark.parametrize("depth", [18, 50])
-def test_imagenet_resnets_ablate_by_their_suffix_as_by_the_whole_network(rng, depth):
+def test_imagenet_resnets_ablate_by_their_suffix_as_by_the_whole_network(rng, depth, monkeypatch):
     # The Tiny ImageNet networks (basic and bottleneck blocks, 1x1 stride-2
     # shortcuts): labels are the clean network's own predictions, so the
     # clean accuracy is 1 and every mask that changes a prediction shows.
+    monkeypatch.setitem(IMAGENET_RESNET_BLOCKS, depth, FEW_BLOCKS[depth])
     keras.utils.set_random_seed(0)
-    model = build_model(f"resnet{depth}", num_classes=10, width=16)
-    images = rng.uniform(0, 255, (24, 64, 64, 3)).astype("float32")
+    model = build_model(f"resnet{depth}", num_classes=10, width=16, input_shape=(32, 32, 3))
+    images = rng.uniform(0, 255, (24, 32, 32, 3)).astype("float32")
     labels = ops.convert_to_numpy(model(images)).argmax(-1)
     probes = list(model.probe_names)
-    # ResNet50 (49 probes): one block output (after the residual sum; a
+    # Bottleneck blocks: one block output (after the residual sum; a
     # residual branch whose last batch norm starts at zero would hide a mask
     # inside the block), to keep the whole-network reference (a pass per
     # mask) short.
@@ -221,3 +233,21 @@ def test_imagenet_resnets_ablate_by_their_suffix_as_by_the_whole_network(rng, de
     importance = unit_importance(model, images, labels, layers=[probes[0]], method="suffix", batch_size=16)
     reference = unit_importance(model, images, labels, layers=[probes[0]], method="full", batch_size=16)
     pd.testing.assert_frame_equal(importance, reference)
+
+
+def test_progress_is_one_line_per_pass_off_a_terminal_and_nothing_at_verbose_0(rng, capsys):
+    from conftest import log_lines
+
+    model = instrument(_plain(), alpha=0.0)
+    images, labels = _data(rng, count=24)
+    quiet = ablation_curves(model, images, labels, fractions=(0.0, 1.0), random_seeds=(0,))
+    quiet_importance = unit_importance(model, images, labels)
+    assert capsys.readouterr().out == ""
+    shown = ablation_curves(model, images, labels, fractions=(0.0, 1.0), random_seeds=(0,), verbose=1)
+    shown_importance = unit_importance(model, images, labels, verbose=1)
+    ablation_curves(model, images, labels, fractions=(0.0, 1.0), random_seeds=(0,), method="full", verbose=1)
+    # Every mask of every layer is an item: 2 probes x 3 orders x 2 fractions; each unit and each layer intact.
+    assert [line.split(", ")[0] for line in log_lines(capsys.readouterr().out)] == [
+        "Ablation curves: 12/12 ablations", "Unit importance: 16/16 ablations", "Ablation curves: 12/12 ablations"]
+    pd.testing.assert_frame_equal(shown, quiet)
+    pd.testing.assert_frame_equal(shown_importance, quiet_importance)

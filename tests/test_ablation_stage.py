@@ -1,12 +1,14 @@
 """`analyze --ablation --unit_ablation` on tiny trained runs (issue 16 points 2, 3, 5)."""
 
+import contextlib
+import io
 import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import assert_redraw_matches
+from conftest import assert_redraw_matches, log_lines
 from tf_selectivity.analysis.stages.ablation.tables import ablation_auc, selective_vs_random, sign_flip_test
 from tf_selectivity.analysis.options import AblationOptions, AnalysisOptions, SelectivityOptions, SimilarityOptions
 from tf_selectivity.analysis.pipeline import analyze
@@ -27,9 +29,25 @@ OPTIONS = AnalysisOptions(
 
 
 @pytest.fixture(scope="module")
-def ablated(tiny_runs, tmp_path_factory):
+def ablated_log():
+    """What `ablated` printed (not on a terminal: a log file's lines)."""
+    return io.StringIO()
+
+
+@pytest.fixture(scope="module")
+def ablated(tiny_runs, tmp_path_factory, ablated_log):
     out = tmp_path_factory.mktemp("ablation")
-    return analyze([str(tiny_runs)], str(out), OPTIONS, verbose=0), out
+    with contextlib.redirect_stdout(ablated_log):
+        return analyze([str(tiny_runs)], str(out), OPTIONS, verbose=1), out
+
+
+def test_each_run_shows_one_line_per_ablation_pass(ablated, ablated_log):
+    lines = log_lines(ablated_log.getvalue())
+    # Per run, every mask is an item: 3 probes x (2 selectivity orders + 2 random) x 3 fractions; each unit
+    # of the 3 probes (16 + 32 + 64) and each probe intact.
+    assert sum(line.startswith("Ablation curves: 36/36 ablations, ") for line in lines) == 4
+    assert sum(line.startswith("Unit importance: 115/115 ablations, ") for line in lines) == 4
+    assert sum(line.startswith("Selectivity null: 20/20 permutations, ") for line in lines) == 4
 
 
 def test_the_stage_writes_its_tables_figures_and_section(ablated):

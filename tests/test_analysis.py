@@ -1,5 +1,7 @@
 """The analysis command on real saved runs: tables, CCA, figures, report, bad input."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -8,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import assert_redraw_matches, error_lines, run_cli
+from conftest import assert_redraw_matches, error_lines, log_lines, run_cli
 from tf_selectivity.measures import stats
 from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions
 from tf_selectivity.analysis.pipeline import analyze
@@ -18,11 +20,31 @@ pytestmark = pytest.mark.tensorflow_only
 
 
 @pytest.fixture(scope="module")
-def analysis(tiny_runs, tmp_path_factory):
+def analysis_log():
+    """What `analysis` printed (its standard output, not a terminal: a log file's lines)."""
+    return io.StringIO()
+
+
+@pytest.fixture(scope="module")
+def analysis(tiny_runs, tmp_path_factory, analysis_log):
     out = tmp_path_factory.mktemp("analysis")
     options = AnalysisOptions(n_resamples=500, similarity=SimilarityOptions(
         measures=("pwcca", "svcca", "debiased_cka", "procrustes"), pwcca_variant="both", maps=True))
-    return analyze([str(tiny_runs)], str(out), options, verbose=0), out
+    with contextlib.redirect_stdout(analysis_log):
+        return analyze([str(tiny_runs)], str(out), options, verbose=1), out
+
+
+def test_progress_off_a_terminal_is_one_line_per_run_and_per_pass(analysis, analysis_log):
+    lines = log_lines(analysis_log.getvalue())
+    runs = [line for line in lines if line.startswith("[")]
+    assert [line.split()[0] for line in runs] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert runs[0].endswith("a-10_s0") and runs[1].endswith(" left)")  # the time left from the second run on
+    assert sum(line.startswith("Selectivity: 200/200 images, ") for line in lines) == 4
+    assert sum(line.startswith("Per-run analysis: 4/4 runs, ") for line in lines) == 1
+    comparisons = [line for line in lines if line.startswith("Similarity (pwcca, svcca, debiased_cka, procrustes) ")]
+    assert len(comparisons) == 1 and "alpha=-10 (2 runs) vs alpha=0 (2 runs): 21/21 comparisons, " in comparisons[0]
+    maps = "Similarity maps (debiased_cka) resnet8 relu: alpha=-10: 2/2 pairs, "
+    assert sum(line.startswith(maps) for line in lines) == 1
 
 
 def test_tables_have_the_documented_columns(analysis):
@@ -145,15 +167,21 @@ def test_second_analysis_reuses_cached_runs(analysis, tiny_runs):
                                                                                "initialization"}
     options = AnalysisOptions(n_resamples=200, figures=False, similarity=SimilarityOptions(
         measures=("pwcca", "svcca", "debiased_cka", "procrustes")))
-    again = analyze([str(tiny_runs)], str(out), options, verbose=0)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        again = analyze([str(tiny_runs)], str(out), options, verbose=1)
     assert _cache_entries(out) == cached
     pd.testing.assert_frame_equal(again.runs, result.runs)
+    # Nothing computed per run: no run announced, no pass but the comparisons (made anew each time).
+    assert [line.split(":")[0] for line in log_lines(log.getvalue())] == [
+        "Similarity (pwcca, svcca, debiased_cka, procrustes) resnet8 relu"]
 
 
-def test_positions_as_datapoints(tiny_runs, tmp_path):
+def test_positions_as_datapoints(tiny_runs, tmp_path, capsys):
     options = AnalysisOptions(figures=False, n_resamples=100, similarity=SimilarityOptions(
         spatial="positions", max_datapoints=1500, same_seed_pairs=True))
     result = analyze([str(tiny_runs)], str(tmp_path / "out"), options, verbose=0)
+    assert capsys.readouterr().out == ""  # verbose 0: no progress at all
     # All pairs, same seeds included (the paper's count), under each default
     # measure (PWCCA and debiased CKA).
     assert result.cca.groupby("method").size().to_dict() == {"pwcca": 7 * (1 + 4), "debiased_cka": 7 * (1 + 4)}

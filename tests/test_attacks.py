@@ -1,5 +1,6 @@
 """FGSM and PGD (`tf_selectivity.analysis.stages.robustness.attacks`) against hand-computed
-answers and an independent PyTorch attack on the same weights."""
+answers and an independent PyTorch attack on the same weights (its answers
+committed in `references/`, made by `references/make_torch_references.py`)."""
 
 import numpy as np
 import pytest
@@ -9,9 +10,9 @@ from tf_selectivity.analysis.stages.robustness.attacks import adversarial_accura
 from tf_selectivity.models import AKAMASTER_NORMALIZATION, build_model, load_torch_weights
 from tf_selectivity.core.settings import ParameterError
 
-import test_torch_weights as reference  # the reference PyTorch ResNet (module import: its tests are not re-collected)
+from references import torch_cases
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 ROUNDING = 1e-4  # float32 rounding of x + epsilon near 255 (one ulp is 1.5e-5)
 
@@ -97,54 +98,29 @@ def test_budget_range_strength_and_seeds(resnet8):
     assert not np.array_equal(one, pgd(model, images[:8], labels[:8], epsilon, steps=2, random_start=True, seed=6))
 
 
-def torch_attack(torch, net, images, labels, epsilon, steps, step_size, start, mean, std):
-    """PGD (FGSM: steps=1, step_size=epsilon, start=0) in PyTorch on [0, 255] NHWC images."""
-    clean = torch.from_numpy(images.astype("float32"))
-    target = torch.from_numpy(labels.astype("int64"))
-    mean = torch.tensor(mean).view(1, 3, 1, 1)
-    std = torch.tensor(std).view(1, 3, 1, 1)
-    adversarial = torch.clamp(torch.min(torch.max(clean + torch.from_numpy(start), clean - epsilon), clean + epsilon), 0, 255)
-    for _ in range(steps):
-        adversarial = adversarial.detach().requires_grad_(True)
-        x = (adversarial.permute(0, 3, 1, 2) / 255.0 - mean) / std
-        loss = torch.nn.functional.cross_entropy(net(x), target, reduction="sum")
-        (gradient,) = torch.autograd.grad(loss, adversarial)
-        step = adversarial.detach() + step_size * gradient.sign()
-        adversarial = torch.clamp(torch.min(torch.max(step, clean - epsilon), clean + epsilon), 0, 255)
-    with torch.no_grad():
-        x = (adversarial.permute(0, 3, 1, 2) / 255.0 - mean) / std
-        predicted = net(x).argmax(dim=1).numpy()
-    return adversarial.detach().numpy(), float(np.mean(predicted == labels))
-
-
 def test_equal_to_pytorch_on_the_same_weights():
-    torch = pytest.importorskip("torch", reason=reference.NO_TORCH)
-    net = reference.torch_cifar_resnet(torch, 8)
-    with torch.no_grad():  # its random biases alone would decide every class
-        net.linear.bias.zero_()
-    mean, std = AKAMASTER_NORMALIZATION["normalize_mean"], AKAMASTER_NORMALIZATION["normalize_std"]
+    inputs = torch_cases.attacks()
+    theirs = torch_cases.expected("attacks", inputs)
     model = build_model("resnet8", input_shape=(16, 16, 3))
-    load_torch_weights(model, net.state_dict(), **AKAMASTER_NORMALIZATION)
-    rng = np.random.default_rng(11)
-    images = rng.uniform(0, 255, (32, 16, 16, 3)).astype("float32")
-    labels = np.argmax(model.predict(images, verbose=0), axis=-1)
-    labels[::4] = (labels[::4] + 1) % 10  # some already wrong
-    epsilon, steps = 24.0, 5  # a random network needs a large budget to change its mind
-    step_size = default_step_size(epsilon, steps)
-    start = np.random.default_rng(9).uniform(-epsilon, epsilon, images.shape).astype("float32")
+    load_torch_weights(model, inputs["state"], normalize_mean=tuple(inputs["mean"]), normalize_std=tuple(inputs["std"]))
+    assert dict(normalize_mean=tuple(inputs["mean"]), normalize_std=tuple(inputs["std"])) == AKAMASTER_NORMALIZATION
+    images = inputs["images"]
+    predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
+    np.testing.assert_array_equal(predicted, theirs["predicted"])
+    labels = torch_cases.attack_labels(predicted)  # some already wrong
+    epsilon, steps = float(inputs["epsilon"]), int(inputs["steps"])
+    assert default_step_size(epsilon, steps) == float(inputs["step_size"])
     cases = {
-        "fgsm": (fgsm(model, images, labels, epsilon), dict(steps=1, step_size=epsilon, start=np.zeros_like(images))),
-        "pgd": (pgd(model, images, labels, epsilon, steps=steps, random_start=True, seed=9, batch_size=32),
-                dict(steps=steps, step_size=step_size, start=start)),
+        "fgsm": fgsm(model, images, labels, epsilon),
+        "pgd": pgd(model, images, labels, epsilon, steps=steps, random_start=True, seed=9, batch_size=32),
     }
-    for attack, (ours, torch_kwargs) in cases.items():
-        theirs, their_accuracy = torch_attack(torch, net, images, labels, epsilon, mean=mean, std=std, **torch_kwargs)
+    for attack, ours in cases.items():
         # Signs of gradients within float error of 0 may differ: allow a few pixels.
-        differ = np.abs(ours - theirs) > 1e-3
+        differ = np.abs(ours - (images + theirs[f"{attack}_offset"])) > 1e-3
         assert differ.mean() < 5e-3, (attack, differ.mean())
         kwargs = {"steps": steps, "random_start": True, "seed": 9} if attack == "pgd" else {}
         ours_accuracy = adversarial_accuracy(model, images, labels, epsilon, attack=attack, **kwargs)
-        assert ours_accuracy == pytest.approx(their_accuracy, abs=1 / len(images)), attack
+        assert ours_accuracy == pytest.approx(float(theirs[f"{attack}_accuracy"]), abs=1 / len(images)), attack
         assert ours_accuracy < 0.75  # the attack changed predictions (clean accuracy is 0.75)
 
 
@@ -192,6 +168,24 @@ def test_the_device_path_gives_the_host_path_s_images(resnet8):
         on_host = pgd(model, images, labels, epsilon, on_device=False, **kwargs)
         np.testing.assert_array_equal(on_device, on_host)
         assert not np.array_equal(on_device, images)
+
+
+def test_progress_over_the_images_when_verbose(resnet8, capsys):
+    from conftest import log_lines
+
+    model, images, labels = resnet8
+    quiet = fgsm(model, images, labels, 4.0, batch_size=20)
+    accuracy = adversarial_accuracy(model, images, labels, 4.0, attack="pgd", steps=2, batch_size=20)
+    assert capsys.readouterr().out == ""
+    shown = fgsm(model, images, labels, 4.0, batch_size=20, verbose=1)
+    assert adversarial_accuracy(model, images, labels, 4.0, attack="pgd", steps=2, batch_size=20,
+                                verbose=1) == accuracy
+    # Both paths of JAX (the device's, the host's) show the same line.
+    on_host = pgd(model, images, labels, 4.0, steps=2, batch_size=20, on_device=False, verbose=1)
+    assert [line.split(", ")[0] for line in log_lines(capsys.readouterr().out)] == [
+        "FGSM at epsilon 4: 48/48 images", "PGD at epsilon 4: 48/48 images", "PGD at epsilon 4: 48/48 images"]
+    np.testing.assert_array_equal(shown, quiet)
+    assert on_host.shape == images.shape
 
 
 @pytest.mark.parametrize(

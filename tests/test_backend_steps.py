@@ -16,7 +16,7 @@ from keras import ops
 from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import SelectivityModel
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 CLASSES = 4
 BATCH = 16

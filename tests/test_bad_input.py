@@ -22,6 +22,8 @@ epoch (both resume to the uninterrupted run's result, bit for bit), and
 noise: CIFAR-10 offline, an alpha that overflows float32.
 """
 
+import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -30,11 +32,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import REPO
-
-pytestmark = pytest.mark.core
 
 TINY = "synthetic:train=60,test=20,size=8,classes=2"
 TRAIN = "tf_selectivity.train"
@@ -209,6 +210,39 @@ CASES += [
 ]
 
 
+# --------------------- analyze: what the runs cannot give, checked first
+# Summary-only runs (no model: a check that came after the first pass would
+# end in "no run could be analysed" instead), published corrupted sets that do
+# not fit the test set (20 images of 2 classes) or the model's classes.
+def _analysis_world(root):
+    for alpha in (0.0, -1.0):
+        _write(os.path.join(root, "no_replicates", f"a{alpha:g}", "summary.json"), json.dumps(_summary(alpha=alpha)))
+    for name, per_severity, labels in (
+            ("cifar10c_small", 4, np.zeros(20, np.int64)),
+            ("cifar10c_label_range", 20, np.tile(np.array([0, 1, 2, -1]), 25)),
+            ("cifar10c_float_labels", 20, np.zeros(100, np.float32))):
+        os.makedirs(os.path.join(root, name))
+        np.save(os.path.join(root, name, "fog.npy"), np.zeros((5 * per_severity, 8, 8, 3), np.uint8))
+        np.save(os.path.join(root, name, "labels.npy"), labels)
+
+
+CASES += [
+    # Requested work that these runs cannot give: refused before the backend starts.
+    ("analyze-similarity-one-run", _analyze("--similarity=pwcca"), "--similarity needs, for one model at least, runs at alpha = 0 and >= 2 replicates at another alpha (Figure 3 compares them); the runs given: resnet20 relu: alpha 0 (1 run)"),
+    ("analyze-similarity-maps-one-run", _analyze("--similarity_maps"), "--similarity_maps needs, for one model at least, runs at alpha = 0"),
+    ("analyze-cca-without-replicates", _analyze("--cca=true", runs="{W}/no_replicates"), "--cca needs, for one model at least, runs at alpha = 0 and >= 2 replicates at another alpha (Figure 3 compares them); the runs given: resnet8 relu: alpha -1 (1 run), alpha 0 (1 run)"),
+    ("analyze-cca-alphas-no-run-has", _analyze("--cca_alphas=-5", runs="{W}/no_replicates"), "--cca_alphas names alphas no run has: -5"),
+    ("analyze-ablation-layers-without-ablation", _analyze("--ablation_layers=probe_nope"), "--ablation_layers applies only with --ablation or --unit_ablation"),
+    ("analyze-robustness-set-smaller-than-test-set", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_small"), "cifar10c_small/fog.npy holds 5 x 4 images but the test set has 20: a published corrupted set holds every test image once per severity"),
+    ("analyze-robustness-labels-out-of-range", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_label_range"), "cifar10c_label_range/labels.npy holds labels from -1 to 2 but the runs have 2 classes (0 to 1)"),
+    ("analyze-robustness-labels-not-integers", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_float_labels"), "cifar10c_float_labels/labels.npy must hold integer class indices; got float32"),
+    ("analyze-robustness-tfds-not-prepared", _analyze("--robustness=corruptions:tfds:cifar10_corrupted", "--corruptions=fog", "--severities=1,2", "--data_dir={W}/someones_dir"), "cifar10_corrupted/fog_1 (and 1 more of the 2 asked for) is not prepared in {W}/someones_dir"),
+    # Flags that were renamed or removed say so.
+    ("analyze-cca-methods-renamed", _analyze("--cca_methods=pwcca"), "--cca_methods was renamed --similarity"),
+    ("analyze-baseline-alpha-removed", _analyze("--baseline_alpha=0"), "--baseline_alpha was removed: the unregularized runs are alpha = 0 by the loss' definition"),
+]
+
+
 # ------------------------------------------------------------------ world
 
 
@@ -231,7 +265,7 @@ def _summary(**overrides):
         "status": "completed", "model": "resnet8", "alpha": 0.0, "seed": 0, "activation": "relu",
         "leaky_slope": 0.0, "epochs": 1, "best_epoch": 1, "val_accuracy": 0.5, "test_accuracy": 0.5,
         "test_layer_selectivity": [0.1], "test_mean_selectivity": 0.1, "probe_names": ["probe_stem"],
-        "dataset": TINY, "num_classes": 2, "image_shape": [8, 8, 3],
+        "dataset": TINY, "num_classes": 2, "image_shape": [8, 8, 3], "num_test": 20,
     }
     summary.update(overrides)
     return summary
@@ -360,6 +394,7 @@ def world_template(tmp_path_factory):
     _write(os.path.join(root, "other_sweep", "sweep.json"), json.dumps(settings_record(other)))
     os.makedirs(os.path.join(root, "cache"))  # XDG_CACHE_HOME: decoded image folders land here
     _robustness_world(root)  # issue 18
+    _analysis_world(root)
     return root
 
 
@@ -409,19 +444,43 @@ def _stderr_lines(completed) -> list:
     return [line for line in completed.stderr.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("case_id,command,expected", [(c[0], c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])
+# The rows whose command loads Keras before it refuses (a user's model
+# function, a checkpoint, a saved model); the others answer before Keras is
+# imported. Each row checks which it is.
+LOADS_KERAS = {
+    "train-model-wrong-signature", "train-model-returns-none", "train-model-raises", "train-model-no-convolution",
+    "train-model-sigmoid", "train-seeds-model-raises", "train-checkpoint-state-not-json",
+    "train-checkpoint-state-fields", "train-checkpoint-truncated-weights", "train-checkpoint-best-missing",
+    "analyze-damaged-model", "sweep-model-wrong-signature", "sweep-model-raises", "sweep-model-sigmoid",
+    "sweep-cifar10-model-returns-none",
+}
+# The rows that run under every backend: one per command and kind of refusal
+# that loads Keras, so that each command starts under each backend with
+# nothing but its one line on stderr. The refusals themselves are Python,
+# alike under any backend: the other rows run once.
+EVERY_BACKEND = {"train-model-sigmoid", "train-checkpoint-truncated-weights", "analyze-damaged-model", "sweep-model-sigmoid"}
+
+
+@pytest.mark.parametrize("case_id,command,expected", [
+    pytest.param(*case, id=case[0], marks=[pytest.mark.backends] if case[0] in EVERY_BACKEND else [])
+    for case in CASES
+])
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(world_template, tmp_path, case_id, command, expected):
     world = _new_world(world_template, tmp_path)
     module, args = command
     expected = expected.replace("{W}", world)
     before = _tree(world)
-    completed = _run(module, args, world, _environment(world, tmp_path))
-    lines = _stderr_lines(completed)
-    assert completed.returncode == 2, (completed.returncode, completed.stderr[-3000:])
+    # Python lists every import on stderr ("import time: ... | module"): the row's mark is checked.
+    completed = _run(module, args, world, _environment(world, tmp_path, PYTHONPROFILEIMPORTTIME="1"))
+    imports = [line for line in completed.stderr.splitlines() if line.startswith("import time:")]
+    lines = [line for line in _stderr_lines(completed) if not line.startswith("import time:")]
+    assert completed.returncode == 2, (completed.returncode, "\n".join(lines)[-3000:])
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"{COMMANDS[module]}: error: "), lines[0]
     assert expected in lines[0], lines[0]
     assert _tree(world) == before
+    loads_keras = any(line.rsplit("|", 1)[-1].strip() == "keras" for line in imports)
+    assert loads_keras == (case_id in LOADS_KERAS), f"update LOADS_KERAS: {case_id} loads Keras: {loads_keras}"
 
 
 # Issue 20's causes, each in the table: symbolic links, a user's model
@@ -442,6 +501,7 @@ def test_the_table_is_big_enough():
     assert len(CASES) >= 90 and all(modules.count(m) >= 8 for m in COMMANDS)
     assert len({case_id for case_id, _, _ in CASES}) == len(CASES)
     assert set(ISSUE_20) <= {case_id for case_id, _, _ in CASES}
+    assert EVERY_BACKEND <= LOADS_KERAS <= {case_id for case_id, _, _ in CASES}
 
 
 @pytest.mark.parametrize("module", sorted(COMMANDS))
@@ -468,6 +528,7 @@ def test_help_exits_0_and_lists_the_commands_own_flags(module):
 # ------------------------------------------------- what is not refused
 
 
+# Run once: decoding and skipping images is NumPy and PIL on every backend.
 def test_skip_bad_images_leaves_out_and_lists_symbolic_links(world_template, tmp_path):
     """--skip_bad_images: a loop of symbolic links (train/) and a dangling one
     (test/) are left out like undecodable images and listed in config.json."""
@@ -588,6 +649,9 @@ def _assert_resumes_identically(run_dir, reference_run, world, tmp_path):
         np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
 
 
+# Run once: the checkpoint's writes and their error are the same Python on
+# every backend (RunCheckpoint); resuming under each backend is checked by
+# the Ctrl-C test.
 def test_full_disk_says_which_file_and_keeps_the_last_checkpoint(reference_run, tmp_path):
     world = str(tmp_path / "world")
     os.makedirs(world)
@@ -609,6 +673,7 @@ def test_full_disk_says_which_file_and_keeps_the_last_checkpoint(reference_run, 
     _assert_resumes_identically(run_dir, reference_run, world, tmp_path)
 
 
+@pytest.mark.backends
 def test_ctrl_c_mid_epoch_says_after_which_epoch_and_resumes_identically(reference_run, tmp_path):
     import signal
     import time
@@ -640,9 +705,352 @@ def test_ctrl_c_mid_epoch_says_after_which_epoch_and_resumes_identically(referen
     _assert_resumes_identically(run_dir, reference_run, world, tmp_path)
 
 
+# ------------------ analyze: one writer, Ctrl-C, a full disk, broken runs
+#
+# An analysis stopped at any point (Ctrl-C, SIGTERM, a full disk, a kill -9)
+# leaves the earlier analysis' outputs as they were and nothing half-written
+# listed or lying about; the same command then computes what is missing and
+# writes the tables an uninterrupted analysis writes, byte for byte
+# (benchmarks/interrupt_analyze.py does this for every stage at random
+# points).
+
+
+def _outputs(out) -> dict:
+    """The analysis' outputs in `out` (everything but its cache, lock and marker), hashed."""
+    found = {}
+    for directory, dirs, files in os.walk(out):
+        relative = os.path.relpath(directory, out)
+        if relative.split(os.sep)[0] == "cache":
+            dirs[:] = []
+            continue
+        for name in files:
+            if relative == "." and name in ("analysis.json", ".lock"):
+                continue
+            with open(os.path.join(directory, name), "rb") as f:
+                found[os.path.normpath(os.path.join(relative, name))] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+def _left_behind(out) -> list:
+    """Staging folders and temporaries anywhere under `out`."""
+    return [os.path.join(directory, name) for directory, dirs, files in os.walk(out) for name in dirs + files
+            if name.startswith(".analysis-") or ".tmp" in name]
+
+
+def _tables(out) -> dict:
+    return {name: digest for name, digest in _outputs(out).items() if name.endswith((".csv", ".parquet"))
+            and os.sep not in name}
+
+
+def _tiny(tiny_runs, *names):
+    return [str(tiny_runs / "runs" / name) for name in names]
+
+
+def test_a_second_analysis_into_the_same_directory_gets_one_line_and_touches_nothing(world_template, tmp_path):
+    from tf_selectivity.analysis.outputs import AnalysisLockedError, OutputDirectory
+    from tf_selectivity.core.files import exclusive_lock
+
+    world = _new_world(world_template, tmp_path)
+    out = os.path.join(world, "analysis")
+    os.makedirs(out)
+    with exclusive_lock(os.path.join(out, ".lock")):  # as the first analysis holds it while it writes
+        before = _tree(world)
+        completed = _run(ANALYZE, _analyze()[1], world, _environment(world, tmp_path))
+        assert completed.returncode == 2, completed.stderr[-3000:]
+        assert _stderr_lines(completed) == [
+            f"{COMMANDS[ANALYZE]}: error: another process is analysing into {out}; wait for it or use another "
+            "--output_dir"]
+        # Two processes may pass that check together: the second is refused at its first write.
+        with pytest.raises(AnalysisLockedError, match="another process is analysing into"):
+            OutputDirectory(out).begin()
+        assert _tree(world) == before
+
+
+def test_an_analysis_killed_while_moving_into_place_is_completed_by_the_next(tmp_path, monkeypatch):
+    """A kill -9 at each rename of `commit` in turn (its files' included): before
+    the staging folder is marked finished the next analysis finds the earlier
+    one as it was, after it that one finishes the move before anything else:
+    the directory holds the whole of one analysis, never a mix."""
+    import itertools
+
+    from tf_selectivity.analysis import outputs
+
+    def stage(out, files):
+        for name, text in files.items():
+            with open(os.path.join(out.begin().staging, name), "w") as f:
+                f.write(text)
+
+    def listed(path):
+        return {name: open(os.path.join(path, name)).read() for name in sorted(os.listdir(path)) if name.endswith(".csv")}
+
+    earlier = {"runs.csv": "earlier", "gone.csv": "only the earlier analysis has it"}
+    new = {"runs.csv": "new", "units.csv": "new too"}
+    seen = set()
+    for cut in itertools.count():
+        path = str(tmp_path / f"cut{cut}")
+        first = outputs.OutputDirectory(path)
+        stage(first, earlier)
+        first.commit()
+        killed = outputs.OutputDirectory(path)
+        stage(killed, new)
+        replace, renames = os.replace, []
+
+        def dying_replace(source, target, *args, **kwargs):
+            if len(renames) == cut:
+                raise SystemExit("killed")  # nothing after this point runs, as after a kill -9
+            renames.append(target)
+            replace(source, target, *args, **kwargs)
+
+        monkeypatch.setattr(outputs.os, "replace", dying_replace)
+        try:
+            killed.commit()
+            finished = True
+        except SystemExit:
+            finished = False
+        monkeypatch.setattr(outputs.os, "replace", replace)
+        if finished:
+            break
+        marked = bool(glob.glob(os.path.join(path, ".analysis-*.ready")))
+        seen.add(marked)
+        outputs.OutputDirectory(path).begin().abort()
+        expected = new if marked else earlier
+        assert listed(path) == expected, cut
+        assert json.load(open(os.path.join(path, "analysis.json")))["outputs"] == sorted(expected), cut
+        assert _left_behind(path) == [], cut
+    assert cut >= 5 and seen == {False, True}
+
+
+def _full_disk_open(monkeypatch, hit):
+    """Writes to a file for which `hit(path)` is true fail as on a full file system (half written, then ENOSPC)."""
+    import builtins
+    import errno
+    import io
+
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax") and hit(os.fspath(file)):
+            return Full(handle)
+        return handle
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)  # pathlib's
+
+
+def test_a_full_disk_anywhere_names_the_path_keeps_the_earlier_analysis_and_resumes_identically(
+        tiny_runs, tmp_path, monkeypatch):
+    from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions, UnitsOptions
+    from tf_selectivity.analysis.pipeline import analyze
+    from tf_selectivity.core.files import NoSpaceError
+
+    runs = _tiny(tiny_runs, "a0_s0", "a-10_s0")  # two alphas: figures to draw
+    options = AnalysisOptions(max_test_samples=40, n_resamples=50, similarity=SimilarityOptions(enabled="false"),
+                              units=UnitsOptions(page=True, gallery_layers=("probe_stem",), gallery_k=2))
+    out = tmp_path / "out"
+    analyze(runs, str(out), options, verbose=0)  # the earlier analysis, and what an uninterrupted one writes
+    earlier, tables = _outputs(out), _tables(out)
+    staged = f"{os.sep}.analysis-"
+    new_galleries = dataclasses.replace(options, units=dataclasses.replace(options.units, gallery_k=3))
+    places = [  # (what fills the disk, the options, where the message says it was writing)
+        ("the cache", lambda p: f"{os.sep}cache{os.sep}" in p, new_galleries, str(out / "cache" / "units")),
+        ("a table", lambda p: staged in p and os.path.basename(p).startswith("runs.csv"), options,
+         str(out / "runs.csv")),
+        ("a figure", lambda p: staged in p and f"{os.sep}figures{os.sep}" in p, options, str(out / "figures")),
+        ("the unit page", lambda p: staged in p and f"{os.sep}units{os.sep}" in p, options, str(out / "units")),
+        ("the report", lambda p: staged in p and p.endswith("report.md"), options, str(out / "report.md")),
+    ]
+    for place, hit, asked, named in places:
+        with monkeypatch.context() as patch:
+            _full_disk_open(patch, hit)
+            try:
+                analyze(runs, str(out), asked, verbose=0)
+            except NoSpaceError as error:
+                message = str(error)
+            else:
+                pytest.fail(f"a full disk while writing {place} went unnoticed")
+        assert message.startswith(f"no space left on the device to write {named}"), (place, message)
+        assert "free on its file system" in message and f"the earlier analysis in {out} is unchanged" in message
+        assert _outputs(out) == earlier, place
+        assert _left_behind(out) == [], place
+    # The cached units of the aborted analyses serve the next; the tables are those of an uninterrupted one.
+    analyze(runs, str(out), options, verbose=0)
+    assert _tables(out) == tables and len(tables) > 10
+
+
+def test_ctrl_c_and_sigterm_say_one_line_and_keep_the_earlier_analysis_and_the_finished_runs(tiny_runs, tmp_path):
+    import signal
+    import time
+
+    from tf_selectivity.analysis.options import AnalysisOptions
+    from tf_selectivity.analysis.pipeline import analyze
+
+    runs = _tiny(tiny_runs, "a0_s0", "a0_s1", "a-10_s0", "a-10_s1")
+    out = tmp_path / "out"
+    analyze(runs[:1], str(out), AnalysisOptions(n_resamples=50, figures=False), verbose=0)
+    earlier = _outputs(out)
+    flags = [f"--runs={','.join(runs)}", f"--output_dir={out}", "--bootstrap_resamples=50", "--nofigures",
+             "--cca=false", "--selectivity_null=40", "--verbose=0"]
+    entries = lambda: len(list((out / "cache" / "selectivity").glob("*/result.json")))  # noqa: E731
+    for number, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        done = entries()
+        process = subprocess.Popen([sys.executable, "-m", ANALYZE, *flags], cwd=str(tmp_path),
+                                   env=_environment(str(tmp_path), tmp_path), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while entries() == done and process.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        process.send_signal(number)  # between one run's cache entry and the next
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == status, stderr[-3000:]
+        assert [line for line in stderr.splitlines() if line.strip()] == [
+            f"{COMMANDS[ANALYZE]}: interrupted; the earlier analysis in {out} is unchanged and the runs analysed so "
+            "far are kept in its cache: run the same command to resume"]
+        assert _outputs(out) == earlier and _left_behind(out) == []
+    # Each kept what it finished (the resumed tables equal an uninterrupted analysis': the full-disk test
+    # above, test_stages and benchmarks/interrupt_analyze.py).
+    assert 1 + 2 <= entries() < 1 + len(runs), "the analysis ended before it was interrupted"
+
+
+def _with_nonfinite_weights(source, target):
+    """A copy of the run `source` whose model.keras holds NaN in its first float weight (its SavedModel as was)."""
+    import zipfile
+
+    import h5py
+
+    shutil.copytree(source, target)
+    path = os.path.join(target, "model.keras")
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    weights = os.path.join(target, "weights.h5")
+    with open(weights, "wb") as f:
+        f.write(members["model.weights.h5"])
+    with h5py.File(weights, "r+") as f:
+        found = []
+        f.visititems(lambda name, item: found.append(item) if isinstance(item, h5py.Dataset) and item.dtype.kind == "f"
+                     else None)
+        found[0][...] = np.nan
+    with open(weights, "rb") as f:
+        members["model.weights.h5"] = f.read()
+    os.remove(weights)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def test_untrusted_runs_capped_requests_and_comparisons_left_out_are_said_once_in_the_warnings(tiny_runs, tmp_path):
+    from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions
+    from tf_selectivity.analysis.nonfinite import WatchedResponses
+    from tf_selectivity.analysis.pipeline import analyze
+    from tf_selectivity.training.summary import RunSummary
+
+    lone = str(tmp_path / "lone")  # alpha -5, one run: Figure 3 cannot use it; its weights hold NaN
+    _with_nonfinite_weights(tiny_runs / "runs" / "a-10_s0", lone)
+    summary = RunSummary.read(os.path.join(lone, "summary.json"))
+    RunSummary.from_dict({**summary.to_dict(), "alpha": -5.0}).write(os.path.join(lone, "summary.json"))
+    runs = [*_tiny(tiny_runs, "a0_s0", "a0_s1", "a-10_s0", "a-10_s1"), lone]
+    options = AnalysisOptions(max_test_samples=10_000, n_resamples=50, figures=False,
+                              similarity=SimilarityOptions(enabled="true", measures=("pwcca",)))
+    out = tmp_path / "out"
+    analyze(runs, str(out), options, verbose=0)
+    warnings = list(pd.read_csv(out / "warnings.csv")["warning"])
+    assert [w for w in warnings if w.startswith(f"{lone}: its weights hold NaN or Inf")], warnings
+    assert len([w for w in warnings if w.startswith("--max_test_samples=10000 is more than the 200 test images")]) == 1
+    assert "Figure 3 leaves out resnet8 relu at alpha -5: one run there, and the distance between replicates " \
+           "needs >= 2" in warnings
+    assert len(warnings) == 3, warnings
+    report = (out / "report.md").read_text()
+    assert report.index("## Warnings") < report.index("## Headline results") and all(w in report for w in warnings)
+    # Responses that hold NaN or Inf (e.g. an overflow) are counted as the pass goes.
+    watched = WatchedResponses(lambda images: {"logits": np.zeros((2, 3)), "conv": np.array([[np.nan, 1], [np.inf, 0]])})
+    watched(None)
+    assert watched.warning("/r") == ("/r: its responses hold NaN or Inf (2 values, in conv); its SI, precision and "
+                                     "accuracy count them as 0 and cannot be trusted")
+
+
+def test_a_published_set_is_read_at_the_analysed_images_positions(tmp_path):
+    """--max_test_samples analyses a class-balanced part of the test split: a
+    published corrupted set (the whole split, in its order) is read at the
+    same positions, and one shorter than them is an error, not an IndexError."""
+    from tf_selectivity.analysis.options import AnalysisOptions
+    from tf_selectivity.analysis.context import AnalysisContext, RunContext, TestDataLoader
+    from tf_selectivity.analysis.runs import RunRecord
+    from tf_selectivity.data.corruptions import CorruptedSetError, load_corrupted
+    from tf_selectivity.training.summary import RunSummary
+
+    record = RunRecord(str(tmp_path), RunSummary.from_dict(_summary(
+        dataset="synthetic:train=40,test=12,size=8,classes=3", num_classes=3)), {})
+    options = AnalysisOptions(max_test_samples=6)
+    context = AnalysisContext(options=options, records=[record], test_data=TestDataLoader(options))
+    run = RunContext(record, context)
+    split = TestDataLoader(AnalysisOptions()).for_run(record)
+    for data in (run.test_data, run.subset(3)):
+        np.testing.assert_array_equal(split.images[data.chosen], data.images)
+    root = tmp_path / "c"
+    root.mkdir()
+    np.save(root / "fog.npy", np.concatenate([split.images] * 5))
+    np.save(root / "labels.npy", np.concatenate([split.labels] * 5))
+    images, labels = load_corrupted(f"cifar10c:{root}", "fog", 2, indices=run.subset(3).chosen)
+    np.testing.assert_array_equal(images, run.subset(3).images)
+    np.save(root / "fog.npy", np.concatenate([split.images[:4]] * 5))
+    np.save(root / "labels.npy", np.concatenate([split.labels[:4]] * 5))
+    with pytest.raises(CorruptedSetError, match="holds 4 images per severity but the test set has more"):
+        load_corrupted(f"cifar10c:{root}", "fog", 1, indices=run.subset(3).chosen)
+
+
+def test_what_figure_3_can_compare_is_known_before_the_data(tmp_path):
+    from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions
+    from tf_selectivity.analysis.runs import RunRecord
+    from tf_selectivity.analysis.stage import StageSkipped
+    from tf_selectivity.analysis.stages.similarity.stage import SimilarityStage
+    from tf_selectivity.core.settings import ParameterError
+    from tf_selectivity.training.summary import RunSummary
+
+    def runs(*conditions):
+        return [RunRecord(str(tmp_path / f"{model}_{alpha}_{seed}"), RunSummary.from_dict(_summary(
+            model=model, alpha=alpha, seed=seed)), {}) for model, alpha, seed in conditions]
+
+    stage = SimilarityStage()
+    auto, required = AnalysisOptions(), AnalysisOptions(similarity=SimilarityOptions(enabled="true"))
+    lone = runs(("resnet8", 0.0, 0), ("resnet8", -1.0, 0))
+    with pytest.raises(StageSkipped):
+        stage.check(lone, auto)
+    with pytest.raises(ParameterError, match="the runs given: resnet8 relu: alpha -1 \\(1 run\\), alpha 0 \\(1 run\\)"):
+        stage.check(lone, required)
+    from tf_selectivity.analysis.stages.similarity.coverage import coverage
+
+    partial = runs(("resnet8", 0.0, 0), ("resnet8", 0.0, 1), ("resnet8", -1.0, 0), ("resnet8", -1.0, 1),
+                   ("resnet8", -2.0, 0), ("resnet20", -1.0, 0), ("resnet20", -1.0, 1))
+    stage.check(partial, required)
+    found = coverage(partial, AnalysisOptions(similarity=SimilarityOptions(alphas=(-1.0, -2.0, -7.0))))
+    assert found.comparable and found.left_out == [
+        "Figure 3 leaves out resnet8 relu at alpha -2: one run there, and the distance between replicates needs >= 2",
+        "Figure 3 leaves out resnet20 relu: it has no run at alpha = 0 to compare alpha -1 with",
+        "--cca_alphas names alpha -7, which no run has",
+    ]
+
+
 # ---------------------------------------------------------------- noise
 
 
+@pytest.mark.backends
 def test_cifar10_offline_says_one_line_without_tensorflow_datasets_warnings(tmp_path):
     """No network (simulated: every connection refused) and no prepared
     CIFAR-10: the one line of the error, no absl warning of tensorflow-datasets
@@ -667,6 +1075,7 @@ def test_cifar10_offline_says_one_line_without_tensorflow_datasets_warnings(tmp_
     assert _tree(world) == before
 
 
+@pytest.mark.backends
 def test_an_alpha_that_overflows_float32_diverges_without_numpy_warnings(tmp_path):
     world = str(tmp_path / "world")
     os.makedirs(world)

@@ -6,7 +6,9 @@ from keras import ops
 
 from tf_selectivity.models.blocks import FusedBatchNormalization
 
-pytestmark = pytest.mark.core
+from references import torch_cases
+
+pytestmark = pytest.mark.backends
 
 MOMENTUM, EPSILON = 0.9, 1e-5  # Keras' momentum = 1 - PyTorch's (0.1)
 
@@ -66,19 +68,16 @@ def test_one_training_step_follows_pytorchs_rule(rng, shape):
     )
 
 
-def test_training_step_equals_torch_batchnorm(rng):
-    torch = pytest.importorskip("torch", reason="PyTorch is an optional extra (pip install -e \".[torch]\")")
-    shape = (5, 4, 3, 3)  # (batch, H, W, C)
-    x = rng.normal(1.0, 2.0, size=shape).astype("float32")
-    layer, state = _layer(rng, shape)
-    reference = torch.nn.BatchNorm2d(shape[-1], momentum=1 - MOMENTUM, eps=EPSILON)
-    with torch.no_grad():
-        reference.weight.copy_(torch.tensor(state["gamma"]))
-        reference.bias.copy_(torch.tensor(state["beta"]))
-        reference.running_mean.copy_(torch.tensor(state["moving_mean"]))
-        reference.running_var.copy_(torch.tensor(state["moving_variance"]))
-        expected = reference.train()(torch.from_numpy(np.transpose(x, (0, 3, 1, 2)))).numpy()
+def test_training_step_equals_torch_batchnorm():
+    inputs = torch_cases.batch_norm_step()  # PyTorch's answer: references/, by references/make_torch_references.py
+    expected = torch_cases.expected("batch_norm_step", inputs)
+    assert (float(inputs["momentum"]), float(inputs["epsilon"])) == pytest.approx((1 - MOMENTUM, EPSILON))
+    x = inputs["x"]
+    layer = FusedBatchNormalization(momentum=MOMENTUM, epsilon=EPSILON)
+    layer.build(x.shape)
+    for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+        getattr(layer, name).assign(inputs[name].astype("float32"))
     outputs = ops.convert_to_numpy(layer(x, training=True))
-    np.testing.assert_allclose(outputs, np.transpose(expected, (0, 2, 3, 1)), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(ops.convert_to_numpy(layer.moving_mean), reference.running_mean.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ops.convert_to_numpy(layer.moving_variance), reference.running_var.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(outputs, expected["outputs"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer.moving_mean), expected["running_mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer.moving_variance), expected["running_var"], rtol=1e-5)

@@ -30,7 +30,7 @@ class _Recorder(keras.layers.Layer):
         return inputs if extra is None else inputs + extra
 
 
-@pytest.mark.core
+@pytest.mark.backends
 def test_register_call_context_args_reaches_nested_layers():
     _require(keras.layers.Layer(), "_register_call_context_args", "register_call_context_args")
     inner_inputs = keras.Input((2,))
@@ -52,7 +52,7 @@ def test_register_call_context_args_reaches_nested_layers():
         compat.register_call_context_args(outer, "late")  # already called
 
 
-@pytest.mark.core
+@pytest.mark.backends
 def test_optimizer_variable_index_is_the_build_order():
     optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
     _require(optimizer, "_get_variable_index", "optimizer_variable_index")
@@ -61,7 +61,7 @@ def test_optimizer_variable_index_is_the_build_order():
     assert [compat.optimizer_variable_index(optimizer, v) for v in variables] == [0, 1, 2]
 
 
-@pytest.mark.core
+@pytest.mark.backends
 def test_run_graph_calls_every_layer_in_order_with_its_tensors():
     inputs = keras.Input((3,), name="x")
     hidden = keras.layers.Dense(4, name="a")(inputs)

@@ -14,8 +14,6 @@ import pytest
 
 from tf_selectivity.data import corruptions as C
 
-pytestmark = pytest.mark.core
-
 
 @pytest.fixture(scope="module")
 def images():

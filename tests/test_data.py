@@ -17,8 +17,6 @@ from tf_selectivity.data import (
 )
 from tf_selectivity.data import sources
 
-pytestmark = pytest.mark.core
-
 
 def test_augmentation_is_a_padded_crop_with_optional_flip(rng):
     images = rng.integers(1, 256, size=(64, 8, 8, 3), dtype=np.uint8)  # no zeros

@@ -25,7 +25,6 @@ def _crop_offsets(image, crop, padding):
     return found
 
 
-@pytest.mark.core
 def test_numpy_augmentation_crops_any_size(rng):
     images = rng.integers(1, 256, size=(24, 64, 48, 3), dtype=np.uint8)  # no zeros
     out = augment_images(images, np.random.default_rng(0))
@@ -59,7 +58,6 @@ def _write_tiny_imagenet_like(root, classes=200, train_per_class=2, size=64):
                 Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
 
 
-@pytest.mark.core
 def test_image_folder_with_200_classes_of_64x64_images(tmp_path):
     _write_tiny_imagenet_like(tmp_path / "tiny")
     data = load_dataset(f"imagefolder:{tmp_path / 'tiny'}", cache_dir=None)

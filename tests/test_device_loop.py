@@ -14,8 +14,6 @@ from tf_selectivity.training.placement import choose_input_pipeline
 from tf_selectivity.core.files import read_json, write_json_atomic
 from tf_selectivity.training.run_dir import RunPaths
 
-pytestmark = pytest.mark.core
-
 jax_only = pytest.mark.skipif(
     backend() != "jax", reason="the on-device data path is JAX-only; TensorFlow trains from tf.data"
 )
@@ -62,6 +60,7 @@ def tiny_data(train=70, validation=23, size=8, num_classes=4, seed=0):
 
 
 # ------------------------------------------------------------ augmentation
+@pytest.mark.backends
 @jax_only
 @pytest.mark.parametrize("padding", [4, 2])
 def test_crop_and_flip_equals_numpy_pixel_for_pixel(rng, padding):
@@ -76,6 +75,7 @@ def test_crop_and_flip_equals_numpy_pixel_for_pixel(rng, padding):
     np.testing.assert_array_equal(ours, numpy_crop_and_flip(images, offsets, flips, padding))
 
 
+@pytest.mark.backends
 @jax_only
 def test_training_batch_cuts_the_epoch_order_and_applies_the_step_draws(rng):
     import jax
@@ -107,6 +107,7 @@ def _chi_square(counts):
     return float(((counts - expected) ** 2 / expected).sum())
 
 
+@pytest.mark.backends
 @jax_only
 def test_offsets_flips_and_order_have_the_augment_images_distribution():
     """Crop offsets uniform on 0..2p per axis (and jointly), flips 1/2, order uniform.
@@ -142,6 +143,7 @@ def test_offsets_flips_and_order_have_the_augment_images_distribution():
     assert _chi_square(np.bincount(firsts, minlength=10)) < 50
 
 
+@pytest.mark.backends
 @jax_only
 def test_draws_are_pure_functions_of_seed_epoch_and_step():
     from tf_selectivity.data import device_pipeline as dp
@@ -161,6 +163,7 @@ def test_draws_are_pure_functions_of_seed_epoch_and_step():
 
 
 # ------------------------------------------------------------ epoch loop
+@pytest.mark.backends
 @jax_only
 def test_steps_per_call_do_not_change_a_run():
     """Steps per call (1, 2 or a whole epoch): the same weights and logs, bit for bit.
@@ -191,6 +194,7 @@ def test_steps_per_call_do_not_change_a_run():
     )
 
 
+@pytest.mark.backends
 @jax_only
 def test_epoch_functions_vmap_over_replicates():
     """The epoch is pure: `jax.vmap` over stacked states and run keys (packed
@@ -226,6 +230,7 @@ def test_epoch_functions_vmap_over_replicates():
     assert float(packed[1]["loss"][0]) != float(packed[1]["loss"][1])
 
 
+@pytest.mark.backends
 @jax_only
 def test_validation_on_the_device_equals_host_evaluate():
     from tf_selectivity.data import ImageBatches
@@ -242,6 +247,7 @@ def test_validation_on_the_device_equals_host_evaluate():
         assert history[f"val_{name}"][-1] == pytest.approx(value, rel=1e-5, abs=1e-6), name
 
 
+@pytest.mark.backends
 @jax_only
 def test_resumed_run_on_the_device_equals_uninterrupted(tmp_path):
     from training_callbacks import Interrupt
@@ -291,6 +297,7 @@ def test_data_on_device_true_is_refused_on_tensorflow(tmp_path):
     assert choose_input_pipeline("false", data, paths, "tensorflow") == "tf.data"
 
 
+@pytest.mark.backends
 @jax_only
 def test_input_pipeline_choice_on_jax(tmp_path, monkeypatch, capsys):
     from tf_selectivity.training import device_loop

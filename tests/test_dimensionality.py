@@ -15,8 +15,6 @@ from tf_selectivity.measures.dimensionality import (
 )
 from tf_selectivity.core.settings import ParameterError
 
-pytestmark = pytest.mark.core
-
 
 def with_spectrum(rng, samples, eigenvalues, units=None):
     """Responses whose covariance has exactly `eigenvalues` (then zeros), in random directions."""

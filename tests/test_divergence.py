@@ -14,8 +14,8 @@ from tf_selectivity.training import TrainConfig, train
 from tf_selectivity.core.files import read_json
 from tf_selectivity.training.summary import RESULT_FIELDS, RunSummary
 
-# The divergence tests also run on JAX (`core`); the bookkeeping ones, which
-# do not depend on the backend, on TensorFlow only (CI time).
+# The divergence tests also run on JAX (`backends`); the bookkeeping ones, which
+# do not depend on the backend, on TensorFlow only.
 TINY = "synthetic:train=200,test=60,size=16"
 
 
@@ -31,7 +31,7 @@ def _history(run_dir):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.core
+@pytest.mark.backends
 def test_an_alpha_that_overflows_diverges_in_the_first_epoch(tmp_path):
     # alpha * SI overflows float32: the loss is not finite from the first batch on.
     config = tiny_config(tmp_path, "run", alpha=1e300)
@@ -53,7 +53,7 @@ def test_an_alpha_that_overflows_diverges_in_the_first_epoch(tmp_path):
     assert os.stat(os.path.join(config.output_dir, "summary.json")).st_mtime_ns == mtime
 
 
-@pytest.mark.core
+@pytest.mark.backends
 def test_divergence_in_a_later_epoch_keeps_the_last_finite_state(tmp_path):
     config = tiny_config(tmp_path, "run")
     summary = train(config, callbacks=[PoisonAWeight(2)], verbose=0)

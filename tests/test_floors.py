@@ -8,8 +8,6 @@ import pathlib
 
 import pytest
 
-pytestmark = pytest.mark.core
-
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tf_selectivity"
 
 # Floor of each folder (or module) of tf_selectivity, lowest first. A module

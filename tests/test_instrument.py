@@ -15,11 +15,11 @@ from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import DenseLogits, SelectivityModel
 from tf_selectivity.measures.selectivity import class_selectivity
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 
 def readme_model(size=32, classes=10, seed=0):
-    """The small model of the README, as a plain keras.Model."""
+    """A small model of two fused conv-ReLUs, as a plain keras.Model."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((size, size, 3))
     x = keras.layers.Conv2D(16, 3, activation="relu", name="conv1")(inputs)

@@ -1,10 +1,10 @@
 """`instrument` on keras.applications networks (weights=None: no downloads).
 
 Built at 32x32 with 5 classes and checked with one forward pass of two
-images. MobileNetV2 (the README's example) is a core test; ResNet50 and
-EfficientNetB0 are not (the TensorFlow suite runs them): building them on
-the JAX backend takes 20-60 s each on a 2-core CPU (JAX compiles every
-weight initializer), more than the core suite under JAX can afford.
+images. MobileNetV2 (the example of docs/guides/own-model.md) also runs on JAX (`backends`);
+ResNet50 and EfficientNetB0 only on TensorFlow: building them on the JAX
+backend is slow on a CPU (JAX compiles every weight initializer), and
+MobileNetV2 takes the same path through `instrument`.
 """
 
 import numpy as np
@@ -21,7 +21,7 @@ from tf_selectivity import instrument
         ("ResNet50", {}, 49, "probe_conv1_relu", "probe_conv5_block3_out"),
         pytest.param(
             "MobileNetV2", {"alpha": 0.35}, 35, "probe_Conv1_relu", "probe_out_relu",
-            marks=pytest.mark.core,
+            marks=pytest.mark.backends,
         ),
         # 33 swish activations + 16 squeeze-excitation reductions (conv with
         # a fused swish); the sigmoid gates are not probed.

@@ -8,7 +8,7 @@ from keras import ops
 from conftest import backend
 from tf_selectivity.measures.selectivity import batch_class_selectivity, class_selectivity
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import SelectivityModel
 from test_selectivity import reference_si
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 CLASSES = 4
 

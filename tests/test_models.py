@@ -9,13 +9,12 @@ from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import MODELS, ZeroPadShortcut, build_model
 from tf_selectivity.models.vgg import VGG16_STAGES
 
-pytestmark = pytest.mark.core
-
 
 def trainable_count(model):
     return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
+@pytest.mark.backends
 def test_resnet20_parameter_and_probe_counts():
     # Counts only; tests/test_torch_weights.py checks that the network computes
     # what the PyTorch reference computes, with the same weights.
@@ -26,6 +25,7 @@ def test_resnet20_parameter_and_probe_counts():
     assert model.output_shape == (None, 10)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("block", ["s2b1", "s3b1"])
 def test_stride2_conv_reads_the_pixel_the_shortcut_takes(rng, block):
     # Option A subsamples the identity at even pixels (x[:, ::2, ::2]); the
@@ -47,6 +47,7 @@ def test_stride2_conv_reads_the_pixel_the_shortcut_takes(rng, block):
     np.testing.assert_array_equal(skip[..., before : before + channels], block_input[:, ::2, ::2, :])
 
 
+@pytest.mark.backends
 def test_resnet_initialization_is_pytorchs(rng):
     # The reference applies kaiming_normal_ (N(0, 2 / fan_in), untruncated) to
     # every conv and linear weight and leaves the linear bias at PyTorch's
@@ -65,6 +66,7 @@ def test_resnet_initialization_is_pytorchs(rng):
     assert dense.std() == pytest.approx(np.sqrt(2.0 / 64), rel=0.15)
 
 
+# Counted from the definition: alike on every backend, and VGG16 takes seconds to build on JAX.
 def test_vgg16_parameter_count_from_its_definition():
     model = build_model("vgg16", num_classes=10)
     expected, in_channels = 0, 3
@@ -77,11 +79,13 @@ def test_vgg16_parameter_count_from_its_definition():
     assert len(model.probes) == 13
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("name,probes", [("resnet8", 7), ("resnet32", 31)])
 def test_resnet_family_probe_counts(name, probes):
     assert len(build_model(name, input_shape=(16, 16, 3)).probes) == probes
 
 
+@pytest.mark.backends
 def test_probes_follow_activations_and_carry_alpha():
     model = build_model("resnet8", alpha=-2.5, activation="leaky_relu", leaky_slope=0.3)
     for probe in model.probes:
@@ -103,6 +107,7 @@ def test_bad_arguments():
         build_model("vgg16", input_shape=(16, 16, 3))
 
 
+@pytest.mark.backends
 def test_zero_pad_shortcut_subsamples_and_pads():
     x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
     y = ops.convert_to_numpy(ZeroPadShortcut(filters=7, stride=2)(x))
@@ -111,6 +116,7 @@ def test_zero_pad_shortcut_subsamples_and_pads():
     assert not y[..., :2].any() and not y[..., 5:].any()
 
 
+@pytest.mark.backends
 def test_input_is_standardized_inside_the_model(rng):
     mean, std = (10.0, 20.0, 30.0), (2.0, 4.0, 5.0)
     model = build_model("resnet8", input_shape=(8, 8, 3), pixel_mean=mean, pixel_std=std)
@@ -119,6 +125,7 @@ def test_input_is_standardized_inside_the_model(rng):
     np.testing.assert_allclose(ops.convert_to_numpy(normalized), (x - mean) / std, rtol=1e-5)
 
 
+@pytest.mark.backends
 def test_keras_file_round_trip(tmp_path, rng):
     model = build_model("resnet8", alpha=-1.0, input_shape=(8, 8, 3))
     x = rng.uniform(0, 255, (4, 8, 8, 3)).astype("float32")

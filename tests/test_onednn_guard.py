@@ -22,7 +22,7 @@ def small(channels, kernel, strides):
     return SelectivityModel(inputs, keras.layers.Dense(4)(x))
 
 
-@pytest.mark.core
+@pytest.mark.backends
 def test_hazards_are_1x1_strided_convolutions_with_few_input_channels():
     assert onednn_gradient_hazards(small(8, 1, 2)) == ["suspect"]
     assert onednn_gradient_hazards(small(16, 1, 2)) == []  # enough channels

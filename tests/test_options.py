@@ -72,7 +72,7 @@ def test_flags_are_derived_from_the_fields():
     assert renamed["ablation.layers"] == "ablation_layers" and renamed["similarity.alphas"] == "cca_alphas"
     assert renamed["robustness.perturbations"] == "robustness" and renamed["n_resamples"] == "bootstrap_resamples"
     flag_values(["prog", "--cca_alphas=-1,-10", "--bootstrap_resamples=7", "--nofigures", "--cca_spatial=positions",
-                 "--ablation_layers=probe_stem", "--robustness_max_samples=5"])
+                 "--ablation", "--ablation_layers=probe_stem", "--robustness_max_samples=5"])
     fields = [f.name for f in options.settings_of(AnalysisOptions, flags_only=True) + options.groups_of(AnalysisOptions)]
     values = options.values_from_flags(AnalysisOptions, flag_values, fields)
     parsed = AnalysisOptions(**values).validate()
@@ -80,8 +80,8 @@ def test_flags_are_derived_from_the_fields():
     assert parsed.figures is False and parsed.similarity.spatial == "positions"
     assert parsed.ablation.layers == ("probe_stem",) and parsed.robustness.max_samples == 5
     # Everything else keeps the dataclass' defaults, which are the flags' defaults.
-    given = {"similarity.alphas", "n_resamples", "figures", "similarity.spatial", "ablation.layers",
-             "robustness.max_samples"}
+    given = {"similarity.alphas", "n_resamples", "figures", "similarity.spatial", "ablation.curves",
+             "ablation.layers", "robustness.max_samples"}
     defaults = _flat(AnalysisOptions())
     for path, value in _flat(parsed).items():
         if path not in given:

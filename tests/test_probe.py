@@ -11,7 +11,7 @@ from tf_selectivity.models import SelectivityModel, build_model
 from tf_selectivity.measures.selectivity import batch_class_selectivity
 from test_selectivity import reference_si
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 
 def small_model(alpha, probes=3, num_classes=5, seed=0):

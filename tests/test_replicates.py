@@ -101,7 +101,7 @@ def packed_and_single(tmp_path_factory):
     return root, packed, single
 
 
-@pytest.mark.core
+@pytest.mark.backends
 @jax_only
 def test_a_packed_replicate_equals_the_single_run_of_its_seed(packed_and_single):
     root, packed, single = packed_and_single
@@ -169,7 +169,7 @@ def killed_and_resumed(tmp_path_factory, packed_and_single):
     return configs, done, resumed
 
 
-@pytest.mark.core
+@pytest.mark.backends
 @jax_only
 def test_a_killed_pack_resumes_each_replicate_from_its_own_checkpoint(packed_and_single, killed_and_resumed):
     root, straight, _ = packed_and_single
@@ -186,7 +186,7 @@ def test_a_killed_pack_resumes_each_replicate_from_its_own_checkpoint(packed_and
         )
 
 
-@pytest.mark.core
+@pytest.mark.backends
 @jax_only
 def test_a_diverging_replicate_is_reported_alone_and_the_others_go_on(packed_and_single, killed_and_resumed):
     _, straight, _ = packed_and_single

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import assert_redraw_matches
+from conftest import assert_redraw_matches, log_lines
 from tf_selectivity.analysis.stages.robustness.claims import claims_table
 from tf_selectivity.analysis.stages.robustness.evaluate import evaluate_robustness
 from tf_selectivity.measures.stats import spearman_with_ci
@@ -83,6 +83,20 @@ def test_every_row_equals_an_independent_computation(model_and_data):
         dimensionality(contrast[layer])["participation_ratio"] - clean.loc[layer, "participation_ratio"], rel=1e-5)
 
 
+def test_progress_over_the_input_kinds_when_verbose(model_and_data, capsys):
+    model, images, labels = model_and_data
+    settings = dict(corruption_source="generated", corruptions=("contrast",), severities=(1, 5), attacks=("fgsm",),
+                    epsilons=(0.0, 4.0), batch_size=12)
+    quiet = evaluate_robustness(model, images, labels, **settings)
+    assert capsys.readouterr().out == ""
+    shown = evaluate_robustness(model, images, labels, verbose=1, **settings)
+    # Clean, 1 corruption x 2 severities, 1 attack x 2 epsilons: one line (the attacks' own bars stay quiet).
+    assert [line.split(", ")[0] for line in log_lines(capsys.readouterr().out)] == [
+        "Robustness on 24 images: 5/5 input sets"]
+    for table, again in zip(quiet, shown):
+        pd.testing.assert_frame_equal(table, again)
+
+
 def test_a_published_set_that_does_not_fit_the_model_is_refused(model_and_data, tmp_path):
     from tf_selectivity.data.corruptions import CorruptedSetError
 
@@ -93,7 +107,6 @@ def test_a_published_set_that_does_not_fit_the_model_is_refused(model_and_data, 
         evaluate_robustness(model, images, labels, corruption_source=f"cifar10c:{tmp_path}")
 
 
-@pytest.mark.core
 def test_spearman_matches_scipy_and_its_permutation_p_is_exact():
     from scipy import stats
 
@@ -113,7 +126,6 @@ def test_spearman_matches_scipy_and_its_permutation_p_is_exact():
     assert math.isnan(spearman_with_ci([1, 2, np.nan], [1, 2, 3])["rho"])  # 2 pairs left
 
 
-@pytest.mark.core
 def test_claim_verdicts_follow_the_numbers():
     n = 12
     si = np.linspace(0.1, 0.6, n)
@@ -136,7 +148,7 @@ def test_claim_verdicts_follow_the_numbers():
 
 
 def test_analyze_robustness_writes_tables_figures_and_the_claims_section(tiny_runs, tmp_path, tmp_path_factory,
-                                                                       monkeypatch):
+                                                                       monkeypatch, capsys):
     from tf_selectivity.analysis.options import AnalysisOptions, RobustnessOptions, SimilarityOptions
     from tf_selectivity.analysis.pipeline import analyze
 
@@ -147,6 +159,10 @@ def test_analyze_robustness_writes_tables_figures_and_the_claims_section(tiny_ru
             severities=(1, 5), attack_epsilons=(0.0, 8.0), pgd_steps=2, max_samples=20),
     )
     result = analyze([str(tiny_runs)], str(tmp_path), options)
+    # Progress on by default (verbose=1); off a terminal, one line per run's robustness pass: clean,
+    # 2 corruptions x 2 severities, 2 attacks x 2 epsilons.
+    lines = log_lines(capsys.readouterr().out)
+    assert sum(line.startswith("Robustness on 20 images: 9/9 input sets, ") for line in lines) == 4
     robustness = pd.read_csv(tmp_path / "robustness.csv")
     runs = pd.read_csv(tmp_path / "runs.csv")
     # Per run: clean, 2 corruptions x 2 severities, 3 means, 2 attacks x 2 epsilons.

@@ -12,7 +12,7 @@ from tf_selectivity.analysis.pipeline import analyze
 from tf_selectivity.models import build_model, load_torch_weights
 from tf_selectivity.training import save_as_run
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 DATASET = "synthetic:train=100,test=120,size=8"
 

@@ -38,14 +38,12 @@ def make(clock=None, max_retries=None, max_consecutive_failures=None, **kwargs):
     return s.Scheduler(options, clock=clock or FakeClock(), **kwargs)
 
 
-@pytest.mark.core
 def test_statuses_are_keras_tuners():
     from keras_tuner.engine.trial import TrialStatus
 
     assert (s.COMPLETED, s.INVALID, s.FAILED) == (TrialStatus.COMPLETED, TrialStatus.INVALID, TrialStatus.FAILED)
 
 
-@pytest.mark.core
 def test_each_needed_point_goes_to_one_worker_then_idle_then_stop():
     sched = make()
     needed = [P(0, 0), P(-1, 0)]
@@ -64,7 +62,6 @@ def test_each_needed_point_goes_to_one_worker_then_idle_then_stop():
     assert not sched.busy()
 
 
-@pytest.mark.core
 def test_a_lease_expires_after_worker_timeout_of_silence_and_counts_an_attempt():
     clock = FakeClock()
     sched = make(clock, worker_timeout=10.0, max_retries=1)
@@ -90,7 +87,6 @@ def test_a_lease_expires_after_worker_timeout_of_silence_and_counts_an_attempt()
     assert sched.is_complete(P(0, 1)) and sched.end(P(0, 1), s.COMPLETED) == s.DUPLICATE
 
 
-@pytest.mark.core
 def test_an_idle_worker_that_goes_silent_is_forgotten_and_no_timeout_means_no_expiry():
     clock = FakeClock()
     sched = make(clock, worker_timeout=5.0)
@@ -107,7 +103,6 @@ def test_an_idle_worker_that_goes_silent_is_forgotten_and_no_timeout_means_no_ex
     assert local.expire() == ([], []) and local.running() == {"tuner0": P(0, 0)}
 
 
-@pytest.mark.core
 def test_packs_reserve_seeds_of_one_alpha_for_the_worker_and_release_them_on_failure():
     clock = FakeClock()
     sched = make(clock, pack_size=3, worker_timeout=10.0)
@@ -137,7 +132,6 @@ def test_packs_reserve_seeds_of_one_alpha_for_the_worker_and_release_them_on_fai
     assert sched.assign("e", needed) == s.Assignment(s.RUN, P(-1, 0), (P(-1, 1),))
 
 
-@pytest.mark.core
 def test_a_reservation_that_expires_or_is_no_longer_needed_counts_no_attempt():
     clock = FakeClock()
     sched = make(clock, pack_size=2, worker_timeout=10.0, max_retries=1)
@@ -159,7 +153,6 @@ def test_a_reservation_that_expires_or_is_no_longer_needed_counts_no_attempt():
     assert not other.busy()
 
 
-@pytest.mark.core
 def test_retries_then_failure_and_stop_after_consecutive_failures_of_this_session():
     sched = make(max_retries=1, max_consecutive_failures=2)
     points = [P(0, 0), P(-1, 0), P(-2, 0), P(-3, 0)]
@@ -179,7 +172,6 @@ def test_retries_then_failure_and_stop_after_consecutive_failures_of_this_sessio
     assert sched.assign("w", points[3:]).kind == s.STOP and not sched.busy()
 
 
-@pytest.mark.core
 def test_restored_state_complete_points_and_leases_of_a_restarted_chief():
     clock = FakeClock()
     sched = make(clock, worker_timeout=10.0)

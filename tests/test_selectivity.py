@@ -15,8 +15,6 @@ from tf_selectivity.measures.selectivity import (
     selectivity_from_class_means,
 )
 
-pytestmark = pytest.mark.core
-
 
 def reference_si(activations, labels, num_classes, epsilon=0.0, index="eq1"):
     """Eq. 1 written out with loops: "eq1" floors the denominator mu_max +
@@ -174,6 +172,7 @@ def test_mean_selectivity_averages_layers_first():
     assert mean_selectivity([np.array([1.0]), np.zeros(3)]) == 0.5
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("index", ["eq1", "bounded"])
 @pytest.mark.parametrize("epsilon", [0.0, 1e-6])
 def test_batch_version_matches_reference(rng, epsilon, index):
@@ -183,6 +182,7 @@ def test_batch_version_matches_reference(rng, epsilon, index):
     np.testing.assert_allclose(got, reference_si(acts, labels, 10, epsilon, index), rtol=2e-5, atol=1e-6)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("index", ["eq1", "bounded"])
 def test_batch_version_matches_reference_for_leaky_responses(rng, index):
     # Leaky-ReLU-like responses with a wide spread of class means, so that some
@@ -196,6 +196,7 @@ def test_batch_version_matches_reference_for_leaky_responses(rng, index):
     assert np.all(np.isfinite(got))
 
 
+@pytest.mark.backends
 def test_mixed_sign_unit_has_a_gradient_under_eq1_only():
     labels = np.repeat(np.arange(2), 8)
     acts = np.where(labels == 0, 1.0, -0.2)[:, None].astype("float32")  # class means 1 and -0.2
@@ -214,6 +215,7 @@ def test_mixed_sign_unit_has_a_gradient_under_eq1_only():
     assert np.all(grad == 0.0)
 
 
+@pytest.mark.backends
 def test_eq1_gradient_is_finite_and_bounded_at_and_past_the_pole():
     labels = np.array([0, 1])
     # Units: exactly at the pole (1, -1), just below the guard (1, -0.8), all negative.
@@ -226,6 +228,7 @@ def test_eq1_gradient_is_finite_and_bounded_at_and_past_the_pole():
     assert np.all(np.abs(grad) <= 2.0 / (EQ1_GUARD**2 * magnitude) + 1e-6)
 
 
+@pytest.mark.backends
 def test_batch_version_dead_units_have_zero_si_and_finite_gradient(rng):
     acts = rng.gamma(2.0, size=(32, 6)).astype("float32")
     acts[:, 2] = 0.0
@@ -237,6 +240,7 @@ def test_batch_version_dead_units_have_zero_si_and_finite_gradient(rng):
     assert np.all(grad[:, 2] == 0.0)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("leaky", [False, True])
 @pytest.mark.parametrize("alpha", [-1.0, 1.0])
 def test_gradient_step_of_regularizer_moves_si_in_sign_of_alpha(rng, alpha, leaky):

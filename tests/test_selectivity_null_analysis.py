@@ -2,6 +2,8 @@
 for built-in, ImageNet and instrument()ed models (both backends), and
 ``analyze --selectivity_null=B --fdr --fdr_method`` on saved runs."""
 
+import contextlib
+import io
 import os
 
 import keras
@@ -11,7 +13,7 @@ import pytest
 from keras import ops
 from scipy import stats as scipy_stats
 
-from conftest import error_lines, run_cli
+from conftest import error_lines, log_lines, run_cli
 from tf_selectivity import instrument
 from tf_selectivity.analysis.stages.selectivity.null import NULL_LAYER_COLUMNS, NULL_RUN_COLUMNS, selectivity_null
 from tf_selectivity.models import build_model
@@ -49,7 +51,7 @@ def _reference(model, images, labels, num_permutations, seed, fdr, method="bh"):
     return frame
 
 
-@pytest.mark.core
+@pytest.mark.backends
 @pytest.mark.parametrize("kind", ["resnet8", "user", "resnet18"])
 def test_selectivity_null_of_a_model_in_memory(kind, rng):
     keras.utils.set_random_seed(0)
@@ -74,7 +76,7 @@ def test_selectivity_null_of_a_model_in_memory(kind, rng):
     np.testing.assert_allclose(units["si_chance_corrected"], units["selectivity"] - units["si_null_mean"])
 
 
-@pytest.mark.core
+@pytest.mark.backends
 def test_selectivity_null_of_chosen_layers_and_bad_arguments(rng):
     model = _user_model()
     images, labels = _data(rng, count=40)
@@ -99,16 +101,40 @@ def test_selectivity_null_of_chosen_layers_and_bad_arguments(rng):
         selectivity_null(plain, images, labels)
 
 
+def test_selectivity_null_shows_its_two_passes_when_verbose(rng, capsys):
+    model = _user_model()
+    images, labels = _data(rng, count=40)
+    quiet = selectivity_null(model, images, labels, num_permutations=9)
+    assert capsys.readouterr().out == ""
+    shown = selectivity_null(model, images, labels, num_permutations=9, batch_size=16, verbose=1)
+    assert [line.split(", ")[0] for line in log_lines(capsys.readouterr().out)] == [
+        "Selectivity: 40/40 images", "Selectivity null: 9/9 permutations"]
+    pd.testing.assert_frame_equal(shown, quiet)
+
+
 # ------------------------------------------------------------ analyze
 @pytest.fixture(scope="module")
-def null_analysis(tiny_runs, tmp_path_factory):
+def null_analysis(tiny_runs, tmp_path_factory, null_analysis_log):
     from tf_selectivity.analysis.options import AnalysisOptions, SelectivityOptions, SimilarityOptions
     from tf_selectivity.analysis.pipeline import analyze
 
     out = tmp_path_factory.mktemp("null_analysis")
     options = AnalysisOptions(selectivity=SelectivityOptions(null_permutations=99),
                               similarity=SimilarityOptions(enabled="false"), figures=False, n_resamples=100)
-    return analyze([str(tiny_runs)], str(out), options, verbose=0), out
+    with contextlib.redirect_stdout(null_analysis_log):
+        return analyze([str(tiny_runs)], str(out), options, verbose=1), out
+
+
+@pytest.fixture(scope="module")
+def null_analysis_log():
+    """What `null_analysis` printed (not on a terminal: a log file's lines)."""
+    return io.StringIO()
+
+
+@pytest.mark.tensorflow_only
+def test_analyze_shows_each_run_s_null_on_one_line(null_analysis, null_analysis_log):
+    lines = log_lines(null_analysis_log.getvalue())
+    assert sum(line.startswith("Selectivity null: 99/99 permutations, ") for line in lines) == 4
 
 
 @pytest.mark.tensorflow_only

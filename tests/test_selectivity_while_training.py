@@ -17,7 +17,7 @@ from tf_selectivity.models import build_model
 from tf_selectivity.training import TrainConfig, train
 from tf_selectivity.measures.unit_statistics import evaluate_responses
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 TINY = "synthetic:train=400,test=100,size=16"
 

@@ -20,8 +20,6 @@ from tf_selectivity.measures import similarity
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.similarity import cka
 
-pytestmark = pytest.mark.core
-
 TIGHT = 1e-10
 
 
@@ -435,20 +433,20 @@ def test_cka_map_equals_pairwise_cka():
     _raises("second", similarity.cka_map, first, [second[0][:, :50]])
 
 
-def test_readme_example_runs_and_prints_its_values():
-    """The README's example, read from the README and run."""
+def test_docs_example_runs_and_prints_its_values():
+    """The docs' example (docs/guides/python.md), read from the page and run."""
     import pathlib
     import re
 
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "guides" / "python.md").read_text()
     block = re.search(r"```python\n(import numpy as np\nfrom tf_selectivity import similarity\n.*?)```",
-                      readme, re.S).group(1)
+                      page, re.S).group(1)
     namespace = {}
     checked = 0
     for line in block.splitlines():
         code, _, comment = line.partition("#")
         if code.startswith("similarity.") and re.match(r" ?\d\.\d{5}", comment):
-            value = eval(code, namespace)  # noqa: S307 - the README's own code
+            value = eval(code, namespace)  # noqa: S307 - the docs' own code
             assert round(value, 5) == float(comment.split()[0].rstrip(",")), line
             checked += 1
         else:

@@ -22,7 +22,7 @@ from tf_selectivity.measures.selectivity import (
 )
 from tf_selectivity.measures.unit_statistics import evaluate_responses
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 CLASSES = 4
 PROBES = ("probe_relu", "probe_linear", "probe_top")

@@ -107,8 +107,8 @@ def test_an_interrupted_analysis_resumes_with_the_finished_runs(tiny_runs, tmp_p
     MeanLabelStage.interrupt_at = runs[2]
     with pytest.raises(KeyboardInterrupt):
         analyze([str(tiny_runs)], str(out), OPTIONS, verbose=0, stages=_stages(MeanLabelStage()))
-    # No outputs, no half-written entry; the finished runs' entries kept (in a new directory too).
-    assert sorted(os.listdir(out)) == ["analysis.json", "cache"]
+    # No outputs, no half-written entry; the finished runs' entries kept (in a new directory too, with its lock file).
+    assert sorted(os.listdir(out)) == [".lock", "analysis.json", "cache"]
     assert len(_entries(out, "mean_label")) == 2 and len(_entries(out, "selectivity")) == 3
     assert not list((out / "cache").glob("*/*.tmp"))
 

@@ -7,8 +7,6 @@ import pytest
 
 from tf_selectivity.measures.unit_statistics import TopResponses, evaluate_responses
 
-pytestmark = pytest.mark.core
-
 
 def reference_precision(responses, labels, n, num_classes):
     """Sort all samples per unit (value descending, index ascending), take n."""

@@ -5,8 +5,6 @@ import pytest
 
 from tf_selectivity.data.subsets import balanced_subset
 
-pytestmark = pytest.mark.core
-
 
 def test_a_test_set_sorted_by_class_gives_every_class_equally():
     labels = np.repeat(np.arange(10), 1000)  # an image folder's test/<class>/ order

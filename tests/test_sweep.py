@@ -66,7 +66,6 @@ def trial_records(sweep_dir) -> list:
 # ------------------------------------------------------------------ naming
 
 
-@pytest.mark.core
 def test_run_names_are_readable_unique_and_round_trip(rng):
     assert run_name("resnet20", "relu", 0.0, -1.0, 3) == "resnet20_relu_alpha-1_seed3"
     assert run_name("resnet20", "leaky_relu", 0.1, 0.5, 0) == "resnet20_leaky0.1_alpha0.5_seed0"
@@ -81,7 +80,6 @@ def test_run_names_are_readable_unique_and_round_trip(rng):
 # ------------------------------------------------------------------ plans
 
 
-@pytest.mark.core
 def test_grid_plan_is_seed_major_and_needs_only_missing_points():
     plan = plans.GridPlan([0, -1], [0, 1], [0.0])
     assert [(p.alpha, p.seed) for p in plan.points] == [(0.0, 0), (-1.0, 0), (0.0, 1), (-1.0, 1)]
@@ -106,7 +104,6 @@ def _search_until_done(plan, accuracy):
     raise AssertionError("the search did not finish")
 
 
-@pytest.mark.core
 def test_margin_search_bisects_log_alpha_to_the_resolution():
     # Mean accuracy over seeds is 0.9 - 0.01 |alpha|: within a 0.05 margin iff |alpha| <= 5.
     def accuracy(alpha, seed):
@@ -123,7 +120,6 @@ def test_margin_search_bisects_log_alpha_to_the_resolution():
     assert all(float(f"{abs(a):.3g}") == abs(a) for a in evaluated)
 
 
-@pytest.mark.core
 def test_margin_search_stops_at_the_bounds():
     free = plans.MarginSearchPlan([0], -0.1, -100, margin=0.5, resolution=2.0)
     result, ran = _search_until_done(free, lambda alpha, seed: 0.9 - 0.001 * abs(alpha))
@@ -136,7 +132,6 @@ def test_margin_search_stops_at_the_bounds():
         plans.MarginSearchPlan([0], -0.1, 100, margin=0.01, resolution=2.0)
 
 
-@pytest.mark.core
 def test_margin_search_treats_a_diverged_alpha_as_outside_the_margin():
     # Free up to |alpha| = 20; from |alpha| > 20 on, seed 1 diverges.
     def run(point):
@@ -167,7 +162,6 @@ def test_margin_search_treats_a_diverged_alpha_as_outside_the_margin():
 # ------------------------------------------------------------------ flags
 
 
-@pytest.mark.core
 def test_list_flags_reject_non_numbers_repeats_negatives_and_empty_lists():
     from tf_selectivity.core.cli import UsageError
     from tf_selectivity.sweep import parse_alphas, parse_leaky_slopes, parse_seeds
@@ -515,7 +509,6 @@ def test_only_one_process_owns_a_sweep_directory(tmp_path):
         pass
 
 
-@pytest.mark.core
 def test_settings_travel_through_trial_values_unchanged():
     from tf_selectivity.sweeps.settings import config_from_values, settings_to_values, sweep_settings
     from tf_selectivity.training import TrainConfig
@@ -600,6 +593,51 @@ def test_a_killed_sweep_resumes_without_retraining_finished_trials(resumed_sweep
     assert [r["status"] for r in records] == ["COMPLETED"] * 4
     assert len({(r["hyperparameters"]["values"]["alpha"], r["hyperparameters"]["values"]["seed"]) for r in records}) == 4
     assert "[sweep 4/4]" in second.stdout and "1/4 already complete" in second.stdout
+    # The time left, from the trials this session ran (the one done before takes none).
+    ended = [line for line in second.stdout.splitlines() if line.startswith("[sweep ") and " done: " in line]
+    assert ended[0].startswith("[sweep 2/4]") and ended[0].endswith(" left)") and ended[-1].endswith(" elapsed)")
+
+
+def test_trials_lines_tell_the_time_left_from_this_session_s_trials(monkeypatch, capsys):
+    import types
+
+    from keras_tuner.engine.trial import Trial
+
+    from tf_selectivity.sweeps import oracle as oracle_module
+
+    class Oracle:  # the display asks the oracle for the counts and the descriptions only
+        distributed = False
+        finished = 1  # one trial completed by an earlier session
+
+        def progress(self):
+            return self.finished, 4
+
+        def trial_holder(self, trial_id):
+            return None
+
+        def describe_trial(self, trial):
+            return f"seed {trial.hyperparameters.values['seed']}"
+
+    clock = types.SimpleNamespace(now=100.0)
+    monkeypatch.setattr("tf_selectivity.core.progress.time.monotonic", lambda: clock.now)
+    oracle = Oracle()
+    display = oracle_module.SweepDisplay(oracle)
+    for number, seed in enumerate((1, 2, 3), start=2):
+        trial = Trial(hyperparameters=None, trial_id=f"000{number}")
+        trial.hyperparameters = types.SimpleNamespace(values={"seed": seed})
+        display.on_trial_begin(trial)
+        clock.now += 60  # a minute per trial
+        trial.status = oracle_module.COMPLETED
+        trial.metrics.register("val_accuracy")
+        trial.metrics.update("val_accuracy", 0.5)
+        oracle.finished += 1
+        display.on_trial_end(trial)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[sweep ")]
+    # The earlier session's trial takes no time: 1 minute per trial run here, times the trials left.
+    assert lines[0].startswith("[sweep 2/4] trial 0002 done: seed 1: val_accuracy 0.5000")
+    assert lines[0].endswith(" (1:00 elapsed, 2:00 left)")
+    assert lines[1].endswith(" (2:00 elapsed, 1:00 left)")
+    assert lines[2].startswith("[sweep 4/4] trial 0004 done") and lines[2].endswith(" (3:00 elapsed)")
 
 
 def test_trials_table_has_one_row_per_trial_with_config_and_metrics(resumed_sweep):
@@ -711,7 +749,7 @@ def test_a_diverged_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert len(pd.read_csv(tmp_path / "analysis" / "diverged.csv")) == 1
 
 
-@pytest.mark.core
+@pytest.mark.backends
 @pytest.mark.skipif(backend() != "jax", reason="seeds are packed in one program on JAX only")
 def test_a_sweep_on_jax_packs_the_seeds_of_each_alpha(tmp_path):
     """Seeds 0 and 1 of alpha 0 train as one program, seed 2 alone; each keeps

@@ -107,7 +107,7 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
     assert "4/4 trials complete" in processes.log("chief")
 
 
-@pytest.mark.core
+@pytest.mark.backends
 @pytest.mark.skipif(backend() != "jax", reason="seeds are packed in one program on JAX only")
 def test_workers_train_the_seeds_of_an_alpha_as_one_pack_over_grpc(tmp_path):
     """The chief reserves both seeds of an alpha for the worker that gets it:

@@ -13,8 +13,6 @@ from tf_selectivity.models import build_model
 from tf_selectivity.core.files import read_json
 from tf_selectivity.training import ConfigError, TorchSGD, TrainConfig, step_schedule, train
 
-pytestmark = pytest.mark.core
-
 TINY = "synthetic:train=500,test=200,size=16"
 
 
@@ -38,6 +36,7 @@ def torch_sgd_reference(weights, gradients, rates, momentum, weight_decay):
     return w
 
 
+@pytest.mark.backends
 def test_torch_sgd_matches_pytorch_update_rule_across_a_rate_drop(rng):
     w0 = rng.normal(size=(5,)).astype("float32")
     grads = [rng.normal(size=(5,)).astype("float32") for _ in range(6)]
@@ -52,6 +51,7 @@ def test_torch_sgd_matches_pytorch_update_rule_across_a_rate_drop(rng):
     assert (restored.momentum, restored.weight_decay_l2) == (0.9, 1e-2)
 
 
+@pytest.mark.backends
 def test_step_schedule_boundaries():
     schedule = step_schedule(0.1, milestones=[100, 150], decay=0.1, steps_per_epoch=176)
     rates = [float(ops.convert_to_numpy(schedule(step))) for step in (0, 17599, 17600, 26399, 26400)]
@@ -76,6 +76,7 @@ def numpy_batch_selectivity(feature_maps, labels, num_classes):
     return (mu_max - mu_rest) / (mu_max + mu_rest)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("alpha", [0.0, -2.0, 3.0])
 def test_train_step_reports_eq2_parts(rng, alpha):
     keras.utils.set_random_seed(0)
@@ -113,6 +114,7 @@ def test_train_step_reports_eq2_parts(rng, alpha):
     assert 0.01 < mu_si < 1 and len(set(np.round(per_layer, 4))) == len(per_layer)
 
 
+@pytest.mark.backends
 def test_alpha_changes_the_gradient_not_only_the_logged_loss(rng):
     x = rng.uniform(0, 255, (32, 16, 16, 3)).astype("float32")
     y = rng.integers(0, 10, 32)
@@ -126,6 +128,7 @@ def test_alpha_changes_the_gradient_not_only_the_logged_loss(rng):
     assert np.abs(kernels[0.0] - kernels[-5.0]).max() > 1e-6
 
 
+@pytest.mark.backends
 def test_regularizer_moves_test_selectivity_in_the_sign_of_alpha(tmp_path):
     results = {}
     for alpha in (-10.0, 0.0, 10.0):
@@ -135,6 +138,7 @@ def test_regularizer_moves_test_selectivity_in_the_sign_of_alpha(tmp_path):
     assert results[10.0] > 1.5 * results[0.0]
 
 
+@pytest.mark.backends
 def test_resume_equals_uninterrupted(tmp_path):
     straight = train(tiny_config(tmp_path, "straight", epochs=3, alpha=-1.0), verbose=0)
     config = tiny_config(tmp_path, "resumed", epochs=3, alpha=-1.0)
@@ -150,6 +154,8 @@ def test_resume_equals_uninterrupted(tmp_path):
     np.testing.assert_allclose(history(config.output_dir), history(str(tmp_path / "straight")), rtol=1e-5)
 
 
+# Bookkeeping around a trained run (reruns, refusals, what config.json
+# records): the same Python on every backend, so these run once.
 def test_completed_run_is_not_trained_again(tmp_path):
     config = tiny_config(tmp_path, "done", epochs=1)
     first = train(config, verbose=0)
@@ -198,6 +204,7 @@ def test_config_validation(tmp_path):
     assert TrainConfig(model="resnet20", output_dir="x").learning_rate == 0.1
 
 
+@pytest.mark.backends
 def test_train_step_compiles_with_xla(rng):
     """The GPU/TPU path: the same step under jit_compile=True (XLA on the CPU here)."""
     keras.utils.set_random_seed(0)

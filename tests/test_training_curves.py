@@ -19,8 +19,6 @@ from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.plots.style import save_figure
 from tf_selectivity.analysis.stages.training_curves.figures import plot_training_curves
 
-pytestmark = pytest.mark.core
-
 # alpha -> seed -> per-epoch (layer a, layer b) SI; epoch 1 not recorded (selectivity_every=2 style).
 CURVES = {
     0.0: {0: [None, (0.10, 0.20), (0.30, 0.40), (0.40, 0.50)], 1: [None, (0.20, 0.10), (0.20, 0.30), (0.30, 0.60)]},

@@ -14,8 +14,6 @@ from tf_selectivity.models import build_model
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.selectivity import ClassSelectivityAccumulator
 
-pytestmark = pytest.mark.core
-
 
 def _user_model(classes=4, shape=(16, 16, 3)):
     keras.utils.set_random_seed(0)
@@ -79,6 +77,7 @@ def _check_against_reference(gallery, model, images, labels, k, fraction=0.005):
     return maps
 
 
+@pytest.mark.backends
 def test_top_images_threshold_and_tuning_match_references(rng):
     model = _user_model()
     images, labels = _data(rng)
@@ -89,6 +88,7 @@ def test_top_images_threshold_and_tuning_match_references(rng):
     _check_against_reference(gallery, model, images, labels, k=7)
 
 
+@pytest.mark.backends
 def test_results_do_not_depend_on_the_batch_size(rng):
     model = _user_model()
     images, labels = _data(rng)
@@ -101,6 +101,7 @@ def test_results_do_not_depend_on_the_batch_size(rng):
     np.testing.assert_allclose(one.tuning["ci_high"], other.tuning["ci_high"], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.backends
 def test_default_units_are_each_layers_most_and_least_selective(rng):
     model = build_model("resnet8", num_classes=4, input_shape=(16, 16, 3))
     images, labels = _data(rng, count=40)
@@ -116,6 +117,7 @@ def test_default_units_are_each_layers_most_and_least_selective(rng):
         assert gallery.units[gallery.units["layer"] == name]["unit"].tolist() == expected
 
 
+@pytest.mark.backends
 def test_an_instrumented_model_with_another_image_size_and_200_classes(rng):
     model = _user_model(classes=200, shape=(20, 24, 3))
     images, labels = _data(rng, count=400, shape=(20, 24, 3), classes=200)
@@ -140,6 +142,7 @@ def test_running_top_values_give_the_exact_quantile(rng):
         top.quantile(0.5)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "kwargs, parameter",
     [
@@ -167,6 +170,7 @@ def test_bad_arguments_name_the_parameter(kwargs, parameter, rng):
     assert error.value.parameter == "labels"
 
 
+@pytest.mark.backends
 def test_a_probe_after_a_dense_layer_has_one_by_one_maps(rng):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 3))
@@ -184,3 +188,15 @@ def test_a_probe_after_a_dense_layer_has_one_by_one_maps(rng):
             top = gallery.top_images[(gallery.top_images["unit"] == row.unit) & (gallery.top_images["ranking"] == ranking)]
             np.testing.assert_array_equal(top.sort_values("rank")["image"], expected)
         assert row.threshold == pytest.approx(np.quantile(responses[:, row.unit].astype(np.float64), 0.995), rel=1e-6)
+
+
+def test_the_pass_over_the_images_shows_its_progress_when_verbose(rng, capsys):
+    from conftest import log_lines
+
+    model = _user_model()
+    images, labels = _data(rng, count=30)
+    quiet = unit_gallery(model, images, labels, k=2, batch_size=8)
+    assert capsys.readouterr().out == ""
+    shown = unit_gallery(model, images, labels, k=2, batch_size=8, verbose=1)
+    assert [line.split(", ")[0] for line in log_lines(capsys.readouterr().out)] == ["Unit galleries: 30/30 images"]
+    pd.testing.assert_frame_equal(shown.units, quiet.units)

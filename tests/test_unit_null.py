@@ -16,8 +16,6 @@ from tf_selectivity.measures.unit_null import (
     selective_units,
 )
 
-pytestmark = pytest.mark.core
-
 
 def _noise_unit():
     """The issue's pure-noise unit: 10 classes x 100 images, max(normal, 0)."""
@@ -103,10 +101,12 @@ def test_null_does_not_depend_on_the_chunk_size_and_is_shared_across_layers():
     first = permutation_null(responses[:, :2], labels, 3, num_permutations=37, seed=5, keep_null=True)
     second = permutation_null(responses[:, 2:], labels, 3, num_permutations=37, seed=5, keep_null=True)
     np.testing.assert_allclose(np.hstack([first.null, second.null]), whole.null, rtol=1e-13)
+    chunks = []
     together = permutation_nulls(
         {"a": responses[:, :2], "b": responses[:, 2:]}, labels, 3, num_permutations=37, seed=5, keep_null=True,
-        max_chunk_bytes=20_000,
+        max_chunk_bytes=20_000, progress=chunks.append,
     )
+    assert sum(chunks) == 37 and len(chunks) > 1  # the progress of each chunk of permutations
     for name, alone in (("a", first), ("b", second)):
         np.testing.assert_array_equal(together[name].null, alone.null)
         np.testing.assert_array_equal(together[name].p_values, alone.p_values)

@@ -8,11 +8,14 @@ uncaught errors, failed resource loads and ``console.error`` calls, and after
 the load event every image's ``naturalWidth`` and, for every link, whether
 the browser loaded its target (a synchronous XMLHttpRequest of the file: URL,
 allowed by ``--allow-file-access-from-files``). The check is shown to fail on
-a deliberately broken page. Chromium missing is a failure, not a skip: CI
-installs Debian's package (`.ci/run`).
+a deliberately broken page. Where no Chromium is found the browser tests
+skip and say so; under CI (``CI=true``, where `.ci/run` installs Debian's
+package) they fail instead.
 """
 
+import contextlib
 import html
+import io
 import json
 import os
 import re
@@ -79,10 +82,23 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-file-a
                   "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0"]
 
 
+NO_CHROMIUM = "Chromium is not installed: apt-get install -y --no-install-recommends chromium (see .ci/run)"
+
+
 def chromium() -> str:
+    """The browser's path; a browser test skips without it, and fails under CI (CI=true)."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Chromium is not installed: apt-get install -y --no-install-recommends chromium (see .ci/run)"
+    if not path:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{NO_CHROMIUM}; CI=true, where the browser test must run")
+        pytest.skip(NO_CHROMIUM)
     return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Chromium, checked before any other fixture of a browser test is set up (a skip costs nothing)."""
+    return chromium()
 
 
 def browser_check(page: str) -> dict:
@@ -138,17 +154,36 @@ PAGE_OPTIONS = AnalysisOptions(
 
 
 @pytest.fixture(scope="module")
-def unit_pages(tiny_runs, tmp_path_factory):
+def unit_pages_log():
+    """What `unit_pages` printed (not on a terminal: a log file's lines)."""
+    return io.StringIO()
+
+
+@pytest.fixture(scope="module")
+def unit_pages(tiny_runs, tmp_path_factory, unit_pages_log):
     out = tmp_path_factory.mktemp("unit_pages")
-    result = analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), PAGE_OPTIONS, verbose=0)
+    with contextlib.redirect_stdout(unit_pages_log):
+        result = analyze([str(tiny_runs / "runs" / "a0_s0")], str(out), PAGE_OPTIONS, verbose=1)
     return result, out
+
+
+def test_the_galleries_show_one_line_per_pass(unit_pages, unit_pages_log):
+    from conftest import log_lines
+
+    result, _ = unit_pages
+    figures = len(result.tables["unit_gallery"])
+    lines = [line.split(", ")[0] for line in log_lines(unit_pages_log.getvalue())]
+    # The pass over the test images, then every figure drawn: per layer its histogram, grid and unit figures.
+    assert lines[-4:] == ["Selectivity null: 20/20 permutations", "Unit galleries: 200/200 images",
+                          f"Drawing unit galleries: {figures + 2 * len(LAYERS)}/{figures + 2 * len(LAYERS)} figures",
+                          "Per-run analysis: 1/1 runs"]
 
 
 def _html_pages(root):
     return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".html"))
 
 
-def test_every_page_opens_in_chromium_with_its_images_links_and_no_errors(unit_pages, tmp_path):
+def test_every_page_opens_in_chromium_with_its_images_links_and_no_errors(browser, unit_pages, tmp_path):
     result, out = unit_pages
     pages = _html_pages(out / "units")
     # The index, the run's page and one page per gallery layer.
@@ -167,7 +202,7 @@ def test_every_page_opens_in_chromium_with_its_images_links_and_no_errors(unit_p
     assert "[units/index.html](units/index.html)" in report and (out / "units" / "index.html").exists()
 
 
-def test_the_check_fails_on_a_broken_page(tmp_path):
+def test_the_check_fails_on_a_broken_page(browser, tmp_path):
     (tmp_path / "good.png").write_bytes(b"")  # exists but does not decode
     page = tmp_path / "broken.html"
     page.write_text(
@@ -258,7 +293,6 @@ def test_unit_indices_are_checked_from_the_model_file_before_any_data_pass(tiny_
         check_unit_choices(records, options)
 
 
-@pytest.mark.core
 def test_pages_escape_names_and_link_relatively(tmp_path):
     evil = '<script>alert("x")</script>&'
     tuning = pd.DataFrame({"class": [evil, "b"], "count": [3, 4], "mean": [0.5, 0.1], "ci_low": [0.4, 0.0],

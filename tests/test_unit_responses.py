@@ -8,7 +8,7 @@ from keras import ops
 from tf_selectivity.models.probe import UnitResponses
 from tf_selectivity.models import build_model
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 
 @pytest.fixture

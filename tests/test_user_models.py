@@ -14,11 +14,10 @@ from tf_selectivity.sweeps.layout import run_name
 from tf_selectivity.training import ConfigError, TrainConfig, train
 from tf_selectivity.core.files import read_json
 
-pytestmark = pytest.mark.core
-
 TINY = "synthetic:train=300,test=100,size=16,classes=4"
 
 
+@pytest.mark.backends
 def test_spec_builds_an_instrumented_model_with_the_documented_arguments():
     model = build_model("user_model_zoo:small_cnn", num_classes=4, alpha=-2.0, input_shape=(16, 16, 3),
                         pixel_mean=(1.0, 2.0, 3.0), pixel_std=(4.0, 5.0, 6.0))
@@ -41,6 +40,7 @@ def test_spec_builds_an_instrumented_model_with_the_documented_arguments():
     assert len(resnet.probes) == 17 and resnet.alpha == -3.0
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "spec,kwargs,message",
     [
@@ -75,6 +75,7 @@ def test_sweep_run_names_of_specs_are_file_names():
     assert run_name("resnet20", "relu", 0.0, -1.0, 3) == "resnet20_relu_alpha-1_seed3"
 
 
+@pytest.mark.backends
 def test_train_a_user_model_with_extra_metrics(tmp_path):
     config = TrainConfig(
         model="user_model_zoo:small_cnn", alpha=-1.0, dataset=TINY, epochs=2, batch_size=50,
@@ -97,7 +98,7 @@ def test_train_a_user_model_with_extra_metrics(tmp_path):
         train(other, verbose=0)
 
 
-@pytest.mark.tensorflow_only  # not core: 55 s under JAX on 2 cores; core tests train resnet18 one step
+@pytest.mark.tensorflow_only  # slow under JAX; test_imagenet_resnet.py trains resnet18 one step on both backends
 def test_train_reduced_resnet18_on_64x64_with_200_classes(tmp_path):
     """The smallest Tiny ImageNet-shaped run: 64x64 images, 200 classes."""
     config = TrainConfig(

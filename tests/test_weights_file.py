@@ -8,7 +8,7 @@ import pytest
 
 from tf_selectivity.training.weights_file import WeightsFile
 
-pytestmark = pytest.mark.core
+pytestmark = pytest.mark.backends
 
 
 def small_model(seed):

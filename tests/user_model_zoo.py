@@ -19,7 +19,7 @@ class ScalePixels(keras.layers.Layer):
 
 
 def small_cnn(num_classes, input_shape):
-    """The README's small model (two fused conv-ReLUs), plain Keras."""
+    """A small model (two fused conv-ReLUs), plain Keras."""
     CALLS["small_cnn"] = dict(num_classes=num_classes, input_shape=input_shape)
     inputs = keras.Input(input_shape)
     x = ScalePixels(name="scale")(inputs)

@@ -69,18 +69,27 @@ _EXPORTS = {
     "save_as_run": "tf_selectivity.training",
     "RunSummary": "tf_selectivity.training",
     # Analysis of saved runs and of models in memory.
+    "load_run": "tf_selectivity.analysis.run",
+    "Run": "tf_selectivity.analysis.run",
+    "RunLoadError": "tf_selectivity.analysis.runs",
     "AnalysisOptions": "tf_selectivity.analysis",
     "redraw": "tf_selectivity.analysis",
     "read_tables": "tf_selectivity.analysis",
     "selectivity_null": "tf_selectivity.analysis.stages.selectivity.null",
+    "null_layer_summary": "tf_selectivity.analysis.stages.selectivity.null",
     "ablation_curves": "tf_selectivity.analysis.stages.ablation.ablate",
     "unit_importance": "tf_selectivity.analysis.stages.ablation.ablate",
+    "importance_correlations": "tf_selectivity.analysis.stages.ablation.ablate",
     "unit_gallery": "tf_selectivity.analysis.stages.units.gallery",
     "save_unit_galleries": "tf_selectivity.analysis.stages.units.figures",
     "fgsm": "tf_selectivity.analysis.stages.robustness.attacks",
     "pgd": "tf_selectivity.analysis.stages.robustness.attacks",
     "adversarial_accuracy": "tf_selectivity.analysis.stages.robustness.attacks",
     "read_training_curves": "tf_selectivity.analysis.stages.training_curves.curves",
+    "summarize_training_curves": "tf_selectivity.analysis.stages.training_curves.curves",
+    "half_rise_epochs": "tf_selectivity.analysis.stages.training_curves.curves",
+    "summarize_half_rise": "tf_selectivity.analysis.stages.training_curves.curves",
+    "plot_training_curves": "tf_selectivity.analysis.stages.training_curves.figures",
 }
 
 __all__ = list(_SUBMODULES) + list(_EXPORTS)

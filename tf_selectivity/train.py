@@ -76,12 +76,13 @@ def config_from_flags(alpha: float, seed: int, output_dir: str):
     return TrainConfig(**values, alpha=alpha, seed=seed, output_dir=output_dir)
 
 
-def _define_flags():
+def define_flags():
+    """Defines the command's flags: the training flags, one seed or several, the run directory."""
     define_training_flags()
-    from tf_selectivity.core.settings import define_flags
+    from tf_selectivity.core.settings import define_flags as define_setting_flags
     from tf_selectivity.training.config import TrainConfig
 
-    define_flags(TrainConfig, names=("alpha", "seed"))
+    define_setting_flags(TrainConfig, names=("alpha", "seed"))
     flags.DEFINE_string(
         "seeds", None,
         "Several seeds instead of --seed: comma-separated and/or ranges (e.g. 0-7), one run directory "
@@ -286,7 +287,7 @@ def run(command: str = COMMAND):
     """Runs the command on `sys.argv`; `command` names it in its messages."""
     global COMMAND
     COMMAND = command
-    _define_flags()
+    define_flags()
     app.run(main, flags_parser=cli.flags_parser(command, __doc__))
 
 

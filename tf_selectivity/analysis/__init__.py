@@ -11,9 +11,12 @@
     stages/       the registry and one folder per stage
     outputs.py    the output directory (staged, swapped in at the end)
     runs.py       finding runs and loading their models
+    run.py        `load_run`: one run in Python (model, configuration,
+                  summary, history, test data), read as the analysis reads it
 
-`analyze`, `redraw`, the protocol's classes and `selectivity_null` (the
-label-permutation null of a model in memory) are imported on first use.
+`analyze`, `load_run`, `redraw`, the protocol's classes and
+`selectivity_null` (the label-permutation null of a model in memory) are
+imported on first use.
 """
 
 import importlib
@@ -21,6 +24,8 @@ import importlib
 from tf_selectivity.analysis.options import AnalysisOptions
 
 _LAZY = {
+    "load_run": "tf_selectivity.analysis.run",
+    "Run": "tf_selectivity.analysis.run",
     "analyze": "tf_selectivity.analysis.pipeline",
     "AnalysisResult": "tf_selectivity.analysis.pipeline",
     "Stage": "tf_selectivity.analysis.stage",

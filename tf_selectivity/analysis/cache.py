@@ -23,7 +23,7 @@ import shutil
 from typing import Callable
 
 from tf_selectivity.analysis.stage import RunResult
-from tf_selectivity.core.files import read_json, temporary_path, write_json_atomic
+from tf_selectivity.core.files import NoSpaceError, free_bytes, is_no_space, read_json, temporary_path, write_json_atomic
 
 __all__ = ["ResultCache", "MISSING"]
 
@@ -81,7 +81,8 @@ class ResultCache:
         the stage writes its files while computing; ``store(result)`` writes
         the result beside them and returns it with its final ``directory``.
         When the block ends, the folder is renamed onto `entry`; if the
-        block raises, nothing of the entry is left.
+        block raises, nothing of the entry is left. A full file system
+        while the block writes raises `NoSpaceError` naming the entry.
         """
         folder = temporary_path(entry)
         made = []
@@ -112,9 +113,11 @@ class ResultCache:
 
         try:
             yield make_folder, store
-        except BaseException:
+        except BaseException as error:
             if made:
                 shutil.rmtree(folder, ignore_errors=True)
+            if is_no_space(error):  # named as the entry, not its temporary folder
+                raise NoSpaceError(entry, free_bytes(entry)) from None
             raise
         if made:
             if os.path.isdir(entry):

@@ -25,15 +25,7 @@ if TYPE_CHECKING:  # annotations only
     from tf_selectivity.analysis.options import AnalysisOptions
     from tf_selectivity.analysis.stage import RunResult
 
-__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition", "insert_condition",
-           "progress_verbosity"]
-
-
-def progress_verbosity() -> int:
-    """Keras' live progress bar on a terminal, one plain line per bar otherwise (logs)."""
-    import sys
-
-    return 1 if hasattr(sys.stdout, "isatty") and sys.stdout.isatty() else 2
+__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition", "insert_condition"]
 
 
 def with_condition(frame: "pd.DataFrame", columns: Mapping) -> "pd.DataFrame":
@@ -70,8 +62,10 @@ def insert_condition(frame: "pd.DataFrame", names: Mapping) -> "pd.DataFrame":
 class TestData:
     """A run's test images (uint8, N x H x W x C), their integer labels and the class names.
 
-    ``chosen``: positions of these images in the analysis' test set when
-    they are a subset of it (`RunContext.subset`), else None.
+    ``chosen``: positions of these images in the dataset's test split when
+    they are a part of it (``max_test_samples``, `RunContext.subset`), else
+    None: a published corrupted set, which holds the whole split in its
+    order, is indexed by them.
     """
 
     __test__ = False  # not a pytest test class
@@ -85,6 +79,17 @@ class TestData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def subset(self, size: int | None) -> "TestData":
+        """The class-balanced subset of `size` of these images (`data.subsets.balanced_subset`),
+        ``chosen`` holding their positions in the test split; None: these images themselves."""
+        if not size:
+            return self
+        from tf_selectivity.data.subsets import balanced_subset
+
+        chosen = balanced_subset(self.labels, size)
+        return dataclasses.replace(self, images=self.images[chosen], labels=self.labels[chosen],
+                                   chosen=chosen if self.chosen is None else self.chosen[chosen])
 
 
 class TestDataLoader:
@@ -141,7 +146,8 @@ class TestDataLoader:
 
             skip_bad = self.options.skip_bad_images or bool(record.config.get("skip_bad_images"))
             try:
-                images, labels, class_names = load_test_split(spec, data_dir=data_dir, skip_bad_images=skip_bad)
+                images, labels, class_names = load_test_split(spec, data_dir=data_dir, skip_bad_images=skip_bad,
+                                                               verbose=self.verbose)
             except DatasetUnavailableError as error:
                 raise RunLoadError(f"{record.run_dir}: {self._unavailable(spec, error)}") from None
             if self.verbose:
@@ -150,8 +156,13 @@ class TestDataLoader:
                 from tf_selectivity.data.subsets import balanced_subset
 
                 chosen = balanced_subset(labels, self.options.max_test_samples)
-                images, labels = images[chosen], labels[chosen]
-            self._cache[key] = TestData(spec, images, labels, [str(name) for name in class_names])
+                if len(chosen) == len(labels):
+                    chosen = None  # the whole split, in order
+                else:
+                    images, labels = images[chosen], labels[chosen]
+            else:
+                chosen = None
+            self._cache[key] = TestData(spec, images, labels, [str(name) for name in class_names], chosen)
         data = self._cache[key]
         expected = record.summary.image_shape
         if expected and list(data.images.shape[1:]) != list(expected):
@@ -368,15 +379,10 @@ class RunContext:
     def subset(self, size: int | None) -> TestData:
         """The class-balanced subset of `size` test images (`data.subsets.balanced_subset`;
         None: the whole test set), made once per size; ``chosen`` holds its positions."""
-        data = self.test_data
         if not size:
-            return data
+            return self.test_data
         if size not in self._subsets:
-            from tf_selectivity.data.subsets import balanced_subset
-
-            chosen = balanced_subset(data.labels, size)
-            self._subsets[size] = dataclasses.replace(
-                data, images=data.images[chosen], labels=data.labels[chosen], chosen=chosen)
+            self._subsets[size] = self.test_data.subset(size)
         return self._subsets[size]
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from tf_selectivity.analysis.context import AnalysisContext
 from tf_selectivity.analysis.options import AnalysisOptions
+from tf_selectivity.core.files import naming_full_disk
 
 __all__ = ["Redrawn", "draw_and_report", "read_tables", "redraw"]
 
@@ -69,7 +70,8 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
         diverged: the runs whose training diverged, or None.
         conditions: the ``conditions`` table (default: ``context.conditions``'),
             listed at the top of the report.
-        formats, dpi: the figure files (default `plots.save_figure`'s).
+        formats: the figure files' formats (default `plots.save_figure`'s).
+        dpi: their resolution (default `plots.save_figure`'s).
 
     Returns:
         (figures, report path): ``{figure name: [paths]}`` in drawing order,
@@ -87,7 +89,9 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
         for stage in stages:
             for name, figure in stage.figures(context.tables[stage.name], context.for_stage(stage.name)):
                 if figure is not None:
-                    figures[name] = save_figure(figure, os.path.join(folder, "figures", name), formats, dpi)
+                    path = os.path.join(folder, "figures", name)
+                    with naming_full_disk(path):
+                        figures[name] = save_figure(figure, path, formats, dpi)
     claims, premises = [], []
     for stage in stages:
         view = context.for_stage(stage.name)
@@ -117,12 +121,14 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
     selectivity = context.tables.get("selectivity", {})
     if conditions is None and context.conditions is not None:
         conditions = context.conditions.table()
-    report = assemble_report(
-        folder, selectivity.get("runs"), selectivity.get("layers"), headlines=headlines, sections=sections,
-        figures=figures, errors=list(errors), diverged=diverged, captions=captions,
-        warnings=[message for _, message in context.warnings_in([*(stage.name for stage in stages), CLAIMS_TABLE])],
-        conditions=conditions, claims=context.claims, condition_notes=notes,
-    )
+    with naming_full_disk(os.path.join(folder, "report.md")):
+        report = assemble_report(
+            folder, selectivity.get("runs"), selectivity.get("layers"), headlines=headlines, sections=sections,
+            figures=figures, errors=list(errors), diverged=diverged, captions=captions,
+            warnings=[message for _, message in context.warnings_in([*(stage.name for stage in stages),
+                                                                     CLAIMS_TABLE])],
+            conditions=conditions, claims=context.claims, condition_notes=notes,
+        )
     return figures, str(report)
 
 
@@ -161,7 +167,8 @@ def redraw(tables: Mapping[str, pd.DataFrame], output_dir: str | Path, options: 
         output_dir: folder of ``report.md`` and ``figures/`` (created).
         options: the analysis' `AnalysisOptions` (e.g. ``n_resamples``,
             ``figures``); default `AnalysisOptions()`.
-        formats, dpi: the figure files (default `plots.save_figure`'s).
+        formats: the figure files' formats (default `plots.save_figure`'s).
+        dpi: their resolution (default `plots.save_figure`'s).
         stages: the stages, in report order (default: the registry's).
 
     Returns:

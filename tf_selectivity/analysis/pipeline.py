@@ -32,9 +32,17 @@ from tf_selectivity.analysis.cache import MISSING, ResultCache
 from tf_selectivity.analysis.context import AnalysisContext, RunContext, TestDataLoader
 from tf_selectivity.analysis.from_tables import CLAIMS_TABLE, CONDITIONS_TABLE, WARNINGS_TABLE, draw_and_report
 from tf_selectivity.analysis.options import AnalysisOptions
-from tf_selectivity.analysis.outputs import OutputDirectory, output_dir_problem, write_table
+from tf_selectivity.analysis.outputs import (
+    OutputDirectory,
+    check_unlocked,
+    output_dir_problem,
+    unfinished_state,
+    write_table,
+)
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, discover_runs, run_conditions
 from tf_selectivity.analysis.stage import StageSkipped
+from tf_selectivity.core.files import NoSpaceError, free_bytes, is_no_space, naming_full_disk
+from tf_selectivity.core.progress import Progress
 from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "check_stages", "find_runs", "write_table"]
@@ -92,15 +100,25 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
     Returns:
         An `AnalysisResult`.
 
+    Interrupted (Ctrl-C, SIGTERM) or stopped by a full disk, it leaves the
+    earlier outputs as they were and keeps the per-run results it finished
+    in the cache: the same call then computes only what is missing, and its
+    tables equal those of an analysis that was never interrupted.
+
     Raises:
         ValueError: no analysable run, or a bad output directory/option
             (`ParameterError`, raised before anything is written).
+        AnalysisLockedError: another process writes into `output_dir`
+            (nothing is written).
+        NoSpaceError: the file system filled up; it names the file or
+            folder that could not be written and the space left.
     """
     options = (options or AnalysisOptions()).validate()
     output_dir = os.path.abspath(os.path.expanduser(output_dir))
     problem = output_dir_problem(output_dir)
     if problem:
         raise ParameterError("output_dir", problem)
+    check_unlocked(output_dir)
     records, diverged, errors = find_runs(patterns)
     active, skipped = check_stages(records, options, stages)
     # Created only when there is something to write (the first cache entry):
@@ -109,11 +127,23 @@ def analyze(patterns, output_dir: str, options: AnalysisOptions | None = None, *
     try:
         result = _analyze_into(out, records, diverged, errors, options, verbose, active)
         out.commit()
-    except BaseException:
+    except BaseException as error:
         out.abort()
+        if is_no_space(error):
+            raise _full_disk(error, out) from None
         raise
     figures = {name: [out.final_path(p) for p in paths] for name, paths in result.figures.items()}
     return dataclasses.replace(result, report=out.final_path(result.report), figures=figures, skipped=skipped)
+
+
+def _full_disk(error: OSError, out: OutputDirectory) -> NoSpaceError:
+    """`error` (a full file system) as the one error the analysis reports: the
+    path as it would have been after the analysis, the space left, what is intact."""
+    path = error.path if isinstance(error, NoSpaceError) else (error.filename or out.path)
+    path = os.fspath(path)
+    if out.staging and os.path.commonpath([out.staging, os.path.abspath(path)]) == out.staging:
+        path = out.final_path(path)
+    return NoSpaceError(path, free_bytes(path), f"{unfinished_state(out.path)}; free space, then run the same command")
 
 
 def find_runs(patterns):
@@ -197,23 +227,23 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
         for stage in stages:
             view = context.for_stage(stage.name)
             results = context.results.get(stage.name, {})
-            tables = stage.combine({r.run_dir: results[r.run_dir] for r in context.records if r.run_dir in results},
-                                   view)
+            with naming_full_disk(context.staging):  # files a stage writes beside its tables
+                tables = stage.combine(
+                    {r.run_dir: results[r.run_dir] for r in context.records if r.run_dir in results}, view)
             context.tables[stage.name] = tables
             for name, table in tables.items():
                 if not name.startswith("_"):
                     write_table(table, context.staging, name)
                     written[name] = table
         if diverged:
-            _diverged_table(diverged).to_csv(os.path.join(context.staging, "diverged.csv"), index=False)
+            _write_csv(_diverged_table(diverged), os.path.join(context.staging, "diverged.csv"))
         errors = [*errors, *context.errors_in(context.active)]
-        pd.DataFrame(errors, columns=["path", "error"]).to_csv(os.path.join(context.staging, "errors.csv"),
-                                                               index=False)
+        _write_csv(pd.DataFrame(errors, columns=["path", "error"]), os.path.join(context.staging, "errors.csv"))
         figures, report_path = draw_and_report(context, stages, context.staging, errors=errors,
                                                diverged=_diverged_table(diverged) if diverged else None)
         written[CLAIMS_TABLE] = context.claims
         warnings = pd.DataFrame(context.warnings_in([*context.active, CLAIMS_TABLE]), columns=["stage", "warning"])
-        warnings.to_csv(os.path.join(context.staging, f"{WARNINGS_TABLE}.csv"), index=False)
+        _write_csv(warnings, os.path.join(context.staging, f"{WARNINGS_TABLE}.csv"))
     finally:
         context.close()
 
@@ -233,8 +263,9 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
     """
     computing = [stage for stage in stages if stage.implements_compute()]
     analysed = []
-    total = len(context.records)
-    for number, record in enumerate(context.records, start=1):
+    # Each computed run is announced with the time left; its passes show their own progress below.
+    runs = Progress("Per-run analysis", len(context.records), unit="run", enabled=bool(context.verbose), nested=True)
+    for record in context.records:
         run = RunContext(record, context)
         announced = False
         try:
@@ -244,11 +275,13 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
                 try:
                     found, result = _cached(stage, run, cache)
                     if not found:
-                        if context.verbose and not announced:
-                            print(f"[{number}/{total}] {record.run_dir}", flush=True)
+                        if not announced:
+                            runs.announce(record.run_dir)
                             announced = True
                         result = _compute(stage, run, cache)
                 except Exception as error:
+                    if is_no_space(error):  # not one run's problem: the analysis stops
+                        raise
                     message = stage.run_error(run, error)
                     if message is None:
                         raise
@@ -266,6 +299,12 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
                 analysed.append(record)
         finally:
             run.close()
+            if announced:
+                runs.update()
+            else:
+                runs.skip()
+    if runs.worked:
+        runs.close()
     return analysed
 
 
@@ -288,7 +327,19 @@ def _compute(stage, run, cache: ResultCache):
         return stage.compute(run)
     with cache.writing(entry) as (make_folder, store):
         run._use_directory(make_folder)
-        return store(stage.compute(run))
+        stored = store(stage.compute(run))
+    if stored is None:
+        return None
+    # The result as the cache gives it back: the same whether this analysis
+    # computed it or an earlier, interrupted one did (float32 values are
+    # float64 after JSON, tables as Parquet reads them).
+    loaded = cache.load(entry)
+    return stored if loaded is MISSING else loaded
+
+
+def _write_csv(frame: pd.DataFrame, path: str) -> None:
+    with naming_full_disk(path):
+        frame.to_csv(path, index=False)
 
 
 def _diverged_table(diverged) -> pd.DataFrame:

@@ -203,8 +203,8 @@ class Stage:
             (it is left out of it without an error).
 
         Raises:
-            Whatever `run_error` turns into one run's error row; anything
-            else stops the analysis.
+            Exception: what `run_error` turns into one run's error row;
+                anything else stops the analysis.
 
         A stage without per-run work does not override this method: the
         engine then never calls it (`implements_compute`).

@@ -248,7 +248,18 @@ def print_help(doc: str | None, full: bool = False, with_presets: bool = False) 
     sys.stdout.flush()
 
 
-def flags_parser(command: str, doc: str | None = None, with_presets: bool = False):
+def _retired_flag(name: str | None, retired):
+    """The retired flag that `name` (a token's flag name, maybe ``no``-prefixed) spells, or None."""
+    if not name:
+        return None
+    if name in retired:
+        return name
+    if name.startswith("no") and name[2:] in retired:
+        return name[2:]
+    return None
+
+
+def flags_parser(command: str, doc: str | None = None, with_presets: bool = False, retired=None):
     """An absl `flags_parser` for `app.run`.
 
     * ``--help`` (``-h``, ``--helpshort``) prints the command's docstring and
@@ -259,7 +270,13 @@ def flags_parser(command: str, doc: str | None = None, with_presets: bool = Fals
       as opposed to those read from a ``--flagfile``.
     * With `with_presets`, ``--preset=NAME`` reads a flagfile shipped with the
       package (`presets`), listed by ``--help``.
+    * `retired`: ``{flag: what became of it}`` for flags the command no
+      longer has, e.g. ``{"cca_methods": "was renamed --similarity"}``: such
+      a flag (on the command line or in a flagfile) exits with status 2 and
+      the line ``--cca_methods was renamed --similarity``, where absl would
+      suggest the nearest spelling of another flag.
     """
+    retired = dict(retired or {})
     from absl import flags
 
     def parse(argv):
@@ -278,6 +295,10 @@ def flags_parser(command: str, doc: str | None = None, with_presets: bool = Fals
             _check_flagfiles(tokens)
         except UsageError as error:
             fail(command, str(error))
+        for token in tokens:
+            name = _retired_flag(_flag_name(token), retired)
+            if name:
+                fail(command, f"--{name} {retired[name]}")
         EXPLICIT_FLAGS.clear()
         for token in tokens:
             name = _flag_name(token)
@@ -288,6 +309,9 @@ def flags_parser(command: str, doc: str | None = None, with_presets: bool = Fals
         try:
             return flags.FLAGS(argv)
         except flags.Error as error:
+            name = _retired_flag(getattr(error, "flagname", None), retired)
+            if name:  # from a flagfile
+                fail(command, f"--{name} {retired[name]}")
             fail(command, re.sub(r"^ERROR::\s*", "", str(error)))
 
     return parse

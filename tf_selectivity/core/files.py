@@ -30,7 +30,10 @@ __all__ = [
     "PROBE_PREFIX",
     "TEMPORARY_PATTERNS",
     "exclusive_lock",
+    "free_bytes",
     "is_locked",
+    "is_no_space",
+    "naming_full_disk",
     "read_json",
     "replacing",
     "temporary_path",
@@ -114,11 +117,13 @@ def format_bytes(count: int) -> str:
     return f"{value:.1f} TB"
 
 
-def _is_no_space(error: BaseException) -> bool:
+def is_no_space(error: BaseException) -> bool:
     """Whether `error` says the file system is full: ENOSPC or EDQUOT, also
-    as h5py reports them (an OSError whose text carries the C library's
-    message, without an errno)."""
-    if not isinstance(error, OSError) or isinstance(error, NoSpaceError):
+    as h5py and pyarrow report them (an OSError whose text carries the C
+    library's message, without an errno), or a `NoSpaceError`."""
+    if isinstance(error, NoSpaceError):
+        return True
+    if not isinstance(error, OSError):
         return False
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
@@ -126,11 +131,34 @@ def _is_no_space(error: BaseException) -> bool:
     return os.strerror(errno.ENOSPC) in text or os.strerror(errno.EDQUOT) in text
 
 
-def _free_bytes(path: str):
+def free_bytes(path: str):
+    """The space left on the file system that holds `path` (or would: its
+    nearest existing ancestor), in bytes; None if unknown."""
+    directory = os.path.dirname(os.path.abspath(path))
+    while directory and not os.path.isdir(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
     try:
-        return shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or ".").free
+        return shutil.disk_usage(directory or ".").free
     except OSError:
         return None
+
+
+@contextlib.contextmanager
+def naming_full_disk(path: str):
+    """A full file system inside the block raises `NoSpaceError` naming `path`.
+
+    A write that fails for lack of space says only ``[Errno 28] No space
+    left on device``, without the file (a failed ``write`` has no name):
+    wrap the code that writes `path` (a file, or a folder of files) so that
+    the error names it and the space left. A `NoSpaceError` raised inside
+    (it names its own file) passes unchanged.
+    """
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, NoSpaceError) or not is_no_space(error):
+            raise
+        raise NoSpaceError(path, free_bytes(path)) from error
 
 
 # ------------------------------------------------------------ atomic writes
@@ -185,8 +213,8 @@ def replacing(path: str, suffix: str = ""):
         os.replace(tmp, path)
     except BaseException as error:
         _remove(tmp)
-        if _is_no_space(error):
-            raise NoSpaceError(path, _free_bytes(path)) from error
+        if is_no_space(error) and not isinstance(error, NoSpaceError):
+            raise NoSpaceError(path, free_bytes(path)) from error
         raise
 
 

@@ -464,9 +464,13 @@ def _tfds(corruption, severity, data_dir):
         import tensorflow_datasets as tfds
     except ImportError as error:
         raise CorruptedSetError("tfds:cifar10_corrupted needs tensorflow-datasets (and TensorFlow)") from error
+    from tf_selectivity.data.sources import _without_missing_dataset_info_warnings
+
     name = f"cifar10_corrupted/{tfds_config_name(corruption, severity)}"
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
+    with _without_missing_dataset_info_warnings():  # it says what the error below says
+        builder = tfds.builder(name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+    if not prepared:
         raise CorruptedSetError(
             f"{name} is not prepared in {data_dir or 'the default tfds directory (~/tensorflow_datasets)'}; "
             "prepare it with tensorflow-datasets (it downloads CIFAR-10-C, 2.9 GB) or use cifar10c:PATH"
@@ -519,10 +523,12 @@ def load_corrupted(
 
     Args:
         spec: the source (`parse_source`).
-        corruption, severity: which set (severity 1-5).
-        clean_images, clean_labels: the clean test set (for ``generated``:
+        corruption: which corruption.
+        severity: its severity (1-5).
+        clean_images: the clean test set's images (for ``generated``:
             corrupted with `seed`; for the others: the shape the images must
             have).
+        clean_labels: the clean test set's labels.
         data_dir: tensorflow-datasets' directory (``tfds:``).
         class_names: Tiny ImageNet-C: the model's classes (wnids) in label
             order (default: the sorted folders).
@@ -563,6 +569,14 @@ def load_corrupted(
             f"{spec} {corruption} has images of shape {tuple(images.shape[1:])} but the test set's are "
             f"{tuple(np.shape(clean_images)[1:])}"
         )
+    wanted = len(clean_images) if clean_images is not None and indices is None else None
+    if indices is not None and len(indices):
+        wanted = int(np.max(indices)) + 1
+    if wanted is not None and len(images) < wanted:
+        raise CorruptedSetError(
+            f"{spec} {corruption} holds {len(images):,} images per severity but the test set has more "
+            f"({wanted:,} at least): a published corrupted set holds every test image once per severity, in the "
+            "test set's order")
     if indices is not None:
         images, labels = images[np.asarray(indices)], labels[np.asarray(indices)]
     if max_samples:
@@ -570,10 +584,47 @@ def load_corrupted(
     return images, labels
 
 
-def check_source(spec: str, corruptions: Sequence[str] | None = None, image_shape=None) -> tuple:
+def _tfds_data_dir(data_dir: str | None) -> str:
+    """tensorflow-datasets' directory: `data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    return os.path.expanduser(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+
+
+def _tfds_prepared(corruption: str, severity: int, data_dir: str | None) -> bool:
+    """Whether tensorflow-datasets prepared `corruption` at `severity`, read from its folders:
+    ``<data_dir>/cifar10_corrupted/<config>/<version>/dataset_info.json`` (what
+    ``builder.is_prepared()`` looks for), without importing tensorflow-datasets."""
+    folder = os.path.join(_tfds_data_dir(data_dir), "cifar10_corrupted", tfds_config_name(corruption, severity))
+    if not os.path.isdir(folder):
+        return False
+    return any(os.path.isfile(os.path.join(folder, version, "dataset_info.json")) for version in os.listdir(folder))
+
+
+def _check_labels(path: str, num_classes: int) -> None:
+    """labels.npy of a CIFAR-10-C directory: integer class indices of the model's classes."""
+    labels_path = os.path.join(path, "labels.npy")
+    labels = _npy_header(labels_path)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise CorruptedSetError(f"{labels_path} must hold integer class indices; got {labels.dtype}")
+    if len(labels):
+        low, high = int(np.min(labels)), int(np.max(labels))
+        if low < 0 or high >= num_classes:
+            raise CorruptedSetError(
+                f"{labels_path} holds labels from {low} to {high} but the runs have {num_classes} classes "
+                f"(0 to {num_classes - 1})")
+
+
+def check_source(spec: str, corruptions: Sequence[str] | None = None, image_shape=None, *, test_size=None,
+                 num_classes=None, severities: Sequence[int] | None = None, data_dir: str | None = None) -> tuple:
     """Checks a source before any analysis: the corruptions exist and each
-    published set is consistent (labels per image, five equal severities,
-    `image_shape` when given). Reads only .npy headers and folder names.
+    published set fits the test set and the model. Reads only .npy headers,
+    labels and folder names.
+
+    Checks, where the arguments are given: a published set's images are
+    uint8 of `image_shape`, five severities of `test_size` images each (the
+    test split, once per severity, in its order), with one integer label per
+    image in ``[0, num_classes)``; tensorflow-datasets has prepared every
+    corruption at every one of `severities` (in `data_dir`); Tiny
+    ImageNet-C has every severity, with at most `num_classes` classes.
 
     Returns:
         The corruptions to use (`corruptions`, or all the source has).
@@ -586,11 +637,40 @@ def check_source(spec: str, corruptions: Sequence[str] | None = None, image_shap
     chosen = tuple(corruptions) if corruptions else available
     for corruption in chosen:
         _check_corruption(corruption, available, spec)
-        if kind == "cifar10c":
+    if kind == "cifar10c":
+        for corruption in chosen:
             images, _ = _cifar10c(path, corruption, 1)
+            where = os.path.join(path, corruption + ".npy")
             if image_shape is not None and tuple(images.shape[1:]) != tuple(image_shape):
                 raise CorruptedSetError(
-                    f"{os.path.join(path, corruption + '.npy')} has images of shape {tuple(images.shape[1:])} "
-                    f"but the runs take {tuple(image_shape)}"
+                    f"{where} has images of shape {tuple(images.shape[1:])} but the runs take {tuple(image_shape)}"
                 )
+            if test_size is not None and len(images) != test_size:
+                raise CorruptedSetError(
+                    f"{where} holds {len(SEVERITIES)} x {len(images):,} images but the test set has {test_size:,}: "
+                    "a published corrupted set holds every test image once per severity, in the test set's order"
+                )
+        if num_classes is not None:
+            _check_labels(path, num_classes)
+    elif kind == "tfds":
+        missing = [tfds_config_name(c, s) for c in chosen for s in (severities or SEVERITIES)
+                   if not _tfds_prepared(c, s, data_dir)]
+        if missing:
+            more = f" (and {len(missing) - 1} more of the {len(chosen) * len(severities or SEVERITIES)} asked for)" \
+                if len(missing) > 1 else ""
+            raise CorruptedSetError(
+                f"cifar10_corrupted/{missing[0]}{more} is not prepared in {_tfds_data_dir(data_dir)}; prepare it with "
+                "tensorflow-datasets (it downloads CIFAR-10-C, 2.9 GB) or use cifar10c:PATH"
+            )
+    elif kind == "tinyimagenetc":
+        for corruption in chosen:
+            for severity in severities or SEVERITIES:
+                folder = os.path.join(path, corruption, str(severity))
+                if not os.path.isdir(folder):
+                    raise CorruptedSetError(
+                        f"tinyimagenetc: {folder} does not exist; expected {path}/<corruption>/<severity>/<wnid>/<image>")
+                classes = [d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))]
+                if num_classes is not None and len(classes) > num_classes:
+                    raise CorruptedSetError(
+                        f"{folder} has {len(classes)} classes but the runs have {num_classes}")
     return chosen

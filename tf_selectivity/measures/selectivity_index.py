@@ -16,7 +16,7 @@ DEFAULT_SELECTIVITY_INDEX = "eq1"
 INDEX_HELP = (
     "eq1 = the paper's eq. 1, (mu_max - mu_rest) / (mu_max + mu_rest), guarded near its pole for "
     "negative (leaky) responses; bounded = divide by |mu_max| + |mu_rest| (the same for ReLU, in "
-    "[0, 1] for leaky units). See tf_selectivity/selectivity.py."
+    "[0, 1] for leaky units). See tf_selectivity/measures/selectivity.py."
 )
 
 

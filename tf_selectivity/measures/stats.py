@@ -458,7 +458,8 @@ def spearman_with_ci(x, y, n_resamples: int = DEFAULT_N_RESAMPLES, seed: int = 0
     """Spearman's rank correlation of paired samples with a bootstrap CI.
 
     Args:
-        x, y: 1-D paired observations (pairs with a NaN are dropped).
+        x: 1-D observations (pairs with a NaN are dropped).
+        y: the observations paired with `x`, of its length.
         n_resamples: bootstrap resamples of the pairs (percentile interval).
         seed: of the resampling.
         confidence: of the interval.

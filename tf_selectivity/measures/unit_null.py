@@ -34,6 +34,7 @@ model); nothing of the analysis or training.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -193,6 +194,7 @@ def permutation_nulls(
     index: str = DEFAULT_SELECTIVITY_INDEX,
     keep_null: bool = False,
     max_chunk_bytes: int = 64 * 2**20,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """`permutation_null` of several response arrays (e.g. a run's layers) at once.
 
@@ -203,8 +205,14 @@ def permutation_nulls(
     Args:
         layers: mapping name -> (images, units) responses, the same images
             in the same order.
-        labels, num_classes, num_permutations, seed, index, keep_null,
+        labels: as for `permutation_null`.
+        num_classes: as for `permutation_null`.
+        num_permutations: as for `permutation_null`.
+        seed: as for `permutation_null`.
+        index: as for `permutation_null`.
+        keep_null: as for `permutation_null`.
         max_chunk_bytes: as for `permutation_null`.
+        progress: called with the number of permutations of each chunk done.
 
     Returns:
         dict name -> `UnitNull`, in the order of `layers`.
@@ -248,6 +256,8 @@ def permutation_nulls(
             entry["reached"] += (null >= entry["threshold"]).sum(axis=0)
             if entry["kept"] is not None:
                 entry["kept"][start : start + count] = null
+        if progress is not None:
+            progress(count)
     results = {}
     for name, entry in state.items():
         mean = entry["total"] / num_permutations

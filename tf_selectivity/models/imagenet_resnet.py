@@ -124,8 +124,9 @@ def build_imagenet_resnet(
         activation: "relu" or "leaky_relu".
         leaky_slope: negative slope of the leaky ReLU.
         input_shape: one image, channels last, raw [0, 255] pixels.
-        pixel_mean, pixel_std: per-channel statistics used to standardize
-            the input inside the model.
+        pixel_mean: per-channel mean used to standardize the input inside
+            the model.
+        pixel_std: per-channel standard deviation, likewise.
         width: filters of the first stage (64 in the standard networks; a
             smaller width gives a cheaper network of the same layout, for
             tests).

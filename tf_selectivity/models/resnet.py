@@ -106,8 +106,9 @@ def build_cifar_resnet(
         activation: "relu" or "leaky_relu".
         leaky_slope: negative slope of the leaky ReLU.
         input_shape: shape of one image, channels last, raw [0, 255] pixels.
-        pixel_mean, pixel_std: per-channel statistics used to standardize the
-            input inside the model.
+        pixel_mean: per-channel mean used to standardize the input inside
+            the model.
+        pixel_std: per-channel standard deviation, likewise.
         name: model name (default "resnet{depth}").
 
     Returns:

@@ -108,8 +108,9 @@ class SelectivityModel(BackendSteps, keras.Model):
     plain network: probes are identities.
 
     Args:
-        *args, **kwargs: as for a Functional `keras.Model` (`inputs`, `outputs`,
-            `name`). The outputs must be logits (no softmax).
+        *args: as for a Functional `keras.Model` (`inputs`, `outputs`). The
+            outputs must be logits (no softmax).
+        **kwargs: as for a Functional `keras.Model` (`name`, ...).
 
     Raises:
         RuntimeError: the Keras backend is neither TensorFlow nor JAX.

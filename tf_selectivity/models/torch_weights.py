@@ -70,15 +70,16 @@ def load_torch_weights(
             of the same keys, or such a mapping in memory (values: torch
             tensors or NumPy arrays). A `module.` prefix on every key is
             removed; `num_batches_tracked` entries are ignored.
-        normalize_mean, normalize_std: per-channel mean and standard
-            deviation of the input normalization the checkpoint was trained
-            with, in torchvision's convention: applied to pixels scaled to
-            [0, 1] (`transforms.ToTensor()` then `transforms.Normalize(mean,
-            std)`). Idelbayev's trainer uses `AKAMASTER_NORMALIZATION`
-            (ImageNet statistics): ``load_torch_weights(model, path,
-            **AKAMASTER_NORMALIZATION)``. Our models take raw [0, 255] pixels
-            and normalize inside; the model's normalization layer is set to
+        normalize_mean: per-channel mean of the input normalization the
+            checkpoint was trained with, in torchvision's convention: applied
+            to pixels scaled to [0, 1] (`transforms.ToTensor()` then
+            `transforms.Normalize(mean, std)`). Idelbayev's trainer uses
+            `AKAMASTER_NORMALIZATION` (ImageNet statistics):
+            ``load_torch_weights(model, path, **AKAMASTER_NORMALIZATION)``.
+            Our models take raw [0, 255] pixels and normalize inside; the
+            model's normalization layer is set to
             ``(x - 255 * mean) / (255 * std)``, the same map.
+        normalize_std: per-channel standard deviation of that normalization.
         weights_only: passed to `torch.load`. The default refuses files that
             hold arbitrary pickled objects; pass False only for files you
             trust.

@@ -49,7 +49,8 @@ def build_vgg16(
         leaky_slope: negative slope of the leaky ReLU.
         input_shape: shape of one image, channels last, raw [0, 255] pixels;
             height and width must be divisible by 32.
-        pixel_mean, pixel_std: per-channel input statistics.
+        pixel_mean: per-channel input mean.
+        pixel_std: per-channel input standard deviation.
         fc_units: width of the hidden fully-connected layer.
         name: model name.
 

@@ -74,6 +74,7 @@ from keras_tuner.engine.trial import Trial, TrialStatus
 
 from tf_selectivity.core import compat
 from tf_selectivity.core.files import read_json, write_json_atomic
+from tf_selectivity.core.progress import Progress
 from tf_selectivity.sweeps import plans
 from tf_selectivity.sweeps import scheduler as scheduling
 from tf_selectivity.sweeps.layout import format_float, run_name
@@ -131,10 +132,23 @@ class SweepDisplay:
     def __init__(self, oracle, verbose: int = 1):
         self.oracle = oracle
         self.verbose = verbose
+        self._trials = None  # the sweep's `Progress`, from the first trial on
+
+    def _progress(self, done: int, total) -> Progress:
+        """The sweep's trials done (of the plan's total) since its first trial started here, those done
+        before skipped: the time left is this session's rate times the trials left."""
+        if self._trials is None:
+            # Lines only (`nested`): each trial's training shows its own progress.
+            self._trials = Progress("Sweep", total, unit="trial", nested=True)
+            self._trials.skip(done)
+        self._trials.update_to(done, total)
+        return self._trials
 
     def on_trial_begin(self, trial):
         if self.verbose < 1:
             return
+        if self._trials is None:
+            self._progress(*self.oracle.progress())
         holder = self.oracle.trial_holder(trial.trial_id)
         where = f" on {holder}" if holder and self.oracle.distributed else ""
         mates = trial_pack_seeds(trial.hyperparameters.values)[1:]
@@ -148,12 +162,13 @@ class SweepDisplay:
             return
         done, total = self.oracle.progress()
         count = f"{done}/{total}" if total is not None else f"{done} done"
+        timing = f" ({self._progress(done, total).timing()})"
         description = self.oracle.describe_trial(trial)
         if trial.status == COMPLETED and trial_diverged(trial):
             epoch = int(trial.metrics.get_last_value("diverged_epoch"))
             print(
                 f"[sweep {count}] trial {trial.trial_id} diverged in epoch {epoch}: {description}: "
-                "recorded as diverged (no metrics)",
+                f"recorded as diverged (no metrics){timing}",
                 flush=True,
             )
             return
@@ -163,7 +178,7 @@ class SweepDisplay:
                 f"[sweep {count}] trial {trial.trial_id} done: {description}: "
                 f"val_accuracy {_fmt(metrics.get('val_accuracy'))}, "
                 f"test_accuracy {_fmt(metrics.get('test_accuracy'))}, "
-                f"test mean SI {_fmt(metrics.get('test_mean_selectivity'))}",
+                f"test mean SI {_fmt(metrics.get('test_mean_selectivity'))}{timing}",
                 flush=True,
             )
             return

@@ -168,7 +168,8 @@ def sweep_lock(paths: SweepPaths):
         except LockedError as error:
             raise SweepLockedError(
                 f"another sweep process (pid {error.owner or '?'}) owns {paths.root}; wait for it to finish, "
-                "or help it by starting this command as a worker of a chief (see the README)"
+                "or help it by starting this command as a worker of a chief (docs: Sweeps, on many GPUs or "
+                "machines)"
             ) from None
         except OSError as error:
             raise SweepConflictError(f"cannot create {paths.root} ({error.strerror or error})") from None

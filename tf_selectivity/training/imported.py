@@ -31,7 +31,7 @@ def save_as_run(model, output_dir: str, *, dataset: str, seed: int = 0, source: 
             `load_torch_weights`).
         output_dir: the run directory to create; it must not hold a run yet.
         dataset: the dataset whose test split the analysis evaluates the
-            model on ("cifar10", "imagefolder:PATH", ...; see README, *Data*).
+            model on ("cifar10", "imagefolder:PATH", ...; docs: Data).
         seed: the run's seed in the analysis tables (CCA leaves out pairs of
             runs that share one).
         source: where the weights came from (e.g. the checkpoint's path or

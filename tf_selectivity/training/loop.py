@@ -300,7 +300,11 @@ def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics
     """The run's compiled model and its checkpoint.
 
     Args:
-        config, paths, data, pipeline, metrics: the run's.
+        config: the run's `TrainConfig`.
+        paths: its `RunPaths`.
+        data: its data (`DatasetSplits`).
+        pipeline: its input pipeline (`training.placement`).
+        metrics: the Keras metrics it compiles with.
         restore: load the checkpoint's state into the model now (call with
             the run's lock held); with False, call `run.checkpoint.restore()`
             once the lock is held (`train` builds the model first, so that a

@@ -99,25 +99,38 @@ class RunSummary:
             has the bounded index, as a run configuration without it
             (`config.LEGACY_IDENTITY_DEFAULTS`).
         epochs: the epochs the run was configured for.
-        dataset, num_classes, image_shape, num_train, num_validation,
-            num_test: the data it was trained and tested on.
-        backend, keras_version: where it was trained.
+        dataset: the data it was trained and tested on (a dataset spec).
+        num_classes: the data's number of classes.
+        image_shape: the data's image shape (height, width, channels).
+        num_train: training images.
+        num_validation: validation images.
+        num_test: test images.
+        backend: the Keras backend it was trained on.
+        keras_version: the Keras version it was trained with.
         train_seconds_this_session: seconds of training in the session that
             finished it (a pack's time for packed replicates).
         packed_replicates: the number of replicates trained together with it
             in one program, if it was packed.
-        best_epoch, val_accuracy: (completed) the epoch with the best
-            validation accuracy, and that accuracy.
-        test_accuracy, test_layer_selectivity, test_mean_selectivity,
-            test_layer_dead_fraction: (completed) the best epoch's model on
-            the test split; per layer in the order of `probe_names`.
+        best_epoch: (completed) the epoch with the best validation accuracy.
+        val_accuracy: (completed) that accuracy.
+        test_accuracy: (completed) the best epoch's model's accuracy on the
+            test split.
+        test_layer_selectivity: (completed) its mean selectivity per layer,
+            in the order of `probe_names`.
+        test_mean_selectivity: (completed) its mean over layers (eq. 3).
+        test_layer_dead_fraction: (completed) its fraction of dead units per
+            layer, in the order of `probe_names`.
         probe_names: (completed) the probed layers, input side first.
         jit_compile: whether the steps were XLA-compiled.
         input_pipeline: "tf.data", "host" or "device" (`training.placement`).
-        saved_model, keras_model: the exported models, relative to the run
-            directory (no SavedModel without TensorFlow).
-        diverged_epoch, epochs_completed, reason: (diverged) see the module
-            docstring.
+        saved_model: the exported SavedModel, relative to the run directory
+            (none without TensorFlow).
+        keras_model: the exported ``model.keras``, relative to the run
+            directory.
+        diverged_epoch: (diverged) the 1-based epoch in which the first
+            non-finite loss was seen.
+        epochs_completed: (diverged) ``diverged_epoch - 1``.
+        reason: (diverged) why, in one sentence.
         imported: the model was trained elsewhere (`save_as_run`).
         source: where an imported model's weights came from.
         extra: keys of the file that this class does not know, kept as read.

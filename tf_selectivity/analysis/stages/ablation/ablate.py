@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity.analysis.stages.ablation.network import ablated_network
+from tf_selectivity.core.progress import Progress
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
 
@@ -104,6 +105,7 @@ def ablation_curves(
     batch_size: int = 500,
     method: str = "auto",
     on_device: bool | None = None,
+    verbose: int = 0,
 ) -> pd.DataFrame:
     """Test accuracy as each probed layer's units are ablated cumulatively.
 
@@ -128,6 +130,8 @@ def ablation_curves(
         on_device: the suffix path on JAX: None keeps the cut's tensors on
             the device where they fit, True always, False on the host (the
             results are the same; see `network`).
+        verbose: 1 shows the progress of the ablations (every layer's orders
+            x fractions; a bar on a terminal, a line elsewhere), 0 nothing.
 
     Returns:
         Tidy DataFrame, one row per (layer, order, seed, fraction):
@@ -146,32 +150,35 @@ def ablation_curves(
     probes = list(getattr(model, "probe_names", None) or [])
     layers, images, labels, _, statistics, network = _prepare(
         model, images, labels, layers, mode, index, batch_size, method, on_device)
-    rows = []
-    for name in layers:
-        si, fill = _layer_si_and_fill(statistics, name, mode)
-        units = len(si)
-        plans = []
-        for order in orders:
-            if order == "selective_first":
-                plans.append((order, -1, np.lexsort((np.arange(units), -si))))
-            elif order == "least_selective_first":
-                plans.append((order, -1, np.lexsort((np.arange(units), si))))
-            else:
-                plans.extend(("random", int(s), np.random.default_rng(int(s)).permutation(units)) for s in random_seeds)
-        keeps, meta = [], []
-        for order, seed, ranking in plans:
-            for fraction in fractions:
-                count = int(round(fraction * units))
-                keep = np.ones(units, np.float32)
-                keep[ranking[:count]] = 0.0
-                keeps.append(keep)
-                meta.append((order, seed, fraction, count))
-        accuracy = network.correct(name, np.stack(keeps), fill).mean(axis=1)
-        for (order, seed, fraction, count), value in zip(meta, accuracy):
-            rows.append({
-                "layer": name, "layer_index": probes.index(name), "order": order, "order_seed": seed,
-                "fraction": fraction, "units_ablated": count, "num_units": units, "accuracy": float(value),
-            })
+    num_orders = sum(len(random_seeds) if order == "random" else 1 for order in orders)
+    with Progress("Ablation curves", len(layers) * num_orders * len(fractions), unit="ablation",
+                  enabled=verbose > 0) as bar:
+        rows = []
+        for name in layers:
+            si, fill = _layer_si_and_fill(statistics, name, mode)
+            units = len(si)
+            plans = []
+            for order in orders:
+                if order == "selective_first":
+                    plans.append((order, -1, np.lexsort((np.arange(units), -si))))
+                elif order == "least_selective_first":
+                    plans.append((order, -1, np.lexsort((np.arange(units), si))))
+                else:
+                    plans.extend(("random", int(s), np.random.default_rng(int(s)).permutation(units)) for s in random_seeds)
+            keeps, meta = [], []
+            for order, seed, ranking in plans:
+                for fraction in fractions:
+                    count = int(round(fraction * units))
+                    keep = np.ones(units, np.float32)
+                    keep[ranking[:count]] = 0.0
+                    keeps.append(keep)
+                    meta.append((order, seed, fraction, count))
+            accuracy = network.correct(name, np.stack(keeps), fill, progress=bar.update).mean(axis=1)
+            for (order, seed, fraction, count), value in zip(meta, accuracy):
+                rows.append({
+                    "layer": name, "layer_index": probes.index(name), "order": order, "order_seed": seed,
+                    "fraction": fraction, "units_ablated": count, "num_units": units, "accuracy": float(value),
+                })
     return pd.DataFrame(rows)
 
 
@@ -186,12 +193,22 @@ def unit_importance(
     batch_size: int = 500,
     method: str = "auto",
     on_device: bool | None = None,
+    verbose: int = 0,
 ) -> pd.DataFrame:
     """Each unit's importance: the accuracy drop when it alone is ablated.
 
     Args:
-        model, images, labels, layers, mode, index, batch_size, method,
-            on_device: as `ablation_curves`.
+        model: as `ablation_curves`.
+        images: as `ablation_curves`.
+        labels: as `ablation_curves`.
+        layers: as `ablation_curves`.
+        mode: as `ablation_curves`.
+        index: as `ablation_curves`.
+        batch_size: as `ablation_curves`.
+        method: as `ablation_curves`.
+        on_device: as `ablation_curves`.
+        verbose: 1 shows the progress of the ablations (each unit of every
+            layer, and each layer intact), 0 nothing.
 
     Returns:
         Tidy DataFrame, one row per unit of each layer: ``layer``,
@@ -209,21 +226,23 @@ def unit_importance(
         model, images, labels, layers, mode, index, batch_size, method, on_device)
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     frames = []
-    for name in layers:
-        si, fill = _layer_si_and_fill(statistics, name, mode)
-        units = len(si)
-        keeps = np.ones((units + 1, units), np.float32)
-        keeps[np.arange(units), np.arange(units)] = 0.0  # row u: unit u ablated; last row: none
-        correct = network.correct(name, keeps, fill)
-        per_class = np.stack([np.bincount(labels[row], minlength=num_classes) for row in correct]) / np.maximum(counts, 1)
-        class_drop = per_class[-1] - per_class[:-1]
-        clean = correct[-1].mean()
-        frames.append(pd.DataFrame({
-            "layer": name, "layer_index": probes.index(name), "unit": np.arange(units), "num_units": units,
-            "selectivity": si, "clean_accuracy": clean, "accuracy": correct[:-1].mean(axis=1),
-            "importance": clean - correct[:-1].mean(axis=1),
-            "max_class_drop": class_drop.max(axis=1), "max_drop_class": class_drop.argmax(axis=1),
-        }))
+    widths = [statistics.layers[name].selectivity.class_sums.shape[1] for name in layers]
+    with Progress("Unit importance", sum(widths) + len(widths), unit="ablation", enabled=verbose > 0) as bar:
+        for name in layers:
+            si, fill = _layer_si_and_fill(statistics, name, mode)
+            units = len(si)
+            keeps = np.ones((units + 1, units), np.float32)
+            keeps[np.arange(units), np.arange(units)] = 0.0  # row u: unit u ablated; last row: none
+            correct = network.correct(name, keeps, fill, progress=bar.update)
+            per_class = np.stack([np.bincount(labels[row], minlength=num_classes) for row in correct]) / np.maximum(counts, 1)
+            class_drop = per_class[-1] - per_class[:-1]
+            clean = correct[-1].mean()
+            frames.append(pd.DataFrame({
+                "layer": name, "layer_index": probes.index(name), "unit": np.arange(units), "num_units": units,
+                "selectivity": si, "clean_accuracy": clean, "accuracy": correct[:-1].mean(axis=1),
+                "importance": clean - correct[:-1].mean(axis=1),
+                "max_class_drop": class_drop.max(axis=1), "max_drop_class": class_drop.argmax(axis=1),
+            }))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -258,7 +277,8 @@ def importance_correlations(
             e.g. ``si_chance_corrected``, and a ``run_dir``).
         columns: the SI columns correlated (those absent are skipped).
         target: the importance column.
-        n_resamples, seed: of the bootstrap.
+        n_resamples: bootstrap resamples.
+        seed: the bootstrap's seed.
         group: the columns one correlation is computed per.
 
     Returns:

@@ -209,8 +209,9 @@ class _FullNetwork:
         self.predict = masked.predict_on_batch
         self.masks, self.images, self.labels, self.batch_size = masks, images, labels, batch_size
 
-    def correct(self, name, keeps, fill):
-        """(masks, images) bool: image i right with layer `name` masked by keeps[m]."""
+    def correct(self, name, keeps, fill, progress=None):
+        """(masks, images) bool: image i right with layer `name` masked by keeps[m];
+        `progress` (if any) is called with the number of masks done, as they are."""
         mask = self.masks[name]
         mask.fill.assign(fill)
         result = np.zeros((len(keeps), len(self.labels)), bool)
@@ -219,6 +220,8 @@ class _FullNetwork:
             for start in range(0, len(self.labels), self.batch_size):
                 logits = ops.convert_to_numpy(self.predict(self.images[start : start + self.batch_size]))
                 result[row, start : start + self.batch_size] = logits.argmax(-1) == self.labels[start : start + self.batch_size]
+            if progress is not None:
+                progress(1)
         mask.keep.assign(np.ones(len(fill)))
         mask.fill.assign(np.zeros(len(fill)))
         return result
@@ -285,7 +288,7 @@ class _Suffix:
         self.resident = resident is not None
         return state
 
-    def correct(self, name, keeps, fill):
+    def correct(self, name, keeps, fill, progress=None):
         values, function, rows, copies, resident = self.prepare(name, len(keeps))
         keeps = np.asarray(keeps, np.float32)
         fill = np.asarray(fill, np.float32)[None]
@@ -302,6 +305,8 @@ class _Suffix:
                     predicted = ops.convert_to_numpy(function([*inputs, keep, fill])).reshape(copies, rows)
                     right = predicted == _pad_rows(labels, rows, -1)
                 result[first : first + count, start : start + len(labels)] = right[:count, : len(labels)]
+            if progress is not None:
+                progress(count)
         return result
 
 
@@ -319,9 +324,10 @@ def ablated_network(model, layers, images, labels, batch_size, method, on_device
 
     Returns:
         An object with ``method`` ("suffix" or "full") and
-        ``correct(layer, keeps, fill)`` -> (masks, N) bool: whether image i
-        is classified right with the units of `layer` whose ``keeps[m]`` is
-        0 replaced by `fill`.
+        ``correct(layer, keeps, fill, progress=None)`` -> (masks, N) bool:
+        whether image i is classified right with the units of `layer` whose
+        ``keeps[m]`` is 0 replaced by `fill` (``progress``, if given, is
+        called with the number of masks done, as they are).
 
     Raises:
         ParameterError: an unknown method or on_device, or on_device=True

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Optional
 
-from tf_selectivity.core.settings import positive, setting
+from tf_selectivity.core.settings import ParameterError, positive, setting
 
 __all__ = ["AblationOptions"]
 
@@ -64,3 +64,10 @@ class AblationOptions:
         "--unit_ablation accuracies are then on N images (a CPU-sized reproduction).",
         check=positive, flag_name="ablation_max_samples",
     )
+
+    def validate(self, options) -> None:
+        """Checks that need the other settings (`options`, the `AnalysisOptions`)."""
+        if not (self.curves or self.unit_importance):
+            for name in ("layers", "max_samples"):
+                if getattr(self, name) is not None:
+                    raise ParameterError(f"ablation.{name}", "applies only with --ablation or --unit_ablation")

@@ -72,7 +72,7 @@ class AblationStage(Stage):
             raise ValueError(f"none of --ablation_layers is a probe of this run (its probes: {', '.join(probes)})")
         data = run.subset(settings.max_samples)
         common = dict(layers=layers, mode=settings.mode, index=options.selectivity_index,
-                      batch_size=options.batch_size)
+                      batch_size=options.batch_size, verbose=run.analysis.verbose)
         tables = {}
         if settings.curves:
             tables["curves"] = run.with_condition(ablation_curves(
@@ -80,7 +80,7 @@ class AblationStage(Stage):
                 random_seeds=tuple(range(settings.random_orders)), **common))
         if settings.unit_importance:
             tables["importance"] = run.with_condition(unit_importance(model, data.images, data.labels, **common))
-        return RunResult(tables=tables)
+        return RunResult(tables=tables, warnings=_capped("ablation_max_samples", settings.max_samples, run))
 
     def run_error(self, run, error):
         if isinstance(error, Exception):  # one run's model must not stop the others
@@ -124,3 +124,11 @@ class AblationStage(Stage):
         selectivity = context.tables["selectivity"]
         return ablation_section(context.options, selectivity["runs"], selectivity["layers"], tables.get("_tests"),
                                 tables.get("unit_importance"), tables.get("importance_correlations"))
+
+
+def _capped(flag: str, asked, run) -> list:
+    """The warning, said once, of a number of test images larger than the analysis has."""
+    data = run.test_data
+    if asked is None or asked <= len(data.labels):
+        return []
+    return [f"--{flag}={asked} is more than the {len(data.labels):,} test images of {data.spec}: all of them are used"]

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tf_selectivity.core.progress import Progress
 from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["ATTACKS", "NORMS", "perturb", "fgsm", "pgd", "adversarial_accuracy", "default_step_size"]
@@ -61,6 +62,7 @@ def perturb(
     from_logits: bool = True,
     norm: str = "linf",
     on_device: bool | None = None,
+    verbose: int = 0,
 ) -> np.ndarray:
     """Adversarial versions of `images` under an L-infinity (or L2) budget.
 
@@ -90,6 +92,8 @@ def perturb(
         on_device: JAX: None copies the images to the device once where
             they fit and slices the batches there, True always, False
             copies batch by batch from the host (the same results).
+        verbose: 1 shows the progress over the images (a bar on a terminal,
+            a line elsewhere), 0 nothing.
 
     Returns:
         float32 array of `images`' shape: the perturbed images, with
@@ -133,16 +137,23 @@ def perturb(
         starts = (jnp.asarray(np.concatenate([start_of(images[b : b + batch_size].shape) for b in batches]))
                   if randomized else None)
         outputs = []
-        for begin in batches:
-            x = x_all[begin : begin + batch_size]
-            start = starts[begin : begin + batch_size] if randomized else jnp.zeros_like(x)
-            outputs.append(run(x, start, y_all[begin : begin + batch_size], epsilon, step_size, steps))
+        with Progress(f"{attack.upper()} at epsilon {epsilon:g}", len(images), unit="image",
+                      enabled=verbose > 0) as bar:
+            for begin in batches:
+                x = x_all[begin : begin + batch_size]
+                start = starts[begin : begin + batch_size] if randomized else jnp.zeros_like(x)
+                outputs.append(run(x, start, y_all[begin : begin + batch_size], epsilon, step_size, steps))
+                if verbose > 0:  # waits for the batch only when its progress is shown
+                    outputs[-1].block_until_ready()
+                bar.update(len(x))
         return np.asarray(jnp.concatenate(outputs))
     out = np.empty_like(images)
-    for begin in batches:
-        x = images[begin : begin + batch_size]
-        y = labels[begin : begin + batch_size]
-        out[begin : begin + len(x)] = ops.convert_to_numpy(run(x, start_of(x.shape), y, epsilon, step_size, steps))
+    with Progress(f"{attack.upper()} at epsilon {epsilon:g}", len(images), unit="image", enabled=verbose > 0) as bar:
+        for begin in batches:
+            x = images[begin : begin + batch_size]
+            y = labels[begin : begin + batch_size]
+            out[begin : begin + len(x)] = ops.convert_to_numpy(run(x, start_of(x.shape), y, epsilon, step_size, steps))
+            bar.update(len(x))
     return out
 
 
@@ -178,9 +189,13 @@ def adversarial_accuracy(model, images, labels, epsilon: float, *, batch_size: i
     """Fraction of `images` the model still classifies as `labels` after the attack.
 
     Args:
-        model, images, labels, epsilon, batch_size: as for `perturb`.
+        model: as for `perturb`.
+        images: as for `perturb`.
+        labels: as for `perturb`.
+        epsilon: as for `perturb`.
+        batch_size: as for `perturb`.
         **kwargs: the other arguments of `perturb` (attack, steps, step_size,
-            random_start, seed, bounds, from_logits, norm).
+            random_start, seed, bounds, from_logits, norm, on_device, verbose).
 
     Returns:
         accuracy in [0, 1] on the perturbed images; at `epsilon=0` the clean

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from tf_selectivity.core.progress import Progress
 from tf_selectivity.measures.dimensionality import layer_dimensionality
 
 __all__ = ["ROBUSTNESS_COLUMNS", "DIMENSIONALITY_COLUMNS", "evaluate_robustness"]
@@ -59,6 +60,7 @@ def evaluate_robustness(
     data_dir: str | None = None,
     class_names: Sequence[str] | None = None,
     load_set=None,
+    verbose: int = 0,
 ) -> tuple:
     """Robustness of one model: accuracy and dimensionality per input kind.
 
@@ -79,6 +81,9 @@ def evaluate_robustness(
         load_set: ``(corruption, severity) -> (images, labels)`` in place of
             `data.corruptions.load_corrupted` with the arguments above (the
             stage passes one that generates each set once for all runs).
+        verbose: 1 shows the progress over the input kinds (the clean
+            images, each corrupted set, each attack and epsilon; a bar on a
+            terminal, a line elsewhere), 0 nothing.
 
     Returns:
         (robustness, dimensionality) DataFrames with `ROBUSTNESS_COLUMNS` and
@@ -116,29 +121,36 @@ def evaluate_robustness(
                                                     "units", "samples")}})
 
     nan = math.nan
-    record("clean", "clean", nan, nan, images, labels)
-    if corruption_source is not None:
-        for corruption in check_source(corruption_source, corruptions, images.shape[1:]):
-            for severity in severities:
-                if load_set is not None:
-                    corrupted, corrupted_labels = load_set(corruption, int(severity))
+    corrupted_kinds = [] if corruption_source is None else check_source(corruption_source, corruptions,
+                                                                         images.shape[1:])
+    total = 1 + len(corrupted_kinds) * len(severities) + len(attacks) * len(epsilons)
+    with Progress(f"Robustness on {len(labels):,} images", total, unit="input set", enabled=verbose > 0) as bar:
+        record("clean", "clean", nan, nan, images, labels)
+        bar.update()
+        if corruption_source is not None:
+            for corruption in corrupted_kinds:
+                for severity in severities:
+                    if load_set is not None:
+                        corrupted, corrupted_labels = load_set(corruption, int(severity))
+                    else:
+                        corrupted, corrupted_labels = load_corrupted(
+                            corruption_source, corruption, int(severity), clean_images=images, clean_labels=labels,
+                            seed=seed, data_dir=data_dir, class_names=class_names, max_samples=len(labels),
+                        )
+                    record("corruption", corruption, float(severity), nan, corrupted, corrupted_labels)
+                    bar.update()
+        for attack in attacks:
+            for epsilon in epsilons:
+                kwargs = {"batch_size": batch_size, "seed": seed}
+                if attack == "pgd":
+                    kwargs.update(steps=pgd_steps, random_start=pgd_random_start,
+                                  step_size=pgd_step_size)
+                if epsilon == 0:  # the clean images, bit for bit (attacks' own contract); no step of size 0
+                    adversarial = images.astype(np.float32)
                 else:
-                    corrupted, corrupted_labels = load_corrupted(
-                        corruption_source, corruption, int(severity), clean_images=images, clean_labels=labels,
-                        seed=seed, data_dir=data_dir, class_names=class_names, max_samples=len(labels),
-                    )
-                record("corruption", corruption, float(severity), nan, corrupted, corrupted_labels)
-    for attack in attacks:
-        for epsilon in epsilons:
-            kwargs = {"batch_size": batch_size, "seed": seed}
-            if attack == "pgd":
-                kwargs.update(steps=pgd_steps, random_start=pgd_random_start,
-                              step_size=pgd_step_size)
-            if epsilon == 0:  # the clean images, bit for bit (attacks' own contract); no step of size 0
-                adversarial = images.astype(np.float32)
-            else:
-                adversarial = attack_functions.perturb(model, images, labels, float(epsilon), attack=attack, **kwargs)
-            record(attack, attack, nan, float(epsilon), adversarial, labels)
+                    adversarial = attack_functions.perturb(model, images, labels, float(epsilon), attack=attack, **kwargs)
+                record(attack, attack, nan, float(epsilon), adversarial, labels)
+                bar.update()
 
     robustness = pd.DataFrame(rows, columns=list(ROBUSTNESS_COLUMNS))
     corrupted = robustness[robustness["kind"] == "corruption"]

@@ -101,7 +101,8 @@ class RobustnessOptions:
             from tf_selectivity.data.corruptions import CorruptedSetError, check_source
 
             try:
-                check_source(self.corruption_source, self.corruptions)
+                check_source(self.corruption_source, self.corruptions, severities=self.severities,
+                             data_dir=options.data_dir)
             except CorruptedSetError as error:
                 message = str(error)
                 if message.startswith("unknown corruption '"):

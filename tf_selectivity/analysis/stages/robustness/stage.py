@@ -94,20 +94,34 @@ class RobustnessStage(Stage):
         return bool(options.robustness.perturbations)
 
     def check(self, runs, options):
-        """A published corrupted set must have the runs' image shape."""
+        """The corrupted sets, from their headers, labels and folders: a published set must hold
+        the runs' test set (size, image shape) with labels of their classes; a tensorflow-datasets
+        one must be prepared."""
         source = options.robustness.corruption_source
         if source is None:
             return
         from tf_selectivity.data.corruptions import check_source
 
-        for shape in sorted({tuple(r.summary.image_shape) for r in runs if r.summary.image_shape}):
+        fits = set()
+        for record in runs:
+            summary = record.summary
+            # The test split's size is known without loading it for the runs' own data.
+            test_size = summary.num_test if options.dataset in (None, summary.dataset) else None
+            fits.add((tuple(summary.image_shape) if summary.image_shape else None, test_size, summary.num_classes))
+        for shape, test_size, num_classes in sorted(fits, key=repr):
             try:
-                check_source(source, options.robustness.corruptions, shape)
+                check_source(source, options.robustness.corruptions, shape, test_size=test_size,
+                             num_classes=num_classes, severities=options.robustness.severities,
+                             data_dir=options.data_dir)
             except ValueError as error:
                 raise ParameterError("robustness.perturbations", f"corruption source: {error}") from None
 
     def cache_key(self, options):
-        return (settings_key(options.robustness), min(options.batch_size, 256))
+        key = (settings_key(options.robustness), min(options.batch_size, 256))
+        if options.max_test_samples and options.robustness.corruption_source not in (None, "generated"):
+            # A published set is read at the analysed images' positions in the test split.
+            key += ("split_positions",)
+        return key
 
     def compute(self, run):
         from tf_selectivity.analysis.stages.robustness.evaluate import evaluate_robustness
@@ -116,8 +130,6 @@ class RobustnessStage(Stage):
         settings = options.robustness
         data = run.subset(settings.max_samples)
         model = run.model
-        if run.analysis.verbose:
-            print(f"Robustness of {run.run_dir} on {len(data.labels):,} images", flush=True)
         class_names = None  # runs record none: Tiny ImageNet-C names its classes by its sorted folders
         sets = run.analysis.shared("robustness.corrupted_sets", lambda: CorruptedSets(options))
         robustness, dimensionality = evaluate_robustness(
@@ -127,9 +139,13 @@ class RobustnessStage(Stage):
             pgd_step_size=settings.pgd_step_size, pgd_random_start=settings.pgd_random_start,
             seed=settings.attack_seed, batch_size=min(options.batch_size, 256),
             data_dir=options.data_dir, class_names=class_names,
-            load_set=sets.loader(data, class_names),
+            load_set=sets.loader(data, class_names), verbose=run.analysis.verbose,
         )
-        return RunResult(tables={"robustness": robustness, "dimensionality": dimensionality})
+        warnings = []
+        if settings.max_samples is not None and settings.max_samples > len(run.test_data.labels):
+            warnings.append(f"--robustness_max_samples={settings.max_samples} is more than the "
+                            f"{len(run.test_data.labels):,} test images of {data.spec}: all of them are perturbed")
+        return RunResult(tables={"robustness": robustness, "dimensionality": dimensionality}, warnings=warnings)
 
     def run_error(self, run, error):
         from tf_selectivity.data.corruptions import CorruptedSetError

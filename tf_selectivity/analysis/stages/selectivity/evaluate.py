@@ -16,11 +16,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.analysis.context import progress_verbosity
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, RunRecord, load_response_function
 from tf_selectivity.core.files import temporary_path
+from tf_selectivity.core.progress import Progress
 
-__all__ = ["RUN_COLUMNS", "LAYER_COLUMNS", "evaluate_run", "write_position_responses", "sample_progress"]
+__all__ = ["RUN_COLUMNS", "LAYER_COLUMNS", "evaluate_run", "write_position_responses"]
 
 # Column order of the tables (tidy: one row per run / run x layer).
 RUN_COLUMNS = (
@@ -49,10 +49,11 @@ def evaluate_run(
     batch_size: int = 500,
     precision_top_n: int = 1000,
     response_dir: str | None = None,
-    progress: Callable[[int], None] | None = None,
     selectivity_index: str = "eq1",
     selectivity_null: int = 0,
     selectivity_null_seed: int = 0,
+    verbose: int = 0,
+    respond: Callable | None = None,
 ):
     """Test-set statistics of one run.
 
@@ -66,7 +67,6 @@ def evaluate_run(
             images per class: with more, a unit's top N must mix classes and
             precision loses its meaning (N = all images gives 1/C always).
         response_dir: where to write unit responses for CCA (None: don't).
-        progress: called with each batch's size.
         selectivity_index: the index reported, "eq1" (the paper's) or
             "bounded", whatever index the run was trained with.
         selectivity_null: B > 0: every unit's label-permutation null from
@@ -74,6 +74,10 @@ def evaluate_run(
             units frame gains ``si_null_mean`` and ``si_p`` (q-values come
             later, `null.add_fdr`). 0: none.
         selectivity_null_seed: seed of the permutations.
+        verbose: 1 shows the progress of the pass over the images and of
+            the null's permutations (`core.progress`), 0 nothing.
+        respond: the run's response function (default: loaded,
+            `runs.load_response_function`).
 
     Returns:
         (run_row, layer_rows, units_frame): the run's row of the runs table,
@@ -81,29 +85,33 @@ def evaluate_run(
     """
     from tf_selectivity.measures.unit_statistics import evaluate_responses  # imports Keras
 
-    respond = load_response_function(record, "unit_responses")
+    if respond is None:
+        respond = load_response_function(record, "unit_responses")
     layer_names = record.probe_names
     precision_top_n = max(1, min(precision_top_n, len(labels) // num_classes))
-    result = evaluate_responses(
-        respond,
-        _batches(images, labels, batch_size),
-        num_classes=num_classes,
-        layer_names=layer_names,
-        num_samples=len(labels),
-        precision_top_n=precision_top_n,
-        response_dir=response_dir,
-        progress=progress,
-        selectivity_index=selectivity_index,
-        keep_responses=selectivity_null > 0,
-    )
+    with Progress("Selectivity", len(labels), unit="image", enabled=verbose > 0) as bar:
+        result = evaluate_responses(
+            respond,
+            _batches(images, labels, batch_size),
+            num_classes=num_classes,
+            layer_names=layer_names,
+            num_samples=len(labels),
+            precision_top_n=precision_top_n,
+            response_dir=response_dir,
+            progress=bar.update,
+            selectivity_index=selectivity_index,
+            keep_responses=selectivity_null > 0,
+        )
     nulls = {}
     if selectivity_null > 0:
         from tf_selectivity.analysis.stages.selectivity.null import layer_null_columns
 
-        nulls = layer_null_columns(
-            result.responses, labels, num_classes,
-            num_permutations=selectivity_null, seed=selectivity_null_seed, index=selectivity_index,
-        )
+        with Progress("Selectivity null", selectivity_null, unit="permutation", enabled=verbose > 0) as bar:
+            nulls = layer_null_columns(
+                result.responses, labels, num_classes,
+                num_permutations=selectivity_null, seed=selectivity_null_seed, index=selectivity_index,
+                progress=bar.update,
+            )
         result.responses = None
     condition = {"run_dir": record.run_dir, **record.condition()}
     unit_frames, layer_rows = [], []
@@ -172,47 +180,37 @@ def evaluate_run(
     return run_row, layer_rows, pd.concat(unit_frames, ignore_index=True)
 
 
-def sample_progress(total):
-    """A progress callback (images done) drawing a Keras progress bar."""
-    import keras
-
-    bar = keras.utils.Progbar(total, unit_name="image", verbose=progress_verbosity())
-    state = {"seen": 0}
-
-    def update(count):
-        state["seen"] += count
-        bar.update(state["seen"])
-
-    return update
-
-
-def write_position_responses(record, images, batch_size: int, max_datapoints: int, response_dir: str) -> None:
+def write_position_responses(record, images, batch_size: int, max_datapoints: int, response_dir: str,
+                             verbose: int = 0) -> None:
     """CCA with positions as datapoints: (units, datapoints) per layer.
 
     The same seeded subset of (sample, row, column) positions is taken from
     every network, so that datapoints stay aligned across the compared runs.
+    `verbose` 1 shows the pass's progress.
     """
     respond = load_response_function(record, "activations")
     sinks, chosen = {}, {}
     os.makedirs(response_dir, exist_ok=True)
-    for start in range(0, len(images), batch_size):
-        outputs = respond(images[start : start + batch_size].astype(np.float32))
-        for name in record.probe_names:
-            maps = np.asarray(outputs[name])
-            batch, height, width, units = maps.shape
-            if name not in chosen:
-                total = len(images) * height * width
-                count = min(max_datapoints, total)
-                chosen[name] = np.sort(np.random.default_rng(0).choice(total, size=count, replace=False))
-                sinks[name] = np.lib.format.open_memmap(
-                    temporary_path(os.path.join(response_dir, f"{name}.npy"), suffix=".npy"),
-                    mode="w+", dtype=np.float32, shape=(units, count),
-                )
-            first, last = start * height * width, (start + batch) * height * width
-            selected = chosen[name]
-            lo, hi = np.searchsorted(selected, [first, last])
-            flat = maps.reshape(-1, units)
-            sinks[name][:, lo:hi] = flat[selected[lo:hi] - first].T
+    with Progress("Responses at positions", len(images), unit="image", enabled=verbose > 0) as bar:
+        for start in range(0, len(images), batch_size):
+            outputs = respond(images[start : start + batch_size].astype(np.float32))
+            for name in record.probe_names:
+                maps = np.asarray(outputs[name])
+                batch, height, width, units = maps.shape
+                if name not in chosen:
+                    total = len(images) * height * width
+                    count = min(max_datapoints, total)
+                    chosen[name] = np.sort(np.random.default_rng(0).choice(total, size=count, replace=False))
+                    sinks[name] = np.lib.format.open_memmap(
+                        temporary_path(os.path.join(response_dir, f"{name}.npy"), suffix=".npy"),
+                        mode="w+", dtype=np.float32, shape=(units, count),
+                    )
+                first, last = start * height * width, (start + batch) * height * width
+                selected = chosen[name]
+                lo, hi = np.searchsorted(selected, [first, last])
+                flat = maps.reshape(-1, units)
+                sinks[name][:, lo:hi] = flat[selected[lo:hi] - first].T
+            bar.update(min(batch_size, len(images) - start))
     for name, sink in sinks.items():
         sink.flush()
         final = os.path.join(response_dir, f"{name}.npy")

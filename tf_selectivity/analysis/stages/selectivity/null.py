@@ -24,12 +24,13 @@ DataFrame of units out.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from tf_selectivity.measures.fdr import DEFAULT_FDR, check_fdr, check_fdr_method, fdr_q_values
+from tf_selectivity.core.progress import Progress
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
 
@@ -57,6 +58,7 @@ def layer_null_columns(
     num_permutations: int,
     seed: int = 0,
     index: str = DEFAULT_SELECTIVITY_INDEX,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """The null's per-unit columns of every layer of one run.
 
@@ -67,6 +69,7 @@ def layer_null_columns(
         num_permutations: B >= 1.
         seed: seed of the permutations (every layer sees the same ones).
         index: "eq1" or "bounded".
+        progress: called with the number of permutations done, chunk by chunk.
 
     Returns:
         layer name -> {"si_null_mean": (units,), "si_p": (units,)} float64.
@@ -74,7 +77,8 @@ def layer_null_columns(
     from tf_selectivity.measures.unit_null import permutation_nulls
 
     nulls = permutation_nulls(
-        responses, labels, num_classes, num_permutations=num_permutations, seed=seed, index=index
+        responses, labels, num_classes, num_permutations=num_permutations, seed=seed, index=index,
+        progress=progress,
     )
     return {name: {"si_null_mean": null.null_mean, "si_p": null.p_values} for name, null in nulls.items()}
 
@@ -159,6 +163,7 @@ def selectivity_null(
     index: str = DEFAULT_SELECTIVITY_INDEX,
     layers: Sequence[str] | None = None,
     batch_size: int = 500,
+    verbose: int = 0,
 ) -> pd.DataFrame:
     """Every probed unit's selectivity and its label-permutation null, for a model in memory.
 
@@ -181,6 +186,9 @@ def selectivity_null(
         layers: probe names to analyse (default: every probe, in network
             order); the q-values are over their units.
         batch_size: images per forward pass.
+        verbose: 1 shows the progress of the pass over the images and of
+            the permutations (a bar on a terminal, a line per pass
+            elsewhere), 0 nothing.
 
     Returns:
         Tidy DataFrame, one row per unit: ``layer``, ``layer_index``,
@@ -223,13 +231,16 @@ def selectivity_null(
         return respond_model.predict_on_batch(np.asarray(batch, dtype=np.float32))
 
     batches = ((images[s : s + batch_size], labels[s : s + batch_size]) for s in range(0, len(labels), batch_size))
-    result = evaluate_responses(
-        respond, batches, num_classes=num_classes, layer_names=layers,
-        selectivity_index=index, keep_responses=True,
-    )
-    columns_by_layer = layer_null_columns(
-        result.responses, labels, num_classes, num_permutations=num_permutations, seed=seed, index=index
-    )
+    with Progress("Selectivity", len(labels), unit="image", enabled=verbose > 0) as bar:
+        result = evaluate_responses(
+            respond, batches, num_classes=num_classes, layer_names=layers,
+            selectivity_index=index, keep_responses=True, progress=bar.update,
+        )
+    with Progress("Selectivity null", num_permutations, unit="permutation", enabled=verbose > 0) as bar:
+        columns_by_layer = layer_null_columns(
+            result.responses, labels, num_classes, num_permutations=num_permutations, seed=seed, index=index,
+            progress=bar.update,
+        )
     frames = []
     for name in layers:
         table = result.layers[name].unit_table()

@@ -66,12 +66,14 @@ class SelectivityStage(Stage):
     def compute(self, run):
         from tf_selectivity.analysis.stages.selectivity.evaluate import (
             evaluate_run,
-            sample_progress,
             write_position_responses,
         )
 
+        from tf_selectivity.analysis.nonfinite import WatchedResponses, weights_warning
+
         options = run.options
         data = run.test_data
+        respond = WatchedResponses(run.response_function())
         response_dir = os.path.join(run.directory, RESPONSES) if self.writes_responses(run) else None
         # Averaged responses come with the streaming pass; CCA with positions
         # as datapoints needs the feature maps.
@@ -84,13 +86,16 @@ class SelectivityStage(Stage):
             selectivity_null=options.selectivity.null_permutations,
             selectivity_null_seed=options.selectivity.null_seed,
             response_dir=None if positions else response_dir,
-            progress=sample_progress(len(data.labels)) if run.analysis.verbose else None,
+            verbose=run.analysis.verbose,
+            respond=respond,
         )
         if positions:
             write_position_responses(run.record, data.images, options.batch_size,
-                                     options.similarity.max_datapoints, response_dir)
+                                     options.similarity.max_datapoints, response_dir, verbose=run.analysis.verbose)
         run_row["dataset"] = data.spec
-        return RunResult(tables={"units": units}, values={"run": run_row, "layers": layers})
+        warnings = [weights_warning(run.record), respond.warning(run.run_dir), *_capped(options, data, run_row)]
+        return RunResult(tables={"units": units}, values={"run": run_row, "layers": layers},
+                         warnings=[message for message in warnings if message])
 
     def accepts(self, cached, run):
         """A result without responses does not serve an analysis that compares them."""
@@ -175,3 +180,16 @@ def _split(runs):
     from tf_selectivity.measures import stats
 
     return stats.split_by_condition(runs.assign(alpha=runs["alpha"].astype(float)))
+
+
+def _capped(options, data, run_row) -> list:
+    """Requests this test set cannot meet in full, each said once (the same words for every run)."""
+    messages = []
+    if options.max_test_samples and options.max_test_samples > len(data.labels):
+        messages.append(f"--max_test_samples={options.max_test_samples} is more than the {len(data.labels):,} "
+                        f"test images of {data.spec}: all of them are analysed")
+    asked = options.selectivity.precision_top_n
+    if asked != SelectivityOptions().precision_top_n and run_row["precision_top_n"] < asked:
+        messages.append(f"--precision_top_n={asked} is more than the test images per class: precision is over the "
+                        f"top {run_row['precision_top_n']:,} images of {data.spec}")
+    return messages

@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.analysis.context import progress_verbosity
 from tf_selectivity.analysis.runs import RunRecord
+from tf_selectivity.core.progress import Progress
 
 __all__ = ["BASELINE_ALPHA", "cca_groups", "run_cca", "run_similarity_maps"]
 
@@ -76,26 +76,27 @@ def run_cca(records, options, response_dirs, errors, verbose, names=None):
         for alpha, runs in treated.items():
             # One pass over the responses for every measure.
             methods = options.similarity.measures
-            if verbose:
-                print(f"Similarity ({', '.join(methods)}) {label}: alpha={alpha:g} ({len(runs)} runs) vs alpha={BASELINE_ALPHA:g} ({len(baseline)} runs)")
+            description = (f"Similarity ({', '.join(methods)}) {label}: "
+                           f"alpha={alpha:g} ({len(runs)} runs) vs alpha={BASELINE_ALPHA:g} ({len(baseline)} runs)")
 
             def load(run_dir, layer):
                 return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
 
             try:
-                frame = figure3_distances(
-                    [r.run_dir for r in runs],
-                    [r.run_dir for r in baseline],
-                    layers,
-                    load,
-                    method=methods,
-                    pwcca_variant=options.similarity.pwcca_variant,
-                    procrustes_alpha=options.similarity.procrustes_alpha,
-                    progress=_progress_bar(verbose),
-                    run_seeds=None if options.similarity.same_seed_pairs else {
-                        r.run_dir: r.summary.seed for r in [*runs, *baseline]
-                    },
-                )
+                with Progress(description, unit="comparison", enabled=bool(verbose)) as bar:
+                    frame = figure3_distances(
+                        [r.run_dir for r in runs],
+                        [r.run_dir for r in baseline],
+                        layers,
+                        load,
+                        method=methods,
+                        pwcca_variant=options.similarity.pwcca_variant,
+                        procrustes_alpha=options.similarity.procrustes_alpha,
+                        progress=bar.update_to,
+                        run_seeds=None if options.similarity.same_seed_pairs else {
+                            r.run_dir: r.summary.seed for r in [*runs, *baseline]
+                        },
+                    )
             except ValueError as error:  # e.g. no pair of different seeds, unusable activations
                 errors.append((f"CCA of {label} alpha={alpha:g}", str(error)))
                 continue
@@ -115,9 +116,11 @@ def run_cca(records, options, response_dirs, errors, verbose, names=None):
     return pd.concat(distances, ignore_index=True), ratios, tests
 
 
-def run_similarity_maps(records, options, response_dirs, errors, names=None):
+def run_similarity_maps(records, options, response_dirs, errors, names=None, verbose=0):
     """The `similarity_maps` table: per condition and treated alpha, the layer
-    map of one within-alpha and one to-baseline pair (or None)."""
+    map of one within-alpha and one to-baseline pair (or None). `names` (run
+    directory -> condition name) gives the rows their ``condition`` column;
+    `verbose` 1 shows the progress of each alpha's pairs."""
     from tf_selectivity.analysis.stages.similarity.maps import map_pairs, map_table
 
     def load(run_dir, layer):
@@ -132,8 +135,10 @@ def run_similarity_maps(records, options, response_dirs, errors, names=None):
             seeds = None if options.similarity.same_seed_pairs else {
                 r.run_dir: r.summary.seed for r in [*runs, *baseline]}
             pairs = map_pairs([r.run_dir for r in runs], [r.run_dir for r in baseline], seeds)
+            description = f"Similarity maps ({options.similarity.map_measure}) {label}: alpha={alpha:g}"
             try:
-                table = map_table(pairs, layers, load, options.similarity.map_measure)
+                with Progress(description, len(pairs), unit="pair", enabled=bool(verbose)) as bar:
+                    table = map_table(pairs, layers, load, options.similarity.map_measure, progress=bar.update)
             except ValueError as error:
                 errors.append((f"Similarity maps of {label} alpha={alpha:g}", str(error)))
                 continue
@@ -141,18 +146,3 @@ def run_similarity_maps(records, options, response_dirs, errors, names=None):
     if not tables:
         return None
     return pd.concat(tables, ignore_index=True)
-
-
-def _progress_bar(verbose):
-    if not verbose:
-        return None
-    import keras
-
-    state = {}
-
-    def update(done, total):
-        if "bar" not in state:
-            state["bar"] = keras.utils.Progbar(total, unit_name="comparison", verbose=progress_verbosity())
-        state["bar"].update(done)
-
-    return update

@@ -105,12 +105,14 @@ def map_table(
     load_activations: ActivationLoader,
     measure: str = "debiased_cka",
     blas_threads: int | None = 1,
+    progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """The maps of several pairs as one long table (`MAP_COLUMNS`, one row per entry).
 
     `blas_threads` limits BLAS while computing, as `figure3_distances` does
     (many small products, which multi-threaded BLAS beside other processes
-    slows down many times over); None leaves BLAS alone.
+    slows down many times over); None leaves BLAS alone. `progress` is called
+    with 1 after each pair.
     """
     rows = []
     for comparison, run_a, run_b in pairs:
@@ -120,4 +122,6 @@ def map_table(
             for j, layer_b in enumerate(layers):
                 rows.append((comparison, run_a, run_b, measure, layer_a, i, layer_b, j,
                              float(values[i, j])))
+        if progress is not None:
+            progress(1)
     return pd.DataFrame(rows, columns=list(MAP_COLUMNS))

@@ -24,6 +24,7 @@ import os
 from tf_selectivity.analysis.stage import Stage, StageSkipped
 from tf_selectivity.analysis.stages.similarity.captions import FIGURE_CAPTIONS
 from tf_selectivity.analysis.stages.similarity.options import SimilarityOptions
+from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["SimilarityStage"]
 
@@ -40,10 +41,23 @@ class SimilarityStage(Stage):
         return options.similarity.enabled != "false"
 
     def check(self, runs, options):
-        from tf_selectivity.analysis.stages.similarity.compare import cca_groups
+        """Refused (``--cca=true``) or skipped (``auto``) when no condition can be compared."""
+        from tf_selectivity.analysis.stages.similarity.coverage import coverage
 
-        if not any(True for _ in cca_groups(runs, options, [])):
-            raise StageSkipped("no model has alpha = 0 runs and >= 2 replicates at another alpha")
+        found = coverage(runs, options)
+        if found.unknown_alphas and len(found.unknown_alphas) == len(options.similarity.alphas):
+            raise ParameterError(
+                "similarity.alphas",
+                f"names alphas no run has: {', '.join(f'{a:g}' for a in found.unknown_alphas)} (the runs: "
+                f"{'; '.join(found.runs_by_condition)})")
+        if found.comparable:
+            return
+        if options.similarity.enabled == "true":
+            raise ParameterError(
+                "similarity.enabled",
+                f"needs, for one model at least, runs at alpha = 0 and >= 2 replicates at another alpha (Figure 3 "
+                f"compares them); the runs given: {'; '.join(found.runs_by_condition)}")
+        raise StageSkipped("no model has alpha = 0 runs and >= 2 replicates at another alpha")
 
     def combine(self, results, context):
         from tf_selectivity.analysis.stages.selectivity.stage import RESPONSES
@@ -57,9 +71,13 @@ class SimilarityStage(Stage):
         cca, cca_ratio, cca_tests = run_cca(context.records, options, response_dirs, errors, context.verbose, names)
         maps = None
         if options.similarity.maps:
-            maps = run_similarity_maps(context.records, options, response_dirs, errors, names)
+            maps = run_similarity_maps(context.records, options, response_dirs, errors, names, context.verbose)
         for path, message in errors:
             context.add_error(path, message)
+        from tf_selectivity.analysis.stages.similarity.coverage import coverage
+
+        for message in coverage(context.records, options).left_out:
+            context.add_warning(message)
         tables = {}
         if cca is not None:
             tables.update(cca_distances=cca, cca_ratios=cca_ratio, cca_tests=cca_tests)

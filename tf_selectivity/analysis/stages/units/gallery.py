@@ -35,6 +35,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tf_selectivity.core.progress import Progress
 from tf_selectivity.core.settings import ParameterError
 from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, validate_index
 
@@ -284,6 +285,7 @@ def unit_gallery(
     index: str = DEFAULT_SELECTIVITY_INDEX,
     precision_top_n: int | None = None,
     batch_size: int = 500,
+    verbose: int = 0,
 ) -> UnitGallery:
     """Top images, activation maps, threshold and tuning curve of chosen units.
 
@@ -306,6 +308,8 @@ def unit_gallery(
         precision_top_n: N of the precision metric (default: 1000, capped at
             the smallest class's number of images, as the analysis does).
         batch_size: images per forward pass.
+        verbose: 1 shows the progress of the pass over the images (a bar on
+            a terminal, a line elsewhere), 0 nothing.
 
     Returns:
         A `UnitGallery`.
@@ -352,39 +356,41 @@ def unit_gallery(
         return slice(None) if chosen[name] is None else chosen[name]
 
     state = {}
-    for start in range(0, num_images, batch_size):
-        batch_labels = labels[start : start + batch_size]
-        result = maps_model.predict_on_batch(np.asarray(images[start : start + batch_size], dtype=np.float32))
-        for name in chosen:
-            maps = np.asarray(keras.ops.convert_to_numpy(result[name]), dtype=np.float32)
-            if maps.ndim == 2:
-                maps = maps[:, None, None, :]
-            elif maps.ndim != 4:
-                maps = maps.reshape(maps.shape[0], -1, 1, maps.shape[-1])
-            means = maps.astype(np.float64).mean(axis=(1, 2))  # every unit: the SI's responses
-            if name not in state:
-                height, width = maps.shape[1:3]
-                shown = maps[..., columns(name)].shape[-1]
-                total = num_images * height * width
-                keep = total - int(math.floor((total - 1) * (1 - top_fraction)))
-                state[name] = {
-                    "si": ClassSelectivityAccumulator(num_classes, index),
-                    "top": TopResponses(precision_top_n),
-                    "moments": ClassMoments(num_classes, shown),
-                    "max": RunningTopK(k),
-                    "mean": RunningTopK(k),
-                    "values": RunningTopValues(keep),
-                    "shape": (height, width),
-                }
-            layer = state[name]
-            layer["si"].update(means, batch_labels)
-            layer["top"].update(means, batch_labels)
-            shown_maps = maps[..., columns(name)]
-            shown_means = means[:, columns(name)]
-            layer["moments"].update(shown_means, batch_labels)
-            layer["max"].update(shown_maps.max(axis=(1, 2)).astype(np.float64), shown_maps)
-            layer["mean"].update(shown_means, shown_maps)
-            layer["values"].update(shown_maps.reshape(-1, shown_maps.shape[-1]))
+    with Progress("Unit galleries", num_images, unit="image", enabled=verbose > 0) as bar:
+        for start in range(0, num_images, batch_size):
+            batch_labels = labels[start : start + batch_size]
+            result = maps_model.predict_on_batch(np.asarray(images[start : start + batch_size], dtype=np.float32))
+            for name in chosen:
+                maps = np.asarray(keras.ops.convert_to_numpy(result[name]), dtype=np.float32)
+                if maps.ndim == 2:
+                    maps = maps[:, None, None, :]
+                elif maps.ndim != 4:
+                    maps = maps.reshape(maps.shape[0], -1, 1, maps.shape[-1])
+                means = maps.astype(np.float64).mean(axis=(1, 2))  # every unit: the SI's responses
+                if name not in state:
+                    height, width = maps.shape[1:3]
+                    shown = maps[..., columns(name)].shape[-1]
+                    total = num_images * height * width
+                    keep = total - int(math.floor((total - 1) * (1 - top_fraction)))
+                    state[name] = {
+                        "si": ClassSelectivityAccumulator(num_classes, index),
+                        "top": TopResponses(precision_top_n),
+                        "moments": ClassMoments(num_classes, shown),
+                        "max": RunningTopK(k),
+                        "mean": RunningTopK(k),
+                        "values": RunningTopValues(keep),
+                        "shape": (height, width),
+                    }
+                layer = state[name]
+                layer["si"].update(means, batch_labels)
+                layer["top"].update(means, batch_labels)
+                shown_maps = maps[..., columns(name)]
+                shown_means = means[:, columns(name)]
+                layer["moments"].update(shown_means, batch_labels)
+                layer["max"].update(shown_maps.max(axis=(1, 2)).astype(np.float64), shown_maps)
+                layer["mean"].update(shown_means, shown_maps)
+                layer["values"].update(shown_maps.reshape(-1, shown_maps.shape[-1]))
+            bar.update(len(batch_labels))
 
     unit_rows, top_rows, tuning_rows, kept_maps = [], [], [], {}
     for name, layer in state.items():

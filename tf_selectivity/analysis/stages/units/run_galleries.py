@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity.analysis.stages.units.selection import check_unit_range, chosen_units, gallery_layers
+from tf_selectivity.core.progress import Progress
 
 __all__ = ["GALLERY_TABLES", "GRID", "HISTOGRAM", "PAGE_FIGURE_DPI", "PAGE_HISTOGRAM_DPI", "draw_run_galleries",
            "layer_folder", "unit_figure_name"]
@@ -50,7 +51,7 @@ def unit_figure_name(unit: int) -> str:
     return f"unit_{unit}.png"
 
 
-def draw_run_galleries(run, run_units: pd.DataFrame, named, folder: str) -> tuple:
+def draw_run_galleries(run, run_units: pd.DataFrame, named, folder: str, verbose: int = 0) -> tuple:
     """Draws one run's unit galleries into `folder`.
 
     Args:
@@ -59,6 +60,8 @@ def draw_run_galleries(run, run_units: pd.DataFrame, named, folder: str) -> tupl
             columns (``si_p``, ``selective``) where it was computed.
         named: layer -> named unit indices (``units.named_units``).
         folder: where the figures go (one folder per layer).
+        verbose: 1 shows the progress of the pass over the images and of
+            the drawing (one item per figure), 0 nothing.
 
     Returns:
         (layers, tables): the layers drawn, in network order, and the
@@ -86,23 +89,29 @@ def draw_run_galleries(run, run_units: pd.DataFrame, named, folder: str) -> tupl
     gallery = unit_gallery(
         run.model, images, labels, units=chosen_units(run_units, layers, named), k=options.units.gallery_k,
         index=options.selectivity_index, precision_top_n=min(options.selectivity.precision_top_n, per_class),
-        batch_size=options.batch_size,
+        batch_size=options.batch_size, verbose=verbose,
     )
-    for layer in layers:
-        directory = os.path.join(folder, layer_folder(layer))
-        os.makedirs(directory, exist_ok=True)
-        rows = run_units[run_units["layer"] == layer]
-        selective = rows["selective"].to_numpy(bool) if "selective" in rows.columns else None
-        save_compact_png(
-            selectivity_histogram(rows["selectivity"].to_numpy(), layer=layer, selective=selective,
-                                  dead=rows["dead"].to_numpy(bool)),
-            os.path.join(directory, HISTOGRAM), PAGE_HISTOGRAM_DPI)
-        save_compact_png(layer_grid(gallery, layer, images, class_names=class_names),
-                         os.path.join(directory, GRID), PAGE_FIGURE_DPI)
-        for unit in gallery.units.loc[gallery.units["layer"] == layer, "unit"]:
-            unit = int(unit)
-            row = rows[rows["unit"] == unit].iloc[0]
-            null_p = float(row["si_p"]) if "si_p" in rows.columns else None
-            figure = unit_figure(gallery, layer, unit, images, class_names=class_names, null_p=null_p)
-            save_compact_png(figure, os.path.join(directory, unit_figure_name(unit)), PAGE_FIGURE_DPI)
+    shown = gallery.units["layer"].value_counts()
+    with Progress("Drawing unit galleries", sum(2 + int(shown.get(layer, 0)) for layer in layers), unit="figure",
+                  enabled=verbose > 0) as bar:
+        for layer in layers:
+            directory = os.path.join(folder, layer_folder(layer))
+            os.makedirs(directory, exist_ok=True)
+            rows = run_units[run_units["layer"] == layer]
+            selective = rows["selective"].to_numpy(bool) if "selective" in rows.columns else None
+            save_compact_png(
+                selectivity_histogram(rows["selectivity"].to_numpy(), layer=layer, selective=selective,
+                                      dead=rows["dead"].to_numpy(bool)),
+                os.path.join(directory, HISTOGRAM), PAGE_HISTOGRAM_DPI)
+            bar.update()
+            save_compact_png(layer_grid(gallery, layer, images, class_names=class_names),
+                             os.path.join(directory, GRID), PAGE_FIGURE_DPI)
+            bar.update()
+            for unit in gallery.units.loc[gallery.units["layer"] == layer, "unit"]:
+                unit = int(unit)
+                row = rows[rows["unit"] == unit].iloc[0]
+                null_p = float(row["si_p"]) if "si_p" in rows.columns else None
+                figure = unit_figure(gallery, layer, unit, images, class_names=class_names, null_p=null_p)
+                save_compact_png(figure, os.path.join(directory, unit_figure_name(unit)), PAGE_FIGURE_DPI)
+                bar.update()
     return layers, {name: getattr(gallery, attribute) for name, attribute in GALLERY_TABLES.items()}

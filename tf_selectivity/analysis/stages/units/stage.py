@@ -22,6 +22,7 @@ import os
 from tf_selectivity.analysis.runs import RunLoadError, error_for
 from tf_selectivity.analysis.stage import RunResult, Stage, settings_key
 from tf_selectivity.analysis.stages.units.options import UnitsOptions
+from tf_selectivity.core.files import naming_full_disk
 from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["UnitsStage", "UNITS_DIR"]
@@ -60,13 +61,15 @@ class UnitsStage(Stage):
         from tf_selectivity.analysis.stages.units.options import parse_unit_specs
         from tf_selectivity.analysis.stages.units.run_galleries import draw_run_galleries
 
-        if run.analysis.verbose:
-            print(f"Unit galleries of {run.run_dir}", flush=True)
         data = run.test_data
         layers, tables = draw_run_galleries(run, _run_units(run), parse_unit_specs(run.options.units.named_units),
-                                            os.path.join(run.directory, GALLERIES))
+                                            os.path.join(run.directory, GALLERIES), run.analysis.verbose)
+        warnings = []
+        if run.options.units.gallery_k > len(data.labels):
+            warnings.append(f"--gallery_k={run.options.units.gallery_k} is more than the {len(data.labels):,} test "
+                            f"images of {data.spec}: each gallery ranks all of them")
         return RunResult(tables=tables, values={"layers": layers, "class_names": list(data.class_names),
-                                                "test_data": data.spec})
+                                                "test_data": data.spec}, warnings=warnings)
 
     def run_error(self, run, error):
         if isinstance(error, ParameterError) or not isinstance(error, (RunLoadError, OSError, ValueError, KeyError)):
@@ -94,7 +97,8 @@ class UnitsStage(Stage):
             values = result.values
             page = run_page(run_dir, context.run_row(run_dir), units[units["run_dir"] == run_dir], result.tables,
                             values["layers"], values["class_names"], values["test_data"])
-            shutil.copytree(os.path.join(result.directory, GALLERIES), os.path.join(root, page.directory))
+            with naming_full_disk(os.path.join(root, page.directory)):
+                shutil.copytree(os.path.join(result.directory, GALLERIES), os.path.join(root, page.directory))
             pages.append(page)
             for name, frame in result.tables.items():
                 tables.setdefault(name, []).append(frame.assign(run_dir=run_dir))
@@ -109,7 +113,8 @@ class UnitsStage(Stage):
             "unit's feature map, outlined where the map exceeds the unit's top 0.5% over the test set, and its class "
             "tuning curve with 95% confidence intervals.",
         ]
-        write_unit_pages(root, pages, notes=notes)
+        with naming_full_disk(root):
+            write_unit_pages(root, pages, notes=notes)
         galleries = sum(len(layer.gallery) for page in pages for layer in page.layers)
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
         return {**written, "_section": [

@@ -1,0 +1,73 @@
+"""Signals: SIGTERM handled as Ctrl-C is, and signals held back around a step that must finish.
+
+A command interrupted by Ctrl-C (SIGINT, Python's `KeyboardInterrupt`) or
+asked to stop by SIGTERM (a scheduler, ``kill``) unwinds the same way:
+`finally` blocks and ``except BaseException`` clean-ups run, and the command
+prints one line. `stop_on_sigterm` makes SIGTERM raise `Terminated`, a
+`KeyboardInterrupt`, so that every clean-up written for Ctrl-C serves both.
+
+`signals_held` keeps SIGINT and SIGTERM from interrupting a short step whose
+half would be worse than either end (renaming a finished analysis into
+place): a signal that arrives meanwhile is delivered when the step ends.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+__all__ = ["Terminated", "exit_status", "signals_held", "stop_on_sigterm"]
+
+# The signals `signals_held` holds back.
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM (`stop_on_sigterm`)."""
+
+    signal_number = signal.SIGTERM
+
+
+def exit_status(interruption: KeyboardInterrupt) -> int:
+    """The shell's status of a process ended by `interruption`: 128 + the signal's number
+    (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + int(getattr(interruption, "signal_number", signal.SIGINT))
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM raises `Terminated` in the main thread (call it from there)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Holds SIGINT and SIGTERM back while the block runs; delivers the first one received after it.
+
+    Outside the main thread (where Python cannot set handlers) the block
+    runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {number: signal.getsignal(number) for number in _HELD}
+
+    def hold(signum, frame):
+        received.append(signum)
+
+    for number in _HELD:
+        signal.signal(number, hold)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        if received:
+            signal.raise_signal(received[0])
