@@ -268,6 +268,7 @@ def test_a_condition_without_its_baseline(trained_runs, tmp_path):
 
 
 # ------------------------------------------------------------------ selectivity at initialization
+@pytest.mark.backends
 def test_initialization_is_the_network_training_started_from(tiny_runs):
     import keras
 
@@ -327,16 +328,3 @@ def test_a_moved_dataset_suggests_the_dataset_flag(tiny_runs, tmp_path):
     assert "/nonexistent/old/cifar10-jpeg" in message and "--dataset=imagefolder:NEW_PATH" in message, message
     with pytest.raises(ValueError, match=r"--dataset=imagefolder:NEW_PATH"):
         analyze([moved], str(tmp_path / "out2"), OPTIONS, verbose=0)
-
-
-MACHINE_PATH = re.compile(r"(?<![\w$}.~-])/(work|root|home|tmp|data|shared|mnt|scratch)/")
-
-
-def test_docs_name_no_machine_specific_paths():
-    files = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")),
-             *sorted(p for p in (REPO / "experiments").rglob("*") if p.is_file() and p.suffix in (".md", ".sh", ""))]
-    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
-             for path in files if path.exists()
-             for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1)
-             if MACHINE_PATH.search(line)]
-    assert not found, "\n".join(found)
