@@ -279,7 +279,7 @@ def test_reanalysis_replaces_every_output_and_a_failed_one_changes_nothing(tiny_
     analyze([str(tiny_runs)], str(out), AnalysisOptions(n_resamples=100, figures=False,
                                                          similarity=SimilarityOptions(enabled="false")), verbose=0)
     manifest = json.load(open(out / "analysis.json"))["outputs"]
-    present = sorted(n for n in os.listdir(out) if n not in ("analysis.json", "cache"))
+    present = sorted(n for n in os.listdir(out) if n not in ("analysis.json", "cache", ".lock"))
     assert present == sorted(manifest) and not any(n.startswith("cca_") for n in present)
     assert "runs.csv" in present and "report.md" in present
     # A failing analysis (its only run has no model) leaves the last one as it was.
@@ -291,4 +291,4 @@ def test_reanalysis_replaces_every_output_and_a_failed_one_changes_nothing(tiny_
     with pytest.raises(ValueError, match="not a Keras model file"):
         analyze([str(broken)], str(out), AnalysisOptions(n_resamples=100, figures=False), verbose=0)
     assert _outputs(out) == before
-    assert sorted(n for n in os.listdir(out) if n not in ("analysis.json", "cache")) == present
+    assert sorted(n for n in os.listdir(out) if n not in ("analysis.json", "cache", ".lock")) == present
