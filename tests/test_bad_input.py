@@ -448,7 +448,7 @@ def _stderr_lines(completed) -> list:
 # function, a checkpoint, a saved model); the others answer before Keras is
 # imported. Each row checks which it is.
 LOADS_KERAS = {
-    "train-model-wrong-signature", "train-model-returns-none", "train-model-raises", "train-model-no-convolution",
+    "analyze-run-data-moved", "train-model-wrong-signature", "train-model-returns-none", "train-model-raises", "train-model-no-convolution",
     "train-model-sigmoid", "train-seeds-model-raises", "train-checkpoint-state-not-json",
     "train-checkpoint-state-fields", "train-checkpoint-truncated-weights", "train-checkpoint-best-missing",
     "analyze-damaged-model", "sweep-model-wrong-signature", "sweep-model-raises", "sweep-model-sigmoid",
@@ -970,12 +970,14 @@ def test_untrusted_runs_capped_requests_and_comparisons_left_out_are_said_once_i
                               similarity=SimilarityOptions(enabled="true", measures=("pwcca",)))
     out = tmp_path / "out"
     analyze(runs, str(out), options, verbose=0)
-    warnings = list(pd.read_csv(out / "warnings.csv")["warning"])
+    table = pd.read_csv(out / "warnings.csv")
+    warnings = list(table["warning"])
     assert [w for w in warnings if w.startswith(f"{lone}: its weights hold NaN or Inf")], warnings
     assert len([w for w in warnings if w.startswith("--max_test_samples=10000 is more than the 200 test images")]) == 1
     assert "Figure 3 leaves out resnet8 relu at alpha -5: one run there, and the distance between replicates " \
            "needs >= 2" in warnings
-    assert len(warnings) == 3, warnings
+    # Beside the claims' gates (these tiny networks are at chance), each said once.
+    assert len(table[~table["stage"].isin(["claims", "chance"])]) == 3, warnings
     report = (out / "report.md").read_text()
     assert report.index("## Warnings") < report.index("## Headline results") and all(w in report for w in warnings)
     # Responses that hold NaN or Inf (e.g. an overflow) are counted as the pass goes.

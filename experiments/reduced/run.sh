@@ -12,7 +12,7 @@
 #               finished runs.
 #   main        analysis/reduced/resnet20: the paper's tables and figures, Figure 3 under every similarity
 #               measure, the label-permutation null of every unit (B = 1000), SI over training; the
-#               claims table.
+#               claims table (the analysis's claims.csv, and the paper's claims beside ours: paper_claims.md).
 #   ablation    analysis/reduced/ablation: ablation curves and single-unit importance, on 4 layers (the
 #               stem and each stage's output) and 1,000 test images (100 per class), by zeroing units
 #               (ablation/) and by their mean response (ablation/mean/): the full 19 layers x 10k images

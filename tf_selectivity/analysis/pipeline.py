@@ -43,6 +43,7 @@ from tf_selectivity.analysis.runs import CONFIG_COLUMNS, discover_runs, run_cond
 from tf_selectivity.analysis.stage import StageSkipped
 from tf_selectivity.core.files import NoSpaceError, free_bytes, is_no_space, naming_full_disk
 from tf_selectivity.core.progress import Progress
+from tf_selectivity.core.signals import raise_if_interrupted
 from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "check_stages", "find_runs", "write_table"]
@@ -270,6 +271,7 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
         announced = False
         try:
             for stage in computing:
+                raise_if_interrupted()  # a Ctrl-C dropped in a garbage-collection callback
                 if any(record.run_dir not in context.results.get(name, {}) for name in stage.requires):
                     continue
                 try:
@@ -303,6 +305,7 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
                 runs.update()
             else:
                 runs.skip()
+    raise_if_interrupted()
     if runs.worked:
         runs.close()
     return analysed
