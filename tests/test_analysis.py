@@ -43,7 +43,7 @@ def test_progress_off_a_terminal_is_one_line_per_run_and_per_pass(analysis, anal
     assert sum(line.startswith("Per-run analysis: 4/4 runs, ") for line in lines) == 1
     comparisons = [line for line in lines if line.startswith("Similarity (pwcca, svcca, debiased_cka, procrustes) ")]
     assert len(comparisons) == 1 and "alpha=-10 (2 runs) vs alpha=0 (2 runs): 21/21 comparisons, " in comparisons[0]
-    maps = "Similarity maps (debiased_cka) resnet8 relu: alpha=-10: 2/2 pairs, "
+    maps = "Similarity maps (debiased_cka) resnet8: alpha=-10: 2/2 pairs, "
     assert sum(line.startswith(maps) for line in lines) == 1
 
 
@@ -160,7 +160,11 @@ def _cache_entries(out):
 def test_second_analysis_reuses_cached_runs(analysis, tiny_runs):
     result, out = analysis
     cached = _cache_entries(out)
-    assert len(cached) == 4  # one selectivity entry per run (with its responses)
+    # One entry per run of each stage with per-run work: selectivity (with its responses), chance and
+    # the network at initialization.
+    assert [entry for entry in cached if entry.startswith("cache/selectivity/")] == cached[-4:]
+    assert len(cached) == 12 and {entry.split("/")[1] for entry in cached} == {"selectivity", "chance",
+                                                                               "initialization"}
     options = AnalysisOptions(n_resamples=200, figures=False, similarity=SimilarityOptions(
         measures=("pwcca", "svcca", "debiased_cka", "procrustes")))
     log = io.StringIO()
@@ -170,7 +174,7 @@ def test_second_analysis_reuses_cached_runs(analysis, tiny_runs):
     pd.testing.assert_frame_equal(again.runs, result.runs)
     # Nothing computed per run: no run announced, no pass but the comparisons (made anew each time).
     assert [line.split(":")[0] for line in log_lines(log.getvalue())] == [
-        "Similarity (pwcca, svcca, debiased_cka, procrustes) resnet8 relu"]
+        "Similarity (pwcca, svcca, debiased_cka, procrustes) resnet8"]
 
 
 def test_positions_as_datapoints(tiny_runs, tmp_path, capsys):

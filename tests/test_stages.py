@@ -153,8 +153,8 @@ def test_every_registered_stage_has_its_settings_group():
 
     groups = {field.name: field.metadata["group"] for field in settings.groups_of(AnalysisOptions)}
     stages = registered_stages()
-    assert [stage.name for stage in stages] == ["selectivity", "similarity", "ablation", "units",
-                                                 "training_curves", "robustness"]
+    assert [stage.name for stage in stages] == ["selectivity", "chance", "initialization", "similarity", "ablation",
+                                                 "units", "training_curves", "robustness"]
     for stage in stages:
         if stage.options_class is not None:
             assert groups.get(stage.name) is stage.options_class, stage.name
@@ -247,15 +247,16 @@ def test_warnings_open_the_report_survive_the_cache_and_a_redraw(tiny_runs, tmp_
         assert "a0_s0: a per-run warning" in block and "4 runs: a warning from the tables" in block, block
         assert report.index("## Warnings") < report.index("## Headline results")
         table = pd.read_csv(out / "warnings.csv")
-        assert list(table["stage"]) == ["warning_stage", "warning_stage"]
+        assert list(table.loc[table["stage"] == "warning_stage", "warning"]) == [
+            f"{tiny_runs / 'runs' / 'a0_s0'}: a per-run warning", "4 runs: a warning from the tables"]
     assert len(WarningStage.computed) == 4  # computed once per run, then cached with its warning
     redrawn = redraw(read_tables(str(out)), tmp_path / "redrawn", OPTIONS, stages=_stages(WarningStage()))
     assert open(redrawn.report).read().split("## Warnings", 1)[1].split("##", 1)[0] == block.split("##", 1)[0]
 
 
-def test_no_warnings_no_block(tiny_runs, tmp_path):
+def test_no_warnings_no_block(trained_runs, tmp_path):
     from tf_selectivity.analysis.pipeline import analyze
 
-    analyze([str(tiny_runs)], str(tmp_path / "out"), OPTIONS, verbose=0, stages=_stages(MeanLabelStage()))
+    analyze([str(trained_runs)], str(tmp_path / "out"), OPTIONS, verbose=0, stages=_stages(MeanLabelStage()))
     assert "## Warnings" not in (tmp_path / "out" / "report.md").read_text()
     assert pd.read_csv(tmp_path / "out" / "warnings.csv").empty

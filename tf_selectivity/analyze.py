@@ -105,9 +105,9 @@ def _check_data_flags() -> None:
 
 
 def main(argv):
-    from tf_selectivity.core.signals import exit_status, stop_on_sigterm
+    from tf_selectivity.core.signals import exit_status, stop_on_signals
 
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         return _main(argv)
     except KeyboardInterrupt as interruption:  # Ctrl-C or SIGTERM; the analysis has cleaned up

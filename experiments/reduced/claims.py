@@ -3,7 +3,7 @@
     python experiments/reduced/claims.py ANALYSIS_DIR OUTPUT_DIR
 
 reads the tables of `python -m tf_selectivity.analyze` (`runs.csv`,
-`cca_tests.csv`) and writes OUTPUT_DIR/claims.md and claims.csv: one row per
+`cca_tests.csv`) and writes OUTPUT_DIR/paper_claims.md and paper_claims.csv: one row per
 headline claim of Leavitt & Morcos (ResNet20 on CIFAR-10), the paper's number,
 ours with a bootstrapped 95% CI or the test behind it, and a verdict computed
 from those numbers (never edited by hand). The statistics are the library's
@@ -216,7 +216,7 @@ def build_claims(runs: pd.DataFrame, cca_tests: pd.DataFrame | None) -> pd.DataF
 
 def write_claims(claims: pd.DataFrame, output_dir: str, source: str) -> str:
     os.makedirs(output_dir, exist_ok=True)
-    claims.to_csv(os.path.join(output_dir, "claims.csv"), index=False)
+    claims.to_csv(os.path.join(output_dir, "paper_claims.csv"), index=False)
     lines = [
         "# The paper's claims beside the reduced reproduction",
         "",
@@ -235,7 +235,7 @@ def write_claims(claims: pd.DataFrame, output_dir: str, source: str) -> str:
     for row in claims.itertuples():
         cells = [str(v).replace("|", "\\|") for v in (row.claim, row.paper, row.ours, row.verdict, row.caveat)]
         lines.append("| " + " | ".join(cells) + " |")
-    path = os.path.join(output_dir, "claims.md")
+    path = os.path.join(output_dir, "paper_claims.md")
     with open(path, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     return path

@@ -4,7 +4,7 @@
 #   experiments/reduced/run.sh [DATASET] [STEP ...]
 #
 # DATASET defaults to cifar10 (tensorflow-datasets, downloads once); offline, pass a folder copy,
-# e.g. imagefolder:/data/cifar10-jpeg. STEPs (default: all, in this order):
+# e.g. imagefolder:/path/to/cifar10-jpeg. STEPs (default: all, in this order):
 #
 #   train       the 12 runs of the reduced_resnet20 preset into sweeps/reduced/resnet20 (resumable: rerun after an
 #               interruption). The runs committed in results/reduced/trained/ (model.keras, summary, config,
@@ -12,7 +12,7 @@
 #               finished runs.
 #   main        analysis/reduced/resnet20: the paper's tables and figures, Figure 3 under every similarity
 #               measure, the label-permutation null of every unit (B = 1000), SI over training; the
-#               claims table.
+#               claims table (the analysis's claims.csv, and the paper's claims beside ours: paper_claims.md).
 #   ablation    analysis/reduced/ablation: ablation curves and single-unit importance, on 4 layers (the
 #               stem and each stage's output) and 1,000 test images (100 per class), by zeroing units
 #               (ablation/) and by their mean response (ablation/mean/): the full 19 layers x 10k images

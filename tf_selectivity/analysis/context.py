@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # annotations only
     from tf_selectivity.analysis.options import AnalysisOptions
     from tf_selectivity.analysis.stage import RunResult
 
-__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition"]
+__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition", "insert_condition"]
 
 
 def with_condition(frame: "pd.DataFrame", columns: Mapping) -> "pd.DataFrame":
@@ -38,6 +38,24 @@ def with_condition(frame: "pd.DataFrame", columns: Mapping) -> "pd.DataFrame":
     columns = dict(columns)
     rest = [c for c in frame.columns if c not in columns]
     return frame.assign(**columns)[[*columns, *rest]]
+
+
+def insert_condition(frame: "pd.DataFrame", names: Mapping) -> "pd.DataFrame":
+    """`frame` with a ``condition`` column: the name of each row's condition, from its
+    ``run_dir`` (`names`: run directory -> condition name), placed after the condition
+    columns it has (`CONFIG_COLUMNS`). A frame without ``run_dir`` is returned as it is.
+
+    Conditions depend on every analysed run (`report.condition_names`), so per-run
+    results, cached one run at a time, get theirs when the stages combine them.
+    """
+    if "run_dir" not in frame.columns:
+        return frame
+    frame = frame.drop(columns="condition", errors="ignore")
+    present = [c for c in ("run_dir", *CONFIG_COLUMNS) if c in frame.columns]
+    position = max(frame.columns.get_loc(c) for c in present) + 1
+    frame = frame.copy()
+    frame.insert(position, "condition", frame["run_dir"].map(lambda run_dir: names.get(run_dir, "")))
+    return frame
 
 
 @dataclasses.dataclass
@@ -99,12 +117,24 @@ class TestDataLoader:
         """What identifies `record`'s test data in cache keys: the dataset and the number of images."""
         return (self.spec_of(record), self.options.max_test_samples)
 
+    def _unavailable(self, spec: str, error: Exception) -> str:
+        """Why `spec`'s test data cannot be read, and how to point the analysis at them."""
+        if self.options.dataset:
+            return f"the test data named by --dataset={spec} cannot be read: {error}"
+        kind, _, place = spec.partition(":")
+        text = f"the test data the run recorded, {spec}, cannot be read: {error}"
+        if kind == "imagefolder" and place and not os.path.exists(os.path.expanduser(place)):
+            return (f"{text}. The run's data are no longer at {place}: if they moved, analyse them where they are "
+                    f"now with --dataset={kind}:NEW_PATH")
+        return f"{text}. To analyse the run on test data that can be read, pass --dataset=..."
+
     def for_run(self, record: RunRecord) -> TestData:
         """`record`'s test data.
 
         Raises:
-            RunLoadError: no dataset named, or one whose image shape or
-                number of classes is not the model's.
+            RunLoadError: no dataset named, one that cannot be read (the
+                message says how to name it, e.g. a moved image folder), or
+                one whose image shape or number of classes is not the model's.
         """
         from tf_selectivity.data import describe_classes, load_test_split
 
@@ -112,9 +142,14 @@ class TestDataLoader:
         data_dir = self.options.data_dir or record.config.get("data_dir")
         key = (spec, data_dir)
         if key not in self._cache:
+            from tf_selectivity.data.sources import DatasetUnavailableError
+
             skip_bad = self.options.skip_bad_images or bool(record.config.get("skip_bad_images"))
-            images, labels, class_names = load_test_split(spec, data_dir=data_dir, skip_bad_images=skip_bad,
-                                                           verbose=self.verbose)
+            try:
+                images, labels, class_names = load_test_split(spec, data_dir=data_dir, skip_bad_images=skip_bad,
+                                                               verbose=self.verbose)
+            except DatasetUnavailableError as error:
+                raise RunLoadError(f"{record.run_dir}: {self._unavailable(spec, error)}") from None
             if self.verbose:
                 print(f"Test data {spec}: {describe_classes(class_names)}; {len(labels):,} images", flush=True)
             if self.options.max_test_samples:
@@ -159,6 +194,12 @@ class AnalysisContext:
             ``units/``); None until the first output is written.
         verbose: 1 progress lines and bars, 0 silent.
         stage: the stage this view belongs to (`for_stage`), or None.
+        conditions: the analysed runs' `report.condition_names.Conditions`
+            (each run's condition name), set before the stages combine; None
+            when figures and report are redrawn from tables (which carry the
+            names in their ``condition`` column).
+        claims: every stage's claims with their gated verdicts (the
+            ``claims`` table, `claims.gate`), once the report is drawn.
     """
 
     options: "AnalysisOptions"
@@ -170,6 +211,8 @@ class AnalysisContext:
     staging: str | None = None
     verbose: int = 0
     stage: str | None = None
+    conditions: object = None
+    claims: object = None
     _errors: dict = dataclasses.field(default_factory=dict)
     _warnings: dict = dataclasses.field(default_factory=dict)
     _shared: dict = dataclasses.field(default_factory=dict)
@@ -221,11 +264,20 @@ class AnalysisContext:
         return None if rows.empty else rows.iloc[0]
 
     def run_columns(self, run_dir: str, extra: Sequence[str] = ()) -> dict:
-        """``run_dir``, the condition columns and the `extra` columns of the run's row of the runs table."""
+        """``run_dir``, the condition columns (its condition's name included) and the `extra`
+        columns of the run's row of the runs table."""
         row = self.run_row(run_dir)
         if row is None:
             return {"run_dir": run_dir}
-        return {"run_dir": run_dir, **{c: row[c] for c in (*CONFIG_COLUMNS, *extra) if c in row.index}}
+        return {"run_dir": run_dir, **{c: row[c] for c in (*CONFIG_COLUMNS, "condition", *extra) if c in row.index}}
+
+    def condition_of(self, run_dir: str) -> str:
+        """The name of the run's condition ("" when unknown)."""
+        return self.conditions.of.get(run_dir, "") if self.conditions is not None else ""
+
+    def with_condition_names(self, frame: "pd.DataFrame") -> "pd.DataFrame":
+        """`frame` with the ``condition`` column of its runs (`insert_condition`)."""
+        return insert_condition(frame, self.conditions.of if self.conditions is not None else {})
 
     def output_path(self, *parts: str) -> str:
         """A path under this analysis' outputs (for files other than tables and figures)."""

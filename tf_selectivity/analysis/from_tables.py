@@ -37,6 +37,10 @@ __all__ = ["Redrawn", "draw_and_report", "read_tables", "redraw"]
 ERRORS_TABLE = "errors"
 DIVERGED_TABLE = "diverged"
 WARNINGS_TABLE = "warnings"
+CONDITIONS_TABLE = "conditions"
+# Every stage's claims with the verdicts their premises allow (`claims.gate`);
+# also the name under which the gates' warnings are filed.
+CLAIMS_TABLE = "claims"
 
 
 @dataclasses.dataclass
@@ -49,8 +53,13 @@ class Redrawn:
 
 def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
                     errors: Sequence[tuple] = (), diverged: pd.DataFrame | None = None,
+                    conditions: pd.DataFrame | None = None,
                     formats: Sequence[str] | None = None, dpi: int | None = None) -> tuple:
-    """Every stage's figures and the report, from ``context.tables``, into `folder`.
+    """Every stage's figures, claims and the report, from ``context.tables``, into `folder`.
+
+    The stages' claims, with the verdicts their premises allow, are written
+    as ``claims.csv`` / ``.parquet`` and kept in ``context.claims``; the
+    gates that fail add their warnings (filed under `CLAIMS_TABLE`).
 
     Args:
         context: the `AnalysisContext`, ``tables`` filled for every stage of
@@ -59,6 +68,8 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
         folder: where ``figures/`` and ``report.md`` go.
         errors: ``(path, message)`` of every run that could not be analysed.
         diverged: the runs whose training diverged, or None.
+        conditions: the ``conditions`` table (default: ``context.conditions``'),
+            listed at the top of the report.
         formats: the figure files' formats (default `plots.save_figure`'s).
         dpi: their resolution (default `plots.save_figure`'s).
 
@@ -66,6 +77,8 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
         (figures, report path): ``{figure name: [paths]}`` in drawing order,
         and the path of ``report.md``.
     """
+    from tf_selectivity.analysis.claims import TRAINED, gate
+    from tf_selectivity.analysis.outputs import write_table
     from tf_selectivity.report.document import assemble_report
 
     figures = {}
@@ -79,6 +92,22 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
                     path = os.path.join(folder, "figures", name)
                     with naming_full_disk(path):
                         figures[name] = save_figure(figure, path, formats, dpi)
+    claims, premises = [], []
+    for stage in stages:
+        view = context.for_stage(stage.name)
+        claims += [(stage.name, claim) for claim in stage.claims(context.tables[stage.name], view)]
+        premises += stage.premises(context.tables[stage.name], view)
+    context.claims, gate_warnings = gate(claims, premises)
+    write_table(context.claims, folder, CLAIMS_TABLE)
+    for message in gate_warnings:
+        context.for_stage(CLAIMS_TABLE).add_warning(message)
+    # A condition whose networks learned nothing: its headline numbers describe, they do not claim.
+    notes = {}
+    for premise in premises:
+        if premise.name == TRAINED and not premise.holds:
+            notes.setdefault(premise.condition, []).append(
+                f"Not testable as claims about trained networks: {premise.reason}. The numbers below describe "
+                "these networks only.")
     headlines, sections, captions = [], [], {}
     for stage in stages:
         view = context.for_stage(stage.name)
@@ -90,11 +119,15 @@ def draw_and_report(context: AnalysisContext, stages: Sequence, folder: str, *,
             sections.append(section)
         captions.update(stage.captions)
     selectivity = context.tables.get("selectivity", {})
+    if conditions is None and context.conditions is not None:
+        conditions = context.conditions.table()
     with naming_full_disk(os.path.join(folder, "report.md")):
         report = assemble_report(
             folder, selectivity.get("runs"), selectivity.get("layers"), headlines=headlines, sections=sections,
             figures=figures, errors=list(errors), diverged=diverged, captions=captions,
-            warnings=[message for _, message in context.warnings_in([stage.name for stage in stages])],
+            warnings=[message for _, message in context.warnings_in([*(stage.name for stage in stages),
+                                                                     CLAIMS_TABLE])],
+            conditions=conditions, claims=context.claims, condition_notes=notes,
         )
     return figures, str(report)
 
@@ -169,5 +202,5 @@ def redraw(tables: Mapping[str, pd.DataFrame], output_dir: str | Path, options: 
     for row in ([] if warnings is None else warnings.itertuples(index=False)):
         context.for_stage(row.stage).add_warning(row.warning)
     figures, report = draw_and_report(context, restored, output_dir, errors=errors, diverged=diverged,
-                                      formats=formats, dpi=dpi)
+                                      conditions=tables.get(CONDITIONS_TABLE), formats=formats, dpi=dpi)
     return Redrawn(report, figures)

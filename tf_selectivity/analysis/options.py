@@ -16,6 +16,7 @@ import dataclasses
 from typing import Optional
 
 from tf_selectivity.analysis.stages.ablation.options import AblationOptions
+from tf_selectivity.analysis.stages.initialization.options import InitializationOptions
 from tf_selectivity.analysis.stages.robustness.options import RobustnessOptions
 from tf_selectivity.analysis.stages.selectivity.options import SelectivityOptions
 from tf_selectivity.analysis.stages.similarity.options import SimilarityOptions
@@ -23,10 +24,12 @@ from tf_selectivity.analysis.stages.training_curves.options import TrainingCurve
 from tf_selectivity.analysis.stages.units.options import UnitsOptions
 from tf_selectivity.core.settings import check_settings, group, groups_of, positive, setting
 from tf_selectivity.measures.selectivity_index import DEFAULT_SELECTIVITY_INDEX, INDEX_HELP, SELECTIVITY_INDICES
+from tf_selectivity.report.condition_names import POOLABLE_FIELDS, pool_over_problem
 
 __all__ = [
     "AnalysisOptions",
     "AblationOptions",
+    "InitializationOptions",
     "RobustnessOptions",
     "SelectivityOptions",
     "SimilarityOptions",
@@ -74,10 +77,18 @@ class AnalysisOptions:
         "imagefolder: leave out test images that cannot be decoded instead of stopping (automatic for runs "
         "trained with --skip_bad_images).",
     )
+    pool_over: tuple = setting(
+        None,
+        "Training settings whose differences do not separate conditions (e.g. epochs,dataset): runs that "
+        "differ only in them are pooled. By default every training setting but alpha and seed defines the "
+        f"condition; these can be pooled: {', '.join(POOLABLE_FIELDS)}.",
+        default_factory=tuple, check=pool_over_problem, item=str,
+    )
 
     # One group per stage that has settings, named as the stage (its folder
     # under analysis/stages/), in report order.
     selectivity: SelectivityOptions = group(SelectivityOptions)
+    initialization: InitializationOptions = group(InitializationOptions)
     similarity: SimilarityOptions = group(SimilarityOptions)
     ablation: AblationOptions = group(AblationOptions)
     units: UnitsOptions = group(UnitsOptions)

@@ -30,7 +30,7 @@ import pandas as pd
 
 from tf_selectivity.analysis.cache import MISSING, ResultCache
 from tf_selectivity.analysis.context import AnalysisContext, RunContext, TestDataLoader
-from tf_selectivity.analysis.from_tables import WARNINGS_TABLE, draw_and_report
+from tf_selectivity.analysis.from_tables import CLAIMS_TABLE, CONDITIONS_TABLE, WARNINGS_TABLE, draw_and_report
 from tf_selectivity.analysis.options import AnalysisOptions
 from tf_selectivity.analysis.outputs import (
     OutputDirectory,
@@ -39,10 +39,11 @@ from tf_selectivity.analysis.outputs import (
     unfinished_state,
     write_table,
 )
-from tf_selectivity.analysis.runs import CONFIG_COLUMNS, discover_runs
+from tf_selectivity.analysis.runs import CONFIG_COLUMNS, discover_runs, run_conditions
 from tf_selectivity.analysis.stage import StageSkipped
 from tf_selectivity.core.files import NoSpaceError, free_bytes, is_no_space, naming_full_disk
 from tf_selectivity.core.progress import Progress
+from tf_selectivity.core.signals import raise_if_interrupted
 from tf_selectivity.core.settings import ParameterError
 
 __all__ = ["AnalysisOptions", "AnalysisResult", "analyze", "check_stages", "find_runs", "write_table"]
@@ -220,7 +221,10 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
                 context.active)])
             raise ValueError(f"no run could be analysed ({details})")
         context.staging = out.begin().staging
-        written = {}
+        # Conditions span the analysed runs: the stages name each run's when they combine.
+        context.conditions = run_conditions(context.records, options.pool_over)
+        written = {CONDITIONS_TABLE: context.conditions.table()}
+        write_table(written[CONDITIONS_TABLE], context.staging, CONDITIONS_TABLE)
         for stage in stages:
             view = context.for_stage(stage.name)
             results = context.results.get(stage.name, {})
@@ -238,7 +242,8 @@ def _analyze_into(out: OutputDirectory, records, diverged, errors, options, verb
         _write_csv(pd.DataFrame(errors, columns=["path", "error"]), os.path.join(context.staging, "errors.csv"))
         figures, report_path = draw_and_report(context, stages, context.staging, errors=errors,
                                                diverged=_diverged_table(diverged) if diverged else None)
-        warnings = pd.DataFrame(context.warnings_in(context.active), columns=["stage", "warning"])
+        written[CLAIMS_TABLE] = context.claims
+        warnings = pd.DataFrame(context.warnings_in([*context.active, CLAIMS_TABLE]), columns=["stage", "warning"])
         _write_csv(warnings, os.path.join(context.staging, f"{WARNINGS_TABLE}.csv"))
     finally:
         context.close()
@@ -266,6 +271,7 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
         announced = False
         try:
             for stage in computing:
+                raise_if_interrupted()  # a Ctrl-C dropped in a garbage-collection callback
                 if any(record.run_dir not in context.results.get(name, {}) for name in stage.requires):
                     continue
                 try:
@@ -299,6 +305,7 @@ def _per_run(context: AnalysisContext, stages, cache: ResultCache) -> list:
                 runs.update()
             else:
                 runs.skip()
+    raise_if_interrupted()
     if runs.worked:
         runs.close()
     return analysed

@@ -23,6 +23,7 @@ __all__ = [
     "load_run_model",
     "probe_widths",
     "CONFIG_COLUMNS",
+    "run_conditions",
 ]
 
 # Columns that identify a run's condition in every table.
@@ -71,6 +72,23 @@ class RunRecord:
     def probe_names(self) -> list:
         return list(self.summary.probe_names)
 
+    def identity(self) -> dict:
+        """The run's identity fields (`TrainConfig.IDENTITY_FIELDS`) as recorded.
+
+        From ``config.json``'s configuration, completed from ``summary.json``
+        (a run without ``config.json``, e.g. an imported model, records only
+        what its summary holds); a field recorded nowhere is None (legacy
+        values are the conditions' business: `report.condition_names`).
+        """
+        from tf_selectivity.training.config import TrainConfig
+
+        summary = self.summary.to_dict(schema_version=False)
+        identity = {}
+        for name in TrainConfig.IDENTITY_FIELDS:
+            value = self.config.get(name)
+            identity[name] = summary.get(name) if value is None else value
+        return identity
+
     def condition(self) -> dict:
         """The run's `CONFIG_COLUMNS`."""
         summary = self.summary
@@ -82,6 +100,13 @@ class RunRecord:
     def architecture(self) -> tuple:
         """What must match for two runs' layers to be compared by CCA."""
         return (self.summary.model, tuple(self.probe_names))
+
+
+def run_conditions(records, pool_over=()):
+    """The conditions of `records` (`report.condition_names.name_conditions`), keyed by run directory."""
+    from tf_selectivity.report.condition_names import name_conditions
+
+    return name_conditions({r.run_dir: (r.identity(), r.summary.alpha) for r in records}, pool_over)
 
 
 def _read_json_file(path: str, what: str) -> dict:

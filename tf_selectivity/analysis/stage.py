@@ -29,6 +29,18 @@ the same way:
 6. ``headlines(tables, context)`` and ``section(tables, context)``: the
    stage's sentences in the report's headline results (per condition) and
    its section of ``report.md``; `tf_selectivity.report` only assembles them.
+7. ``claims(tables, context)`` and ``premises(tables, context)``: the tests
+   the stage reports, each as a `claims.Claim` naming the premises it rests
+   on, and the facts about the runs the stage can vouch for
+   (`claims.Premise`: the networks learned, a condition has its baseline).
+   The engine gathers every stage's into ``claims.csv`` and the report's
+   claims section, marking "not testable" a claim whose premise fails or
+   whose test cannot reach significance with these runs (`claims.gate`).
+
+Every table with a ``run_dir`` column carries the run's ``condition`` (its
+condition's name, `report.condition_names`): conditions span the analysed
+runs, so ``combine`` adds the column (`AnalysisContext.with_condition_names`),
+and stages group, test and draw per condition (`stats.split_by_condition`).
 
 ``restore(tables, context)`` rebuilds what ``combine`` returned from the
 tables as written (read back from their files), so that figures and report
@@ -259,7 +271,7 @@ class Stage:
     def headlines(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> list:
         """The stage's headline sentences: ``[(condition, [sentence, ...]), ...]``.
 
-        A condition is ``{"model", "activation", "leaky_slope"}``; the
+        A condition is ``{"model", "activation", "leaky_slope", "condition"}``; the
         report joins each condition's sentences of every stage, in registry
         order, under that condition's title.
         """
@@ -274,6 +286,15 @@ class Stage:
     def section(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> list | None:
         """The stage's section of ``report.md`` (Markdown lines, its ``## `` heading first), or None."""
         return None
+
+    def claims(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> list:
+        """The tests the stage reports, as `claims.Claim`s (their verdicts from the numbers;
+        the engine applies the premises, `claims.gate`)."""
+        return []
+
+    def premises(self, tables: Mapping[str, "pd.DataFrame"], context: "AnalysisContext") -> list:
+        """The facts about each condition's runs that the stage can vouch for (`claims.Premise`)."""
+        return []
 
     # ------------------------------------------------------------------ helpers
     def implements_compute(self) -> bool:

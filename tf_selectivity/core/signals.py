@@ -3,8 +3,12 @@
 A command interrupted by Ctrl-C (SIGINT, Python's `KeyboardInterrupt`) or
 asked to stop by SIGTERM (a scheduler, ``kill``) unwinds the same way:
 `finally` blocks and ``except BaseException`` clean-ups run, and the command
-prints one line. `stop_on_sigterm` makes SIGTERM raise `Terminated`, a
-`KeyboardInterrupt`, so that every clean-up written for Ctrl-C serves both.
+prints one line. `stop_on_signals` makes SIGTERM raise `Terminated`, a
+`KeyboardInterrupt`, so that every clean-up written for Ctrl-C serves both,
+and remembers each interruption: Python drops an exception raised inside a
+garbage-collection callback or a ``__del__`` (it prints "Exception
+ignored"), so a Ctrl-C that lands there would be lost; a long loop calls
+`raise_if_interrupted` between its steps to raise it again.
 
 `signals_held` keeps SIGINT and SIGTERM from interrupting a short step whose
 half would be worse than either end (renaming a finished analysis into
@@ -19,7 +23,7 @@ import contextlib
 import signal
 import threading
 
-__all__ = ["Terminated", "exit_status", "signals_held", "stop_on_sigterm"]
+__all__ = ["Terminated", "exit_status", "raise_if_interrupted", "signals_held", "stop_on_signals"]
 
 # The signals `signals_held` holds back.
 _HELD = (signal.SIGINT, signal.SIGTERM)
@@ -37,13 +41,34 @@ def exit_status(interruption: KeyboardInterrupt) -> int:
     return 128 + int(getattr(interruption, "signal_number", signal.SIGINT))
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+# The signals whose interruption `stop_on_signals`' handler raised, newest last.
+_raised: list = []
 
 
-def stop_on_sigterm() -> None:
-    """From now on SIGTERM raises `Terminated` in the main thread (call it from there)."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+def _interrupt(signum, frame):
+    _raised.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def stop_on_signals() -> None:
+    """From now on SIGINT raises `KeyboardInterrupt` and SIGTERM `Terminated` in the main
+    thread, each remembered for `raise_if_interrupted` (call it from there)."""
+    _raised.clear()
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def raise_if_interrupted() -> None:
+    """Raises again an interruption that was raised where Python drops exceptions.
+
+    Without `stop_on_signals`, or when no signal arrived, it does nothing.
+    An interruption that unwound normally never reaches a later call: the
+    loop that calls this was left by it.
+    """
+    if _raised:
+        number = _raised[-1]
+        _raised.clear()
+        raise Terminated() if number == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextlib.contextmanager

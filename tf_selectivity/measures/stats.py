@@ -12,7 +12,9 @@ tables produced by the analysis command (`runs`, `layers`, `cca`,
 `cca_ratio`).
 
 Numbers of different experimental conditions are never pooled. A condition
-is one model with one activation and leaky-ReLU slope (`CONDITION_COLUMNS`),
+is one model with one activation and leaky-ReLU slope and, where a table has
+the column, one ``condition`` (its name: runs trained on other data or
+with another protocol are other conditions) (`CONDITION_COLUMNS`),
 and for CCA also one distance method (`CCA_CONDITION_COLUMNS`): a leaky-ReLU
 sweep has an alpha = 0 baseline per slope, and ReLU and leaky runs analysed
 together are two experiments, not replicates of one.
@@ -48,7 +50,7 @@ STAR_THRESHOLDS = (0.05, 1e-3, 1e-6)
 _MAX_EXACT_RANKSUM_SIZE = 200
 
 # Columns that identify an experimental condition (those present in a table).
-CONDITION_COLUMNS = ("model", "activation", "leaky_slope")
+CONDITION_COLUMNS = ("model", "activation", "leaky_slope", "condition")
 # A CCA result is also identified by how its distances were computed: the
 # method (PWCCA, SVCCA) and, where the table has one, the PWCCA variant.
 CCA_CONDITION_COLUMNS = (*CONDITION_COLUMNS, "method", "pwcca_variant")
@@ -626,7 +628,7 @@ def split_by_condition(
         str(item[0].get("model", "")),
         _is_leaky(item[0]),
         float(item[0].get("leaky_slope", 0.0)),
-        tuple(str(item[0][c]) for c in keys if c not in CONDITION_COLUMNS),
+        tuple(str(item[0][c]) for c in keys if c not in ("model", "activation", "leaky_slope")),
     ))
 
 

@@ -90,17 +90,7 @@ def format_alpha(alpha: float) -> str:
     return f"{float(alpha):g}"
 
 
-def condition_label(condition: dict, with_model: bool = True) -> str:
-    """Name of an experimental condition as written in figures and reports.
-
-    Examples: "ResNet20", "ResNet20, leaky ReLU (negative slope 0.5)";
-    without the model (legends): "ReLU", "leaky ReLU (slope 0.5)".
-
-    Args:
-        condition: Any of `model`, `activation`, `leaky_slope` (see
-            `stats.split_by_condition`); a missing activation is ReLU.
-        with_model: Start with the model's display name.
-    """
+def _title(condition: dict, with_model: bool) -> str:
     activation = str(condition.get("activation", "relu"))
     if "leaky" in activation.lower():
         slope = "negative slope" if with_model else "slope"
@@ -115,12 +105,47 @@ def condition_label(condition: dict, with_model: bool = True) -> str:
     return f"{title}, {activation_text}" if activation_text else title
 
 
+def condition_protocol(condition: dict) -> str:
+    """What a condition's name says beyond model and activation ("dataset=cifar10_sample,
+    epochs=5"), or "": the training settings that separate it from another condition of
+    the same model and activation (`report.condition_names`)."""
+    name = condition.get("condition")
+    if not isinstance(name, str) or not name:
+        return ""
+    title = _title(condition, with_model=True)
+    return name[len(title):].lstrip(", ") if name.startswith(title) else ""
+
+
+def condition_label(condition: dict, with_model: bool = True) -> str:
+    """Name of an experimental condition as written in figures and reports.
+
+    Examples: "ResNet20", "ResNet20, leaky ReLU (negative slope 0.5)",
+    "ResNet20, dataset=cifar10_sample" (a condition named by
+    `report.condition_names`); without the model (legends): "ReLU",
+    "leaky ReLU (slope 0.5)", "ReLU, dataset=cifar10_sample".
+
+    Args:
+        condition: Any of `model`, `activation`, `leaky_slope` and
+            `condition` (the condition's name; see
+            `stats.split_by_condition`); a missing activation is ReLU.
+        with_model: Start with the model's display name.
+    """
+    name = condition.get("condition")
+    if with_model and isinstance(name, str) and name:
+        return name
+    protocol = condition_protocol(condition)
+    title = _title(condition, with_model)
+    return f"{title}, {protocol}" if protocol else title
+
+
 def condition_slug(condition: dict) -> str:
-    """Short id of a condition's activation: "relu", "leaky_relu_0.5"."""
+    """Short id of a condition's activation (and protocol): "relu", "leaky_relu_0.5",
+    "relu_dataset_cifar10_sample"."""
     activation = str(condition.get("activation", "relu")).lower()
     if "leaky" in activation:
-        return f"{activation}_{float(condition.get('leaky_slope', 0)):g}"
-    return activation
+        activation = f"{activation}_{float(condition.get('leaky_slope', 0)):g}"
+    protocol = condition_protocol(condition)
+    return f"{activation}_{file_safe(protocol)}" if protocol else activation
 
 
 def file_safe(text: str) -> str:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity.measures import stats
+from tf_selectivity.plots.style import condition_protocol, file_safe
 
 
 def has_values(df: pd.DataFrame | None, column: str) -> bool:
@@ -27,6 +28,25 @@ def _is_leaky(df: pd.DataFrame) -> pd.Series:
     if "leaky_slope" in df.columns:
         return df["leaky_slope"].fillna(0).astype(float) > 0
     return pd.Series(False, index=df.index)
+
+
+def split_by_protocol(df: pd.DataFrame | None) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of `df` per training protocol: the part of their condition's name beyond model
+    and activation (`style.condition_protocol`; "" for conditions that share their protocol).
+
+    The paper's per-model figures draw a model's activations together and compare models;
+    runs of different protocols are drawn in figures of their own (`protocol_suffix`). A
+    table without a ``condition`` column is one protocol.
+    """
+    if df is None or df.empty or "condition" not in df.columns:
+        return [("", df)]
+    keys = df.apply(lambda row: condition_protocol(row.to_dict()), axis=1)
+    return [(protocol, df.loc[keys == protocol]) for protocol in sorted(keys.unique())]
+
+
+def protocol_suffix(protocol: str) -> str:
+    """What a figure's file name gets for a protocol of `split_by_protocol` ("" for none)."""
+    return f"__{file_safe(protocol)}" if protocol else ""
 
 
 def select_runs(

@@ -17,16 +17,24 @@ leaky-ReLU slope); the headline comparison is always against the
 `alpha = 0` runs of the same condition.
 
     document.py             `assemble_report`: the report's own parts around the stages' sections
-    conditions.py           runs split by condition, condition titles
+    condition_names.py      which runs form one condition, and its name
+    conditions.py           condition titles and keys, per-alpha summary accessors
     figures.py              captions and links of the figures
     runs.py                 the table of all runs, runs that could not be analysed
     formatting.py           numbers, p-values and Markdown tables
 """
 
-from tf_selectivity.report.conditions import condition_title
-from tf_selectivity.report.document import REPORT_FILENAME, assemble_report
-from tf_selectivity.report.formatting import markdown_table
-from tf_selectivity.report.runs import RUN_COLUMNS
+import importlib
+
+# Loaded on first use, so that the light modules (`condition_names`, which
+# the analysis' settings import) come without pandas and matplotlib.
+_LAZY = {
+    "REPORT_FILENAME": "document",
+    "assemble_report": "document",
+    "condition_title": "conditions",
+    "markdown_table": "formatting",
+    "RUN_COLUMNS": "runs",
+}
 
 __all__ = [
     "REPORT_FILENAME",
@@ -35,3 +43,9 @@ __all__ = [
     "condition_title",
     "markdown_table",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"tf_selectivity.report.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'tf_selectivity.report' has no attribute {name!r}")

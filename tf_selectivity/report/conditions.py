@@ -1,8 +1,10 @@
-"""Conditions of the report: one model with one activation (and leaky slope).
+"""Conditions of the report: one model with one activation (and leaky slope) and one training protocol.
 
 Runs are compared only within a condition (`stats.split_by_condition`); the
 headline comparison is always against the `alpha = 0` runs of the same
-condition. Also the accessors of a condition's per-alpha summary table.
+condition. Which runs form a condition and its name (the ``condition``
+column of every table): `condition_names`. Also the accessors of a
+condition's per-alpha summary table.
 """
 
 from __future__ import annotations
@@ -16,19 +18,23 @@ import pandas as pd
 from tf_selectivity.plots.style import condition_label as condition_title
 
 
-def condition_key(condition: dict) -> tuple[str, str, float]:
-    """(model, activation, leaky slope) of a condition, to match it across tables."""
+def condition_key(condition: dict) -> tuple[str, str, float, str]:
+    """(model, activation, leaky slope, name) of a condition, to match it across tables
+    (the name is "" for tables written without a ``condition`` column)."""
+    name = condition.get("condition")
     return (
         str(condition.get("model", "")),
         str(condition.get("activation", "relu")).lower(),
         float(condition.get("leaky_slope", 0.0)),
+        name if isinstance(name, str) else "",
     )
 
 
 def condition_from_key(key: tuple) -> dict:
     """The condition of a `condition_key`."""
-    model, activation, slope = key
-    return {"model": model, "activation": activation, "leaky_slope": slope}
+    model, activation, slope, name = key
+    condition = {"model": model, "activation": activation, "leaky_slope": slope}
+    return {**condition, "condition": name} if name else condition
 
 
 def has_baseline(runs: pd.DataFrame) -> bool:

@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from tf_selectivity.measures import stats
+from tf_selectivity.report.claims import claims_section, conditions_lines
 from tf_selectivity.report.conditions import condition_key, condition_title
 from tf_selectivity.report.figures import figures_section
 from tf_selectivity.report.runs import DEAD_UNITS_NOTE, diverged_section, errors_section, runs_table
@@ -53,14 +54,18 @@ def assemble_report(
     diverged: pd.DataFrame | None = None,
     captions: Mapping[str, str] | None = None,
     warnings: Sequence[str] = (),
+    conditions: pd.DataFrame | None = None,
+    claims: pd.DataFrame | None = None,
+    condition_notes: Mapping[str, Sequence[str]] | None = None,
 ) -> Path:
     """Writes `report.md` into `output_dir` from its parts, in order.
 
     The report's own parts: the overview (from `runs` and `layers`), the
-    headline results (each condition's sentences of every part, under the
-    condition's title), then `sections` in the order given, the figures
-    (relative links), the runs that diverged, the runs that could not be
-    analysed, the statistics used and the table of all runs.
+    conditions and what separates them, the warnings, the headline results
+    (each condition's sentences of every part, under the condition's title),
+    then `sections` in the order given, the claims and their premises, the
+    figures (relative links), the runs that diverged, the runs that could
+    not be analysed, the statistics used and the table of all runs.
 
     Args:
         output_dir: Folder of the report (created if needed); figure links
@@ -80,7 +85,13 @@ def assemble_report(
         diverged: The runs whose training diverged, listed in a section of
             their own.
         warnings: What a reader must know before trusting the results; the
-            report opens with them, right after its overview line.
+            report opens with them, right after its overview and conditions.
+        conditions: The ``conditions`` table (`report.condition_names`):
+            the report's first lines list them and what separates them.
+        claims: The ``claims`` table (every stage's claims, gated).
+        condition_notes: ``{condition title: [sentence]}`` put first in
+            that condition's headline results (e.g. its networks are at
+            chance).
 
     Returns:
         Path of the written report.
@@ -90,7 +101,7 @@ def assemble_report(
     runs = runs if runs is not None else pd.DataFrame()
     if "alpha" in runs.columns:
         runs = runs.assign(alpha=runs["alpha"].astype(float))
-    conditions = stats.split_by_condition(runs)
+    split = stats.split_by_condition(runs)
     blocks = {}
     for condition, sentences in headlines:
         block = blocks.setdefault(condition_key(condition), (condition_title(condition), []))
@@ -103,7 +114,7 @@ def assemble_report(
         f"_Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `tf_selectivity` "
         "(Leavitt & Morcos, \"Selectivity considered harmful\")._",
         "",
-        f"{len(runs)} runs analysed in {len(conditions)} condition(s)"
+        f"{len(runs)} runs analysed in {len(split)} condition(s)"
         + (f" ({layers['layer'].nunique()} distinct layers)" if layers is not None
            and not layers.empty and "layer" in layers else "")
         + (f"; {n_errors} run(s) could not be analysed (listed below)" if n_errors else "")
@@ -112,16 +123,20 @@ def assemble_report(
         + ".",
         "",
     ]
+    lines += conditions_lines(conditions)
     if warnings:
         lines += ["## Warnings", "", "Read these before the results:", ""]
         lines += [f"- **{message}**" for message in warnings] + [""]
     lines += ["## Headline results", ""]
+    notes = dict(condition_notes or {})
     for title, sentences in blocks.values():
-        lines += [f"### {title}", ""] + [f"- {sentence}" for sentence in sentences] + [""]
+        lines += [f"### {title}", ""] + [f"- **{note}**" for note in notes.get(title, [])]
+        lines += [f"- {sentence}" for sentence in sentences] + [""]
     if not blocks:
         lines += ["No runs to summarise.", ""]
     for section in sections:
         lines += [*section, ""]
+    lines += claims_section(claims)
     lines += figures_section(figures, output_dir, captions)
     lines += diverged_section(diverged)
     lines += errors_section(errors)

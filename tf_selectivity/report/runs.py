@@ -20,6 +20,7 @@ RUN_COLUMNS = (
     "leaky_slope",
     "alpha",
     "seed",
+    "condition",
     "epochs",
     "best_epoch",
     "val_accuracy",

@@ -16,6 +16,8 @@ __all__ = ["REGISTRY", "registered_stages"]
 
 REGISTRY = (
     "selectivity:SelectivityStage",  # runs, layers, units; the paper's figures; effects of alpha
+    "chance:ChanceStage",  # test accuracy against chance: did the networks learn?
+    "initialization:InitializationStage",  # SI of the untrained networks beside the trained
     "similarity:SimilarityStage",  # Figure 3 (CCA, CKA, Procrustes), similarity maps
     "ablation:AblationStage",  # ablation curves, single-unit importance
     "units:UnitsStage",  # unit galleries and their HTML page

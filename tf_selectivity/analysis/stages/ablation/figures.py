@@ -100,7 +100,7 @@ def plot_ablation_curves(curves: pd.DataFrame, n_resamples: int = DEFAULT_N_RESA
     # Right of the panels: an "outside upper" legend and the suptitle share
     # the top strip under constrained layout and overlap.
     figure.legend(handles, labels, loc="outside right upper", fontsize="small", frameon=False)
-    condition = {k: curves[k].iloc[0] for k in ("model", "activation", "leaky_slope") if k in curves.columns}
+    condition = {k: curves[k].iloc[0] for k in ("model", "activation", "leaky_slope", "condition") if k in curves.columns}
     runs = curves.groupby("alpha")["run_dir"].nunique()
     figure.suptitle(f"{condition_label(condition)}: ablation curves")
     add_footnote(figure, f"Mean over runs ({', '.join(f'α={format_alpha(a)}: {n}' for a, n in runs.items())}) "
@@ -144,7 +144,7 @@ def plot_si_vs_importance(importance: pd.DataFrame, max_panels: int = 20) -> Fig
     axes[-1][0].set_xlabel("Class selectivity index")
     if "alpha" in importance.columns:
         axes[0][0].legend(fontsize="xx-small", markerscale=2)
-    condition = {k: importance[k].iloc[0] for k in ("model", "activation", "leaky_slope") if k in importance.columns}
+    condition = {k: importance[k].iloc[0] for k in ("model", "activation", "leaky_slope", "condition") if k in importance.columns}
     figure.suptitle(f"{condition_label(condition)}: selectivity vs single-unit importance")
     add_footnote(figure, "Each point a unit of one run, ablated alone (the drop of overall test accuracy).")
     return figure

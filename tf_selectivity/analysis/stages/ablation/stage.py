@@ -90,8 +90,9 @@ class AblationStage(Stage):
     def combine(self, results, context):
         from tf_selectivity.analysis.stages.ablation.tables import ablation_tables
 
-        curves = [r.tables["curves"] for r in results.values() if "curves" in r.tables]
-        importance = [r.tables["importance"] for r in results.values() if "importance" in r.tables]
+        curves = [context.with_condition_names(r.tables["curves"]) for r in results.values() if "curves" in r.tables]
+        importance = [context.with_condition_names(r.tables["importance"])
+                      for r in results.values() if "importance" in r.tables]
         return self.restore(ablation_tables(curves, importance, context.tables["selectivity"]["units"],
                                             context.options.n_resamples), context) or {}
 
@@ -111,6 +112,11 @@ class AblationStage(Stage):
 
         return ablation_figures(tables.get("ablation_curves"), tables.get("unit_importance"),
                                 context.options.n_resamples)
+
+    def claims(self, tables, context):
+        from tf_selectivity.analysis.stages.ablation.claims import ablation_claims
+
+        return ablation_claims(tables.get("_tests"), context.options)
 
     def section(self, tables, context):
         from tf_selectivity.analysis.stages.ablation.section import ablation_section

@@ -20,7 +20,7 @@ from tf_selectivity.analysis.runs import CONFIG_COLUMNS
 
 __all__ = ["ablation_auc", "ablation_tables", "selective_vs_random", "sign_flip_test"]
 
-_EXACT_SIGN_FLIPS = 16  # up to 2**16 sign patterns enumerated; more: sampled
+EXACT_SIGN_FLIPS = 16  # up to 2**16 sign patterns enumerated; more: sampled
 
 
 def sign_flip_test(differences, n_resamples: int = 10_000, seed: int = 0) -> float:
@@ -36,7 +36,7 @@ def sign_flip_test(differences, n_resamples: int = 10_000, seed: int = 0) -> flo
         return float("nan")
     observed = abs(d.mean())
     tolerance = 1e-12 * max(1.0, observed)
-    if d.size <= _EXACT_SIGN_FLIPS:
+    if d.size <= EXACT_SIGN_FLIPS:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
         return float(np.mean(np.abs(signs @ d / d.size) >= observed - tolerance))
     rng = np.random.default_rng(seed)
@@ -64,7 +64,7 @@ def ablation_auc(curves: pd.DataFrame) -> pd.DataFrame:
         ``auc_difference`` (selective first minus random: negative when
         ablating the most selective units first hurts more).
     """
-    keys = [c for c in ("run_dir", *CONFIG_COLUMNS, "layer", "layer_index") if c in curves.columns]
+    keys = [c for c in ("run_dir", *CONFIG_COLUMNS, "condition", "layer", "layer_index") if c in curves.columns]
     rows = []
     for key, frame in curves.groupby(keys, sort=False):
         row = dict(zip(keys, key))
@@ -86,13 +86,13 @@ def selective_vs_random(auc: pd.DataFrame, n_resamples: int = 10_000) -> pd.Data
     two-sided sign-flip permutation test (`sign_flip_test`).
 
     Returns:
-        One row per (model, activation, leaky_slope, alpha): ``runs``,
+        One row per (model, activation, leaky_slope, condition, alpha): ``runs``,
         ``mean_difference``, ``sd_difference``, ``effect_size`` (Cohen's
         d_z: mean / sd, NaN for one run), ``p_value``, ``layer_pairs`` and
         ``layers_hurt_more`` (the fraction of (run, layer) pairs whose
         difference is negative).
     """
-    condition = [c for c in ("model", "activation", "leaky_slope", "alpha") if c in auc.columns]
+    condition = [c for c in ("model", "activation", "leaky_slope", "condition", "alpha") if c in auc.columns]
     rows = []
     for key, frame in auc.groupby(condition, sort=True):
         per_run = frame.groupby("run_dir")["auc_difference"].mean().to_numpy(float)
@@ -127,7 +127,7 @@ def ablation_tables(curve_frames, importance_frames, units: pd.DataFrame, n_resa
         tables.update(ablation_curves=curves, ablation_auc=ablation_auc(curves))
     if importance_frames:
         importance = pd.concat(importance_frames, ignore_index=True)
-        group = [c for c in ("run_dir", *CONFIG_COLUMNS, "layer", "layer_index") if c in importance.columns]
+        group = [c for c in ("run_dir", *CONFIG_COLUMNS, "condition", "layer", "layer_index") if c in importance.columns]
         tables.update(unit_importance=importance, importance_correlations=importance_correlations(
             importance, group=group, n_resamples=min(n_resamples, 2000)))
     return tables

@@ -16,7 +16,7 @@ import pandas as pd
 
 from tf_selectivity.measures import stats
 
-__all__ = ["claims_table", "early_layers", "per_run_summary"]
+__all__ = ["as_claims", "claims_table", "early_layers", "per_run_summary"]
 
 
 def early_layers(dimensionality: pd.DataFrame) -> list:
@@ -34,6 +34,7 @@ def per_run_summary(robustness: pd.DataFrame, dimensionality: pd.DataFrame, runs
     for run_dir, group in robustness.groupby("run_dir", sort=False):
         run = runs.loc[runs["run_dir"] == run_dir].iloc[0]
         row = {"run_dir": run_dir, "model": run["model"], "alpha": float(run["alpha"]), "seed": run["seed"],
+               **({"condition": run["condition"]} if "condition" in run.index else {}),
                "mean_selectivity": float(run["test_mean_selectivity"])}
         row["clean_accuracy"] = float(group.loc[group["kind"] == "clean", "accuracy"].iloc[0])
         mean = group[(group["name"] == "mean") & group["severity"].isna()]
@@ -113,3 +114,25 @@ def _verdict(row) -> str:
     if row.high < 0:
         return "supported" if row.expected == "negative" else "contradicted"
     return "not shown"
+
+
+def as_claims(table: pd.DataFrame, n_resamples: int = 10_000) -> list:
+    """The rows of `claims_table` (every group's, with ``model`` and ``condition``) as
+    `analysis.claims.Claim`s: "not shown" is "not supported", and each test's smallest
+    attainable p with its n (`measures.premises`) goes with it."""
+    from tf_selectivity.analysis.claims import NOT_SUPPORTED, Claim
+    from tf_selectivity.measures.premises import minimum_p_paired_t, minimum_p_spearman
+
+    claims = []
+    for row in table.itertuples():
+        n = int(row.n)
+        spearman = str(row.test).startswith("Spearman")
+        floor = minimum_p_spearman(n, n_resamples=n_resamples) if spearman else minimum_p_paired_t(n)
+        verdict = NOT_SUPPORTED if row.verdict == "not shown" else row.verdict
+        condition = getattr(row, "condition", None)
+        claims.append(Claim(
+            condition if isinstance(condition, str) and condition else str(row.model), row.claim, row.test,
+            statistic=float(row.statistic), p=float(row.p), n=n, verdict=verdict, min_p=floor,
+            sample=f"{n} networks", low=float(row.low), high=float(row.high),
+            reason="the statistic is undefined (a variable without variance)" if verdict == "not testable" else ""))
+    return claims

@@ -14,14 +14,19 @@ PAPER = ('Leavitt & Morcos, "Linking average- and worst-case perturbation robust
          'and dimensionality" (arXiv 2010.07693)')
 
 
-def robustness_section(robustness: pd.DataFrame, summary: pd.DataFrame, claims: pd.DataFrame, settings) -> list:
+def robustness_section(robustness: pd.DataFrame, summary: pd.DataFrame, claims: pd.DataFrame, settings,
+                       verdicts: dict | None = None) -> list:
     """Markdown lines of the section.
 
     Args:
         robustness, summary, claims: the stage's tables ``robustness``,
             ``robustness_runs`` and ``robustness_claims``.
         settings: the `RobustnessOptions`.
+        verdicts: ``{(condition, claim): verdict}`` as the claims' premises
+            allow them (`analysis.claims.gate`); a claim missing there keeps
+            the verdict of its numbers.
     """
+    verdicts = verdicts or {}
     source = settings.corruption_source
     lines = [
         "## Robustness: corruptions, attacks and dimensionality",
@@ -45,12 +50,16 @@ def robustness_section(robustness: pd.DataFrame, summary: pd.DataFrame, claims: 
     ]
     for row in claims.itertuples():
         p = "n/a" if not np.isfinite(row.p) else format_p_value(row.p)
+        condition = getattr(row, "condition", None)
+        verdict = verdicts.get((condition if isinstance(condition, str) and condition else str(row.model), row.claim),
+                               row.verdict)
         lines.append(f"| {row.model} | {row.claim} | {row.test} | {_number(row.statistic)} "
-                     f"[{_number(row.low)}, {_number(row.high)}] | {p} | {row.n} | {row.verdict} |")
+                     f"[{_number(row.low)}, {_number(row.high)}] | {p} | {row.n} | {verdict} |")
     lines += [
         "",
         "Verdicts follow from the numbers (never edited by hand): *supported* when p < 0.05 and the CI excludes 0 "
-        "on the claimed side, *contradicted* on the other, *not shown* otherwise. rho: Spearman over networks, "
+        "on the claimed side, *contradicted* on the other, *not shown* otherwise; *not testable* when a premise "
+        "fails (see Claims and their premises). rho: Spearman over networks, "
         "permutation p (exact for n <= 8), bootstrapped 95% CI; difference: paired t-test, bootstrapped CI. "
         "Early layers: the first third of the probed layers; dimensionality is that of the spatially averaged "
         "unit responses (one value per channel).",

@@ -172,7 +172,10 @@ class RobustnessStage(Stage):
             group_dims = dimensionality[dimensionality["run_dir"].isin(members["run_dir"])]
             summary = per_run_summary(robustness[in_group], group_dims, members).assign(group=name)
             summaries.append(summary)
-            claims.append(claims_table(summary, n_resamples=context.options.n_resamples).assign(model=name))
+            table = claims_table(summary, n_resamples=context.options.n_resamples).assign(model=name)
+            if "condition" in members:
+                table = table.assign(condition=members["condition"].iloc[0])
+            claims.append(table)
         return self.restore({
             "robustness": robustness,
             "dimensionality": dimensionality,
@@ -203,13 +206,20 @@ class RobustnessStage(Stage):
         for name, robustness, dimensionality, summary in tables.get("_groups", ()):
             yield from group_figures(name, robustness, dimensionality, summary, context.options.n_resamples)
 
+    def claims(self, tables, context):
+        from tf_selectivity.analysis.stages.robustness.claims import as_claims
+
+        if "robustness_claims" not in tables:
+            return []
+        return as_claims(tables["robustness_claims"], context.options.n_resamples)
+
     def section(self, tables, context):
         from tf_selectivity.analysis.stages.robustness.section import robustness_section
 
         if "robustness" not in tables:
             return None
         return robustness_section(tables["robustness"], tables["robustness_runs"], tables["robustness_claims"],
-                                  context.options.robustness)
+                                  context.options.robustness, _gated_verdicts(context.claims))
 
 
 def _run_columns(context, run_dir) -> dict:
@@ -221,12 +231,25 @@ def _run_columns(context, run_dir) -> dict:
 
 
 def _model_groups(runs: pd.DataFrame):
-    """(name, runs) per model and activation: ReLU and leaky-ReLU networks are
-    not pooled in a claim; a group is named as the model alone for ReLU."""
-    keys = [c for c in ("model", "activation", "leaky_slope") if c in runs]
+    """(name, runs) per condition: ReLU and leaky-ReLU networks, or networks
+    trained otherwise, are not pooled in a claim; a group is named as the model
+    alone for ReLU, with its protocol where conditions differ in one
+    (`plots.style.condition_protocol`)."""
+    from tf_selectivity.plots.style import condition_protocol
+    from tf_selectivity.plots.tables import protocol_suffix
+
+    keys = [c for c in ("model", "activation", "leaky_slope", "condition") if c in runs]
     for key, members in runs.groupby(keys, sort=False):
         condition = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         name = str(condition["model"])
         if condition.get("activation", "relu") != "relu":
             name += f"_{condition['activation']}{float(condition.get('leaky_slope', 0)):g}"
-        yield name, members
+        yield name + protocol_suffix(condition_protocol(condition)), members
+
+
+def _gated_verdicts(claims) -> dict:
+    """(condition, claim) -> the verdict its premises allow, from the ``claims`` table (empty without one)."""
+    if claims is None or claims.empty:
+        return {}
+    own = claims[claims["stage"] == RobustnessStage.name]
+    return {(row.condition, row.claim): row.verdict for row in own.itertuples()}

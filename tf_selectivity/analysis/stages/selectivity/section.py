@@ -33,8 +33,8 @@ SUMMARY_INTRO = (
 )
 
 
-def _condition_section(condition: dict, runs: pd.DataFrame, n_resamples: int) -> tuple[list[str], list[str]]:
-    """(headline bullet points, summary-table block) of one condition."""
+def _condition_section(condition: dict, runs: pd.DataFrame, n_resamples: int) -> tuple:
+    """(headline bullet points, summary-table block, per-alpha summary, rank-sum tests) of one condition."""
     title = condition_title(condition)
     runs = runs.copy()
     runs["alpha"] = runs["alpha"].astype(float)
@@ -50,6 +50,7 @@ def _condition_section(condition: dict, runs: pd.DataFrame, n_resamples: int) ->
             "baseline are not reported; see the per-α table for absolute values."
         )
     tables = [f"### {title}", "", summary_table(summary), ""]
+    ranksums = None
     if "test_accuracy" in runs.columns:
         ranksums = stats.ranksum_promote_vs_suppress(runs)
         sentence = ranksum_sentence(title, ranksums)
@@ -58,19 +59,22 @@ def _condition_section(condition: dict, runs: pd.DataFrame, n_resamples: int) ->
         if not ranksums.empty:
             tables += [f"Promoting vs suppressing at equal |α| ({title}):", "",
                        ranksum_table(ranksums), ""]
-    return headlines, tables
+    return headlines, tables, summary, ranksums
 
 
 def condition_sections(runs: pd.DataFrame, n_resamples: int) -> list:
-    """Per condition of `runs` (model, activation, leaky slope): its headline
-    sentences and its per-alpha summary block.
+    """Per condition of `runs` (`stats.split_by_condition`): its headline
+    sentences, its per-alpha summary block and the tests behind them.
 
     Args:
         runs: The `runs` table.
         n_resamples: Bootstrap resamples per confidence interval.
 
     Returns:
-        ``[(condition, headline sentences, summary-table lines), ...]``.
+        ``[(condition, headline sentences, summary-table lines, summary,
+        rank sums), ...]``: ``summary`` is `effects.summarize_condition`'s
+        table, ``rank sums`` `stats.ranksum_promote_vs_suppress`'s (None
+        without accuracies).
     """
     if "alpha" in runs.columns:
         runs = runs.assign(alpha=runs["alpha"].astype(float))

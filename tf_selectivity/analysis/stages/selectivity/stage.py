@@ -132,9 +132,9 @@ class SelectivityStage(Stage):
             run_columns += NULL_RUN_COLUMNS
             layer_columns += NULL_LAYER_COLUMNS
         return self.restore({
-            "runs": pd.DataFrame(run_rows, columns=run_columns),
-            "layers": pd.DataFrame(layer_rows, columns=layer_columns),
-            "units": pd.concat(unit_frames, ignore_index=True),
+            "runs": context.with_condition_names(pd.DataFrame(run_rows, columns=run_columns)),
+            "layers": context.with_condition_names(pd.DataFrame(layer_rows, columns=layer_columns)),
+            "units": context.with_condition_names(pd.concat(unit_frames, ignore_index=True)),
         }, context)
 
     def restore(self, tables, context):
@@ -153,12 +153,33 @@ class SelectivityStage(Stage):
         return iter_figures(tables["runs"], tables.get("layers"), n_resamples=context.options.n_resamples)
 
     def headlines(self, tables, context):
-        return [(condition, sentences) for condition, sentences, _ in tables["_conditions"]]
+        return [(condition, sentences) for condition, sentences, *_ in tables["_conditions"]]
 
     def section(self, tables, context):
         from tf_selectivity.analysis.stages.selectivity.section import summary_section
 
-        return summary_section([line for _, _, block in tables["_conditions"] for line in block])
+        return summary_section([line for _, _, block, *_ in tables["_conditions"] for line in block])
+
+    def claims(self, tables, context):
+        from tf_selectivity.analysis.stages.selectivity.claims import selectivity_claims
+
+        return selectivity_claims(tables["_conditions"], tables["runs"], context.options)
+
+    def premises(self, tables, context):
+        """`BASELINE` per condition: it has alpha = 0 runs."""
+        from tf_selectivity.analysis.claims import BASELINE, Premise
+        from tf_selectivity.report.conditions import condition_title, has_baseline
+
+        return [Premise(BASELINE, condition_title(condition), has_baseline(runs),
+                        "" if has_baseline(runs) else "no α = 0 networks")
+                for condition, runs in _split(tables["runs"])]
+
+
+def _split(runs):
+    """`runs` per condition (`stats.split_by_condition`), alpha as floats."""
+    from tf_selectivity.measures import stats
+
+    return stats.split_by_condition(runs.assign(alpha=runs["alpha"].astype(float)))
 
 
 def _capped(options, data, run_row) -> list:

@@ -1,7 +1,8 @@
 """Which runs are compared, and the comparisons: Figure 3's distances and the layer-by-layer maps.
 
-Runs are grouped per model, activation and leaky slope (`cca_groups`): the
-baseline runs (alpha = 0) against each treated alpha with >= 2 replicates.
+Runs are grouped per condition (`cca_groups`: model, activation, leaky slope
+and every other training setting but alpha and seed, `report.condition_names`):
+the baseline runs (alpha = 0) against each treated alpha with >= 2 replicates.
 Each run's responses are read from the files the selectivity stage's pass
 wrote (``response_dirs[run_dir]/<layer>.npy``).
 """
@@ -25,11 +26,15 @@ BASELINE_ALPHA = 0.0
 
 
 def cca_groups(records: Sequence[RunRecord], options, errors: list):
-    """(group key, baseline runs, {alpha: treated runs}) per model/activation."""
+    """(group key, baseline runs, {alpha: treated runs}) per condition; the key starts with
+    (model, activation, leaky slope)."""
+    from tf_selectivity.report.condition_names import condition_identity
+
     groups = {}
     for record in records:
         s = record.summary
-        groups.setdefault((s.model, s.activation, s.leaky_slope), []).append(record)
+        protocol = tuple(condition_identity(record.identity(), options.pool_over).values())
+        groups.setdefault((s.model, s.activation, s.leaky_slope, protocol), []).append(record)
     for key, members in groups.items():
         architecture = members[0].architecture()
         same = [r for r in members if r.architecture() == architecture]
@@ -50,8 +55,11 @@ def cca_groups(records: Sequence[RunRecord], options, errors: list):
             yield key, baseline, treated
 
 
-def run_cca(records, options, response_dirs, errors, verbose):
-    """Figure 3's tables (distances, ratios, tests) of every group (`cca_groups`), or (None, None, None)."""
+def run_cca(records, options, response_dirs, errors, verbose, names=None):
+    """Figure 3's tables (distances, ratios, tests) of every group (`cca_groups`), or (None, None, None).
+
+    `names` (run directory -> condition name) gives the rows their ``condition`` column.
+    """
     from tf_selectivity.measures import stats
     from tf_selectivity.analysis.stages.similarity.distances import distance_ratios, figure3_distances
 
@@ -61,12 +69,14 @@ def run_cca(records, options, response_dirs, errors, verbose):
             errors.append(("CCA", f"needs runs at alpha={BASELINE_ALPHA} and >= 2 replicates at another alpha of the same model"))
         return None, None, None
     distances, ratios = [], []
-    for (model, activation, slope), baseline, treated in groups:
+    for (model, activation, slope, _), baseline, treated in groups:
         layers = baseline[0].probe_names
+        named = {"condition": names[baseline[0].run_dir]} if names else {}
+        label = named.get("condition") or f"{model} {activation}"
         for alpha, runs in treated.items():
             # One pass over the responses for every measure.
             methods = options.similarity.measures
-            description = (f"Similarity ({', '.join(methods)}) {model} {activation}: "
+            description = (f"Similarity ({', '.join(methods)}) {label}: "
                            f"alpha={alpha:g} ({len(runs)} runs) vs alpha={BASELINE_ALPHA:g} ({len(baseline)} runs)")
 
             def load(run_dir, layer):
@@ -88,12 +98,12 @@ def run_cca(records, options, response_dirs, errors, verbose):
                         },
                     )
             except ValueError as error:  # e.g. no pair of different seeds, unusable activations
-                errors.append((f"CCA of {model} {activation} alpha={alpha:g}", str(error)))
+                errors.append((f"CCA of {label} alpha={alpha:g}", str(error)))
                 continue
             # One frame holds every measure (and, with
             # --cca_pwcca_variant=both, both PWCCA variants).
             for (method, variant), part in frame.groupby(["method", "pwcca_variant"], sort=False):
-                context = {"model": model, "activation": activation, "leaky_slope": slope, "alpha": alpha,
+                context = {"model": model, "activation": activation, "leaky_slope": slope, **named, "alpha": alpha,
                            "method": method, "pwcca_variant": variant}
                 distances.append(part.assign(**context))
                 ratios.append(distance_ratios(part).assign(**context))
@@ -106,30 +116,33 @@ def run_cca(records, options, response_dirs, errors, verbose):
     return pd.concat(distances, ignore_index=True), ratios, tests
 
 
-def run_similarity_maps(records, options, response_dirs, errors, verbose=0):
+def run_similarity_maps(records, options, response_dirs, errors, names=None, verbose=0):
     """The `similarity_maps` table: per condition and treated alpha, the layer
-    map of one within-alpha and one to-baseline pair (or None). `verbose` 1
-    shows the progress of each alpha's pairs."""
+    map of one within-alpha and one to-baseline pair (or None). `names` (run
+    directory -> condition name) gives the rows their ``condition`` column;
+    `verbose` 1 shows the progress of each alpha's pairs."""
     from tf_selectivity.analysis.stages.similarity.maps import map_pairs, map_table
 
     def load(run_dir, layer):
         return np.load(os.path.join(response_dirs[run_dir], f"{layer}.npy"))
 
     tables = []
-    for (model, activation, slope), baseline, treated in cca_groups(records, options, []):
+    for (model, activation, slope, _), baseline, treated in cca_groups(records, options, []):
         layers = baseline[0].probe_names
+        named = {"condition": names[baseline[0].run_dir]} if names else {}
+        label = named.get("condition") or f"{model} {activation}"
         for alpha, runs in treated.items():
             seeds = None if options.similarity.same_seed_pairs else {
                 r.run_dir: r.summary.seed for r in [*runs, *baseline]}
             pairs = map_pairs([r.run_dir for r in runs], [r.run_dir for r in baseline], seeds)
-            description = f"Similarity maps ({options.similarity.map_measure}) {model} {activation}: alpha={alpha:g}"
+            description = f"Similarity maps ({options.similarity.map_measure}) {label}: alpha={alpha:g}"
             try:
                 with Progress(description, len(pairs), unit="pair", enabled=bool(verbose)) as bar:
                     table = map_table(pairs, layers, load, options.similarity.map_measure, progress=bar.update)
             except ValueError as error:
-                errors.append((f"Similarity maps of {model} {activation} alpha={alpha:g}", str(error)))
+                errors.append((f"Similarity maps of {label} alpha={alpha:g}", str(error)))
                 continue
-            tables.append(table.assign(model=model, activation=activation, leaky_slope=slope, alpha=alpha))
+            tables.append(table.assign(model=model, activation=activation, leaky_slope=slope, **named, alpha=alpha))
     if not tables:
         return None
     return pd.concat(tables, ignore_index=True)

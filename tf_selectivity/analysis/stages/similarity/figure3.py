@@ -56,8 +56,10 @@ DEFAULT_CCA_EXAMPLE_ALPHA = -10.0
 # With several conditions, ReLU keeps the purple of the paper and the
 # leaky-ReLU slopes get greens (`style.leaky_slope_colors`).
 _CONDITION_MARKERS = ("o", "s", "^", "D", "v", "P")
-# Figure 3's series are per activation; model and method are fixed per figure.
-_SERIES_COLUMNS = ("activation", "leaky_slope")
+# Figure 3's series are per condition of the model (activation, and the training
+# protocol where conditions differ in it: `plots.style.condition_protocol`); model
+# and method are fixed per figure (the model is kept for the series' names).
+_SERIES_COLUMNS = ("model", "activation", "leaky_slope", "condition")
 
 
 def _cca_for_model(
@@ -184,8 +186,9 @@ def plot_cca(
     networks is larger than between its replicates, ▼ below one where it
     is smaller.
 
-    With runs of several conditions (ReLU and leaky-ReLU slopes) each panel
-    has one labelled series per condition (within distances dashed in (a)).
+    With runs of several conditions (ReLU and leaky-ReLU slopes, other
+    training protocols) each panel has one labelled series per condition
+    (within distances dashed in (a)).
     The data lines carry `gid`s `cca_within_<slug>`, `cca_to_baseline_<slug>`
     and `cca_ratio_mean_<slug>`, with `plots.style.condition_slug` ("relu",
     "leaky_relu_0.5").

@@ -34,7 +34,8 @@ def plot_similarity_maps(maps: pd.DataFrame | None, model: str) -> Figure | None
     rows = maps.loc[maps["model"].astype(str) == str(model)]
     if rows.empty:
         return None
-    panels = list(dict.fromkeys(zip(rows["activation"], rows["leaky_slope"], rows["alpha"].astype(float))))
+    names = rows["condition"] if "condition" in rows.columns else pd.Series("", index=rows.index)
+    panels = list(dict.fromkeys(zip(rows["activation"], rows["leaky_slope"], names, rows["alpha"].astype(float))))
     comparisons = [c for c in _COMPARISON_TITLES if (rows["comparison"] == c).any()]
     measure = str(rows["measure"].iloc[0])
     layers = rows.drop_duplicates("layer_index_a").sort_values("layer_index_a")["layer_a"].tolist()
@@ -42,11 +43,11 @@ def plot_similarity_maps(maps: pd.DataFrame | None, model: str) -> Figure | None
     figure = Figure(figsize=(size * len(comparisons) + 1.0, size * len(panels)), layout="constrained")
     axes = figure.subplots(len(panels), len(comparisons), squeeze=False)
     image = None
-    for r, (activation, slope, alpha) in enumerate(panels):
-        condition = {"model": model, "activation": activation, "leaky_slope": slope}
+    for r, (activation, slope, name, alpha) in enumerate(panels):
+        condition = {"model": model, "activation": activation, "leaky_slope": slope, "condition": name}
         for c, comparison in enumerate(comparisons):
             ax = axes[r, c]
-            part = rows.loc[(rows["activation"] == activation) & (rows["leaky_slope"] == slope)
+            part = rows.loc[(rows["activation"] == activation) & (rows["leaky_slope"] == slope) & (names == name)
                             & np.isclose(rows["alpha"].astype(float), alpha)
                             & (rows["comparison"] == comparison)]
             if part.empty:

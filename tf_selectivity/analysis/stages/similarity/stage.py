@@ -67,10 +67,11 @@ class SimilarityStage(Stage):
         response_dirs = {run_dir: os.path.join(result.directory, RESPONSES)
                          for run_dir, result in context.results.get("selectivity", {}).items()}
         errors = []
-        cca, cca_ratio, cca_tests = run_cca(context.records, options, response_dirs, errors, context.verbose)
+        names = context.conditions.of if context.conditions is not None else None
+        cca, cca_ratio, cca_tests = run_cca(context.records, options, response_dirs, errors, context.verbose, names)
         maps = None
         if options.similarity.maps:
-            maps = run_similarity_maps(context.records, options, response_dirs, errors, context.verbose)
+            maps = run_similarity_maps(context.records, options, response_dirs, errors, names, context.verbose)
         for path, message in errors:
             context.add_error(path, message)
         from tf_selectivity.analysis.stages.similarity.coverage import coverage
@@ -127,6 +128,11 @@ class SimilarityStage(Stage):
     def headlines(self, tables, context):
         headlines, _ = tables.get("_report", ([], None))
         return headlines
+
+    def claims(self, tables, context):
+        from tf_selectivity.analysis.stages.similarity.claims import similarity_claims
+
+        return similarity_claims(tables.get("cca_tests"))
 
     def section(self, tables, context):
         _, section = tables.get("_report", ([], None))

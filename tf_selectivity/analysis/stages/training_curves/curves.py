@@ -139,14 +139,14 @@ def summarize_training_curves(curves: pd.DataFrame, confidence: float = 0.95, n_
         seed: bootstrap seed.
 
     Returns:
-        DataFrame: ``model``, ``alpha``, ``layer``, ``layer_index``, ``epoch``,
-        ``n`` (seeds with a value), ``selectivity_mean``,
+        DataFrame: ``model`` (and ``condition``, when `curves` has it),
+        ``alpha``, ``layer``, ``layer_index``, ``epoch``, ``n`` (seeds with a value), ``selectivity_mean``,
         ``selectivity_ci_low``, ``selectivity_ci_high``, and the same three
         for ``val_accuracy`` (``accuracy_mean``, ...).
     """
     from tf_selectivity.measures.stats import summarize_by_group
 
-    keys = ["model", "alpha", "layer", "layer_index", "epoch"]
+    keys = _with_condition(curves, ["model", "alpha", "layer", "layer_index", "epoch"])
     parts = []
     for value, prefix in (("selectivity", "selectivity"), ("val_accuracy", "accuracy")):
         summary = summarize_by_group(curves, value, keys, confidence=confidence, n_resamples=n_resamples, seed=seed)
@@ -155,7 +155,8 @@ def summarize_training_curves(curves: pd.DataFrame, confidence: float = 0.95, n_
         parts.append(summary[keys + [f"{prefix}_n", f"{prefix}_mean", f"{prefix}_ci_low", f"{prefix}_ci_high"]])
     summary = parts[0].merge(parts[1], on=keys, how="outer")
     summary = summary.rename(columns={"selectivity_n": "n"}).drop(columns=["accuracy_n"])
-    return summary.sort_values(["model", "alpha", "layer_index", "epoch"], kind="stable").reset_index(drop=True)
+    return summary.sort_values(_with_condition(curves, ["model", "alpha", "layer_index", "epoch"]),
+                               kind="stable").reset_index(drop=True)
 
 
 def half_rise_epochs(curves: pd.DataFrame, fraction: float = 0.5) -> pd.DataFrame:
@@ -179,7 +180,7 @@ def half_rise_epochs(curves: pd.DataFrame, fraction: float = 0.5) -> pd.DataFram
     if not 0.0 < float(fraction) <= 1.0:
         raise ParameterError("fraction", f"must be in (0, 1]; got {fraction!r}")
     rows = []
-    keys = ["run_dir", "model", "alpha", "seed", "layer", "layer_index"]
+    keys = _with_condition(curves, ["run_dir", "model", "alpha", "seed", "layer", "layer_index"])
     for key, group in curves.dropna(subset=["selectivity"]).groupby(keys, sort=False, dropna=False):
         group = group.sort_values("epoch")
         final = float(group["selectivity"].iloc[-1])
@@ -209,9 +210,18 @@ def summarize_half_rise(half_rise: pd.DataFrame, confidence: float = 0.95, n_res
     """
     from tf_selectivity.measures.stats import summarize_by_group
 
-    keys = ["model", "alpha", "layer", "layer_index"]
+    keys = _with_condition(half_rise, ["model", "alpha", "layer", "layer_index"])
     summary = summarize_by_group(half_rise, "half_rise_epoch", keys, confidence=confidence,
                                  n_resamples=n_resamples, seed=seed)
     order = summary["layer_index"].where(summary["layer_index"] >= 0, np.inf)
-    return summary.assign(_order=order).sort_values(["model", "alpha", "_order"], kind="stable").drop(
-        columns="_order").reset_index(drop=True)
+    return summary.assign(_order=order).sort_values(_with_condition(half_rise, ["model", "alpha", "_order"]),
+                                                    kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def _with_condition(frame: pd.DataFrame, keys: list) -> list:
+    """`keys` with ``condition`` after ``model`` when `frame` names its runs' conditions:
+    runs of different conditions are summarized apart."""
+    if "condition" not in frame.columns:
+        return keys
+    position = keys.index("model") + 1
+    return [*keys[:position], "condition", *keys[position:]]

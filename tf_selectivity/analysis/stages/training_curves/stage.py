@@ -70,7 +70,8 @@ class TrainingCurvesStage(Stage):
 
         if not results:
             return {}
-        curves = pd.concat([result.tables["curves"] for result in results.values()], ignore_index=True)
+        curves = context.with_condition_names(
+            pd.concat([result.tables["curves"] for result in results.values()], ignore_index=True))
         return self.restore({
             "training_curves": curves,
             "training_curves_summary": summarize_training_curves(curves, n_resamples=context.options.n_resamples),
@@ -93,15 +94,20 @@ class TrainingCurvesStage(Stage):
 
     def figures(self, tables, context):
         from tf_selectivity.analysis.stages.training_curves.figures import plot_training_curves
-        from tf_selectivity.plots.style import file_safe
+        from tf_selectivity.plots.style import condition_protocol, file_safe
+        from tf_selectivity.plots.tables import protocol_suffix
 
         if "training_curves" not in tables:
             return
-        for model, layers in _layers_by_model(tables):
+        for model, name, layers in _layers_by_model(tables):
+            summary, half_rise = (_of_condition(tables[table], name)
+                                  for table in ("training_curves_summary", "half_rise_epochs"))
+            protocol = condition_protocol(_condition_of(tables["training_curves"], model, name))
             for layer in layers:
-                figure = plot_training_curves(tables["training_curves_summary"], layer=layer,
-                                              half_rise=tables["half_rise_epochs"], model=model)
-                yield f"figS_training_curves_{file_safe(model)}_{file_safe(layer)}", figure
+                figure = plot_training_curves(summary, layer=layer, half_rise=half_rise, model=model)
+                if figure is not None and protocol:
+                    figure.suptitle(f"{figure.get_suptitle()} ({protocol})")
+                yield f"figS_training_curves_{file_safe(model)}_{file_safe(layer)}{protocol_suffix(protocol)}", figure
 
     def section(self, tables, context):
         from tf_selectivity.analysis.stages.training_curves.curves import MEAN_LAYER
@@ -117,8 +123,8 @@ class TrainingCurvesStage(Stage):
             "`training_curves_summary`, `half_rise_epochs`).", "",
         ]
         summary = tables["_half_rise_summary"]
-        for model, layers in _layers_by_model(tables):
-            rows = summary[summary["model"] == model]
+        for model, name, layers in _layers_by_model(tables):
+            rows = _of_condition(summary[summary["model"] == model], name)
             alphas = sorted(rows["alpha"].unique())
             table = []
             for layer in layers:
@@ -127,18 +133,35 @@ class TrainingCurvesStage(Stage):
                     match = rows[(rows["layer"] == layer) & (rows["alpha"] == alpha)]
                     cells.append(_cell(match.iloc[0]) if len(match) else "")
                 table.append(cells)
-            lines += [f"### {model}: half-rise epoch per layer and alpha", "",
+            lines += [f"### {name or model}: half-rise epoch per layer and alpha", "",
                       markdown_table(["layer"] + [f"α = {alpha:g}" for alpha in alphas], table), ""]
         return lines
 
 
 def _layers_by_model(tables):
-    """(model, its layers in network order, eq. 3's mean last) for every model of the curves."""
+    """(model, condition name or "", its layers in network order, eq. 3's mean last) for every
+    model of the curves, and each of its conditions where the tables name them."""
     summary = tables["_half_rise_summary"]
-    for model in sorted(tables["training_curves"]["model"].unique()):
-        rows = summary[summary["model"] == model]
-        order = rows.sort_values("layer_index", key=lambda s: s.where(s >= 0, 1e9))["layer"]
-        yield model, list(dict.fromkeys(order))
+    curves = tables["training_curves"]
+    for model in sorted(curves["model"].unique()):
+        of_model = curves[curves["model"] == model]
+        names = sorted(of_model["condition"].astype(str).unique()) if "condition" in of_model else [""]
+        for name in names:
+            rows = _of_condition(summary[summary["model"] == model], name)
+            order = rows.sort_values("layer_index", key=lambda s: s.where(s >= 0, 1e9))["layer"]
+            yield model, name, list(dict.fromkeys(order))
+
+
+def _of_condition(frame, name):
+    """The rows of `frame` of the condition `name` ("": all of them)."""
+    return frame[frame["condition"].astype(str) == name] if name and "condition" in frame else frame
+
+
+def _condition_of(curves, model, name) -> dict:
+    """The condition columns of a (model, condition name) of the curves (`plots.style.condition_protocol`'s input)."""
+    rows = _of_condition(curves[curves["model"] == model], name)
+    return {column: rows[column].iloc[0] for column in ("model", "activation", "leaky_slope", "condition")
+            if column in rows and len(rows)}
 
 
 def _cell(row) -> str:

@@ -105,7 +105,7 @@ class UnitsStage(Stage):
         written = {}
         for name, frames in tables.items():
             frame = pd.concat(frames, ignore_index=True)
-            written[name] = frame[["run_dir"] + [c for c in frame.columns if c != "run_dir"]]
+            written[name] = context.with_condition_names(frame[["run_dir"] + [c for c in frame.columns if c != "run_dir"]])
         named = parse_unit_specs(options.units.named_units)
         notes = [
             f"Per layer its most and least selective live unit{' and the units named by --units' if named else ''}: "

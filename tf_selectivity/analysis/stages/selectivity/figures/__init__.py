@@ -50,6 +50,7 @@ from tf_selectivity.analysis.stages.selectivity.figures.leaky_relu import DEFAUL
 from tf_selectivity.analysis.stages.selectivity.figures.precision import plot_precision
 from tf_selectivity.analysis.stages.selectivity.figures.selectivity import plot_selectivity
 from tf_selectivity.plots.style import DEFAULT_N_RESAMPLES, file_safe
+from tf_selectivity.plots.tables import protocol_suffix, split_by_protocol
 
 __all__ = [
     "DEFAULT_LEAKY_SLOPE",
@@ -94,6 +95,13 @@ def iter_figures(
 ) -> Iterator[tuple[str, Figure]]:
     """Yields ``(name, figure)`` for every figure the tables allow, one set per model.
 
+    Runs of conditions that differ in more than model and activation (other
+    data, epochs, ...: `plots.tables.split_by_protocol`) get sets of their
+    own, the protocol in their file names (``fig1_selectivity_<model>__<protocol>``)
+    and titles: the paper's figures draw alpha as colours and test against
+    alpha = 0, so each protocol is read as its own copy of them rather than as
+    further series.
+
     Figures whose inputs are missing (no positive alphas, no leaky-ReLU runs,
     ...) are skipped. A figure that fails for another reason is
     reported with a `RuntimeWarning` and skipped, so that one bad figure does
@@ -108,9 +116,17 @@ def iter_figures(
 
     Yields:
         (figure name, the file stem, e.g. "fig1_selectivity_resnet20"; the
-        `Figure`), per model in the order of `_figure_builders`, then
-        Figure A12.
+        `Figure`), per protocol and model in the order of `_figure_builders`,
+        then Figure A12 of the protocol.
     """
+    for protocol, protocol_runs in split_by_protocol(runs):
+        protocol_layers = layers
+        if protocol and layers is not None and "run_dir" in layers.columns:
+            protocol_layers = layers.loc[layers["run_dir"].isin(protocol_runs["run_dir"])]
+        yield from _protocol_figures(protocol_runs, protocol_layers, protocol, n_resamples, raise_errors)
+
+
+def _protocol_figures(runs, layers, protocol, n_resamples, raise_errors):
     models = sorted(runs["model"].astype(str).unique()) if runs is not None and not runs.empty else []
     builders: dict[str, Callable[[], Figure | None]] = {}
     for model in models:
@@ -126,4 +142,6 @@ def iter_figures(
             warnings.warn(f"Figure {name} could not be drawn: {error!r}", RuntimeWarning)
             continue
         if figure is not None:
-            yield name, figure
+            if protocol:
+                figure.suptitle(f"{figure.get_suptitle()} ({protocol})")
+            yield name + protocol_suffix(protocol), figure
