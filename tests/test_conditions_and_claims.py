@@ -174,6 +174,17 @@ def test_figures_and_similarity_never_mix_conditions(tiny_runs, other_protocols,
     assert {name for name in drawn if name.startswith("fig1_selectivity_resnet8__")} == {
         "fig1_selectivity_resnet8__epochs_1", "fig1_selectivity_resnet8__epochs_2"}, drawn
     assert "fig3_cca_resnet8" in drawn  # Figure 3: one series per condition
+    # Both conditions compared, so the report leaves nothing of Figure 3 out; a condition whose
+    # treated alpha has one run is named as the report names it.
+    warnings = list(pd.read_csv(tmp_path / "out" / "warnings.csv")["warning"])
+    assert not [w for w in warnings if w.startswith("Figure 3 leaves out")], warnings
+    shutil.rmtree(copies / "a-10_s1")
+    again = analyze([str(tiny_runs), str(other_protocols / "other_epochs"), str(copies)], str(tmp_path / "out"),
+                    options, verbose=0)
+    (single,) = [name for name in set(again.tables["runs"]["condition"]) if "epochs=1" in name]
+    warnings = list(pd.read_csv(tmp_path / "out" / "warnings.csv")["warning"])
+    assert [w for w in warnings if w.startswith("Figure 3 leaves out")] == [
+        f"Figure 3 leaves out {single} at alpha -10: one run there, and the distance between replicates needs >= 2"]
 
 
 # ------------------------------------------------------------------ claims and their gates

@@ -18,23 +18,28 @@ import pandas as pd
 from tf_selectivity.analysis.runs import RunRecord
 from tf_selectivity.core.progress import Progress
 
-__all__ = ["BASELINE_ALPHA", "cca_groups", "run_cca", "run_similarity_maps"]
+__all__ = ["BASELINE_ALPHA", "cca_groups", "comparison_key", "run_cca", "run_similarity_maps"]
 
 # The unregularized runs every treated alpha is compared with: alpha = 0 by
 # the loss's definition (loss = CE - alpha * mean SI).
 BASELINE_ALPHA = 0.0
 
 
-def cca_groups(records: Sequence[RunRecord], options, errors: list):
-    """(group key, baseline runs, {alpha: treated runs}) per condition; the key starts with
-    (model, activation, leaky slope)."""
+def comparison_key(record: RunRecord, options) -> tuple:
+    """The condition `record` is compared within: (model, activation, leaky slope, the
+    rest of its training settings but those ``options.pool_over`` pools)."""
     from tf_selectivity.report.condition_names import condition_identity
 
+    s = record.summary
+    protocol = tuple(condition_identity(record.identity(), options.pool_over).values())
+    return s.model, s.activation, s.leaky_slope, protocol
+
+
+def cca_groups(records: Sequence[RunRecord], options, errors: list):
+    """(group key, baseline runs, {alpha: treated runs}) per condition (`comparison_key`)."""
     groups = {}
     for record in records:
-        s = record.summary
-        protocol = tuple(condition_identity(record.identity(), options.pool_over).values())
-        groups.setdefault((s.model, s.activation, s.leaky_slope, protocol), []).append(record)
+        groups.setdefault(comparison_key(record, options), []).append(record)
     for key, members in groups.items():
         architecture = members[0].architecture()
         same = [r for r in members if r.architecture() == architecture]

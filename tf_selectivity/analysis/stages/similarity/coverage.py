@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_selectivity.analysis.stages.similarity.compare import BASELINE_ALPHA, cca_groups
+from tf_selectivity.analysis.runs import run_conditions
+from tf_selectivity.analysis.stages.similarity.compare import BASELINE_ALPHA, cca_groups, comparison_key
 
 __all__ = ["Coverage", "coverage"]
 
@@ -51,12 +52,13 @@ def coverage(records, options) -> Coverage:
     unknown = [a for a in (requested or ()) if not any(np.isclose(a, b) for b in alphas)]
     groups = {}
     for record in records:
-        summary = record.summary
-        groups.setdefault((summary.model, summary.activation, summary.leaky_slope), []).append(record)
+        groups.setdefault(comparison_key(record, options), []).append(record)
     compared = {key: treated for key, _, treated in cca_groups(records, options, [])}
+    # Where a model and activation were trained under several settings, the report's names tell them apart.
+    named = run_conditions(records, options.pool_over).of if len({k[:3] for k in groups}) < len(groups) else None
     left_out, described = [], []
     for key, members in groups.items():
-        name = _condition_name(*key)
+        name = named[members[0].run_dir] if named else _condition_name(*key[:3])
         counts = {}
         for record in members:
             counts[float(record.summary.alpha)] = counts.get(float(record.summary.alpha), 0) + 1
