@@ -107,36 +107,29 @@ def rng():
 TINY_DATASET = "synthetic:train=500,test=200,size=16"
 
 
+def _train_sweep(root, alphas, epochs, batch_size):
+    """resnet8 runs on TINY_DATASET, seeds 0 and 1 at each of `alphas`, under ``root/runs/a<alpha>_s<seed>``."""
+    from tf_selectivity.training import TrainConfig, train
+
+    for alpha in alphas:
+        for seed in (0, 1):
+            config = TrainConfig(
+                model="resnet8", alpha=alpha, seed=seed, dataset=TINY_DATASET, epochs=epochs,
+                batch_size=batch_size, lr_milestones=(), output_dir=str(root / "runs" / f"a{alpha:g}_s{seed}"),
+            )
+            train(config, verbose=0)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """Four trained tiny runs (resnet8, alpha 0 and -10, seeds 0 and 1): a
     miniature sweep shared by the analysis and export tests."""
-    from tf_selectivity.training import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("tiny_sweep")
-    for alpha in (0.0, -10.0):
-        for seed in (0, 1):
-            config = TrainConfig(
-                model="resnet8", alpha=alpha, seed=seed, dataset=TINY_DATASET, epochs=2,
-                batch_size=64, lr_milestones=(), output_dir=str(root / "runs" / f"a{alpha:g}_s{seed}"),
-            )
-            train(config, verbose=0)
-    return root
+    return _train_sweep(tmp_path_factory.mktemp("tiny_sweep"), (0.0, -10.0), epochs=2, batch_size=64)
 
 
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory):
     """Four tiny runs trained well above chance (resnet8, alpha 0 and -1, seeds 0 and 1; about
     85% test accuracy where `tiny_runs`' are at chance): analyses whose premises hold."""
-    from tf_selectivity.training import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("trained_sweep")
-    for alpha in (0.0, -1.0):
-        for seed in (0, 1):
-            config = TrainConfig(
-                model="resnet8", alpha=alpha, seed=seed, dataset=TINY_DATASET, epochs=3,
-                batch_size=32, lr_milestones=(), output_dir=str(root / "runs" / f"a{alpha:g}_s{seed}"),
-            )
-            train(config, verbose=0)
-    return root
-
+    return _train_sweep(tmp_path_factory.mktemp("trained_sweep"), (0.0, -1.0), epochs=3, batch_size=32)

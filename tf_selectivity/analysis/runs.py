@@ -19,6 +19,8 @@ __all__ = [
     "RunLoadError",
     "discover_runs",
     "error_for",
+    "keras_model_config",
+    "layer_configs",
     "load_response_function",
     "load_run_model",
     "probe_widths",
@@ -253,6 +255,32 @@ def load_run_model(record: RunRecord):
             f"{record.run_dir}: model.keras could not be loaded ({type(error).__name__}: {error})") from None
 
 
+def keras_model_config(record: RunRecord) -> dict:
+    """The configuration in the run's ``model.keras`` archive (its ``config.json``), read without
+    weights or a backend; empty when the archive is missing or cannot be read."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(RunPaths(record.run_dir).keras_model) as archive:
+            return json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
+
+
+def layer_configs(config, class_name: str):
+    """Every layer entry (a dict with ``class_name`` == `class_name`) in a Keras configuration,
+    nested models included, in the order of the configuration."""
+    if isinstance(config, dict):
+        if config.get("class_name") == class_name:
+            yield config
+        for value in config.values():
+            yield from layer_configs(value, class_name)
+    elif isinstance(config, list):
+        for value in config:
+            yield from layer_configs(value, class_name)
+
+
 def probe_widths(record: RunRecord) -> dict:
     """probe name -> its number of units, read from ``model.keras``'s config alone.
 
@@ -264,31 +292,12 @@ def probe_widths(record: RunRecord) -> dict:
         The widths found; empty when the run has no readable ``model.keras``
         (the caller then checks against the responses instead).
     """
-    import json
-    import zipfile
-
-    path = RunPaths(record.run_dir).keras_model
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return {}
     widths = {}
-
-    def visit(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "SelectivityProbe":
-                shape = (node.get("build_config") or {}).get("input_shape")
-                name = (node.get("config") or {}).get("name")
-                if name and isinstance(shape, list) and shape and isinstance(shape[-1], int):
-                    widths[name] = shape[-1]
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(config)
+    for node in layer_configs(keras_model_config(record), "SelectivityProbe"):
+        shape = (node.get("build_config") or {}).get("input_shape")
+        name = (node.get("config") or {}).get("name")
+        if name and isinstance(shape, list) and shape and isinstance(shape[-1], int):
+            widths[name] = shape[-1]
     return widths
 
 

@@ -13,14 +13,11 @@ changes nothing for the analysis' other stages.
 
 from __future__ import annotations
 
-import json
 import random
-import zipfile
 
 import numpy as np
 
-from tf_selectivity.analysis.runs import RunRecord
-from tf_selectivity.training.run_dir import RunPaths
+from tf_selectivity.analysis.runs import RunRecord, keras_model_config, layer_configs
 
 __all__ = ["initial_model", "input_statistics"]
 
@@ -28,29 +25,13 @@ __all__ = ["initial_model", "input_statistics"]
 def input_statistics(record: RunRecord) -> dict:
     """``{"pixel_mean": ..., "pixel_std": ...}`` of the first ``Normalization`` layer in the run's
     ``model.keras`` configuration (no weights loaded); empty without one."""
-    try:
-        with zipfile.ZipFile(RunPaths(record.run_dir).keras_model) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return {}
-    found = []
-
-    def visit(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "Normalization" and not found:
-                settings = node.get("config") or {}
-                mean, variance = settings.get("mean"), settings.get("variance")
-                if isinstance(mean, list) and isinstance(variance, list):
-                    found.append({"pixel_mean": tuple(float(m) for m in np.ravel(mean)),
-                                  "pixel_std": tuple(float(np.sqrt(v)) for v in np.ravel(variance))})
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(config)
-    return found[0] if found else {}
+    for node in layer_configs(keras_model_config(record), "Normalization"):
+        settings = node.get("config") or {}
+        mean, variance = settings.get("mean"), settings.get("variance")
+        if isinstance(mean, list) and isinstance(variance, list):
+            return {"pixel_mean": tuple(float(m) for m in np.ravel(mean)),
+                    "pixel_std": tuple(float(np.sqrt(v)) for v in np.ravel(variance))}
+    return {}
 
 
 def initial_model(record: RunRecord):
