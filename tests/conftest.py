@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _JAX_CACHE = tempfile.mkdtemp(prefix="tf_selectivity-tests-jax-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _JAX_CACHE
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the many small ones too
+
+# A pass that a non-interactive shell starts in the background (`.ci/run`)
+# inherits SIGINT ignored, and so would every command a test starts: Python
+# turns SIGINT into KeyboardInterrupt only where it was not ignored at
+# start-up, and the Ctrl-C tests send SIGINT to those commands.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import numpy as np
 import pytest

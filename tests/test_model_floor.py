@@ -52,20 +52,37 @@ def test_unsupported_backend_fails_when_the_model_is_built(backend):
 
 
 def test_models_do_not_import_training(tmp_path):
-    """Building, compiling with TorchSGD, saving and loading a model: `models`
-    registers the optimizer from the floor below it (`tf_selectivity.training.optimizers`)."""
+    """Building, compiling, saving and loading a model imports nothing of `training`; a model
+    compiled with TorchSGD loads in a new process with only the optimizer's module of it (the
+    lazy registration finds it), never the training loop."""
     path = str(tmp_path / "model.keras")
-    code = (
+    listed = "print('training imported:', sorted(m for m in sys.modules if m.startswith('tf_selectivity.training')))\n"
+    plain = (
         "import sys, keras\n"
+        "from tf_selectivity.models import build_model\n"
+        "model = build_model('resnet8', num_classes=3, alpha=-1.0, input_shape=(8, 8, 3))\n"
+        "model.compile(optimizer=keras.optimizers.SGD(0.1))\n"
+        f"model.save({path!r})\n"
+        f"keras.saving.load_model({path!r})\n" + listed
+    )
+    result = _run(plain, "tensorflow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training imported: []" in result.stdout, result.stdout
+    saved = (
+        "import keras\n"
         "from tf_selectivity.models import build_model\n"
         "from tf_selectivity.training.optimizers import TorchSGD\n"
         "model = build_model('resnet8', num_classes=3, alpha=-1.0, input_shape=(8, 8, 3))\n"
         "model.compile(optimizer=TorchSGD(0.1, momentum=0.9))\n"
         f"model.save({path!r})\n"
-        f"loaded = keras.saving.load_model({path!r})\n"
-        "assert type(loaded.optimizer).__name__ == 'TorchSGD'\n"
-        "print('training imported:', sorted(m for m in sys.modules if m.startswith('tf_selectivity.training')))\n"
     )
-    result = _run(code, "tensorflow")
+    assert _run(saved, "tensorflow").returncode == 0
+    loaded = (
+        "import sys, keras, tf_selectivity\n"
+        f"loaded = keras.saving.load_model({path!r})\n"
+        "assert type(loaded.optimizer).__name__ == 'TorchSGD'\n" + listed
+    )
+    result = _run(loaded, "tensorflow")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "training imported: []" in result.stdout, result.stdout
+    imported = result.stdout.split("training imported:", 1)[1]
+    assert "tf_selectivity.training.optimizers" in imported and "tf_selectivity.training.loop" not in imported, imported

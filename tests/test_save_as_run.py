@@ -54,6 +54,8 @@ def test_a_model_with_loaded_weights_is_analysed_from_its_run_directory(tmp_path
     assert row["test_accuracy"] == pytest.approx(np.mean(logits.argmax(axis=1) == labels))
     assert len(result.layers) == len(model.probes)
     assert os.path.exists(os.path.join(tmp_path, "analysis", "report.md"))
+    # Its training is not ours to repeat: no network at initialization to set beside it.
+    assert "initialization" not in result.tables
 
 
 def test_only_selectivity_models_are_saved(tmp_path):

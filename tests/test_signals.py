@@ -54,3 +54,11 @@ def test_signals_held_deliver_after_the_block(handlers):
             signal.raise_signal(signal.SIGINT)
             finished.append(True)
     assert finished == [True]
+
+
+def test_a_signal_ignored_at_start_stays_ignored(handlers):
+    """A shell's background job starts with SIGINT ignored: the command leaves it so."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signals.stop_on_signals()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN

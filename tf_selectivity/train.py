@@ -134,6 +134,9 @@ INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 def main(argv):
+    from tf_selectivity.core.signals import stop_on_signals
+
+    stop_on_signals(sigterm=False)  # SIGTERM ends the process as it always did; a kept checkpoint resumes
     try:
         return _main(argv)
     except KeyboardInterrupt:

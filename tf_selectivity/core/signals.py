@@ -50,12 +50,15 @@ def _interrupt(signum, frame):
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def stop_on_signals() -> None:
-    """From now on SIGINT raises `KeyboardInterrupt` and SIGTERM `Terminated` in the main
-    thread, each remembered for `raise_if_interrupted` (call it from there)."""
+def stop_on_signals(sigterm: bool = True) -> None:
+    """From now on SIGINT raises `KeyboardInterrupt` and, with `sigterm`, SIGTERM raises
+    `Terminated` in the main thread, each remembered for `raise_if_interrupted` (call it
+    from there)."""
     _raised.clear()
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for number in (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,):
+        # Ignored when the process started (a shell's background job): its starter meant it so.
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _interrupt)
 
 
 def raise_if_interrupted() -> None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Protocol, Sequence
 
+from tf_selectivity.core.signals import raise_if_interrupted
+
 __all__ = ["Lane", "EpochRunner", "run_epochs"]
 
 
@@ -108,6 +110,7 @@ def run_epochs(runner: EpochRunner, lanes: Sequence[Lane], *, epochs: int,
         lane.callbacks.on_train_begin()
     active = [index for index, lane in enumerate(lanes) if lane.epochs_done < epochs]
     while active:
+        raise_if_interrupted()  # a Ctrl-C Python dropped (in a garbage-collection callback)
         for index in active:
             lanes[index].model.reset_metrics()
             lanes[index].callbacks.on_epoch_begin(lanes[index].epochs_done)

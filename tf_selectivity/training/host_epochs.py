@@ -17,6 +17,8 @@ import os
 
 import keras
 
+from tf_selectivity.core.signals import raise_if_interrupted
+
 __all__ = ["host_runner", "TensorFlowRunner", "JAXHostRunner"]
 
 
@@ -79,6 +81,7 @@ class TensorFlowRunner:
         iterator = iter(batches)
         logs = {}
         for step in range(self.steps_per_epoch):
+            raise_if_interrupted()
             if callbacks is not None:
                 callbacks.on_train_batch_begin(step)
             logs = train_function(iterator)
@@ -148,6 +151,7 @@ class JAXHostRunner:
         state = model_state(self.model)  # metrics already reset by the loop
         logs = {}
         for step, batch in enumerate(self._batches(self.train)):
+            raise_if_interrupted()
             if callbacks is not None:
                 callbacks.on_train_batch_begin(step)
             logs, state = self._train_step(state, batch)

@@ -64,9 +64,13 @@ class ChanceStage(Stage):
     def premises(self, tables, context):
         from tf_selectivity.analysis.claims import TRAINED, Premise
 
+        if "chance" not in tables:
+            return []
         return [Premise(TRAINED, title, holds, reason) for title, holds, reason in _learned(tables["chance"])]
 
     def warnings(self, tables, context):
+        if "chance" not in tables:
+            return []
         return [f"{title}: {reason}: they learned nothing that claims about trained networks could rest on "
                 f"(`chance.csv`)." for title, holds, reason in _learned(tables["chance"]) if not holds]
 

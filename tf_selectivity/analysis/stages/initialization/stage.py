@@ -100,11 +100,15 @@ class InitializationStage(Stage):
     def headlines(self, tables, context):
         from tf_selectivity.analysis.stages.initialization.section import initialization_headlines
 
+        if "initialization" not in tables:  # no run to rebuild: imported models only
+            return []
         return initialization_headlines(tables["initialization"])
 
     def section(self, tables, context):
         from tf_selectivity.analysis.stages.initialization.section import initialization_section
 
+        if "initialization" not in tables:
+            return None
         runs = context.tables.get("selectivity", {}).get("runs")
         return initialization_section(tables["initialization"], runs, context.options)
 
