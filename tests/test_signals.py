@@ -2,6 +2,7 @@
 
 import gc
 import signal
+import sys
 
 import pytest
 
@@ -11,9 +12,12 @@ from tf_selectivity.core import signals
 @pytest.fixture
 def handlers():
     previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    hooks = sys.unraisablehook, signals._previous_hook
     yield
     for number, handler in previous.items():
         signal.signal(number, handler)
+    sys.unraisablehook, signals._previous_hook = hooks
+    signals._raised.clear()
 
 
 class _InterruptedWhileCollected:
@@ -30,8 +34,16 @@ class _InterruptedWhileCollected:
 def test_an_interruption_dropped_in_a_finalizer_is_raised_again(handlers, number, status):
     signals.stop_on_signals()
     signals.raise_if_interrupted()  # nothing received: nothing raised
-    _InterruptedWhileCollected(number)  # dropped at once: its __del__ raises, and Python drops that
-    gc.collect()
+    reported = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = reported.append
+    signals.stop_on_signals()  # wraps the hook it finds
+    try:
+        _InterruptedWhileCollected(number)  # dropped at once: its __del__ raises, and Python drops that
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert reported == []  # not reported as "Exception ignored": raised again below
     with pytest.raises(KeyboardInterrupt) as raised:
         signals.raise_if_interrupted()
     assert signals.exit_status(raised.value) == status

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 
 __all__ = ["Terminated", "exit_status", "raise_if_interrupted", "signals_held", "stop_on_signals"]
@@ -50,11 +51,26 @@ def _interrupt(signum, frame):
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _report_unraisable(unraisable) -> None:
+    """`sys.unraisablehook` of a command: an interruption Python drops is not reported (it is
+    raised again, `raise_if_interrupted`); anything else goes to the hook it replaced."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _raised:
+        return
+    _previous_hook(unraisable)
+
+
+_previous_hook = sys.unraisablehook
+
+
 def stop_on_signals(sigterm: bool = True) -> None:
     """From now on SIGINT raises `KeyboardInterrupt` and, with `sigterm`, SIGTERM raises
     `Terminated` in the main thread, each remembered for `raise_if_interrupted` (call it
-    from there)."""
+    from there); the interruptions Python drops are not reported as "Exception ignored"."""
+    global _previous_hook
     _raised.clear()
+    if sys.unraisablehook is not _report_unraisable:
+        _previous_hook = sys.unraisablehook
+        sys.unraisablehook = _report_unraisable
     for number in (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,):
         # Ignored when the process started (a shell's background job): its starter meant it so.
         if signal.getsignal(number) is not signal.SIG_IGN:
