@@ -91,14 +91,14 @@ def test_bad_arguments_are_named(rng):
                             ({"mode": "noise"}, "^mode must be zero or mean")):
         with pytest.raises(ParameterError, match=message):
             ablation_curves(model, images, labels, **kwargs)
-    # A model without probes (issue 16 point 6).
+    # A model without probes.
     with pytest.raises(ParameterError, match="^model has no selectivity probes"):
         ablation_curves(_plain(), images, labels)
     with pytest.raises(ParameterError, match="^model has no selectivity probes"):
         unit_importance(_plain(), images, labels)
 
 
-# -- Issue 16 points 3-4: the suffix path, single-unit importance, the correlation.
+# -- The suffix path, single-unit importance, the correlation.
 from tf_selectivity.analysis.stages.ablation.ablate import importance_correlations, unit_importance  # noqa: E402
 from tf_selectivity.analysis.stages.ablation.network import ablated_network, masked_model  # noqa: E402
 

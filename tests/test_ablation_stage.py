@@ -1,4 +1,4 @@
-"""`analyze --ablation --unit_ablation` on tiny trained runs (issue 16 points 2, 3, 5)."""
+"""`analyze --ablation --unit_ablation` on tiny trained runs."""
 
 import contextlib
 import io

@@ -1,4 +1,4 @@
-"""SelectivityModel's per-backend train step against Keras' own (issue 15 point 1).
+"""SelectivityModel's per-backend train step against Keras' own.
 
 At alpha = 0 the selectivity term is 0, so a SelectivityModel must take
 exactly the steps of a plain `keras.Model` with the same weights, trained

@@ -137,7 +137,7 @@ CASES = [
     ("analyze-dataset-missing", _analyze("--dataset=imagefolder:{W}/nope"), "image folder {W}/nope does not exist"),
     ("analyze-flagfile-missing", _analyze("--flagfile={W}/nope.flags"), "no such file"),
     ("analyze-damaged-model", _analyze(runs="{W}/damaged_model_run"), "model.keras could not be loaded (ValueError: it is not a Keras model file"),
-    # Issue 16 points 2-6 (ablation, the null): refused with the flags, before any run is read.
+    # Ablation and the null: refused with the flags, before any run is read.
     ("analyze-ablation-fraction-above-one", _analyze("--ablation", "--ablation_fractions=0,0.5,1.5"), "--ablation_fractions must be fractions in [0, 1]; got 1.5"),
     ("analyze-ablation-negative-fraction", _analyze("--ablation", "--ablation_fractions=-0.1,0.5"), "--ablation_fractions must be fractions in [0, 1]; got -0.1"),
     ("analyze-ablation-zero-random-orders", _analyze("--ablation", "--ablation_random_orders=0"), "--ablation_random_orders must be a positive integer; got 0"),
@@ -146,7 +146,7 @@ CASES = [
     ("analyze-null-negative-permutations", _analyze("--selectivity_null=-1"), "--selectivity_null must be a number of permutations B >= 1 (0: off); got -1"),
     ("analyze-pool-over-unknown", _analyze("--pool_over=epochs,epoch"), "--pool_over names no identity field of the runs that can be pooled: epoch; the fields are selectivity_index, dataset, epochs"),
     ("analyze-run-data-moved", _analyze(runs="{W}/moved_data_run"), "/nonexistent/cifar10-jpeg does not exist. The run's data are no longer at /nonexistent/cifar10-jpeg: if they moved, analyse them where they are now with --dataset=imagefolder:NEW_PATH"),
-    # Issue 19 (unit galleries, selectivity while training): refused before anything is read or written.
+    # Unit galleries, selectivity while training: refused before anything is read or written.
     ("analyze-units-unknown-layer", _analyze("--units_page", "--units=probe_nope:3"), "--units names a layer no run has: probe_nope (the runs' probes: probe_stem)"),
     ("analyze-gallery-layers-unknown", _analyze("--units_page", "--gallery_layers=probe_stem,conv9"), "--gallery_layers names a layer no run has: conv9"),
     ("analyze-units-index-first", _analyze("--units_page", "--units=3,probe_stem:4"), "--units must start with a layer: LAYER:3,17,...; got '3' first"),
@@ -184,7 +184,7 @@ CASES = [
 ]
 
 
-# ---------------------------------- issue 18 points 1, 4, 7: --robustness
+# ---------------------------------- --robustness
 # CIFAR-10-C directories in the world: labels that do not match the images,
 # images of another shape than the runs'.
 def _robustness_world(root):
@@ -393,7 +393,7 @@ def world_template(tmp_path_factory):
     other = sweep_settings(TrainConfig(model="resnet8", dataset=TINY, epochs=200, output_dir="x"))
     _write(os.path.join(root, "other_sweep", "sweep.json"), json.dumps(settings_record(other)))
     os.makedirs(os.path.join(root, "cache"))  # XDG_CACHE_HOME: decoded image folders land here
-    _robustness_world(root)  # issue 18
+    _robustness_world(root)
     _analysis_world(root)
     return root
 
@@ -483,11 +483,11 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(world_template, tmp
     assert loads_keras == (case_id in LOADS_KERAS), f"update LOADS_KERAS: {case_id} loads Keras: {loads_keras}"
 
 
-# Issue 20's causes, each in the table: symbolic links, a user's model
+# Causes of tracebacks once seen, each in the table: symbolic links, a user's model
 # function that fails, a damaged checkpoint, and a decode error that wrote
 # the other split's cache (the full disk, Ctrl-C and the noise cases are the
 # tests after the table).
-ISSUE_20 = [
+ONCE_TRACEBACKS = [
     "train-folder-symlink-loop", "train-folder-dangling-symlink", "sweep-folder-symlink-loop",
     "sweep-folder-dangling-symlink", "train-model-wrong-signature", "train-model-returns-none", "train-model-raises",
     "train-model-no-convolution", "train-model-sigmoid", "train-seeds-model-raises", "sweep-model-wrong-signature",
@@ -500,7 +500,7 @@ def test_the_table_is_big_enough():
     modules = [command[0] for _, command, _ in CASES]
     assert len(CASES) >= 90 and all(modules.count(m) >= 8 for m in COMMANDS)
     assert len({case_id for case_id, _, _ in CASES}) == len(CASES)
-    assert set(ISSUE_20) <= {case_id for case_id, _, _ in CASES}
+    assert set(ONCE_TRACEBACKS) <= {case_id for case_id, _, _ in CASES}
     assert EVERY_BACKEND <= LOADS_KERAS <= {case_id for case_id, _, _ in CASES}
 
 

@@ -1,4 +1,4 @@
-"""CIFAR-10-C corruptions (`tf_selectivity.data.corruptions`, issue 18 point 1).
+"""CIFAR-10-C corruptions (`tf_selectivity.data.corruptions`).
 
 Generated corruptions against plain-NumPy / PIL references where the
 operation has a closed form, deterministic per seed, independent of the

@@ -465,7 +465,7 @@ HIGHER, LOWER = "▲", "▼"
 
 
 def significance_marks(ax):
-    """The significance marks of `ax` (by gid; before issue 11 by their asterisks)."""
+    """The significance marks of `ax`, found by their gid."""
     return [text for text in ax.texts
             if text.get_gid() in MARK_GIDS or (text.get_text() and set(text.get_text()) <= {"*"})]
 

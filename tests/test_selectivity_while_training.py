@@ -64,8 +64,8 @@ def test_recorded_every_n_epochs_and_equal_to_the_analysis_of_the_final_weights(
     assert float(rows[2][columns[-1]]) == pytest.approx(reference.mean_selectivity(), rel=1e-4, abs=1e-6)
 
 
-    # The analysis draws the curve and reports the half-rise epochs (issue 19
-    # point 3): its table is `half_rise_epochs` of the history, per layer.
+    # The analysis draws the curve and reports the half-rise epochs: its table
+    # is `half_rise_epochs` of the history, per layer.
     from tf_selectivity.analysis.options import AnalysisOptions, SimilarityOptions
     from tf_selectivity.analysis.pipeline import analyze
     from tf_selectivity.analysis.stages.training_curves.curves import half_rise_epochs, read_training_curves

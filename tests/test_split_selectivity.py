@@ -1,5 +1,5 @@
 """Selectivity over the validation split, from the validation pass Keras runs
-anyway (`SelectivityModel.compile(split_selectivity=True)`, issue 19 point 3).
+anyway (`SelectivityModel.compile(split_selectivity=True)`).
 
 The oracle is the analysis itself: `unit_statistics.evaluate_responses` (NumPy,
 float64) on the same split with the final weights. The metric accumulates in

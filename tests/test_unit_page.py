@@ -1,4 +1,4 @@
-"""`--units_page` (issue 19 points 1, 2 and 5): the unit galleries of an
+"""`--units_page`: the unit galleries of an
 analysis and their static HTML page, opened in a real browser.
 
 Every page is opened in headless Chromium (`chromium --headless
