@@ -465,7 +465,7 @@ HIGHER, LOWER = "▲", "▼"
 
 
 def significance_marks(ax):
-    """The significance marks of `ax`, found by their gid."""
+    """The significance marks of `ax`: texts with a mark's gid, or of asterisks only."""
     return [text for text in ax.texts
             if text.get_gid() in MARK_GIDS or (text.get_text() and set(text.get_text()) <= {"*"})]
 
