@@ -843,3 +843,17 @@ def test_footnotes_do_not_break_inside_a_comparison():
     for line in footnote.splitlines():
         assert not line.rstrip().endswith(("<", "=", ">", "*p", " α")), line
         assert not line.lstrip().startswith(("<", "=", ">")), line
+
+
+def test_drawn_figures_warn_for_a_figure_that_fails_and_draw_the_others():
+    from tf_selectivity.plots.drawing import drawn_figures
+
+    def broken():
+        raise ValueError("no such column")
+
+    builders = {"broken": broken, "empty": lambda: None, "drawn": Figure}
+    with pytest.warns(RuntimeWarning, match=r"Figure broken could not be drawn: ValueError\('no such column'\)"):
+        names = [name for name, figure in drawn_figures(builders)]
+    assert names == ["drawn"]
+    with pytest.raises(ValueError, match="no such column"):
+        list(drawn_figures(builders, raise_errors=True))

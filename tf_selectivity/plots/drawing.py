@@ -9,7 +9,8 @@ A1, A7 and A8 (a quantity per layer, and its mean over layers vs alpha).
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+import warnings
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -253,3 +254,23 @@ def layer_and_network_figure(
         + (f" {dead_units_note}" if dead_units_note else ""),
     )
     return figure
+
+
+def drawn_figures(builders: Mapping[str, Callable[[], Figure | None]], raise_errors: bool = False):
+    """Draws each figure of `builders` (name -> function returning a figure, or None when the
+    tables hold nothing to draw); yields (name, figure) for each drawn.
+
+    A figure that fails to draw is reported as a `RuntimeWarning` and the
+    others are still drawn, so one bad table costs one figure; with
+    `raise_errors` the error propagates.
+    """
+    for name, build in builders.items():
+        try:
+            figure = build()
+        except Exception as error:  # noqa: BLE001 - reported, see docstring.
+            if raise_errors:
+                raise
+            warnings.warn(f"Figure {name} could not be drawn: {error!r}", RuntimeWarning)
+            continue
+        if figure is not None:
+            yield name, figure

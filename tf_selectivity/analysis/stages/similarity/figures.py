@@ -9,13 +9,13 @@ measure of ``--similarity``, and ``figS_similarity_maps_<model>``
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Callable, Iterator, Mapping
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from tf_selectivity.analysis.stages.similarity import figure3, map_figure
+from tf_selectivity.plots.drawing import drawn_figures
 from tf_selectivity.plots.style import DEFAULT_N_RESAMPLES, file_safe
 
 __all__ = ["similarity_figures"]
@@ -69,13 +69,4 @@ def similarity_figures(
         if similarity_maps is not None and not similarity_maps.empty:
             builders[f"figS_similarity_maps_{suffix}"] = functools.partial(
                 map_figure.plot_similarity_maps, similarity_maps, model)
-    for name, build in builders.items():
-        try:
-            figure = build()
-        except Exception as error:  # noqa: BLE001 - reported, see docstring.
-            if raise_errors:
-                raise
-            warnings.warn(f"Figure {name} could not be drawn: {error!r}", RuntimeWarning)
-            continue
-        if figure is not None:
-            yield name, figure
+    yield from drawn_figures(builders, raise_errors)

@@ -26,7 +26,6 @@ stage's (`analysis.stages.similarity.figures`).
 
 from __future__ import annotations
 
-import warnings
 from typing import Callable, Iterator
 
 import pandas as pd
@@ -49,6 +48,7 @@ from tf_selectivity.analysis.stages.selectivity.figures.dead_units import plot_d
 from tf_selectivity.analysis.stages.selectivity.figures.leaky_relu import DEFAULT_LEAKY_SLOPE, plot_leaky_relu
 from tf_selectivity.analysis.stages.selectivity.figures.precision import plot_precision
 from tf_selectivity.analysis.stages.selectivity.figures.selectivity import plot_selectivity
+from tf_selectivity.plots.drawing import drawn_figures
 from tf_selectivity.plots.style import DEFAULT_N_RESAMPLES, file_safe
 from tf_selectivity.plots.tables import protocol_suffix, split_by_protocol
 
@@ -133,15 +133,7 @@ def _protocol_figures(runs, layers, protocol, n_resamples, raise_errors):
         builders.update(_figure_builders(runs, layers, model, n_resamples))
     builders["figA12_model_comparison"] = lambda: comparison.plot_model_comparison(runs, n_resamples=n_resamples)
 
-    for name, build in builders.items():
-        try:
-            figure = build()
-        except Exception as error:  # noqa: BLE001 - reported, see docstring.
-            if raise_errors:
-                raise
-            warnings.warn(f"Figure {name} could not be drawn: {error!r}", RuntimeWarning)
-            continue
-        if figure is not None:
-            if protocol:
-                figure.suptitle(f"{figure.get_suptitle()} ({protocol})")
-            yield name + protocol_suffix(protocol), figure
+    for name, figure in drawn_figures(builders, raise_errors):
+        if protocol:
+            figure.suptitle(f"{figure.get_suptitle()} ({protocol})")
+        yield name + protocol_suffix(protocol), figure
