@@ -24,6 +24,7 @@ __all__ = [
     "SelectivityProbe",
     "UnitResponses",
     "LABELS_ARG",
+    "GATE_ARG",
     "find_probes",
     "child_layers",
     "all_layers",
@@ -35,6 +36,13 @@ __all__ = [
 # passes call-context arguments down through Functional, Sequential and nested
 # layers, so a probe can sit anywhere in a model.
 LABELS_ARG = "selectivity_labels"
+
+# Name of the call-context argument that switches the regularizer on and off
+# per step: a float scalar (1: on, 0: off) that multiplies every probe's loss
+# term. A tensor computed inside the compiled step (from the optimizer's step
+# counter, `SelectivityModel.selectivity_window`), so that a window of
+# training needs no retrace and no host round trip. Absent: always on.
+GATE_ARG = "selectivity_gate"
 
 
 def representable_coefficient(value: float, dtype) -> float:
@@ -68,7 +76,11 @@ class SelectivityProbe(keras.layers.Layer):
     With ``share = 1 / L`` on each of L probes, the terms sum to ``-alpha *
     mu_SI`` (eqs. 2-3). `SelectivityModel` fills in ``share = 1 / L`` for probes
     created with ``share=None``. Without labels (inference, serving) the probe
-    is a pure identity and adds nothing.
+    is a pure identity and adds nothing. The `selectivity_gate` call-context
+    argument (a float scalar, 1 or 0), when given, multiplies the loss term
+    (a Python False leaves it out, True keeps it as without a gate):
+    `SelectivityModel` passes it in training steps when a window of training
+    is set (`SelectivityModel.set_selectivity_window`).
 
     Args:
         num_classes: number of classes of the labels.
@@ -108,7 +120,7 @@ class SelectivityProbe(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.index = validate_index(index, "index")
         self.supports_masking = True
-        register_call_context_args(self, LABELS_ARG)
+        register_call_context_args(self, LABELS_ARG, GATE_ARG)
         # Last batch's mean SI over this layer's units, for logging. A variable
         # (not a Python attribute) so that it survives `stateless_call` on JAX
         # and tf.function tracing on TensorFlow.
@@ -120,7 +132,7 @@ class SelectivityProbe(keras.layers.Layer):
             aggregation="mean",
         )
 
-    def call(self, inputs, selectivity_labels=None, training=None):
+    def call(self, inputs, selectivity_labels=None, selectivity_gate=None, training=None):
         if selectivity_labels is None:
             # ---- No silent no-op: a regularizing probe trained without labels.
             if training and self.alpha != 0.0:
@@ -138,9 +150,12 @@ class SelectivityProbe(keras.layers.Layer):
             )
         )
         self.batch_selectivity.assign(ops.stop_gradient(layer_si))
-        if self.alpha != 0.0:
+        if self.alpha != 0.0 and selectivity_gate is not False:
             share = 1.0 if self.share is None else self.share
-            self.add_loss(representable_coefficient(-self.alpha * share, layer_si.dtype) * layer_si)
+            term = representable_coefficient(-self.alpha * share, layer_si.dtype) * layer_si
+            if selectivity_gate is not None and selectivity_gate is not True:
+                term = ops.cast(selectivity_gate, term.dtype) * term
+            self.add_loss(term)
         return inputs
 
     def compute_output_shape(self, input_shape):

@@ -9,6 +9,7 @@ from keras import ops
 
 from tf_selectivity.core.compat import register_call_context_args
 from tf_selectivity.models.probe import (
+    GATE_ARG,
     LABELS_ARG,
     UnitResponses,
     find_probes,
@@ -118,7 +119,7 @@ class SelectivityModel(BackendSteps, keras.Model):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        register_call_context_args(self, LABELS_ARG)
+        register_call_context_args(self, LABELS_ARG, GATE_ARG)
         probes = self.probes
         for probe in probes:
             if probe.share is None:
@@ -129,6 +130,10 @@ class SelectivityModel(BackendSteps, keras.Model):
         # Holds no state until `compile(split_selectivity=True)` configures it.
         self.split_selectivity_tracker = SplitSelectivity(name="split_selectivity")
         self.split_selectivity = False
+        # The regularizer's window of training steps (`set_selectivity_window`);
+        # None: every step. Its tracker exists only while a window is set.
+        self.selectivity_window = None
+        self.windowed_selectivity_tracker = None
 
     # ----------------------------------------------------------------- probes
     @property
@@ -154,6 +159,72 @@ class SelectivityModel(BackendSteps, keras.Model):
             probe.alpha = float(alpha)
         self.train_function = None
         self.test_function = None
+
+    def set_selectivity_window(self, start_step=0, end_step=None) -> None:
+        """Applies the regularizer only in training steps ``start_step <= step < end_step``.
+
+        The step is the optimizer's iteration counter before the step's
+        update (0 for the first batch), read inside the compiled train step:
+        the switch needs no retrace and no host round trip, works in a
+        `jax.lax.fori_loop` and under `jax.vmap` (packed replicates: each
+        replicate's counter is in its own optimizer state), and a resumed
+        run continues where its restored counter stands. Outside the window
+        every probe's loss term is multiplied by 0 (the run trains as with
+        alpha = 0 there); the probes still measure their batch selectivity.
+        The train step's ``selectivity_term`` log is the mean of the term
+        actually applied; the test step's is the term at full alpha (the
+        regularized objective, as without a window). Call before `compile`
+        / `fit` traces the steps, like `set_alpha`.
+
+        Args:
+            start_step: first step with the regularizer (>= 0).
+            end_step: first step without it again; None: to the end.
+                ``start_step == end_step`` is an empty window (never on).
+                ``set_selectivity_window(0, None)`` removes the window.
+
+        Raises:
+            ValueError: negative steps, or `end_step` before `start_step`.
+        """
+        start_step = int(start_step)
+        end_step = None if end_step is None else int(end_step)
+        if start_step < 0 or (end_step is not None and end_step < start_step):
+            raise ValueError(
+                f"A selectivity window needs 0 <= start_step <= end_step; got {start_step}, {end_step}."
+            )
+        if start_step == 0 and end_step is None:
+            self.selectivity_window = None
+        else:
+            self.selectivity_window = (start_step, end_step)
+            if self.windowed_selectivity_tracker is None:
+                self.windowed_selectivity_tracker = VectorMean(
+                    max(len(self.probes), 1), name="windowed_selectivity"
+                )
+        self.train_function = None
+        self.test_function = None
+
+    def selectivity_gate(self, step):
+        """The regularizer's gate at optimizer step `step` (a scalar tensor):
+        1.0 inside `selectivity_window`, 0.0 outside; None without a window,
+        False (a Python constant: no term at all) for an empty one."""
+        if self.selectivity_window is None:
+            return None
+        start, end = self.selectivity_window
+        if start == end:
+            # Never open: the step is the alpha = 0 step itself (a zeroed
+            # term would still change how XLA rounds the gradient).
+            return False
+        inside = ops.greater_equal(step, start)
+        if end is not None:
+            inside = ops.logical_and(inside, ops.less(step, end))
+        return ops.cast(inside, "float32")
+
+    def step_context(self, labels, gate=None) -> dict:
+        """The call-context arguments of a step's forward pass: the labels,
+        and the gate when there is one."""
+        context = {LABELS_ARG: labels}
+        if gate is not None and gate is not True:
+            context[GATE_ARG] = gate
+        return context
 
     @property
     def selectivity_index(self) -> str:
@@ -305,7 +376,10 @@ class SelectivityModel(BackendSteps, keras.Model):
         raise RuntimeError(f"Compile {self.name!r} before training or evaluating it.")
 
     def _builtin_trackers(self) -> list:
-        return [self.cross_entropy_tracker, self.accuracy_tracker, self.layer_selectivity_tracker]
+        trackers = [self.cross_entropy_tracker, self.accuracy_tracker, self.layer_selectivity_tracker]
+        if self.windowed_selectivity_tracker is not None:
+            trackers.append(self.windowed_selectivity_tracker)
+        return trackers
 
     @property
     def metrics(self):
@@ -360,11 +434,16 @@ class SelectivityModel(BackendSteps, keras.Model):
             total = total + ops.cast(ops.sum(term), "float32")
         return total
 
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+    def compute_metrics(self, x, y, y_pred, sample_weight=None, selectivity_gate=None):
         """Updates the built-in trackers and the metrics of `compile`.
 
         Call after the forward pass (the probes' batch selectivity is read
         from their variables) and after updating `loss_tracker`.
+
+        Args:
+            selectivity_gate: the train step's gate (`selectivity_gate`),
+                when a window is set: ``selectivity_term`` is then the mean
+                of the gated term. None: the term at full alpha.
 
         Returns:
             The logs: ``loss``, ``cross_entropy``, ``accuracy``,
@@ -382,10 +461,13 @@ class SelectivityModel(BackendSteps, keras.Model):
         if probes:
             layer_si = ops.stack([probe.batch_selectivity.value for probe in probes])
             self.layer_selectivity_tracker.update_state(layer_si, sample_weight=batch_size)
+            if selectivity_gate is not None:
+                gated_si = layer_si * ops.cast(selectivity_gate, "float32")
+                self.windowed_selectivity_tracker.update_state(gated_si, sample_weight=batch_size)
         # Keras' own hook updates the metrics of `compile(metrics=...)` with
         # (labels, logits, sample_weight); its return value is rebuilt below.
         super().compute_metrics(x, y, y_pred, sample_weight)
-        return self._logs()
+        return self._logs(gated=selectivity_gate is not None)
 
     def recording_split_responses(self):
         """The context the steps run the forward pass in: records the probes'
@@ -405,9 +487,10 @@ class SelectivityModel(BackendSteps, keras.Model):
         self.split_selectivity_tracker.update_state(labels, responses)
         return self.split_selectivity_tracker.result()
 
-    def _logs(self):
+    def _logs(self, gated=False):
         """Epoch-mean logs; the regularizer is recovered from the per-layer means
-        (it is linear in them), which avoids one more tracker per step."""
+        (it is linear in them), which avoids one more tracker per step; with
+        `gated`, from the means of the gated SI (a window of training)."""
         logs = {
             "loss": self.loss_tracker.result(),
             "cross_entropy": self.cross_entropy_tracker.result(),
@@ -428,7 +511,8 @@ class SelectivityModel(BackendSteps, keras.Model):
                 dtype="float32",
             )
             # `0.0 - x` rather than `-x`: alpha = 0 logs 0, not -0.
-            logs["selectivity_term"] = 0.0 - ops.sum(weights * layer_si)
+            term_si = self.windowed_selectivity_tracker.result() if gated else layer_si
+            logs["selectivity_term"] = 0.0 - ops.sum(weights * term_si)
             logs["batch_selectivity"] = ops.sum(shares * layer_si) / ops.sum(shares)
             for index, probe in enumerate(probes):
                 logs[f"selectivity/{probe.name}"] = layer_si[index]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Optional
 
@@ -25,6 +26,7 @@ __all__ = [
     "PAPER_LEARNING_RATES",
     "LEGACY_IDENTITY_DEFAULTS",
     "with_legacy_defaults",
+    "parse_alpha_window",
 ]
 
 # Appendix A.1: "ResNet20s were trained with a learning rate of 0.1 and the
@@ -81,6 +83,45 @@ def _milestones(value):
 
 def _not_blank(value):
     return "is empty" if not str(value).strip() else None
+
+
+def parse_alpha_window(text: str) -> tuple:
+    """``"START:END"`` (epochs, fractions allowed; END may be ``end``) -> (start, end).
+
+    Returns:
+        (start, end): floats, ``end`` None for ``end`` (the end of the run).
+
+    Raises:
+        ValueError: not of that form, or a negative epoch; the message says
+            what is wrong (without the field's name).
+    """
+    parts = str(text).strip().split(":")
+    if len(parts) != 2:
+        raise ValueError(f"must be START:END in epochs (e.g. 0:2, 0.5:end); got {text!r}")
+    try:
+        start = float(parts[0])
+        end = None if parts[1].strip().lower() == "end" else float(parts[1])
+    except ValueError:
+        raise ValueError(f"must be START:END in epochs (e.g. 0:2, 0.5:end); got {text!r}") from None
+    if not all(math.isfinite(v) for v in (start, end if end is not None else 0.0)):
+        raise ValueError(f"must be finite epochs; got {text!r}")
+    if start < 0 or (end is not None and end < 0):
+        raise ValueError(f"must be non-negative epochs; got {text!r}")
+    if end is not None and start > end:
+        raise ValueError(f"START must not be after END; got {text!r}")
+    return start, end
+
+
+def _alpha_window_syntax(value):
+    try:
+        parse_alpha_window(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _epochs_text(value: float) -> str:
+    return f"{value:g}"
 
 
 # Roles of the fields (see `setting`): "identity" fields define the run (an
@@ -177,6 +218,13 @@ class TrainConfig:
         "compiled programs (auto: when they fit in half its free memory). TensorFlow keeps tf.data.",
         choices=("auto", "true", "false"), role=LOCAL,
     )
+    alpha_window: Optional[str] = setting(
+        None,
+        "START:END: apply the regularizer (--alpha) only from epoch START to epoch END (fractions allowed, "
+        "so a window can switch mid-epoch; END may be 'end'), alpha 0 before and after; the switch happens "
+        "inside the compiled train step. Default: the whole run.",
+        check=_alpha_window_syntax, role=IDENTITY,
+    )
     selectivity_every: int = setting(
         0,
         "Every N epochs, the class selectivity index (eq. 1 or --selectivity_index) of every probed layer "
@@ -199,6 +247,36 @@ class TrainConfig:
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
         if self.learning_rate is None:
             self.learning_rate = PAPER_LEARNING_RATES.get(self.model, _DEFAULT_LEARNING_RATE)
+        self.alpha_window = self._normalized_alpha_window()
+
+    def _normalized_alpha_window(self):
+        """The window in one spelling, None for the whole run (the same
+        condition as no window); a value that does not parse is left for
+        `validate` to report."""
+        if self.alpha_window is None:
+            return None
+        try:
+            start, end = parse_alpha_window(self.alpha_window)
+        except ValueError:
+            return self.alpha_window
+        if end is not None and end == self.epochs:
+            end = None
+        if start == 0 and end is None:
+            return None
+        return f"{_epochs_text(start)}:{'end' if end is None else _epochs_text(end)}"
+
+    def alpha_window_steps(self, steps_per_epoch: int):
+        """The window as training steps ``[start, end)`` (the optimizer's
+        step counter; epoch boundaries rounded to the nearest step), end
+        None for the end of the run; None without a window."""
+        if self.alpha_window is None:
+            return None
+        start, end = parse_alpha_window(self.alpha_window)
+
+        def step(epochs):
+            return int(math.floor(epochs * steps_per_epoch + 0.5))
+
+        return step(start), None if end is None else step(end)
 
     def validate(self, known_models=None) -> "TrainConfig":
         """Checks every field (and the combinations); returns self.
@@ -233,6 +311,16 @@ class TrainConfig:
                 raise ConfigError(str(error)) from None
         if self.activation == "relu" and self.leaky_slope != 0.0:
             raise ConfigValueError("leaky_slope", "only applies to activation=leaky_relu")
+        if self.alpha_window is not None:
+            start, end = parse_alpha_window(self.alpha_window)
+            if max(start, end if end is not None else 0.0) > self.epochs:
+                raise ConfigValueError(
+                    "alpha_window", f"{self.alpha_window} lies outside the run's {self.epochs} epochs"
+                )
+            if self.alpha == 0.0:
+                raise ConfigValueError(
+                    "alpha_window", "needs a non-zero alpha: with alpha = 0 there is no regularizer to switch"
+                )
         return self
 
     def identity(self) -> dict:

@@ -199,6 +199,9 @@ def build_compiled_model(config: TrainConfig, data, metrics=None, steps_per_epoc
         raise ConfigError(str(error)) from None
     if steps_per_epoch is None:
         steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+    window = config.alpha_window_steps(steps_per_epoch)
+    if window is not None:  # the regularizer's steps, switched inside the compiled step
+        model.set_selectivity_window(*window)
     jit_compile = resolve_jit_compile(config.jit_compile)
     from tf_selectivity.models.onednn import check_onednn_gradients
 

@@ -24,8 +24,10 @@ class TensorFlowSteps:
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        # The counter before this step's update: the window's gate (None without one).
+        gate = self.selectivity_gate(self.optimizer.iterations) if self.optimizer is not None else None
         with tf.GradientTape() as tape:
-            y_pred = self(x, training=True, **{LABELS_ARG: y})
+            y_pred = self(x, training=True, **self.step_context(y, gate))
             loss = self.compute_loss(x, y, y_pred, sample_weight, training=True)
             self.loss_tracker.update_state(loss, sample_weight=tf.shape(y_pred)[0])
             if self.optimizer is not None:
@@ -38,7 +40,7 @@ class TensorFlowSteps:
             self.optimizer.apply_gradients(zip(gradients, trainable_weights))
         else:
             warnings.warn("The model does not have any trainable weights.")
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight, selectivity_gate=gate)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
