@@ -108,15 +108,13 @@ def test_the_switch_happens_inside_the_compiled_step():
     for a, b in zip(constant, whole):
         np.testing.assert_array_equal(a, b)
     assert whole_terms == constant_terms
-    # Opening at step 2 of one traced step: no term before, the term after.
-    _, terms = _train_batches(-5.0, (2, None))
-    assert terms[:2] == [0.0, 0.0] and min(terms[2:]) > 0.1
-    # Closing at step 1.
-    _, terms = _train_batches(-5.0, (0, 1))
-    assert terms[0] == constant_terms[0] and terms[1:] == [0.0, 0.0, 0.0]
+    # Open for steps 1 and 2 of one traced step: no term before, the term in, none after.
+    _, terms = _train_batches(-5.0, (1, 3))
+    assert terms[0] == 0.0 and min(terms[1:3]) > 0.1 and terms[3] == 0.0
 
 
-@pytest.mark.backends
+# Whole runs on the default backend; JAX's train step (the same gate in its
+# stateless step) runs in the device-loop and packed-replicate test below.
 def test_an_empty_window_trains_as_alpha_zero(tmp_path):
     zero = train(tiny_config(tmp_path, "zero", alpha=0.0), verbose=0)
     empty = train(tiny_config(tmp_path, "empty", alpha=-1.0, alpha_window="1:1"), verbose=0)
@@ -125,7 +123,6 @@ def test_an_empty_window_trains_as_alpha_zero(tmp_path):
     assert [float(row["selectivity_term"]) for row in history(str(tmp_path / "empty"))] == [0.0, 0.0]
 
 
-@pytest.mark.backends
 def test_a_run_stopped_inside_its_window_resumes_identically(tmp_path):
     # Three epochs of 4 steps, the regularizer on for steps 2 to 9 (mid-epoch at both ends).
     window = dict(alpha=-1.0, epochs=3, alpha_window="0.5:2.25")
@@ -141,3 +138,34 @@ def test_a_run_stopped_inside_its_window_resumes_identically(tmp_path):
     for a, b in zip(straight, resumed):
         for key in ("loss", "selectivity_term", "val_accuracy"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), key
+
+
+jax_only = pytest.mark.skipif(
+    backend() != "jax", reason="the device loop and packed replicates are JAX's"
+)
+
+
+@pytest.mark.backends
+@jax_only
+def test_windows_on_the_device_loop_and_in_packed_replicates(tmp_path):
+    from tf_selectivity.training.replicates import train_replicates
+
+    def pack(name, stop_after=None, **overrides):
+        configs = [tiny_config(tmp_path / name, f"seed{seed}", seed=seed, data_on_device="true", **overrides)
+                   for seed in (0, 1)]
+        if stop_after is None:
+            train_replicates(configs, verbose=0)
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                train_replicates(configs, verbose=0, callbacks_for=lambda config: [Interrupt(stop_after)])
+        return [config.output_dir for config in configs]
+
+    # A window open for all of epoch 1 (the gate read from each replicate's
+    # step counter): epoch 1 as the constant-alpha pack, bit for bit.
+    for constant, windowed in zip(pack("constant", stop_after=1, alpha=-1.0),
+                                  pack("window", stop_after=1, alpha=-1.0, alpha_window="0:1")):
+        assert_same_state(constant, windowed)
+    # An empty window: the alpha = 0 pack, bit for bit.
+    for zero, empty in zip(pack("zero", epochs=1, alpha=0.0),
+                           pack("empty", epochs=1, alpha=-1.0, alpha_window="0.5:0.5")):
+        assert_same_state(zero, empty)

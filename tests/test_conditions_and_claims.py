@@ -96,6 +96,22 @@ def test_conditions_are_named_by_the_fields_that_differ():
     assert set(pooled.of.values()) == {"ResNet20"} and pooled.rows[0]["epochs"] == "200 | 5"
 
 
+def test_windows_of_training_are_conditions_named_by_their_window():
+    windows = name_conditions({
+        "early": (_identity(alpha_window="0:2"), -1.0),
+        "late": (_identity(alpha_window="2:end"), -1.0),
+        "whole": (_identity(), -1.0),
+        "old": ({k: v for k, v in _identity().items() if k != "alpha_window"}, 0.0),  # before windows existed
+    })
+    assert windows.of["early"] == "ResNet20, alpha_window=0:2"
+    assert windows.of["late"] == "ResNet20, alpha_window=2:end"
+    assert windows.of["whole"] == windows.of["old"] == "ResNet20, alpha_window=0:end"
+    assert windows.separating == ("alpha_window",) and len(windows.rows) == 3
+    assert windows.table()["alpha_window"].tolist() == ["0:2", "0:end", "2:end"]
+    # Without windows, conditions are named as before.
+    assert set(name_conditions({"a": (_identity(), 0.0), "b": (_identity(), -1.0)}).of.values()) == {"ResNet20"}
+
+
 def test_pool_over_names_only_identity_fields():
     assert AnalysisOptions(pool_over=("epochs", "dataset")).validate().pool_over == ("epochs", "dataset")
     for bad in (("epoch",), ("seed",), ("model",)):

@@ -71,6 +71,10 @@ def test_run_names_are_readable_unique_and_round_trip(rng):
     assert run_name("resnet20", "leaky_relu", 0.1, 0.5, 0) == "resnet20_leaky0.1_alpha0.5_seed0"
     assert run_name("vgg16", "relu", 0.0, -0.0, 0) == run_name("vgg16", "relu", 0.0, 0.0, 0)
     assert format_float(-30.0) == "-30" and format_float(1e-5) == "1e-05"
+    # A window of training is named where there is one; the whole run keeps the old names.
+    assert run_name("resnet20", "relu", 0.0, -10.0, 0, "0:2") == "resnet20_relu_alpha-10_window0-2_seed0"
+    assert run_name("resnet20", "relu", 0.0, -10.0, 0, "0.5:end") == "resnet20_relu_alpha-10_window0.5-end_seed0"
+    assert run_name("resnet20", "relu", 0.0, -1.0, 3, None) == "resnet20_relu_alpha-1_seed3"
     for value in np.concatenate([rng.normal(size=50), -(10.0 ** rng.uniform(-4, 3, size=50))]):
         text = format_float(value)
         assert float(text) == float(value)
@@ -88,6 +92,24 @@ def test_grid_plan_is_seed_major_and_needs_only_missing_points():
     assert step.needed == plan.points[1:] and step.total == 4 and not step.finished
     every = {p: plans.Outcome(plans.FAILED) for p in plan.points}
     assert plan.step(every).finished
+
+
+def test_grid_plan_crosses_windows_with_alphas_and_seeds():
+    plan = plans.GridPlan([0, -1, -10], [0, 1], [0.0], ["0:1", "1:end"])
+    seed0 = [(p.alpha, p.alpha_window) for p in plan.points if p.seed == 0]
+    # alpha = 0 has nothing to switch: one run, the baseline of both windows.
+    assert seed0 == [(0.0, None), (-1.0, "0:1"), (-10.0, "0:1"), (-1.0, "1:end"), (-10.0, "1:end")]
+    assert len(plan.points) == 10 and plan.describe()["alpha_windows"] == ["0:1", "1:end"]
+    assert "alpha_windows" not in plans.GridPlan([0, -1], [0]).describe()  # sweeps without windows: as before
+
+
+def test_oracle_hands_out_windows_and_names_their_runs(tmp_path):
+    oracle = _tuner(tmp_path, plans.GridPlan([-1], [0], [0.0], ["0:1", None])).oracle
+    first, second = oracle.create_trial("a"), oracle.create_trial("b")
+    assert first.hyperparameters.values["alpha_window"] == "0:1"
+    assert "alpha_window" not in second.hyperparameters.values  # the whole run: recorded as before
+    assert oracle.run_name(first) == "resnet8_relu_alpha-1_window0-1_seed0"
+    assert oracle.run_name(second) == "resnet8_relu_alpha-1_seed0"
 
 
 def _search_until_done(plan, accuracy):
@@ -522,6 +544,12 @@ def test_settings_travel_through_trial_values_unchanged():
     assert rebuilt.data_on_device == "false"  # each worker places its data
     values.pop("max_train_samples")
     assert config_from_values(values, "x").max_train_samples is None
+    assert config_from_values(values, "x").alpha_window is None
+    windowed = TrainConfig(alpha=-2.0, epochs=4, alpha_window="0.5:2", output_dir="x")
+    assert sweep_settings(windowed) == sweep_settings(TrainConfig(alpha=-2.0, epochs=4, output_dir="x"))
+    values = {**settings_to_values(sweep_settings(windowed)), "alpha": -2.0, "seed": 0, "leaky_slope": 0.0,
+              "alpha_window": "0.5:2"}
+    assert config_from_values(values, "x").identity() == windowed.identity()
 
 
 # ------------------------------------------------------------ end to end

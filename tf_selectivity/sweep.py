@@ -36,6 +36,7 @@ sweep), found before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -97,6 +98,20 @@ def parse_leaky_slopes(text: str) -> list:
     return _unique([v + 0.0 for v in values], "leaky_slopes")
 
 
+def parse_alpha_windows(text: str, epochs: int) -> list:
+    """"0:1,1:5,5:end" -> the windows as `TrainConfig` spells them (None:
+    the whole run); rejects malformed windows and repeats (0:end and 0:EPOCHS
+    are one window)."""
+    from tf_selectivity.training.config import TrainConfig
+
+    windows = []
+    for item in text.split(","):
+        if not item.strip():
+            raise cli.UsageError(f"--alpha_windows has an empty item: {text!r}")
+        windows.append(TrainConfig(alpha_window=item.strip(), epochs=epochs).alpha_window)
+    return _unique(windows, "alpha_windows")
+
+
 def _list_text(text):
     """A list flag's text, or None when unset or cleared (``--name=``)."""
     return text if text and text.strip() else None
@@ -139,11 +154,18 @@ def build_spec(FLAGS):
             raise cli.UsageError("give either --leaky_slope or --leaky_slopes, not both")
     else:
         slopes = [FLAGS.leaky_slope + 0.0]
+    windows_text = _list_text(wanted.alpha_windows)
+    if windows_text is not None:
+        windows = parse_alpha_windows(windows_text, FLAGS.epochs)
+        if "alpha_window" in cli.EXPLICIT_FLAGS:
+            raise cli.UsageError("give either --alpha_window or --alpha_windows, not both")
+    else:
+        windows = [FLAGS.alpha_window]
     alphas_text = _list_text(wanted.alphas)
     if wanted.mode == "grid":
         if alphas_text is None:
             raise cli.UsageError("--alphas is required in grid mode (e.g. --alphas=0,-0.1,-1,-10)")
-        plan = plans.GridPlan(parse_alphas(alphas_text), seeds, slopes)
+        plan = plans.GridPlan(parse_alphas(alphas_text), seeds, slopes, windows)
     else:
         if alphas_text is not None and "alphas" in cli.EXPLICIT_FLAGS:
             raise cli.UsageError(
@@ -154,6 +176,11 @@ def build_spec(FLAGS):
                 f"[sweep] --mode=search: ignoring the flagfile's --alphas={alphas_text} "
                 "(the search chooses alphas within --search_bounds)",
                 flush=True,
+            )
+        if windows != [None]:
+            raise cli.UsageError(
+                "--mode=search compares alphas with alpha = 0 over the whole run; give --alpha_window(s) "
+                "with --mode=grid"
             )
         if len(slopes) != 1:
             raise cli.UsageError(
@@ -175,8 +202,19 @@ def build_spec(FLAGS):
         base = train_cli.config_from_flags(0.0, seeds[0], FLAGS.output_dir)
         for slope in slopes:
             base.leaky_slope = slope
+            base.alpha_window = None
             base.validate()
         base.leaky_slope = slopes[0]
+        # Each window as `train` checks it, with a regularizing alpha.
+        regularizing = [a for a in getattr(plan, "alphas", ()) if a != 0.0]
+        for window in windows:
+            if window is not None:
+                if not regularizing:
+                    raise cli.UsageError(
+                        "--alpha_window(s) need a non-zero alpha in --alphas: with alpha = 0 there is no "
+                        "regularizer to switch"
+                    )
+                dataclasses.replace(base, alpha=regularizing[0], alpha_window=window).validate()
         train_cli.check_data_settings(base)
     except (ConfigError, DatasetUnavailableError) as error:
         raise cli.UsageError(cli.error_message(error)) from None

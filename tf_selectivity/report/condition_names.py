@@ -53,6 +53,8 @@ VARYING_FIELDS = ("alpha", "seed")
 TITLE_FIELDS = ("model", "activation", "leaky_slope")
 # The fields `pool_over` may name.
 POOLABLE_FIELDS = tuple(f for f in TrainConfig.IDENTITY_FIELDS if f not in VARYING_FIELDS + TITLE_FIELDS)
+# How a condition names `alpha_window` for runs regularized over the whole run.
+WHOLE_RUN_WINDOW = "0:end"
 # The fields that define a condition, in the order names list them.
 CONDITION_FIELDS = tuple(f for f in TrainConfig.IDENTITY_FIELDS if f not in VARYING_FIELDS)
 
@@ -87,6 +89,9 @@ def condition_identity(identity: Mapping, pool_over: Sequence[str] = ()) -> dict
     """The fields of a run's identity that define its condition (`CONDITION_FIELDS`
     but those pooled over), legacy values filled in, each as `value_text`."""
     complete = with_legacy_defaults({name: identity.get(name) for name in TrainConfig.IDENTITY_FIELDS})
+    if complete.get("alpha_window") is None:
+        # The regularizer over the whole run: named as the window it is, not "none".
+        complete["alpha_window"] = WHOLE_RUN_WINDOW
     return {name: value_text(complete[name]) for name in CONDITION_FIELDS if name not in pool_over}
 
 

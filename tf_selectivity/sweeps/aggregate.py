@@ -22,7 +22,7 @@ import os
 import pandas as pd
 
 from tf_selectivity.core.files import read_json, replacing
-from tf_selectivity.sweeps.layout import SweepPaths, run_name
+from tf_selectivity.sweeps.layout import SweepPaths, trial_run_name
 from tf_selectivity.sweeps.settings import SETTING_FIELDS, values_to_settings
 from tf_selectivity.training.run_dir import RunPaths
 from tf_selectivity.training.summary import RunSummary
@@ -55,7 +55,7 @@ def collect_trials(sweep_dir: str) -> pd.DataFrame:
     for trial_file in sorted(glob.glob(os.path.join(paths.project, "trial_*", "trial.json"))):
         record = read_json(trial_file)
         values = record["hyperparameters"]["values"]
-        name = run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"], values["seed"])
+        name = trial_run_name(values)
         run_dir = paths.run_dir(name)
         row = {
             "trial_id": record["trial_id"],
@@ -65,6 +65,7 @@ def collect_trials(sweep_dir: str) -> pd.DataFrame:
             "leaky_slope": float(values["leaky_slope"]),
             "alpha": float(values["alpha"]),
             "seed": int(values["seed"]),
+            **({"alpha_window": values["alpha_window"]} if values.get("alpha_window") else {}),
             "run_name": name,
             "run_dir": os.path.relpath(run_dir, paths.root),
         }
@@ -91,6 +92,9 @@ def collect_trials(sweep_dir: str) -> pd.DataFrame:
         rows.append(row)
     columns = list(LEADING_COLUMNS) + [f for f in SETTING_FIELDS if f not in LEADING_COLUMNS]
     frame = pd.DataFrame(rows)
+    windowed = "alpha_window" in frame.columns  # a column only in sweeps with windows of training
+    if windowed:
+        columns.insert(columns.index("alpha") + 1, "alpha_window")
     for column in columns:
         if column not in frame.columns:
             frame[column] = pd.Series(dtype="object")
@@ -101,7 +105,8 @@ def collect_trials(sweep_dir: str) -> pd.DataFrame:
     other = sorted(c for c in rest if c not in layer_columns)
     frame = frame[columns + other + layer_columns]
     if len(frame):
-        frame = frame.sort_values(["leaky_slope", "alpha", "seed", "trial_id"], kind="stable").reset_index(drop=True)
+        keys = ["leaky_slope", "alpha", *(["alpha_window"] if windowed else []), "seed", "trial_id"]
+        frame = frame.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)
     return frame
 
 

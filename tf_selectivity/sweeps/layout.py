@@ -10,9 +10,11 @@
       .sweep.lock         held by the process that owns the oracle
 
 Run names are readable and unique per (model, activation, leaky slope,
-alpha, seed), e.g. ``resnet20_relu_alpha-1_seed3`` or
-``resnet20_leaky0.1_alpha0.5_seed0``: the analysis command and a researcher
-browsing the directory both see which run is which.
+alpha, window, seed), e.g. ``resnet20_relu_alpha-1_seed3``,
+``resnet20_leaky0.1_alpha0.5_seed0`` or, for a regularizer applied in a
+window of training, ``resnet20_relu_alpha-10_window0-2_seed0``: the
+analysis command and a researcher browsing the directory both see which run
+is which.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["SweepPaths", "format_float", "run_name", "PROJECT_NAME", "RUNS_DIR"]
+__all__ = ["SweepPaths", "format_float", "run_name", "trial_run_name", "PROJECT_NAME", "RUNS_DIR"]
 
 PROJECT_NAME = "tuner"
 RUNS_DIR = "runs"
@@ -42,18 +44,28 @@ def format_float(value: float) -> str:
     return text
 
 
-def run_name(model: str, activation: str, leaky_slope: float, alpha: float, seed: int) -> str:
+def run_name(model: str, activation: str, leaky_slope: float, alpha: float, seed: int,
+             alpha_window: str | None = None) -> str:
     """The run directory name of one trial, e.g. ``resnet20_relu_alpha-1_seed3``.
 
     A user's model spec ``module.path:function`` is written
-    ``module.path-function`` (":" is not allowed in Windows file names).
+    ``module.path-function`` (":" is not allowed in Windows file names);
+    so is a window of training ``START:END`` (``window0-2``, ``window5-end``),
+    named only when there is one (None: the whole run).
     """
     model = re.sub(r"[^A-Za-z0-9_.+-]+", "-", str(model))
     if activation == "relu":
         unit = "relu"
     else:
         unit = f"leaky{format_float(leaky_slope)}"
-    return f"{model}_{unit}_alpha{format_float(alpha)}_seed{int(seed)}"
+    window = f"_window{str(alpha_window).replace(':', '-')}" if alpha_window else ""
+    return f"{model}_{unit}_alpha{format_float(alpha)}{window}_seed{int(seed)}"
+
+
+def trial_run_name(values, seed=None) -> str:
+    """`run_name` of a trial's hyperparameter values (`seed`: another seed's run of its pack)."""
+    return run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"],
+                    values["seed"] if seed is None else seed, values.get("alpha_window"))
 
 
 class SweepPaths:

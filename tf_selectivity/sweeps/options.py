@@ -56,6 +56,11 @@ class PlanOptions:
     seeds: str = setting("0", "Replicate seeds: comma-separated and/or ranges (e.g. 0-19).")
     leaky_slopes: Optional[str] = setting(
         None, "Several leaky-ReLU negative slopes as one more grid axis (with --activation=leaky_relu).")
+    alpha_windows: Optional[str] = setting(
+        None,
+        "Windows of training the regularizer is applied in, comma-separated START:END epochs (e.g. "
+        "0:1,1:5,5:end; see --alpha_window), as one more grid axis: each non-zero alpha x each window x each "
+        "seed (alpha = 0 runs once, the baseline of every window).")
     mode: str = setting(
         "grid", "grid: every alpha x seed; search: strongest alpha within --search_margin of alpha = 0.",
         choices=MODES)

@@ -100,9 +100,9 @@ def trial_diverged(trial) -> bool:
 
 
 def trial_point(trial) -> plans.Point:
-    """The (leaky slope, alpha, seed) of a trial."""
+    """The (leaky slope, alpha, seed, window) of a trial."""
     values = trial.hyperparameters.values
-    return plans.Point.make(values["leaky_slope"], values["alpha"], values["seed"])
+    return plans.Point.make(values["leaky_slope"], values["alpha"], values["seed"], values.get("alpha_window"))
 
 
 # The trial value that lists the seeds its worker trains together (its own
@@ -240,6 +240,9 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
             low, high = plan.alpha_range()
             space.Float("alpha", min_value=low, max_value=high)
         space.Choice("seed", list(plan.seeds), ordered=True)
+        windows = [w for w in getattr(plan, "alpha_windows", (None,)) if w is not None]
+        if windows:  # declared only where there are windows: older sweeps' spaces stay as they were
+            space.Choice("alpha_window", windows, ordered=False)
         super().__init__(
             objective=keras_tuner.Objective("val_accuracy", direction="max"),
             hyperparameters=space,
@@ -289,12 +292,14 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
         point = trial_point(trial)
         values = trial.hyperparameters.values
         slope = f"leaky_slope={format_float(point.leaky_slope)} " if values.get("activation") == "leaky_relu" else ""
-        return f"{slope}alpha={format_float(point.alpha)} seed={point.seed} ({self.run_name(trial)})"
+        window = f" alpha_window={point.alpha_window}" if point.alpha_window else ""
+        return f"{slope}alpha={format_float(point.alpha)}{window} seed={point.seed} ({self.run_name(trial)})"
 
     def run_name(self, trial) -> str:
         values = trial.hyperparameters.values
         point = trial_point(trial)
-        return run_name(values["model"], values["activation"], point.leaky_slope, point.alpha, point.seed)
+        return run_name(values["model"], values["activation"], point.leaky_slope, point.alpha, point.seed,
+                        point.alpha_window)
 
     def trial_holder(self, trial_id) -> Optional[str]:
         trial = self.trials.get(trial_id)
@@ -394,6 +399,7 @@ class SweepOracle(compat.OracleTrialWrites, keras_tuner.Oracle):
             "leaky_slope": point.leaky_slope,
             "alpha": point.alpha,
             "seed": point.seed,
+            **({"alpha_window": point.alpha_window} if point.alpha_window else {}),
         }
         trial = Trial(hyperparameters=hyperparameters, trial_id=self._next_trial_id(), status=RUNNING)
         self.trials[trial.trial_id] = trial

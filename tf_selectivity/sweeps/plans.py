@@ -33,15 +33,20 @@ def _clean(value: float) -> float:
 
 
 class Point(NamedTuple):
-    """One training run of a sweep, besides the sweep's shared settings."""
+    """One training run of a sweep, besides the sweep's shared settings.
+
+    ``alpha_window`` is the run's `TrainConfig.alpha_window` (None: the
+    whole run).
+    """
 
     leaky_slope: float
     alpha: float
     seed: int
+    alpha_window: Optional[str] = None
 
     @classmethod
-    def make(cls, leaky_slope, alpha, seed) -> "Point":
-        return cls(_clean(leaky_slope), _clean(alpha), int(seed))
+    def make(cls, leaky_slope, alpha, seed, alpha_window=None) -> "Point":
+        return cls(_clean(leaky_slope), _clean(alpha), int(seed), alpha_window or None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,16 +100,23 @@ class GridPlan:
 
     mode = "grid"
 
-    def __init__(self, alphas: Sequence[float], seeds: Sequence[int], leaky_slopes: Sequence[float] = (0.0,)):
+    def __init__(self, alphas: Sequence[float], seeds: Sequence[int], leaky_slopes: Sequence[float] = (0.0,),
+                 alpha_windows: Sequence[Optional[str]] = (None,)):
         self.alphas = tuple(_clean(a) for a in alphas)
         self.seeds = tuple(int(s) for s in seeds)
         self.leaky_slopes = tuple(_clean(s) for s in leaky_slopes)
-        self.points = tuple(
-            Point(slope, alpha, seed)
-            for seed in self.seeds
-            for slope in self.leaky_slopes
-            for alpha in self.alphas
-        )
+        self.alpha_windows = tuple(w or None for w in alpha_windows)
+        # alpha = 0 has no regularizer to switch: its one run (the whole
+        # run's) is the baseline of every window.
+        crossed = []
+        for seed in self.seeds:
+            for slope in self.leaky_slopes:
+                for window in self.alpha_windows:
+                    for alpha in self.alphas:
+                        point = Point(slope, alpha, seed, None if alpha == 0.0 else window)
+                        if not (alpha == 0.0 and point in crossed):
+                            crossed.append(point)
+        self.points = tuple(crossed)
         if len(set(self.points)) != len(self.points):
             raise ValueError("the grid has repeated points")
 
@@ -121,6 +133,7 @@ class GridPlan:
             "alphas": list(self.alphas),
             "seeds": list(self.seeds),
             "leaky_slopes": list(self.leaky_slopes),
+            **({"alpha_windows": list(self.alpha_windows)} if self.alpha_windows != (None,) else {}),
             "trials": len(self.points),
         }
 

@@ -105,7 +105,7 @@ class _Lease:
 
 
 def _pack_key(point):
-    return (point.leaky_slope, point.alpha)
+    return (point.leaky_slope, point.alpha, point.alpha_window)
 
 
 class Scheduler:

@@ -1,8 +1,8 @@
 """The settings a sweep's runs share, and how a trial carries them.
 
 A sweep directory holds runs of one configuration that differ only in
-alpha, seed and leaky slope. Those shared *settings* (model, dataset,
-epochs, optimizer...; `TrainConfig.IDENTITY_FIELDS` minus the three) are
+alpha, seed, leaky slope and window of training. Those shared *settings* (model, dataset,
+epochs, optimizer...; `TrainConfig.IDENTITY_FIELDS` minus the four) are
 recorded in ``sweep.json``: a later sweep on the same directory with other
 settings is refused instead of mixing incomparable runs.
 
@@ -28,7 +28,7 @@ __all__ = [
     "settings_record",
 ]
 
-POINT_FIELDS = ("leaky_slope", "alpha", "seed")
+POINT_FIELDS = ("leaky_slope", "alpha", "seed", "alpha_window")
 SETTING_FIELDS = tuple(f for f in TrainConfig.IDENTITY_FIELDS if f not in POINT_FIELDS)
 
 # Knobs that change speed, where data are read or what is logged, never the
@@ -111,6 +111,8 @@ def config_from_values(values: Mapping, output_dir: str, local: Optional[Mapping
         "alpha": float(values["alpha"]),
         "seed": int(values["seed"]),
         "leaky_slope": float(values["leaky_slope"]),
+        # Absent from trials without a window (and from sweeps recorded before windows).
+        "alpha_window": values.get("alpha_window") or None,
     }
     extra = {k: v for k, v in dict(local or {}).items() if k in LOCAL_FIELDS}
     return TrainConfig(**settings, **point, **extra, output_dir=output_dir)

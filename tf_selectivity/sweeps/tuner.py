@@ -33,7 +33,7 @@ from keras_tuner.engine.trial import TrialStatus
 from tf_selectivity.core import compat
 from tf_selectivity.sweeps import hparams
 from tf_selectivity.sweeps.distributed import Heartbeat
-from tf_selectivity.sweeps.layout import SweepPaths, run_name
+from tf_selectivity.sweeps.layout import SweepPaths, trial_run_name
 from tf_selectivity.sweeps.oracle import trial_pack_seeds
 from tf_selectivity.sweeps.settings import config_from_values
 from tf_selectivity.training import ConfigError, RunLockedError, RunPaths, train
@@ -120,7 +120,7 @@ class SweepTuner(keras_tuner.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         values = trial.hyperparameters.values
-        name = run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"], values["seed"])
+        name = trial_run_name(values)
         config = config_from_values(values, self.paths.run_dir(name), self.local_settings)
         # Each run builds its model from scratch; drop the previous trial's
         # graphs and layer names (keras-tuner's own Tuner does the same).
@@ -160,7 +160,7 @@ class SweepTuner(keras_tuner.Tuner):
         configs = []
         for seed in seeds:
             point = {**values, "seed": seed}
-            name = run_name(point["model"], point["activation"], point["leaky_slope"], point["alpha"], seed)
+            name = trial_run_name(point)
             configs.append(config_from_values(point, self.paths.run_dir(name), self.local_settings))
         try:
             return train_replicates(configs, verbose=self.verbose, skip_locked=True)[0]
@@ -231,5 +231,5 @@ class SweepTuner(keras_tuner.Tuner):
 
     def load_model(self, trial):
         values = trial.hyperparameters.values
-        name = run_name(values["model"], values["activation"], values["leaky_slope"], values["alpha"], values["seed"])
+        name = trial_run_name(values)
         return keras.saving.load_model(RunPaths(self.paths.run_dir(name)).keras_model)
