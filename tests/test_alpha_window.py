@@ -147,25 +147,47 @@ jax_only = pytest.mark.skipif(
 
 @pytest.mark.backends
 @jax_only
-def test_windows_on_the_device_loop_and_in_packed_replicates(tmp_path):
-    from tf_selectivity.training.replicates import train_replicates
+def test_windows_in_the_device_loop_of_packed_replicates():
+    """The gate reads each replicate's step counter inside the vmapped
+    `fori_loop` of the device loop (what packed replicates run)."""
+    import jax
+    import jax.numpy as jnp
 
-    def pack(name, stop_after=None, **overrides):
-        configs = [tiny_config(tmp_path / name, f"seed{seed}", seed=seed, data_on_device="true", **overrides)
-                   for seed in (0, 1)]
-        if stop_after is None:
-            train_replicates(configs, verbose=0)
-        else:
-            with pytest.raises(KeyboardInterrupt):
-                train_replicates(configs, verbose=0, callbacks_for=lambda config: [Interrupt(stop_after)])
-        return [config.output_dir for config in configs]
+    from test_device_loop import tiny_data, tiny_model
+    from tf_selectivity.data import device_pipeline as dp
+    from tf_selectivity.training.device_loop import DeviceTrainer, model_state
 
-    # A window open for all of epoch 1 (the gate read from each replicate's
-    # step counter): epoch 1 as the constant-alpha pack, bit for bit.
-    for constant, windowed in zip(pack("constant", stop_after=1, alpha=-1.0),
-                                  pack("window", stop_after=1, alpha=-1.0, alpha_window="0:1")):
-        assert_same_state(constant, windowed)
-    # An empty window: the alpha = 0 pack, bit for bit.
-    for zero, empty in zip(pack("zero", epochs=1, alpha=0.0),
-                           pack("empty", epochs=1, alpha=-1.0, alpha_window="0.5:0.5")):
-        assert_same_state(zero, empty)
+    data = tiny_data(train=64)  # 4 steps of 16
+
+    def packed_epoch(alpha, window):
+        models = []
+        for seed in (0, 1):
+            model = tiny_model(seed=seed)
+            model.set_alpha(alpha)
+            if window is not None:
+                model.set_selectivity_window(*window)
+            model.optimizer.build(model.trainable_variables)
+            models.append(model)
+        fn = DeviceTrainer(models[0], *data, batch_size=16, eval_batch_size=10, seed=0).functions
+        states = [fn.reset_metrics(model_state(model)) for model in models]
+
+        def epoch(state, key):
+            return fn.train_steps(state, jax.tree.map(jnp.asarray, data), fn.plan(key, 0), 0, fn.full_steps)
+
+        keys = jnp.stack([dp.run_key(0), dp.run_key(1)])
+        state, logs = jax.jit(jax.vmap(epoch))(jax.tree.map(lambda *a: jnp.stack(a), *states), keys)
+        return jax.tree.leaves(state[:3]), logs  # weights and optimizer state
+
+    def assert_same(a, b):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+    constant, constant_logs = packed_epoch(-1.0, None)
+    open_window, open_logs = packed_epoch(-1.0, (0, 100))  # open at every step of the epoch
+    assert_same(constant, open_window)
+    assert np.all(np.asarray(open_logs["selectivity_term"]) == np.asarray(constant_logs["selectivity_term"]))
+    assert np.all(np.asarray(constant_logs["selectivity_term"]) > 0)
+    zero, _ = packed_epoch(0.0, None)
+    empty, empty_logs = packed_epoch(-1.0, (2, 2))
+    assert_same(zero, empty)
+    assert np.all(np.asarray(empty_logs["selectivity_term"]) == 0.0)

@@ -255,6 +255,8 @@ def _describe_plan(plan) -> str:
         parts = [f"{len(plan.alphas)} alphas", f"{len(plan.seeds)} seeds"]
         if len(plan.leaky_slopes) > 1:
             parts.append(f"{len(plan.leaky_slopes)} leaky slopes")
+        if plan.alpha_windows != (None,):
+            parts.append(f"{len(plan.alpha_windows)} windows of training")
         return f"grid of {len(plan.points)} trials ({' x '.join(parts)})"
     return (
         f"search for the strongest alpha in [{format_float(plan.weakest)}, {format_float(plan.strongest)}] "
