@@ -256,7 +256,7 @@ print(json.dumps(out))
     assert completed.returncode == 0, completed.stderr
     checks = json.loads(completed.stdout.strip().splitlines()[-1])
     assert checks.pop("spec") is True
-    assert set(checks) == {"alphas", "seeds", "leaky_slopes", "mode", "search_bounds", "search_margin",
+    assert set(checks) == {"alphas", "seeds", "leaky_slopes", "alpha_windows", "mode", "search_bounds", "search_margin",
                            "search_resolution", "max_retries", "max_consecutive_failures", "worker_timeout",
                            "chief_timeout"}
     assert all(same_default and same_help for same_default, same_help in checks.values()), checks
