@@ -233,6 +233,7 @@ CASES += [
     ("analyze-cca-without-replicates", _analyze("--cca=true", runs="{W}/no_replicates"), "--cca needs, for one model at least, runs at alpha = 0 and >= 2 replicates at another alpha (Figure 3 compares them); the runs given: resnet8 relu: alpha -1 (1 run), alpha 0 (1 run)"),
     ("analyze-cca-alphas-no-run-has", _analyze("--cca_alphas=-5", runs="{W}/no_replicates"), "--cca_alphas names alphas no run has: -5"),
     ("analyze-ablation-layers-without-ablation", _analyze("--ablation_layers=probe_nope"), "--ablation_layers applies only with --ablation or --unit_ablation"),
+    ("analyze-over-training-without-checkpoints", _analyze("--over_training"), "--over_training needs runs with kept checkpoints, and none of the 1 selected run(s) has any: train them with --keep_checkpoints="),
     ("analyze-robustness-set-smaller-than-test-set", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_small"), "cifar10c_small/fog.npy holds 5 x 4 images but the test set has 20: a published corrupted set holds every test image once per severity"),
     ("analyze-robustness-labels-out-of-range", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_label_range"), "cifar10c_label_range/labels.npy holds labels from -1 to 2 but the runs have 2 classes (0 to 1)"),
     ("analyze-robustness-labels-not-integers", _analyze("--robustness=corruptions:cifar10c:{W}/cifar10c_float_labels"), "cifar10c_float_labels/labels.npy must hold integer class indices; got float32"),

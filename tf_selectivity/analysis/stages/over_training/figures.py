@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from tf_selectivity.measures import stats
@@ -79,6 +80,10 @@ def plot_over_training(network: pd.DataFrame, n_resamples: int, title: str = "")
                             alpha=0.2, linewidth=0)
         if len(positive):
             ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.5)
+            if len(epochs) <= 8:
+                ax.set_xticks(epochs)
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_locator(ticker.NullLocator())
         ax.set_title(f"{ax.get_title(loc='left')} {name}", loc="left")
         ax.set_xlabel("Epoch (log scale)")
         ax.set_ylabel(label)
