@@ -6,7 +6,13 @@ import pytest
 
 from conftest import TINY_DATASET
 from tf_selectivity.analysis.claims import NOT_TESTABLE, SUPPORTED
-from tf_selectivity.analysis.options import AnalysisOptions, OverTrainingOptions, SelectivityOptions, SimilarityOptions
+from tf_selectivity.analysis.options import (
+    AnalysisOptions,
+    InitializationOptions,
+    OverTrainingOptions,
+    SelectivityOptions,
+    SimilarityOptions,
+)
 from tf_selectivity.analysis.pipeline import analyze
 
 pytestmark = pytest.mark.tensorflow_only
@@ -17,6 +23,7 @@ KEPT = (0.0, 0.25, 0.5, 1.0)
 SAMPLES = 60
 OPTIONS = AnalysisOptions(
     n_resamples=50, similarity=SimilarityOptions(enabled="false"), selectivity=SelectivityOptions(null_permutations=0),
+    initialization=InitializationOptions(enabled=False),
     over_training=OverTrainingOptions(enabled=True, layers=LAYERS, max_samples=SAMPLES, null_permutations=20,
                                       linearity_pairs=20, early_epochs=0.5),
 )
@@ -174,3 +181,32 @@ def test_the_claims_follow_the_numbers():
                         AnalysisOptions(over_training=OverTrainingOptions(enabled=True)))
     assert tests["verdict"].tolist()[0] != SUPPORTED
     assert tests["verdict"].tolist()[3] == NOT_TESTABLE and "alpha_window" in tests["reason"].iloc[3]
+
+
+def test_the_run_model_holds_its_trained_weights_again_after_the_checkpoints(kept_runs, tmp_path):
+    from tf_selectivity.analysis.context import AnalysisContext, RunContext, TestDataLoader
+    from tf_selectivity.analysis.pipeline import find_runs
+    from tf_selectivity.analysis.runs import load_run_model
+    from tf_selectivity.analysis.stages.over_training.stage import OverTrainingStage
+
+    options = AnalysisOptions(over_training=OverTrainingOptions(
+        enabled=True, layers=("probe_stem",), max_samples=20, null_permutations=0, unit_ablation=False,
+        linearity_pairs=5)).validate()
+    records, _, _ = find_runs([str(kept_runs / "s0")])
+    run = RunContext(records[0], AnalysisContext(options, records, TestDataLoader(options)))
+    run._use_directory(lambda: str(tmp_path))
+    result = OverTrainingStage().compute(run)
+    assert result.values["checkpoints"] == list(KEPT)
+    assert result.tables["network"]["selective_fraction"].isna().all()  # no null asked for
+    for kept, trained in zip(run.model.get_weights(), load_run_model(records[0]).get_weights()):
+        np.testing.assert_array_equal(kept, trained)
+
+
+def test_runs_without_checkpoints_are_named_in_one_warning():
+    from tf_selectivity.analysis.stages.over_training.stage import OverTrainingStage
+
+    runs = pd.DataFrame({"run_dir": ["a", "b", "c"], "kept_checkpoints": [4, 0, 0]})
+    warnings = OverTrainingStage().warnings({"over_training_runs": runs}, None)
+    assert warnings == ["2 of 3 analysed run(s) kept no checkpoints (train --keep_checkpoints): they are left out "
+                        "of the over-training measures"]
+    assert OverTrainingStage().warnings({"over_training_runs": runs.assign(kept_checkpoints=1)}, None) == []
