@@ -104,7 +104,7 @@ def _phase_claims(condition, phases, early_epochs) -> list:
     si = [phases[f"mean_selectivity_{phase}"].to_numpy(float) for phase in ("init", "early", "late")]
     parts = [_paired(si[1], si[0], "positive"), _paired(si[1], si[2], "positive"), _paired(si[2], si[0], "positive")]
     n = min(part[0].n for part in parts)
-    p = max(part[0].p_value for part in parts)
+    p = float(np.max([part[0].p_value for part in parts]))  # NaN when any part has none
     verdicts = [part[1] for part in parts]
     if NOT_TESTABLE in verdicts:
         verdict = NOT_TESTABLE
@@ -115,7 +115,7 @@ def _phase_claims(condition, phases, early_epochs) -> list:
     else:
         verdict = NOT_SUPPORTED
     rows.append(_row(condition, 1, f"mean SI (eq. 3) early − initialization, early − late and late − "
-                                   f"initialization, each > 0 ({_PAIRED}; p: the largest of the three)",
+                                   f"initialization, each > 0 ({_PAIRED}; p: the largest of the three; statistic: early − late)",
                      parts[1][0].mean_difference, p, n, verdict, f"{n} α = 0 networks with checkpoints at the "
                      f"{phase_words}", reason=_reason(n, phase_words)))
     for number, measure, expected, words in (

@@ -42,7 +42,7 @@ _TOP_FRACTION = 0.1
 
 def measure_state(model, images, labels, num_classes: int, layers, *, index: str, batch_size: int,
                   null_permutations: int, null_seed: int, fdr: float, fdr_method: str, unit_ablation: bool,
-                  linearity_pairs: int, n_resamples: int, verbose: int = 0) -> tuple:
+                  linearity_pairs: int, n_resamples: int, respond_model=None, verbose: int = 0) -> tuple:
     """The per-layer and network measures of `model` as it is now.
 
     Args:
@@ -60,6 +60,9 @@ def measure_state(model, images, labels, num_classes: int, layers, *, index: str
             columns are NaN).
         linearity_pairs: the image pairs of the nonlinearity.
         n_resamples: bootstrap resamples of the correlation's CI.
+        respond_model: ``model.unit_response_model()``, built once by a
+            caller that measures several states (it shares the model's
+            weights); None builds it.
         verbose: 1 shows the ablation's progress.
 
     Returns:
@@ -73,7 +76,7 @@ def measure_state(model, images, labels, num_classes: int, layers, *, index: str
     images = np.asarray(images)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     probes = list(model.probe_names)
-    respond_model = model.unit_response_model()
+    respond_model = respond_model or model.unit_response_model()
 
     def respond(batch):
         outputs = respond_model.predict_on_batch(np.asarray(batch, np.float32))

@@ -75,7 +75,9 @@ class OverTrainingStage(Stage):
     def cache_key(self, options):
         settings = options.over_training
         selectivity = options.selectivity
-        key = (settings_key(settings), options.selectivity_index, options.batch_size, options.n_resamples)
+        # The early phase only reads the tables: changing it recomputes nothing.
+        own = tuple(item for item in settings_key(settings) if item[0] != "early_epochs")
+        key = (own, options.selectivity_index, options.batch_size, options.n_resamples)
         if settings.null_permutations:
             key += (selectivity.null_seed, selectivity.fdr, selectivity.fdr_method)
         return key

@@ -59,6 +59,7 @@ def run_tables(run, paths: dict) -> RunResult:
     from tf_selectivity.analysis.stages.over_training.measure import measure_state
 
     trained = model.get_weights()
+    common["respond_model"] = model.unit_response_model()  # one per run: it reads the weights loaded below
     layer_rows, network_rows = [], []
     try:
         for epoch, path in paths.items():
