@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY_DATASET
+from conftest import TINY_DATASET, assert_redraw_matches
 from tf_selectivity.analysis.claims import NOT_TESTABLE, SUPPORTED
 from tf_selectivity.analysis.options import (
     AnalysisOptions,
@@ -210,3 +210,8 @@ def test_runs_without_checkpoints_are_named_in_one_warning():
     assert warnings == ["2 of 3 analysed run(s) kept no checkpoints (train --keep_checkpoints): they are left out "
                         "of the over-training measures"]
     assert OverTrainingStage().warnings({"over_training_runs": runs.assign(kept_checkpoints=1)}, None) == []
+
+
+def test_a_redraw_from_the_tables_gives_the_same_report_and_figures(analysed, tmp_path):
+    result, out = analysed
+    assert_redraw_matches(out, result.figures, OPTIONS, tmp_path)
