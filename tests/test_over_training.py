@@ -34,22 +34,11 @@ def kept_runs(tmp_path_factory):
     """Two resnet8 runs (alpha 0, seeds 0 and 1) on the tiny synthetic set, keeping checkpoints at `KEPT`."""
     from tf_selectivity.training import TrainConfig, train
 
-    import os
-    from tf_selectivity.analysis.runs import _load_record, load_run_model
-    from tf_selectivity.training.kept_checkpoints import kept_checkpoint_path
-
     root = tmp_path_factory.mktemp("kept")
     for seed in (0, 1):
         train(TrainConfig(model="resnet8", alpha=0.0, seed=seed, dataset=TINY_DATASET, epochs=1, batch_size=64,
-                          lr_milestones=(), output_dir=str(root / "runs" / f"s{seed}")),
+                          lr_milestones=(), keep_checkpoints=KEPT, output_dir=str(root / "runs" / f"s{seed}")),
               verbose=0)
-        run_dir = str(root / "runs" / f"s{seed}")
-        model = load_run_model(_load_record(run_dir))
-        trained = model.get_weights()
-        os.makedirs(os.path.dirname(kept_checkpoint_path(run_dir, 0)))
-        for epoch in KEPT:
-            model.set_weights([w * (0.5 + epoch / 2) if w.ndim == 4 else w for w in trained])
-            model.save_weights(kept_checkpoint_path(run_dir, epoch))
     return root / "runs"
 
 
@@ -69,12 +58,10 @@ def _subset():
 
 
 def _model_at(run_dir, epoch):
-    from tf_selectivity.analysis.runs import _load_record, load_run_model
-    from tf_selectivity.training.kept_checkpoints import kept_checkpoint_path
+    """The run's network at a kept checkpoint, loaded by the library's own `load_run(...).at(epoch)`."""
+    from tf_selectivity.analysis.run import load_run
 
-    model = load_run_model(_load_record(str(run_dir)))
-    model.load_weights(kept_checkpoint_path(str(run_dir), epoch))
-    return model
+    return load_run(str(run_dir)).at(epoch).model
 
 
 def test_the_tables_hold_every_run_checkpoint_and_layer(analysed):
