@@ -98,5 +98,8 @@ def test_training_flags_cover_every_field_and_sweeps_share_the_identity():
     with_flags = {f.name for f in options.settings_of(TrainConfig, flags_only=True)}
     assert every - with_flags == {"output_dir"}  # each command defines its own
     assert set(SETTING_FIELDS) | set(POINT_FIELDS) == set(TrainConfig.IDENTITY_FIELDS)
-    assert set(LOCAL_FIELDS) == {"data_dir", "jit_compile", "eval_batch_size", "data_on_device", "selectivity_every"}
+    assert set(LOCAL_FIELDS) == {
+        "data_dir", "jit_compile", "eval_batch_size", "data_on_device", "selectivity_every", "keep_checkpoints",
+        "selectivity_every_steps", "selectivity_steps_until",
+    }
     assert not set(LOCAL_FIELDS) & set(TrainConfig.IDENTITY_FIELDS)

@@ -154,7 +154,7 @@ def test_every_registered_stage_has_its_settings_group():
     groups = {field.name: field.metadata["group"] for field in settings.groups_of(AnalysisOptions)}
     stages = registered_stages()
     assert [stage.name for stage in stages] == ["selectivity", "chance", "initialization", "similarity", "ablation",
-                                                 "units", "training_curves", "robustness"]
+                                                 "units", "training_curves", "over_training", "robustness"]
     for stage in stages:
         if stage.options_class is not None:
             assert groups.get(stage.name) is stage.options_class, stage.name

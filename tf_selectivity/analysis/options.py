@@ -17,6 +17,7 @@ from typing import Optional
 
 from tf_selectivity.analysis.stages.ablation.options import AblationOptions
 from tf_selectivity.analysis.stages.initialization.options import InitializationOptions
+from tf_selectivity.analysis.stages.over_training.options import OverTrainingOptions
 from tf_selectivity.analysis.stages.robustness.options import RobustnessOptions
 from tf_selectivity.analysis.stages.selectivity.options import SelectivityOptions
 from tf_selectivity.analysis.stages.similarity.options import SimilarityOptions
@@ -30,6 +31,7 @@ __all__ = [
     "AnalysisOptions",
     "AblationOptions",
     "InitializationOptions",
+    "OverTrainingOptions",
     "RobustnessOptions",
     "SelectivityOptions",
     "SimilarityOptions",
@@ -93,6 +95,7 @@ class AnalysisOptions:
     ablation: AblationOptions = group(AblationOptions)
     units: UnitsOptions = group(UnitsOptions)
     training_curves: TrainingCurvesOptions = group(TrainingCurvesOptions)
+    over_training: OverTrainingOptions = group(OverTrainingOptions)
     robustness: RobustnessOptions = group(RobustnessOptions)
 
     def validate(self) -> "AnalysisOptions":

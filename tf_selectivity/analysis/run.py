@@ -7,6 +7,7 @@
     run.model                     # the `SelectivityModel` of model.keras, any backend
     run.test_data.images          # the test split `analyze` evaluates the run on
     run.subset(1000)              # its class-balanced subset of 1,000 images
+    run.at(0.5).model             # the model as it was at a kept checkpoint (--keep_checkpoints)
 
 A run is found, checked and loaded by the code ``analyze`` uses
 (`analysis.runs`: `RunRecord`, `load_run_model`; `analysis.context`:
@@ -24,6 +25,7 @@ from tf_selectivity.analysis.context import TestData, TestDataLoader
 from tf_selectivity.analysis.options import AnalysisOptions
 from tf_selectivity.analysis.runs import RunLoadError, RunRecord, discover_runs, load_run_model
 from tf_selectivity.training.config import TrainConfig, with_legacy_defaults
+from tf_selectivity.training.kept_checkpoints import epoch_label, kept_checkpoint_paths
 from tf_selectivity.training.run_dir import RunPaths
 
 __all__ = ["Run", "load_run"]
@@ -46,6 +48,7 @@ class Run:
         self._model = None
         self._history = None
         self._subsets = {}
+        self._checkpoint = None  # (epoch, path) of a view made by `at`
 
     # -------------------------------------------------------------- records
     @property
@@ -79,9 +82,12 @@ class Run:
         return TrainConfig(**values)
 
     @property
-    def epoch(self) -> int | None:
-        """The 1-based epoch whose weights `model` holds (the best validation epoch);
-        None when the run does not record it (a diverged or imported run)."""
+    def epoch(self) -> float | None:
+        """The epoch whose weights `model` holds: the kept checkpoint's of a view made by
+        `at`, else the best validation epoch (1-based); None when the run does not record
+        it (a diverged or imported run)."""
+        if self._checkpoint is not None:
+            return self._checkpoint[0]
         return self.summary.best_epoch
 
     @property
@@ -119,9 +125,41 @@ class Run:
             self._model = self._load_model()
         return self._model
 
+    # ------------------------------------------------- checkpoints kept along training
+    @property
+    def checkpoint_epochs(self) -> list:
+        """The epochs whose weights the run kept (``--keep_checkpoints``), sorted; [] if none."""
+        return list(kept_checkpoint_paths(self.path))
+
+    def at(self, epoch: float) -> "Run":
+        """The run as it was at a kept checkpoint: its `model` holds that epoch's weights.
+
+        Records, configuration and test data are the run's; only the model
+        differs, so the analysis (`RunContext`, its stages) can take it as a run.
+
+        Args:
+            epoch: a kept epoch (`checkpoint_epochs`; 0: the initialization).
+
+        Raises:
+            RunLoadError: the run kept no checkpoint of `epoch` (the message
+                lists those it kept).
+        """
+        kept = kept_checkpoint_paths(self.path)
+        if float(epoch) not in kept:
+            listed = ", ".join(epoch_label(e) for e in kept) if kept else "none (train with --keep_checkpoints)"
+            raise RunLoadError(
+                f"{self.path}: no checkpoint of epoch {epoch_label(epoch)} was kept; kept epochs: {listed}"
+            )
+        view = Run(self.record, self._test_data_loader)
+        view._checkpoint = (float(epoch), kept[float(epoch)])
+        view._subsets = self._subsets  # the same test data
+        return view
+
     def _load_model(self):
         # The one place the weights come from: a view of the run at another
         # epoch (a checkpoint along training) differs from this one here only.
+        if self._checkpoint is not None:
+            return self._load_checkpoint_model(*self._checkpoint)
         if self.diverged:
             summary = self.summary
             raise RunLoadError(
@@ -129,6 +167,24 @@ class Run:
                 "exported no model; its configuration, summary and history are readable"
             )
         return load_run_model(self.record)
+
+    def _load_checkpoint_model(self, epoch, path):
+        if self.diverged:
+            raise RunLoadError(
+                f"{self.path}: the run diverged and exported no model to load the weights of epoch "
+                f"{epoch_label(epoch)} into"
+            )
+        model = load_run_model(self.record)
+        try:
+            # The file holds the optimizer's state too (it can resume
+            # training); the model of an analysis needs only the weights.
+            model.load_weights(path, objects_to_skip=[model.optimizer] if model.optimizer is not None else None)
+        except Exception as error:  # h5py / Keras raise several kinds for a damaged file
+            raise RunLoadError(
+                f"{path}: the checkpoint of epoch {epoch_label(epoch)} cannot be loaded "
+                f"({type(error).__name__}: {str(error).strip()[:300]})"
+            ) from None
+        return model
 
     # ----------------------------------------------------------------- data
     @property

@@ -63,23 +63,24 @@ class SplitSelectivityEvery(keras.callbacks.Callback):
     The model measures it in every validation pass; on the other epochs this
     callback takes it out of the epoch logs, so that the callbacks after it
     (``history.csv``, TensorBoard, keras-tuner) record it at epochs `every`,
-    2 `every`, ... and always at the run's last epoch. Put it first.
+    2 `every`, ... and always at the run's last epoch; with `every` 0 at
+    none (a model that measures it for other records). Put it first.
 
     Args:
-        every: record every this many epochs (>= 1).
+        every: record every this many epochs (>= 1), or 0: never.
     """
 
     def __init__(self, every: int):
         super().__init__()
-        if every < 1:
-            raise ValueError(f"every must be a positive number of epochs; got {every}")
+        if every < 0:
+            raise ValueError(f"every must be a positive number of epochs, or 0; got {every}")
         self.every = int(every)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
         done = epoch + 1
-        if done % self.every == 0 or done == self.params.get("epochs"):
+        if self.every and (done % self.every == 0 or done == self.params.get("epochs")):
             return
         for name in [name for name in logs if name.startswith(SPLIT_SELECTIVITY_PREFIX)]:
             del logs[name]

@@ -81,6 +81,12 @@ def _milestones(value):
     return None
 
 
+def _kept_epochs(value):
+    if any(not math.isfinite(epoch) or epoch < 0 for epoch in value):
+        return f"must be epochs >= 0 (0: the initialization); got {', '.join(f'{e:g}' for e in value)}"
+    return None
+
+
 def _not_blank(value):
     return "is empty" if not str(value).strip() else None
 
@@ -232,6 +238,26 @@ class TrainConfig:
         "val_split_selectivity/<layer>, val_split_mean_selectivity); 0: off.",
         check=non_negative, role=LOCAL,
     )
+    keep_checkpoints: tuple = setting(
+        None,
+        "Epochs whose weights to keep in the run directory (checkpoints/epoch-<epoch>.weights.h5, loadable "
+        "with load_run(...).at(epoch)), e.g. 0,0.25,0.5,1,2,4,8: 0 is the initialization, a fraction the "
+        "weights after round(epoch * steps per epoch) steps.",
+        default_factory=tuple, check=_kept_epochs, item=float, role=LOCAL,
+    )
+    selectivity_every_steps: int = setting(
+        0,
+        "Every N training steps (and at step 0), the class selectivity index (eq. 1 or --selectivity_index) "
+        "of every probed layer on the whole validation split (selectivity_steps.csv, TensorBoard on a step "
+        "axis), while the step is below --selectivity_steps_until epochs; 0: off.",
+        check=non_negative, role=LOCAL,
+    )
+    selectivity_steps_until: Optional[float] = setting(
+        None,
+        "With --selectivity_every_steps: measure while the step is below this many epochs (fractions "
+        "allowed; default: the whole run).",
+        check=positive, role=LOCAL,
+    )
     output_dir: str = setting("", "The run directory.", flag=False)
 
     # Changing the identity fields changes the result; `jit_compile` and
@@ -245,6 +271,7 @@ class TrainConfig:
 
     def __post_init__(self):
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
+        self.keep_checkpoints = tuple(sorted({float(epoch) for epoch in self.keep_checkpoints or ()}))
         if self.learning_rate is None:
             self.learning_rate = PAPER_LEARNING_RATES.get(self.model, _DEFAULT_LEARNING_RATE)
         self.alpha_window = self._normalized_alpha_window()
@@ -321,6 +348,20 @@ class TrainConfig:
                 raise ConfigValueError(
                     "alpha_window", "needs a non-zero alpha: with alpha = 0 there is no regularizer to switch"
                 )
+        beyond = [epoch for epoch in self.keep_checkpoints if epoch > self.epochs]
+        if beyond:
+            raise ConfigValueError(
+                "keep_checkpoints",
+                f"has epochs beyond the run's {self.epochs}: {', '.join(f'{e:g}' for e in beyond)}",
+            )
+        if self.selectivity_steps_until is not None:
+            if not self.selectivity_every_steps:
+                raise ConfigValueError("selectivity_steps_until", "needs --selectivity_every_steps")
+            if self.selectivity_steps_until > self.epochs:
+                raise ConfigValueError(
+                    "selectivity_steps_until",
+                    f"is beyond the run's {self.epochs} epochs; got {self.selectivity_steps_until:g}",
+                )
         return self
 
     def identity(self) -> dict:
@@ -332,6 +373,7 @@ class TrainConfig:
         """Every field, JSON-compatible (tuples as lists)."""
         values = dataclasses.asdict(self)
         values["lr_milestones"] = list(values["lr_milestones"])
+        values["keep_checkpoints"] = list(values["keep_checkpoints"])
         return values
 
     def differences(self, other_identity: dict) -> list:

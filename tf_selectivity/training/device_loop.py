@@ -452,7 +452,7 @@ class DeviceTrainer:
             state, logs = self._train_step(state, self.data, plan, np.int32(step))
         return state, logs
 
-    def train_epoch(self, state, epoch, callbacks=None, chunked=True):
+    def train_epoch(self, state, epoch, callbacks=None, chunked=True, stops=(), pause=None):
         """One epoch's training steps; returns (state, logs on the device).
 
         Args:
@@ -462,15 +462,20 @@ class DeviceTrainer:
                 steps (``on_train_batch_begin/end``), or None.
             chunked: run the full batches in chunks of about
                 `seconds_per_call` (a moving progress bar) instead of one call.
+            stops: steps into the epoch after which to call `pause` (a call
+                ends there; the steps are the same).
+            pause: called with the steps done; meanwhile the state is the
+                runner's current one (`write_models`, `validate_now`).
         """
         functions = self.functions
         state = self._reset_metrics(state)
         plan = self.epoch_plan(epoch)
         logs = None
         step = 0
+        stops = sorted(int(s) for s in stops) if pause is not None else []
         while step < functions.full_steps:
             count = self._steps_per_call if chunked else functions.full_steps
-            stop = min(step + count, functions.full_steps)
+            stop = min(step + count, functions.full_steps, *[s for s in stops if s > step])
             if callbacks is not None:
                 callbacks.on_train_batch_begin(step)
             started = time.perf_counter()
@@ -481,6 +486,9 @@ class DeviceTrainer:
             if callbacks is not None:
                 callbacks.on_train_batch_end(stop - 1, logs)
             step = stop
+            if step in stops:
+                self._state = state
+                pause(step)
         if self._train_last is not None:
             if callbacks is not None:
                 callbacks.on_train_batch_begin(functions.full_steps)
@@ -510,16 +518,27 @@ class DeviceTrainer:
     def reports_batches(self, lanes) -> bool:
         return not self.packed and self.progress
 
-    def train_epochs(self, epochs, lanes, callbacks) -> dict:
+    def train_epochs(self, epochs, lanes, callbacks, stops=(), pause=None) -> dict:
         # Read after on_epoch_begin: a callback may have changed the weights.
         state = self.state()
         epoch = epochs if self.packed else epochs[0]
-        self._state, logs = self.train_epoch(state, epoch, callbacks=callbacks, chunked=callbacks is not None)
+        self._state, logs = self.train_epoch(
+            state, epoch, callbacks=callbacks, chunked=callbacks is not None, stops=stops, pause=pause
+        )
         return self._lane_logs(logs, lanes)
 
     def validate_epochs(self, lanes) -> dict:
         self._state, logs = self.validate(self._state)
         return self._lane_logs(logs, lanes)
+
+    def write_models(self, lanes) -> None:
+        if self._state is not None:  # else between epochs: the models hold the state
+            self.write_state(self._state, lanes)
+
+    def validate_now(self, lanes) -> dict:
+        # The evaluate program on the device; only its logs come back.
+        state = self._state if self._state is not None else self.state()
+        return self._lane_logs(self.validate(state)[1], lanes)
 
     def _lane_logs(self, logs, lanes) -> dict:
         logs = jax.device_get(logs)

@@ -36,11 +36,13 @@ class Lane:
             the run's state, so callbacks may read (or replace) them.
         callbacks: its `keras.callbacks.CallbackList`.
         epochs_done: epochs finished (a resumed run's initial epoch).
+        events: its `StepEvents` (records at chosen training steps), or None.
     """
 
     model: object
     callbacks: object
     epochs_done: int = 0
+    events: object = None
 
 
 class EpochRunner(Protocol):
@@ -62,7 +64,8 @@ class EpochRunner(Protocol):
     def reports_batches(self, lanes: Sequence[int]) -> bool:
         """Whether `train_epochs` calls the batch callbacks itself (one lane)."""
 
-    def train_epochs(self, epochs: Sequence[int], lanes: Sequence[int], callbacks) -> dict:
+    def train_epochs(self, epochs: Sequence[int], lanes: Sequence[int], callbacks, stops=(),
+                     pause: Callable[[int], None] | None = None) -> dict:
         """Trains epoch ``epochs[i]`` of every lane i in `lanes`.
 
         Args:
@@ -70,10 +73,21 @@ class EpochRunner(Protocol):
             lanes: the active lanes.
             callbacks: the one lane's `CallbackList` when
                 `reports_batches`, else None.
+            stops: steps into the epoch (1 .. steps_per_epoch - 1) after
+                which to call `pause`; the batches trained are the same.
+            pause: called with the steps done in the epoch; while it runs,
+                `write_models` and `validate_now` see the state after them.
 
         Returns:
             {lane: epoch-mean training logs (floats)}.
         """
+
+    def write_models(self, lanes: Sequence[int]) -> None:
+        """Writes the current training state of `lanes` into their models (inside an epoch)."""
+
+    def validate_now(self, lanes: Sequence[int]) -> dict:
+        """{lane: validation logs} of the current state (inside an epoch, or
+        the models' state between epochs), leaving the training state as it is."""
 
     def validate_epochs(self, lanes: Sequence[int]) -> dict:
         """{lane: validation logs (floats)} with the state after training."""
@@ -94,6 +108,12 @@ def run_epochs(runner: EpochRunner, lanes: Sequence[Lane], *, epochs: int,
     validation, the state written into the model, ``on_test_end``;
     ``on_epoch_end`` with the training and ``val_`` logs. ``on_train_begin`` and ``on_train_end`` once per lane.
 
+    A lane's `StepEvents` (``lane.events``) are recorded at its due steps:
+    step 0 before a run's first epoch; steps inside an epoch where the
+    runner pauses (`EpochRunner.train_epochs`' ``stops``); an epoch's last
+    step once its state is written, from its validation logs, before
+    ``on_epoch_end`` (the epoch's checkpoint).
+
     Args:
         runner: the `EpochRunner` of these lanes.
         lanes: the `Lane`s (their ``epochs_done`` advance).
@@ -109,6 +129,39 @@ def run_epochs(runner: EpochRunner, lanes: Sequence[Lane], *, epochs: int,
         lane.model.stop_training = False
         lane.callbacks.on_train_begin()
     active = [index for index, lane in enumerate(lanes) if lane.epochs_done < epochs]
+    steps_per_epoch = runner.steps_per_epoch
+    try:
+        _record_steps(runner, lanes, {i: 0 for i in active if lanes[i].epochs_done == 0})
+        _run_rounds(runner, lanes, active, epochs, on_round, last_logs, steps_per_epoch)
+    finally:
+        for lane in lanes:
+            if lane.events is not None:
+                lane.events.close()
+    for lane, logs in zip(lanes, last_logs):
+        lane.callbacks.on_train_end(logs)
+    return last_logs
+
+
+def _record_steps(runner, lanes, steps: dict, validation_logs: dict | None = None) -> None:
+    """Records what each lane's `StepEvents` has due at its step ({lane: step}).
+
+    The state is that of the runner inside an epoch, or the models' between
+    epochs; `validation_logs` ({lane: logs}), where given, are those of the
+    state (an epoch's validation pass) and no pass is run.
+    """
+    due = {index: lanes[index].events.due(step) for index, step in steps.items() if lanes[index].events is not None}
+    weights = [index for index, (keep, _) in due.items() if keep]
+    measured = [index for index, (_, measure) in due.items() if measure]
+    if weights and validation_logs is None:
+        runner.write_models(weights)
+    if validation_logs is None:
+        validation_logs = runner.validate_now(measured) if measured else {}
+    for index, (keep, measure) in due.items():
+        if keep or measure:
+            lanes[index].events.record(steps[index], validation_logs.get(index))
+
+
+def _run_rounds(runner, lanes, active, epochs, on_round, last_logs, steps_per_epoch) -> None:
     while active:
         raise_if_interrupted()  # a Ctrl-C Python dropped (in a garbage-collection callback)
         for index in active:
@@ -118,13 +171,28 @@ def run_epochs(runner: EpochRunner, lanes: Sequence[Lane], *, epochs: int,
         if not reporting:
             for index in active:
                 lanes[index].callbacks.on_train_batch_begin(0)
+        epochs_now = [lane.epochs_done for lane in lanes]
+        stops = sorted({
+            step for index in active if lanes[index].events is not None
+            for step in lanes[index].events.steps_in_epoch(epochs_now[index])
+        })
+
+        def pause(step, active=active, epochs_now=epochs_now):
+            _record_steps(runner, lanes, {i: epochs_now[i] * steps_per_epoch + step for i in active})
+
         train_logs = runner.train_epochs(
-            [lane.epochs_done for lane in lanes], active, lanes[active[0]].callbacks if reporting else None
+            epochs_now, active, lanes[active[0]].callbacks if reporting else None,
+            stops=stops, pause=pause if stops else None,
         )
         for index in active:
             lanes[index].callbacks.on_test_begin()
         val_logs = runner.validate_epochs(active)
         runner.store(active)
+        # Before the epoch's callbacks (its checkpoint): a run killed after
+        # them resumes after this epoch, its records made.
+        _record_steps(
+            runner, lanes, {i: (epochs_now[i] + 1) * steps_per_epoch for i in active}, validation_logs=val_logs
+        )
         trained, round_logs = {}, {}
         for index in active:
             lane = lanes[index]
@@ -140,6 +208,3 @@ def run_epochs(runner: EpochRunner, lanes: Sequence[Lane], *, epochs: int,
         active = [i for i in active if not lanes[i].model.stop_training and lanes[i].epochs_done < epochs]
         if on_round is not None:
             on_round(trained, round_logs)
-    for lane, logs in zip(lanes, last_logs):
-        lane.callbacks.on_train_end(logs)
-    return last_logs

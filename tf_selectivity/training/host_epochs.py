@@ -68,7 +68,7 @@ class TensorFlowRunner:
     def reports_batches(self, lanes) -> bool:
         return self.progress
 
-    def train_epochs(self, epochs, lanes, callbacks) -> dict:
+    def train_epochs(self, epochs, lanes, callbacks, stops=(), pause=None) -> dict:
         from tf_selectivity.data.tf_pipeline import training_dataset
 
         epoch = epochs[0]
@@ -87,11 +87,28 @@ class TensorFlowRunner:
             logs = train_function(iterator)
             if callbacks is not None:
                 callbacks.on_train_batch_end(step, logs)
+            if pause is not None and step + 1 in stops:
+                pause(step + 1)
         return {lanes[0]: _floats(logs)}
 
     def validate_epochs(self, lanes) -> dict:
         logs = self.model.evaluate(self.validation, verbose=0, return_dict=True)
         return {lanes[0]: {name: float(value) for name, value in logs.items()}}
+
+    def write_models(self, lanes) -> None:
+        """Nothing to do: the model's variables are the state."""
+
+    def validate_now(self, lanes) -> dict:
+        # `evaluate` resets the metrics (the epoch's running training means)
+        # and the forward pass writes the probes' batch statistics: both are
+        # put back, so the epoch goes on as if nothing had run.
+        kept = list(self.model.metrics_variables) + list(self.model.non_trainable_variables)
+        values = [variable.numpy() for variable in kept]
+        try:
+            return self.validate_epochs(lanes)
+        finally:
+            for variable, value in zip(kept, values):
+                variable.assign(value)
 
     def store(self, lanes) -> None:
         """Nothing to do: the model's variables are the state."""
@@ -126,6 +143,7 @@ class JAXHostRunner:
         from tf_selectivity.training.device_loop import build_metrics
 
         build_metrics(model, data.validation_images, data.validation_labels)
+        self._reset_metric_values = [v.value for v in model.metrics_variables]
         self._train_step = jax.jit(model.train_step)
         self._test_step = jax.jit(model.test_step)
         self._state = None
@@ -144,7 +162,7 @@ class JAXHostRunner:
             while pending:
                 yield pending.popleft().result()
 
-    def train_epochs(self, epochs, lanes, callbacks) -> dict:
+    def train_epochs(self, epochs, lanes, callbacks, stops=(), pause=None) -> dict:
         from tf_selectivity.training.device_loop import model_state
 
         self.train.set_epoch(epochs[0])
@@ -157,21 +175,37 @@ class JAXHostRunner:
             logs, state = self._train_step(state, batch)
             if callbacks is not None:
                 callbacks.on_train_batch_end(step, logs)
+            if pause is not None and step + 1 in stops:
+                self._state = state
+                pause(step + 1)
         self._state = state
         return {lanes[0]: _floats(logs)}
 
-    def validate_epochs(self, lanes) -> dict:
-        trainable, non_trainable, optimizer, _ = self._state
-        # The metrics' reset values: those of a freshly reset model (its
-        # variables are written from the state afterwards, in `store`).
-        self.model.reset_metrics()
-        reset = [v.value for v in self.model.metrics_variables]
-        state = (trainable, non_trainable, reset)
+    def _validate(self, state):
+        """(logs, state after the validation split) of a training state."""
+        trainable, non_trainable, optimizer, _ = state
+        # The metrics' reset values: those of a freshly built model.
+        eval_state = (trainable, non_trainable, list(self._reset_metric_values))
         logs = {}
         for batch in self._batches(self.validation):
-            logs, state = self._test_step(state, batch)
-        self._state = (state[0], state[1], optimizer, state[2])
-        return {lanes[0]: _floats(logs)}
+            logs, eval_state = self._test_step(eval_state, batch)
+        return _floats(logs), (eval_state[0], eval_state[1], optimizer, eval_state[2])
+
+    def validate_epochs(self, lanes) -> dict:
+        logs, self._state = self._validate(self._state)
+        return {lanes[0]: logs}
+
+    def write_models(self, lanes) -> None:
+        from tf_selectivity.training.device_loop import write_model_state
+
+        if self._state is not None:  # else between epochs: the model holds the state
+            write_model_state(self.model, self._state)
+
+    def validate_now(self, lanes) -> dict:
+        from tf_selectivity.training.device_loop import model_state
+
+        state = self._state if self._state is not None else model_state(self.model)
+        return {lanes[0]: self._validate(state)[0]}
 
     def store(self, lanes) -> None:
         from tf_selectivity.training.device_loop import write_model_state

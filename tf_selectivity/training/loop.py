@@ -22,6 +22,7 @@ from tf_selectivity.training.export import (
     tensorflow_available,
 )
 from tf_selectivity.training.host_epochs import host_runner
+from tf_selectivity.training.kept_checkpoints import kept_checkpoint_paths
 from tf_selectivity.training.optimizers import make_optimizer
 from tf_selectivity.training.placement import choose_input_pipeline
 from tf_selectivity.core.files import write_json_atomic
@@ -31,6 +32,7 @@ from tf_selectivity.training.run_dir import (
     check_checkpoint,
     remove_partial_files,
 )
+from tf_selectivity.training.step_events import step_events_for
 from tf_selectivity.training.summary import RunSummary
 
 __all__ = [
@@ -212,8 +214,9 @@ def build_compiled_model(config: TrainConfig, data, metrics=None, steps_per_epoc
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch), jit_compile=jit_compile, metrics=metrics,
         # Computed in every validation pass (it costs little); recorded
-        # every `selectivity_every` epochs (`SplitSelectivityEvery`).
-        split_selectivity=config.selectivity_every > 0,
+        # every `selectivity_every` epochs (`SplitSelectivityEvery`) and
+        # at the steps of `selectivity_every_steps` (`StepEvents`).
+        split_selectivity=config.selectivity_every > 0 or config.selectivity_every_steps > 0,
     )
     return model, jit_compile
 
@@ -252,12 +255,15 @@ def check_model(config: TrainConfig, data) -> None:
 
 
 def run_callbacks(paths: RunPaths, checkpoint, verbose: int, extra_callbacks=(), progress=True,
-                  announce_missing_tensorboard=True, selectivity_every: int = 0) -> list:
+                  announce_missing_tensorboard=True, selectivity_every: int = 0, split_selectivity=None) -> list:
     """The callbacks of one run: the epochs its split selectivity is kept
-    (`selectivity_every`), its checkpoint, TensorBoard logs (when TensorFlow
-    is installed), a progress bar (`progress` and `verbose`), then
-    `extra_callbacks`."""
-    callbacks = [SplitSelectivityEvery(selectivity_every)] if selectivity_every else []
+    (`selectivity_every`; none where the model measures it only for
+    `split_selectivity`'s step records), its checkpoint, TensorBoard logs
+    (when TensorFlow is installed), a progress bar (`progress` and
+    `verbose`), then `extra_callbacks`."""
+    if split_selectivity is None:
+        split_selectivity = selectivity_every > 0
+    callbacks = [SplitSelectivityEvery(selectivity_every)] if split_selectivity else []
     callbacks.append(checkpoint)
     if tensorflow_available():
         callbacks.append(
@@ -328,12 +334,14 @@ def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics
 
 
 def run_lane(run: Run, callbacks, verbose: int, steps_per_epoch: int) -> Lane:
-    """The run as a lane of the epoch loop, with its callbacks."""
+    """The run as a lane of the epoch loop, with its callbacks and its
+    records at chosen steps (`StepEvents`)."""
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, add_progbar=False, model=run.model,
         verbose=verbose, epochs=run.config.epochs, steps=steps_per_epoch,
     )
-    return Lane(run.model, callback_list, run.epochs_done)
+    events = step_events_for(run.config, run.paths.root, run.paths.logs, run.model, steps_per_epoch, run.epochs_done)
+    return Lane(run.model, callback_list, run.epochs_done, events)
 
 
 def _train_locked(run: Run, extra_callbacks, verbose):
@@ -356,7 +364,8 @@ def _train_locked(run: Run, extra_callbacks, verbose):
         else:
             runner = host_runner(run.model, config, data, progress=verbose == 1)
         callbacks = run_callbacks(
-            paths, run.checkpoint, verbose, extra_callbacks, selectivity_every=config.selectivity_every
+            paths, run.checkpoint, verbose, extra_callbacks, selectivity_every=config.selectivity_every,
+            split_selectivity=getattr(run.model, "split_selectivity", False),
         )
         lane = run_lane(run, callbacks, verbose, runner.steps_per_epoch)
         run_epochs(runner, [lane], epochs=config.epochs)
@@ -441,6 +450,7 @@ def _run_record(run: Run, train_seconds: float, packed_replicates=None) -> RunSu
         keras_version=keras.__version__,
         train_seconds_this_session=train_seconds,
         packed_replicates=packed_replicates,
+        kept_checkpoints=tuple(kept_checkpoint_paths(run.paths.root)),
     )
 
 

@@ -244,7 +244,7 @@ def _train_locked_pack(runs, data, verbose, callbacks_for) -> list:
         extra = list(callbacks_for(run.config)) if callbacks_for else []
         callbacks = run_callbacks(
             run.paths, run.checkpoint, verbose, extra, progress=False, announce_missing_tensorboard=index == 0,
-            selectivity_every=run.config.selectivity_every,
+            selectivity_every=run.config.selectivity_every, split_selectivity=getattr(run.model, "split_selectivity", False),
         )
         lanes.append(run_lane(run, callbacks, verbose, steps_per_epoch))
     training = [i for i, run in enumerate(runs) if run.epochs_done < first.epochs]

@@ -31,6 +31,7 @@ from tf_selectivity.core.files import (
 )
 
 from tf_selectivity.training.config import ConfigError
+from tf_selectivity.training.kept_checkpoints import KEPT_CHECKPOINT_DIR
 
 __all__ = [
     "RunPaths",
@@ -273,7 +274,7 @@ def remove_partial_files(paths: RunPaths) -> list:
     """
     patterns = [
         os.path.join(directory, pattern)
-        for directory in (paths.root, paths.checkpoint_dir)
+        for directory in (paths.root, paths.checkpoint_dir, os.path.join(paths.root, KEPT_CHECKPOINT_DIR))
         for pattern in TEMPORARY_PATTERNS
     ]
     patterns += [

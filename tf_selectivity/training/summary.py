@@ -111,6 +111,9 @@ class RunSummary:
             finished it (a pack's time for packed replicates).
         packed_replicates: the number of replicates trained together with it
             in one program, if it was packed.
+        kept_checkpoints: the epochs whose weights it kept
+            (``checkpoints/``, `training.kept_checkpoints`), sorted; empty
+            for a run that kept none.
         best_epoch: (completed) the epoch with the best validation accuracy.
         val_accuracy: (completed) that accuracy.
         test_accuracy: (completed) the best epoch's model's accuracy on the
@@ -155,6 +158,7 @@ class RunSummary:
     keras_version: Optional[str] = _recorded()
     train_seconds_this_session: Optional[float] = _recorded()
     packed_replicates: Optional[int] = _recorded()
+    kept_checkpoints: tuple = _recorded(())
     best_epoch: Optional[int] = _recorded()
     val_accuracy: Optional[float] = _recorded()
     test_accuracy: Optional[float] = _recorded()
@@ -172,6 +176,9 @@ class RunSummary:
     imported: bool = _recorded(False)
     source: Optional[str] = _recorded()
     extra: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.kept_checkpoints = tuple(sorted(float(epoch) for epoch in self.kept_checkpoints or ()))
 
     @property
     def completed(self) -> bool:
@@ -215,7 +222,7 @@ class RunSummary:
             value = getattr(self, field.name)
             if field.metadata.get("omit_default") and value is field.default:  # None or False
                 continue
-            values[field.name] = value
+            values[field.name] = list(value) if isinstance(value, tuple) else value
         values.update(self.extra)
         return values
 

@@ -22,6 +22,7 @@ REGISTRY = (
     "ablation:AblationStage",  # ablation curves, single-unit importance
     "units:UnitsStage",  # unit galleries and their HTML page
     "training_curves:TrainingCurvesStage",  # SI while training, half-rise epochs
+    "over_training:OverTrainingStage",  # kept checkpoints: SI, ablation, linearity; early-training claims
     "robustness:RobustnessStage",  # corruptions, attacks, dimensionality
 )
 
