@@ -185,7 +185,8 @@ def test_windows_in_the_device_loop_of_packed_replicates():
     constant, constant_logs = packed_epoch(-1.0, None)
     open_window, open_logs = packed_epoch(-1.0, (0, 100))  # open at every step of the epoch
     assert_same(constant, open_window)
-    assert np.all(np.asarray(open_logs["selectivity_term"]) == np.asarray(constant_logs["selectivity_term"]))
+    # The logged term comes from the gated tracker: the same sums, fused by XLA as it likes.
+    np.testing.assert_allclose(open_logs["selectivity_term"], constant_logs["selectivity_term"], rtol=1e-6)
     assert np.all(np.asarray(constant_logs["selectivity_term"]) > 0)
     zero, _ = packed_epoch(0.0, None)
     empty, empty_logs = packed_epoch(-1.0, (2, 2))
