@@ -35,8 +35,8 @@ def config(root, seed, **overrides):
         learning_rate=1e-3,
         seed=seed, data_on_device="true", output_dir=str(root / f"seed{seed}"),
         # Records inside epochs (3 steps each): the weights after step 2
-        # (before the smaller last batch), selectivity at steps 0, 2, 4.
-        keep_checkpoints=(0.5,), selectivity_every_steps=2, selectivity_steps_until=2,
+        # (before the smaller last batch), selectivity at steps 0, 2, 4, 6, 8.
+        keep_checkpoints=(0.5,), selectivity_every_steps=2,
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -142,7 +142,7 @@ def test_a_packed_replicate_equals_the_single_run_of_its_seed(packed_and_single)
     for a, b in zip(history(packed_dir), history(single_dir)):
         assert a.keys() == b.keys()
         np.testing.assert_allclose([float(a[k]) for k in a], [float(b[k]) for k in a], rtol=1e-4, atol=1e-5)
-    # The records inside epochs: the kept weights of step 2, the selectivity of steps 0, 2, 4.
+    # The records: the kept weights of step 2, the selectivity of steps 0, 2, 4, 6 (an epoch's end), 8.
     assert packed[1].kept_checkpoints == single.kept_checkpoints == (0.5,)
     ours, theirs = weights(packed_dir, "../checkpoints/epoch-0.5.weights.h5"), weights(single_dir, "../checkpoints/epoch-0.5.weights.h5")
     for path in theirs:
@@ -150,7 +150,7 @@ def test_a_packed_replicate_equals_the_single_run_of_its_seed(packed_and_single)
             np.testing.assert_allclose(ours[path], theirs[path], rtol=1e-4, atol=1e-5, err_msg=path)
     ours, theirs = (list(csv.DictReader(open(os.path.join(d, "selectivity_steps.csv")))) for d in (packed_dir, single_dir))
     assert [(r["step"], r["layer"]) for r in ours] == [(r["step"], r["layer"]) for r in theirs]
-    assert {r["step"] for r in theirs} == {"0", "2", "4"}
+    assert {r["step"] for r in theirs} == {"0", "2", "4", "6", "8"}
     np.testing.assert_allclose([float(r["selectivity"]) for r in ours], [float(r["selectivity"]) for r in theirs],
                                rtol=1e-4, atol=1e-5)
     # The replicates differ (their own seeds), and a single run of a packed seed is finished.

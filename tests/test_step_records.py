@@ -22,7 +22,7 @@ STEPS_PER_EPOCH = 6
 # Steps 0, 3 (0.5), 5 (0.84: after the full batches, before the smaller last
 # one), 6 (an epoch's end) and 12 (the run's).
 KEEP = (0.0, 0.5, 0.84, 1.0, 2.0)
-EVERY = 5  # steps 0, 5, 10
+EVERY = 3  # steps 0, 3, 6 (an epoch's end: its validation pass), 9, 12
 
 PIPELINES = ["device", "host"] if backend() == "jax" else ["tf.data"]
 
@@ -146,12 +146,12 @@ def test_selectivity_steps_equal_the_analysis_index_of_the_weights_then(recorded
     rows = read_rows(run_config.output_dir)
     run = load_run(run_config.output_dir)
     probes = run.summary.probe_names
-    assert [(int(r["step"]), r["layer"]) for r in rows] == [(s, p) for s in (0, 5, 10) for p in probes]
-    assert [float(r["epoch"]) for r in rows[:: len(probes)]] == [0.0, 5 / 6, 10 / 6]
+    assert [(int(r["step"]), r["layer"]) for r in rows] == [(s, p) for s in (0, 3, 6, 9, 12) for p in probes]
+    assert [float(r["epoch"]) for r in rows[:: len(probes)]] == [0.0, 0.5, 1.0, 1.5, 2.0]
     # The analysis' own streaming statistics (NumPy) of the validation split,
-    # with the weights of steps 0 and 5 (kept as epochs 0 and 0.84).
+    # with the weights kept at those steps.
     data = load_run_data(run_config)
-    for step, epoch in ((0, 0.0), (5, 0.84)):
+    for step, epoch in ((0, 0.0), (3, 0.5), (6, 1.0), (12, 2.0)):
         model = run.at(epoch).model
         expected = evaluate_responses(
             model.unit_response_model().predict_on_batch,
@@ -183,7 +183,7 @@ def test_a_killed_run_resumes_to_the_same_records(recorded_run, tmp_path):
     # What a process killed inside epoch 2 leaves: rows of its steps (one
     # torn), a checkpoint of its step 3 half-written under a temporary name.
     with open(os.path.join(run_dir, "selectivity_steps.csv"), "a") as f:
-        f.write("10,1.6666666666666667,probe_stem,0.5,0.5\n11,1.8")
+        f.write("9,1.5,probe_stem,0.5,0.5\n12,2")
     shutil.copy(kept_checkpoint_path(run_dir, 1), os.path.join(run_dir, "checkpoints", "epoch-2.123.tmp.weights.h5"))
     keras.backend.clear_session()
     summary = train(resumed_config, verbose=0)

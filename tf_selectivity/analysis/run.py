@@ -115,7 +115,8 @@ class Run:
         """The run's Keras model (a `SelectivityModel`, probes included), loaded once.
 
         Loads ``model.keras`` on the current Keras backend, as the analysis
-        does (`analysis.runs.load_run_model`).
+        does (`analysis.runs.load_run_model`); in a view made by `at`, then
+        the weights of its kept checkpoint.
 
         Raises:
             RunLoadError: the run diverged (it exported no model), or its
@@ -144,14 +145,15 @@ class Run:
             RunLoadError: the run kept no checkpoint of `epoch` (the message
                 lists those it kept).
         """
-        kept = kept_checkpoint_paths(self.path)
-        if float(epoch) not in kept:
-            listed = ", ".join(epoch_label(e) for e in kept) if kept else "none (train with --keep_checkpoints)"
+        # By label: the file names hold the epochs as `epoch_label` writes them.
+        kept = {epoch_label(kept_epoch): (kept_epoch, path) for kept_epoch, path in kept_checkpoint_paths(self.path).items()}
+        if epoch_label(epoch) not in kept:
+            listed = ", ".join(kept) if kept else "none (train with --keep_checkpoints)"
             raise RunLoadError(
                 f"{self.path}: no checkpoint of epoch {epoch_label(epoch)} was kept; kept epochs: {listed}"
             )
         view = Run(self.record, self._test_data_loader)
-        view._checkpoint = (float(epoch), kept[float(epoch)])
+        view._checkpoint = kept[epoch_label(epoch)]
         view._subsets = self._subsets  # the same test data
         return view
 
@@ -219,8 +221,9 @@ class Run:
             state = f"test accuracy {summary.test_accuracy:.4f}"
         else:
             state = summary.status
+        at = f", at epoch {epoch_label(self._checkpoint[0])}" if self._checkpoint is not None else ""
         return (f"Run({self.path!r}: {summary.model}, alpha={summary.alpha:g}, seed={summary.seed}, "
-                f"{summary.activation}, {state})")
+                f"{summary.activation}, {state}{at})")
 
 
 def load_run(path: str, *, dataset: str | None = None, data_dir: str | None = None,
