@@ -225,18 +225,44 @@ def test_tfrecord_stream_counts_once_and_reads_every_member(tmp_path):
         load_stream(f"stream:tfrecord:{tmp_path}/bad/{{split}}-*", cache_dir=None)
 
 
-@pytest.mark.backends
-def test_train_and_analyze_a_run_from_a_streamed_folder(folder, tmp_path):
-    """One epoch of a tiny network on the ImageNet-layout folder with ImageNet's transforms,
-    on each backend's host pipeline, then its test set through the analysis."""
-    from tf_selectivity.training import train
+def _stream_config(folder, output_dir, **changes):
     from tf_selectivity.training.config import TrainConfig
 
-    config = TrainConfig(
+    settings = dict(
         model="resnet8", dataset=f"stream:imagefolder:{folder}", augmentation="random_resized_crop",
-        image_size=16, epochs=1, batch_size=8, eval_batch_size=8, validation_fraction=0.25, alpha=-1.0,
-        output_dir=str(tmp_path / "run"),
+        image_size=16, epochs=1, batch_size=9, eval_batch_size=8, validation_fraction=0.25, alpha=-1.0,
+        output_dir=str(output_dir),
     )
+    return TrainConfig(**{**settings, **changes})
+
+
+@pytest.mark.backends
+def test_this_backends_host_runner_trains_and_validates_from_a_stream(folder, tmp_path):
+    """TensorFlow's runner takes the tf.data batches, JAX's their NumPy copies: one epoch each."""
+    from tf_selectivity.data.streams import load_stream as load
+    from tf_selectivity.training.host_epochs import host_runner
+    from tf_selectivity.training.loop import build_compiled_model
+
+    config = _stream_config(folder, tmp_path / "run")
+    data = load(config.dataset, image_size=16, validation_fraction=0.25, cache_dir=None)
+    model, _ = build_compiled_model(config, data)
+    runner = host_runner(model, config, data, progress=False)
+    assert runner.steps_per_epoch == 2
+    before = [np.array(v) for v in model.trainable_variables[:1]]
+    train_logs = runner.train_epochs([0], [0], None)[0]
+    validation_logs = runner.validate_epochs([0])[0]
+    runner.store([0])
+    assert np.isfinite(train_logs["loss"]) and train_logs["selectivity_term"] != 0
+    assert 0.0 <= validation_logs["accuracy"] <= 1.0
+    assert not np.array_equal(before[0], np.array(model.trainable_variables[0]))
+
+
+def test_train_and_analyze_a_run_from_a_streamed_folder(folder, tmp_path):
+    """One epoch of a tiny network on the ImageNet-layout folder with ImageNet's transforms,
+    its config recorded, then its test set through the analysis."""
+    from tf_selectivity.training import train
+
+    config = _stream_config(folder, tmp_path / "run")
     summary = train(config, verbose=0)
     assert summary.completed and summary.image_shape == [16, 16, 3] and summary.num_train == 18
     recorded = json.load(open(tmp_path / "run" / "config.json"))

@@ -312,13 +312,17 @@ def tfds_elements(name: str, data_dir=None):
         import tensorflow_datasets as tfds
     except ImportError:
         raise _unavailable("stream:tfds: needs tensorflow-datasets (pip install tensorflow-datasets)") from None
+    from tf_selectivity.data.sources import _without_missing_dataset_info_warnings
+
     where = data_dir or "~/tensorflow_datasets"
     try:
-        builder = _tfds_builder(name, data_dir)
+        with _without_missing_dataset_info_warnings():
+            builder = _tfds_builder(name, data_dir)
+            prepared = builder.is_prepared()
     except Exception as error:  # tfds raises DatasetNotFoundError and others by builder
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise _unavailable(f"stream:tfds:{name}: no such prepared tensorflow-datasets builder in {where} ({reason})") from None
-    if not builder.is_prepared():
+    if not prepared:
         manual = os.path.join(os.path.expanduser(where), "downloads", "manual")
         if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None):
             present = os.path.isdir(manual) and os.listdir(manual)

@@ -227,10 +227,27 @@ def _record_files(pattern: str):
                 f"stream:tfrecord: no TFRecord file matches {pattern.replace('{split}', split)}"
                 + (" (nor with test)" if split == "validation" else "")
             )
-    unreadable = [path for path in train + test if not os.access(path, os.R_OK) or not os.path.isfile(path)]
-    if unreadable:
-        raise DatasetUnavailableError(f"stream:tfrecord: cannot read {unreadable[0]}")
+    for path in train + test:
+        problem = _not_tfrecord(path)
+        if problem:
+            raise DatasetUnavailableError(f"stream:tfrecord: cannot read the records of {path} ({problem})")
     return train, test
+
+
+def _not_tfrecord(path: str):
+    """Why `path` is not a TFRecord file, from its first record's framing (a
+    little-endian uint64 length, CRCs, the data); None when it may be one."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as file:
+            header = file.read(8)
+    except OSError as error:
+        return error.strerror or str(error)
+    if size == 0:
+        return None  # a shard without records
+    if len(header) < 8 or int.from_bytes(header, "little") + 16 > size:
+        return "not a TFRecord file: its first record's length does not fit"
+    return None
 
 
 def check_stream(spec: str, data_dir=None) -> None:
@@ -249,8 +266,30 @@ def check_stream(spec: str, data_dir=None) -> None:
         _check_folder(where)
     elif kind == "tfrecord":
         _record_files(where)
-    elif data_dir is not None and not os.path.isdir(os.path.expanduser(data_dir)):
+    else:
+        _check_tfds_prepared(where, data_dir)
+
+
+def _check_tfds_prepared(name: str, data_dir) -> None:
+    """A tfds builder is prepared in `data_dir` when it holds its
+    ``NAME[/CONFIG]/VERSION/dataset_info.json``; this never prepares one
+    (ImageNet's preparation takes hours, from archives tfds cannot download)."""
+    from tf_selectivity.data.sources import DatasetUnavailableError
+
+    where = os.path.expanduser(data_dir or os.path.join("~", "tensorflow_datasets"))
+    if data_dir is not None and not os.path.isdir(where):
         raise DatasetUnavailableError(f"`data_dir` {data_dir} is not a folder (a tensorflow-datasets directory)")
+    folder = os.path.join(where, name.replace(":", os.sep))
+    if not glob.glob(os.path.join(folder, "**", "dataset_info.json"), recursive=True):
+        manual = os.path.join(where, "downloads", "manual")
+        raise DatasetUnavailableError(
+            f"stream:tfds:{name} is not prepared in {where}: prepare it once with `tfds build {name} "
+            f"--data_dir={where}` (a builder with manual downloads, such as imagenet2012, reads its archives "
+            f"from {manual}, where its manual files are not)"
+            if not (os.path.isdir(manual) and os.listdir(manual)) else
+            f"stream:tfds:{name} is not prepared in {where}: prepare it once with `tfds build {name} "
+            f"--data_dir={where}` (it reads the archives in {manual})"
+        )
 
 
 def memory_rule(spec: str, memory_bytes=None):
