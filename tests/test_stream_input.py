@@ -226,6 +226,7 @@ def test_tfrecord_stream_counts_once_and_reads_every_member(tmp_path):
 
 
 def _stream_config(folder, output_dir, **changes):
+    """A tiny run of ImageNet's transforms on `folder`: resnet8 at 16x16, two steps of 9 images."""
     from tf_selectivity.training.config import TrainConfig
 
     settings = dict(
@@ -257,22 +258,43 @@ def test_this_backends_host_runner_trains_and_validates_from_a_stream(folder, tm
     assert not np.array_equal(before[0], np.array(model.trainable_variables[0]))
 
 
-def test_train_and_analyze_a_run_from_a_streamed_folder(folder, tmp_path):
-    """One epoch of a tiny network on the ImageNet-layout folder with ImageNet's transforms,
-    its config recorded, then its test set through the analysis."""
-    from tf_selectivity.training import train
+def test_followup_preset_trains_on_a_tiny_imagenet_folder_and_analyze_reads_it(folder, tmp_path):
+    """The follow-up's preset as one command on the ImageNet-layout folder (a small network
+    and crop so that it takes seconds): its transforms recorded, its streamed test set analysed."""
+    from conftest import run_cli
 
-    config = _stream_config(folder, tmp_path / "run")
-    summary = train(config, verbose=0)
-    assert summary.completed and summary.image_shape == [16, 16, 3] and summary.num_train == 18
-    recorded = json.load(open(tmp_path / "run" / "config.json"))
+    from tf_selectivity.models.registry import MODELS
+
+    assert MODELS["resnet50_imagenet"].kwargs["stem"] == "imagenet"  # the preset's network: torchvision's
+    completed = run_cli(
+        "tf_selectivity.sweep", "--preset=followup_resnet50_imagenet", f"--dataset=stream:imagefolder:{folder}",
+        "--model=resnet8", "--image_size=16", "--epochs=1", "--batch_size=9", "--eval_batch_size=8",
+        "--validation_fraction=0.25", f"--output_dir={tmp_path / 'sweep'}", "--verbose=0",
+        env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (run,) = glob.glob(str(tmp_path / "sweep" / "runs" / "*"))
+    recorded = json.load(open(os.path.join(run, "config.json")))
     assert recorded["identity"]["augmentation"] == "random_resized_crop"
-    assert recorded["identity"]["image_size"] == 16
+    assert recorded["identity"]["image_size"] == 16 and recorded["identity"]["epochs"] == 1
+    assert recorded["config"]["selectivity_every"] == 1 and recorded["num_train"] == 18
+    summary = json.load(open(os.path.join(run, "summary.json")))
+    assert summary["image_shape"] == [16, 16, 3] and summary["status"] == "completed"
 
     from tf_selectivity.analysis.context import TestDataLoader
     from tf_selectivity.analysis.options import AnalysisOptions
     from tf_selectivity.analysis.runs import _load_record
 
-    record = _load_record(str(tmp_path / "run"))
-    test = TestDataLoader(AnalysisOptions()).for_run(record)
+    test = TestDataLoader(AnalysisOptions()).for_run(_load_record(run))
     assert test.images.shape == (8, 16, 16, 3) and test.images.dtype == np.uint8
+
+
+def test_in_memory_folder_larger_than_memory_is_sent_to_streaming(tmp_path):
+    """The size rule: decoded images beyond half the memory name stream:imagefolder:PATH."""
+    from tf_selectivity.data.streams import memory_rule
+
+    root = make_imagenet_folder(tmp_path / "f", classes=2, train=2, val=1)
+    os.rename(os.path.join(root, "val"), os.path.join(root, "test"))  # the in-memory layout
+    assert memory_rule(f"imagefolder:{root}") is None  # 6 small images fit
+    advice = memory_rule(f"imagefolder:{root}", memory_bytes=10_000)
+    assert advice.startswith("6 images of 64x40 need") and advice.endswith(f"use --dataset=stream:imagefolder:{root}")
