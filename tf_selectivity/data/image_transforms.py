@@ -67,8 +67,10 @@ def crop_box_from_uniforms(uniforms, height, width, scale=SCALE, ratio=RATIO):
 
     Args:
         uniforms: float (attempts, 4) in [0, 1) (`draw_crop_uniforms`).
-        height, width: the image's size (int32 scalars).
-        scale, ratio: ranges of the area fraction and the aspect ratio.
+        height: the image's height (int32 scalar).
+        width: the image's width (int32 scalar).
+        scale: range of the area fraction.
+        ratio: range of the aspect ratio (width / height).
 
     Returns:
         (top, left, crop_height, crop_width): int32 scalars.

@@ -386,8 +386,9 @@ def load_stream(spec: str, *, data_dir=None, validation_fraction=0.1, split_seed
         spec: ``stream:imagefolder:PATH``, ``stream:tfrecord:PATTERN`` or
             ``stream:tfds:NAME``.
         data_dir: the tensorflow-datasets directory of ``stream:tfds:``.
-        validation_fraction, split_seed, max_train_samples: as for
-            `sources.load_dataset`.
+        validation_fraction: as for `sources.load_dataset`.
+        split_seed: as for `sources.load_dataset`.
+        max_train_samples: as for `sources.load_dataset`.
         image_size: side of the images the network sees (None:
             `DEFAULT_IMAGE_SIZE`).
         augmentation: the transforms (`image_transforms.AUGMENTATIONS`).
