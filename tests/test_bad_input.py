@@ -259,6 +259,7 @@ CASES += [
     ("train-stream-tfrecord-unreadable", _train("--dataset=stream:tfrecord:{W}/records/{split}-*", STREAM), "cannot read the records of {W}/records/train-0-of-1 (not a TFRecord file"),
     ("train-stream-tfds-no-manual-files", _train("--dataset=stream:tfds:imagenet2012", "--data_dir={W}/tfds_without_manual_files", STREAM), "stream:tfds:imagenet2012 is not prepared in {W}/tfds_without_manual_files: prepare it once with `tfds build imagenet2012"),
     ("train-random-resized-crop-in-memory", _train("--augmentation=random_resized_crop"), "augmentation random_resized_crop needs a stream: dataset"),
+    ("train-stream-skip-bad-images", _train("--dataset=stream:imagefolder:{W}/empty_class", STREAM, "--skip_bad_images"), "skip_bad_images applies to in-memory image folders"),
 ]
 
 

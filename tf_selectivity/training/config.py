@@ -253,6 +253,9 @@ class TrainConfig:
             if self.image_size is not None:
                 raise ConfigValueError("image_size", "only applies to stream: datasets (in-memory images keep "
                                                      "their size)")
+        elif self.skip_bad_images:
+            raise ConfigValueError("skip_bad_images", "applies to in-memory image folders; a stream: dataset reads "
+                                                      "each image while training")
         if self.activation == "relu" and self.leaky_slope != 0.0:
             raise ConfigValueError("leaky_slope", "only applies to activation=leaky_relu")
         return self
