@@ -298,3 +298,42 @@ def test_in_memory_folder_larger_than_memory_is_sent_to_streaming(tmp_path):
     assert memory_rule(f"imagefolder:{root}") is None  # 6 small images fit
     advice = memory_rule(f"imagefolder:{root}", memory_bytes=10_000)
     assert advice.startswith("6 images of 64x40 need") and advice.endswith(f"use --dataset=stream:imagefolder:{root}")
+
+
+def test_tfds_builder_stream_reads_a_tiny_prepared_builder(tmp_path):
+    """stream:tfds: a prepared builder (made here, offline) read from its record files: its
+    class names, its validation split as the test split, every training member once."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    class TinyStreamImages(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, supervised_keys=("image", "label"), features=(
+                tfds.features.FeaturesDict({"image": tfds.features.Image(shape=(None, None, 3)),
+                                            "label": tfds.features.ClassLabel(names=["a", "b", "c"])})))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(12, 0), "validation": self._generate_examples(6, 1)}
+
+        def _generate_examples(self, count, seed):
+            rng = np.random.default_rng(seed)
+            for i in range(count):
+                yield i, {"image": rng.integers(0, 256, (10 + i % 3, 12, 3), dtype=np.uint8), "label": i % 3}
+
+    TinyStreamImages(data_dir=str(tmp_path)).download_and_prepare()
+    spec = "stream:tfds:tiny_stream_images"
+    check_dataset(spec, str(tmp_path))
+    stream = load_stream(spec, data_dir=str(tmp_path), image_size=8, augmentation="pad_crop_flip",
+                         validation_fraction=0.25, cache_dir=None)
+    assert stream.class_names == ["a", "b", "c"]
+    assert (stream.num_train, stream.num_validation, stream.num_test) == (9, 3, 6)
+    labels = np.concatenate([y for _, y in _epoch(stream, 4, seed=0, epoch=0)])
+    validation = np.concatenate([y for _, y in stream_pipeline.evaluation_stream(stream, "validation", 4)
+                                 .as_numpy_iterator()])
+    assert len(labels) == 9 and len(validation) == 3
+    np.testing.assert_array_equal(np.bincount(np.concatenate([labels, validation])), [4, 4, 4])  # each record once
+    images, test_labels = stream_pipeline.test_arrays(stream)
+    assert images.shape == (6, 8, 8, 3) and sorted(test_labels) == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(DatasetUnavailableError, match="is not prepared in"):
+        check_dataset("stream:tfds:imagenet2012", str(tmp_path))
