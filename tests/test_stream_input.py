@@ -208,6 +208,7 @@ def test_tfrecord_stream_counts_once_and_reads_every_member(tmp_path):
     stream = load_stream(spec, image_size=12, augmentation="pad_crop_flip", validation_fraction=0.2,
                          cache_dir=str(cache))
     assert (stream.num_train, stream.num_validation, stream.num_test, stream.num_classes) == (16, 4, 6, 3)
+    assert len(set(stream.validation_members // 10)) == 1  # whole shards first: a validation pass reads one
     assert len(glob.glob(str(cache / "tfrecord-counts-*.json"))) == 2
     seen = np.concatenate([y for _, y in _epoch(stream, 5, seed=0, epoch=0)])
     np.testing.assert_array_equal(np.sort(seen), np.sort(labels[stream.train_members]))

@@ -97,15 +97,17 @@ def _record_dataset(elements: RecordElements, members, order_seed):
     order, or (with `order_seed`, an int32 (2,)) shuffled as described above."""
     member = np.zeros(elements.count, dtype=bool)
     member[np.asarray(members, dtype=np.int64)] = True
+    bounds = np.concatenate([[0], np.cumsum(elements.counts)]).astype(np.int64)
+    # Only the shards that hold members are read (a validation pass: a few).
+    used = [f for f in range(len(elements.files)) if member[bounds[f] : bounds[f + 1]].any()]
+    files = tf.constant([elements.files[f] for f in used])
+    offsets = tf.constant(bounds[used])
     member = tf.constant(member)
-    offsets = np.concatenate([[0], np.cumsum(elements.counts)[:-1]]).astype(np.int64)
     parse = _parser(elements)
-    shards = tf.data.Dataset.from_tensor_slices((list(elements.files), offsets))
+    shards = tf.data.Dataset.from_tensor_slices((files, offsets))
     if order_seed is not None:
-        order = tf.random.experimental.stateless_shuffle(tf.range(len(elements.files)), seed=order_seed)
-        shards = tf.data.Dataset.from_tensor_slices(
-            (tf.gather(list(elements.files), order), tf.gather(offsets, order))
-        )
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(used)), seed=order_seed)
+        shards = tf.data.Dataset.from_tensor_slices((tf.gather(files, order), tf.gather(offsets, order)))
 
     def records(path, offset):
         return tf.data.TFRecordDataset(path).enumerate(offset)
@@ -357,10 +359,11 @@ def tfds_elements(name: str, data_dir=None):
 
 def sample_statistics(data, sample: int = 256):
     """Per-channel (mean, std) in [0, 255] of the first `sample` training
-    members after the evaluation transform (float64 sums)."""
+    members (of record shards: those of the first shards in the split's
+    order) after the evaluation transform (float64 sums)."""
     members = data.train_members[:sample]
     size, augmentation = data.image_size, data.augmentation
-    dataset = _element_dataset(data.train_elements, members).map(
+    dataset = _element_dataset(data.train_elements, members).take(len(members)).map(
         lambda encoded, _: eval_transform(_decode(encoded), size, augmentation),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     ).batch(64)

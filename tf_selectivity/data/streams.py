@@ -364,15 +364,27 @@ def _folder_elements(root: str, split: str, class_names, cache_dir) -> FolderEle
     return FolderElements(np.asarray(paths), np.asarray(labels, dtype=np.int64))
 
 
-def _split_members(count: int, validation_fraction: float, split_seed: int, max_train_samples, spec: str):
-    """(train ids, validation ids): `sources.split_train_validation`'s split of ids 0 .. count - 1."""
+def _split_members(elements, validation_fraction: float, split_seed: int, max_train_samples, spec: str):
+    """(train ids, validation ids) of the training split's elements.
+
+    Image files: `sources.split_train_validation`'s split of the ids, as
+    for in-memory data. Record shards, which are read whole: the ids in an
+    order of shards permuted by `split_seed`, the first ones validation,
+    so that a validation pass reads a `validation_fraction` of the shards,
+    not all of them (shards are written shuffled: ImageNet's, tfds').
+    """
     from tf_selectivity.data.sources import DatasetUnavailableError, split_train_validation
 
-    ids = np.arange(count, dtype=np.int64)
+    ids = np.arange(elements.count, dtype=np.int64)
     try:
         train, _, validation, _ = split_train_validation(ids, ids, validation_fraction, split_seed)
     except ValueError as error:
         raise DatasetUnavailableError(f"{spec}: {error}") from None
+    if isinstance(elements, RecordElements):
+        offsets = np.concatenate([[0], np.cumsum(elements.counts)]).astype(np.int64)
+        shards = np.random.default_rng(split_seed).permutation(len(elements.counts))
+        in_shard_order = np.concatenate([ids[offsets[f] : offsets[f + 1]] for f in shards])
+        validation, train = in_shard_order[: len(validation)], in_shard_order[len(validation) :]
     if max_train_samples is not None:
         train = train[:max_train_samples]
     return train, validation
@@ -423,7 +435,7 @@ def load_stream(spec: str, *, data_dir=None, validation_fraction=0.1, split_seed
 
         class_names, train, test = tfds_elements(where, data_dir)
     train_members, validation_members = _split_members(
-        train.count, validation_fraction, split_seed, max_train_samples, spec
+        train, validation_fraction, split_seed, max_train_samples, spec
     )
     return StreamSplits(
         name=spec, class_names=list(class_names), train_elements=train, test_elements=test,
