@@ -310,10 +310,10 @@ def tfds_elements(name: str, data_dir=None):
             manual downloads such as ``imagenet2012``: naming the folder
             its archives go to), no supervised (image, label) keys.
     """
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise _unavailable("stream:tfds: needs tensorflow-datasets (pip install tensorflow-datasets)") from None
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow_datasets") is None:
+        raise _unavailable("stream:tfds: needs tensorflow-datasets (pip install tensorflow-datasets)")
     from tf_selectivity.data.sources import _without_missing_dataset_info_warnings
 
     where = data_dir or "~/tensorflow_datasets"
