@@ -263,6 +263,26 @@ CASES += [
 ]
 
 
+# ---------------------------------- streamed data (--dataset=stream:...)
+# Record files that are not TFRecord, and a tfds directory without ImageNet's manual archives.
+def _stream_world(root):
+    _write(os.path.join(root, "records", "train-0-of-1"), "not a record\n")
+    _write(os.path.join(root, "records", "validation-0-of-1"), "not a record\n")
+    os.makedirs(os.path.join(root, "tfds_without_manual_files"))
+
+
+STREAM = "--augmentation=random_resized_crop"
+CASES += [
+    ("train-stream-folder-missing", _train("--dataset=stream:imagefolder:{W}/nope", STREAM), "image folder {W}/nope does not exist; expected {W}/nope/{train,val}/<class>/<image>"),
+    ("train-stream-folder-empty-class", _train("--dataset=stream:imagefolder:{W}/empty_class", STREAM), "empty_class/train/dog holds no images"),
+    ("train-stream-tfrecord-no-files", _train("--dataset=stream:tfrecord:{W}/nope/{split}-*", STREAM), "no TFRecord file matches {W}/nope/train-*"),
+    ("train-stream-tfrecord-unreadable", _train("--dataset=stream:tfrecord:{W}/records/{split}-*", STREAM), "cannot read the records of {W}/records/train-0-of-1 (not a TFRecord file"),
+    ("train-stream-tfds-no-manual-files", _train("--dataset=stream:tfds:imagenet2012", "--data_dir={W}/tfds_without_manual_files", STREAM), "stream:tfds:imagenet2012 is not prepared in {W}/tfds_without_manual_files: prepare it once with `tfds build imagenet2012"),
+    ("train-random-resized-crop-in-memory", _train("--augmentation=random_resized_crop"), "augmentation random_resized_crop needs a stream: dataset"),
+    ("train-stream-skip-bad-images", _train("--dataset=stream:imagefolder:{W}/empty_class", STREAM, "--skip_bad_images"), "skip_bad_images applies to in-memory image folders"),
+]
+
+
 # ------------------------------------------------------------------ world
 
 
@@ -415,6 +435,7 @@ def world_template(tmp_path_factory):
     os.makedirs(os.path.join(root, "cache"))  # XDG_CACHE_HOME: decoded image folders land here
     _robustness_world(root)
     _analysis_world(root)
+    _stream_world(root)
     return root
 
 

@@ -266,8 +266,12 @@ print(json.dumps(out))
     assert Scheduler().options == SweepOptions() == SweepSpec(base_config=None, output_dir="x", plan=None).options
 
 
-def test_presets_define_the_paper_and_smoke_sweeps():
-    """Parses every preset (in a subprocess: absl's global flags)."""
+def test_presets_define_the_paper_and_smoke_sweeps(tmp_path):
+    """Parses every preset (in a subprocess: absl's global flags). The ImageNet one reads a
+    tensorflow-datasets directory that looks prepared."""
+    tfds_dir = tmp_path / "tfds"
+    (tfds_dir / "imagenet2012" / "5.1.0").mkdir(parents=True)
+    (tfds_dir / "imagenet2012" / "5.1.0" / "dataset_info.json").write_text("{}")
     script = """
 import json
 from absl import flags
@@ -279,7 +283,7 @@ out = {}
 paths = {name: path for name, (path, _) in presets().items()}
 for name, path in paths.items():
     FLAGS.unparse_flags()
-    FLAGS(["sweep", "--flagfile=" + path])
+    FLAGS(["sweep", "--flagfile=" + path, *(["--data_dir=TFDS_DIR"] if "imagenet" in name else [])])
     spec = cli.build_spec(FLAGS)
     out[name] = {"plan": spec.plan.describe(), "settings": spec.settings, "output_dir": FLAGS.output_dir}
 FLAGS.unparse_flags()
@@ -295,6 +299,7 @@ FLAGS(["sweep", "--flagfile=" + paths["smoke_resnet20_leaky"], "--leaky_slopes="
 out["cleared_slopes"] = cli.build_spec(FLAGS).plan.describe()["leaky_slopes"]
 print(json.dumps(out))
 """
+    script = script.replace("TFDS_DIR", str(tfds_dir))
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert completed.returncode == 0, completed.stderr
     specs = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -308,6 +313,11 @@ print(json.dumps(out))
     assert reduced["settings"]["epochs"] == 12 and reduced["settings"]["lr_milestones"] == [6, 9]
     assert reduced["settings"]["max_train_samples"] == 10000 and reduced["settings"]["batch_size"] == 256
     assert reduced["output_dir"] == "sweeps/reduced/resnet20"
+    followup = specs.pop("followup_resnet50_imagenet")
+    assert followup["settings"]["model"] == "resnet50_imagenet" and followup["settings"]["epochs"] == 90
+    assert followup["settings"]["augmentation"] == "random_resized_crop" and followup["settings"]["image_size"] == 224
+    assert followup["settings"]["lr_milestones"] == [30, 60] and followup["settings"]["batch_size"] == 256
+    assert followup["settings"]["dataset"] == "stream:tfds:imagenet2012" and followup["plan"]["alphas"] == [0.0]
     experiments = {"resnet20_suppress", "resnet20_promote", "vgg16", "resnet20_leaky", "resnet20_cca"}
     assert set(specs) == {f"{profile}_{name}" for profile in ("paper", "smoke") for name in experiments}
     for name, spec in specs.items():
@@ -351,7 +361,7 @@ def test_tf_selectivity_command_and_presets(tmp_path):
     wrong = command("sweep", "--preset=smoke", "--output_dir=out", "--dry_run")
     lines = error_lines(wrong.stderr)
     assert wrong.returncode == 2 and len(lines) == 1, wrong.stderr
-    assert lines[0].startswith("tf-selectivity sweep: error: --preset must be one of paper_resnet20_cca, ")
+    assert lines[0].startswith("tf-selectivity sweep: error: --preset must be one of followup_resnet50_imagenet, paper_resnet20_cca, ")
     assert not (tmp_path / "out").exists()
 
 

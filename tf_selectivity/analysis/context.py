@@ -92,6 +92,17 @@ class TestData:
                                    chosen=chosen if self.chosen is None else self.chosen[chosen])
 
 
+def _stream_settings(spec: str, record: RunRecord) -> dict:
+    """A streamed dataset's evaluation transform and size, as the run recorded them (none for other data)."""
+    from tf_selectivity.data.streams import is_stream
+
+    if not is_stream(spec):
+        return {}
+    shape = record.summary.image_shape
+    return {"image_size": int(shape[0]) if shape else record.config.get("image_size"),
+            "augmentation": record.config.get("augmentation") or "random_resized_crop"}
+
+
 class TestDataLoader:
     """Loads each dataset's test split once, whatever the number of runs.
 
@@ -140,14 +151,15 @@ class TestDataLoader:
 
         spec = self.spec_of(record)
         data_dir = self.options.data_dir or record.config.get("data_dir")
-        key = (spec, data_dir)
+        settings = _stream_settings(spec, record)
+        key = (spec, data_dir, tuple(sorted(settings.items())))
         if key not in self._cache:
             from tf_selectivity.data.sources import DatasetUnavailableError
 
             skip_bad = self.options.skip_bad_images or bool(record.config.get("skip_bad_images"))
             try:
                 images, labels, class_names = load_test_split(spec, data_dir=data_dir, skip_bad_images=skip_bad,
-                                                               verbose=self.verbose)
+                                                               verbose=self.verbose, **settings)
             except DatasetUnavailableError as error:
                 raise RunLoadError(f"{record.run_dir}: {self._unavailable(spec, error)}") from None
             if self.verbose:

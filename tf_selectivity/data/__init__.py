@@ -1,4 +1,4 @@
-"""Data: datasets as in-memory arrays and the batches that feed training.
+"""Data: datasets as in-memory arrays (or streamed from disk) and the batches that feed training.
 
 `sources` needs only NumPy (and PIL / tensorflow-datasets when used); the
 batching classes import Keras and are loaded on first use, so that command

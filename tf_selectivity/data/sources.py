@@ -15,6 +15,8 @@ Sources (the ``--dataset`` flag):
   start.
 * ``synthetic[:key=value,...]``: small class-structured images generated from
   a seed (keys: ``train``, ``test``, ``size``, ``classes``, ``seed``), for tests.
+* ``stream:...``: data read from disk while training, for datasets that do not
+  fit in memory (`tf_selectivity.data.streams`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from tf_selectivity.core.files import read_json, replacing, write_json_atomic
+from tf_selectivity.data.streams import STREAM_HELP, check_stream, is_stream
 
 __all__ = [
     "DatasetSplits",
@@ -48,7 +51,8 @@ __all__ = [
 DATASET_HELP = (
     "cifar10 (tensorflow-datasets; downloads once), imagefolder:PATH "
     "(PATH/{train,test}/<class>/<image>), cifar10_sample (bundled, offline), "
-    "synthetic[:train=N,test=N,size=S,classes=K,seed=S] (generated)"
+    "synthetic[:train=N,test=N,size=S,classes=K,seed=S] (generated); for data larger than memory "
+    "(read while training): " + STREAM_HELP
 )
 
 _SAMPLE_PATH = os.path.join(os.path.dirname(__file__), "cifar10_sample.npz")
@@ -82,6 +86,10 @@ class DatasetSplits:
     @property
     def image_shape(self) -> tuple:
         return tuple(self.train_images.shape[1:])
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_labels)
 
     def pixel_statistics(self):
         """Per-channel mean and standard deviation of the training images.
@@ -563,6 +571,9 @@ def check_dataset(spec: str, data_dir: str | None = None) -> None:
     Raises:
         DatasetUnavailableError: naming what is wrong.
     """
+    if is_stream(spec):
+        check_stream(spec, data_dir)
+        return
     kind, argument = _split_spec(spec)
     if kind == "cifar10" and not argument:
         if data_dir is not None:
@@ -576,6 +587,11 @@ def check_dataset(spec: str, data_dir: str | None = None) -> None:
         return
     if kind == "imagefolder":
         _image_folder_layout(os.path.expanduser(argument))
+        from tf_selectivity.data.streams import memory_rule
+
+        too_large = memory_rule(spec)
+        if too_large:
+            raise DatasetUnavailableError(f"image folder {argument} is too large to decode into memory: {too_large}")
         return
     if kind == "synthetic":
         try:
@@ -610,9 +626,9 @@ def _load_splits(spec: str, data_dir, cache_dir, splits=("train", "test"), skip_
 
 
 def needs_tensorflow(spec: str) -> bool:
-    """Whether loading `spec` imports TensorFlow (tensorflow-datasets)."""
+    """Whether loading `spec` imports TensorFlow (tensorflow-datasets, a stream)."""
     kind, argument = _split_spec(spec)
-    return kind == "cifar10" and not argument
+    return (kind == "cifar10" and not argument) or is_stream(spec)
 
 
 def load_test_split(
@@ -622,14 +638,26 @@ def load_test_split(
     cache_dir: str | None = "default",
     skip_bad_images: bool = False,
     verbose: int = 0,
+    image_size: int | None = None,
+    augmentation: str = "random_resized_crop",
 ):
     """Only the test split of a dataset (what the analyses use).
 
-    Arguments as for `load_dataset`.
+    Arguments as for `load_dataset`; a streamed dataset's test split is
+    read through its evaluation transform (`augmentation`) at
+    `image_size` (`streams.load_stream`).
 
     Returns:
         (images uint8 (N, H, W, C), labels int64 (N,), class_names).
     """
+    if is_stream(spec):
+        from tf_selectivity.data.stream_pipeline import test_arrays
+        from tf_selectivity.data.streams import load_stream
+
+        stream = load_stream(spec, data_dir=data_dir, image_size=image_size, augmentation=augmentation,
+                             cache_dir=cache_dir)
+        images, labels = test_arrays(stream)
+        return images, labels, list(stream.class_names)
     class_names, loaded, _ = _load_splits(spec, data_dir, cache_dir, ("test",), skip_bad_images, verbose)
     images, labels = loaded["test"]
     return images, labels, list(class_names)
@@ -704,9 +732,21 @@ def load_config_dataset(config, verbose: int = 0) -> DatasetSplits:
 
     Args:
         config: a `TrainConfig` (its dataset, data_dir, validation_fraction,
-            split_seed, max_train_samples and skip_bad_images are read).
+            split_seed, max_train_samples and skip_bad_images are read; for
+            a stream, image_size and augmentation).
         verbose: as for `load_dataset`.
+
+    Returns:
+        A `DatasetSplits`, or a `streams.StreamSplits` for ``stream:`` data.
     """
+    if is_stream(config.dataset):
+        from tf_selectivity.data.streams import load_stream
+
+        return load_stream(
+            config.dataset, data_dir=config.data_dir, validation_fraction=config.validation_fraction,
+            split_seed=config.split_seed, max_train_samples=config.max_train_samples,
+            image_size=config.image_size, augmentation=config.augmentation,
+        )
     return load_dataset(
         config.dataset,
         data_dir=config.data_dir,

@@ -40,14 +40,16 @@ def _cifar_resnet(depth):
     return ModelBuilder("tf_selectivity.models.resnet", "build_cifar_resnet", depth, name=f"resnet{depth}")
 
 
-def _imagenet_resnet(depth):
-    return ModelBuilder("tf_selectivity.models.imagenet_resnet", "build_imagenet_resnet", depth, name=f"resnet{depth}")
+def _imagenet_resnet(depth, stem="small"):
+    name = f"resnet{depth}" if stem == "small" else f"resnet{depth}_{stem}"
+    return ModelBuilder("tf_selectivity.models.imagenet_resnet", "build_imagenet_resnet", depth, name=name, stem=stem)
 
 
 # resnet20 and vgg16 are the paper's CIFAR-10 networks; resnet8 is a small
 # member of the same family for quick tests; resnet18 and resnet50 are the
 # ImageNet-style networks of the paper's ICLR 2021 version (Tiny ImageNet,
-# 64x64; see models/imagenet_resnet.py for the stem).
+# 64x64; see models/imagenet_resnet.py for the stem); resnet50_imagenet is
+# torchvision's ResNet-50 with its own stem, for 224x224 ImageNet.
 MODELS = {
     "resnet8": _cifar_resnet(8),
     "resnet20": _cifar_resnet(20),
@@ -57,4 +59,5 @@ MODELS = {
     "vgg16": ModelBuilder("tf_selectivity.models.vgg", "build_vgg16"),
     "resnet18": _imagenet_resnet(18),
     "resnet50": _imagenet_resnet(50),
+    "resnet50_imagenet": _imagenet_resnet(50, stem="imagenet"),
 }

@@ -38,7 +38,8 @@ _DEFAULT_LEARNING_RATE = 0.1
 # the value those runs were trained with: before the paper's eq. 1 became the
 # default, every run regularized the bounded index; before --skip_bad_images
 # existed, no image was skipped.
-LEGACY_IDENTITY_DEFAULTS = {"selectivity_index": "bounded", "skip_bad_images": False}
+LEGACY_IDENTITY_DEFAULTS = {"selectivity_index": "bounded", "skip_bad_images": False,
+                            "augmentation": "pad_crop_flip"}
 
 
 def with_legacy_defaults(identity: dict) -> dict:
@@ -200,7 +201,19 @@ class TrainConfig:
         None, "Train on the first N images of the (seeded, shuffled) training split only: quick runs.",
         check=positive, role=IDENTITY,
     )
-    augment: bool = setting(True, "Pad-4 random crop and horizontal flip of training images.", role=IDENTITY)
+    augment: bool = setting(True, "Augment training images (--augmentation); false: none.", role=IDENTITY)
+    augmentation: str = setting(
+        "pad_crop_flip",
+        "Training augmentation and evaluation transform: pad_crop_flip (the paper's CIFAR one: pad 4, random "
+        "crop, flip) or random_resized_crop (ImageNet's: crop of 8-100% of the area at aspect 3/4-4/3 resized to "
+        "--image_size, flip; evaluation: shorter side to 256/224 of it, center crop). stream: datasets only "
+        "for random_resized_crop.",
+        choices=("pad_crop_flip", "random_resized_crop"), role=IDENTITY,
+    )
+    image_size: Optional[int] = setting(
+        None, "stream: datasets: side of the square images the network sees (default 224).",
+        check=positive, role=IDENTITY,
+    )
     jit_compile: str = setting(
         "auto", "XLA-compile the train step; auto: on GPU/TPU (and always on JAX), off on a TensorFlow CPU.",
         choices=("auto", "true", "false"), role=LOCAL,
@@ -336,6 +349,18 @@ class TrainConfig:
                 check_model_function(self.model, self.activation, self.leaky_slope)
             except ValueError as error:
                 raise ConfigError(str(error)) from None
+        from tf_selectivity.data.streams import is_stream
+
+        if not is_stream(self.dataset):
+            if self.augmentation != "pad_crop_flip":
+                raise ConfigValueError("augmentation", f"{self.augmentation} needs a stream: dataset (read while "
+                                                       "training, images of any size)")
+            if self.image_size is not None:
+                raise ConfigValueError("image_size", "only applies to stream: datasets (in-memory images keep "
+                                                     "their size)")
+        elif self.skip_bad_images:
+            raise ConfigValueError("skip_bad_images", "applies to in-memory image folders; a stream: dataset reads "
+                                                      "each image while training")
         if self.activation == "relu" and self.leaky_slope != 0.0:
             raise ConfigValueError("leaky_slope", "only applies to activation=leaky_relu")
         if self.alpha_window is not None:

@@ -62,8 +62,15 @@ class TensorFlowRunner:
         self.config = config
         self.data = data
         self.progress = progress
-        self.steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
-        self.validation = evaluation_dataset(data.validation_images, data.validation_labels, config.eval_batch_size)
+        self.steps_per_epoch = math.ceil(data.num_train / config.batch_size)
+        self.streamed = getattr(data, "streamed", False)
+        if self.streamed:
+            from tf_selectivity.data.stream_pipeline import evaluation_stream
+
+            self.validation = evaluation_stream(data, "validation", config.eval_batch_size)
+        else:
+            self.validation = evaluation_dataset(data.validation_images, data.validation_labels,
+                                                 config.eval_batch_size)
 
     def reports_batches(self, lanes) -> bool:
         return self.progress
@@ -72,10 +79,16 @@ class TensorFlowRunner:
         from tf_selectivity.data.tf_pipeline import training_dataset
 
         epoch = epochs[0]
-        batches = training_dataset(
-            self.data.train_images, self.data.train_labels, self.config.batch_size, seed=self.config.seed,
-            first_epoch=epoch, epochs=epoch + 1, augment=self.config.augment,
-        )
+        if self.streamed:
+            from tf_selectivity.data.stream_pipeline import training_stream
+
+            batches = training_stream(self.data, self.config.batch_size, seed=self.config.seed, epoch=epoch,
+                                      augment=self.config.augment)
+        else:
+            batches = training_dataset(
+                self.data.train_images, self.data.train_labels, self.config.batch_size, seed=self.config.seed,
+                first_epoch=epoch, epochs=epoch + 1, augment=self.config.augment,
+            )
         self.model.make_train_function()  # sets (once) the model's `train_function`
         train_function = self.model.train_function
         iterator = iter(batches)
@@ -114,6 +127,49 @@ class TensorFlowRunner:
         """Nothing to do: the model's variables are the state."""
 
 
+class StreamBatches:
+    """NumPy batches of a streamed split for JAX, from its tf.data pipeline
+    (`data.stream_pipeline`), this process' share of each global batch.
+
+    Args:
+        data: a `StreamSplits`.
+        config: the run's `TrainConfig`.
+        split: "train" (the epoch set by `set_epoch`) or "validation".
+    """
+
+    def __init__(self, data, config, split):
+        from tf_selectivity.data.stream_pipeline import host_shard, steps_per_epoch
+
+        self.data, self.config, self.split = data, config, split
+        self.epoch = 0
+        self.shard = host_shard()
+        batch = config.batch_size if split == "train" else config.eval_batch_size
+        self.steps = steps_per_epoch(data, batch) if split == "train" else -(-data.num_validation // batch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.steps
+
+    def __iter__(self):
+        from tf_selectivity.data import stream_pipeline
+
+        if self.split == "train":
+            dataset = stream_pipeline.training_stream(
+                self.data, self.config.batch_size, seed=self.config.seed, epoch=self.epoch,
+                augment=self.config.augment, shard=self.shard,
+            )
+        else:
+            dataset = stream_pipeline.evaluation_stream(self.data, "validation", self.config.eval_batch_size,
+                                                        shard=self.shard)
+        return stream_pipeline.numpy_batches(dataset)
+
+    def first_example(self):
+        """(images, labels) of the split's first batch."""
+        return next(iter(self))
+
+
 class JAXHostRunner:
     """One run's epochs on JAX from host batches, through its stateless steps.
 
@@ -131,18 +187,24 @@ class JAXHostRunner:
 
         self.model = model
         self.progress = progress
-        self.train = ImageBatches(
-            data.train_images, data.train_labels, config.batch_size,
-            shuffle=True, augment=config.augment, seed=config.seed,
-        )
-        self.validation = ImageBatches(data.validation_images, data.validation_labels, config.eval_batch_size)
+        if getattr(data, "streamed", False):
+            self.train = StreamBatches(data, config, "train")
+            self.validation = StreamBatches(data, config, "validation")
+        else:
+            self.train = ImageBatches(
+                data.train_images, data.train_labels, config.batch_size,
+                shuffle=True, augment=config.augment, seed=config.seed,
+            )
+            self.validation = ImageBatches(data.validation_images, data.validation_labels, config.eval_batch_size)
         self.steps_per_epoch = len(self.train)
         self.workers = workers or (2 if (os.cpu_count() or 1) > 2 else 1)
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         from tf_selectivity.training.device_loop import build_metrics
 
-        build_metrics(model, data.validation_images, data.validation_labels)
+        images, labels = self.validation.first_example() if isinstance(self.validation, StreamBatches) else (
+            data.validation_images, data.validation_labels)
+        build_metrics(model, images, labels)
         self._reset_metric_values = [v.value for v in model.metrics_variables]
         self._train_step = jax.jit(model.train_step)
         self._test_step = jax.jit(model.test_step)
@@ -152,7 +214,11 @@ class JAXHostRunner:
         return self.progress
 
     def _batches(self, batches):
-        """`batches[0], batches[1], ...`, each prepared ahead by the worker threads."""
+        """`batches[0], batches[1], ...`, each prepared ahead by the worker threads
+        (a stream's, by its tf.data pipeline)."""
+        if isinstance(batches, StreamBatches):
+            yield from batches
+            return
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
             pending = collections.deque()
             for index in range(len(batches)):

@@ -200,7 +200,7 @@ def build_compiled_model(config: TrainConfig, data, metrics=None, steps_per_epoc
     except UserModelError as error:  # a user's function: its message is the answer
         raise ConfigError(str(error)) from None
     if steps_per_epoch is None:
-        steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+        steps_per_epoch = math.ceil(data.num_train / config.batch_size)
     window = config.alpha_window_steps(steps_per_epoch)
     if window is not None:  # the regularizer's steps, switched inside the compiled step
         model.set_selectivity_window(*window)
@@ -324,7 +324,7 @@ def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics
             backend would train wrongly (oneDNN).
         DamagedCheckpointError: (`restore`) the checkpoint cannot be read.
     """
-    steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+    steps_per_epoch = math.ceil(data.num_train / config.batch_size)
     model, jit_compile = build_compiled_model(config, data, metrics, steps_per_epoch)
     checkpoint = RunCheckpoint(paths, input_pipeline=pipeline)
     checkpoint.set_model(model)
@@ -399,7 +399,7 @@ def finish_run(run: Run, train_seconds: float, verbose: int, packed_replicates=N
     model.load_weights(paths.best_weights)
     test = evaluate_responses(
         model.unit_response_model().predict_on_batch,
-        ImageBatches(data.test_images, data.test_labels, config.eval_batch_size),
+        _test_batches(data, config.eval_batch_size),
         num_classes=data.num_classes,
         layer_names=model.probe_names,
         selectivity_index=config.selectivity_index,
@@ -431,6 +431,15 @@ def finish_run(run: Run, train_seconds: float, verbose: int, packed_replicates=N
             f"Wrote {paths.root}"
         )
     return summary
+
+
+def _test_batches(data, batch_size: int):
+    """The test split's batches: from memory, or read through a stream's evaluation transform."""
+    if getattr(data, "streamed", False):
+        from tf_selectivity.data.stream_pipeline import evaluation_stream, numpy_batches
+
+        return numpy_batches(evaluation_stream(data, "test", batch_size))
+    return ImageBatches(data.test_images, data.test_labels, batch_size)
 
 
 def _run_record(run: Run, train_seconds: float, packed_replicates=None) -> RunSummary:

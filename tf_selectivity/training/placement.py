@@ -81,7 +81,7 @@ def choose_input_pipeline(setting: str, data, paths: RunPaths, backend: str, ver
 
     Args:
         setting: "auto", "true" or "false".
-        data: the run's `DatasetSplits`.
+        data: the run's `DatasetSplits` (or `StreamSplits`: never on the device).
         paths: the run directory (for the pipeline of finished epochs).
         backend: `keras.backend.backend()`.
         verbose: print the one-line fallback message of "auto".
@@ -95,6 +95,12 @@ def choose_input_pipeline(setting: str, data, paths: RunPaths, backend: str, ver
             epochs.
     """
     recorded = recorded_input_pipeline(paths, backend)
+    if getattr(data, "streamed", False):
+        # Read from disk batch by batch: the host's tf.data pipeline on either backend.
+        if setting == "true":
+            raise ConfigError("`data_on_device='true'` keeps in-memory splits on the device; a stream: dataset "
+                              "is read from disk while training: use `data_on_device='auto'` or 'false'")
+        return "tf.data" if backend != "jax" else "host"
     if backend != "jax":
         if setting == "true":
             raise ConfigError(
