@@ -166,8 +166,8 @@ def read_training_curves(run_dirs: Iterable[str]) -> pd.DataFrame:
     """The SI on the validation split per epoch and layer, of every run.
 
     Args:
-        run_dirs: run directories (each with ``history.csv``, and or
-            ``selectivity_steps.csv``; ``config.json`` gives the model,
+        run_dirs: run directories (each with ``history.csv``, or
+            ``selectivity_steps.csv``, or both; ``config.json`` gives the model,
             alpha and seed).
 
     Returns:
