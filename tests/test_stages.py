@@ -144,7 +144,8 @@ def test_checks_run_before_anything_is_written(tiny_runs, tmp_path):
     assert result.skipped["nothing_to_do"] == "no run has what it needs"
     assert MeanLabelStage.computed == [] and not (out / "mean_label.csv").exists()
     # The tiny runs recorded no SI while training; similarity is off (not enabled: not listed).
-    assert result.skipped["training_curves"] == "no run recorded the SI while training (--selectivity_every)"
+    assert result.skipped["training_curves"] == (
+        "no run recorded the SI while training (--selectivity_every, --selectivity_every_steps)")
     assert "similarity" not in result.skipped
 
 

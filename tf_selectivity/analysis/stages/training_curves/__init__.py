@@ -2,6 +2,6 @@
 
     options.py   `TrainingCurvesOptions` (``--training_curves``)
     stage.py     `TrainingCurvesStage`: per-run curves, tables, figures, section
-    curves.py    reading history.csv into tidy tables; means over seeds; half-rise epochs
-    figures.py   SI vs epoch per alpha beside validation accuracy vs epoch
+    curves.py    reading history.csv and selectivity_steps.csv into tidy tables; means over seeds; half-rise epochs
+    figures.py   SI vs epoch per alpha beside validation accuracy vs epoch (symmetric-log epochs with steps)
 """

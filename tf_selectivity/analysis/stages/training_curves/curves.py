@@ -4,16 +4,23 @@ A run trained with ``--selectivity_every=N`` has, in its ``history.csv``,
 the class selectivity index (eq. 1) on the validation split every N epochs:
 ``val_split_selectivity/<probe>`` per layer and ``val_split_mean_selectivity``
 (eq. 3), beside ``val_accuracy`` every epoch
-(`tf_selectivity.training.callbacks.SplitSelectivityEvery`). This module
-turns those files into tidy tables:
+(`tf_selectivity.training.callbacks.SplitSelectivityEvery`). A run trained
+with ``--selectivity_every_steps=N`` also has ``selectivity_steps.csv``: the
+same index every N training steps early in training, at fractional epochs
+(step / steps per epoch; epoch 0 is the initialization), its rows at an
+epoch's end from that epoch's validation pass
+(`tf_selectivity.training.step_events`). This module turns those files into
+tidy tables:
 
 * `read_training_curves`: one row per (run, epoch, layer), the layer
-  ``"mean"`` standing for eq. 3's mean over layers;
+  ``"mean"`` standing for eq. 3's mean over layers; epochs are floats, the
+  step rows between history.csv's epochs;
 * `summarize_training_curves`: per (model, alpha, layer, epoch), the mean
   over seeds with a percentile-bootstrap CI, of the SI and of the
   validation accuracy;
-* `half_rise_epochs`: per run and layer, the first epoch at which the SI
-  reaches half its final value (when selectivity rises);
+* `half_rise_epochs`: per run and layer, the first recorded epoch (a
+  fraction of one where steps were recorded) at which the SI reaches half
+  its final value (when selectivity rises);
   `summarize_half_rise`: its mean over seeds with a CI, per alpha and layer.
 """
 
@@ -27,6 +34,7 @@ import pandas as pd
 
 from tf_selectivity.core.files import DamagedFileError, read_json
 from tf_selectivity.core.settings import ParameterError
+from tf_selectivity.training.step_events import SELECTIVITY_STEPS_FILE
 
 __all__ = [
     "MEAN_LAYER",
@@ -48,7 +56,10 @@ MEAN_LAYER = "mean"
 
 
 def has_training_curves(run_dir: str) -> bool:
-    """Whether the run's history.csv recorded the SI while training (reads its header only)."""
+    """Whether the run recorded the SI while training: selectivity columns in its
+    history.csv (reads its header only) or a ``selectivity_steps.csv``."""
+    if os.path.exists(os.path.join(run_dir, SELECTIVITY_STEPS_FILE)):
+        return True
     path = os.path.join(run_dir, "history.csv")
     if not os.path.exists(path):
         return False
@@ -60,13 +71,21 @@ def has_training_curves(run_dir: str) -> bool:
 def read_run_curves(run_dir: str) -> pd.DataFrame:
     """One run's rows of `read_training_curves`.
 
+    history.csv gives a row per epoch and layer; ``selectivity_steps.csv``,
+    where the run has one, adds its steps at the epochs history.csv lacks
+    (with a NaN ``val_accuracy``) and fills the SI of history.csv's epochs
+    that recorded none. At an epoch both recorded, history.csv's row is
+    kept (the two come from the same validation pass).
+
     Raises:
-        ParameterError: no history.csv, one without the selectivity
-            columns, or a damaged config.json.
+        ParameterError: neither history.csv nor selectivity_steps.csv, no
+            selectivity in either, or a damaged config.json or table.
     """
     history_path = os.path.join(run_dir, "history.csv")
+    steps_path = os.path.join(run_dir, SELECTIVITY_STEPS_FILE)
     config_path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(history_path):
+    has_steps = os.path.exists(steps_path)
+    if not os.path.exists(history_path) and not has_steps:
         raise ParameterError("run_dirs", f"{run_dir} has no history.csv")
     try:
         config = read_json(config_path) if os.path.exists(config_path) else {}
@@ -74,28 +93,36 @@ def read_run_curves(run_dir: str) -> pd.DataFrame:
         raise ParameterError("run_dirs", f"{run_dir}: {error}") from None
     # A run's config.json nests its settings (``{"config": {...}, "identity": ...}``).
     config = config.get("config", config) if isinstance(config.get("config"), dict) else config
-    history = pd.read_csv(history_path)
+    history = pd.read_csv(history_path) if os.path.exists(history_path) else pd.DataFrame({"epoch": []})
     if "epoch" not in history.columns:
         raise ParameterError("run_dirs", f"{history_path} has no epoch column")
+    steps = _read_steps(steps_path) if has_steps else None
     layers = [c[len(LAYER_COLUMN_PREFIX):] for c in history.columns if c.startswith(LAYER_COLUMN_PREFIX)]
+    if steps is not None:
+        layers += [layer for layer in dict.fromkeys(steps["layer"]) if layer not in layers]
     if MEAN_COLUMN not in history.columns and not layers:
         raise ParameterError(
-            "run_dirs", f"{run_dir} recorded no selectivity while training: train it with --selectivity_every=N"
+            "run_dirs", f"{run_dir} recorded no selectivity while training: train it with --selectivity_every=N "
+                        "or --selectivity_every_steps=N"
         )
     accuracy = history[ACCURACY_COLUMN] if ACCURACY_COLUMN in history.columns else np.nan
+    with_mean = MEAN_COLUMN in history.columns or steps is not None
+    indices = {layer: index for index, layer in enumerate(layers)}
+    if with_mean:
+        indices[MEAN_LAYER] = -1
     frames = []
-    for index, layer in enumerate(layers + [MEAN_LAYER]):
+    for layer, index in indices.items():
         column = MEAN_COLUMN if layer == MEAN_LAYER else LAYER_COLUMN_PREFIX + layer
-        if column not in history.columns:
-            continue
         frames.append(pd.DataFrame({
-            "epoch": history["epoch"].astype(int),
+            "epoch": history["epoch"].astype(int).astype(float),
             "layer": layer,
-            "layer_index": index if layer != MEAN_LAYER else -1,
-            "selectivity": pd.to_numeric(history[column], errors="coerce"),
+            "layer_index": index,
+            "selectivity": pd.to_numeric(history[column], errors="coerce") if column in history.columns else np.nan,
             "val_accuracy": pd.to_numeric(accuracy, errors="coerce"),
         }))
     frame = pd.concat(frames, ignore_index=True)
+    if steps is not None:
+        frame = _with_steps(frame, steps, indices)
     frame.insert(0, "run_dir", os.path.abspath(run_dir))
     frame.insert(1, "model", str(config.get("model", "")))
     frame.insert(2, "alpha", float(config.get("alpha", np.nan)))
@@ -103,24 +130,59 @@ def read_run_curves(run_dir: str) -> pd.DataFrame:
     return frame
 
 
+def _read_steps(path: str) -> pd.DataFrame:
+    """A selectivity_steps.csv as (epoch, layer, selectivity) rows, eq. 3's mean as the layer `MEAN_LAYER`."""
+    try:
+        steps = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ParameterError("run_dirs", f"{path} cannot be read: {error}") from None
+    missing = [c for c in ("epoch", "layer", "selectivity", "mean") if c not in steps.columns]
+    if missing:
+        raise ParameterError("run_dirs", f"{path} has no {', '.join(missing)} column")
+    epoch = pd.to_numeric(steps["epoch"], errors="coerce")
+    per_layer = pd.DataFrame({"epoch": epoch, "layer": steps["layer"].astype(str),
+                              "selectivity": pd.to_numeric(steps["selectivity"], errors="coerce")})
+    # One mean per step, repeated on each of its layers' rows.
+    mean = pd.DataFrame({"epoch": epoch, "layer": MEAN_LAYER,
+                         "selectivity": pd.to_numeric(steps["mean"], errors="coerce")}).drop_duplicates("epoch")
+    return pd.concat([per_layer, mean], ignore_index=True)
+
+
+def _with_steps(history_rows: pd.DataFrame, steps: pd.DataFrame, indices: dict) -> pd.DataFrame:
+    """`history_rows` (a run's rows from history.csv) with the step rows of the epochs it lacks, and the SI of
+    the steps at its epochs without one; in network order (`indices`: layer -> its ``layer_index``), then by
+    epoch."""
+    keys = ["epoch", "layer"]
+    merged = history_rows.merge(steps.rename(columns={"selectivity": "_step_selectivity"}), on=keys,
+                                how="outer", sort=False)
+    merged["selectivity"] = merged["selectivity"].where(merged["selectivity"].notna(), merged["_step_selectivity"])
+    merged["layer_index"] = merged["layer"].map(indices).astype(int)
+    order = merged["layer_index"].where(merged["layer_index"] >= 0, np.inf)
+    merged = merged.assign(_order=order).sort_values(["_order", "epoch"], kind="stable")
+    return merged[["epoch", "layer", "layer_index", "selectivity", "val_accuracy"]].reset_index(drop=True)
+
+
 def read_training_curves(run_dirs: Iterable[str]) -> pd.DataFrame:
     """The SI on the validation split per epoch and layer, of every run.
 
     Args:
-        run_dirs: run directories (each with ``history.csv``; ``config.json``
-            gives the model, alpha and seed).
+        run_dirs: run directories (each with ``history.csv``, or
+            ``selectivity_steps.csv``, or both; ``config.json`` gives the model,
+            alpha and seed).
 
     Returns:
         Tidy DataFrame, one row per (run, recorded epoch, layer): ``run_dir``,
-        ``model``, ``alpha``, ``seed``, ``epoch``, ``layer`` (a probe name, or
-        `MEAN_LAYER` for eq. 3's mean), ``layer_index`` (-1 for the mean),
-        ``selectivity``, ``val_accuracy``. Epochs where the SI was not
-        recorded (``--selectivity_every`` > 1) keep their accuracy with a
-        NaN selectivity.
+        ``model``, ``alpha``, ``seed``, ``epoch`` (float: history.csv's
+        epochs, and the fractional epochs of recorded steps, 0 being the
+        initialization), ``layer`` (a probe name, or `MEAN_LAYER` for eq.
+        3's mean), ``layer_index`` (-1 for the mean), ``selectivity``,
+        ``val_accuracy`` (NaN at the steps inside an epoch). Epochs where
+        the SI was not recorded (``--selectivity_every`` > 1) keep their
+        accuracy with a NaN selectivity.
 
     Raises:
-        ParameterError: no run directories, or one without history.csv or
-            without the selectivity columns.
+        ParameterError: no run directories, or one with neither
+            history.csv nor selectivity_steps.csv, or without selectivity.
     """
     run_dirs = [str(path) for path in run_dirs]
     if not run_dirs:
@@ -160,10 +222,13 @@ def summarize_training_curves(curves: pd.DataFrame, confidence: float = 0.95, n_
 
 
 def half_rise_epochs(curves: pd.DataFrame, fraction: float = 0.5) -> pd.DataFrame:
-    """Per run and layer, the first epoch at which the SI reaches `fraction` of its final value.
+    """Per run and layer, the first recorded epoch at which the SI reaches `fraction` of its final value.
 
     The final value is the SI at the last recorded epoch. Where it is not
-    positive (no selectivity emerged) the epoch is NaN.
+    positive (no selectivity emerged) the epoch is NaN. Where the run
+    recorded steps, the epoch is a fraction of one when the SI got there
+    inside an epoch, and 0 when its value at initialization already was
+    that high.
 
     Args:
         curves: a `read_training_curves` table.
@@ -187,8 +252,8 @@ def half_rise_epochs(curves: pd.DataFrame, fraction: float = 0.5) -> pd.DataFram
         epoch = np.nan
         if final > 0:
             reached = group["epoch"][group["selectivity"].to_numpy() >= fraction * final]
-            epoch = int(reached.iloc[0])
-        rows.append({**dict(zip(keys, key)), "final_epoch": int(group["epoch"].iloc[-1]),
+            epoch = float(reached.iloc[0])
+        rows.append({**dict(zip(keys, key)), "final_epoch": float(group["epoch"].iloc[-1]),
                      "final_selectivity": final, "half_rise_epoch": epoch})
     return pd.DataFrame(rows, columns=keys + ["final_epoch", "final_selectivity", "half_rise_epoch"])
 

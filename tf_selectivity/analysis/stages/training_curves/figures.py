@@ -6,6 +6,12 @@ epoch). Panel (a): the class selectivity index on the validation split of
 one layer, or eq. 3's mean over layers (``layer="mean"``), with the epoch at
 which it reaches half its final value marked where given; panel (b): the
 validation accuracy. Colours follow the paper's alpha convention.
+
+Where the table holds fractional epochs (runs that recorded the SI every N
+steps, ``--selectivity_every_steps``), the epoch axis is symmetric-log:
+linear from 0 (the initialization) to 1 epoch, logarithmic beyond, so the
+first epoch takes as much width as epochs 1 to 10 and the emergence of
+selectivity is visible beside the whole run.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from tf_selectivity.plots.style import (
 )
 
 __all__ = ["plot_training_curves"]
+
+# The symmetric-log epoch axis: linear below this many epochs, logarithmic above.
+LINEAR_EPOCHS = 1.0
 
 
 @styled
@@ -89,12 +98,35 @@ def plot_training_curves(summary: pd.DataFrame, layer: str = "mean", half_rise: 
     accuracy_ax.set_xlabel("Epoch")
     accuracy_ax.set_ylabel("Validation accuracy (%)")
     accuracy_ax.legend(loc="lower right", fontsize=7)
+    fractional = bool((rows["epoch"] % 1 != 0).any())
     for ax in (si_ax, accuracy_ax):
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        if fractional:
+            _symlog_epochs(ax, float(rows["epoch"].max()))
+        else:
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    if fractional:
+        # The accuracy is recorded at epochs' ends only: the same span as the SI's, initialization included.
+        accuracy_ax.set_xlim(si_ax.get_xlim())
     seeds = rows.groupby("alpha")["n"].max().tolist()
     note = (f"{display_model_name(model)}. Lines: mean over seeds ({replicates_text(seeds)}); bands: "
             "percentile-bootstrap 95% CIs.")
+    if fractional:
+        note += (" Epoch axis: linear from 0 (initialization) to 1, logarithmic beyond (symmetric log); "
+                 "SI inside an epoch recorded every N steps.")
     if half_rise is not None:
         note += " Ticks on (a): the epoch at which the SI reaches half its final value (mean over seeds)."
     add_footnote(figure, note)
     return figure
+
+
+def _symlog_epochs(ax, last_epoch: float) -> None:
+    """A symmetric-log epoch axis (linear below `LINEAR_EPOCHS`), ticked at 0, 0.5, 1 and 2, 5, 10, ... beyond."""
+    ax.set_xscale("symlog", linthresh=LINEAR_EPOCHS, linscale=1.0)
+    ticks = [0.0, 0.5, 1.0]
+    decade = 1.0
+    while decade * 2 <= last_epoch * 1.05:
+        ticks += [t for t in (2 * decade, 5 * decade, 10 * decade) if t <= last_epoch * 1.05]
+        decade *= 10
+    ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(ticker.FixedLocator([0.25, 0.75]))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))

@@ -11,11 +11,13 @@ __all__ = ["TrainingCurvesOptions"]
 
 @dataclasses.dataclass
 class TrainingCurvesOptions:
-    """`AnalysisOptions.training_curves`: the SI recorded while training (``--selectivity_every``)."""
+    """`AnalysisOptions.training_curves`: the SI recorded while training (``--selectivity_every``,
+    ``--selectivity_every_steps``)."""
 
     enabled: bool = setting(
         True,
-        "Where runs recorded the SI while training (--selectivity_every), draw SI vs epoch per alpha beside "
-        "validation accuracy and report the epoch each layer's SI reaches half its final value.",
+        "Where runs recorded the SI while training (--selectivity_every, --selectivity_every_steps), draw SI vs "
+        "epoch per alpha beside validation accuracy and report the epoch each layer's SI reaches half its final "
+        "value.",
         flag_name="training_curves",
     )

@@ -2,16 +2,20 @@
 
 On by default (``training_curves``). Among the analysed runs, those whose
 ``history.csv`` holds the SI on the validation split (trained with
-``--selectivity_every=N``) give, per model:
+``--selectivity_every=N``) or that have a ``selectivity_steps.csv`` (every N
+training steps early in training, ``--selectivity_every_steps=N``) give, per
+model and condition (runs regularized in different windows of training,
+``alpha_window``, are different conditions):
 
 * figures ``figS_training_curves_<model>_<layer>``: SI vs epoch per alpha
   (mean over seeds, bootstrap 95% CI) beside validation accuracy vs epoch
-  (`figures.plot_training_curves`), for eq. 3's mean over layers and every
-  layer, the mean half-rise epoch marked;
+  (`figures.plot_training_curves`; a symmetric-log epoch axis where steps
+  were recorded), for eq. 3's mean over layers and every layer, the mean
+  half-rise epoch marked;
 * tables ``training_curves`` (per run, epoch and layer), ``training_curves_summary``
   (mean and CI over seeds) and ``half_rise_epochs`` (per run and layer: the
-  first recorded epoch at which the layer's SI reaches half its value at the
-  last recorded epoch);
+  first recorded epoch, fractional between recorded steps, at which the
+  layer's SI reaches half its value at the last recorded epoch);
 * a report section: per model, layer and alpha, the mean half-rise epoch
   over seeds with its CI.
 
@@ -48,7 +52,7 @@ class TrainingCurvesStage(Stage):
         from tf_selectivity.analysis.stages.training_curves.curves import has_training_curves
 
         if not any(has_training_curves(record.run_dir) for record in runs):
-            raise StageSkipped("no run recorded the SI while training (--selectivity_every)")
+            raise StageSkipped("no run recorded the SI while training (--selectivity_every, --selectivity_every_steps)")
 
     def cache_key(self, options):
         return None
@@ -61,7 +65,7 @@ class TrainingCurvesStage(Stage):
         return RunResult(tables={"curves": read_run_curves(run.run_dir)})
 
     def run_error(self, run, error):
-        if isinstance(error, (ValueError, OSError)):  # a damaged history or config
+        if isinstance(error, (ValueError, OSError)):  # a damaged history, selectivity_steps.csv or config
             return f"selectivity while training: {error}"
         return None
 
@@ -122,7 +126,14 @@ class TrainingCurvesStage(Stage):
             "its value at the last recorded epoch (mean over seeds, bootstrap 95% CI; tables `training_curves`, "
             "`training_curves_summary`, `half_rise_epochs`).", "",
         ]
+        # Epochs between recorded steps need a second decimal.
+        steps = bool((tables["training_curves"]["epoch"] % 1 != 0).any())
+        digits = 2 if steps else 1
         summary = tables["_half_rise_summary"]
+        if steps:
+            lines[-2] += (" Runs that recorded the SI every N training steps (`--selectivity_every_steps`) resolve "
+                          "it within an epoch: their half-rise epoch is fractional, and 0 where the SI at "
+                          "initialization already is half its final value.")
         for model, name, layers in _layers_by_model(tables):
             rows = _of_condition(summary[summary["model"] == model], name)
             alphas = sorted(rows["alpha"].unique())
@@ -131,7 +142,7 @@ class TrainingCurvesStage(Stage):
                 cells = [("eq. 3 mean" if layer == MEAN_LAYER else layer)]
                 for alpha in alphas:
                     match = rows[(rows["layer"] == layer) & (rows["alpha"] == alpha)]
-                    cells.append(_cell(match.iloc[0]) if len(match) else "")
+                    cells.append(_cell(match.iloc[0], digits) if len(match) else "")
                 table.append(cells)
             lines += [f"### {name or model}: half-rise epoch per layer and alpha", "",
                       markdown_table(["layer"] + [f"α = {alpha:g}" for alpha in alphas], table), ""]
@@ -164,9 +175,10 @@ def _condition_of(curves, model, name) -> dict:
             if column in rows and len(rows)}
 
 
-def _cell(row) -> str:
+def _cell(row, digits: int) -> str:
     if row["n"] == 0 or pd.isna(row["mean"]):
         return "not reached (final SI <= 0)"
     if row["n"] == 1 or pd.isna(row["ci_low"]):
-        return f"{row['mean']:.1f} (n = {int(row['n'])})"
-    return f"{row['mean']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}] (n = {int(row['n'])})"
+        return f"{row['mean']:.{digits}f} (n = {int(row['n'])})"
+    return (f"{row['mean']:.{digits}f} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}] "
+            f"(n = {int(row['n'])})")
