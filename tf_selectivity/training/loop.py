@@ -16,6 +16,7 @@ from tf_selectivity.models import build_model
 from tf_selectivity.models.user_models import UserModelError
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint, SplitSelectivityEvery
 from tf_selectivity.training.config import ConfigError, TrainConfig
+from tf_selectivity.training.devices import DataParallel, data_parallel
 from tf_selectivity.training.epochs import Lane, run_epochs
 from tf_selectivity.training.export import (
     export_run_models,
@@ -113,16 +114,18 @@ def train(run, *, callbacks=(), verbose: int = 1, data=None, metrics=None) -> Ru
     refuse_locked([prepared])
     # Before the lock and config.json: a checkpoint that cannot be read, ...
     check_checkpoint(paths)
+    # ... the devices, ...
+    devices = data_parallel(config)
     if data is None:
         data = load_run_data(config)
     # Raises before anything is written if the setting cannot hold here.
     pipeline = choose_input_pipeline(
-        config.data_on_device, data, paths, keras.backend.backend(), verbose
+        config.data_on_device, data, paths, keras.backend.backend(), verbose, devices=devices.count
     )
     if verbose:
         print(data.summary_line(), flush=True)
     # ... and the model (a user's function that fails is found here).
-    built = build_run(config, paths, data, pipeline, metrics, restore=False)
+    built = build_run(config, paths, data, pipeline, metrics, restore=False, devices=devices)
     with paths.locked():
         if paths.is_complete():  # another process finished it meanwhile
             return finished_summary(paths, verbose)
@@ -281,6 +284,7 @@ class Run:
             divergence).
         pipeline: "tf.data", "host" or "device" (`training.placement`).
         jit_compile: whether the steps are XLA-compiled.
+        devices: the devices each step runs on (`training.devices`).
     """
 
     config: TrainConfig
@@ -290,13 +294,15 @@ class Run:
     checkpoint: RunCheckpoint
     pipeline: str
     jit_compile: bool
+    devices: DataParallel = dataclasses.field(default_factory=DataParallel)
 
     @property
     def epochs_done(self) -> int:
         return self.checkpoint.epochs_done
 
 
-def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics=None, restore=True) -> Run:
+def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics=None, restore=True,
+              devices=None) -> Run:
     """The run's compiled model and its checkpoint.
 
     Args:
@@ -309,6 +315,8 @@ def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics
             the run's lock held); with False, call `run.checkpoint.restore()`
             once the lock is held (`train` builds the model first, so that a
             model that cannot be built stops before anything is written).
+        devices: its `DataParallel` (`data_parallel(config)`; default one
+            device): the model is built and compiled in its scope.
 
     Raises:
         ConfigError: a user's model function that fails, a layer that this
@@ -316,12 +324,18 @@ def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics
         DamagedCheckpointError: (`restore`) the checkpoint cannot be read.
     """
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
-    model, jit_compile = build_compiled_model(config, data, metrics, steps_per_epoch)
+    devices = devices or DataParallel()
+    with devices.scope():
+        model, jit_compile = build_compiled_model(config, data, metrics, steps_per_epoch)
+        if devices.count > 1:
+            # Its variables in the scope too: mirrored (TensorFlow; created
+            # inside the first distributed step they fail), replicated (JAX).
+            model.optimizer.build(model.trainable_variables)
     checkpoint = RunCheckpoint(paths, input_pipeline=pipeline)
     checkpoint.set_model(model)
     if restore:
         checkpoint.restore()
-    return Run(config, paths, data, model, checkpoint, pipeline, jit_compile)
+    return Run(config, paths, data, model, checkpoint, pipeline, jit_compile, devices)
 
 
 def run_lane(run: Run, callbacks, verbose: int, steps_per_epoch: int) -> Lane:
@@ -339,25 +353,32 @@ def _train_locked(run: Run, extra_callbacks, verbose):
         print(f"Resuming {paths.root} after epoch {run.epochs_done}/{config.epochs}.")
     start = time.time()
     if run.epochs_done < config.epochs:
-        if pipeline == "device":
-            # JAX with the splits on the accelerator: compiled epochs
-            # (training/device_loop.py).
-            from tf_selectivity.training.device_loop import DeviceTrainer
-
-            runner = DeviceTrainer(
-                run.model, data.train_images, data.train_labels,
-                data.validation_images, data.validation_labels,
-                batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-                seed=config.seed, augment=config.augment, progress=verbose == 1,
-            )
-        else:
-            runner = host_runner(run.model, config, data, progress=verbose == 1)
-        callbacks = run_callbacks(
-            paths, run.checkpoint, verbose, extra_callbacks, selectivity_every=config.selectivity_every
-        )
-        lane = run_lane(run, callbacks, verbose, runner.steps_per_epoch)
-        run_epochs(runner, [lane], epochs=config.epochs)
+        # The runner's state (optimizer, metrics) is created on the run's devices.
+        with run.devices.scope():
+            _train_epochs(run, extra_callbacks, verbose)
     return finish_run(run, time.time() - start, verbose)
+
+
+def _train_epochs(run: Run, extra_callbacks, verbose) -> None:
+    config, data = run.config, run.data
+    if run.pipeline == "device":
+        # JAX with the splits on the accelerator: compiled epochs
+        # (training/device_loop.py).
+        from tf_selectivity.training.device_loop import DeviceTrainer
+
+        runner = DeviceTrainer(
+            run.model, data.train_images, data.train_labels,
+            data.validation_images, data.validation_labels,
+            batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+            seed=config.seed, augment=config.augment, progress=verbose == 1,
+        )
+    else:
+        runner = host_runner(run.model, config, data, progress=verbose == 1, devices=run.devices)
+    callbacks = run_callbacks(
+        run.paths, run.checkpoint, verbose, extra_callbacks, selectivity_every=config.selectivity_every
+    )
+    lane = run_lane(run, callbacks, verbose, runner.steps_per_epoch)
+    run_epochs(runner, [lane], epochs=config.epochs)
 
 
 def finish_run(run: Run, train_seconds: float, verbose: int, packed_replicates=None) -> RunSummary:
@@ -438,6 +459,9 @@ def _run_record(run: Run, train_seconds: float, packed_replicates=None) -> RunSu
         keras_version=keras.__version__,
         train_seconds_this_session=train_seconds,
         packed_replicates=packed_replicates,
+        devices=run.devices.count,
+        per_device_batch_size=config.batch_size // run.devices.count,
+        learning_rate=config.scaled_learning_rate,
     )
 
 
