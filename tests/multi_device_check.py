@@ -51,7 +51,7 @@ from tf_selectivity.training.devices import data_parallel  # noqa: E402
 CLASSES, BATCH = 3, 16
 
 
-def small_network(alpha):
+def small_network(alpha, run_eagerly=False):
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
     x = SelectivityProbe(CLASSES, alpha, name="probe1")(x)
@@ -59,16 +59,20 @@ def small_network(alpha):
     x = SelectivityProbe(CLASSES, alpha, name="probe2")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = SelectivityModel(inputs, keras.layers.Dense(CLASSES, name="logits")(x))
-    model.compile(optimizer=TorchSGD(0.1, momentum=0.9, weight_decay_l2=1e-4))
+    model.compile(optimizer=TorchSGD(0.1, momentum=0.9, weight_decay_l2=1e-4), run_eagerly=run_eagerly)
     return model
 
 
 def one_step(alpha, devices, weights, x, y):
-    """The logs, probe SIs, new weights and local batch sizes of one step."""
+    """The logs, probe SIs, new weights and local batch sizes of one step.
+
+    One device, the reference, runs eagerly (op by op: no compilation,
+    which is most of this check's time).
+    """
     config = TrainConfig(devices=str(devices), batch_size=BATCH, output_dir="unused")
     parallel = data_parallel(config)
     with parallel.scope():
-        model = small_network(alpha)
+        model = small_network(alpha, run_eagerly=devices == 1)
         model.set_weights(weights)
         model.optimizer.build(model.trainable_variables)
         if keras.backend.backend() == "jax":
@@ -79,7 +83,8 @@ def one_step(alpha, devices, weights, x, y):
             batch = parallel.shard_batch((x, y))
             shards = getattr(batch[0], "addressable_shards", None)
             local = [int(shard.data.shape[0]) for shard in shards] if shards else [len(x)]
-            logs, state = jax.jit(model.train_step)(model_state(model), batch)
+            step = model.train_step if devices == 1 else jax.jit(model.train_step)
+            logs, state = step(model_state(model), batch)
             write_model_state(model, state)
         else:
             import tensorflow as tf
@@ -127,8 +132,9 @@ def step_checks():
 
 def run_checks():
     base = dict(
-        model="user_model_zoo:small_cnn", dataset="synthetic:train=60,test=20,size=8,classes=3", epochs=2,
-        batch_size=8, eval_batch_size=8, lr_milestones=(), alpha=-1.0, selectivity_every=1,
+        # Batches of one size each (every shape is one more compilation).
+        model="user_model_zoo:small_cnn", dataset="synthetic:train=60,test=24,size=8,classes=3", epochs=2,
+        batch_size=8, eval_batch_size=12, lr_milestones=(), alpha=-1.0, selectivity_every=1,
         data_on_device="false", validation_fraction=0.2,
     )
     straight = train(TrainConfig(**base, devices=str(DEVICES), output_dir=os.path.join(OUTPUT, "straight")), verbose=0)
@@ -150,4 +156,12 @@ def run_checks():
 
 
 if __name__ == "__main__":
-    print(json.dumps({"step": step_checks(), "run": run_checks()}))
+    import time
+
+    started = time.time()
+    step = step_checks()
+    print(f"step checks: {time.time() - started:.1f} s", file=sys.stderr)
+    started = time.time()
+    run = run_checks()
+    print(f"run checks: {time.time() - started:.1f} s", file=sys.stderr)
+    print(json.dumps({"step": step, "run": run}))
