@@ -16,7 +16,9 @@ Checks:
   and the same global batch, at alpha = 0 and alpha = -2: the loss, the
   selectivity term, the probes' batch SI and the updated weights; and what
   each device saw (its part of the batch), and the mean of the parts' SIs
-  (which the global SI must not be).
+  (which the global SI must not be); and the same step with batch
+  normalization, whose batch statistics are each replica's on TensorFlow
+  and the global batch's on JAX.
 * **run**: `train` of a 2-epoch run with ``--selectivity_every=1`` on
   DEVICES devices, straight, and stopped after epoch 1 (a kill) and
   resumed: their histories and summaries.
@@ -44,6 +46,7 @@ from keras import ops  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from training_callbacks import Interrupt  # noqa: E402
 from tf_selectivity.models import SelectivityModel  # noqa: E402
+from tf_selectivity.models.blocks import FusedBatchNormalization  # noqa: E402
 from tf_selectivity.models.probe import SelectivityProbe  # noqa: E402
 from tf_selectivity.training import TorchSGD, TrainConfig, train  # noqa: E402
 from tf_selectivity.training.devices import data_parallel  # noqa: E402
@@ -51,9 +54,11 @@ from tf_selectivity.training.devices import data_parallel  # noqa: E402
 CLASSES, BATCH = 3, 16
 
 
-def small_network(alpha, run_eagerly=False):
+def small_network(alpha, run_eagerly=False, batch_norm=False):
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    if batch_norm:
+        x = FusedBatchNormalization(name="bn")(x)
     x = SelectivityProbe(CLASSES, alpha, name="probe1")(x)
     x = keras.layers.Conv2D(6, 3, activation="relu", name="conv2")(x)
     x = SelectivityProbe(CLASSES, alpha, name="probe2")(x)
@@ -63,7 +68,7 @@ def small_network(alpha, run_eagerly=False):
     return model
 
 
-def one_step(alpha, devices, weights, x, y):
+def one_step(alpha, devices, weights, x, y, batch_norm=False):
     """The logs, probe SIs, new weights and local batch sizes of one step.
 
     One device, the reference, runs eagerly (op by op: no compilation,
@@ -72,7 +77,7 @@ def one_step(alpha, devices, weights, x, y):
     config = TrainConfig(devices=str(devices), batch_size=BATCH, output_dir="unused")
     parallel = data_parallel(config)
     with parallel.scope():
-        model = small_network(alpha, run_eagerly=devices == 1)
+        model = small_network(alpha, run_eagerly=devices == 1, batch_norm=batch_norm)
         model.set_weights(weights)
         model.optimizer.build(model.trainable_variables)
         if keras.backend.backend() == "jax":
@@ -127,6 +132,12 @@ def step_checks():
             "one": one_step(alpha, 1, weights, x, y), "many": one_step(alpha, DEVICES, weights, x, y),
         }
     results["parts_mean_si"] = parts_mean_si(weights, x, y, DEVICES)
+    keras.utils.set_random_seed(0)
+    weights = small_network(0.0, batch_norm=True).get_weights()
+    results["batch_norm"] = {
+        "one": one_step(0.0, 1, weights, x, y, batch_norm=True),
+        "many": one_step(0.0, DEVICES, weights, x, y, batch_norm=True),
+    }
     return results
 
 
@@ -135,6 +146,7 @@ def run_checks():
         # Batches of one size each (every shape is one more compilation).
         model="user_model_zoo:small_cnn", dataset="synthetic:train=60,test=24,size=8,classes=3", epochs=2,
         batch_size=8, eval_batch_size=12, lr_milestones=(), alpha=-1.0, selectivity_every=1,
+        learning_rate=0.05, lr_scaling="linear", lr_reference_batch=4,
         data_on_device="false", validation_fraction=0.2,
     )
     straight = train(TrainConfig(**base, devices=str(DEVICES), output_dir=os.path.join(OUTPUT, "straight")), verbose=0)
@@ -147,7 +159,8 @@ def run_checks():
     stopped_after = json.load(open(state))["epochs_done"]
     resumed = train(config, verbose=0)
     history = lambda run: json.load(open(os.path.join(OUTPUT, run, "checkpoint", "state.json")))["history"]
-    keep = ("test_accuracy", "test_mean_selectivity", "test_layer_selectivity", "devices", "per_device_batch_size")
+    keep = ("test_accuracy", "test_mean_selectivity", "test_layer_selectivity", "devices", "per_device_batch_size",
+            "learning_rate")
     return {
         "stopped_after": stopped_after,
         "straight": {"summary": {k: getattr(straight, k) for k in keep}, "history": history("straight")},
