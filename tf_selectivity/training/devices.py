@@ -66,14 +66,16 @@ def available_devices(backend: str | None = None) -> list:
     raise ValueError(f"data-parallel training needs the TensorFlow or the JAX backend; got {backend!r}")
 
 
+@functools.cache
 def initialize_hosts() -> bool:
     """Joins a JAX cluster of several processes, where the environment names one.
 
     `keras.distribution.initialize` (``jax.distributed.initialize``) reads
     ``KERAS_DISTRIBUTION_JOB_ADDRESSES``, ``KERAS_DISTRIBUTION_NUM_PROCESSES``
-    and ``KERAS_DISTRIBUTION_PROCESS_ID``; call before any JAX computation.
-    Does nothing on TensorFlow (``TF_CONFIG`` is read by the strategy) or
-    without those variables.
+    and ``KERAS_DISTRIBUTION_PROCESS_ID``; it must run before any JAX
+    computation (`data_parallel` calls it first, once per process). Does
+    nothing on TensorFlow (``TF_CONFIG`` is read by the strategy) or without
+    those variables.
 
     Returns:
         Whether a cluster was joined.
@@ -188,6 +190,7 @@ def data_parallel(config: TrainConfig, backend: str | None = None) -> DataParall
             (``batch_size``, ``per_device_batch_size``).
     """
     backend = backend or keras.backend.backend()
+    initialize_hosts()
     devices = available_devices(backend)
     if backend == "tensorflow" and _multi_worker():
         strategy = _tensorflow_strategy(None)
