@@ -119,6 +119,21 @@ def parts_mean_si(weights, x, y, parts):
     return np.mean(values, axis=0).tolist()
 
 
+def jit_compile_over_devices():
+    """`--jit_compile` resolved in the run's scope: auto, and the error of true."""
+    from tf_selectivity.training.config import ConfigValueError
+    from tf_selectivity.training.loop import resolve_jit_compile
+
+    with data_parallel(TrainConfig(devices=str(DEVICES), batch_size=BATCH, output_dir="unused")).scope():
+        auto = resolve_jit_compile("auto")
+        try:
+            resolve_jit_compile("true")
+            error = None
+        except ConfigValueError as refused:
+            error = refused.for_flags()
+    return {"auto": auto, "true": error}
+
+
 def step_checks():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (BATCH, 8, 8, 3)).astype("float32")
@@ -132,6 +147,7 @@ def step_checks():
             "one": one_step(alpha, 1, weights, x, y), "many": one_step(alpha, DEVICES, weights, x, y),
         }
     results["parts_mean_si"] = parts_mean_si(weights, x, y, DEVICES)
+    results["jit_compile"] = jit_compile_over_devices()
     keras.utils.set_random_seed(0)
     weights = small_network(0.0, batch_norm=True).get_weights()
     results["batch_norm"] = {

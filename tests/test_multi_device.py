@@ -69,6 +69,26 @@ def test_batch_norm_statistics_are_per_replica_on_tensorflow_global_on_jax(check
             np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-5)
 
 
+def test_xla_is_off_for_tensorflow_over_devices(checks):
+    jit = checks["step"]["jit_compile"]
+    if checks["backend"] == "tensorflow":
+        assert jit == {"auto": False, "true": "--jit_compile cannot be true for TensorFlow over several devices "
+                                                "(--devices); use auto or false"}
+    else:
+        assert jit == {"auto": True, "true": None}
+
+
+def test_data_on_the_device_is_for_one_device(tmp_path):
+    from tf_selectivity.training.config import ConfigError
+    from tf_selectivity.training.placement import choose_input_pipeline
+    from tf_selectivity.training.run_dir import RunPaths
+
+    paths = RunPaths(str(tmp_path / "run"))
+    assert choose_input_pipeline("auto", None, paths, "jax", verbose=0, devices=2) == "host"
+    with pytest.raises(ConfigError, match="cannot train over 2"):
+        choose_input_pipeline("true", None, paths, "jax", verbose=0, devices=2)
+
+
 def test_run_over_devices_resumes_as_trained_straight(checks):
     run = checks["run"]
     assert run["stopped_after"] == 1

@@ -15,7 +15,7 @@ from tf_selectivity.data.sources import load_config_dataset
 from tf_selectivity.models import build_model
 from tf_selectivity.models.user_models import UserModelError
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint, SplitSelectivityEvery
-from tf_selectivity.training.config import ConfigError, TrainConfig
+from tf_selectivity.training.config import ConfigError, ConfigValueError, TrainConfig
 from tf_selectivity.training.devices import DataParallel, data_parallel
 from tf_selectivity.training.epochs import Lane, run_epochs
 from tf_selectivity.training.export import (
@@ -45,16 +45,29 @@ def resolve_jit_compile(setting: str) -> bool:
 
     On TensorFlow, XLA is slower than the default graph executor on CPU but
     faster on GPU/TPU (benchmarks/RESULTS.md), so "auto" enables it only when an accelerator is
-    visible. On JAX every step is XLA-compiled anyway (`jax.jit`).
+    visible. On JAX every step is XLA-compiled anyway (`jax.jit`). In a
+    `tf.distribute` scope over several devices it is off: an XLA-compiled
+    step there reads the replicas' variables across devices and fails
+    (Keras' own "auto" turns it off there too).
+
+    Raises:
+        ConfigValueError: "true" on TensorFlow over several devices.
     """
+    replicated = False
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicated = tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+    if setting == "true" and replicated:
+        raise ConfigValueError(
+            "jit_compile", "cannot be true for TensorFlow over several devices (--devices); use auto or false"
+        )
     if setting in ("true", "false"):
         return setting == "true"
     if keras.backend.backend() == "jax":
         return True
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+        return not replicated and bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
     return False
 
 
