@@ -21,7 +21,8 @@ Checks:
   and the global batch's on JAX.
 * **run**: `train` of a 2-epoch run with ``--selectivity_every=1`` on
   DEVICES devices, straight, and stopped after epoch 1 (a kill) and
-  resumed: their histories and summaries.
+  resumed: their histories and summaries; and the first epoch on one
+  device.
 """
 
 import json
@@ -165,6 +166,8 @@ def run_checks():
         learning_rate=0.05, lr_scaling="linear", lr_reference_batch=4,
         data_on_device="false", validation_fraction=0.2,
     )
+    one_device = dict(base, epochs=1)
+    train(TrainConfig(**one_device, output_dir=os.path.join(OUTPUT, "one")), verbose=0)
     straight = train(TrainConfig(**base, devices=str(DEVICES), output_dir=os.path.join(OUTPUT, "straight")), verbose=0)
     config = TrainConfig(**base, devices=str(DEVICES), output_dir=os.path.join(OUTPUT, "resumed"))
     try:
@@ -179,6 +182,7 @@ def run_checks():
             "learning_rate")
     return {
         "stopped_after": stopped_after,
+        "one_device_epoch": history("one")[0],
         "straight": {"summary": {k: getattr(straight, k) for k in keep}, "history": history("straight")},
         "resumed": {"summary": {k: getattr(resumed, k) for k in keep}, "history": history("resumed")},
     }

@@ -121,3 +121,12 @@ def test_the_global_batch_splits_over_the_devices_and_the_learning_rate_rule():
     old = {k: v for k, v in TrainConfig(output_dir="run").identity().items() if not k.startswith("lr_")}
     old["lr_milestones"], old["lr_decay"] = [100, 150], 0.1
     assert TrainConfig(output_dir="run").differences(old) == []
+
+
+def test_first_epoch_over_devices_logs_what_one_device_logs(checks):
+    """The epoch's logs, the split selectivity of the validation pass
+    (every replica's class sums) included, on one device and over two."""
+    one, many = checks["run"]["one_device_epoch"], checks["run"]["straight"]["history"][0]
+    assert sorted(one) == sorted(many) and "val_split_mean_selectivity" in one
+    for name, value in one.items():
+        assert many[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
