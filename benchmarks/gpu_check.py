@@ -154,6 +154,59 @@ def measure_host(alpha, precision):
     return batch * steps / (marks["end"] - marks["start"])
 
 
+def measure_data_parallel(count):
+    """Images/second of one run's step over `count` devices (`--devices`:
+    keras.distribution.DataParallel), SETTINGS["batch"] images per device.
+
+    The model's own `train_step`, jitted as the host path runs it, on a
+    global batch already split over the devices (`DataParallel.shard_batch`):
+    the step's scaling, without the input pipeline.
+    """
+    from tf_selectivity.training.device_loop import build_metrics
+    from tf_selectivity.training.devices import data_parallel
+
+    batch, steps, warmup = SETTINGS["batch"] * count, SETTINGS["host_steps"], SETTINGS["warmup"]
+    parallel = data_parallel(TrainConfig(devices=str(count), batch_size=batch, output_dir="unused"))
+    images, labels = _synthetic(batch)
+    with parallel.scope():
+        model = _model(-1.0, "float32")
+        model.optimizer.build(model.trainable_variables)
+        build_metrics(model, images[:count], labels[:count])
+        step = jax.jit(model.train_step)
+        state = model_state(model)
+        data = parallel.shard_batch((images.astype("float32"), labels.astype("int32")))
+        for _ in range(warmup):
+            logs, state = step(state, data)
+        jax.block_until_ready(state)
+        times = []
+        for _ in range(SETTINGS["repeats"]):
+            started = time.perf_counter()
+            for _ in range(steps):
+                logs, state = step(state, data)
+            jax.block_until_ready((logs, state))
+            times.append(time.perf_counter() - started)
+    if not np.isfinite(float(logs["loss"])):
+        raise FloatingPointError(f"loss is {float(logs['loss'])}")
+    return batch * steps / statistics.median(times)
+
+
+def data_parallel_section():
+    """One device against all of them (`--devices`), per-device batch fixed."""
+    name, per_device = SETTINGS["model"], SETTINGS["batch"]
+    counts = sorted({1, jax.device_count()})
+    rates = {}
+    for count in counts:
+        label = f"{name} b{per_device}/device alpha=-1 float32 --devices={count}"
+        if not fits(60):
+            row("data parallel", label, note="skipped: out of time")
+            continue
+        rates[count] = measure_data_parallel(count)
+        note = f"{rates[count] / rates[1]:.2f}x one device" if count > 1 and 1 in rates else ""
+        row("data parallel", label, rates[count], note=note, images_per_step=count * per_device)
+    if len(counts) == 1:
+        row("data parallel", "all devices", note="one device only: no scaling row")
+
+
 def measure_packed(replicates, alpha, precision):
     """Aggregate img/s of `replicates` seeds packed in one program.
 
@@ -388,7 +441,7 @@ def main(argv):
         return 0
     log(f"devices {jax.devices()}, settings {json.dumps(SETTINGS)}")
     failures = 0
-    for section in (throughput_section, attack_section, training_section):
+    for section in (throughput_section, data_parallel_section, attack_section, training_section):
         try:
             section()
         except Exception as error:  # noqa: BLE001  (report and go on to the next section)

@@ -12,7 +12,8 @@
 # Prints ResNet20 (batch 256) training throughput with the data on the device
 # (alpha 0 and -1, float32 and mixed_bfloat16; 8 and 20 packed replicates at
 # alpha -1), the streaming host path, and the PyTorch reference (eager and
-# torch.compile) on the same device; PGD-10 on ResNet20 over 10,000 images beside
+# torch.compile) on the same device; data-parallel scaling of one run's step
+# from 1 to all GPUs (--devices, per-device batch 256); PGD-10 on ResNet20 over 10,000 images beside
 # the same attack in PyTorch eager; then trains ResNet20 for 30 epochs on
 # the CIFAR-10 image folder (.data/cifar10-jpeg) and prints its test accuracy
 # and mean selectivity. The last lines are one table. Environment variables:

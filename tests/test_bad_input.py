@@ -82,6 +82,12 @@ CASES = [
     ("train-validation-fraction", _train("--validation_fraction=1.5"), "validation_fraction must be in (0, 1)"),
     ("train-verbose-level", _train("--verbose=7"), "--verbose must be one of 0, 1, 2, 3"),
     ("train-no-output-dir", _train(output=None), "--output_dir is required"),
+    ("train-batch-not-divisible", _train("--batch_size=10", "--devices=4"),
+     "--batch_size is the global batch and must divide evenly over the 4 devices (--devices); got 10"),
+    ("train-devices-not-a-number", _train("--devices=two"), "--devices must be all or a positive number"),
+    ("train-per-device-batch", _train("--batch_size=8", "--devices=2", "--per_device_batch_size=8"),
+     "--per_device_batch_size must be --batch_size / the devices = 8 / 2 = 4; got 8"),
+    ("train-more-devices-than-exist", _train("--devices=64"), "--devices asks for 64 devices; this process sees"),
     ("train-output-under-a-file", _train(output="{W}/a_file/run"), "{W}/a_file is a file, not a directory"),
     ("train-output-is-a-file", _train(output="{W}/a_file"), "{W}/a_file exists and is a file"),
     ("train-output-not-a-run", _train(output="{W}/someones_dir"), "is not empty and holds no run"),
@@ -493,7 +499,7 @@ LOADS_KERAS = {
     "train-model-sigmoid", "train-seeds-model-raises", "train-checkpoint-state-not-json",
     "train-checkpoint-state-fields", "train-checkpoint-truncated-weights", "train-checkpoint-best-missing",
     "analyze-damaged-model", "sweep-model-wrong-signature", "sweep-model-raises", "sweep-model-sigmoid",
-    "sweep-cifar10-model-returns-none",
+    "sweep-cifar10-model-returns-none", "train-more-devices-than-exist",
 }
 # The rows that run under every backend: one per command and kind of refusal
 # that loads Keras, so that each command starts under each backend with

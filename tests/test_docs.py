@@ -110,7 +110,8 @@ def test_the_docs_name_no_machine_specific_paths():
 
 # Flags the docs name that no command defines: absl's own, the sweep's preset
 # (read by its parser), and other programs' (tensorboard, mkdocs).
-_OTHER_FLAGS = {"help", "helpfull", "helpshort", "flagfile", "preset", "logdir", "strict", "config_file"}
+_OTHER_FLAGS = {"help", "helpfull", "helpshort", "flagfile", "preset", "logdir", "strict", "config_file",
+                "xla_force_host_platform_device_count"}  # XLA's (simulated devices)
 
 
 def test_every_flag_the_docs_name_is_a_flag_of_a_command():

@@ -456,6 +456,7 @@ def batch_class_selectivity(
     num_classes: int,
     epsilon: float = 1e-6,
     index: str = DEFAULT_SELECTIVITY_INDEX,
+    combine=None,
 ):
     """Differentiable class selectivity index of each unit over one batch.
 
@@ -474,6 +475,10 @@ def batch_class_selectivity(
             less than epsilon / denominator. Use 0 for the exact index.
         index: "eq1" (the paper's eq. 1 with its guard, default) or
             "bounded"; see the module docstring.
+        combine: optional function of (class sums (num_classes, units),
+            class counts (num_classes,)) returning the sums and counts the
+            index is computed from: e.g. summed over the replicas of a
+            data-parallel step, so that the batch is the global one.
 
     Returns:
         float32 tensor (units,): in [0, 1 / EQ1_GUARD] for "eq1" (in [0, 1]
@@ -485,5 +490,7 @@ def batch_class_selectivity(
     one_hot = ops.one_hot(labels, num_classes, dtype=responses.dtype)  # (N, K)
     counts = ops.sum(one_hot, axis=0)  # (K,)
     class_sums = ops.matmul(ops.transpose(one_hot), responses)  # (K, U)
+    if combine is not None:
+        class_sums, counts = combine(class_sums, counts)
     class_means = class_sums / ops.expand_dims(ops.maximum(counts, 1.0), 1)
     return _index_from_class_means(ops, class_means, counts > 0, index, epsilon)

@@ -13,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from tf_selectivity.core.compat import register_call_context_args
+from tf_selectivity.models.replicas import sum_over_replicas
 from tf_selectivity.measures.selectivity import (
     DEFAULT_SELECTIVITY_INDEX,
     batch_class_selectivity,
@@ -82,6 +83,11 @@ class SelectivityProbe(keras.layers.Layer):
     `SelectivityModel` passes it in training steps when a window of training
     is set (`SelectivityModel.set_selectivity_window`).
 
+    The batch is the global one in data-parallel training: under
+    `tf.distribute` the class sums and counts of every replica are summed
+    before the index (`tf_selectivity.models.replicas`); on JAX the step
+    sees the whole sharded batch.
+
     Args:
         num_classes: number of classes of the labels.
         alpha: regularizer scale. Negative values penalize selectivity,
@@ -144,9 +150,12 @@ class SelectivityProbe(keras.layers.Layer):
         # SelectivityModel's split selectivity) gets the same tensor.
         responses = unit_responses(inputs)
         _record_responses(self, responses)
+        # The global batch's index: under tf.distribute the class sums and
+        # counts of every replica (one device, JAX: the batch's own).
         layer_si = ops.mean(
             batch_class_selectivity(
-                responses, selectivity_labels, self.num_classes, self.epsilon, self.index
+                responses, selectivity_labels, self.num_classes, self.epsilon, self.index,
+                combine=sum_over_replicas,
             )
         )
         self.batch_selectivity.assign(ops.stop_gradient(layer_si))

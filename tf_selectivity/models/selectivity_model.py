@@ -16,6 +16,7 @@ from tf_selectivity.models.probe import (
     recording_unit_responses,
     representable_coefficient,
 )
+from tf_selectivity.models.replicas import own_replica_terms, replica_weights, replicas_in_sync
 from tf_selectivity.models.split_selectivity import SplitSelectivity
 from tf_selectivity.models.steps import BackendSteps
 from tf_selectivity.measures.selectivity import DEFAULT_SELECTIVITY_INDEX, validate_index
@@ -399,16 +400,28 @@ class SelectivityModel(BackendSteps, keras.Model):
         return [metric for metric in self.metrics if not any(metric is m for m in builtin)]
 
     # ------------------------------------------------------------ loss terms
-    def _cross_entropy(self, labels, logits, sample_weight=None):
+    def _cross_entropy(self, labels, logits, sample_weight=None, divisor=None):
         """Mean softmax cross-entropy; with weights ``sum_i w_i CE_i / N``
-        (Keras' "sum_over_batch_size" reduction)."""
+        (Keras' "sum_over_batch_size" reduction). With a `divisor`, the sum
+        over the batch divided by it (0 for an empty batch: a replica's
+        share of an epoch's last batch may be empty under tf.distribute)."""
         logits = ops.cast(logits, "float32")
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
         per_sample = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        if sample_weight is None:
-            return ops.mean(per_sample)
-        weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-        return ops.mean(per_sample * weights)
+        if sample_weight is not None:
+            per_sample = per_sample * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        if divisor is not None:
+            return ops.divide_no_nan(ops.sum(per_sample), ops.cast(divisor, "float32"))
+        return ops.mean(per_sample)
+
+    def added_losses(self):
+        """The sum of the forward pass' `add_loss` terms (the probes'
+        selectivity terms, weight regularizers, ...), float32; under
+        `tf.distribute`, those of this replica's pass."""
+        total = ops.convert_to_tensor(0.0, dtype="float32")
+        for term in own_replica_terms(self.losses):
+            total = total + ops.cast(ops.sum(term), "float32")
+        return total
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The total loss (eq. 2): cross-entropy plus every `add_loss` term.
@@ -434,6 +447,24 @@ class SelectivityModel(BackendSteps, keras.Model):
             total = total + ops.cast(ops.sum(term), "float32")
         return total
 
+    def replica_losses(self, y, y_pred, sample_weight=None):
+        """The loss of one replica's part of a data-parallel step (tf.distribute).
+
+        Returns:
+            (loss, replica_loss): the loss as `compute_loss` defines it on
+            this replica's samples (its cross-entropy and the global
+            batch's selectivity terms; what the loss tracker averages,
+            weighted by the samples, over the replicas), and this replica's
+            share of the global loss, whose gradients summed over the
+            replicas (as the optimizer sums them) are one device's
+            (`tf_selectivity.models.replicas.replica_weights`).
+        """
+        local = ops.shape(y_pred)[0]
+        sample_share, term_share = replica_weights(local)
+        cross_entropy = self._cross_entropy(y, y_pred, sample_weight, divisor=local)
+        added = self.added_losses()
+        return cross_entropy + added, cross_entropy * sample_share + added * term_share
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None, selectivity_gate=None):
         """Updates the built-in trackers and the metrics of `compile`.
 
@@ -454,7 +485,9 @@ class SelectivityModel(BackendSteps, keras.Model):
             ValueError: a metric of `compile` has the name of a built-in log.
         """
         batch_size = ops.cast(ops.shape(y_pred)[0], "float32")
-        cross_entropy = self._cross_entropy(y, y_pred, sample_weight)
+        # A replica's share of a last batch may be empty (its mean: 0).
+        divisor = batch_size if replicas_in_sync() > 1 else None
+        cross_entropy = self._cross_entropy(y, y_pred, sample_weight, divisor=divisor)
         self.cross_entropy_tracker.update_state(cross_entropy, sample_weight=batch_size)
         self.accuracy_tracker.update_state(y, y_pred)
         probes = self.probes
@@ -468,6 +501,30 @@ class SelectivityModel(BackendSteps, keras.Model):
         # (labels, logits, sample_weight); its return value is rebuilt below.
         super().compute_metrics(x, y, y_pred, sample_weight)
         return self._logs(gated=selectivity_gate is not None)
+
+    def get_metrics_result(self):
+        """The logs of the steps, from the metrics' state (Keras' hook for
+        the logs of an epoch, `fit` and `evaluate`): `metrics_logs` with the
+        regularizer at full alpha."""
+        return self.metrics_logs()
+
+    def metrics_logs(self, gated=False):
+        """The logs of the steps, from the metrics' state.
+
+        Read outside a step, so that under `tf.distribute` every metric
+        combines the replicas' state (sums over their samples; the split
+        selectivity from every replica's class sums) where a step's logs are
+        one replica's.
+
+        Args:
+            gated: training steps under a window of training
+                (`set_selectivity_window`): ``selectivity_term`` is the term
+                applied, as the train step logs it.
+        """
+        logs = self._logs(gated=gated and self.windowed_selectivity_tracker is not None)
+        if self.split_selectivity:
+            logs.update(self.split_selectivity_tracker.result())
+        return logs
 
     def recording_split_responses(self):
         """The context the steps run the forward pass in: records the probes'

@@ -198,8 +198,8 @@ def pack_size(spec: SweepSpec, role: Role) -> int:
         if setting is not None:
             return setting
         return DEFAULT_PACK_REPLICATES if keras.backend.backend() == "jax" else 1
-    if spec.base_config.data_on_device == "false":
-        return 1
+    if spec.base_config.data_on_device == "false" or spec.base_config.device_count != 1:
+        return 1  # packing needs the data on one device (`training.placement`)
     from tf_selectivity.training.replicates import resolve_pack_replicates
 
     return resolve_pack_replicates(setting)

@@ -38,8 +38,10 @@ _DEFAULT_LEARNING_RATE = 0.1
 # the value those runs were trained with: before the paper's eq. 1 became the
 # default, every run regularized the bounded index; before --skip_bad_images
 # existed, no image was skipped.
-LEGACY_IDENTITY_DEFAULTS = {"selectivity_index": "bounded", "skip_bad_images": False,
-                            "augmentation": "pad_crop_flip"}
+LEGACY_IDENTITY_DEFAULTS = {
+    "selectivity_index": "bounded", "skip_bad_images": False, "augmentation": "pad_crop_flip",
+    "lr_scaling": "none", "lr_reference_batch": 256,
+}
 
 
 def with_legacy_defaults(identity: dict) -> dict:
@@ -86,6 +88,13 @@ def _kept_epochs(value):
     if any(not math.isfinite(epoch) or epoch < 0 for epoch in value):
         return f"must be epochs >= 0 (0: the initialization); got {', '.join(f'{e:g}' for e in value)}"
     return None
+
+
+def _devices(value):
+    text = str(value).strip()
+    if text == "all" or (text.isdigit() and int(text) >= 1):
+        return None
+    return f"must be all or a positive number of devices; got {value!r}"
 
 
 def _not_blank(value):
@@ -228,6 +237,29 @@ class TrainConfig:
         "instead of stopping with an error that names them.",
         role=IDENTITY,
     )
+    devices: str = setting(
+        "1",
+        "Data-parallel training over this many local accelerators (all: every one this process sees; "
+        "JAX: keras.distribution.DataParallel, TensorFlow: MirroredStrategy). --batch_size stays the "
+        "global batch, split evenly over the devices.",
+        check=_devices, role=LOCAL,
+    )
+    per_device_batch_size: Optional[int] = setting(
+        None,
+        "The batch each device trains on, stated explicitly: must equal --batch_size / the devices "
+        "(the run is refused otherwise); default: that quotient.",
+        check=positive, role=LOCAL,
+    )
+    lr_scaling: str = setting(
+        "none",
+        "Learning-rate rule for the global batch: none uses --learning_rate as given (paper); linear "
+        "multiplies it by --batch_size / --lr_reference_batch (Goyal et al. 2017).",
+        choices=("none", "linear"), role=IDENTITY,
+    )
+    lr_reference_batch: int = setting(
+        256, "The batch --learning_rate is meant for, under --lr_scaling=linear (paper: 256).",
+        check=positive, role=IDENTITY,
+    )
     eval_batch_size: int = setting(
         500, "Batch size for validation and test passes.", check=positive, role=LOCAL,
     )
@@ -361,6 +393,7 @@ class TrainConfig:
         elif self.skip_bad_images:
             raise ConfigValueError("skip_bad_images", "applies to in-memory image folders; a stream: dataset reads "
                                                       "each image while training")
+        self.check_device_batch()
         if self.activation == "relu" and self.leaky_slope != 0.0:
             raise ConfigValueError("leaky_slope", "only applies to activation=leaky_relu")
         if self.alpha_window is not None:
@@ -388,6 +421,51 @@ class TrainConfig:
                     f"is beyond the run's {self.epochs} epochs; got {self.selectivity_steps_until:g}",
                 )
         return self
+
+    @property
+    def device_count(self):
+        """The number of devices of `devices`, or None for "all" (known
+        once the backend starts: `training.devices`)."""
+        text = str(self.devices).strip()
+        return None if text == "all" else int(text)
+
+    def check_device_batch(self, device_count=None) -> int:
+        """The batch of one device: `batch_size` split over the devices.
+
+        Args:
+            device_count: the devices resolved (for ``devices="all"``);
+                default: `device_count`, or 1 where that is "all".
+
+        Returns:
+            ``batch_size // device_count``.
+
+        Raises:
+            ConfigValueError: `batch_size` does not divide evenly over the
+                devices, or `per_device_batch_size` is not the quotient.
+        """
+        count = device_count or self.device_count or 1
+        if self.batch_size % count:
+            raise ConfigValueError(
+                "batch_size",
+                f"is the global batch and must divide evenly over the {count} devices (--devices); "
+                f"got {self.batch_size}",
+            )
+        per_device = self.batch_size // count
+        if self.per_device_batch_size is not None and self.per_device_batch_size != per_device:
+            raise ConfigValueError(
+                "per_device_batch_size",
+                f"must be --batch_size / the devices = {self.batch_size} / {count} = {per_device}; "
+                f"got {self.per_device_batch_size}",
+            )
+        return per_device
+
+    @property
+    def scaled_learning_rate(self) -> float:
+        """The initial learning rate the optimizer uses: `learning_rate`
+        under `lr_scaling` ("linear": times ``batch_size / lr_reference_batch``)."""
+        if self.lr_scaling == "linear":
+            return self.learning_rate * self.batch_size / self.lr_reference_batch
+        return self.learning_rate
 
     def identity(self) -> dict:
         """The values that define the run (JSON-compatible)."""

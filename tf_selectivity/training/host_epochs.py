@@ -27,7 +27,7 @@ def _floats(logs) -> dict:
     return {name: float(keras.ops.convert_to_numpy(value)) for name, value in logs.items()}
 
 
-def host_runner(model, config, data, progress: bool = True):
+def host_runner(model, config, data, progress: bool = True, devices=None):
     """The host-batch runner of this backend for one run.
 
     Args:
@@ -35,11 +35,12 @@ def host_runner(model, config, data, progress: bool = True):
         config: its `TrainConfig` (seed, batch sizes, augmentation).
         data: its `DatasetSplits`.
         progress: report every batch to the callbacks (a progress bar).
+        devices: its `training.devices.DataParallel` (default: one device).
     """
     if keras.backend.backend() == "tensorflow":
-        return TensorFlowRunner(model, config, data, progress)
+        return TensorFlowRunner(model, config, data, progress, devices)
     if keras.backend.backend() == "jax":
-        return JAXHostRunner(model, config, data, progress)
+        return JAXHostRunner(model, config, data, progress, devices=devices)
     raise ValueError(f"training needs the TensorFlow or the JAX backend; KERAS_BACKEND is {keras.backend.backend()!r}")
 
 
@@ -50,15 +51,19 @@ class TensorFlowRunner:
     `tf.function` of its `train_step`, XLA where compiled so) takes the next
     batch of the epoch's tf.data iterator, exactly as `fit` calls it; the
     model's variables are the state. Validation is `evaluate` on the
-    validation split.
+    validation split. Over several devices (a model built in a
+    `tf.distribute` scope) each global batch is split over the replicas,
+    and the epoch's logs are read from the metrics, which combine them.
     """
 
-    def __init__(self, model, config, data, progress=True):
+    def __init__(self, model, config, data, progress=True, devices=None):
         import math
 
         from tf_selectivity.data.tf_pipeline import evaluation_dataset
+        from tf_selectivity.training.devices import DataParallel
 
         self.model = model
+        self.devices = devices or DataParallel()
         self.config = config
         self.data = data
         self.progress = progress
@@ -91,7 +96,7 @@ class TensorFlowRunner:
             )
         self.model.make_train_function()  # sets (once) the model's `train_function`
         train_function = self.model.train_function
-        iterator = iter(batches)
+        iterator = iter(self.devices.distribute_dataset(batches))
         logs = {}
         for step in range(self.steps_per_epoch):
             raise_if_interrupted()
@@ -102,6 +107,9 @@ class TensorFlowRunner:
                 callbacks.on_train_batch_end(step, logs)
             if pause is not None and step + 1 in stops:
                 pause(step + 1)
+        if self.devices.count > 1:  # a step's logs are one replica's
+            combined = self.model.metrics_logs(gated=self.model.selectivity_window is not None)
+            logs = {name: combined.get(name, value) for name, value in logs.items()}
         return {lanes[0]: _floats(logs)}
 
     def validate_epochs(self, lanes) -> dict:
@@ -177,15 +185,19 @@ class JAXHostRunner:
     jitted once; the state (trainable, non-trainable, optimizer and metrics
     variables) is read from the model before an epoch and written back
     after it. Batches are prepared by a few threads ahead of the step
-    (`ImageBatches` is a pure function of its index).
+    (`ImageBatches` is a pure function of its index). Over several devices
+    each batch is split over them (`DataParallel.shard_batch`): the
+    compiled step sees the global batch.
     """
 
-    def __init__(self, model, config, data, progress=True, workers=None):
+    def __init__(self, model, config, data, progress=True, workers=None, devices=None):
         import jax
 
         from tf_selectivity.data import ImageBatches
+        from tf_selectivity.training.devices import DataParallel
 
         self.model = model
+        self.devices = devices or DataParallel()
         self.progress = progress
         if getattr(data, "streamed", False):
             self.train = StreamBatches(data, config, "train")
@@ -238,7 +250,7 @@ class JAXHostRunner:
             raise_if_interrupted()
             if callbacks is not None:
                 callbacks.on_train_batch_begin(step)
-            logs, state = self._train_step(state, batch)
+            logs, state = self._train_step(state, self.devices.shard_batch(batch))
             if callbacks is not None:
                 callbacks.on_train_batch_end(step, logs)
             if pause is not None and step + 1 in stops:
@@ -254,7 +266,7 @@ class JAXHostRunner:
         eval_state = (trainable, non_trainable, list(self._reset_metric_values))
         logs = {}
         for batch in self._batches(self.validation):
-            logs, eval_state = self._test_step(eval_state, batch)
+            logs, eval_state = self._test_step(eval_state, self.devices.shard_batch(batch))
         return _floats(logs), (eval_state[0], eval_state[1], optimizer, eval_state[2])
 
     def validate_epochs(self, lanes) -> dict:

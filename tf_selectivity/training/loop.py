@@ -15,7 +15,8 @@ from tf_selectivity.data.sources import load_config_dataset
 from tf_selectivity.models import build_model
 from tf_selectivity.models.user_models import UserModelError
 from tf_selectivity.training.callbacks import CompactProgbar, RunCheckpoint, SplitSelectivityEvery
-from tf_selectivity.training.config import ConfigError, TrainConfig
+from tf_selectivity.training.config import ConfigError, ConfigValueError, TrainConfig
+from tf_selectivity.training.devices import DataParallel, data_parallel
 from tf_selectivity.training.epochs import Lane, run_epochs
 from tf_selectivity.training.export import (
     export_run_models,
@@ -46,16 +47,29 @@ def resolve_jit_compile(setting: str) -> bool:
 
     On TensorFlow, XLA is slower than the default graph executor on CPU but
     faster on GPU/TPU (benchmarks/RESULTS.md), so "auto" enables it only when an accelerator is
-    visible. On JAX every step is XLA-compiled anyway (`jax.jit`).
+    visible. On JAX every step is XLA-compiled anyway (`jax.jit`). In a
+    `tf.distribute` scope over several devices it is off: an XLA-compiled
+    step there reads the replicas' variables across devices and fails
+    (Keras' own "auto" turns it off there too).
+
+    Raises:
+        ConfigValueError: "true" on TensorFlow over several devices.
     """
+    replicated = False
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicated = tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+    if setting == "true" and replicated:
+        raise ConfigValueError(
+            "jit_compile", "cannot be true for TensorFlow over several devices (--devices); use auto or false"
+        )
     if setting in ("true", "false"):
         return setting == "true"
     if keras.backend.backend() == "jax":
         return True
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
+        return not replicated and bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"))
     return False
 
 
@@ -115,16 +129,18 @@ def train(run, *, callbacks=(), verbose: int = 1, data=None, metrics=None) -> Ru
     refuse_locked([prepared])
     # Before the lock and config.json: a checkpoint that cannot be read, ...
     check_checkpoint(paths)
+    # ... the devices, ...
+    devices = data_parallel(config)
     if data is None:
         data = load_run_data(config)
     # Raises before anything is written if the setting cannot hold here.
     pipeline = choose_input_pipeline(
-        config.data_on_device, data, paths, keras.backend.backend(), verbose
+        config.data_on_device, data, paths, keras.backend.backend(), verbose, devices=devices.count
     )
     if verbose:
         print(data.summary_line(), flush=True)
     # ... and the model (a user's function that fails is found here).
-    built = build_run(config, paths, data, pipeline, metrics, restore=False)
+    built = build_run(config, paths, data, pipeline, metrics, restore=False, devices=devices)
     with paths.locked():
         if paths.is_complete():  # another process finished it meanwhile
             return finished_summary(paths, verbose)
@@ -290,6 +306,7 @@ class Run:
             divergence).
         pipeline: "tf.data", "host" or "device" (`training.placement`).
         jit_compile: whether the steps are XLA-compiled.
+        devices: the devices each step runs on (`training.devices`).
     """
 
     config: TrainConfig
@@ -299,13 +316,15 @@ class Run:
     checkpoint: RunCheckpoint
     pipeline: str
     jit_compile: bool
+    devices: DataParallel = dataclasses.field(default_factory=DataParallel)
 
     @property
     def epochs_done(self) -> int:
         return self.checkpoint.epochs_done
 
 
-def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics=None, restore=True) -> Run:
+def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics=None, restore=True,
+              devices=None) -> Run:
     """The run's compiled model and its checkpoint.
 
     Args:
@@ -318,6 +337,8 @@ def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics
             the run's lock held); with False, call `run.checkpoint.restore()`
             once the lock is held (`train` builds the model first, so that a
             model that cannot be built stops before anything is written).
+        devices: its `DataParallel` (`data_parallel(config)`; default one
+            device): the model is built and compiled in its scope.
 
     Raises:
         ConfigError: a user's model function that fails, a layer that this
@@ -325,12 +346,18 @@ def build_run(config: TrainConfig, paths: RunPaths, data, pipeline: str, metrics
         DamagedCheckpointError: (`restore`) the checkpoint cannot be read.
     """
     steps_per_epoch = math.ceil(data.num_train / config.batch_size)
-    model, jit_compile = build_compiled_model(config, data, metrics, steps_per_epoch)
+    devices = devices or DataParallel()
+    with devices.scope():
+        model, jit_compile = build_compiled_model(config, data, metrics, steps_per_epoch)
+        if devices.count > 1:
+            # Its variables in the scope too: mirrored (TensorFlow; created
+            # inside the first distributed step they fail), replicated (JAX).
+            model.optimizer.build(model.trainable_variables)
     checkpoint = RunCheckpoint(paths, input_pipeline=pipeline)
     checkpoint.set_model(model)
     if restore:
         checkpoint.restore()
-    return Run(config, paths, data, model, checkpoint, pipeline, jit_compile)
+    return Run(config, paths, data, model, checkpoint, pipeline, jit_compile, devices)
 
 
 def run_lane(run: Run, callbacks, verbose: int, steps_per_epoch: int) -> Lane:
@@ -345,31 +372,38 @@ def run_lane(run: Run, callbacks, verbose: int, steps_per_epoch: int) -> Lane:
 
 
 def _train_locked(run: Run, extra_callbacks, verbose):
-    config, paths, data, pipeline = run.config, run.paths, run.data, run.pipeline
+    config, paths = run.config, run.paths
     if verbose and run.epochs_done:
         print(f"Resuming {paths.root} after epoch {run.epochs_done}/{config.epochs}.")
     start = time.time()
     if run.epochs_done < config.epochs:
-        if pipeline == "device":
-            # JAX with the splits on the accelerator: compiled epochs
-            # (training/device_loop.py).
-            from tf_selectivity.training.device_loop import DeviceTrainer
-
-            runner = DeviceTrainer(
-                run.model, data.train_images, data.train_labels,
-                data.validation_images, data.validation_labels,
-                batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-                seed=config.seed, augment=config.augment, progress=verbose == 1,
-            )
-        else:
-            runner = host_runner(run.model, config, data, progress=verbose == 1)
-        callbacks = run_callbacks(
-            paths, run.checkpoint, verbose, extra_callbacks, selectivity_every=config.selectivity_every,
-            split_selectivity=getattr(run.model, "split_selectivity", False),
-        )
-        lane = run_lane(run, callbacks, verbose, runner.steps_per_epoch)
-        run_epochs(runner, [lane], epochs=config.epochs)
+        # The runner's state (optimizer, metrics) is created on the run's devices.
+        with run.devices.scope():
+            _train_epochs(run, extra_callbacks, verbose)
     return finish_run(run, time.time() - start, verbose)
+
+
+def _train_epochs(run: Run, extra_callbacks, verbose) -> None:
+    config, data = run.config, run.data
+    if run.pipeline == "device":
+        # JAX with the splits on the accelerator: compiled epochs
+        # (training/device_loop.py).
+        from tf_selectivity.training.device_loop import DeviceTrainer
+
+        runner = DeviceTrainer(
+            run.model, data.train_images, data.train_labels,
+            data.validation_images, data.validation_labels,
+            batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+            seed=config.seed, augment=config.augment, progress=verbose == 1,
+        )
+    else:
+        runner = host_runner(run.model, config, data, progress=verbose == 1, devices=run.devices)
+    callbacks = run_callbacks(
+        run.paths, run.checkpoint, verbose, extra_callbacks, selectivity_every=config.selectivity_every,
+        split_selectivity=getattr(run.model, "split_selectivity", False),
+    )
+    lane = run_lane(run, callbacks, verbose, runner.steps_per_epoch)
+    run_epochs(runner, [lane], epochs=config.epochs)
 
 
 def finish_run(run: Run, train_seconds: float, verbose: int, packed_replicates=None) -> RunSummary:
@@ -460,6 +494,9 @@ def _run_record(run: Run, train_seconds: float, packed_replicates=None) -> RunSu
         train_seconds_this_session=train_seconds,
         packed_replicates=packed_replicates,
         kept_checkpoints=tuple(kept_checkpoint_paths(run.paths.root)),
+        devices=run.devices.count,
+        per_device_batch_size=config.batch_size // run.devices.count,
+        learning_rate=config.scaled_learning_rate,
     )
 
 

@@ -96,9 +96,10 @@ def step_schedule(base_rate, milestones, decay, steps_per_epoch):
 
 
 def make_optimizer(config, steps_per_epoch) -> TorchSGD:
-    """The optimizer of a `TrainConfig`."""
+    """The optimizer of a `TrainConfig` (its learning rate under its
+    `lr_scaling` rule: `TrainConfig.scaled_learning_rate`)."""
     schedule = step_schedule(
-        config.learning_rate, config.lr_milestones, config.lr_decay, steps_per_epoch
+        config.scaled_learning_rate, config.lr_milestones, config.lr_decay, steps_per_epoch
     )
     return TorchSGD(
         learning_rate=schedule,

@@ -76,7 +76,8 @@ def _device_fit(data):
     return needed <= budget, message
 
 
-def choose_input_pipeline(setting: str, data, paths: RunPaths, backend: str, verbose: int = 1) -> str:
+def choose_input_pipeline(setting: str, data, paths: RunPaths, backend: str, verbose: int = 1,
+                          devices: int = 1) -> str:
     """Resolves `--data_on_device` for this run on this machine.
 
     Args:
@@ -85,14 +86,17 @@ def choose_input_pipeline(setting: str, data, paths: RunPaths, backend: str, ver
         paths: the run directory (for the pipeline of finished epochs).
         backend: `keras.backend.backend()`.
         verbose: print the one-line fallback message of "auto".
+        devices: the devices of one step (`training.devices`): the device
+            pipeline holds the data on one device, so with several the run
+            trains from host batches ("auto"; "true" is refused).
 
     Returns:
         "tf.data", "host" or "device".
 
     Raises:
-        ConfigError: "true" on TensorFlow or when the data do not fit; a
-            setting that contradicts the pipeline of the run's finished
-            epochs.
+        ConfigError: "true" on TensorFlow, over several devices or when the
+            data do not fit; a setting that contradicts the pipeline of the
+            run's finished epochs.
     """
     recorded = recorded_input_pipeline(paths, backend)
     if getattr(data, "streamed", False):
@@ -119,6 +123,18 @@ def choose_input_pipeline(setting: str, data, paths: RunPaths, backend: str, ver
         )
     wanted = recorded if resumed else None
     if setting == "false" or wanted == "host":
+        return "host"
+    if devices > 1:
+        if setting == "true" or wanted == "device":
+            reason = "the run's finished epochs trained with the data on the device, " if wanted else ""
+            raise ConfigError(
+                f"{reason}`data_on_device` keeps the data on one device and cannot train over {devices} "
+                "(--devices): use `data_on_device='auto'` or 'false'"
+                + (", or another `output_dir`" if wanted else "")
+            )
+        if verbose:
+            print(f"Data on the device: no (it holds them on one device; {devices} devices train from host "
+                  "batches, split over them).")
         return "host"
     fits, message = _device_fit(data)
     if fits:

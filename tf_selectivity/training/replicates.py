@@ -57,6 +57,7 @@ from tf_selectivity.training.loop import (
     train,
 )
 from tf_selectivity.training.packing import DEFAULT_PACK_REPLICATES, check_replicate_configs
+from tf_selectivity.training.devices import data_parallel
 from tf_selectivity.training.placement import choose_input_pipeline
 from tf_selectivity.training.prepare import PreparedRun, prepare_runs, refuse_locked
 from tf_selectivity.training.run_dir import RunLockedError, check_checkpoint
@@ -147,7 +148,8 @@ def train_replicates(runs, *, verbose: int = 1, data=None, metrics=None, callbac
     backend = keras.backend.backend()
     pipelines = {
         index: choose_input_pipeline(
-            configs[index].data_on_device, data, all_paths[index], backend, verbose if index == pending[0] else 0
+            configs[index].data_on_device, data, all_paths[index], backend, verbose if index == pending[0] else 0,
+            devices=data_parallel(configs[index]).count,
         )
         for index in pending
     }

@@ -114,6 +114,12 @@ class RunSummary:
         kept_checkpoints: the epochs whose weights it kept
             (``checkpoints/``, `training.kept_checkpoints`), sorted; empty
             for a run that kept none.
+        devices: the devices one step ran on, data-parallel, in the session
+            that finished it (`training.devices`).
+        per_device_batch_size: the batch of one device (the global batch
+            over `devices`).
+        learning_rate: the initial learning rate the optimizer used (after
+            `TrainConfig.lr_scaling`).
         best_epoch: (completed) the epoch with the best validation accuracy.
         val_accuracy: (completed) that accuracy.
         test_accuracy: (completed) the best epoch's model's accuracy on the
@@ -159,6 +165,9 @@ class RunSummary:
     train_seconds_this_session: Optional[float] = _recorded()
     packed_replicates: Optional[int] = _recorded()
     kept_checkpoints: tuple = _recorded(())
+    devices: Optional[int] = _recorded()
+    per_device_batch_size: Optional[int] = _recorded()
+    learning_rate: Optional[float] = _recorded()
     best_epoch: Optional[int] = _recorded()
     val_accuracy: Optional[float] = _recorded()
     test_accuracy: Optional[float] = _recorded()
