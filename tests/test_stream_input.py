@@ -270,7 +270,8 @@ def test_followup_preset_trains_on_a_tiny_imagenet_folder_and_analyze_reads_it(f
     completed = run_cli(
         "tf_selectivity.sweep", "--preset=followup_resnet50_imagenet", f"--dataset=stream:imagefolder:{folder}",
         "--model=resnet8", "--image_size=16", "--epochs=1", "--batch_size=9", "--eval_batch_size=8",
-        "--validation_fraction=0.25", f"--output_dir={tmp_path / 'sweep'}", "--verbose=0",
+        "--validation_fraction=0.25", "--keep_checkpoints=0,0.5,1", "--selectivity_every_steps=1",
+        "--selectivity_steps_until=1", f"--output_dir={tmp_path / 'sweep'}", "--verbose=0",
         env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -281,6 +282,9 @@ def test_followup_preset_trains_on_a_tiny_imagenet_folder_and_analyze_reads_it(f
     assert recorded["config"]["selectivity_every"] == 1 and recorded["num_train"] == 18
     summary = json.load(open(os.path.join(run, "summary.json")))
     assert summary["image_shape"] == [16, 16, 3] and summary["status"] == "completed"
+    assert summary["kept_checkpoints"] == [0.0, 0.5, 1.0] and summary["devices"] == 1
+    steps = np.loadtxt(os.path.join(run, "selectivity_steps.csv"), delimiter=",", skiprows=1, usecols=0)
+    assert sorted(set(steps.astype(int))) == [0, 1]  # 2 steps per epoch: steps 0 and 1 below epoch 1
 
     from tf_selectivity.analysis.context import TestDataLoader
     from tf_selectivity.analysis.options import AnalysisOptions
