@@ -1,6 +1,7 @@
 """The regularizer in a window of training (`--alpha_window`): config, the switch in the step, runs."""
 
 import csv
+import math
 import os
 
 import keras
@@ -111,6 +112,8 @@ def test_the_switch_happens_inside_the_compiled_step():
     # Open for steps 1 and 2 of one traced step: no term before, the term in, none after.
     _, terms = _train_batches(-5.0, (1, 3))
     assert terms[0] == 0.0 and min(terms[1:3]) > 0.1 and terms[3] == 0.0
+    # Logged as 0, not -0 (a history row reading "-0.0" looks like a sign).
+    assert math.copysign(1.0, terms[0]) == 1.0 and math.copysign(1.0, terms[3]) == 1.0
 
 
 # Whole runs on the default backend; JAX's train step (the same gate in its

@@ -567,9 +567,11 @@ class SelectivityModel(BackendSteps, keras.Model):
                 [probe.share if probe.share is not None else 1.0 for probe in probes],
                 dtype="float32",
             )
-            # `0.0 - x` rather than `-x`: alpha = 0 logs 0, not -0.
             term_si = self.windowed_selectivity_tracker.result() if gated else layer_si
-            logs["selectivity_term"] = 0.0 - ops.sum(weights * term_si)
+            term = 0.0 - ops.sum(weights * term_si)
+            # A zero term (alpha = 0, steps outside a window) logs 0, not -0:
+            # graph rewriting may turn `0.0 - x` into `-x`.
+            logs["selectivity_term"] = ops.where(ops.equal(term, 0.0), ops.zeros_like(term), term)
             logs["batch_selectivity"] = ops.sum(shares * layer_si) / ops.sum(shares)
             for index, probe in enumerate(probes):
                 logs[f"selectivity/{probe.name}"] = layer_si[index]
