@@ -313,6 +313,12 @@ print(json.dumps(out))
     assert reduced["settings"]["epochs"] == 12 and reduced["settings"]["lr_milestones"] == [6, 9]
     assert reduced["settings"]["max_train_samples"] == 10000 and reduced["settings"]["batch_size"] == 256
     assert reduced["output_dir"] == "sweeps/reduced/resnet20"
+    windows = specs.pop("reduced_resnet20_windows")  # the reduced protocol, suppressed in two windows
+    for name in ("epochs", "lr_milestones", "max_train_samples", "batch_size", "dataset"):
+        assert windows["settings"][name] == reduced["settings"][name], name
+    assert windows["plan"]["alphas"] == [-10.0] and windows["plan"]["alpha_windows"] == ["0:2", "4:6"]
+    assert windows["plan"]["seeds"] == [0, 1, 2] and windows["plan"]["trials"] == 6
+    assert windows["output_dir"] == "sweeps/reduced/windows"
     followup = specs.pop("followup_resnet50_imagenet")
     assert followup["settings"]["model"] == "resnet50_imagenet" and followup["settings"]["epochs"] == 90
     assert followup["settings"]["augmentation"] == "random_resized_crop" and followup["settings"]["image_size"] == 224

@@ -33,7 +33,12 @@ from tf_selectivity.core.files import (
 from tf_selectivity.training.config import ConfigError
 from tf_selectivity.training.kept_checkpoints import KEPT_CHECKPOINT_DIR
 
+# The validation split's selectivity at step resolution (`training.step_events`),
+# named here so that readers of runs need not import Keras.
+SELECTIVITY_STEPS_FILE = "selectivity_steps.csv"
+
 __all__ = [
+    "SELECTIVITY_STEPS_FILE",
     "RunPaths",
     "RunLockedError",
     "DamagedCheckpointError",

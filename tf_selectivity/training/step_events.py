@@ -34,11 +34,11 @@ import numpy as np
 from tf_selectivity.core.files import replacing
 from tf_selectivity.models.split_selectivity import SPLIT_LOG_PREFIX, SPLIT_MEAN_LOG
 from tf_selectivity.training.kept_checkpoints import checkpoint_step, kept_checkpoint_dir, kept_checkpoint_path
+from tf_selectivity.training.run_dir import SELECTIVITY_STEPS_FILE
 from tf_selectivity.training.weights_file import WeightsFile
 
-__all__ = ["StepEvents", "SELECTIVITY_STEPS_FILE", "SELECTIVITY_STEPS_COLUMNS", "step_events_for"]
+__all__ = ["StepEvents", "SELECTIVITY_STEPS_COLUMNS", "step_events_for"]
 
-SELECTIVITY_STEPS_FILE = "selectivity_steps.csv"
 # One row per (step, probe); `mean` is the step's mean over probes (eq. 3).
 SELECTIVITY_STEPS_COLUMNS = ("step", "epoch", "layer", "selectivity", "mean")
 TENSORBOARD_STEPS_DIR = "validation_steps"

@@ -34,7 +34,7 @@ import pandas as pd
 
 from tf_selectivity.core.files import DamagedFileError, read_json
 from tf_selectivity.core.settings import ParameterError
-from tf_selectivity.training.step_events import SELECTIVITY_STEPS_FILE
+from tf_selectivity.training.run_dir import SELECTIVITY_STEPS_FILE
 
 __all__ = [
     "MEAN_LAYER",
