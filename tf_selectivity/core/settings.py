@@ -153,6 +153,20 @@ def non_negative(value):
     return None
 
 
+def names(values):
+    """A non-empty list of non-blank names (e.g. layers)."""
+    if not values or any(not str(v).strip() for v in values):
+        return f"must be layer names; got {', '.join(map(str, values)) or 'none'}"
+    return None
+
+
+def permutation_count(value):
+    """A number of label permutations B: a positive integer, 0 for off."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return f"must be a number of permutations B >= 1 (0: off); got {value!r}"
+    return None
+
+
 def in_unit_interval(low_open=False, high_open=True):
     """A check for a number in [0, 1) (or the interval the flags say)."""
 

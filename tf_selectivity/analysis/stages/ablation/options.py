@@ -6,15 +6,9 @@ import dataclasses
 import math
 from typing import Optional
 
-from tf_selectivity.core.settings import ParameterError, positive, setting
+from tf_selectivity.core.settings import ParameterError, names, positive, setting
 
 __all__ = ["AblationOptions"]
-
-
-def _names(values):
-    if not values or any(not str(v).strip() for v in values):
-        return f"must be layer names; got {', '.join(map(str, values)) or 'none'}"
-    return None
 
 
 def _fractions(values):
@@ -43,7 +37,7 @@ class AblationOptions:
     )
     layers: Optional[tuple] = setting(
         None, "Probes ablated by --ablation/--unit_ablation (default: all); a name no run has is an error.",
-        check=_names, item=str, flag_name="ablation_layers",
+        check=names, item=str, flag_name="ablation_layers",
     )
     fractions: tuple = setting(
         None, "Fractions of a layer's units ablated, in [0, 1], for --ablation.",

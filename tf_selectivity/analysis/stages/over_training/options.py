@@ -5,21 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from tf_selectivity.core.settings import ParameterError, positive, setting
+from tf_selectivity.core.settings import ParameterError, names, permutation_count, positive, setting
 
 __all__ = ["OverTrainingOptions"]
-
-
-def _names(values):
-    if not values or any(not str(v).strip() for v in values):
-        return f"must be layer names; got {', '.join(map(str, values)) or 'none'}"
-    return None
-
-
-def _permutations(value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return f"must be a number of permutations B >= 1 (0: off); got {value!r}"
-    return None
 
 
 @dataclasses.dataclass
@@ -35,7 +23,7 @@ class OverTrainingOptions:
     )
     layers: Optional[tuple] = setting(
         None, "Probes measured by --over_training (default: all); a name no run has is an error.",
-        check=_names, item=str, flag_name="over_training_layers",
+        check=names, item=str, flag_name="over_training_layers",
     )
     max_samples: int = setting(
         1000,
@@ -47,7 +35,7 @@ class OverTrainingOptions:
         100,
         "Label permutations per checkpoint of the units' null (--selectivity_null's test, its seed, --fdr and "
         "--fdr_method), for the fraction selective above chance (0: off).",
-        check=_permutations, flag_name="over_training_null",
+        check=permutation_count, flag_name="over_training_null",
     )
     unit_ablation: bool = setting(
         True, "Ablate each probed unit alone at every checkpoint (--unit_ablation's measure; the costliest part).",

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from tf_selectivity.core.settings import in_unit_interval, positive, setting
+from tf_selectivity.core.settings import in_unit_interval, permutation_count, positive, setting
 from tf_selectivity.measures.fdr import DEFAULT_FDR, FDR_METHODS
 
 __all__ = ["SelectivityOptions"]
-
-
-def _permutations(value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return f"must be a number of permutations B >= 1 (0: off); got {value!r}"
-    return None
 
 
 @dataclasses.dataclass
@@ -31,7 +25,7 @@ class SelectivityOptions:
         "B label permutations per run for every unit's null distribution of the index: p-value "
         "(1 + #{null >= observed}) / (1 + B), q-values over the run's units, chance-corrected SI "
         "(observed - null mean) and the units selective above chance (0: off; 1000 is usual).",
-        check=_permutations, flag_name="selectivity_null",
+        check=permutation_count, flag_name="selectivity_null",
     )
     null_seed: int = setting(
         0, "Seed of the label permutations (the same permutations for every layer and run on one test set).",
