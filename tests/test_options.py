@@ -100,6 +100,6 @@ def test_training_flags_cover_every_field_and_sweeps_share_the_identity():
     assert set(SETTING_FIELDS) | set(POINT_FIELDS) == set(TrainConfig.IDENTITY_FIELDS)
     assert set(LOCAL_FIELDS) == {
         "data_dir", "jit_compile", "eval_batch_size", "data_on_device", "selectivity_every", "keep_checkpoints",
-        "selectivity_every_steps", "selectivity_steps_until",
+        "selectivity_every_steps", "selectivity_steps_until", "devices", "per_device_batch_size",
     }
     assert not set(LOCAL_FIELDS) & set(TrainConfig.IDENTITY_FIELDS)
