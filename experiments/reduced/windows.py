@@ -11,7 +11,10 @@ Reads the analysis of the window runs beside the reduced sweep's alpha = 0 and w
   other window, against alpha = 0 and against the whole run: mean difference in test accuracy, its 95% CI
   and the two-sided paired t-test's p (descriptive at n = 3);
 * `selectivity_steps.csv`: the window runs' step-resolution SI (validation split) with their window and seed;
-* `windows.md`: those numbers in words, and what 3 seeds at this scale can and cannot show;
+* `windows.md`: those numbers in a table;
+* `figures/windows_selectivity_and_accuracy.{png,pdf}`: (a) eq. 3's mean SI on the validation split over training
+  per group (mean over seeds and its 95% t interval; step resolution where recorded, epoch 0 = initialization,
+  a symmetric-log epoch axis, linear below 1), the windows shaded; (b) each network's final test accuracy;
 * the analysis' `report.md`, its over-training and training-curve tables, and its figures.
 """
 
@@ -27,9 +30,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tf_selectivity.plots.style import add_footnote, new_figure, save_figure, styled
+
 COPIED_TABLES = ("runs", "claims", "over_training", "over_training_network", "over_training_runs",
                  "training_curves", "training_curves_summary", "half_rise_epochs", "warnings")
-COPIED_FIGURES = ("over_training_", "figS_training_curves")
+COPIED_FIGURES = ("over_training_", "figS_training_curves_resnet20_mean")
 
 
 def run_window(run_dir: str) -> str:
@@ -85,6 +90,53 @@ def comparisons(runs: pd.DataFrame, pairs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+GROUP_COLORS = {"alpha=0": "0.35", "whole run": "#08306b", "epochs 0:2": "#6baed6", "epochs 4:6": "#e6550d"}
+
+
+def group_color(group: str):
+    return next((color for key, color in GROUP_COLORS.items() if group.endswith(key)), None)
+
+
+@styled
+def windows_figure(runs: pd.DataFrame, curves: pd.DataFrame):
+    """(a) mean SI over training per group, (b) final test accuracy per network."""
+    figure, (si_ax, accuracy_ax) = new_figure(2, panel_width=4.2)
+    groups = list(runs["group"].unique())
+    group_of = dict(zip(runs["run_dir"], runs["group"]))
+    mean = curves[curves["layer"] == "mean"].assign(group=lambda f: f["run_dir"].map(group_of)).dropna(
+        subset=["group", "selectivity"])
+    for group in groups:
+        rows = mean[mean["group"] == group].groupby("epoch")["selectivity"]
+        summary = pd.DataFrame({"mean": rows.mean(), "low": rows.apply(lambda v: t_interval(v.to_numpy())[0]),
+                                "high": rows.apply(lambda v: t_interval(v.to_numpy())[1])})
+        color = group_color(group)
+        si_ax.plot(summary.index, summary["mean"], color=color, label=group, lw=1.2)
+        si_ax.fill_between(summary.index, summary["low"], summary["high"], color=color, alpha=0.15, lw=0)
+    for start, end, group in ((0, 2, "epochs 0:2"), (4, 6, "epochs 4:6")):
+        si_ax.axvspan(start, end, color=group_color(group), alpha=0.08, lw=0)
+    si_ax.set_xscale("symlog", linthresh=1.0, linscale=1.0)
+    si_ax.set_xlim(0, max(mean["epoch"].max(), 1))
+    si_ax.set_xticks([0, 0.5, 1, 2, 4, 6, 12])
+    si_ax.set_xticklabels(["0", "0.5", "1", "2", "4", "6", "12"])
+    si_ax.set_xlabel("Epoch (linear below 1, logarithmic above)")
+    si_ax.set_ylabel("Mean class selectivity (validation split)")
+    si_ax.set_ylim(bottom=0)
+    si_ax.legend(fontsize=7, frameon=False)
+    for position, group in enumerate(groups):
+        values = runs.loc[runs["group"] == group, "test_accuracy"].to_numpy(float)
+        accuracy_ax.scatter(np.full(len(values), position), values, color=group_color(group), s=14, zorder=3)
+        accuracy_ax.hlines(values.mean(), position - 0.25, position + 0.25, color=group_color(group), lw=1.5)
+    accuracy_ax.set_xticks(range(len(groups)))
+    accuracy_ax.set_xticklabels([g.replace("alpha=-10 ", "α=−10\n").replace("alpha=0", "α=0") for g in groups],
+                                fontsize=7)
+    accuracy_ax.set_ylabel("Final test accuracy")
+    counts = runs.groupby("group").size()
+    add_footnote(figure, f"ResNet20, reduced protocol (10,000 training images, 12 epochs); n = "
+                         f"{counts.min()}–{counts.max()} networks per group; bands: 95% t intervals over seeds; "
+                         "shaded: the windows in which α = −10 was applied; bars: means.")
+    return figure
+
+
 def main(analysis_dir: str, sweep_dir: str, out_dir: str) -> None:
     runs = pd.read_csv(os.path.join(analysis_dir, "runs.csv"))
     runs["alpha_window"] = [run_window(path) for path in runs["run_dir"]]
@@ -113,6 +165,11 @@ def main(analysis_dir: str, sweep_dir: str, out_dir: str) -> None:
             steps.append(frame)
     if steps:
         pd.concat(steps, ignore_index=True).to_csv(os.path.join(out_dir, "selectivity_steps.csv"), index=False)
+
+    curves_path = os.path.join(analysis_dir, "training_curves.csv")
+    if os.path.exists(curves_path):
+        figure = windows_figure(runs, pd.read_csv(curves_path))
+        save_figure(figure, os.path.join(out_dir, "figures", "windows_selectivity_and_accuracy"))
 
     for name in COPIED_TABLES:
         path = os.path.join(analysis_dir, f"{name}.csv")
