@@ -316,8 +316,8 @@ print(json.dumps(out))
     windows = specs.pop("reduced_resnet20_windows")  # the reduced protocol, suppressed in two windows
     for name in ("epochs", "lr_milestones", "max_train_samples", "batch_size", "dataset"):
         assert windows["settings"][name] == reduced["settings"][name], name
-    assert windows["plan"]["alphas"] == [-10.0] and windows["plan"]["alpha_windows"] == ["0:2", "4:6"]
-    assert windows["plan"]["seeds"] == [0, 1, 2] and windows["plan"]["trials"] == 6
+    assert windows["plan"]["alphas"] == [0.0, -10.0] and windows["plan"]["alpha_windows"] == ["0:2", "4:6"]
+    assert windows["plan"]["seeds"] == [0, 1, 2] and windows["plan"]["trials"] == 9  # alpha = 0 once per seed
     assert windows["output_dir"] == "sweeps/reduced/windows"
     followup = specs.pop("followup_resnet50_imagenet")
     assert followup["settings"]["model"] == "resnet50_imagenet" and followup["settings"]["epochs"] == 90

@@ -22,8 +22,8 @@
 #   units       analysis/reduced/units: unit galleries and their HTML page, on the same 4 layers as the
 #               ablation (every layer's galleries would take several times the space).
 #   windows     the window experiment (preset reduced_resnet20_windows: alpha = -10 only in epochs 0-2 or 4-6,
-#               3 seeds, selectivity every 4 steps through epoch 2, kept checkpoints) into sweeps/reduced/windows,
-#               analysed with the train step's alpha = 0 and whole-run alpha = -10 runs (analysis/reduced/windows:
+#               and alpha = 0, 3 seeds, selectivity every 4 steps through epoch 2, kept checkpoints) into
+#               sweeps/reduced/windows, analysed with the train step's whole-run alpha = -10 runs (analysis/reduced/windows:
 #               --over_training on the 4 layers of the ablation step, 500 test images per checkpoint); tables,
 #               figures and report into results/reduced/windows/ (not run by default: run the train step first).
 #
@@ -105,7 +105,7 @@ for step in $steps; do
         python -m tf_selectivity.sweep --preset=reduced_resnet20_windows --dataset="$dataset" \
             --output_dir="$windows_sweep"
         python -m tf_selectivity.analyze --dataset="$dataset" --output_dir=analysis/reduced/windows \
-            --runs="$windows_sweep,$sweep/runs/resnet20_relu_alpha0_seed*,$sweep/runs/resnet20_relu_alpha-10_seed*" \
+            --runs="$windows_sweep,$sweep/runs/resnet20_relu_alpha-10_seed*" \
             --cca=false --over_training --over_training_max_samples=500 \
             --over_training_layers=probe_stem,probe_s1b3_out,probe_s2b3_out,probe_s3b3_out
         python experiments/reduced/windows.py analysis/reduced/windows "$windows_sweep" "$out/windows"
