@@ -24,7 +24,7 @@
 #   windows     the window experiment (preset reduced_resnet20_windows: alpha = -10 only in epochs 0-2 or 4-6,
 #               and alpha = 0, 3 seeds, selectivity every 4 steps through epoch 2, kept checkpoints) into
 #               sweeps/reduced/windows, analysed with the train step's whole-run alpha = -10 runs (analysis/reduced/windows:
-#               --over_training on the 4 layers of the ablation step, 500 test images per checkpoint); tables,
+#               --over_training on the last block of each stage, 500 test images per checkpoint); tables,
 #               figures and report into results/reduced/windows/ (not run by default: run the train step first).
 #
 # How long each step took on a 2-core CPU, and the sizes: benchmarks/RESULTS.md, "Reduced reproduction".
@@ -107,7 +107,7 @@ for step in $steps; do
         python -m tf_selectivity.analyze --dataset="$dataset" --output_dir=analysis/reduced/windows \
             --runs="$windows_sweep,$sweep/runs/resnet20_relu_alpha-10_seed*" \
             --cca=false --over_training --over_training_max_samples=500 \
-            --over_training_layers=probe_stem,probe_s1b3_out,probe_s2b3_out,probe_s3b3_out
+            --over_training_layers=probe_s1b3_out,probe_s2b3_out,probe_s3b3_out
         python experiments/reduced/windows.py analysis/reduced/windows "$windows_sweep" "$out/windows"
         ;;
     *)
