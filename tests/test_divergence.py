@@ -75,10 +75,13 @@ def test_a_completed_run_says_so_once_and_lists_probe_columns_in_network_order(t
     recorded = read_json(os.path.join(config.output_dir, "summary.json"))
     assert summary.status == recorded["status"] == "completed"
     assert "num_test_samples" not in recorded and recorded["num_test"] == 60  # one key for one number
-    # The keys of the committed runs, recorded before the schema version existed, and that version.
+    # The keys of the committed runs, recorded before the schema version existed, that version, and
+    # what a run records since: the devices it trained on, the batch of one, the learning rate used.
     committed = glob.glob(os.path.join(REPO, "results", "reduced", "trained", "*", "summary.json"))
     if committed:
-        assert set(recorded) == set(read_json(committed[0])) | {"schema_version"}
+        assert set(recorded) == set(read_json(committed[0])) | {
+            "schema_version", "devices", "per_device_batch_size", "learning_rate"}
+    assert recorded["devices"] == 1 and recorded["per_device_batch_size"] == config.batch_size
     with open(os.path.join(config.output_dir, "history.csv")) as f:
         header = f.readline().strip().split(",")
     probes = summary.probe_names
