@@ -141,3 +141,21 @@ def trained_runs(tmp_path_factory):
     """Four tiny runs trained well above chance (resnet8, alpha 0 and -1, seeds 0 and 1; about
     85% test accuracy where `tiny_runs`' are at chance): analyses whose premises hold."""
     return _train_sweep(tmp_path_factory.mktemp("trained_sweep"), (0.0, -1.0), epochs=3, batch_size=32)
+
+
+# Test modules that start no Keras backend (NumPy measures, statistics,
+# figures, files): their tests run once, and CI runs them in the JAX pass,
+# beside the tests marked `backends`, because that pass is the shorter one
+# (README: the test command).
+BACKEND_FREE_MODULES = {
+    "test_cca", "test_corruptions", "test_dimensionality", "test_files", "test_floors", "test_linearity",
+    "test_plots", "test_progress", "test_pwcca_variants", "test_report", "test_scheduler", "test_selectivity",
+    "test_similarity", "test_stats", "test_streaming", "test_subsets", "test_unit_null",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
+        if module in BACKEND_FREE_MODULES and item.get_closest_marker("backends") is None:
+            item.add_marker(pytest.mark.backend_free)
