@@ -168,12 +168,13 @@ def test_selectivity_steps_equal_the_analysis_index_of_the_weights_then(recorded
         assert os.listdir(os.path.join(run_config.output_dir, "logs", "validation_steps"))
 
 
+# Resuming is the epoch loop's, the same for every runner: on JAX it is
+# tested on the device path only (the host path's records are tested above).
 @pytest.mark.backends
+@pytest.mark.parametrize("recorded_run", [p for p in PIPELINES if p != "host"], indirect=True)
 def test_a_killed_run_resumes_to_the_same_records(recorded_run, tmp_path):
     run_config, summary = recorded_run
     pipeline = summary.input_pipeline
-    if pipeline == "host":
-        pytest.skip("resuming is the epoch loop's, the same for every runner: tested on the device path")
     resumed_config = config(tmp_path, pipeline)
     keras.backend.clear_session()
     with pytest.raises(KeyboardInterrupt):
