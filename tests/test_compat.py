@@ -9,6 +9,22 @@ from keras import ops
 from tf_selectivity.core import compat
 
 
+# ------------------------------------------------------------- TensorFlow
+
+
+def test_each_mirrored_strategy_numbers_its_collectives_apart():
+    """Two strategies in one process start their collective group keys at
+    different numbers (the collision itself, 4 devices then 2, is trained
+    through in `multi_device_check.py`)."""
+    import tensorflow as tf
+
+    _require(tf.distribute.MirroredStrategy, "_collective_key_base", "mirrored_strategy")
+    devices = [device.name for device in tf.config.list_logical_devices("CPU")][:1]
+    first, second = compat.mirrored_strategy(devices), compat.mirrored_strategy(devices)
+    assert first.extended._collective_key_base != second.extended._collective_key_base
+    assert tf.distribute.MirroredStrategy._collective_key_base == 0  # restored for anyone else
+
+
 # ------------------------------------------------------------------ Keras
 
 

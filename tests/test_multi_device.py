@@ -5,13 +5,13 @@ simulated devices must exist before the backend starts: JAX's
 ``--xla_force_host_platform_device_count``, TensorFlow's logical CPUs), so
 these tests are not marked `backends`: each runs its backend once.
 
-Proved here: one step over two devices equals one device's on the same
+Proved here: one step over four devices equals one device's on the same
 global batch (loss, selectivity term, the probes' SI, the updated weights)
 at alpha = 0 and alpha != 0, while each device saw half of the batch and
 the mean of the halves' SIs is not the global SI (so a per-replica index
 would fail); batch normalization's statistics are each replica's on
 TensorFlow and the global batch's on JAX (as the docs say); a 2-epoch run
-over two devices with the split selectivity on, stopped after epoch 1 and
+over two of the devices with the split selectivity on, stopped after epoch 1 and
 resumed, ends as the run trained straight.
 """
 
@@ -25,7 +25,8 @@ import pytest
 
 from conftest import REPO
 
-DEVICES = 2
+DEVICES = 4  # simulated; the step checks use all four, the run checks two
+RUN_DEVICES = 2
 SCRIPT = os.path.join(REPO, "tests", "multi_device_check.py")
 
 
@@ -47,7 +48,7 @@ def checks(request, tmp_path_factory):
 @pytest.mark.parametrize("alpha", ["0.0", "-2.0"])
 def test_one_step_over_devices_equals_one_device(checks, alpha):
     one, many = checks["step"][alpha]["one"], checks["step"][alpha]["many"]
-    assert one["local_batches"] == [16] and many["local_batches"] == [8] * DEVICES
+    assert one["local_batches"] == [16] and many["local_batches"] == [4] * DEVICES
     for name in ("loss", "cross_entropy", "selectivity_term", "batch_selectivity", "accuracy"):
         assert many["logs"][name] == pytest.approx(one["logs"][name], rel=1e-5, abs=1e-6), name
     np.testing.assert_allclose(many["probe_si"], one["probe_si"], rtol=1e-5)
@@ -93,7 +94,7 @@ def test_run_over_devices_resumes_as_trained_straight(checks):
     run = checks["run"]
     assert run["stopped_after"] == 1
     straight, resumed = run["straight"], run["resumed"]
-    assert resumed["summary"]["devices"] == DEVICES and resumed["summary"]["per_device_batch_size"] == 4
+    assert resumed["summary"]["devices"] == RUN_DEVICES and resumed["summary"]["per_device_batch_size"] == 4
     assert resumed["summary"]["learning_rate"] == pytest.approx(0.1)  # 0.05 x batch 8 / reference 4
     for key in ("test_accuracy", "test_mean_selectivity"):
         assert resumed["summary"][key] == pytest.approx(straight["summary"][key], rel=1e-5, abs=1e-6), key

@@ -21,7 +21,46 @@ __all__ = [
     "tuner_state_file",
     "set_oracle_client_timeout",
     "add_oracle_service",
+    "mirrored_strategy",
 ]
+
+
+# ---------------------------------------------------------------------------
+# TensorFlow
+# ---------------------------------------------------------------------------
+
+# Collective group keys each strategy may use: far more than one strategy's
+# all-reduces ever need (TensorFlow's own tests step by the same amount).
+_COLLECTIVE_KEYS_PER_STRATEGY = 100_000
+_strategies_made = 0
+
+
+def mirrored_strategy(devices: list):
+    """A `tf.distribute.MirroredStrategy` over `devices` whose collective
+    operations cannot collide with another strategy's in this process.
+
+    Every MirroredStrategy numbers its collective groups from 1, and the
+    runtime keeps a group's size by its number, so a second strategy over a
+    different number of devices (``--devices=4``, then ``--devices=2``, in
+    one Python session) fails in its first all-reduce ("joining a group with
+    size 2, but that group has size 4"). The strategy reads where its
+    numbering starts from the private class attribute
+    ``MirroredStrategy._collective_key_base`` when it is built, the way
+    TensorFlow's own multi-strategy tests separate theirs; there is no
+    argument for it.
+    """
+    global _strategies_made
+    import tensorflow as tf
+
+    cls = tf.distribute.MirroredStrategy
+    saved = cls._collective_key_base
+    cls._collective_key_base = _strategies_made * _COLLECTIVE_KEYS_PER_STRATEGY
+    try:
+        strategy = cls(list(devices))
+    finally:
+        cls._collective_key_base = saved
+    _strategies_made += 1
+    return strategy
 
 
 # ---------------------------------------------------------------------------

@@ -209,11 +209,13 @@ def data_parallel(config: TrainConfig, backend: str | None = None) -> DataParall
 @functools.cache
 def _tensorflow_strategy(device_names):
     """One strategy per set of devices (None: the ``TF_CONFIG`` cluster's) in
-    a process: a second strategy over the same devices starts its collective
-    operations' keys again, which then collide with the first's (a sweep
-    trains one run after another in one process)."""
+    a process (a sweep trains one run after another in one process); each
+    new one numbers its collective operations apart from the others'
+    (`compat.mirrored_strategy`)."""
     import tensorflow as tf
+
+    from tf_selectivity.core.compat import mirrored_strategy
 
     if device_names is None:
         return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.MirroredStrategy(list(device_names))
+    return mirrored_strategy(device_names)
