@@ -108,8 +108,35 @@ def test_windows_of_training_are_conditions_named_by_their_window():
     assert windows.of["whole"] == windows.of["old"] == "ResNet20, alpha_window=0:end"
     assert windows.separating == ("alpha_window",) and len(windows.rows) == 3
     assert windows.table()["alpha_window"].tolist() == ["0:2", "0:end", "2:end"]
-    # Without windows, conditions are named as before.
-    assert set(name_conditions({"a": (_identity(), 0.0), "b": (_identity(), -1.0)}).of.values()) == {"ResNet20"}
+    # The whole run's alpha = 0 run is the baseline of each window, which has none of its own.
+    assert windows.shared == {"old": ("ResNet20, alpha_window=0:2", "ResNet20, alpha_window=2:end")}
+    assert windows.table()["baseline_from"].tolist() == ["ResNet20, alpha_window=0:end", "",
+                                                         "ResNet20, alpha_window=0:end"]
+    # Without windows, conditions are named as before, and nothing is shared.
+    plain = name_conditions({"a": (_identity(), 0.0), "b": (_identity(), -1.0)})
+    assert set(plain.of.values()) == {"ResNet20"} and plain.shared == {}
+    # A window's own alpha = 0 runs (or no whole-run baseline) share nothing; nor does another protocol's.
+    assert name_conditions({"early": (_identity(alpha_window="0:2"), -1.0),
+                            "early0": (_identity(alpha_window="0:2"), 0.0),
+                            "whole0": (_identity(), 0.0)}).shared == {}
+    assert name_conditions({"early": (_identity(alpha_window="0:2"), -1.0),
+                            "whole0": (_identity(epochs=9), 0.0)}).shared == {}
+
+
+def test_a_shared_baseline_run_has_rows_in_each_condition_it_is_the_baseline_of():
+    from tf_selectivity.analysis.context import insert_condition
+
+    frame = pd.DataFrame({"run_dir": ["w", "b", "b"], "alpha": [-1.0, 0.0, 0.0], "layer": [0, 0, 1]})
+    names = {"w": "R, window=0:2", "b": "R, window=0:end"}
+    out = insert_condition(frame, names, {"b": ("R, window=0:2",)})
+    assert out[["run_dir", "condition", "baseline_shared_from", "layer"]].values.tolist() == [
+        ["w", "R, window=0:2", "", 0], ["b", "R, window=0:2", "R, window=0:end", 0],
+        ["b", "R, window=0:2", "R, window=0:end", 1], ["b", "R, window=0:end", "", 0],
+        ["b", "R, window=0:end", "", 1]]
+    # Nothing shared: the rows, their order and columns as before.
+    plain = insert_condition(frame, names, {})
+    assert plain["condition"].tolist() == ["R, window=0:2", "R, window=0:end", "R, window=0:end"]
+    assert "baseline_shared_from" not in plain
 
 
 def test_pool_over_names_only_identity_fields():

@@ -219,7 +219,7 @@ def _stage_tables(curves, names=None):
 
     stage = TrainingCurvesStage()
     context = SimpleNamespace(options=SimpleNamespace(n_resamples=50),
-                              with_condition_names=lambda frame: insert_condition(frame, names or {}))
+                              with_condition_names=lambda frame, **_: insert_condition(frame, names or {}))
     frames = {run_dir: rows for run_dir, rows in curves.groupby("run_dir")}
     results = {run_dir: SimpleNamespace(tables={"curves": rows}) for run_dir, rows in frames.items()}
     return stage, stage.combine(results, context), context

@@ -32,6 +32,7 @@ from absl import app, flags
 
 from tf_selectivity.analysis.options import AnalysisOptions
 from tf_selectivity.core.settings import define_flags, flag_names, groups_of, settings_of, values_from_flags
+from tf_selectivity.report.condition_names import run_count
 
 COMMAND = "python -m tf_selectivity.analyze"
 
@@ -172,7 +173,7 @@ def _main(argv):
             f"{len(result.diverged)} run(s) diverged during training and are left out of every table, mean and "
             f"figure: see {os.path.join(os.path.abspath(FLAGS.output_dir), 'diverged.csv')}"
         )
-    print(f"Analysed {len(result.runs)} run(s); report: {result.report}")
+    print(f"Analysed {run_count(result.runs)} run(s); report: {result.report}")
     return 0
 
 

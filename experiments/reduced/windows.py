@@ -137,8 +137,16 @@ def windows_figure(runs: pd.DataFrame, curves: pd.DataFrame):
     return figure
 
 
+def own_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each run's rows once: the analysis repeats the alpha = 0 runs' rows in
+    each window's condition (``baseline_shared_from`` names their own)."""
+    if "baseline_shared_from" not in frame:
+        return frame
+    return frame[frame["baseline_shared_from"].fillna("") == ""].drop(columns="baseline_shared_from")
+
+
 def main(analysis_dir: str, sweep_dir: str, out_dir: str) -> None:
-    runs = pd.read_csv(os.path.join(analysis_dir, "runs.csv"))
+    runs = own_rows(pd.read_csv(os.path.join(analysis_dir, "runs.csv")))
     runs["alpha_window"] = [run_window(path) for path in runs["run_dir"]]
     runs["group"] = [group_name(a, w) for a, w in zip(runs["alpha"], runs["alpha_window"])]
     order = {"alpha=0": 0}
@@ -168,7 +176,7 @@ def main(analysis_dir: str, sweep_dir: str, out_dir: str) -> None:
 
     curves_path = os.path.join(analysis_dir, "training_curves.csv")
     if os.path.exists(curves_path):
-        figure = windows_figure(runs, pd.read_csv(curves_path))
+        figure = windows_figure(runs, own_rows(pd.read_csv(curves_path)))
         save_figure(figure, os.path.join(out_dir, "figures", "windows_selectivity_and_accuracy"))
 
     for name in COPIED_TABLES:

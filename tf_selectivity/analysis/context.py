@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, RunLoadError, RunRecord, load_response_function, load_run_model
+from tf_selectivity.report.condition_names import SHARED_FROM
 
 if TYPE_CHECKING:  # annotations only
     import pandas as pd
@@ -25,7 +26,8 @@ if TYPE_CHECKING:  # annotations only
     from tf_selectivity.analysis.options import AnalysisOptions
     from tf_selectivity.analysis.stage import RunResult
 
-__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition", "insert_condition"]
+__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition", "insert_condition",
+           "own_rows"]
 
 
 def with_condition(frame: "pd.DataFrame", columns: Mapping) -> "pd.DataFrame":
@@ -40,22 +42,47 @@ def with_condition(frame: "pd.DataFrame", columns: Mapping) -> "pd.DataFrame":
     return frame.assign(**columns)[[*columns, *rest]]
 
 
-def insert_condition(frame: "pd.DataFrame", names: Mapping) -> "pd.DataFrame":
+def insert_condition(frame: "pd.DataFrame", names: Mapping, shared: Mapping | None = None) -> "pd.DataFrame":
     """`frame` with a ``condition`` column: the name of each row's condition, from its
     ``run_dir`` (`names`: run directory -> condition name), placed after the condition
     columns it has (`CONFIG_COLUMNS`). A frame without ``run_dir`` is returned as it is.
+
+    The rows of a run that is also the alpha = 0 baseline of other conditions
+    (`shared`: run directory -> their names; `report.condition_names`) appear
+    once more for each of them, with ``baseline_shared_from`` naming the run's
+    own condition ("" on every other row), and the rows are then ordered by
+    condition (stably). Without such runs the frame keeps its rows and order.
 
     Conditions depend on every analysed run (`report.condition_names`), so per-run
     results, cached one run at a time, get theirs when the stages combine them.
     """
     if "run_dir" not in frame.columns:
         return frame
-    frame = frame.drop(columns="condition", errors="ignore")
+    frame = frame.drop(columns=["condition", SHARED_FROM], errors="ignore")
     present = [c for c in ("run_dir", *CONFIG_COLUMNS) if c in frame.columns]
     position = max(frame.columns.get_loc(c) for c in present) + 1
     frame = frame.copy()
     frame.insert(position, "condition", frame["run_dir"].map(lambda run_dir: names.get(run_dir, "")))
-    return frame
+    copies = [(run_dir, other) for run_dir in frame["run_dir"].unique() for other in (shared or {}).get(run_dir, ())]
+    if not copies:
+        return frame
+    import pandas as pd
+
+    frame.insert(position + 1, SHARED_FROM, "")
+    parts = [frame]
+    for run_dir, other in copies:
+        rows = frame[frame["run_dir"] == run_dir].copy()
+        rows[SHARED_FROM] = rows["condition"]
+        rows["condition"] = other
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True).sort_values("condition", kind="stable", ignore_index=True)
+
+
+def own_rows(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """`frame` without the copies of shared baseline rows (`insert_condition`): each run's rows once."""
+    if SHARED_FROM not in frame.columns:
+        return frame
+    return frame[frame[SHARED_FROM] == ""]
 
 
 @dataclasses.dataclass
@@ -272,7 +299,7 @@ class AnalysisContext:
         runs = self.tables.get("selectivity", {}).get("runs")
         if runs is None:
             return None
-        rows = runs.loc[runs["run_dir"] == run_dir]
+        rows = own_rows(runs.loc[runs["run_dir"] == run_dir])
         return None if rows.empty else rows.iloc[0]
 
     def run_columns(self, run_dir: str, extra: Sequence[str] = ()) -> dict:
@@ -287,9 +314,19 @@ class AnalysisContext:
         """The name of the run's condition ("" when unknown)."""
         return self.conditions.of.get(run_dir, "") if self.conditions is not None else ""
 
-    def with_condition_names(self, frame: "pd.DataFrame") -> "pd.DataFrame":
-        """`frame` with the ``condition`` column of its runs (`insert_condition`)."""
-        return insert_condition(frame, self.conditions.of if self.conditions is not None else {})
+    def with_condition_names(self, frame: "pd.DataFrame", share_baselines: bool = False) -> "pd.DataFrame":
+        """`frame` with the ``condition`` column of its runs (`insert_condition`).
+
+        With `share_baselines`, the rows of an alpha = 0 run that is also
+        the baseline of other conditions (a window's) appear once more for
+        each: for the tables of per-run and per-layer results whose tests
+        and figures compare alphas within a condition (runs, layers,
+        training curves, over training); per-unit and per-image tables keep
+        one copy of each run.
+        """
+        if self.conditions is None:
+            return insert_condition(frame, {})
+        return insert_condition(frame, self.conditions.of, self.conditions.shared if share_baselines else None)
 
     def output_path(self, *parts: str) -> str:
         """A path under this analysis' outputs (for files other than tables and figures)."""

@@ -47,8 +47,11 @@ def conditions_lines(conditions: pd.DataFrame | None) -> list[str]:
                  "drawn only within their condition, never pooled (`conditions.csv` lists every setting).", ""]
         for _, row in conditions.iterrows():
             values = "; ".join(f"{f} = {row[f]}" for f in separating if f not in ("model", "activation", "leaky_slope"))
+            lender = _text(row.get("baseline_from"))
             lines.append(f"- **{row['condition']}**: {int(row['runs'])} run(s), α = {_text(row.get('alphas'))}"
-                         + (f"; {values}" if values else ""))
+                         + (f"; {values}" if values else "")
+                         + (f"; its α = 0 baseline: the α = 0 runs of {lender} (an α = 0 run has no window)"
+                            if lender else ""))
     if pooled:
         mixed = [f"{f} ({', '.join(sorted(set(' | '.join(conditions[f].astype(str)).split(' | '))))})"
                  for f in pooled if f in conditions]

@@ -17,6 +17,14 @@ differs from another condition of the same model and activation ("ResNet20,
 dataset=cifar10_sample"). When all runs share everything but alpha and seed,
 names are the report's names of old.
 
+A window of alpha (``alpha_window``) is a field of the condition, yet an
+alpha = 0 run has no window: the sweep trains the alpha = 0 runs once, as
+the baseline of every window. So a condition regularized in a window that
+has no alpha = 0 runs of its own shares those of the condition that
+differs from it only in the window (the whole-run one): their rows appear
+in both conditions' tables, marked in ``baseline_shared_from``
+(`insert_condition`), and its tests against alpha = 0 use them.
+
 Runs recorded before a field existed count as trained with the field's
 legacy value (`training.config.with_legacy_defaults`); a field a run does
 not record at all (an imported model says nothing of its training) is
@@ -35,6 +43,8 @@ from tf_selectivity.training.config import TrainConfig, with_legacy_defaults
 
 __all__ = [
     "CONDITION",
+    "SHARED_FROM",
+    "run_count",
     "VARYING_FIELDS",
     "TITLE_FIELDS",
     "POOLABLE_FIELDS",
@@ -47,6 +57,10 @@ __all__ = [
 
 # The column of every table that names the run's condition.
 CONDITION = "condition"
+# The column of the copies of baseline rows a condition shares: the condition
+# the runs belong to ("" on a condition's own rows). Present only when some
+# condition shares another's baseline.
+SHARED_FROM = "baseline_shared_from"
 # What varies within a condition.
 VARYING_FIELDS = ("alpha", "seed")
 # What the report's condition titles have always named; never pooled.
@@ -57,6 +71,14 @@ POOLABLE_FIELDS = tuple(f for f in TrainConfig.IDENTITY_FIELDS if f not in VARYI
 WHOLE_RUN_WINDOW = "0:end"
 # The fields that define a condition, in the order names list them.
 CONDITION_FIELDS = tuple(f for f in TrainConfig.IDENTITY_FIELDS if f not in VARYING_FIELDS)
+
+
+def run_count(frame) -> int:
+    """How many runs a table of one row per run holds: its rows, less the copies
+    of shared baseline runs (`SHARED_FROM`)."""
+    if SHARED_FROM in frame.columns:
+        return int((frame[SHARED_FROM] == "").sum())
+    return len(frame)
 
 
 def pool_over_problem(fields: Sequence[str]) -> str | None:
@@ -104,21 +126,27 @@ class Conditions:
         rows: one dict per condition, in order of name: ``condition``,
             ``runs``, ``alphas`` (text) and every field of
             `CONDITION_FIELDS` (as text; a pooled field lists the values of
-            its runs, joined by " | "), then ``pooled_over``.
+            its runs, joined by " | "), then ``pooled_over`` and
+            ``baseline_from`` (the condition whose alpha = 0 runs it
+            shares, or "").
         separating: the fields whose values differ between conditions.
         pooled: the fields pooled over.
+        shared: run key -> the names of the other conditions whose baseline
+            the run also is (runs of no other condition are absent).
     """
 
     of: dict
     rows: list
     separating: tuple
     pooled: tuple
+    shared: dict = dataclasses.field(default_factory=dict)
 
     def table(self):
         """`rows` as a DataFrame (the analysis' ``conditions`` table)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=["condition", "runs", "alphas", *CONDITION_FIELDS, "pooled_over"])
+        return pd.DataFrame(self.rows, columns=["condition", "runs", "alphas", *CONDITION_FIELDS, "pooled_over",
+                                                "baseline_from"])
 
 
 def name_conditions(identities: Mapping[str, tuple], pool_over: Sequence[str] = ()) -> Conditions:
@@ -165,6 +193,12 @@ def name_conditions(identities: Mapping[str, tuple], pool_over: Sequence[str] = 
         names[key] = title + "".join(f", {f}={fields[f]}" for f in differing)
     separating = tuple(f for f in CONDITION_FIELDS if f not in pool_over
                        and len({members[k][0][f] for k in keys}) > 1)
+    lenders = _baseline_lenders(members, identities)
+    shared = {}
+    for key, lender in lenders.items():
+        for run in members[lender][1]:
+            if float(identities[run][1]) == 0.0:
+                shared.setdefault(run, []).append(names[key])
     rows = []
     for key in sorted(keys, key=lambda k: names[k]):
         fields, runs = members[key]
@@ -177,6 +211,27 @@ def name_conditions(identities: Mapping[str, tuple], pool_over: Sequence[str] = 
                 values = {value_text(with_legacy_defaults(dict(identities[run][0])).get(name)) for run in runs}
                 row[name] = " | ".join(sorted(values))
         row["pooled_over"] = ",".join(pool_over)
+        row["baseline_from"] = names[lenders[key]] if key in lenders else ""
         rows.append(row)
     return Conditions(of={run: names[key] for run, key in keyed.items()}, rows=rows, separating=separating,
-                      pooled=pool_over)
+                      pooled=pool_over, shared={run: tuple(sorted(n)) for run, n in shared.items()})
+
+
+def _baseline_lenders(members: Mapping, identities: Mapping) -> dict:
+    """Condition key -> the key of the condition whose alpha = 0 runs it shares.
+
+    A condition shares when it is regularized in a window of alpha, has no
+    alpha = 0 run of its own, and a condition with the same fields but the
+    window (the whole run) has alpha = 0 runs.
+    """
+    def has_baseline(key):
+        return any(float(identities[run][1]) == 0.0 for run in members[key][1])
+
+    lenders = {}
+    for key, (fields, _) in members.items():
+        if fields.get("alpha_window", WHOLE_RUN_WINDOW) == WHOLE_RUN_WINDOW or has_baseline(key):
+            continue
+        whole_run = tuple(WHOLE_RUN_WINDOW if name == "alpha_window" else value for name, value in fields.items())
+        if whole_run in members and has_baseline(whole_run):
+            lenders[key] = whole_run
+    return lenders

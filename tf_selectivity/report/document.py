@@ -10,6 +10,7 @@ import pandas as pd
 
 from tf_selectivity.measures import stats
 from tf_selectivity.report.claims import claims_section, conditions_lines
+from tf_selectivity.report.condition_names import run_count
 from tf_selectivity.report.conditions import condition_key, condition_title
 from tf_selectivity.report.figures import figures_section
 from tf_selectivity.report.runs import DEAD_UNITS_NOTE, diverged_section, errors_section, runs_table
@@ -114,7 +115,7 @@ def assemble_report(
         f"_Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `tf_selectivity` "
         "(Leavitt & Morcos, \"Selectivity considered harmful\")._",
         "",
-        f"{len(runs)} runs analysed in {len(split)} condition(s)"
+        f"{run_count(runs)} runs analysed in {len(split)} condition(s)"
         + (f" ({layers['layer'].nunique()} distinct layers)" if layers is not None
            and not layers.empty and "layer" in layers else "")
         + (f"; {n_errors} run(s) could not be analysed (listed below)" if n_errors else "")

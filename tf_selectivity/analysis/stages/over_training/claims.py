@@ -2,7 +2,8 @@
 training", tested on the kept checkpoints (`claim_tests`) and given as `analysis.claims.Claim`s (`as_claims`).
 
 Claims 1-3 are about networks trained normally: per condition, its alpha = 0
-runs with kept checkpoints. Per run, a measure is read at three phases: the
+runs with kept checkpoints (once: a window's condition that shares the
+whole-run condition's baseline runs has no claims 1-3 of its own). Per run, a measure is read at three phases: the
 initialization (epoch 0), the early phase (the mean over its checkpoints
 after 0 up to ``over_training.early_epochs``) and late (its last
 checkpoint, after the early phase). Each test is a two-sided paired t-test
@@ -38,6 +39,7 @@ from tf_selectivity.analysis.stages.over_training.tables import WINDOW
 from tf_selectivity.measures import stats
 from tf_selectivity.measures.premises import minimum_p_paired_t
 from tf_selectivity.plots.style import format_alpha
+from tf_selectivity.report.condition_names import SHARED_FROM
 from tf_selectivity.report.conditions import condition_title
 
 __all__ = ["CLAIMS", "claim_tests", "run_phases", "as_claims"]
@@ -184,9 +186,10 @@ def claim_tests(tables, options) -> pd.DataFrame:
     network = tables["over_training_network"]
     early_epochs = options.over_training.early_epochs
     rows = []
-    baseline = network[np.isclose(network["alpha"].astype(float), 0.0)] if len(network) else network
     for condition, frame in stats.split_by_condition(network) or [({}, network)]:
-        mine = baseline[baseline["run_dir"].isin(frame["run_dir"])] if len(baseline) else baseline
+        mine = frame[np.isclose(frame["alpha"].astype(float), 0.0)] if len(frame) else frame
+        if len(mine) and SHARED_FROM in mine and (mine[SHARED_FROM] != "").all():
+            continue  # another condition's baseline, tested there
         phases = run_phases(mine, early_epochs) if len(mine) else pd.DataFrame(
             columns=[f"{m}_{p}" for m in ("mean_selectivity", "si_importance_spearman", "nonlinearity")
                      for p in ("init", "early", "late")])

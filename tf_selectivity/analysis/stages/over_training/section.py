@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity.measures.stats import format_p_value
+from tf_selectivity.report.condition_names import run_count
 from tf_selectivity.report.formatting import format_number, markdown_table
 
 __all__ = ["PAPER", "over_training_section"]
@@ -42,7 +43,7 @@ def over_training_section(tables, options, claims=None) -> list:
             f"(--fdr, --fdr_method)" if settings.null_permutations else "no null (--over_training_null=0)")
     lines = [
         "## Selectivity, ablation and linearity over training", "",
-        f"{measured} of {len(runs)} run(s) kept checkpoints (`train --keep_checkpoints`), at epochs {epochs or 'none'}; "
+        f"{measured} of {run_count(runs)} run(s) kept checkpoints (`train --keep_checkpoints`), at epochs {epochs or 'none'}; "
         f"each was measured as the network was then, on {settings.max_samples:,} class-balanced test images: SI "
         f"({options.selectivity_index}), the fraction of units selective above chance ({null}), single-unit "
         "ablation importance (zero ablation"

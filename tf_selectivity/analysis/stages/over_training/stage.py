@@ -122,7 +122,9 @@ class OverTrainingStage(Stage):
         return over_training_figures(tables["over_training_network"], context.options.n_resamples)
 
     def warnings(self, tables, context):
-        runs = tables["over_training_runs"]
+        from tf_selectivity.analysis.context import own_rows
+
+        runs = own_rows(tables["over_training_runs"])
         missing = int((runs["kept_checkpoints"] == 0).sum())
         if not missing:
             return []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tf_selectivity.analysis.context import own_rows
 from tf_selectivity.analysis.stage import RunResult
 from tf_selectivity.analysis.stages.over_training.measure import LAYER_MEASURES, NETWORK_MEASURES
 
@@ -85,21 +86,21 @@ def combined_tables(results, context) -> dict:
     from tf_selectivity.training.kept_checkpoints import kept_checkpoint_paths
 
     computed = [result for result in results.values() if "layers" in result.tables]
-    runs_table = context.tables["selectivity"]["runs"].set_index("run_dir")
+    runs_table = own_rows(context.tables["selectivity"]["runs"]).set_index("run_dir")
     run_rows = []
     for record in context.records:
         accuracy = runs_table["test_accuracy"].get(record.run_dir, np.nan) if "test_accuracy" in runs_table else np.nan
         run_rows.append({"run_dir": record.run_dir, **record.condition(), WINDOW: _window_of(record),
                          "test_accuracy": float(accuracy),
                          "kept_checkpoints": len(kept_checkpoint_paths(record.run_dir))})
-    runs = context.with_condition_names(pd.DataFrame(run_rows))
+    runs = context.with_condition_names(pd.DataFrame(run_rows), share_baselines=True)
     windowed = runs[WINDOW].notna().any()
     tables = {}
     for name, key, measures in (("over_training", "layers", ("layer", "layer_index", *LAYER_MEASURES)),
                                 ("over_training_network", "network", NETWORK_MEASURES)):
         if computed:
             frame = context.with_condition_names(
-                pd.concat([result.tables[key] for result in computed], ignore_index=True))
+                pd.concat([result.tables[key] for result in computed], ignore_index=True), share_baselines=True)
         else:
             frame = pd.DataFrame(columns=["run_dir", "epoch", *measures])
         tables[name] = frame if windowed else frame.drop(columns=[WINDOW], errors="ignore")

@@ -132,8 +132,9 @@ class SelectivityStage(Stage):
             run_columns += NULL_RUN_COLUMNS
             layer_columns += NULL_LAYER_COLUMNS
         return self.restore({
-            "runs": context.with_condition_names(pd.DataFrame(run_rows, columns=run_columns)),
-            "layers": context.with_condition_names(pd.DataFrame(layer_rows, columns=layer_columns)),
+            "runs": context.with_condition_names(pd.DataFrame(run_rows, columns=run_columns), share_baselines=True),
+            "layers": context.with_condition_names(pd.DataFrame(layer_rows, columns=layer_columns),
+                                                   share_baselines=True),
             "units": context.with_condition_names(pd.concat(unit_frames, ignore_index=True)),
         }, context)
 

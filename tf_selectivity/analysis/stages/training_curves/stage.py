@@ -75,7 +75,8 @@ class TrainingCurvesStage(Stage):
         if not results:
             return {}
         curves = context.with_condition_names(
-            pd.concat([result.tables["curves"] for result in results.values()], ignore_index=True))
+            pd.concat([result.tables["curves"] for result in results.values()], ignore_index=True),
+            share_baselines=True)
         return self.restore({
             "training_curves": curves,
             "training_curves_summary": summarize_training_curves(curves, n_resamples=context.options.n_resamples),
