@@ -143,19 +143,31 @@ def trained_runs(tmp_path_factory):
     return _train_sweep(tmp_path_factory.mktemp("trained_sweep"), (0.0, -1.0), epochs=3, batch_size=32)
 
 
-# Test modules that start no Keras backend (NumPy measures, statistics,
-# figures, files): their tests run once, and CI runs them in the JAX pass,
-# beside the tests marked `backends`, because that pass is the shorter one
-# (README: the test command).
+# Test modules that start no Keras backend in the test process (NumPy
+# measures, statistics, figures, files; processes started with the backend
+# they name): their tests run once, and CI runs them in the JAX pass, beside
+# the tests marked `backends`, because that pass is the shorter one (README:
+# the test command).
 BACKEND_FREE_MODULES = {
-    "test_cca", "test_corruptions", "test_dimensionality", "test_files", "test_floors", "test_linearity",
-    "test_plots", "test_progress", "test_pwcca_variants", "test_report", "test_scheduler", "test_selectivity",
-    "test_similarity", "test_stats", "test_streaming", "test_subsets", "test_unit_null",
+    "test_cca", "test_corruptions", "test_dimensionality", "test_files", "test_floors", "test_imports",
+    "test_linearity", "test_model_floor", "test_plots", "test_progress", "test_pwcca_variants", "test_report",
+    "test_scheduler", "test_selectivity", "test_similarity", "test_stats", "test_streaming", "test_subsets",
+    "test_unit_null",
 }
 
 
 def pytest_collection_modifyitems(config, items):
+    jax_code_elsewhere = []
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
         if module in BACKEND_FREE_MODULES and item.get_closest_marker("backends") is None:
             item.add_marker(pytest.mark.backend_free)
+        if item.get_closest_marker("jax_only") is not None:
+            # Code TensorFlow does not have: tested in the JAX pass (which
+            # runs the tests marked `backends`), not collected under TensorFlow.
+            item.add_marker(pytest.mark.backends)
+            if backend() != "jax":
+                jax_code_elsewhere.append(item)
+    if jax_code_elsewhere:
+        config.hook.pytest_deselected(items=jax_code_elsewhere)
+        items[:] = [item for item in items if item not in jax_code_elsewhere]

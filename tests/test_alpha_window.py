@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import backend
 from training_callbacks import Interrupt
 from tf_selectivity.models import build_model
 from tf_selectivity.training import ConfigError, TorchSGD, TrainConfig, train
@@ -142,9 +141,8 @@ def test_a_run_stopped_inside_its_window_resumes_identically(tmp_path):
     assert_same_state(str(tmp_path / "straight"), str(tmp_path / "resumed"))
 
 
-jax_only = pytest.mark.skipif(
-    backend() != "jax", reason="the device loop and packed replicates are JAX's"
-)
+# The device loop and packed replicates are JAX's (tests/conftest.py: jax_only).
+jax_only = pytest.mark.jax_only
 
 
 @pytest.mark.backends

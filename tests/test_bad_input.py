@@ -504,13 +504,19 @@ LOADS_KERAS = {
 # The rows that run under every backend: one per command and kind of refusal
 # that loads Keras, so that each command starts under each backend with
 # nothing but its one line on stderr. The refusals themselves are Python,
-# alike under any backend: the other rows run once.
+# alike under any backend: the other rows run once, those that load no Keras
+# as `backend_free` (the row checks that it loads none).
 EVERY_BACKEND = {"train-model-sigmoid", "train-checkpoint-truncated-weights", "analyze-damaged-model", "sweep-model-sigmoid"}
 
 
+def _row_marks(case_id):
+    if case_id in EVERY_BACKEND:
+        return [pytest.mark.backends]
+    return [] if case_id in LOADS_KERAS else [pytest.mark.backend_free]
+
+
 @pytest.mark.parametrize("case_id,command,expected", [
-    pytest.param(*case, id=case[0], marks=[pytest.mark.backends] if case[0] in EVERY_BACKEND else [])
-    for case in CASES
+    pytest.param(*case, id=case[0], marks=_row_marks(case[0])) for case in CASES
 ])
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(world_template, tmp_path, case_id, command, expected):
     world = _new_world(world_template, tmp_path)

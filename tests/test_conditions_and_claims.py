@@ -6,7 +6,6 @@ import itertools
 import json
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 

@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import backend
 from tf_selectivity.data import make_synthetic
 from tf_selectivity.data.sources import DatasetSplits
 from tf_selectivity.training import ConfigError, TrainConfig, train
@@ -14,9 +13,8 @@ from tf_selectivity.training.placement import choose_input_pipeline
 from tf_selectivity.core.files import read_json, write_json_atomic
 from tf_selectivity.training.run_dir import RunPaths
 
-jax_only = pytest.mark.skipif(
-    backend() != "jax", reason="the on-device data path is JAX-only; TensorFlow trains from tf.data"
-)
+# The on-device data path is JAX's; TensorFlow trains from tf.data (tests/conftest.py: jax_only).
+jax_only = pytest.mark.jax_only
 
 TINY = "synthetic:train=500,test=200,size=16"
 

@@ -6,7 +6,6 @@ the code might not reach."""
 import ast
 import pathlib
 
-import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "tf_selectivity"
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import backend
 from tf_selectivity.measures.selectivity import batch_class_selectivity, class_selectivity
 
 pytestmark = pytest.mark.backends
@@ -80,7 +79,7 @@ def test_probe_statistics_and_loss_stay_float32(mixed_bfloat16, rng):
     assert logs["loss"] == pytest.approx(logs["cross_entropy"] + logs["selectivity_term"], rel=1e-5)
 
 
-@pytest.mark.skipif(backend() != "jax", reason="the on-device data path is JAX-only")
+@pytest.mark.jax_only  # the on-device data path is JAX-only
 def test_device_path_trains_in_bf16_with_float32_logs(mixed_bfloat16, rng):
     import jax
 

@@ -1,9 +1,9 @@
 """Data-parallel training on simulated CPU devices, both backends.
 
-Each backend runs `multi_device_check.py` in a process of its own (the
-simulated devices must exist before the backend starts: JAX's
-``--xla_force_host_platform_device_count``, TensorFlow's logical CPUs), so
-these tests are not marked `backends`: each runs its backend once.
+The pass of each backend runs `multi_device_check.py` in a process of its
+own, under that backend (the simulated devices must exist before the
+backend starts: JAX's ``--xla_force_host_platform_device_count``,
+TensorFlow's logical CPUs).
 
 Proved here: one step over four devices equals one device's on the same
 global batch (loss, selectivity term, the probes' SI, the updated weights)
@@ -24,15 +24,19 @@ import numpy as np
 import pytest
 
 from conftest import REPO
+from conftest import backend as current_backend
 
 DEVICES = 4  # simulated; the step checks use all four, the run checks two
 RUN_DEVICES = 2
 SCRIPT = os.path.join(REPO, "tests", "multi_device_check.py")
 
 
-@pytest.fixture(scope="module", params=["tensorflow", "jax"])
-def checks(request, tmp_path_factory):
-    backend = request.param
+pytestmark = pytest.mark.backends
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    backend = current_backend()
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]))
     if backend == "jax":

@@ -8,7 +8,6 @@ from keras import ops
 from conftest import value_and_grad
 from tf_selectivity.models.probe import SelectivityProbe, UnitResponses, find_probes
 from tf_selectivity.models import SelectivityModel, build_model
-from tf_selectivity.measures.selectivity import batch_class_selectivity
 from test_selectivity import reference_si
 
 pytestmark = pytest.mark.backends

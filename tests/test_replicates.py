@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import backend, error_lines, run_cli
+from conftest import error_lines, run_cli
 from training_callbacks import Interrupt, PoisonAWeight
 from tf_selectivity.training import ConfigError, TrainConfig, train
 from tf_selectivity.training.packing import check_replicate_configs, seed_run_dir, split_into_packs
@@ -16,9 +16,9 @@ from tf_selectivity.core.files import read_json
 TINY = "synthetic:train=200,test=60,size=16"
 EPOCHS = 3
 
-jax_only = pytest.mark.skipif(
-    backend() != "jax", reason="replicates are packed in one program on JAX only; TensorFlow trains them one by one"
-)
+# Replicates are packed in one program on JAX only; TensorFlow trains them one by one
+# (tests/conftest.py: jax_only).
+jax_only = pytest.mark.jax_only
 
 
 def config(root, seed, **overrides):
@@ -95,8 +95,6 @@ def packed_and_single(tmp_path_factory):
     """A pack of seeds 0 and 1, uninterrupted, and seed 1 trained alone."""
     from tf_selectivity.training.replicates import train_replicates
 
-    if backend() != "jax":
-        pytest.skip("replicates are packed in one program on JAX only")
     root = tmp_path_factory.mktemp("replicates")
     packed = train_replicates([config(root / "packed", 0), config(root / "packed", 1)], verbose=0)
     keras.backend.clear_session()

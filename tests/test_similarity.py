@@ -18,7 +18,6 @@ import scipy.linalg
 from tf_selectivity.measures.similarity import cca
 from tf_selectivity.measures import similarity
 from tf_selectivity.core.settings import ParameterError
-from tf_selectivity.measures.similarity import cka
 
 TIGHT = 1e-10
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from keras import ops
 
-from conftest import backend
 from tf_selectivity.models.probe import SelectivityProbe
 from tf_selectivity.models import SelectivityModel
 from tf_selectivity.measures.selectivity import (
@@ -31,7 +30,8 @@ PROBES = ("probe_relu", "probe_linear", "probe_top")
 # written (both backends); 1e-5 absolute leaves room for other compilers.
 TOLERANCE = 1e-5
 
-jax_only = pytest.mark.skipif(backend() != "jax", reason="the on-device data path is JAX-only")
+# The on-device data path is JAX's (tests/conftest.py: jax_only).
+jax_only = pytest.mark.jax_only
 
 
 def tiny_model(seed=0, alpha=-0.5, size=8):

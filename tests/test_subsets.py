@@ -1,7 +1,6 @@
 """The class-balanced subset that partial analyses take of a test set."""
 
 import numpy as np
-import pytest
 
 from tf_selectivity.data.subsets import balanced_subset
 

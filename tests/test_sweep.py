@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, backend, error_lines
+from conftest import REPO, error_lines
 
 from tf_selectivity.sweeps import plans
 from tf_selectivity.sweeps.layout import format_float, run_name
@@ -391,7 +391,7 @@ def _report(oracle, trial, status="COMPLETED", accuracy=0.5):
         oracle.update_trial(trial.trial_id, {"val_accuracy": accuracy, "test_accuracy": accuracy})
     report = copy.deepcopy(trial)
     report.status = status
-    report.message = None if status == "COMPLETED" else f"Traceback...\nRuntimeError: attempt failed"
+    report.message = None if status == "COMPLETED" else "Traceback...\nRuntimeError: attempt failed"
     oracle.end_trial(report)
 
 
@@ -794,7 +794,7 @@ def test_a_diverged_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 @pytest.mark.backends
-@pytest.mark.skipif(backend() != "jax", reason="seeds are packed in one program on JAX only")
+@pytest.mark.jax_only  # seeds are packed in one program on JAX only
 def test_a_sweep_on_jax_packs_the_seeds_of_each_alpha(tmp_path):
     """Seeds 0 and 1 of alpha 0 train as one program, seed 2 alone; each keeps
     its trial, run directory and row; a rerun trains nothing."""

@@ -16,7 +16,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import REPO, backend, error_lines
+from conftest import REPO, error_lines
 from test_sweep import run_sweep_cli, sweep_command, train_sessions, trial_records, wait_until
 
 
@@ -108,7 +108,7 @@ def test_chief_and_two_workers_run_every_trial_exactly_once(tmp_path):
 
 
 @pytest.mark.backends
-@pytest.mark.skipif(backend() != "jax", reason="seeds are packed in one program on JAX only")
+@pytest.mark.jax_only  # seeds are packed in one program on JAX only
 def test_workers_train_the_seeds_of_an_alpha_as_one_pack_over_grpc(tmp_path):
     """The chief reserves both seeds of an alpha for the worker that gets it:
     each worker trains one pack, every trial is reported once and every run

@@ -259,8 +259,6 @@ def check_stream(spec: str, data_dir=None) -> None:
     Raises:
         DatasetUnavailableError: naming what is wrong.
     """
-    from tf_selectivity.data.sources import DatasetUnavailableError
-
     kind, where = _parts(spec)
     if kind == "imagefolder":
         _check_folder(where)

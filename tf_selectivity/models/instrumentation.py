@@ -13,7 +13,7 @@ train and test steps pass the batch labels to the probes.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import keras
 from keras import ops

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from tf_selectivity.measures.stats import format_p_value
 from tf_selectivity.report.condition_names import run_count

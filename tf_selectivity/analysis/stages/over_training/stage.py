@@ -24,7 +24,7 @@ among the selected runs, `check` refuses before any pass.
 
 from __future__ import annotations
 
-from tf_selectivity.analysis.stage import RunResult, Stage, settings_key
+from tf_selectivity.analysis.stage import Stage, settings_key
 from tf_selectivity.analysis.stages.over_training.options import OverTrainingOptions
 from tf_selectivity.core.settings import ParameterError
 
