@@ -1,13 +1,14 @@
 """Every `analyze` feature, interrupted at random points and started again, gives the same tables.
 
 Trains four tiny runs (resnet8, alpha 0 and -1, seeds 0 and 1, the SI
-recorded while training), then:
+recorded while training, checkpoints kept along training), then:
 
 1. an earlier analysis (selectivity only) into a template output directory:
    the outputs an interrupted analysis must leave as they were;
 2. the full-feature analysis (every stage: the null, Figure 3 under every
    measure and its maps, ablation curves and single-unit importance, the
-   unit pages, training curves, generated corruptions, FGSM and PGD)
+   unit pages, training curves, generated corruptions, FGSM and PGD,
+   selectivity, ablation and linearity over training)
    uninterrupted, into a reference directory, timed;
 3. `--cycles` times per signal (SIGINT, SIGTERM, SIGKILL): the template
    copied, the full-feature analysis started over it, the signal sent after
@@ -60,6 +61,8 @@ FULL = [
     "--ablation_fractions=0,0.5,1", "--ablation_max_samples=40", "--units_page", "--gallery_k=4",
     "--training_curves", "--robustness=corruptions:generated,fgsm,pgd", "--corruptions=gaussian_noise,contrast",
     "--severities=1,3", "--attack_epsilons=0,2", "--pgd_steps=2", "--robustness_max_samples=40",
+    "--over_training", "--over_training_max_samples=40", "--over_training_null=10",
+    "--over_training_linearity_pairs=8",
     "--bootstrap_resamples=200", "--verbose=0",
 ]
 EARLIER = ["--cca=false", "--bootstrap_resamples=200", "--verbose=0"]
@@ -72,7 +75,7 @@ def train_runs(root: str) -> None:
     for alpha in (0.0, -1.0):
         for seed in (0, 1):
             train(TrainConfig(model="resnet8", alpha=alpha, seed=seed, dataset=DATASET, epochs=2, batch_size=50,
-                              lr_milestones=(), selectivity_every=1,
+                              lr_milestones=(), selectivity_every=1, keep_checkpoints=(0, 0.5, 1, 2),
                               output_dir=os.path.join(root, f"a{alpha:g}_s{seed}")), verbose=0)
 
 
