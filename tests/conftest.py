@@ -162,9 +162,10 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else ""
         if module in BACKEND_FREE_MODULES and item.get_closest_marker("backends") is None:
             item.add_marker(pytest.mark.backend_free)
-        if item.get_closest_marker("jax_only") is not None:
-            # Code TensorFlow does not have: tested in the JAX pass (which
-            # runs the tests marked `backends`), not collected under TensorFlow.
+        if item.get_closest_marker("jax_only") is not None or item.get_closest_marker("jax_pass") is not None:
+            # Code TensorFlow does not have, or a whole workflow placed in the
+            # shorter pass: tested in the JAX pass (which runs the tests
+            # marked `backends`), not collected under TensorFlow.
             item.add_marker(pytest.mark.backends)
             if backend() != "jax":
                 jax_code_elsewhere.append(item)

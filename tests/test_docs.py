@@ -47,8 +47,10 @@ def run_blocks(blocks, cwd):
     return namespace
 
 
+@pytest.mark.jax_pass
 def test_the_tutorial_runs_as_written(tmp_path, monkeypatch, capsys):
-    """Every code block of docs/tutorial.md, in order, in an empty directory."""
+    """Every code block of docs/tutorial.md, in order, in an empty directory
+    (on JAX: its commands and calls run on TensorFlow in their own tests)."""
     blocks = code_blocks(DOCS / "tutorial.md")
     assert [language for language, _ in blocks].count("bash") == 2 and len(blocks) >= 7
     monkeypatch.chdir(tmp_path)
@@ -135,6 +137,7 @@ def test_every_flag_the_docs_name_is_a_flag_of_a_command():
     assert not unknown, sorted(unknown)
 
 
+@pytest.mark.backend_free  # mkdocs in a process of its own
 def test_the_site_builds_strictly(tmp_path):
     """`mkdocs build --strict`: every page, link, generated reference and docstring without a warning."""
     missing = [name for name in ("mkdocs", "mkdocstrings", "material") if importlib.util.find_spec(name) is None]
