@@ -25,6 +25,27 @@ def test_each_mirrored_strategy_numbers_its_collectives_apart():
     assert tf.distribute.MirroredStrategy._collective_key_base == 0  # restored for anyone else
 
 
+def test_a_later_session_start_makes_tensorboard_drop_the_steps_written_again(tmp_path):
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    for first_step, steps in ((0, (0, 3, 6, 9)), (7, (9, 12))):  # a process, then its resumption
+        writer = tf.summary.create_file_writer(str(tmp_path / str(first_step)))
+        _require(writer, "_resource", "write_session_start")
+        compat.write_session_start(writer, first_step)
+        with writer.as_default():
+            for step in steps:
+                tf.summary.scalar("m", float(step + first_step), step=step)
+        writer.close()
+    for name in ("0", "7"):  # one run, its files in the order they were written
+        for path in (tmp_path / name).iterdir():
+            path.rename(tmp_path / f"{name}-{path.name}")
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    shown = [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors("m")]
+    assert shown == [(0, 0.0), (3, 3.0), (6, 6.0), (9, 16.0), (12, 19.0)]
+
+
 # ------------------------------------------------------------------ Keras
 
 

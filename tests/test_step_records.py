@@ -168,6 +168,31 @@ def test_selectivity_steps_equal_the_analysis_index_of_the_weights_then(recorded
         assert os.listdir(os.path.join(run_config.output_dir, "logs", "validation_steps"))
 
 
+def write_scalar_events(directory, tag, values):
+    """`values` (step -> value) of `tag` in an event file of their own, as a process would write them."""
+    import time
+
+    import tensorflow as tf
+
+    time.sleep(1.1)  # event files are read in name order, which starts with the second of their creation
+    writer = tf.summary.create_file_writer(directory)
+    with writer.as_default():
+        for step, value in values.items():
+            tf.summary.scalar(tag, value, step=step)
+    writer.close()
+    time.sleep(1.1)
+
+
+def scalar_events(directory, tag):
+    """(step, value) of `tag` as TensorBoard shows them (its reader, restarts applied)."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    events = EventAccumulator(directory)
+    events.Reload()
+    return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+
+
 # Resuming is the epoch loop's, the same for every runner: on JAX it is
 # tested on the device path only (the host path's records are tested above).
 @pytest.mark.backends
@@ -182,12 +207,21 @@ def test_a_killed_run_resumes_to_the_same_records(recorded_run, tmp_path):
     run_dir = resumed_config.output_dir
     assert list(kept_checkpoint_paths(run_dir)) == [0.0, 0.5, 0.84, 1.0]
     # What a process killed inside epoch 2 leaves: rows of its steps (one
-    # torn), a checkpoint of its step 3 half-written under a temporary name.
+    # torn), their TensorBoard events, a checkpoint of its step 3
+    # half-written under a temporary name.
     with open(os.path.join(run_dir, "selectivity_steps.csv"), "a") as f:
         f.write("9,1.5,probe_stem,0.5,0.5\n12,2")
+    board = os.path.join(run_dir, "logs", "validation_steps")
+    write_scalar_events(board, "split_mean_selectivity", {9: 0.5})
     shutil.copy(kept_checkpoint_path(run_dir, 1), os.path.join(run_dir, "checkpoints", "epoch-2.123.tmp.weights.h5"))
     keras.backend.clear_session()
     summary = train(resumed_config, verbose=0)
+    # TensorBoard shows each step once, with the resumed process' value.
+    rows = read_rows(run_dir)
+    means = {int(r["step"]): float(r["mean"]) for r in rows}
+    shown = scalar_events(board, "split_mean_selectivity")
+    assert [step for step, _ in shown] == sorted(means)
+    assert [value for _, value in shown] == pytest.approx([means[step] for step in sorted(means)], rel=1e-6)
     assert summary.kept_checkpoints == KEEP
     with open(os.path.join(run_dir, "selectivity_steps.csv")) as ours, \
             open(os.path.join(run_config.output_dir, "selectivity_steps.csv")) as theirs:

@@ -22,6 +22,7 @@ __all__ = [
     "set_oracle_client_timeout",
     "add_oracle_service",
     "mirrored_strategy",
+    "write_session_start",
 ]
 
 
@@ -61,6 +62,28 @@ def mirrored_strategy(devices: list):
         cls._collective_key_base = saved
     _strategies_made += 1
     return strategy
+
+
+def write_session_start(writer, step: int) -> None:
+    """Writes TensorBoard's restart event at `step` through a `tf.summary` writer.
+
+    When TensorBoard reads a ``SessionLog(status=START)`` event at step S
+    in a run's event files after an earlier one (a restart), it drops that
+    run's events at S and after read before it (``purge_orphaned_data``):
+    how a run resumed from a checkpoint replaces what a killed process wrote
+    for the steps it trains again.
+    `tf.summary` writers write summaries only; the raw op ``ImportEvent``
+    writes a whole event, given the writer's private resource handle
+    ``ResourceSummaryWriter._resource``.
+    """
+    import time
+
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    event = event_pb2.Event(step=int(step), wall_time=time.time(),
+                            session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START))
+    tf.raw_ops.ImportEvent(writer=writer._resource, event=event.SerializeToString())
 
 
 # ---------------------------------------------------------------------------

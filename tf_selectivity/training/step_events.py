@@ -18,7 +18,9 @@ is recorded.
 
 Resuming: a run resumes at its last complete epoch ``E``; the rows of
 ``selectivity_steps.csv`` after step ``E * steps_per_epoch`` (written by the
-killed process for steps that are trained again) are dropped, and kept
+killed process for steps that are trained again) are dropped, TensorBoard
+drops its events of those steps (each process writes a session start
+event at its first step, which TensorBoard reads as a restart), and kept
 checkpoints of those steps are written again, identically (training is a
 deterministic function of the seed).
 """
@@ -95,6 +97,8 @@ class StepEvents:
         self._weights_file = None
         self._writer = None
         self.csv_path = os.path.join(run_dir, SELECTIVITY_STEPS_FILE)
+        # The first step this process trains (the first it may record).
+        self._first_step = epochs_done * self.steps_per_epoch + 1 if epochs_done else 0
         if self.every:
             self._keep_rows_until(epochs_done * self.steps_per_epoch)
 
@@ -175,6 +179,12 @@ class StepEvents:
 
             if self._writer is None:
                 self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
+                # Each process starts a session: TensorBoard takes a later
+                # one as a restart and drops what a killed process wrote for
+                # the steps trained again, as the CSV's rows are dropped.
+                from tf_selectivity.core.compat import write_session_start
+
+                write_session_start(self._writer, self._first_step)
             with self._writer.as_default(step=step):
                 for layer, value in layers:
                     tf.summary.scalar(f"split_selectivity/{layer}", value)
