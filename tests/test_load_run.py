@@ -12,6 +12,7 @@ import pytest
 import tf_selectivity
 from conftest import REPO, TINY_DATASET
 from tf_selectivity import RunLoadError, load_run
+from tf_selectivity.training.kept_checkpoints import kept_checkpoint_path
 
 pytestmark = pytest.mark.backends
 
@@ -143,6 +144,12 @@ def test_a_diverged_run_has_records_but_no_model(run_dir, tmp_path):
     assert "diverged in epoch 2" in repr(run)
     with pytest.raises(RunLoadError, match=r"the run diverged in epoch 2 \(loss is nan\) and exported no model"):
         run.model
+    # Weights kept along training load into the network built again from its configuration.
+    trained = load_run(run_dir).model
+    os.makedirs(diverged / "checkpoints")
+    trained.save_weights(kept_checkpoint_path(str(diverged), 1))
+    images = run.test_data.images[:8]
+    np.testing.assert_array_equal(run.at(1).model.predict(images, verbose=0), trained.predict(images, verbose=0))
 
 
 def test_a_run_saved_with_save_as_run_has_no_configuration(tmp_path):

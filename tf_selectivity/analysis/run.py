@@ -116,11 +116,15 @@ class Run:
 
         Loads ``model.keras`` on the current Keras backend, as the analysis
         does (`analysis.runs.load_run_model`); in a view made by `at`, then
-        the weights of its kept checkpoint.
+        the weights of its kept checkpoint. A diverged run exported no
+        model: a view of it at a kept checkpoint rebuilds the network from
+        its configuration (which reads its training data for the input
+        normalization, and sets Keras' global random seed to the run's).
 
         Raises:
-            RunLoadError: the run diverged (it exported no model), or its
-                model file is missing or cannot be loaded.
+            RunLoadError: the run diverged (only its checkpoints kept along
+                training can be loaded), or its model file is missing or
+                cannot be loaded.
         """
         if self._model is None:
             self._model = self._load_model()
@@ -171,12 +175,7 @@ class Run:
         return load_run_model(self.record)
 
     def _load_checkpoint_model(self, epoch, path):
-        if self.diverged:
-            raise RunLoadError(
-                f"{self.path}: the run diverged and exported no model to load the weights of epoch "
-                f"{epoch_label(epoch)} into"
-            )
-        model = load_run_model(self.record)
+        model = self._rebuilt_model(epoch) if self.diverged else load_run_model(self.record)
         try:
             # The file holds the optimizer's state too (it can resume
             # training); the model of an analysis needs only the weights.
@@ -185,6 +184,26 @@ class Run:
             raise RunLoadError(
                 f"{path}: the checkpoint of epoch {epoch_label(epoch)} cannot be loaded "
                 f"({type(error).__name__}: {str(error).strip()[:300]})"
+            ) from None
+        return model
+
+    def _rebuilt_model(self, epoch):
+        """The run's network built again from its configuration (its weights
+        replaced next), for a run that exported no model."""
+        config = self.config
+        if config is None:
+            raise RunLoadError(f"{self.path}: the run diverged and records no configuration to build its network "
+                               f"from for the weights of epoch {epoch_label(epoch)}")
+        from tf_selectivity.data.sources import DatasetUnavailableError
+        from tf_selectivity.training.config import ConfigError
+        from tf_selectivity.training.loop import build_compiled_model, load_run_data
+
+        try:
+            model, _ = build_compiled_model(config, load_run_data(config))
+        except (DatasetUnavailableError, ConfigError) as error:
+            raise RunLoadError(
+                f"{self.path}: the run diverged and exported no model; building its network again for the weights "
+                f"of epoch {epoch_label(epoch)} needs its training data: {error}"
             ) from None
         return model
 
