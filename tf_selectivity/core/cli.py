@@ -390,7 +390,32 @@ def _import_backend() -> None:
     if keras.backend.backend() == "jax":
         import jax
 
+        join_hosts()
         jax.devices()
+
+
+def join_hosts() -> bool:
+    """Joins the JAX cluster of several processes the environment names, once.
+
+    `keras.distribution.initialize` (``jax.distributed.initialize``) reads
+    ``KERAS_DISTRIBUTION_JOB_ADDRESSES``, ``KERAS_DISTRIBUTION_NUM_PROCESSES``
+    and ``KERAS_DISTRIBUTION_PROCESS_ID``, and must run before anything
+    starts JAX's backend (listing its devices included): `start_backend`
+    calls it first. Does nothing on another backend, without those
+    variables, or when this process joined already.
+
+    Returns:
+        Whether this process is one of several.
+    """
+    import keras
+
+    if keras.backend.backend() != "jax" or int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) <= 1:
+        return False
+    import jax
+
+    if not jax.distributed.is_initialized():
+        keras.distribution.initialize()
+    return True
 
 
 def progress_verbosity(verbose: int) -> int:

@@ -10,8 +10,11 @@ One run's step over N devices through Keras' own engines, none of ours:
   `keras.distribution.initialize` (`initialize_hosts`) before JAX starts;
   ``devices="all"`` then counts every host's devices.
 * **TensorFlow**: `tf.distribute.MirroredStrategy` over the local GPUs (the
-  logical CPU devices where there is no GPU), or, when ``TF_CONFIG`` names
-  a cluster, `tf.distribute.MultiWorkerMirroredStrategy`. The model is built
+  logical CPU devices where there is no GPU). Not over several machines:
+  Keras 3's TensorFlow trainer fails under
+  `tf.distribute.MultiWorkerMirroredStrategy` (it reduces each scalar log
+  along an axis it does not have), so a ``TF_CONFIG`` cluster is refused
+  with that reason. The model is built
   and compiled in its scope (mirrored variables); the tf.data batches are
   split over the replicas (`DataParallel.distribute_dataset`); each replica
   runs the step on its part and the optimizer sums the replicas' gradients.
@@ -66,24 +69,18 @@ def available_devices(backend: str | None = None) -> list:
     raise ValueError(f"data-parallel training needs the TensorFlow or the JAX backend; got {backend!r}")
 
 
-@functools.cache
 def initialize_hosts() -> bool:
-    """Joins a JAX cluster of several processes, where the environment names one.
-
-    `keras.distribution.initialize` (``jax.distributed.initialize``) reads
-    ``KERAS_DISTRIBUTION_JOB_ADDRESSES``, ``KERAS_DISTRIBUTION_NUM_PROCESSES``
-    and ``KERAS_DISTRIBUTION_PROCESS_ID``; it must run before any JAX
-    computation (`data_parallel` calls it first, once per process). Does
-    nothing on TensorFlow (``TF_CONFIG`` is read by the strategy) or without
-    those variables.
+    """Joins a JAX cluster of several processes, where the environment names
+    one (`core.cli.join_hosts`: before any JAX computation; the command
+    lines join when they start the backend). On TensorFlow, ``TF_CONFIG``
+    is read by the strategy.
 
     Returns:
-        Whether a cluster was joined.
+        Whether this process is one of several (JAX).
     """
-    if keras.backend.backend() != "jax" or int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) <= 1:
-        return False
-    keras.distribution.initialize()
-    return True
+    from tf_selectivity.core.cli import join_hosts
+
+    return join_hosts()
 
 
 @dataclasses.dataclass
@@ -191,11 +188,15 @@ def data_parallel(config: TrainConfig, backend: str | None = None) -> DataParall
     """
     backend = backend or keras.backend.backend()
     initialize_hosts()
-    devices = available_devices(backend)
     if backend == "tensorflow" and _multi_worker():
-        strategy = _tensorflow_strategy(None)
-        config.check_device_batch(strategy.num_replicas_in_sync)
-        return DataParallel(strategy.num_replicas_in_sync, strategy)
+        raise ConfigValueError(
+            "devices",
+            "cannot train over the machines TF_CONFIG names on TensorFlow: Keras 3's TensorFlow trainer fails "
+            "under tf.distribute's MultiWorkerMirroredStrategy; train over several machines on JAX "
+            "(KERAS_BACKEND=jax, KERAS_DISTRIBUTION_* variables; docs: Many devices), or unset TF_CONFIG to train "
+            "on this machine's devices",
+        )
+    devices = available_devices(backend)
     count = _resolve_count(config, devices)
     config.check_device_batch(count)
     if count == 1:
@@ -208,14 +209,9 @@ def data_parallel(config: TrainConfig, backend: str | None = None) -> DataParall
 
 @functools.cache
 def _tensorflow_strategy(device_names):
-    """One strategy per set of devices (None: the ``TF_CONFIG`` cluster's) in
-    a process (a sweep trains one run after another in one process); each
-    new one numbers its collective operations apart from the others'
-    (`compat.mirrored_strategy`)."""
-    import tensorflow as tf
-
+    """One strategy per set of devices in a process (a sweep trains one run
+    after another in one process); each new one numbers its collective
+    operations apart from the others' (`compat.mirrored_strategy`)."""
     from tf_selectivity.core.compat import mirrored_strategy
 
-    if device_names is None:
-        return tf.distribute.MultiWorkerMirroredStrategy()
     return mirrored_strategy(device_names)
