@@ -1,4 +1,4 @@
-"""The few private Keras and keras-tuner APIs we use, in one place.
+"""The few private TensorFlow, Keras and keras-tuner APIs we use, in one place.
 
 Everything else in the package uses public APIs only. What is here has no
 public equivalent in the versions we support (setup.cfg pins them); each

@@ -3,7 +3,8 @@ training", tested on the kept checkpoints (`claim_tests`) and given as `analysis
 
 Claims 1-3 are about networks trained normally: per condition, its alpha = 0
 runs with kept checkpoints (once: a window's condition that shares the
-whole-run condition's baseline runs has no claims 1-3 of its own). Per run, a measure is read at three phases: the
+whole-run condition's baseline runs has no claims 1-3 of its own). Per run,
+a measure is read at three phases: the
 initialization (epoch 0), the early phase (the mean over its checkpoints
 after 0 up to ``over_training.early_epochs``) and late (its last
 checkpoint, after the early phase). Each test is a two-sided paired t-test
