@@ -132,6 +132,10 @@ def test_a_shared_baseline_run_has_rows_in_each_condition_it_is_the_baseline_of(
         ["w", "R, window=0:2", "", 0], ["b", "R, window=0:2", "R, window=0:end", 0],
         ["b", "R, window=0:2", "R, window=0:end", 1], ["b", "R, window=0:end", "", 0],
         ["b", "R, window=0:end", "", 1]]
+    # The copies are told apart from the own rows, also as a CSV reads the table back ("" as NaN).
+    from tf_selectivity.report.condition_names import run_count
+
+    assert run_count(out) == 3 and run_count(out.replace({"baseline_shared_from": {"": np.nan}})) == 3
     # Nothing shared: the rows, their order and columns as before.
     plain = insert_condition(frame, names, {})
     assert plain["condition"].tolist() == ["R, window=0:2", "R, window=0:end", "R, window=0:end"]

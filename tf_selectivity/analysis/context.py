@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, RunLoadError, RunRecord, load_response_function, load_run_model
-from tf_selectivity.report.condition_names import SHARED_FROM
+from tf_selectivity.report.condition_names import SHARED_FROM, shared_copies
 
 if TYPE_CHECKING:  # annotations only
     import pandas as pd
@@ -82,7 +82,7 @@ def own_rows(frame: "pd.DataFrame") -> "pd.DataFrame":
     """`frame` without the copies of shared baseline rows (`insert_condition`): each run's rows once."""
     if SHARED_FROM not in frame.columns:
         return frame
-    return frame[frame[SHARED_FROM] == ""]
+    return frame[~shared_copies(frame)]
 
 
 @dataclasses.dataclass

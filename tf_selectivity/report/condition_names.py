@@ -45,6 +45,7 @@ __all__ = [
     "CONDITION",
     "SHARED_FROM",
     "run_count",
+    "shared_copies",
     "VARYING_FIELDS",
     "TITLE_FIELDS",
     "POOLABLE_FIELDS",
@@ -73,12 +74,21 @@ WHOLE_RUN_WINDOW = "0:end"
 CONDITION_FIELDS = tuple(f for f in TrainConfig.IDENTITY_FIELDS if f not in VARYING_FIELDS)
 
 
+def shared_copies(frame):
+    """Which rows of `frame` are copies of shared baseline rows (`SHARED_FROM`
+    names a condition; empty or missing, as a CSV reads "", on own rows), as
+    a boolean Series; all False without the column."""
+    import pandas as pd
+
+    if SHARED_FROM not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame[SHARED_FROM].fillna("").astype(str) != ""
+
+
 def run_count(frame) -> int:
     """How many runs a table of one row per run holds: its rows, less the copies
     of shared baseline runs (`SHARED_FROM`)."""
-    if SHARED_FROM in frame.columns:
-        return int((frame[SHARED_FROM] == "").sum())
-    return len(frame)
+    return int((~shared_copies(frame)).sum())
 
 
 def pool_over_problem(fields: Sequence[str]) -> str | None:

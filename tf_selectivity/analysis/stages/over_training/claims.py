@@ -40,7 +40,7 @@ from tf_selectivity.analysis.stages.over_training.tables import WINDOW
 from tf_selectivity.measures import stats
 from tf_selectivity.measures.premises import minimum_p_paired_t
 from tf_selectivity.plots.style import format_alpha
-from tf_selectivity.report.condition_names import SHARED_FROM
+from tf_selectivity.report.condition_names import shared_copies
 from tf_selectivity.report.conditions import condition_title
 
 __all__ = ["CLAIMS", "claim_tests", "run_phases", "as_claims"]
@@ -189,7 +189,7 @@ def claim_tests(tables, options) -> pd.DataFrame:
     rows = []
     for condition, frame in stats.split_by_condition(network) or [({}, network)]:
         mine = frame[np.isclose(frame["alpha"].astype(float), 0.0)] if len(frame) else frame
-        if len(mine) and SHARED_FROM in mine and (mine[SHARED_FROM] != "").all():
+        if len(mine) and shared_copies(mine).all():
             continue  # another condition's baseline, tested there
         phases = run_phases(mine, early_epochs) if len(mine) else pd.DataFrame(
             columns=[f"{m}_{p}" for m in ("mean_selectivity", "si_importance_spearman", "nonlinearity")
