@@ -60,11 +60,17 @@ def test_two_processes_train_one_run_as_one_device_does(tmp_path):
              f"--output_dir={tmp_path / f'host{index}'}"],
             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
-    one = run_cli("tf_selectivity.train", *ARGS, "--alpha=-1", f"--output_dir={tmp_path / 'one'}",
-                  env=_env(KERAS_BACKEND="jax"), cwd=REPO, timeout=300)
-    for process in processes:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr[-3000:]
+    try:
+        one = run_cli("tf_selectivity.train", *ARGS, "--alpha=-1", f"--output_dir={tmp_path / 'one'}",
+                      env=_env(KERAS_BACKEND="jax"), cwd=REPO, timeout=300)
+        for process in processes:
+            _, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stderr[-3000:]
+    finally:  # a process waiting for a peer that failed would wait on
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     assert one.returncode == 0, one.stderr[-3000:]
     (first, first_history), (second, second_history) = (_record(tmp_path / f"host{i}") for i in range(2))
     alone, _ = _record(tmp_path / "one")
