@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from tf_selectivity.plots.style import add_footnote, new_figure, save_figure, styled
+from tf_selectivity.report.condition_names import SHARED_FROM, own_rows
 
 COPIED_TABLES = ("runs", "claims", "over_training", "over_training_network", "over_training_runs",
                  "training_curves", "training_curves_summary", "half_rise_epochs", "warnings")
@@ -137,16 +138,9 @@ def windows_figure(runs: pd.DataFrame, curves: pd.DataFrame):
     return figure
 
 
-def own_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each run's rows once: the analysis repeats the alpha = 0 runs' rows in
-    each window's condition (``baseline_shared_from`` names their own)."""
-    if "baseline_shared_from" not in frame:
-        return frame
-    return frame[frame["baseline_shared_from"].fillna("") == ""].drop(columns="baseline_shared_from")
-
-
 def main(analysis_dir: str, sweep_dir: str, out_dir: str) -> None:
-    runs = own_rows(pd.read_csv(os.path.join(analysis_dir, "runs.csv")))
+    # Each run once: the analysis repeats the alpha = 0 runs' rows in each window's condition.
+    runs = own_rows(pd.read_csv(os.path.join(analysis_dir, "runs.csv"))).drop(columns=SHARED_FROM, errors="ignore")
     runs["alpha_window"] = [run_window(path) for path in runs["run_dir"]]
     runs["group"] = [group_name(a, w) for a, w in zip(runs["alpha"], runs["alpha_window"])]
     order = {"alpha=0": 0}
@@ -176,7 +170,7 @@ def main(analysis_dir: str, sweep_dir: str, out_dir: str) -> None:
 
     curves_path = os.path.join(analysis_dir, "training_curves.csv")
     if os.path.exists(curves_path):
-        figure = windows_figure(runs, own_rows(pd.read_csv(curves_path)))
+        figure = windows_figure(runs, own_rows(pd.read_csv(curves_path)).drop(columns=SHARED_FROM, errors="ignore"))
         save_figure(figure, os.path.join(out_dir, "figures", "windows_selectivity_and_accuracy"))
 
     for name in COPIED_TABLES:

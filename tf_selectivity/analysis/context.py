@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 
 from tf_selectivity.analysis.runs import CONFIG_COLUMNS, RunLoadError, RunRecord, load_response_function, load_run_model
-from tf_selectivity.report.condition_names import SHARED_FROM, shared_copies
+from tf_selectivity.report.condition_names import SHARED_FROM, own_rows
 
 if TYPE_CHECKING:  # annotations only
     import pandas as pd
@@ -26,8 +26,7 @@ if TYPE_CHECKING:  # annotations only
     from tf_selectivity.analysis.options import AnalysisOptions
     from tf_selectivity.analysis.stage import RunResult
 
-__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition", "insert_condition",
-           "own_rows"]
+__all__ = ["TestData", "TestDataLoader", "RunContext", "AnalysisContext", "with_condition", "insert_condition"]
 
 
 def with_condition(frame: "pd.DataFrame", columns: Mapping) -> "pd.DataFrame":
@@ -76,13 +75,6 @@ def insert_condition(frame: "pd.DataFrame", names: Mapping, shared: Mapping | No
         rows["condition"] = other
         parts.append(rows)
     return pd.concat(parts, ignore_index=True).sort_values("condition", kind="stable", ignore_index=True)
-
-
-def own_rows(frame: "pd.DataFrame") -> "pd.DataFrame":
-    """`frame` without the copies of shared baseline rows (`insert_condition`): each run's rows once."""
-    if SHARED_FROM not in frame.columns:
-        return frame
-    return frame[~shared_copies(frame)]
 
 
 @dataclasses.dataclass

@@ -46,6 +46,7 @@ __all__ = [
     "SHARED_FROM",
     "run_count",
     "shared_copies",
+    "own_rows",
     "VARYING_FIELDS",
     "TITLE_FIELDS",
     "POOLABLE_FIELDS",
@@ -83,6 +84,12 @@ def shared_copies(frame):
     if SHARED_FROM not in frame.columns:
         return pd.Series(False, index=frame.index)
     return frame[SHARED_FROM].fillna("").astype(str) != ""
+
+
+def own_rows(frame):
+    """`frame` without the copies of shared baseline rows: each run's rows once,
+    in its own condition."""
+    return frame[~shared_copies(frame)]
 
 
 def run_count(frame) -> int:

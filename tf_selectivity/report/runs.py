@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from tf_selectivity.plots.style import format_alpha
-from tf_selectivity.report.condition_names import SHARED_FROM, shared_copies
+from tf_selectivity.report.condition_names import SHARED_FROM, own_rows
 from tf_selectivity.report.formatting import markdown_table
 
 
@@ -66,7 +66,7 @@ def _is_leaky_column(runs: pd.DataFrame) -> pd.Series:
 
 def runs_table(runs: pd.DataFrame) -> str:
     if SHARED_FROM in runs.columns:  # each run once, in its own condition
-        runs = runs[~shared_copies(runs)].drop(columns=SHARED_FROM)
+        runs = own_rows(runs).drop(columns=SHARED_FROM)
     # ReLU runs (the main experiment) before leaky-ReLU runs of each model.
     keyed = runs.assign(_leaky=_is_leaky_column(runs))
     sort_columns = [c for c in ("model", "_leaky", "leaky_slope", "alpha", "seed") if c in keyed.columns]

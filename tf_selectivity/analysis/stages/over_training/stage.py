@@ -122,7 +122,7 @@ class OverTrainingStage(Stage):
         return over_training_figures(tables["over_training_network"], context.options.n_resamples)
 
     def warnings(self, tables, context):
-        from tf_selectivity.analysis.context import own_rows
+        from tf_selectivity.report.condition_names import own_rows
 
         runs = own_rows(tables["over_training_runs"])
         missing = int((runs["kept_checkpoints"] == 0).sum())

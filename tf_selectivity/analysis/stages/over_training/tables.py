@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tf_selectivity.analysis.context import own_rows
+from tf_selectivity.report.condition_names import own_rows
 from tf_selectivity.analysis.stage import RunResult
 from tf_selectivity.analysis.stages.over_training.measure import LAYER_MEASURES, NETWORK_MEASURES
 
