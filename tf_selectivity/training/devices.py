@@ -7,7 +7,7 @@ One run's step over N devices through Keras' own engines, none of ours:
   on the devices split along its first axis (`DataParallel.shard_batch`),
   so the compiled step sees the global batch and XLA's partitioner adds the
   sums over devices. Several hosts: every process calls
-  `keras.distribution.initialize` (`initialize_hosts`) before JAX starts;
+  `keras.distribution.initialize` (`core.cli.join_hosts`) before JAX starts;
   ``devices="all"`` then counts every host's devices.
 * **TensorFlow**: `tf.distribute.MirroredStrategy` over the local GPUs (the
   logical CPU devices where there is no GPU). Not over several machines:
@@ -41,7 +41,7 @@ import keras
 
 from tf_selectivity.training.config import ConfigValueError, TrainConfig
 
-__all__ = ["DataParallel", "available_devices", "data_parallel", "initialize_hosts"]
+__all__ = ["DataParallel", "available_devices", "data_parallel"]
 
 
 def _tensorflow_devices() -> list:
@@ -55,9 +55,9 @@ def available_devices(backend: str | None = None) -> list:
     """The devices `--devices=all` trains on, for the running backend.
 
     JAX: ``jax.devices()`` (every process' devices after
-    `initialize_hosts`). TensorFlow: the local logical GPUs, else the
+    `core.cli.join_hosts`). TensorFlow: the local logical GPUs, else the
     logical CPUs (one, unless configured otherwise before TensorFlow ran an
-    op); under ``TF_CONFIG`` the workers add theirs (see `data_parallel`).
+    op).
     """
     backend = backend or keras.backend.backend()
     if backend == "jax":
@@ -67,20 +67,6 @@ def available_devices(backend: str | None = None) -> list:
     if backend == "tensorflow":
         return _tensorflow_devices()
     raise ValueError(f"data-parallel training needs the TensorFlow or the JAX backend; got {backend!r}")
-
-
-def initialize_hosts() -> bool:
-    """Joins a JAX cluster of several processes, where the environment names
-    one (`core.cli.join_hosts`: before any JAX computation; the command
-    lines join when they start the backend). On TensorFlow, ``TF_CONFIG``
-    is read by the strategy.
-
-    Returns:
-        Whether this process is one of several (JAX).
-    """
-    from tf_selectivity.core.cli import join_hosts
-
-    return join_hosts()
 
 
 @dataclasses.dataclass
@@ -186,8 +172,12 @@ def data_parallel(config: TrainConfig, backend: str | None = None) -> DataParall
             or a global batch that does not split evenly over them
             (``batch_size``, ``per_device_batch_size``).
     """
+    from tf_selectivity.core.cli import join_hosts
+
     backend = backend or keras.backend.backend()
-    initialize_hosts()
+    # The command lines joined when they started the backend; a library
+    # caller may not have (once per process, before JAX lists its devices).
+    join_hosts()
     if backend == "tensorflow" and _multi_worker():
         raise ConfigValueError(
             "devices",
